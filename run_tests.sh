@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command: builds .venv if needed, then runs the whole suite (pass pytest options through, e.g. -k solver).
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/setup.sh
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromium >/dev/null && [ -z "${MORE_NO_APT:-}" ]; then
+  echo "[tests] installing Debian chromium for the browser test"
+  (apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }) \
+    || echo "[tests] chromium could not be installed; the browser test will be skipped"
+fi
+exec python -m pytest -q "$@"

@@ -1,0 +1,52 @@
+"""Config: every profile loads; unknown keys, wrong types and impossible values fail with one clear ConfigError."""
+import pytest
+
+from morelib.config import PARAMS_DIR, load_config
+from morelib.errors import ConfigError
+
+
+@pytest.mark.parametrize("profile", sorted(p.stem for p in PARAMS_DIR.glob("*.yaml")))
+def test_every_profile_loads(profile):
+    cfg = load_config(profile)
+    assert cfg.profile == profile
+    assert cfg.data.sources, "every profile names its sources"
+
+
+def test_override_applies_and_is_typed():
+    cfg = load_config("tiny", {"train.head_lr": 1, "seeds": [7]})
+    assert cfg.train.head_lr == 1.0 and isinstance(cfg.train.head_lr, float)
+    assert cfg.seeds == (7,)
+
+
+def test_unknown_key_names_closest():
+    with pytest.raises(ConfigError, match=r"unknown parameter 'train.lrr'.*did you mean 'lr'"):
+        load_config("tiny", {"train.lrr": 1e-3})
+
+
+def test_wrong_type_names_key():
+    with pytest.raises(ConfigError, match=r"'model.max_length' must be int"):
+        load_config("tiny", {"model.max_length": "long"})
+
+
+@pytest.mark.parametrize("key,value,pattern", [
+    ("model.max_length", 0, "must be positive"),
+    ("train.batch_per_source", -1, "must be positive"),
+    ("train.normalization", "l3", "normalization"),
+    ("train.schemes", ["moer"], "unknown scheme 'moer'.*more"),
+    ("data.split", {"train": 0.9, "calib": 0.2, "test": 0.2}, "sum to 1"),
+    ("seeds", [], "at least one seed"),
+])
+def test_impossible_values(key, value, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        load_config("tiny", {key: value})
+
+
+def test_unknown_profile_suggests():
+    with pytest.raises(ConfigError, match="unknown profile 'tinny'.*tiny"):
+        load_config("tinny")
+
+
+def test_to_dict_roundtrip():
+    cfg = load_config("default")
+    again = load_config("default", {k: v for k, v in cfg.to_dict().items() if k != "profile"})
+    assert again == cfg
