@@ -140,16 +140,34 @@ def local_files(source: str, split: str, root: Path) -> list[Path]:
     have = [s for s in SPLITS if any(any(root.glob(p)) for p in SOURCES[source].local.get(s, ()))]
     if have:
         raise DataError(f"no local '{split}' split for '{source}' under {root}; available: {', '.join(have)}")
-    raise DataError(f"no local data for {source} under {root} (looked for: {', '.join(patterns) or 'nothing'})")
+    looked = [p for s in SPLITS for p in SOURCES[source].local.get(s, ())]
+    raise DataError(f"no local data for {source} under {root} (looked for: {', '.join(dict.fromkeys(looked))})")
+
+
+def local_splits(source: str, root: Path) -> list[str]:
+    """Splits of a named source present under `root` (Summarize: by its records' `split` fields)."""
+    have = []
+    for split in SPLITS:
+        try:
+            next(iter(_local_records(source, split, root)))
+        except (DataError, StopIteration):
+            continue
+        have.append(split)
+    return have
 
 
 def _local_records(source: str, split: str, root: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """(file:line, record) of every local file of `source`/`split`, filtered by record split for Summarize."""
+    seen = set()
     for path in local_files(source, split, root):
         for where, record in formats.read_records(path):
+            seen.add(record.get("split"))
             if source == "summarize" and record.get("split", "train") not in _SUMMARIZE_RECORD_SPLITS[split]:
                 continue
             yield where, record
+    if source == "summarize" and not seen & set(_SUMMARIZE_RECORD_SPLITS[split]):
+        raise DataError(f"no local '{split}' split for 'summarize' under {root}; its records' splits: "
+                        f"{', '.join(sorted(str(s) for s in seen))}")
 
 
 def _convert(records: Iterable[tuple[str, dict[str, Any]]], source: str, report: DropLog) -> list[Pair]:
