@@ -1,0 +1,281 @@
+"""Run folders: one never-overwritten folder per run, atomic writes, provenance manifest and a timing table.
+
+Layout (STYLE.md): `outputs/<profile>-<YYYYmmdd-HHMMSS>-<git7>/` holds `config.yaml`, `heads/` (reward models shared by
+the notebooks of the run) and one folder per notebook with `manifest.json`, `metrics.json`, `tables/*.csv`,
+`figures/*.html` (+ `.png` where a static renderer exists), `timings.csv` and the executed notebook. Every file is
+written to a temporary name in the same folder and moved into place with `os.replace`, so a crash or a full disk
+leaves either the old file or none — never a partial one (checked by monkeypatching the writer in tests/test_runs.py).
+Modelled on lm-evaluation-harness' result provenance.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import json
+import logging
+import math
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from morelib.config import PARAMS_DIR, Config, load_config
+from morelib.errors import ConfigError, RunError
+
+log = logging.getLogger(__name__)
+REPO_ROOT = PARAMS_DIR.parent
+PACKAGES = ("torch", "transformers", "accelerate", "datasets", "numpy", "scipy", "pandas", "plotly", "papermill")
+DONE_MARKER = ".done"
+_PNG_SKIPPED: list[str] = []
+
+
+def git_commit(short: bool = False) -> str:
+    """The repository's HEAD commit (7 characters if `short`), or 'nogit' outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "nogit"
+    sha = out.stdout.strip() if out.returncode == 0 else ""
+    if not sha:
+        return "nogit"
+    return sha[:7] if short else sha
+
+
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
+    """Installed versions of the packages that shape results ('absent' when not installed)."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def machine() -> dict[str, Any]:
+    """Where the run happened: host, OS, Python, CPU count and accelerator."""
+    info: dict[str, Any] = {"host": platform.node(), "platform": platform.platform(),
+                            "python": platform.python_version(), "cpus": os.cpu_count()}
+    try:
+        import torch
+        info["cuda"] = torch.cuda.is_available()
+        info["gpu"] = torch.cuda.get_device_name(0) if info["cuda"] else None
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        info["cuda"] = False
+    return info
+
+
+def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> Path:
+    """Write `path` via `write(fileobj)` into a temp file beside it, then `os.replace`; on any error no file is left."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise RunError(f"could not write {path}: {err}") from err
+        raise
+    return path
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON data from numpy/torch scalars, tuples and Paths (non-finite floats become None)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def new_run_id(cfg: Config) -> str:
+    """`<profile>-<YYYYmmdd-HHMMSS>-<git7>` for a fresh run of `cfg`."""
+    return f"{cfg.profile}-{datetime.now():%Y%m%d-%H%M%S}-{git_commit(short=True)}"
+
+
+def create_run_dir(cfg: Config, root: str | Path | None = None) -> Path:
+    """Create a new, empty run folder under `root` (default cfg.output_root); never reuses an existing one."""
+    base = Path(root or cfg.output_root)
+    if not base.is_absolute():
+        base = REPO_ROOT / base
+    base.mkdir(parents=True, exist_ok=True)
+    run_id = new_run_id(cfg)
+    for n in range(1000):
+        path = base / (run_id if n == 0 else f"{run_id}-{n}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise RunError(f"could not find a free run folder name for {run_id} under {base}")
+
+
+def latest_run_dir(cfg: Config) -> Path:
+    """The most recent run folder of cfg.profile under cfg.output_root."""
+    base = Path(cfg.output_root)
+    base = base if base.is_absolute() else REPO_ROOT / base
+    runs = sorted(p for p in base.glob(f"{cfg.profile}-*") if p.is_dir())
+    if not runs:
+        raise RunError(f"no earlier '{cfg.profile}' run under {base}; pass run_dir='' to start one")
+    return runs[-1]
+
+
+@dataclass
+class Run:
+    """One notebook's view of a run folder: where it writes and what it has timed."""
+
+    root: Path
+    notebook: str
+    cfg: Config
+    timings: list[tuple[str, float]] = field(default_factory=list)
+    manifest_extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dir(self) -> Path:
+        """This notebook's folder inside the run."""
+        return self.root / self.notebook
+
+    @property
+    def heads_dir(self) -> Path:
+        """Folder of reward models shared by all notebooks of the run."""
+        return self.root / "heads"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Content-keyed feature cache shared across runs (outputs/cache)."""
+        base = Path(self.cfg.output_root)
+        return (base if base.is_absolute() else REPO_ROOT / base) / "cache"
+
+    def save_json(self, name: str, data: Any) -> Path:
+        """Write `data` as `<notebook>/<name>.json` (e.g. name='metrics')."""
+        text = json.dumps(_jsonable(data), indent=2, sort_keys=True, allow_nan=False)
+        return atomic_write(self.dir / f"{name}.json", lambda fh: fh.write(text + "\n"))
+
+    def save_table(self, name: str, table: pd.DataFrame) -> Path:
+        """Write `table` as `<notebook>/tables/<name>.csv`."""
+        if not isinstance(table, pd.DataFrame):
+            raise RunError(f"save_table('{name}') needs a pandas DataFrame, got {type(table).__name__}")
+        text = table.to_csv(index=not isinstance(table.index, pd.RangeIndex))
+        return atomic_write(self.dir / "tables" / f"{name}.csv", lambda fh: fh.write(text))
+
+    def save_figure(self, name: str, fig: Any) -> Path:
+        """Write a plotly figure as `<notebook>/figures/<name>.html` (offline plotly.js beside it) and PNG if possible."""
+        figdir = self.dir / "figures"
+        js = figdir / "plotly.min.js"
+        if not js.exists():
+            from plotly.offline import get_plotlyjs
+            atomic_write(js, lambda fh: fh.write(get_plotlyjs()))
+        html = fig.to_html(include_plotlyjs="directory", full_html=True)
+        path = atomic_write(figdir / f"{name}.html", lambda fh: fh.write(html))
+        self._save_png(figdir / f"{name}.png", fig)
+        return path
+
+    def _save_png(self, path: Path, fig: Any) -> None:
+        """Write a static PNG when a renderer (kaleido) is installed; otherwise log once and skip."""
+        try:
+            png = fig.to_image(format="png")
+        except (ImportError, ValueError, RuntimeError) as err:
+            if not _PNG_SKIPPED:
+                log.info("PNG figures skipped (no static renderer: %s); HTML written", err)
+                _PNG_SKIPPED.append(str(err))
+            return
+        atomic_write(path, lambda fh: fh.write(png), mode="wb")
+
+    def save_manifest(self, **extra: Any) -> Path:
+        """Write `<notebook>/manifest.json`: config, git commit, packages, seeds, machine, timings and `extra`."""
+        self.manifest_extra.update(extra)
+        manifest = {"run_id": self.root.name, "notebook": self.notebook, "profile": self.cfg.profile,
+                    "git_commit": git_commit(), "seeds": list(self.cfg.seeds), "config": self.cfg.to_dict(),
+                    "packages": package_versions(), "machine": machine(),
+                    "written": datetime.now().isoformat(timespec="seconds"),
+                    "timings_s": dict(self.timings), **self.manifest_extra}
+        return self.save_json("manifest", manifest)
+
+    @contextlib.contextmanager
+    def timer(self, step: str) -> Iterator[None]:
+        """Time the enclosed block as `step` in this notebook's timing table."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings.append((step, round(time.perf_counter() - start, 3)))
+
+    def timing_table(self) -> pd.DataFrame:
+        """Seconds per timed step, with a total row."""
+        table = pd.DataFrame(self.timings, columns=["step", "seconds"])
+        total = pd.DataFrame([("total", round(float(table["seconds"].sum()), 3))], columns=["step", "seconds"])
+        return pd.concat([table, total], ignore_index=True)
+
+    def finish(self) -> pd.DataFrame:
+        """Save the timing table and manifest; return the timing table (for display)."""
+        table = self.timing_table()
+        self.save_table("timings", table)
+        self.save_manifest()
+        return table
+
+    def is_done(self, notebook: str) -> bool:
+        """Whether `notebook` completed in this run (run_all.sh marks completion)."""
+        return (self.root / notebook / DONE_MARKER).exists()
+
+
+def open_run(cfg: Config, run_dir: str | Path | None, notebook: str) -> Run:
+    """Open the run folder `run_dir` (created when empty/None; 'latest' = newest of this profile) for `notebook`."""
+    if not notebook or "/" in notebook:
+        raise RunError(f"notebook name must be a plain folder name, got {notebook!r}")
+    if run_dir in (None, ""):
+        root = create_run_dir(cfg)
+    elif str(run_dir) == "latest":
+        root = latest_run_dir(cfg)
+    else:
+        root = Path(run_dir)
+        root.mkdir(parents=True, exist_ok=True)
+    config_file = root / "config.yaml"
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    if not config_file.exists():
+        atomic_write(config_file, lambda fh: fh.write(text))
+    elif config_file.read_text() != text:
+        atomic_write(root / notebook / "config.yaml", lambda fh: fh.write(text))
+    run = Run(root=root.resolve(), notebook=notebook, cfg=cfg)
+    run.dir.mkdir(parents=True, exist_ok=True)
+    return run
+
+
+def parse_overrides(overrides: str | dict | None) -> dict[str, Any]:
+    """Dotted overrides from a notebook parameter: a YAML/JSON mapping string (or a dict) → dict."""
+    if overrides is None or isinstance(overrides, dict):
+        return dict(overrides or {})
+    try:
+        data = yaml.safe_load(overrides) if overrides.strip() else {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"'overrides' is not valid YAML/JSON: {err}") from err
+    if not isinstance(data or {}, dict):
+        raise ConfigError(f"'overrides' must be a mapping like {{\"train.lr\": 0.001}}, got {overrides!r}")
+    return dict(data or {})
+
+
+def start(profile: str, run_dir: str, overrides: str | dict | None, notebook: str) -> Run:
+    """Validate a notebook's parameters through load_config and open its run folder (run.cfg is the config)."""
+    cfg = load_config(profile, parse_overrides(overrides))
+    return open_run(cfg, run_dir, notebook)

@@ -1,0 +1,85 @@
+"""Run folders: fresh never-overwritten folders, atomic writes that leave no partial file, complete manifests."""
+import errno
+import json
+import os
+
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from morelib import runs
+from morelib.config import load_config
+from morelib.errors import ConfigError, RunError
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    return load_config("tiny", {"output_root": str(tmp_path / "outputs")})
+
+
+def test_new_run_folder_is_named_and_never_reused(cfg, monkeypatch):
+    monkeypatch.setattr(runs, "new_run_id", lambda c: "tiny-20240101-000000-abc1234")
+    first = runs.open_run(cfg, "", "01_diversity")
+    second = runs.open_run(cfg, None, "01_diversity")
+    assert first.root.name == "tiny-20240101-000000-abc1234"
+    assert second.root != first.root and second.root.name.startswith(first.root.name)
+    assert (first.root / "config.yaml").exists() and first.dir.is_dir()
+
+
+def test_reopening_a_run_keeps_its_config_and_shares_heads(cfg, tmp_path):
+    first = runs.open_run(cfg, "", "01_diversity")
+    again = runs.open_run(cfg, str(first.root), "02_more_training")
+    assert again.root == first.root and again.heads_dir == first.heads_dir
+    latest = runs.open_run(cfg, "latest", "03_hh_analysis")
+    assert latest.root == first.root
+
+
+def test_save_json_table_figure(cfg):
+    run = runs.open_run(cfg, "", "nb")
+    run.save_json("metrics", {"acc": 0.5, "nan": float("nan"), "t": (1, 2)})
+    assert json.loads((run.dir / "metrics.json").read_text()) == {"acc": 0.5, "nan": None, "t": [1, 2]}
+    run.save_table("t", pd.DataFrame({"a": [1, 2]}))
+    assert pd.read_csv(run.dir / "tables" / "t.csv")["a"].tolist() == [1, 2]
+    run.save_figure("f", go.Figure(go.Scatter(x=[0, 1], y=[1, 0])))
+    html = (run.dir / "figures" / "f.html").read_text()
+    assert 'src="plotly.min.js"' in html and (run.dir / "figures" / "plotly.min.js").stat().st_size > 100_000
+
+
+def test_disk_full_leaves_no_partial_file(cfg, monkeypatch):
+    run = runs.open_run(cfg, "", "nb")
+    run.save_json("metrics", {"old": 1})
+    real_fsync = os.fsync
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(RunError, match="metrics.json.*No space"):
+        run.save_json("metrics", {"new": 2})
+    with pytest.raises(RunError, match="t.csv"):
+        run.save_table("t", pd.DataFrame({"a": [1]}))
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert json.loads((run.dir / "metrics.json").read_text()) == {"old": 1}
+    assert not (run.dir / "tables" / "t.csv").exists()
+    assert not [p for p in run.dir.rglob("*.tmp")], "temporary files must be removed"
+
+
+def test_manifest_and_timings(cfg):
+    run = runs.open_run(cfg, "", "nb")
+    with run.timer("step"):
+        pass
+    table = run.finish()
+    assert table["step"].tolist() == ["step", "total"]
+    manifest = json.loads((run.dir / "manifest.json").read_text())
+    for key in ("config", "git_commit", "packages", "seeds", "machine", "timings_s", "run_id"):
+        assert key in manifest
+    assert manifest["seeds"] == list(cfg.seeds) and manifest["packages"]["torch"] != "absent"
+
+
+def test_start_validates_overrides(tmp_path):
+    run = runs.start("tiny", str(tmp_path / "r"), '{"train.head_lr": 0.5}', "nb")
+    assert run.cfg.train.head_lr == 0.5
+    with pytest.raises(ConfigError, match="train.head_lrr"):
+        runs.start("tiny", str(tmp_path / "r"), '{"train.head_lrr": 0.5}', "nb")
+    with pytest.raises(ConfigError, match="overrides"):
+        runs.start("tiny", str(tmp_path / "r"), "[1, 2]", "nb")
