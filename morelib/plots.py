@@ -1,0 +1,135 @@
+"""Plotly figures of the workbook (paper Figs 1, 3, 4, 5, 6): they only display numbers computed elsewhere.
+
+Inputs are tidy pandas tables or plain arrays produced by `morelib.study`; nothing here computes a metric (rliable's
+plot_utils is the model). Checked in tests/test_plots.py: each figure has the traces and values it was given.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from morelib.errors import MoreError
+
+SCHEME_COLORS = {"raw": "#9e9e9e", "top": "#1f77b4", "single": "#1f77b4", "multitask": "#ff7f0e", "more": "#2ca02c",
+                 "top+T": "#6baed6", "multitask+T": "#fdae6b", "more+T": "#74c476"}
+TEMPLATE = "plotly_white"
+
+
+def _color(scheme: str) -> str | None:
+    """The workbook's colour for a scheme (None lets plotly choose)."""
+    return SCHEME_COLORS.get(scheme)
+
+
+def accuracy_heatmap(matrix: pd.DataFrame, title: str = "Accuracy of each RM (row) on each test source (column)") -> go.Figure:
+    """Heatmap of a K×K accuracy matrix (rows = RM trained on, columns = test source), values annotated (Fig 1)."""
+    if matrix.empty:
+        raise MoreError("accuracy_heatmap needs a non-empty matrix")
+    fig = go.Figure(go.Heatmap(z=matrix.values, x=list(matrix.columns), y=list(matrix.index), colorscale="Viridis",
+                               text=np.round(matrix.values, 3), texttemplate="%{text}", colorbar={"title": "accuracy"}))
+    fig.update_layout(title=title, xaxis_title="test source", yaxis_title="RM trained on", template=TEMPLATE)
+    return fig
+
+
+def accuracy_radar(matrix: pd.DataFrame, title: str = "Accuracy per test source (paper Fig 1 radar)") -> go.Figure:
+    """Radar chart: one closed polygon per RM (row) over the test sources (columns)."""
+    theta = list(matrix.columns) + [matrix.columns[0]]
+    fig = go.Figure()
+    for rm, row in matrix.iterrows():
+        values = list(row.values) + [row.values[0]]
+        fig.add_trace(go.Scatterpolar(r=values, theta=theta, name=str(rm), fill="none"))
+    fig.update_layout(title=title, polar={"radialaxis": {"range": [0.0, 1.0]}}, template=TEMPLATE)
+    return fig
+
+
+def reward_diff_histograms(diffs: Mapping[str, np.ndarray], title: str) -> go.Figure:
+    """Overlaid histograms of reward differences r(chosen) − r(rejected), one per RM (Fig 3a)."""
+    fig = go.Figure()
+    for name, values in diffs.items():
+        fig.add_trace(go.Histogram(x=np.asarray(values), name=name, opacity=0.55, nbinsx=40))
+    fig.update_layout(barmode="overlay", title=title, xaxis_title="reward difference", yaxis_title="pairs",
+                      template=TEMPLATE)
+    return fig
+
+
+def reward_box(table: pd.DataFrame, x: str, y: str, color: str, title: str) -> go.Figure:
+    """Grouped box plots of column `y` by `x`, one box colour per value of `color` (Fig 3b, Fig 5)."""
+    fig = go.Figure()
+    for name, part in table.groupby(color, sort=False):
+        fig.add_trace(go.Box(x=part[x], y=part[y], name=str(name), marker_color=_color(str(name)), boxpoints="outliers"))
+    fig.update_layout(boxmode="group", title=title, xaxis_title=x, yaxis_title=y, template=TEMPLATE)
+    return fig
+
+
+def metric_bars(table: pd.DataFrame, metric: str, title: str, x: str = "test_source", color: str = "scheme") -> go.Figure:
+    """Grouped bars of `metric` (mean over seeds) with error bars from columns `<metric>_lo`/`<metric>_hi` if present."""
+    fig = go.Figure()
+    for name, part in table.groupby(color, sort=False):
+        err = None
+        if f"{metric}_lo" in part and f"{metric}_hi" in part:
+            err = {"type": "data", "symmetric": False, "array": part[f"{metric}_hi"] - part[metric],
+                   "arrayminus": part[metric] - part[f"{metric}_lo"]}
+        fig.add_trace(go.Bar(x=part[x], y=part[metric], name=str(name), marker_color=_color(str(name)), error_y=err))
+    fig.update_layout(barmode="group", title=title, xaxis_title=x, yaxis_title=metric, template=TEMPLATE)
+    return fig
+
+
+def reliability_diagrams(curves: Mapping[str, Mapping[str, np.ndarray]], title: str) -> go.Figure:
+    """Reliability diagrams: mean predicted P(chosen ≻ rejected) vs observed accuracy per bin, one line per RM (Fig 4)."""
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect", line={"dash": "dash", "color": "grey"}))
+    for name, c in curves.items():
+        conf, acc = np.asarray(c["confidence"]), np.asarray(c["accuracy"])
+        keep = np.asarray(c["count"]) > 0
+        fig.add_trace(go.Scatter(x=conf[keep], y=acc[keep], mode="lines+markers", name=name,
+                                 marker_color=_color(name.split(" ")[0]), text=np.asarray(c["count"])[keep],
+                                 hovertemplate="conf %{x:.3f}<br>acc %{y:.3f}<br>n %{text}"))
+    fig.update_layout(title=title, xaxis_title="predicted probability", yaxis_title="observed frequency",
+                      xaxis_range=[0, 1], yaxis_range=[0, 1], template=TEMPLATE)
+    return fig
+
+
+def training_curves(lam: np.ndarray, loss: np.ndarray, source_names: Sequence[str], title: str) -> go.Figure:
+    """Two panels over training steps: MORE's λ per source (top) and each source's loss (bottom)."""
+    lam, loss = np.asarray(lam), np.asarray(loss)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, subplot_titles=("λ per source", "loss per source"))
+    for k, name in enumerate(source_names):
+        if lam.size:
+            fig.add_trace(go.Scatter(y=lam[:, k], mode="lines", name=f"λ {name}", legendgroup=name), row=1, col=1)
+        if loss.size:
+            fig.add_trace(go.Scatter(y=loss[:, k], mode="lines", name=f"loss {name}", legendgroup=name,
+                                     line={"dash": "dot"}), row=2, col=1)
+    fig.update_layout(title=title, template=TEMPLATE, height=600)
+    fig.update_xaxes(title_text="step", row=2, col=1)
+    return fig
+
+
+def ece_vs_k(table: pd.DataFrame, reference: pd.DataFrame | None, title: str) -> go.Figure:
+    """ECE vs number of sources K, one line per (scheme, test source); `reference` rows (test_source, ece) dashed (Fig 6)."""
+    fig = go.Figure()
+    for (scheme, src), part in table.groupby(["scheme", "test_source"], sort=False):
+        err = None
+        if "ece_sd" in part:
+            err = {"type": "data", "array": part["ece_sd"]}
+        fig.add_trace(go.Scatter(x=part["K"], y=part["ece"], mode="lines+markers", name=f"{scheme} · {src}",
+                                 marker_color=_color(str(scheme)), error_y=err,
+                                 line={"dash": "solid" if src == table["test_source"].iloc[0] else "dashdot"}))
+    if reference is not None:
+        for _, row in reference.iterrows():
+            fig.add_hline(y=row["ece"], line_dash="dash", line_color=_color("top"),
+                          annotation_text=f"top · {row['test_source']}")
+    fig.update_layout(title=title, xaxis_title="number of training sources K", yaxis_title="ECE (10 bins)",
+                      template=TEMPLATE, xaxis={"dtick": 1})
+    return fig
+
+
+def scatter_xy(table: pd.DataFrame, x: str, y: str, color: str, title: str) -> go.Figure:
+    """Markers of `y` against `x`, one series per value of `color` (synthetic benchmark: ECE vs cosine to r*)."""
+    fig = go.Figure()
+    for name, part in table.groupby(color, sort=False):
+        fig.add_trace(go.Scatter(x=part[x], y=part[y], mode="markers", name=str(name), marker_color=_color(str(name)),
+                                 marker_size=10))
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template=TEMPLATE)
+    return fig
