@@ -170,10 +170,15 @@ def _local_records(source: str, split: str, root: Path) -> Iterator[tuple[str, d
                         f"{', '.join(sorted(str(s) for s in seen))}")
 
 
+def source_label(source: str) -> str:
+    """The `Pair.source` / DropLog key of a source: its name, or a local file's name."""
+    return source if source in SOURCES else Path(source).name
+
+
 def _convert(records: Iterable[tuple[str, dict[str, Any]]], source: str, report: DropLog) -> list[Pair]:
     """Run the source's converter over records, counting and logging every dropped row."""
     convert = SOURCES[source].convert if source in SOURCES else formats.table_pair
-    label = source if source in SOURCES else Path(source).name
+    label = source_label(source)
     pairs = []
     for where, record in records:
         out = convert(record, where, label)
@@ -253,5 +258,5 @@ def load_preferences(source: str, split: str, data_dir: str | Path | None = None
         pairs = _convert(_local_records(source, split, root), source, report) if root else \
             _hub_pairs(source, split, report)
     if not pairs:
-        raise DataError(f"source '{source}' split '{split}' yielded no pairs ({report.summary(source)})")
+        raise DataError(f"source '{source}' split '{split}' yielded no pairs ({report.summary(source_label(source))})")
     return pairs if limit is None else sample(pairs, limit, seed)

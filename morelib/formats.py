@@ -214,7 +214,7 @@ def oasst_tree_pairs(tree: dict[str, Any], where: str, source: str, lang: str | 
     """Pairs of differently-ranked sibling assistant replies in one OASST export tree {"message_tree_id", "prompt"}.
 
     Deleted and synthetic messages (and everything below them) are skipped; replies without a rank are unused.
-    `lang` filters on the prompter message's language (None keeps all).
+    `lang` keeps prompts whose prompter message has that language (None keeps all); others count as dropped.
     """
     tree_id = str(field(tree, "message_tree_id", where))
     stack = [(field(tree, "prompt", where, dict), ())]
@@ -224,8 +224,10 @@ def oasst_tree_pairs(tree: dict[str, Any], where: str, source: str, lang: str | 
             continue
         turns = path + ((field(message, "role", where), field(message, "text", where)),)
         replies = [r for r in message.get("replies") or [] if isinstance(r, dict)]
-        if turns[-1][0] == "prompter" and (lang is None or message.get("lang") == lang):
-            yield from _sibling_pairs(turns, replies, tree_id, source)
+        if turns[-1][0] == "prompter":
+            same_lang = lang is None or message.get("lang") == lang
+            for item in _sibling_pairs(turns, replies, tree_id, source):
+                yield item if same_lang or isinstance(item, str) else "other language"
         stack.extend((reply, turns) for reply in reversed(replies))
 
 
