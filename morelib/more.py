@@ -1,0 +1,110 @@
+"""MORE source weighting: momentum → normalise → min-norm λ, and the re-weighted loss Σ λ_i L_i (paper §4, Eqs. 8–9).
+
+Conventions fixed by shared/paper/README.md and the reference code (`trainer.py`, `utils.gradient_normalizer`):
+- momentum  g_i ← (1 − α)·g_i_old + α·g_i_new with α = 0.99 (the NEW gradient gets weight α);
+- normalisation of the momentum gradients before the solver: `l2` g_i/‖g_i‖ (zero norm counts as 1),
+  `loss` g_i / ((L_i + 1)/Σ_j (L_j + 1)), `loss+` g_i / (‖g_i‖·L_i), `none` unchanged; L_i = current batch loss.
+# NOTE(ref): the reference seeds the momentum buffer with the head's initial weights; ours starts at the first gradient.
+# NOTE(ref): for `loss+` a zero divisor ‖g_i‖·L_i counts as 1 (the reference would divide by zero).
+# NOTE(ref): the reference multiplies the weighted loss by K; `more_loss` is Σ λ_i L_i, so uniform λ gives the mean.
+Checked in tests/test_more.py: K = 1 gives single-source training, uniform λ gives MultiTask, state round-trips.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from morelib.errors import ConfigError, TrainingError
+from morelib.solver import min_norm
+
+NORMALIZATIONS = ("l2", "loss", "loss+", "none")
+
+
+def _check_finite(grads: torch.Tensor, losses: torch.Tensor) -> None:
+    """Raise TrainingError naming every source index whose gradient or loss is NaN/inf."""
+    bad_g = (~torch.isfinite(grads)).any(dim=1)
+    bad_l = ~torch.isfinite(losses)
+    if bad_g.any() or bad_l.any():
+        parts = [f"gradient of source {int(i)}" for i in torch.nonzero(bad_g)[:, 0]]
+        parts += [f"loss of source {int(i)}" for i in torch.nonzero(bad_l)[:, 0]]
+        raise TrainingError(f"non-finite (NaN/inf) value in {', '.join(parts)}")
+
+
+def normalize(grads: torch.Tensor, losses: torch.Tensor, normalization: str) -> torch.Tensor:
+    """Scale each source gradient grads[K, h] by the paper's normalisation using the batch losses[K]."""
+    if normalization == "none":
+        return grads
+    norms = grads.norm(dim=1)
+    if normalization == "l2":
+        divisor = norms
+    elif normalization == "loss":
+        divisor = (losses + 1) / (losses + 1).sum()
+    elif normalization == "loss+":
+        divisor = torch.where(norms == 0, torch.ones_like(norms), norms) * losses
+    else:
+        raise ConfigError(f"unknown MORE normalization {normalization!r}; valid: {', '.join(NORMALIZATIONS)}")
+    divisor = torch.where(divisor == 0, torch.ones_like(divisor), divisor)
+    return grads / divisor[:, None]
+
+
+class MoreWeighter:
+    """Stateful MORE weighting for K sources: `.step(grads[K, h], losses[K]) -> λ[K]` on the simplex.
+
+    K: number of preference sources; alpha: momentum weight α of the NEW gradient (paper: 0.99);
+    normalization: one of "l2" (paper default), "loss", "loss+", "none".
+    """
+
+    def __init__(self, K: int, alpha: float = 0.99, normalization: str = "l2") -> None:
+        if not isinstance(K, int) or K < 1:
+            raise ConfigError(f"MoreWeighter K must be a positive int (number of sources), got {K!r}")
+        if not 0.0 < alpha <= 1.0:
+            raise ConfigError(f"MoreWeighter alpha must be in (0, 1] (weight of the new gradient), got {alpha!r}")
+        if normalization not in NORMALIZATIONS:
+            raise ConfigError(f"unknown MORE normalization {normalization!r}; valid: {', '.join(NORMALIZATIONS)}")
+        self.K, self.alpha, self.normalization = K, float(alpha), normalization
+        self.momentum: torch.Tensor | None = None
+        self.steps = 0
+
+    def step(self, grads: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+        """Update momentum with this batch's head gradients grads[K, h] and losses[K]; return λ[K] (float32, detached)."""
+        grads, losses = grads.detach(), losses.detach()
+        if grads.ndim != 2 or grads.shape[0] != self.K or losses.shape != (self.K,):
+            raise ValueError(
+                f"expected grads [K={self.K}, h] and losses [{self.K}], got {tuple(grads.shape)} and {tuple(losses.shape)}"
+            )
+        _check_finite(grads, losses)
+        if self.momentum is None:
+            self.momentum = grads.clone()
+        else:
+            self.momentum = (1 - self.alpha) * self.momentum.to(grads) + self.alpha * grads
+        self.steps += 1
+        if self.K == 1:
+            return torch.ones(1, dtype=torch.float32, device=grads.device)
+        lam = min_norm(normalize(self.momentum, losses, self.normalization))
+        return lam.to(torch.float32)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: settings, momentum buffer [K, h] (or None) and step count."""
+        momentum = None if self.momentum is None else self.momentum.detach().cpu().clone()
+        return {"K": self.K, "alpha": self.alpha, "normalization": self.normalization,
+                "momentum": momentum, "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state from `state_dict()`; settings must match this weighter's."""
+        for key in ("K", "alpha", "normalization"):
+            if state.get(key) != getattr(self, key):
+                raise ConfigError(f"MoreWeighter state has {key}={state.get(key)!r}, this weighter has {getattr(self, key)!r}")
+        momentum = state.get("momentum")
+        if momentum is not None and (momentum.ndim != 2 or momentum.shape[0] != self.K):
+            raise ConfigError(f"MoreWeighter state momentum must have shape [{self.K}, h], got {tuple(momentum.shape)}")
+        self.momentum = None if momentum is None else momentum.clone()
+        self.steps = int(state.get("steps", 0))
+
+
+def more_loss(losses: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """MORE objective Σ_i λ_i L_i of per-source losses[K] with weights λ[K] (λ is detached: no gradient flows to it)."""
+    if losses.shape != lam.shape or losses.ndim != 1:
+        raise ValueError(f"losses and lam must both have shape [K], got {tuple(losses.shape)} and {tuple(lam.shape)}")
+    return (lam.detach().to(losses) * losses).sum()
