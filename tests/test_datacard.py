@@ -1,0 +1,50 @@
+"""Tests of morelib.datacard: Table 4 matching, counts per split, truncation share and length quantiles by hand."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from morelib.data import Pair
+from morelib.datacard import data_card, length_stats, paper_row, read_table4
+from morelib.errors import DataError
+from morelib.splits import SplitReport
+
+TABLE4 = pd.DataFrame({"dataset": ["Anthropic Helpful", "OpenAssistant Oasst1"], "train_pairs": [43774, 18165],
+                       "test_pairs": [2352, 957]})
+
+
+def _pair(prompt_words: int, chosen_words: int, rejected_words: int) -> Pair:
+    return Pair(" ".join(["p"] * prompt_words), " c" * chosen_words, " r" * rejected_words, "s", "g")
+
+
+def test_length_stats_by_hand():
+    pairs = [_pair(2, 1, 3), _pair(4, 4, 1), _pair(1, 1, 1)]  # lengths (3, 5), (8, 5), (2, 2)
+    stats = length_stats(pairs, str.split, max_length=4)
+    assert stats["truncated_share"] == pytest.approx(2 / 3)
+    assert stats["len_p50"] == 4.0 and stats["len_max"] == 8.0  # median of 3, 5, 8, 5, 2, 2
+    with pytest.raises(DataError, match="at least one pair"):
+        length_stats([], str.split, 4)
+
+
+def test_paper_row_matching():
+    assert paper_row("helpful", "anthropic helpful", TABLE4)["train_pairs"] == 43774
+    assert paper_row("oasst1", "OpenAssistant OASST1", TABLE4)["test_pairs"] == 957
+    assert paper_row("ultrafeedback", "UltraFeedback (stand-in)", TABLE4) is None
+
+
+def test_data_card_rows(tmp_path):
+    path = tmp_path / "t4.csv"
+    TABLE4.to_csv(path, index=False)
+    splits = {"helpful": {"train": [_pair(1, 1, 2)] * 3, "calib": [], "test": [_pair(5, 1, 1)]},
+              "ultrafeedback": {"train": [_pair(1, 1, 1)], "calib": [], "test": [_pair(1, 1, 1)]}}
+    report = SplitReport(drops={"hh-helpful": {"loaded": 4, "dropped": {"chosen == rejected": 2}}})
+    card = data_card(splits, {"helpful": "Anthropic Helpful"}, path, str.split, max_length=4, reports={"helpful": report})
+    helpful = card.set_index("source").loc["helpful"]
+    assert (helpful["train"], helpful["calib"], helpful["test"]) == (3, 0, 1)
+    assert (helpful["paper_train"], helpful["paper_test"]) == (43774, 2352)
+    assert helpful["truncated_share"] == pytest.approx(1 / 4) and helpful["drops"] == "hh-helpful: chosen == rejected 2"
+    assert math.isnan(card.set_index("source").loc["ultrafeedback", "paper_train"])
+    with pytest.raises(DataError, match="paper Table 4 not found"):
+        read_table4(tmp_path / "none.csv")
