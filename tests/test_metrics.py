@@ -1,0 +1,125 @@
+"""Metrics on reward differences: hand values, a direct per-bin loop, torchmetrics, bin-edge convention, bad inputs."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torchmetrics.functional.classification import binary_calibration_error
+
+from morelib import metrics
+
+LN3 = math.log(3)  # σ(ln 3) = 0.75 and σ(−ln 3) = 0.25 exactly in float64
+
+
+def direct_calibration(delta, n_bins):
+    """Independent ECE/ACE/MCE: an explicit loop over the 2N ordered-pair probabilities and (a, b] bins."""
+    sum_p, sum_y, count = [0.0] * n_bins, [0.0] * n_bins, [0] * n_bins
+    for d in delta:
+        for p, y in ((1 / (1 + math.exp(-d)), 1.0), (1 / (1 + math.exp(d)), 0.0)):
+            k = next(k for k in range(n_bins) if p <= (k + 1) / n_bins)
+            sum_p[k] += p
+            sum_y[k] += y
+            count[k] += 1
+    gaps = [abs(sum_p[k] - sum_y[k]) / count[k] for k in range(n_bins) if count[k]]
+    ece = sum(abs(a - b) for a, b in zip(sum_p, sum_y)) / (2 * len(delta))
+    return {"ece": ece, "ace": sum(gaps) / len(gaps), "mce": max(gaps)}
+
+
+def test_calibration_hand_case_two_bins():
+    # probabilities: 0.75, 0.75, 0.25, 0.5 (label 1) and 0.25, 0.25, 0.75, 0.5 (label 0)
+    # bin (0, .5]: p = .25 .5 .25 .25 .5, Σp = 1.75, Σy = 2; bin (.5, 1]: p = .75 .75 .75, Σp = 2.25, Σy = 2
+    out = metrics.calibration_errors([LN3, LN3, -LN3, 0.0], n_bins=2)
+    assert out["ece"] == pytest.approx(0.5 / 8)
+    assert out["ace"] == pytest.approx((0.25 / 5 + 0.25 / 3) / 2)
+    assert out["mce"] == pytest.approx(0.25 / 3)
+
+
+def test_calibration_hand_case_five_bins():
+    # bins (.2,.4]: three 0.25s, Σy = 1; (.4,.6]: two 0.5s, Σy = 1; (.6,.8]: three 0.75s, Σy = 2
+    out = metrics.calibration_errors(np.array([LN3, LN3, -LN3, 0.0]), n_bins=5)
+    assert out == pytest.approx({"ece": 0.0625, "ace": (0.25 / 3 + 0 + 0.25 / 3) / 3, "mce": 0.25 / 3})
+
+
+@pytest.mark.parametrize("n_bins", [1, 3, 5, 10, 20])
+@pytest.mark.parametrize("seed", range(3))
+def test_calibration_matches_direct_loop(n_bins, seed):
+    delta = np.random.default_rng(seed).normal(0.5, 2.0, size=57)
+    delta[:5] = 0.0  # ties: σ = 0.5, on an inner edge for even bin counts
+    assert metrics.calibration_errors(delta, n_bins) == pytest.approx(direct_calibration(delta, n_bins), rel=1e-12)
+
+
+@pytest.mark.parametrize("n_bins", [5, 10, 15])
+def test_calibration_matches_torchmetrics_off_edges(n_bins):
+    delta = torch.randn(400, generator=torch.Generator().manual_seed(n_bins), dtype=torch.float64) * 2 + 0.3
+    p, y = metrics.ordered_pair_probs(delta)
+    edges = np.linspace(0, 1, n_bins + 1)
+    assert np.min(np.abs(p[:, None] - edges[None, :])) > 1e-9  # no probability on a bin edge
+    ours = metrics.calibration_errors(delta, n_bins)
+    preds, target = torch.from_numpy(p), torch.from_numpy(y).long()
+    assert ours["ece"] == pytest.approx(binary_calibration_error(preds, target, n_bins, norm="l1").item(), rel=1e-6)
+    assert ours["mce"] == pytest.approx(binary_calibration_error(preds, target, n_bins, norm="max").item(), rel=1e-6)
+
+
+def test_probability_on_inner_edge_goes_to_lower_bin():
+    tie = metrics.reliability([0.0], n_bins=2)  # σ(0) = 0.5 twice
+    np.testing.assert_array_equal(tie["count"], [2, 0])
+    edge = metrics.reliability([LN3], n_bins=4)  # 0.75 (label 1) and 0.25 (label 0), both on edges
+    np.testing.assert_array_equal(edge["count"], [1, 0, 1, 0])
+    np.testing.assert_array_equal(edge["accuracy"][[0, 2]], [0.0, 1.0])
+    assert np.isnan(edge["confidence"][1])
+
+
+def test_reliability_fields():
+    rel = metrics.reliability([LN3, LN3, -LN3, 0.0], n_bins=2)
+    np.testing.assert_allclose(rel["edges"], [0, 0.5, 1])
+    np.testing.assert_allclose(rel["centers"], [0.25, 0.75])
+    np.testing.assert_array_equal(rel["count"], [5, 3])
+    np.testing.assert_allclose(rel["confidence"], [1.75 / 5, 0.75])
+    np.testing.assert_allclose(rel["accuracy"], [2 / 5, 2 / 3])
+
+
+def test_accuracy_counts_ties_wrong():
+    assert metrics.accuracy([1.0, -1.0, 0.0, 2.0]) == 0.5
+    assert metrics.accuracy(torch.tensor([0.0, 0.0])) == 0.0
+
+
+def test_brier_and_log_loss_hand_values_and_stability():
+    assert metrics.brier([LN3, 0.0]) == pytest.approx((0.25**2 + 0.5**2) / 2)
+    assert metrics.log_loss([LN3, 0.0]) == pytest.approx((math.log(4 / 3) + math.log(2)) / 2)
+    assert metrics.log_loss([-1000.0, 1000.0]) == pytest.approx(500.0)
+
+
+def test_outliers_box_plot_rule():
+    x = np.array([-10.0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 30, 40])
+    out = metrics.outliers(x)
+    q1, q3 = np.percentile(x, [25, 75])
+    assert out["upper_fence"] == pytest.approx(q3 + 1.5 * (q3 - q1))
+    assert (out["pos_count"], out["pos_mean"]) == (2, 35.0)
+    assert (out["neg_count"], out["neg_mean"]) == (1, -10.0)
+    none = metrics.outliers([1.0, 2.0, 3.0])
+    assert none["pos_count"] == 0 and math.isnan(none["pos_mean"])
+
+
+def test_evaluate_keys_and_consistency():
+    delta = np.random.default_rng(0).normal(1, 1, size=50)
+    out = metrics.evaluate(delta)
+    expected = {"accuracy", "brier", "log_loss", "n"} | {f"{m}_{b}" for m in ("ece", "ace", "mce") for b in (5, 10, 20)}
+    assert set(out) == expected
+    assert out["ece_10"] == metrics.calibration_errors(delta, 10)["ece"]
+    assert out["n"] == 50 and 0 <= out["accuracy"] <= 1
+
+
+@pytest.mark.parametrize("bad,msg", [([], "empty"), ([1.0, float("nan")], "non-finite.*index 1"),
+                                     ([[1.0]], r"shape \[N\]"), (torch.tensor([float("inf")]), "non-finite")])
+@pytest.mark.parametrize("fn", [metrics.accuracy, metrics.calibration_errors, metrics.brier, metrics.log_loss,
+                                metrics.outliers, metrics.evaluate, metrics.reliability])
+def test_bad_inputs_raise_naming_the_problem(fn, bad, msg):
+    with pytest.raises(ValueError, match=msg):
+        fn(bad)
+
+
+@pytest.mark.parametrize("n_bins", [0, -1, 2.5])
+def test_bad_bin_count_raises(n_bins):
+    with pytest.raises(ValueError, match="n_bins"):
+        metrics.calibration_errors([1.0], n_bins)
