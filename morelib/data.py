@@ -15,6 +15,7 @@ split, missing local files and a source that yields no pairs.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -175,9 +176,12 @@ def source_label(source: str) -> str:
     return source if source in SOURCES else Path(source).name
 
 
-def _convert(records: Iterable[tuple[str, dict[str, Any]]], source: str, report: DropLog) -> list[Pair]:
+def _convert(records: Iterable[tuple[str, dict[str, Any]]], source: str, report: DropLog,
+             lang: str | None = "en") -> list[Pair]:
     """Run the source's converter over records, counting and logging every dropped row."""
     convert = SOURCES[source].convert if source in SOURCES else formats.table_pair
+    if source == "oasst1":
+        convert = functools.partial(formats.oasst_record_pairs, lang=lang)
     label = source_label(source)
     pairs = []
     for where, record in records:
@@ -216,9 +220,9 @@ def _hub_records(source: str, split: str) -> Iterator[tuple[str, dict[str, Any]]
         yield f"{where} row {number}", dict(row)
 
 
-def _hub_pairs(source: str, split: str, report: DropLog) -> list[Pair]:
+def _hub_pairs(source: str, split: str, report: DropLog, lang: str | None) -> list[Pair]:
     """A named source's hub split as pairs, with the Table 4 test carves for WebGPT and Summarize."""
-    pairs = _convert(_hub_records(source, split), source, report)
+    pairs = _convert(_hub_records(source, split), source, report, lang)
     if source == "webgpt":
         from morelib.splits import carve_groups  # splits imports this module; import here avoids a cycle
 
@@ -239,10 +243,11 @@ def sample(pairs: list[Pair], n: int, seed: int) -> list[Pair]:
 
 
 def load_preferences(source: str, split: str, data_dir: str | Path | None = None, limit: int | None = None,
-                     seed: int = 0, report: DropLog | None = None) -> list[Pair]:
+                     seed: int = 0, report: DropLog | None = None, lang: str | None = "en") -> list[Pair]:
     """Pairs of one source and split ("train"|"test"); local copy if a data root is given/set, else the hub.
 
-    `limit` keeps a seeded sample of that many pairs; drops are added to `report` (see the module docstring).
+    `limit` keeps a seeded sample of that many pairs; drops are added to `report` (see the module docstring);
+    `lang` selects OASST prompts by language (None: all). A local file path is read whole, whatever `split`.
     """
     _check_source(source, split)
     report = DropLog() if report is None else report
@@ -255,8 +260,8 @@ def load_preferences(source: str, split: str, data_dir: str | Path | None = None
         root = local_root(data_dir)
         if root is not None and not root.is_dir():
             raise DataError(f"data directory not found: {root}")
-        pairs = _convert(_local_records(source, split, root), source, report) if root else \
-            _hub_pairs(source, split, report)
+        pairs = _convert(_local_records(source, split, root), source, report, lang) if root else \
+            _hub_pairs(source, split, report, lang)
     if not pairs:
         raise DataError(f"source '{source}' split '{split}' yielded no pairs ({report.summary(source_label(source))})")
     return pairs if limit is None else sample(pairs, limit, seed)

@@ -133,6 +133,8 @@ def test_hub_oasst_flat_rows_match_tree_export(hub):
         Pair(first, " Put it in boiling water for 8 minutes.", " Use a microwave.", "oasst1", "p1"),
         Pair(second, " About six minutes.", " Ten minutes.", "oasst1", "p1")]
     assert log.dropped["oasst1"] == {"other language": 1}
+    every = load_preferences("oasst1", "test", lang=None)
+    assert len(every) == 3 and {p.group for p in every} == {"p1", "q1"}
     records = formats.read_records(FIXTURES / "oasst_tree.jsonl")  # the same messages as an export tree
     walked = [p for w, r in records for p in formats.oasst_record_pairs(r, w, "oasst1") if isinstance(p, Pair)]
     assert set(walked) == set(flat)
