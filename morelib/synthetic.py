@@ -115,22 +115,10 @@ def from_spec(spec: Any, seed: int) -> SyntheticBenchmark:
 
 
 def true_calibration_error(bench: SyntheticBenchmark, split: str = "test", n_bins: int = 10) -> dict[str, float]:
-    """ECE of each source's TRUE reward on `split` — ≈ 0 up to sampling noise, the floor a trained RM can reach.
+    """ECE of each source's TRUE reward on `split`: ≈ 0 up to sampling noise, the floor a trained RM can reach.
 
-    Same convention as the paper's reference code (see /work/shared/paper/README.md): p = σ(r_w − r_l) per ordered
-    pair, scored as confidence max(p, 1 − p) against correctness (p > 0.5), equal-width bins, edges to the lower bin.
+    Uses `metrics.calibration_errors` (the paper's convention: both ordered pairs, equal-width (a, b] bins).
     """
-    return {name: ordered_pair_ece(bench.true_reward_diff(split, name), n_bins) for name in bench.source_names}
+    from morelib.metrics import calibration_errors  # a pure math module; imported here to keep data imports light
 
-
-def ordered_pair_ece(reward_diff: torch.Tensor, n_bins: int) -> float:
-    """ECE [0, 1] of ordered-pair reward differences r_w − r_l [N]: Σ_bins |Σ conf − Σ correct| / N."""
-    if reward_diff.numel() == 0 or not torch.isfinite(reward_diff).all():
-        raise ValueError("reward_diff must be non-empty and finite")
-    p = torch.sigmoid(reward_diff.double())
-    conf = torch.maximum(p, 1 - p)
-    correct = (p > 0.5).double()
-    edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)
-    bins = torch.searchsorted(edges[1:-1], conf, right=False)
-    gap = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, bins, conf - correct)
-    return float(gap.abs().sum() / p.numel())
+    return {name: calibration_errors(bench.true_reward_diff(split, name), n_bins)["ece"] for name in bench.source_names}
