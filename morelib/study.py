@@ -1,0 +1,285 @@
+"""The study the notebooks run (paper §3–5.3): load sources, extract features once, fit RMs once per run, evaluate.
+
+Notebooks call only these functions, so each reads like a section of the paper. `prepare` loads every configured
+source (a missing one, e.g. WebGPT offline, is reported in `StudyData.missing`, never faked) and extracts features
+through the content-keyed cache in `outputs/cache`. `fit` trains the reward heads of a scheme for every seed and saves
+them under `<run>/heads/<config fingerprint>/`, so later notebooks of the same run reuse them instead of retraining.
+`evaluate` gives a tidy table (one row per RM, seed and test source). The Single-Top scheme of Table 3 is the single-source
+RM with the best *calibration-split* accuracy on each test source (NOTE(paper): the paper picks it on test).
+Checked in tests/test_study.py against direct calls to train/metrics on the synthetic benchmark.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from morelib import features, metrics, splits, synthetic, temperature, train
+from morelib.config import Config
+from morelib.data import Pair
+from morelib.errors import DataError, RunError
+from morelib.features import PairFeatures
+from morelib.runs import Run
+
+log = logging.getLogger(__name__)
+SIDES = ("train", "calib", "test")
+TRAINED = ("raw", "single", "multitask", "more")
+SYNTHETIC_SEED_OFFSET = 10_007
+
+
+@dataclass
+class StudyData:
+    """Pairs and features of every available source, plus what is missing and why."""
+
+    pairs: dict[str, dict[str, list[Pair]]] = field(default_factory=dict)
+    features: dict[str, dict[str, PairFeatures]] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+    counts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    reports: dict[str, splits.SplitReport] = field(default_factory=dict)
+
+    @property
+    def sources(self) -> list[str]:
+        """Available sources, in config order."""
+        return list(self.features)
+
+
+def prepare(cfg: Config, run: Run | None = None) -> StudyData:
+    """Load every configured source's train/calib/test pairs and their backbone features (cached by content)."""
+    data = StudyData()
+    cache = run.cache_dir if run is not None else Path(cfg.output_root) / "cache"
+    for spec in cfg.data.sources:
+        data.labels[spec.name] = spec.label
+        report = splits.SplitReport()
+        try:
+            data.pairs[spec.name] = splits.load_source_splits(spec, cfg.data, cfg.seeds[0], report)
+        except DataError as err:
+            data.missing[spec.name] = str(err)
+            log.warning("source %s missing: %s", spec.name, err)
+            continue
+        data.counts[spec.name] = report.to_dict()
+        data.reports[spec.name] = report
+    for name, sides in data.pairs.items():
+        data.features[name] = {s: features.extract(sides[s], cfg.model, cache, progress=False) for s in SIDES}
+    if not data.features:
+        raise DataError(f"no configured source could be loaded: {data.missing}")
+    if run is not None:
+        run.manifest_extra["data"] = {"counts": data.counts, "missing": data.missing}
+    return data
+
+
+def fingerprint(cfg: Config) -> str:
+    """12-hex digest of everything a trained head depends on (data, model, training settings)."""
+    blob = json.dumps({k: cfg.to_dict()[k] for k in ("data", "model", "train")}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def head_key(scheme: str, seed: int, source: str | None = None, subset: Sequence[str] | None = None) -> str:
+    """`<scheme>[:<source>][@<a+b>]/seed<k>`: the name of one fitted RM."""
+    key = scheme + (f":{source}" if source else "") + (f"@{'+'.join(subset)}" if subset else "")
+    return f"{key}/seed{seed}"
+
+
+def parse_key(key: str) -> dict[str, Any]:
+    """Inverse of `head_key`: scheme, source, subset and seed of an RM name."""
+    name, seed = key.rsplit("/seed", 1)
+    name, _, subset = name.partition("@")
+    scheme, _, source = name.partition(":")
+    return {"scheme": scheme, "source": source or None, "subset": subset.split("+") if subset else None, "seed": int(seed)}
+
+
+def _fit_one(cfg: Config, data: StudyData, key: str, sources: list[str], scheme: str, seed: int,
+             folder: Path | None) -> train.HeadModel:
+    """Load the head `key` from `folder` if it was fitted earlier in this run, else train and save it."""
+    path = folder / (key.replace("/", "__").replace(":", "-") + ".pt") if folder is not None else None
+    if path is not None and path.exists():
+        return train.HeadModel.load(path)
+    by_source = {s: data.features[s]["train"] for s in sources}
+    head = train.train_head(by_source, scheme, cfg.train, seed)
+    if path is not None:
+        head.save(path)
+    return head
+
+
+def fit(cfg: Config, data: StudyData, schemes: Sequence[str], seeds: Sequence[int] | None = None,
+        run: Run | None = None, sources: Sequence[str] | None = None) -> dict[str, train.HeadModel]:
+    """Fit (or reload from the run) every RM of `schemes` × `seeds` on `sources` (default: all available).
+
+    `single` fits one RM per source; `top` needs the singles (it is chosen at evaluation). Keys: see `head_key`;
+    a source subset other than all available sources is part of the key (`more@helpful+harmless/seed0`).
+    """
+    if cfg.train.tier == "finetune":
+        raise RunError("the finetune tier is run by morelib.train.finetune on a GPU; study.fit covers the feature tier")
+    seeds = tuple(cfg.seeds if seeds is None else seeds)
+    srcs = list(data.sources if sources is None else sources)
+    unknown = [s for s in srcs if s not in data.features]
+    if unknown:
+        raise DataError(f"sources {unknown} are not available (available: {data.sources}; missing: {list(data.missing)})")
+    subset = None if srcs == data.sources else srcs
+    folder = run.heads_dir / fingerprint(cfg) if run is not None else None
+    heads: dict[str, train.HeadModel] = {}
+    for scheme in schemes:
+        if scheme not in TRAINED + ("top",):
+            raise RunError(f"unknown scheme '{scheme}' (valid: {', '.join(TRAINED + ('top',))})")
+        for seed in seeds:
+            if scheme in ("single", "top"):
+                for s in srcs:
+                    key = head_key("single", seed, s)
+                    heads[key] = _fit_one(cfg, data, key, [s], "single", seed, folder)
+            else:
+                key = head_key(scheme, seed, subset=subset)
+                heads[key] = _fit_one(cfg, data, key, srcs, scheme, seed, folder)
+    return heads
+
+
+def reward_diffs(heads: dict[str, train.HeadModel], data: StudyData, split: str = "test",
+                 sources: Sequence[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Reward differences r(chosen) − r(rejected) [N] of every RM on every source's `split`: {key: {source: Δ}}."""
+    srcs = list(data.sources if sources is None else sources)
+    out = {}
+    with torch.no_grad():
+        for key, head in heads.items():
+            out[key] = {s: head.reward_diff(data.features[s][split]).detach().cpu().numpy().astype(np.float64)
+                        for s in srcs}
+    return out
+
+
+def select_top(heads: dict[str, train.HeadModel], data: StudyData) -> dict[tuple[int, str], str]:
+    """For each (seed, test source): the single-source RM's training source with the best calib accuracy."""
+    calib = reward_diffs({k: h for k, h in heads.items() if parse_key(k)["scheme"] == "single"}, data, "calib")
+    best: dict[tuple[int, str], tuple[float, str]] = {}
+    for key, by_src in calib.items():
+        info = parse_key(key)
+        for test_src, diff in by_src.items():
+            acc = metrics.accuracy(diff)
+            slot = (info["seed"], test_src)
+            if slot not in best or acc > best[slot][0]:
+                best[slot] = (acc, info["source"])
+    if not best:
+        raise RunError("the 'top' scheme needs single-source RMs: fit(..., schemes=['single']) first")
+    return {slot: src for slot, (_, src) in best.items()}
+
+
+def scheme_diffs(heads: dict[str, train.HeadModel], data: StudyData, split: str = "test",
+                 temperature_scaled: bool = False) -> dict[str, dict[str, np.ndarray]]:
+    """Test reward differences keyed like the heads, plus `top/seed<k>` (Single-Top); `<key>+T` when temperature-scaled."""
+    diffs = reward_diffs(heads, data, split)
+    if any(parse_key(k)["scheme"] == "single" for k in heads):
+        for (seed, test_src), src in select_top(heads, data).items():
+            diffs.setdefault(head_key("top", seed), {})[test_src] = diffs[head_key("single", seed, src)][test_src]
+    if not temperature_scaled:
+        return diffs
+    temps = temperatures(heads, data)
+    top = select_top(heads, data) if any(k.startswith("top/") for k in diffs) else {}
+    scaled = {}
+    for key, by_src in diffs.items():
+        for s, d in by_src.items():
+            scaled.setdefault(_with_t(key), {})[s] = temperature.apply(d, temps[serving_head(key, s, top)])
+    return scaled
+
+
+def _with_t(key: str) -> str:
+    """`single:a/seed0` → `single+T:a/seed0`: the temperature-scaled version of an RM."""
+    info = parse_key(key)
+    return head_key(info["scheme"] + "+T", info["seed"], info["source"], info["subset"])
+
+
+def temperatures(heads: dict[str, train.HeadModel], data: StudyData) -> dict[str, float]:
+    """Temperature of each RM, fitted on the calibration pairs of the sources it was trained on."""
+    calib = reward_diffs(heads, data, "calib")
+    out = {}
+    for key, by_src in calib.items():
+        info = parse_key(key)
+        trained_on = [info["source"]] if info["source"] else (info["subset"] or data.sources)
+        out[key] = temperature.fit_temperature(np.concatenate([by_src[s] for s in trained_on]))
+    return out
+
+
+def evaluate(heads: dict[str, train.HeadModel], data: StudyData, cfg: Config,
+             temperature_scaled: bool = False, diffs: dict[str, dict[str, np.ndarray]] | None = None) -> pd.DataFrame:
+    """Tidy test metrics: one row per (scheme, seed, train_source, test_source) with accuracy, ECE/ACE/MCE, Brier, NLL."""
+    if diffs is None:
+        diffs = scheme_diffs(heads, data, "test")
+        if temperature_scaled and cfg.train.temperature_scaling:
+            diffs = {**diffs, **scheme_diffs(heads, data, "test", temperature_scaled=True)}
+    top = select_top(heads, data) if any(k.startswith("top") for k in diffs) else {}
+    rows = []
+    for key, by_src in diffs.items():
+        info = parse_key(key)
+        for test_src, d in by_src.items():
+            train_src = info["source"] or ("+".join(info["subset"]) if info["subset"] else "all")
+            if info["scheme"].startswith("top"):
+                train_src = top[(info["seed"], test_src)]
+            rows.append({"scheme": info["scheme"], "seed": info["seed"], "train_source": train_src,
+                         "test_source": test_src, "n": len(d), **metrics.evaluate(d)})
+    return pd.DataFrame(rows)
+
+
+def synthetic_data(cfg: Config, seed: int | None = None) -> tuple[StudyData, Any]:
+    """The synthetic drift benchmark of cfg.data.synthetic as StudyData (features only) and the benchmark itself."""
+    # Offset: the raw head draws w from the same seeded generator, which would align it with r* by construction.
+    bench = synthetic.from_spec(cfg.data.synthetic, SYNTHETIC_SEED_OFFSET + (cfg.seeds[0] if seed is None else seed))
+    data = StudyData()
+    for name in bench.source_names:
+        data.features[name] = {s: bench.split(s)[name] for s in SIDES}
+        data.labels[name] = name
+        data.counts[name] = {"used": {s: int(bench.split(s)[name].chosen.shape[0]) for s in SIDES}}
+    return data, bench
+
+
+def serving_head(key: str, test_source: str, top: dict[tuple[int, str], str]) -> str:
+    """The fitted head behind a scheme key on a test source (`top/seed0` → the chosen `single:<src>/seed0`)."""
+    info = parse_key(key)
+    if info["scheme"] == "top":
+        return head_key("single", info["seed"], top[(info["seed"], test_source)])
+    return key
+
+
+def synthetic_truth(heads: dict[str, train.HeadModel], data: StudyData, bench: Any) -> pd.DataFrame:
+    """Per RM and test source on the synthetic benchmark: cosine of the head's direction to r*, and the mean gap
+    |σ(Δ̂) − p*| between predicted and TRUE preference probabilities (known here, unlike on real data)."""
+    diffs = scheme_diffs(heads, data, "test")
+    top = select_top(heads, data) if any(parse_key(k)["scheme"] == "single" for k in heads) else {}
+    r_star = bench.r_star.double()
+    rows = []
+    for key, by_src in diffs.items():
+        info = parse_key(key)
+        for src, d in by_src.items():
+            head = heads[serving_head(key, src, top)]
+            direction = (head.w / head.scale).double()
+            cos = float(direction @ r_star / (direction.norm() * r_star.norm()).clamp_min(1e-30))
+            p_true = bench.true_prob["test"][src].double().numpy()
+            gap = float(np.mean(np.abs(1.0 / (1.0 + np.exp(-d)) - p_true)))
+            rows.append({"scheme": info["scheme"], "seed": info["seed"], "test_source": src,
+                         "cosine_to_r_star": cos, "true_prob_gap": gap})
+    return pd.DataFrame(rows)
+
+
+def k_ablation(cfg: Config, data: StudyData, run: Run | None, order: Sequence[str],
+               tests: Sequence[str] = ("helpful", "harmless"), schemes: Sequence[str] = ("multitask", "more"),
+               start: int = 2) -> tuple[pd.DataFrame, list[str]]:
+    """Fig 6: train `schemes` on the first K sources of `order` (K ≥ start), skipping missing ones; test metrics per K.
+
+    Returns the tidy metrics table (with columns K and added) and the list of skipped sources with reasons.
+    """
+    present = [s for s in order if s in data.features]
+    skipped = [f"{s} ({'missing: ' + data.missing[s] if s in data.missing else 'not configured'})"
+               for s in order if s not in data.features]
+    tables = []
+    for k in range(start, len(present) + 1):
+        subset = present[:k]
+        heads = fit(cfg, data, schemes, run=run, sources=subset)
+        table = evaluate(heads, data, cfg, diffs=reward_diffs(heads, data, "test", sources=tests))
+        tables.append(table.assign(K=k, added=subset[-1]))
+    if not tables:
+        raise DataError(f"K-ablation needs at least {start} available sources of {list(order)}; have {present}")
+    return pd.concat(tables, ignore_index=True), skipped
+

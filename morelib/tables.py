@@ -1,0 +1,151 @@
+"""Result tables of the notebooks (paper Tables 1, 3, 4 and Fig 1's matrix), built from tidy metrics or reward differences.
+
+Every number shown next to a scheme is a mean over seeds; differences between schemes carry a paired bootstrap 95% CI
+over the same test pairs (`morelib.stats`), the metric being averaged over seeds inside each resample.
+Checked in tests/test_study.py against hand-built tables and direct metric calls.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from morelib import datacard, metrics, stats
+from morelib.config import Config
+from morelib.errors import RunError
+from morelib.study import StudyData, parse_key
+
+
+def summary(table: pd.DataFrame, columns: Sequence[str] = ("accuracy", "ece_10"),
+            by: Sequence[str] = ("scheme", "test_source")) -> pd.DataFrame:
+    """Mean, standard deviation over seeds and seed count of each metric per `by` group (tidy, one row a group)."""
+    grouped = table.groupby(list(by), sort=False)
+    out = grouped[list(columns)].mean()
+    sd = grouped[list(columns)].std(ddof=1).fillna(0.0)
+    for m in columns:
+        out[f"{m}_sd"] = sd[m]
+    out["seeds"] = grouped["seed"].nunique()
+    return out.reset_index()
+
+
+def table3(table: pd.DataFrame, schemes: Sequence[str] = ("raw", "top", "multitask", "more"),
+           ece: str = "ece_10") -> pd.DataFrame:
+    """Paper Table 3 layout: accuracy per test source, their average, and ECE averaged over test sources (seed means)."""
+    part = table[table["scheme"].isin(schemes)]
+    acc = part.pivot_table(index="scheme", columns="test_source", values="accuracy", aggfunc="mean", sort=False)
+    acc["avg"] = acc.mean(axis=1)
+    acc["ece"] = part.groupby("scheme", sort=False)[ece].mean()
+    return acc.reindex([s for s in schemes if s in acc.index])
+
+
+def accuracy_matrix(table: pd.DataFrame) -> pd.DataFrame:
+    """K×K accuracy (seed mean) of each single-source RM (rows) on each test source (columns), plus a `raw` row."""
+    single = table[table["scheme"] == "single"]
+    matrix = single.pivot_table(index="train_source", columns="test_source", values="accuracy", aggfunc="mean", sort=False)
+    raw = table[table["scheme"] == "raw"]
+    if not raw.empty:
+        matrix.loc["raw"] = raw.groupby("test_source")["accuracy"].mean()
+    return matrix[[c for c in matrix.index if c in matrix.columns]]
+
+
+def _stacked(diffs: dict[str, dict[str, np.ndarray]], scheme: str, source: str) -> np.ndarray:
+    """Reward differences of `scheme` on `source` stacked over seeds: [N pairs, S seeds] (same test pairs per seed)."""
+    cols = [by_src[source] for key, by_src in sorted(diffs.items()) if key.rsplit("/", 1)[0] == scheme]
+    if not cols:
+        raise RunError(f"no reward differences for scheme '{scheme}' on '{source}' (have {sorted(diffs)})")
+    return np.stack(cols, axis=1)
+
+
+METRIC_FNS = {"accuracy": metrics.accuracy, "ece_10": lambda d: metrics.calibration_errors(d, 10)["ece"],
+              "ece_5": lambda d: metrics.calibration_errors(d, 5)["ece"],
+              "ece_20": lambda d: metrics.calibration_errors(d, 20)["ece"], "log_loss": metrics.log_loss}
+
+
+def _seed_mean(metric: str) -> Callable[[np.ndarray], float]:
+    """A metric over [N, S] stacked reward differences: the metric of each seed column, averaged over seeds."""
+    fn = METRIC_FNS[metric]
+    return lambda x: float(np.mean([fn(x[:, j]) for j in range(x.shape[1])]))
+
+
+def compare(diffs: dict[str, dict[str, np.ndarray]], a: str, b: str, cfg: Config,
+            columns: Sequence[str] = ("accuracy", "ece_10")) -> pd.DataFrame:
+    """Scheme `a` − scheme `b` per test source and metric (seed means) with a paired bootstrap 95% CI over test pairs."""
+    sources = sorted({s for key, by in diffs.items() if key.rsplit("/", 1)[0] == a for s in by})
+    rows = []
+    for metric in columns:
+        fn = _seed_mean(metric)
+        for src in sources:
+            xa, xb = _stacked(diffs, a, src), _stacked(diffs, b, src)
+            ci = stats.paired_bootstrap_diff(xa, xb, fn, n_boot=cfg.n_boot, seed=cfg.seeds[0])
+            rows.append({"metric": metric, "test_source": src, a: fn(xa), b: fn(xb), **_ci_fields(ci)})
+    return pd.DataFrame(rows)
+
+
+def _ci_fields(ci: Any) -> dict[str, float]:
+    """`diff`, `lo`, `hi` from what stats.paired_bootstrap_diff returns."""
+    if isinstance(ci, dict):
+        return {"diff": float(ci["diff"]), "lo": float(ci["lo"]), "hi": float(ci["hi"])}
+    return {"diff": float(ci.estimate), "lo": float(ci.lo), "hi": float(ci.hi)}
+
+
+OUTLIER_COLUMNS = {"pos_count": "pos_outlier_count", "pos_mean": "pos_outlier_mean",
+                   "neg_count": "neg_outlier_count", "neg_mean": "neg_outlier_mean"}
+
+
+def outlier_table(diffs: dict[str, dict[str, np.ndarray]], schemes: Sequence[str] = ("top", "multitask", "more"),
+                  sources: Sequence[str] = ("helpful", "harmless")) -> pd.DataFrame:
+    """Paper Table 1 layout per (test source, scheme): ECE and positive/negative reward-difference outliers (seed means)."""
+    rows = []
+    for key, by_src in diffs.items():
+        info = parse_key(key)
+        if info["scheme"] not in schemes:
+            continue
+        for src in (s for s in sources if s in by_src):
+            out = metrics.outliers(by_src[src])
+            rows.append({"test_source": src, "scheme": info["scheme"], "seed": info["seed"], "n": len(by_src[src]),
+                         "ece": metrics.calibration_errors(by_src[src], 10)["ece"],
+                         **{new: out[old] for old, new in OUTLIER_COLUMNS.items()}})
+    if not rows:
+        raise RunError(f"no reward differences for schemes {list(schemes)} on sources {list(sources)}")
+    table = pd.DataFrame(rows).groupby(["test_source", "scheme"], sort=False).mean(numeric_only=True)
+    return table.drop(columns="seed").reindex([(s, m) for s in sources for m in schemes if (s, m) in table.index])
+
+
+def diff_frame(diffs: dict[str, dict[str, np.ndarray]], schemes: Sequence[str], sources: Sequence[str],
+               seed: int) -> pd.DataFrame:
+    """Tidy reward differences (scheme, test_source, reward_diff, correct) of one seed, for box plots and histograms."""
+    parts = []
+    for key, by_src in diffs.items():
+        info = parse_key(key)
+        name = f"{info['scheme']}:{info['source']}" if info["source"] else info["scheme"]
+        if info["seed"] != seed or (info["scheme"] not in schemes and name not in schemes):
+            continue
+        for src in (s for s in sources if s in by_src):
+            d = by_src[src]
+            parts.append(pd.DataFrame({"scheme": name, "test_source": src, "reward_diff": d,
+                                       "abs_reward_diff": np.abs(d), "ranked": np.where(d > 0, "correct", "wrong")}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def reliability_curves(diffs: dict[str, dict[str, np.ndarray]], schemes: Sequence[str],
+                       n_bins: int = 10) -> dict[str, dict[str, np.ndarray]]:
+    """Reliability-diagram data per scheme, pooling every seed and test source of that scheme."""
+    out = {}
+    for scheme in schemes:
+        pooled = [d for key, by in diffs.items() if key.rsplit("/", 1)[0] == scheme for d in by.values()]
+        if pooled:
+            out[scheme] = metrics.reliability(np.concatenate(pooled), n_bins)
+    return out
+
+
+
+def data_card(data: StudyData, cfg: Config) -> pd.DataFrame:
+    """Pairs per source and split used here beside the paper's Table 4 sizes, drops, and the missing sources."""
+    card = datacard.data_card(data.pairs, data.labels, reports=data.reports)
+    card["status"] = "ok"
+    missing = [{"source": s.name, "label": s.label, "status": f"missing: {data.missing[s.name]}"}
+               for s in cfg.data.sources if s.name in data.missing]
+    table = pd.concat([card, pd.DataFrame(missing)], ignore_index=True) if missing else card
+    return table.set_index("source")
