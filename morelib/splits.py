@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from morelib import data, formats
+from morelib import data
 from morelib.data import DropLog, Pair
 from morelib.errors import DataError
 
@@ -162,7 +162,7 @@ def load_source_splits(spec: Any, data_cfg: Any, seed: int, report: SplitReport 
             sides["train"] = sides["train"] + kept
     caps = {"train": spec.train_pairs, "calib": spec.test_pairs, "test": spec.test_pairs}
     out = {s: data.sample(sides[s], caps[s], seed + i) for i, s in enumerate(SIDES)}
-    out = {s: [formats.Pair(p.prompt, p.chosen, p.rejected, spec.name, p.group) for p in ps] for s, ps in out.items()}
+    out = {s: [Pair(p.prompt, p.chosen, p.rejected, spec.name, p.group) for p in ps] for s, ps in out.items()}
     rep.source, rep.loader, rep.mode, rep.seed = spec.name, spec.loader, mode, seed
     rep.available = {s: len(sides[s]) for s in SIDES}
     rep.used = {s: len(out[s]) for s in SIDES}
