@@ -65,7 +65,8 @@ SOURCES: dict[str, SourceInfo] = {
     "hh-helpful-online": _hh("helpful-online", "Anthropic Helpful (online)"),
     "hh-helpful-rejection-sampled": _hh("helpful-rejection-sampled", "Anthropic Helpful (rejection-sampled)"),
     "oasst1": SourceInfo("OpenAssistant/oasst1", {}, {"train": "train", "test": "validation"},
-                         {"test": ("oasst1/*trees.jsonl.gz", "oasst/en_100_tree.jsonl.gz",
+                         {"train": ("oasst1/data/train-*.parquet",),
+                          "test": ("oasst1/data/validation-*.parquet", "oasst/en_100_tree.jsonl.gz",
                                    "oasst/en_100_tree_pairs.jsonl.gz")},
                          formats.oasst_record_pairs, "OpenAssistant Oasst1"),
     "webgpt": SourceInfo("openai/webgpt_comparisons", {}, {"train": "train", "test": "train"},
@@ -77,8 +78,10 @@ SOURCES: dict[str, SourceInfo] = {
                             {"train": _SUMMARIZE_FILES, "test": _SUMMARIZE_FILES},
                             formats.summarize_pair, "OpenAI Summarize"),
     "ultrafeedback": SourceInfo("trl-lib/ultrafeedback_binarized", {}, {"train": "train", "test": "test"},
-                                {"train": ("ultrafeedback-binarized-sample/train_clean.jsonl.gz",),
-                                 "test": ("ultrafeedback-binarized-sample/eval_clean.jsonl.gz",)},
+                                {"train": ("ultrafeedback_binarized/data/train-*.parquet",
+                                           "ultrafeedback-binarized-sample/train_clean.jsonl.gz"),
+                                 "test": ("ultrafeedback_binarized/data/test-*.parquet",
+                                          "ultrafeedback-binarized-sample/eval_clean.jsonl.gz")},
                                 formats.ultrafeedback_pair, "UltraFeedback (GPT-4 ratings; stand-in, not WebGPT)"),
 }
 # Summarize records carry their original split; the hub's validation = the original valid1 + valid2.
@@ -157,11 +160,21 @@ def local_splits(source: str, root: Path) -> list[str]:
     return have
 
 
+def _file_records(source: str, path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, record) of one local file; OASST flat message tables (hub parquet) are regrouped into trees."""
+    if source != "oasst1" or path.suffix != ".parquet":
+        yield from formats.read_records(path)
+        return
+    trees = formats.oasst_flat_to_trees(record for _, record in formats.read_records(path))
+    for number, tree in enumerate(trees, start=1):
+        yield f"{path}:tree {number}", tree
+
+
 def _local_records(source: str, split: str, root: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """(file:line, record) of every local file of `source`/`split`, filtered by record split for Summarize."""
     seen = set()
     for path in local_files(source, split, root):
-        for where, record in formats.read_records(path):
+        for where, record in _file_records(source, path):
             seen.add(record.get("split"))
             if source == "summarize" and record.get("split", "train") not in _SUMMARIZE_RECORD_SPLITS[split]:
                 continue

@@ -143,6 +143,21 @@ def test_hub_oasst_flat_rows_match_tree_export(hub):
     assert len(every_lang) == 3
 
 
+def test_local_oasst_hub_parquet_layout(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "oasst1" / "data"
+    folder.mkdir(parents=True)
+    rows = _jsonl(FIXTURES / "hub_oasst1.jsonl")
+    keep = ["message_id", "parent_id", "text", "role", "lang", "deleted", "rank", "synthetic", "message_tree_id"]
+    pq.write_table(pa.Table.from_pylist([{k: r[k] for k in keep} for r in rows]), folder / "validation-00000-of-00001.parquet")
+    pairs = load_preferences("oasst1", "test", data_dir=tmp_path)
+    assert len(pairs) == 2 and {p.chosen for p in pairs} == {" Put it in boiling water for 8 minutes.", " About six minutes."}
+    with pytest.raises(DataError, match="no local 'train' split for 'oasst1'.*available: test"):
+        load_preferences("oasst1", "train", data_dir=tmp_path)
+
+
 def test_hub_webgpt_ties_dropped_and_test_carved(hub, monkeypatch):
     monkeypatch.setattr(data, "WEBGPT_TEST_PAIRS", 1)
     log = DropLog()
