@@ -1,0 +1,230 @@
+"""Cached features: the frozen backbone's pooled last-token features of chosen and rejected texts (the reward head's input).
+
+The feature tier of the workbook: with the backbone frozen, a reward model r = w · z + b is a linear head on these
+features, so MORE's per-source reward-head gradients (paper §4, eq. 6) are exact on them. Text = prompt + response
+as one string (HH prompts end with "\\n\\nAssistant:"). Features are cached per TEXT under a content key =
+sha256(model name, model identity (config + weight sample), dtype, max_length, truncation side, text), in sharded
+safetensors files whose metadata holds the keys and a sha256 checksum of the rows; an unreadable or mismatching shard
+is deleted with a warning and recomputed. Batches are length-sorted (longest first) with dynamic padding and unsorted.
+Checked against: per-text unpadded `model.pooled_features` runs, and cache hit == fresh run (tests/test_features.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from morelib.errors import DataError
+from morelib.hardware import dtype_name
+from morelib.model import collate, encode, load_reward_model, model_identity, pooled_features
+
+log = logging.getLogger(__name__)
+
+SHARD_ROWS = 1024  # texts per cache shard: an interrupted extraction keeps every finished shard
+
+
+@dataclass
+class PairFeatures:
+    """Features of N preference pairs of one source: chosen/rejected float32 [N,h], response token counts [N]."""
+
+    chosen: Tensor
+    rejected: Tensor
+    source: str
+    chosen_len: Tensor | None = None
+    rejected_len: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        """Check shapes agree and store features as float32."""
+        if self.chosen.dim() != 2 or self.chosen.shape != self.rejected.shape:
+            raise DataError(f"PairFeatures '{self.source}': chosen {tuple(self.chosen.shape)} and rejected "
+                            f"{tuple(self.rejected.shape)} must both be [N, h]")
+        for name in ("chosen_len", "rejected_len"):
+            lengths = getattr(self, name)
+            if lengths is not None and lengths.shape != (len(self.chosen),):
+                raise DataError(f"PairFeatures '{self.source}': {name} has shape {tuple(lengths.shape)}, "
+                                f"expected ({len(self.chosen)},)")
+        self.chosen, self.rejected = self.chosen.float(), self.rejected.float()
+
+    @property
+    def diff(self) -> Tensor:
+        """chosen − rejected, Tensor[N,h]."""
+        return self.chosen - self.rejected
+
+    @property
+    def dim(self) -> int:
+        """Feature width h."""
+        return self.chosen.shape[1]
+
+    def __len__(self) -> int:
+        """Number of pairs N."""
+        return self.chosen.shape[0]
+
+    def subset(self, idx: Sequence[int] | Tensor) -> PairFeatures:
+        """The pairs at positions `idx` (same source)."""
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        pick = (lambda t: None if t is None else t[idx])
+        return PairFeatures(self.chosen[idx], self.rejected[idx], self.source,
+                            pick(self.chosen_len), pick(self.rejected_len))
+
+    @staticmethod
+    def cat(parts: Sequence[PairFeatures], source: str | None = None) -> PairFeatures:
+        """Concatenate pairs; `source` defaults to the parts' common source (else their names joined by '+')."""
+        if not parts:
+            raise DataError("PairFeatures.cat needs at least one part")
+        names = list(dict.fromkeys(p.source for p in parts))
+        lens = (lambda attr: None if any(getattr(p, attr) is None for p in parts)
+                else torch.cat([getattr(p, attr) for p in parts]))
+        return PairFeatures(torch.cat([p.chosen for p in parts]), torch.cat([p.rejected for p in parts]),
+                            source or "+".join(names), lens("chosen_len"), lens("rejected_len"))
+
+
+@lru_cache(maxsize=2)
+def backbone(name: str, dtype: str = "auto", padding_side: str = "right"):
+    """The frozen (model, tokenizer, identity) for feature extraction, loaded once per process."""
+    model, tokenizer = load_reward_model(name, dtype=dtype, padding_side=padding_side)
+    model.requires_grad_(False)
+    return model, tokenizer, model_identity(model)
+
+
+def model_key(model_cfg, identity: str, dtype: torch.dtype) -> str:
+    """sha256 naming one feature space: model name + identity, dtype, max_length, truncation side."""
+    parts = [model_cfg.name, identity, dtype_name(dtype), str(model_cfg.max_length), model_cfg.truncation_side]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def text_key(mkey: str, text: str) -> str:
+    """Cache key of one text in the feature space `mkey`."""
+    return hashlib.sha256(f"{mkey}\0{text}".encode()).hexdigest()
+
+
+def _checksum(rows: Tensor) -> str:
+    """sha256 of a float32 feature block's bytes."""
+    return hashlib.sha256(rows.contiguous().numpy().tobytes()).hexdigest()
+
+
+def _drop_shard(path: Path, why: str) -> None:
+    """Delete a bad cache shard with a warning so its texts are recomputed."""
+    log.warning("feature cache shard %s is %s; deleting it and recomputing its texts", path, why)
+    path.unlink(missing_ok=True)
+
+
+def _read_index(folder: Path) -> dict[str, tuple[Path, int]]:
+    """Map text key → (shard, row) from every readable shard header in `folder`."""
+    index: dict[str, tuple[Path, int]] = {}
+    for path in sorted(folder.glob("shard-*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                keys = json.loads(handle.metadata()["keys"])
+        except (SafetensorError, OSError, KeyError, ValueError, TypeError):
+            _drop_shard(path, "unreadable")
+            continue
+        index.update({key: (path, row) for row, key in enumerate(keys)})
+    return index
+
+
+def _load_shard(path: Path) -> Tensor | None:
+    """A shard's feature rows [n,h], or None (after deleting it) when unreadable or its checksum mismatches."""
+    try:
+        rows = load_file(str(path))["features"]
+        with safe_open(str(path), framework="pt") as handle:
+            expected = handle.metadata()["checksum"]
+    except (SafetensorError, OSError, KeyError, ValueError):
+        _drop_shard(path, "unreadable")
+        return None
+    if _checksum(rows) != expected:
+        _drop_shard(path, "corrupted (checksum mismatch)")
+        return None
+    return rows
+
+
+def _write_shard(folder: Path, keys: list[str], rows: Tensor) -> None:
+    """Write one shard atomically (tmp file + rename), named by its content."""
+    rows = rows.float().contiguous()
+    name = hashlib.sha256("".join(keys).encode()).hexdigest()[:20]
+    tmp = folder / f".tmp-{name}-{os.getpid()}"
+    save_file({"features": rows}, str(tmp), metadata={"keys": json.dumps(keys), "checksum": _checksum(rows)})
+    os.replace(tmp, folder / f"shard-{name}.safetensors")
+
+
+def _cached(folder: Path, keys: list[str]) -> dict[str, Tensor]:
+    """Rows of the requested keys found (intact) in the cache."""
+    wanted = set(keys)
+    by_shard: dict[Path, list[tuple[str, int]]] = {}
+    for key, (path, row) in _read_index(folder).items():
+        if key in wanted:
+            by_shard.setdefault(path, []).append((key, row))
+    found: dict[str, Tensor] = {}
+    for path, entries in by_shard.items():
+        rows = _load_shard(path)
+        if rows is not None:
+            found.update({key: rows[row] for key, row in entries})
+    return found
+
+
+def embed_texts(model, tokenizer, texts: Sequence[str], max_length: int, truncation_side: str = "left",
+                batch_size: int = 16, progress: bool = False) -> Tensor:
+    """Pooled features of texts, Tensor[N,h] float32 on CPU; length-sorted batches, returned in input order."""
+    ids = encode(tokenizer, texts, max_length, truncation_side)
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # longest first: an OOM shows up at once
+    device = next(model.parameters()).device
+    out: list[Tensor | None] = [None] * len(ids)
+    with torch.inference_mode(), tqdm(total=len(ids), disable=not progress, unit="text", desc="features") as bar:
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            input_ids, mask = collate(tokenizer, [ids[i] for i in chunk], device)
+            feats = pooled_features(model, input_ids, mask).float().cpu()
+            for row, i in enumerate(chunk):
+                out[i] = feats[row]
+            bar.update(len(chunk))
+    return torch.stack(out) if out else torch.zeros(0, model.config.get_text_config().hidden_size)
+
+
+def extract_texts(texts: Sequence[str], model_cfg, cache_dir: str | Path, progress: bool = True) -> Tensor:
+    """Pooled features of texts, Tensor[N,h] float32, computed only for texts missing from the cache."""
+    model, tokenizer, identity = backbone(model_cfg.name, model_cfg.dtype, model_cfg.padding_side)
+    mkey = model_key(model_cfg, identity, next(model.parameters()).dtype)
+    folder = Path(cache_dir) / mkey[:24]
+    folder.mkdir(parents=True, exist_ok=True)
+    keys = [text_key(mkey, t) for t in texts]
+    found = _cached(folder, keys)
+    missing = list(dict.fromkeys(k for k in keys if k not in found))
+    text_of = dict(zip(keys, texts))
+    for start in range(0, len(missing), SHARD_ROWS):
+        block = missing[start:start + SHARD_ROWS]
+        rows = embed_texts(model, tokenizer, [text_of[k] for k in block], model_cfg.max_length,
+                           model_cfg.truncation_side, model_cfg.batch_size, progress)
+        _write_shard(folder, block, rows)
+        found.update(zip(block, rows))
+    if not keys:
+        return torch.zeros(0, model.config.get_text_config().hidden_size)
+    return torch.stack([found[k] for k in keys])
+
+
+def response_lengths(tokenizer, responses: Sequence[str]) -> Tensor:
+    """Token counts of responses on their own (no special tokens, no truncation), LongTensor[N]."""
+    ids = tokenizer(list(responses), add_special_tokens=False)["input_ids"]
+    return torch.tensor([len(x) for x in ids], dtype=torch.long)
+
+
+def extract(pairs: Sequence, model_cfg, cache_dir: str | Path, progress: bool = True) -> PairFeatures:
+    """PairFeatures of pairs of ONE source: features of prompt + chosen and prompt + rejected, cached."""
+    sources = sorted({p.source for p in pairs})
+    if len(sources) != 1:
+        raise DataError(f"extract needs pairs of exactly one source; got {len(pairs)} pairs from {sources or 'none'}")
+    texts = [p.prompt + p.chosen for p in pairs] + [p.prompt + p.rejected for p in pairs]
+    feats = extract_texts(texts, model_cfg, cache_dir, progress)
+    _, tokenizer, _ = backbone(model_cfg.name, model_cfg.dtype, model_cfg.padding_side)
+    n = len(pairs)
+    return PairFeatures(feats[:n], feats[n:], sources[0], response_lengths(tokenizer, [p.chosen for p in pairs]),
+                        response_lengths(tokenizer, [p.rejected for p in pairs]))
