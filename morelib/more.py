@@ -12,6 +12,7 @@ Checked in tests/test_more.py: K = 1 gives single-source training, uniform λ gi
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import torch
@@ -57,13 +58,13 @@ class MoreWeighter:
     """
 
     def __init__(self, K: int, alpha: float = 0.99, normalization: str = "l2") -> None:
-        if not isinstance(K, int) or K < 1:
+        if isinstance(K, bool) or not isinstance(K, numbers.Integral) or K < 1:
             raise ConfigError(f"MoreWeighter K must be a positive int (number of sources), got {K!r}")
         if not 0.0 < alpha <= 1.0:
             raise ConfigError(f"MoreWeighter alpha must be in (0, 1] (weight of the new gradient), got {alpha!r}")
         if normalization not in NORMALIZATIONS:
             raise ConfigError(f"unknown MORE normalization {normalization!r}; valid: {', '.join(NORMALIZATIONS)}")
-        self.K, self.alpha, self.normalization = K, float(alpha), normalization
+        self.K, self.alpha, self.normalization = int(K), float(alpha), normalization
         self.momentum: torch.Tensor | None = None
         self.steps = 0
 
