@@ -45,11 +45,11 @@ def accuracy_radar(matrix: pd.DataFrame, title: str = "Accuracy per test source 
     return fig
 
 
-def reward_diff_histograms(diffs: Mapping[str, np.ndarray], title: str) -> go.Figure:
-    """Overlaid histograms of reward differences r(chosen) − r(rejected), one per RM (Fig 3a)."""
+def reward_diff_histograms(table: pd.DataFrame, title: str, value: str = "reward_diff", color: str = "scheme") -> go.Figure:
+    """Overlaid histograms of reward differences r(chosen) − r(rejected), one per RM (Fig 3a), from a tidy table."""
     fig = go.Figure()
-    for name, values in diffs.items():
-        fig.add_trace(go.Histogram(x=np.asarray(values), name=name, opacity=0.55, nbinsx=40))
+    for name, part in table.groupby(color, sort=False):
+        fig.add_trace(go.Histogram(x=part[value], name=str(name), opacity=0.55, nbinsx=40))
     fig.update_layout(barmode="overlay", title=title, xaxis_title="reward difference", yaxis_title="pairs",
                       template=TEMPLATE)
     return fig
@@ -72,6 +72,8 @@ def metric_bars(table: pd.DataFrame, metric: str, title: str, x: str = "test_sou
         if f"{metric}_lo" in part and f"{metric}_hi" in part:
             err = {"type": "data", "symmetric": False, "array": part[f"{metric}_hi"] - part[metric],
                    "arrayminus": part[metric] - part[f"{metric}_lo"]}
+        elif f"{metric}_sd" in part:
+            err = {"type": "data", "array": part[f"{metric}_sd"]}
         fig.add_trace(go.Bar(x=part[x], y=part[metric], name=str(name), marker_color=_color(str(name)), error_y=err))
     fig.update_layout(barmode="group", title=title, xaxis_title=x, yaxis_title=metric, template=TEMPLATE)
     return fig
@@ -91,9 +93,9 @@ def reliability_diagrams(curves: Mapping[str, Mapping[str, np.ndarray]], title: 
     return fig
 
 
-def training_curves(lam: np.ndarray, loss: np.ndarray, source_names: Sequence[str], title: str) -> go.Figure:
-    """Two panels over training steps: MORE's λ per source (top) and each source's loss (bottom)."""
-    lam, loss = np.asarray(lam), np.asarray(loss)
+def training_curves(history: Mapping[str, object], title: str) -> go.Figure:
+    """Two panels over training steps from a head's history: λ per source (top) and each source's batch loss (bottom)."""
+    lam, loss, source_names = np.asarray(history["lam"]), np.asarray(history["loss"]), list(history["source_names"])
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, subplot_titles=("λ per source", "loss per source"))
     for k, name in enumerate(source_names):
         if lam.size:
@@ -106,21 +108,22 @@ def training_curves(lam: np.ndarray, loss: np.ndarray, source_names: Sequence[st
     return fig
 
 
-def ece_vs_k(table: pd.DataFrame, reference: pd.DataFrame | None, title: str) -> go.Figure:
-    """ECE vs number of sources K, one line per (scheme, test source); `reference` rows (test_source, ece) dashed (Fig 6)."""
+def ece_vs_k(table: pd.DataFrame, reference: pd.DataFrame | None, title: str, metric: str = "ece_10") -> go.Figure:
+    """`metric` vs number of sources K, one line per (scheme, test source); `reference` rows (test_source, metric)
+    drawn as dashed horizontal lines (Single-Top in Fig 6)."""
     fig = go.Figure()
     for (scheme, src), part in table.groupby(["scheme", "test_source"], sort=False):
         err = None
-        if "ece_sd" in part:
-            err = {"type": "data", "array": part["ece_sd"]}
-        fig.add_trace(go.Scatter(x=part["K"], y=part["ece"], mode="lines+markers", name=f"{scheme} · {src}",
+        if f"{metric}_sd" in part:
+            err = {"type": "data", "array": part[f"{metric}_sd"]}
+        fig.add_trace(go.Scatter(x=part["K"], y=part[metric], mode="lines+markers", name=f"{scheme} · {src}",
                                  marker_color=_color(str(scheme)), error_y=err,
                                  line={"dash": "solid" if src == table["test_source"].iloc[0] else "dashdot"}))
     if reference is not None:
         for _, row in reference.iterrows():
-            fig.add_hline(y=row["ece"], line_dash="dash", line_color=_color("top"),
+            fig.add_hline(y=row[metric], line_dash="dash", line_color=_color("top"),
                           annotation_text=f"top · {row['test_source']}")
-    fig.update_layout(title=title, xaxis_title="number of training sources K", yaxis_title="ECE (10 bins)",
+    fig.update_layout(title=title, xaxis_title="number of training sources K", yaxis_title=metric,
                       template=TEMPLATE, xaxis={"dtick": 1})
     return fig
 

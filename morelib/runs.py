@@ -279,3 +279,42 @@ def start(profile: str, run_dir: str, overrides: str | dict | None, notebook: st
     """Validate a notebook's parameters through load_config and open its run folder (run.cfg is the config)."""
     cfg = load_config(profile, parse_overrides(overrides))
     return open_run(cfg, run_dir, notebook)
+
+
+def resume_dir(run_id: str, root: str | Path | None = None) -> Path:
+    """The existing run folder `run_id` (under `root`, default outputs/) to continue; RunError if absent."""
+    base = Path(root) if root else REPO_ROOT / "outputs"
+    path = Path(run_id) if Path(run_id).is_absolute() else base / run_id
+    if not (path / "run_all.json").exists():
+        raise RunError(f"no run to resume at {path} (expected {path / 'run_all.json'} written by run_all.sh)")
+    return path
+
+
+def pairs_to_overrides(pairs: list[str]) -> dict[str, Any]:
+    """[key, value, key, value, ...] from `run_all.sh -p key value` → {key: YAML-parsed value}."""
+    if len(pairs) % 2:
+        raise ConfigError(f"-p needs KEY VALUE pairs, got an odd list {pairs}")
+    return {pairs[i]: yaml.safe_load(pairs[i + 1]) for i in range(0, len(pairs), 2)}
+
+
+def _main(argv: list[str]) -> str:
+    """CLI for run_all.sh: `overrides K V ...` → validated-later JSON; `create PROFILE JSON` → new run folder."""
+    if argv[:1] == ["overrides"]:
+        return json.dumps(pairs_to_overrides(argv[1:]))
+    if argv[:1] == ["create"] and len(argv) == 3:
+        overrides = parse_overrides(argv[2])
+        cfg = load_config(argv[1], overrides)
+        root = create_run_dir(cfg)
+        spec = {"profile": argv[1], "overrides": overrides, "git_commit": git_commit()}
+        atomic_write(root / "run_all.json", lambda fh: fh.write(json.dumps(spec, indent=2) + "\n"))
+        return str(root)
+    raise RunError(f"usage: python -m morelib.runs overrides K V ... | create PROFILE OVERRIDES_JSON (got {argv})")
+
+
+if __name__ == "__main__":
+    import sys
+
+    try:
+        print(_main(sys.argv[1:]))
+    except ConfigError as err:
+        sys.exit(f"config error: {err}")

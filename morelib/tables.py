@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from morelib import datacard, metrics, stats
+from morelib import datacard, diagnostics, metrics, stats
 from morelib.config import Config
 from morelib.errors import RunError
 from morelib.study import StudyData, parse_key
@@ -60,7 +60,8 @@ def _stacked(diffs: dict[str, dict[str, np.ndarray]], scheme: str, source: str) 
 
 METRIC_FNS = {"accuracy": metrics.accuracy, "ece_10": lambda d: metrics.calibration_errors(d, 10)["ece"],
               "ece_5": lambda d: metrics.calibration_errors(d, 5)["ece"],
-              "ece_20": lambda d: metrics.calibration_errors(d, 20)["ece"], "log_loss": metrics.log_loss}
+              "ece_20": lambda d: metrics.calibration_errors(d, 20)["ece"], "log_loss": metrics.log_loss,
+              "mean_abs_diff": lambda d: float(np.mean(np.abs(d)))}
 
 
 def _seed_mean(metric: str) -> Callable[[np.ndarray], float]:
@@ -70,9 +71,13 @@ def _seed_mean(metric: str) -> Callable[[np.ndarray], float]:
 
 
 def compare(diffs: dict[str, dict[str, np.ndarray]], a: str, b: str, cfg: Config,
-            columns: Sequence[str] = ("accuracy", "ece_10")) -> pd.DataFrame:
-    """Scheme `a` − scheme `b` per test source and metric (seed means) with a paired bootstrap 95% CI over test pairs."""
-    sources = sorted({s for key, by in diffs.items() if key.rsplit("/", 1)[0] == a for s in by})
+            columns: Sequence[str] = ("accuracy", "ece_10"), sources: Sequence[str] | None = None) -> pd.DataFrame:
+    """Scheme `a` − scheme `b` per test source and metric (seed means) with a paired bootstrap 95% CI over test pairs.
+
+    Metrics: accuracy, ece_5/10/20, log_loss, mean_abs_diff (mean |Δ|). Columns: metric, test_source, a, b, diff, lo, hi.
+    """
+    if sources is None:
+        sources = sorted({s for key, by in diffs.items() if key.rsplit("/", 1)[0] == a for s in by})
     rows = []
     for metric in columns:
         fn = _seed_mean(metric)
@@ -92,6 +97,14 @@ def _ci_fields(ci: Any) -> dict[str, float]:
 
 OUTLIER_COLUMNS = {"pos_count": "pos_outlier_count", "pos_mean": "pos_outlier_mean",
                    "neg_count": "neg_outlier_count", "neg_mean": "neg_outlier_mean"}
+
+
+def top_reference(table: pd.DataFrame, sources: Sequence[str], metric: str = "ece_10") -> pd.DataFrame:
+    """Single-Top's `metric` per test source in `sources` (seed mean): the dashed reference lines of Fig 6."""
+    top = table[(table["scheme"] == "top") & table["test_source"].isin(list(sources))]
+    if top.empty:
+        raise RunError(f"no Single-Top rows for test sources {list(sources)}: fit 'top' first")
+    return top.groupby("test_source", sort=False)[metric].mean().reset_index()
 
 
 def outlier_table(diffs: dict[str, dict[str, np.ndarray]], schemes: Sequence[str] = ("top", "multitask", "more"),
@@ -149,3 +162,47 @@ def data_card(data: StudyData, cfg: Config) -> pd.DataFrame:
                for s in cfg.data.sources if s.name in data.missing]
     table = pd.concat([card, pd.DataFrame(missing)], ignore_index=True) if missing else card
     return table.set_index("source")
+
+
+def guards(heads: dict[str, Any], data: StudyData, cfg: Config) -> pd.DataFrame:
+    """Training guards of every RM (chance accuracy, reward collapse, pinned λ): one row per RM and guard."""
+    d = cfg.diagnostics
+    rows = []
+    for key, head in heads.items():
+        hist = head.history
+        acc = np.asarray(hist["acc"]).mean(axis=1) if np.asarray(hist.get("acc", [])).size else np.empty(0)
+        rewards = np.concatenate([head.reward(data.features[s]["test"].chosen).numpy() for s in data.sources])
+        results = [diagnostics.check_chance_accuracy(acc, d.chance_after_steps, d.chance_band),
+                   diagnostics.check_reward_collapse(rewards, d.collapse_tol)]
+        if parse_key(key)["scheme"] == "more":
+            results.append(diagnostics.check_lambda_pinned(hist["lam"], d.pinned_tol))
+        rows += [{"rm": key, "guard": r.name, "ok": r.ok, "message": r.message} for r in results]
+    return pd.DataFrame(rows)
+
+
+def _lengths(data: StudyData, source: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """Chosen/rejected response lengths of a source's test pairs: tokens from the features, else words from the text."""
+    pf = data.features[source]["test"]
+    if getattr(pf, "chosen_len", None) is not None and getattr(pf, "rejected_len", None) is not None:
+        return np.asarray(pf.chosen_len), np.asarray(pf.rejected_len), "tokens"
+    pairs = data.pairs[source]["test"]
+    return (np.array([len(p.chosen.split()) for p in pairs]), np.array([len(p.rejected.split()) for p in pairs]), "words")
+
+
+def length_bias(heads: dict[str, Any], data: StudyData, schemes: Sequence[str]) -> pd.DataFrame:
+    """Length-bias report (diagnostics.length_bias) per RM of `schemes` and test source, rows averaged over seeds."""
+    rows = []
+    for key, head in heads.items():
+        info = parse_key(key)
+        if info["scheme"] not in schemes:
+            continue
+        for src in data.sources:
+            if src not in data.pairs:
+                continue
+            pf = data.features[src]["test"]
+            lc, lr, unit = _lengths(data, src)
+            report = diagnostics.length_bias(head.reward(pf.chosen).numpy(), head.reward(pf.rejected).numpy(), lc, lr)
+            rows.append({"scheme": info["scheme"], "test_source": src, "length_unit": unit, **report})
+    if not rows:
+        return pd.DataFrame(columns=["scheme", "test_source"])
+    return pd.DataFrame(rows).groupby(["scheme", "test_source", "length_unit"], sort=False).mean().reset_index()

@@ -26,11 +26,13 @@ def test_boxes_bars_and_lines():
     tidy = pd.DataFrame({"scheme": ["more", "more", "top"], "test_source": ["a", "b", "a"], "diff": [1.0, -1.0, 2.0],
                          "accuracy": [0.6, 0.7, 0.5], "accuracy_lo": [0.5, 0.6, 0.4], "accuracy_hi": [0.7, 0.8, 0.6]})
     box = plots.reward_box(tidy, "test_source", "diff", "scheme", "t")
+    hist = plots.reward_diff_histograms(tidy, "t", value="diff")
+    assert [t.name for t in hist.data] == ["more", "top"] and list(hist.data[1].x) == [2.0]
     assert [t.name for t in box.data] == ["more", "top"] and list(box.data[0].y) == [1.0, -1.0]
     bars = plots.metric_bars(tidy, "accuracy", "t")
     assert np.allclose(bars.data[0].error_y.array, [0.1, 0.1])
     lam = np.array([[0.5, 0.5], [0.2, 0.8]])
-    curves = plots.training_curves(lam, lam * 2, ["a", "b"], "t")
+    curves = plots.training_curves({"lam": lam, "loss": lam * 2, "source_names": ["a", "b"]}, "t")
     assert len(curves.data) == 4 and list(curves.data[0].y) == [0.5, 0.2]
 
 
@@ -41,6 +43,6 @@ def test_reliability_skips_empty_bins():
 
 
 def test_ece_vs_k_has_reference_line():
-    table = pd.DataFrame({"scheme": ["more", "more"], "test_source": ["helpful", "helpful"], "K": [2, 3], "ece": [0.1, 0.05]})
-    fig = plots.ece_vs_k(table, pd.DataFrame({"test_source": ["helpful"], "ece": [0.07]}), "t")
+    table = pd.DataFrame({"scheme": ["more", "more"], "test_source": ["helpful", "helpful"], "K": [2, 3], "ece_10": [0.1, 0.05]})
+    fig = plots.ece_vs_k(table, pd.DataFrame({"test_source": ["helpful"], "ece_10": [0.07]}), "t")
     assert list(fig.data[0].y) == [0.1, 0.05] and len(fig.layout.shapes) == 1

@@ -1,0 +1,287 @@
+"""Write notebooks 01–04 (without outputs, `parameters` cell tagged) from the cell lists below: `python notebooks/build_notebooks.py`.
+
+Keeping the source here makes the notebooks reviewable as plain Python and guarantees they stay thin: every code
+cell only calls morelib. Notebook 05 (alignment) is written by its own engineer and is not touched here.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+
+PARAMS = '''profile = "tiny"  # params profile: tiny (tests), default (this CPU), paper (GPU), or a path to a YAML file
+run_dir = ""  # run folder to write into and reuse RMs/metrics from: "" = a new run, "latest" = newest run of this profile
+overrides = "{}"  # dotted config overrides as a YAML/JSON mapping, e.g. '{"train.head_lr": 0.02}' (validated by load_config)'''
+
+
+def setup(notebook: str) -> str:
+    """The set-up cell: imports, validated config and the run folder."""
+    return f'''import logging
+
+from IPython.display import Markdown, display
+
+from morelib import findings, paper, plots, runs, study, tables
+
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+logging.getLogger("httpx").setLevel(logging.WARNING)
+run = runs.start(profile, run_dir, overrides, "{notebook}")
+cfg = run.cfg
+print(f"run folder: {{run.root}}  (profile {{cfg.profile}}, seeds {{list(cfg.seeds)}})")'''
+
+
+DATA = '''with run.timer("data + features"):
+    data = study.prepare(cfg, run)
+display(Markdown(findings.missing_note(data.missing)))'''
+
+FINISH = '''run.finish()'''
+
+NB01 = [
+    ("md", """# 01 · Diversified preferences disagree (paper §3, Fig 1, Fig 3)
+
+**Question.** Do reward models trained on different human-preference sources agree? The paper trains one RM per
+source and finds each is best on its own test set and weaker elsewhere (Fig 1), and that their reward differences on
+the same pairs are distributed differently (Fig 3). Here: one RM per available source (`single`) and the untrained
+`raw` RM, on frozen backbone features (feature tier; see the README for how this differs from full fine-tuning)."""),
+    ("params", PARAMS + '''
+focus_source = "harmless"  # test set of the reward-difference plots (paper Fig 3 uses Harmless)'''),
+    ("code", setup("01_diversity")),
+    ("md", "## Data card\nPairs per source and split used here, beside the paper's Table 4 sizes, with dropped rows."),
+    ("code", DATA + '''
+card = tables.data_card(data, cfg)
+run.save_table("data_card", card)
+card'''),
+    ("md", "## One reward model per source\nEach RM is trained for every seed; later notebooks of this run reuse them."),
+    ("code", '''with run.timer("fit single + raw"):
+    heads = study.fit(cfg, data, ["raw", "single"], run=run)
+with run.timer("evaluate"):
+    table = study.evaluate(heads, data, cfg)
+run.save_table("metrics_tidy", table)
+matrix = tables.accuracy_matrix(table)
+run.save_table("accuracy_matrix", matrix)
+matrix.round(3)'''),
+    ("md", "## Fig 1 · Accuracy of each RM on each test source"),
+    ("code", '''fig = plots.accuracy_heatmap(matrix)
+run.save_figure("fig1_accuracy_heatmap", fig)
+fig'''),
+    ("code", '''fig = plots.accuracy_radar(matrix)
+run.save_figure("fig1_accuracy_radar", fig)
+fig'''),
+    ("md", "## Fig 3 · Reward differences of each RM on one test set\nr(chosen) − r(rejected) of every RM (first seed)."),
+    ("code", '''diffs = study.reward_diffs(heads, data)
+frame = tables.diff_frame(diffs, ["raw", "single"], [focus_source], seed=cfg.seeds[0])
+fig = plots.reward_diff_histograms(frame, f"Reward differences on the {focus_source} test set")
+run.save_figure("fig3a_reward_diff_hist", fig)
+fig'''),
+    ("code", '''fig = plots.reward_box(frame, x="scheme", y="abs_reward_diff", color="ranked",
+                       title=f"|reward difference| of correctly vs wrongly ranked {focus_source} pairs")
+run.save_figure("fig3b_correct_vs_wrong", fig)
+fig'''),
+    ("md", "## Finding (computed from this run)"),
+    ("code", '''finding = findings.finding_diversity(matrix)
+run.save_json("metrics", {"accuracy_matrix": matrix.to_dict(), "tidy": table.to_dict("records"),
+                          "missing": data.missing, "finding": finding})
+display(Markdown(finding))'''),
+    ("code", FINISH),
+    ("md", "Next: [02 · MORE training](02_more_training.ipynb)."),
+]
+
+NB02 = [
+    ("md", """# 02 · MORE vs MultiTask on mixed preferences (paper §4–5.2, Fig 4, Table 3)
+
+**Question.** Trained on all sources at once, does MORE (per-source head gradients → momentum → normalise →
+min-norm λ) keep MultiTask's accuracy while lowering calibration error, as the paper reports? Schemes: `raw`,
+`top` (best single-source RM per test source, chosen on the calibration split), `multitask` (λ = 1/K), `more`.
+Every difference comes with a paired bootstrap 95% CI over the same test pairs, and seeds are averaged."""),
+    ("params", PARAMS + '''
+paper_model = "Pythia-1.4B"  # paper row set to show beside ours: Pythia-1.4B, Pythia-2.8B or LLaMa-7B'''),
+    ("code", setup("02_more_training")),
+    ("code", DATA),
+    ("code", '''with run.timer("fit raw/top/multitask/more"):
+    heads = study.fit(cfg, data, ["raw", "top", "multitask", "more"], run=run)
+with run.timer("evaluate (+ temperature scaling)"):
+    table = study.evaluate(heads, data, cfg, temperature_scaled=True)
+    diffs = study.scheme_diffs(heads, data)
+run.save_table("metrics_tidy", table)
+summary = tables.summary(table, ["accuracy", "ece_5", "ece_10", "ece_20", "ace_10", "mce_10"])
+run.save_table("summary", summary)
+summary.round(4)'''),
+    ("md", "## Table 3 · ours beside the paper's\nAccuracy per test source (fraction), its average, and ECE (10 bins) averaged over test sources."),
+    ("code", '''ours = tables.table3(table)
+side = paper.side_by_side(ours, paper.table3(paper_model))
+run.save_table("table3_ours", ours)
+run.save_table("table3_vs_paper", side)
+side.round(4)'''),
+    ("md", "## Fig 4 · accuracy and ECE per test source (mean ± sd over seeds)"),
+    ("code", '''plain = summary[summary["scheme"].isin(["raw", "top", "multitask", "more"])]
+fig = plots.metric_bars(plain, "accuracy", "Accuracy per test source")
+run.save_figure("fig4_accuracy", fig)
+fig'''),
+    ("code", '''fig = plots.metric_bars(plain, "ece_10", "ECE (10 bins) per test source")
+run.save_figure("fig4_ece", fig)
+fig'''),
+    ("md", "## MORE vs MultiTask, MORE vs Single-Top: paired bootstrap 95% CIs"),
+    ("code", '''with run.timer("bootstrap CIs"):
+    more_vs_mt = tables.compare(diffs, "more", "multitask", cfg)
+    more_vs_top = tables.compare(diffs, "more", "top", cfg)
+run.save_table("more_vs_multitask", more_vs_mt)
+run.save_table("more_vs_top", more_vs_top)
+finding = findings.finding_more_vs_multitask(more_vs_mt, len(cfg.seeds))
+display(more_vs_mt.round(4), Markdown(finding), Markdown(findings.finding_comparison(more_vs_top, "more", "top", len(cfg.seeds))))'''),
+    ("md", "## Training dynamics · λ and per-source losses of MORE (first seed)"),
+    ("code", '''fig = plots.training_curves(heads[study.head_key("more", cfg.seeds[0])].history, "MORE: λ and batch loss per source")
+run.save_figure("lambda_trajectory", fig)
+fig'''),
+    ("md", "## Reliability diagrams (all test sources and seeds pooled), before and after temperature scaling"),
+    ("code", '''all_diffs = {**diffs, **study.scheme_diffs(heads, data, temperature_scaled=True)}
+curves = tables.reliability_curves(all_diffs, ["top", "multitask", "more", "multitask+T", "more+T"])
+fig = plots.reliability_diagrams(curves, "Reliability (10 bins)")
+run.save_figure("reliability", fig)
+fig'''),
+    ("md", "## Does MORE's calibration gain survive post-hoc temperature scaling (T fitted on the calibration split)?"),
+    ("code", '''finding_t = findings.finding_temperature(summary)
+display(Markdown(finding_t))'''),
+    ("md", """## Synthetic drift benchmark (paper eq. 4): the truth is known
+K sources share a reward direction r* and each adds its own drift. Here we can measure how close each RM's
+direction is to r* and how far its probabilities are from the true preference probabilities."""),
+    ("code", '''with run.timer("synthetic benchmark"):
+    syn_data, bench = study.synthetic_data(cfg)
+    syn_heads = study.fit(cfg, syn_data, ["raw", "top", "multitask", "more"])
+    syn_table = study.evaluate(syn_heads, syn_data, cfg, temperature_scaled=True)
+    syn_truth = study.synthetic_truth(syn_heads, syn_data, bench)
+syn_summary = tables.summary(syn_table, ["accuracy", "ece_10"])
+syn_truth_summary = tables.summary(syn_truth, ["cosine_to_r_star", "true_prob_gap"])
+run.save_table("synthetic_summary", syn_summary)
+run.save_table("synthetic_truth", syn_truth_summary)
+finding_syn = findings.finding_synthetic(syn_truth, syn_summary)
+display(syn_truth_summary.round(4), Markdown(finding_syn))'''),
+    ("code", '''fig = plots.scatter_xy(syn_truth, "cosine_to_r_star", "true_prob_gap", "scheme",
+                       "Synthetic: distance to r* vs gap to the true probabilities (one point per seed and source)")
+run.save_figure("synthetic_truth", fig)
+fig'''),
+    ("md", "## Diagnostics · length bias and training guards"),
+    ("code", '''bias = tables.length_bias(heads, data, ["single", "multitask", "more"])
+run.save_table("length_bias", bias)
+bias.round(3)'''),
+    ("code", '''guards = tables.guards(heads, data, cfg)
+run.save_table("guards", guards)
+guards'''),
+    ("md", "## Explore λ"),
+    ("md", "## Findings (computed from this run)"),
+    ("code", '''run.save_json("metrics", {"summary": summary.to_dict("records"), "table3": ours.to_dict(),
+                          "more_vs_multitask": more_vs_mt.to_dict("records"), "more_vs_top": more_vs_top.to_dict("records"),
+                          "synthetic": syn_truth_summary.to_dict("records"), "guards": guards.to_dict("records"),
+                          "findings": [finding, finding_t, finding_syn]})
+display(Markdown(finding), Markdown(finding_t), Markdown(finding_syn))'''),
+    ("code", FINISH),
+    ("md", "Next: [03 · H&H analysis](03_hh_analysis.ipynb)."),
+]
+
+NB03 = [
+    ("md", """# 03 · Reward differences on Helpful & Harmless (paper §5.3, Fig 5, Tables 1/5/6)
+
+**Question.** The paper finds that MORE gives smaller absolute reward differences and fewer extreme ones
+("over-rewarding") than Single-Top and MultiTask on Helpful & Harmless. Does that hold here? The RMs are those of
+notebook 02 of the same run (reused, not retrained)."""),
+    ("params", PARAMS + '''
+paper_model = "Pythia-1.4B"  # paper rows beside ours: LLaMa-7B (Table 1), Pythia-1.4B (Table 5), Pythia-2.8B (Table 6)
+hh_sources = ["helpful", "harmless"]  # test sets analysed'''),
+    ("code", setup("03_hh_analysis")),
+    ("code", DATA),
+    ("code", '''with run.timer("fit (reused from 02 when present)"):
+    heads = study.fit(cfg, data, ["top", "multitask", "more"], run=run)
+    diffs = study.scheme_diffs(heads, data)
+frame = tables.diff_frame(diffs, ["top", "multitask", "more"], hh_sources, seed=cfg.seeds[0])'''),
+    ("md", "## Fig 5 · reward differences per RM (first seed)"),
+    ("code", '''fig = plots.reward_box(frame, x="test_source", y="reward_diff", color="scheme",
+                       title="Reward differences r(chosen) − r(rejected) on H&H")
+run.save_figure("fig5_reward_diff_box", fig)
+fig'''),
+    ("md", "## Table 1 layout · ECE and outliers (beyond 1.5·IQR), seed means, beside the paper's\n"
+           "The paper's test sets are larger (Table 4), so compare counts relative to `n`."),
+    ("code", '''outliers = tables.outlier_table(diffs, ["top", "multitask", "more"], hh_sources)
+side = paper.side_by_side(outliers, paper.outliers(paper_model))
+run.save_table("outliers_ours", outliers)
+run.save_table("outliers_vs_paper", side)
+side.round(3)'''),
+    ("md", "## Mean |reward difference| and ECE: MORE vs MultiTask and vs Single-Top (paired bootstrap 95% CIs)"),
+    ("code", '''with run.timer("bootstrap CIs"):
+    vs_mt = tables.compare(diffs, "more", "multitask", cfg, ["mean_abs_diff", "ece_10"], hh_sources)
+    vs_top = tables.compare(diffs, "more", "top", cfg, ["mean_abs_diff", "ece_10"], hh_sources)
+run.save_table("more_vs_multitask_hh", vs_mt)
+run.save_table("more_vs_top_hh", vs_top)
+display(vs_mt.round(4), vs_top.round(4))'''),
+    ("md", "## Findings (computed from this run)"),
+    ("code", '''texts = [findings.finding_outliers(outliers), findings.finding_comparison(vs_mt, "more", "multitask", len(cfg.seeds)),
+         findings.finding_comparison(vs_top, "more", "top", len(cfg.seeds))]
+run.save_json("metrics", {"outliers": outliers.reset_index().to_dict("records"), "more_vs_multitask": vs_mt.to_dict("records"),
+                          "more_vs_top": vs_top.to_dict("records"), "findings": texts})
+display(*[Markdown(t) for t in texts])'''),
+    ("code", FINISH),
+    ("md", "Next: [04 · K-ablation](04_k_ablation.ipynb)."),
+]
+
+NB04 = [
+    ("md", """# 04 · More sources, lower ECE? (paper §5.3, Fig 6)
+
+**Question.** The paper trains MORE on Helpful & Harmless (K = 2) and adds OASST1, WebGPT and Summarize one at a
+time; ECE on Helpful and Harmless falls with K and ends below Single-Top (dashed). Here the same ladder, with
+MultiTask alongside; a source missing on this machine is skipped and named."""),
+    ("params", PARAMS + '''
+k_order = ["helpful", "harmless", "oasst1", "webgpt", "summarize"]  # the order sources are added (paper Fig 6)
+hh_sources = ["helpful", "harmless"]  # test sets whose ECE is tracked'''),
+    ("code", setup("04_k_ablation")),
+    ("code", DATA),
+    ("code", '''with run.timer("K-ablation fits"):
+    ks, skipped = study.k_ablation(cfg, data, run, k_order, tests=hh_sources)
+    top_heads = study.fit(cfg, data, ["top"], run=run)
+    top_ref = tables.top_reference(study.evaluate(top_heads, data, cfg), hh_sources)
+run.save_table("k_ablation_tidy", ks)
+k_summary = tables.summary(ks, ["ece_10", "accuracy"], by=("scheme", "test_source", "K"))
+run.save_table("k_ablation", k_summary)
+k_summary.round(4)'''),
+    ("md", "## Fig 6 · ECE on H&H vs number of sources (mean ± sd over seeds; Single-Top dashed)"),
+    ("code", '''fig = plots.ece_vs_k(k_summary, top_ref, "ECE on Helpful & Harmless vs K")
+run.save_figure("fig6_ece_vs_k", fig)
+fig'''),
+    ("md", "## Finding (computed from this run) vs the paper's claim"),
+    ("code", '''finding = findings.finding_k_ablation(ks, top_ref.set_index("test_source")["ece_10"], skipped)
+run.save_json("metrics", {"k_ablation": k_summary.to_dict("records"), "top_reference": top_ref.to_dict("records"),
+                          "skipped": skipped, "finding": finding})
+display(Markdown(finding))'''),
+    ("code", FINISH),
+    ("md", "Next: [05 · alignment](05_alignment.ipynb) (rejection sampling with these RMs)."),
+]
+
+NOTEBOOKS = {"01_diversity": NB01, "02_more_training": NB02, "03_hh_analysis": NB03, "04_k_ablation": NB04}
+
+
+def build(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
+    """A notebook from (kind, source) pairs; kind 'params' becomes the tagged parameters cell."""
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    for kind, source in cells:
+        if kind == "md":
+            nb.cells.append(new_markdown_cell(source))
+        else:
+            cell = new_code_cell(source)
+            if kind == "params":
+                cell.metadata["tags"] = ["parameters"]
+            nb.cells.append(cell)
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{i:02d}"
+    return nb
+
+
+def main(out_dir: Path = HERE) -> None:
+    """Write every notebook of this file into `out_dir`."""
+    for name, cells in NOTEBOOKS.items():
+        nbformat.write(build(cells), out_dir / f"{name}.ipynb")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE)

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Run the workbook's notebooks 01..05 in order through papermill into a fresh run folder outputs/<profile>-<stamp>-<git7>/.
+#
+#   ./run_all.sh [--profile NAME] [--only 02,03] [-p key value ...] [--resume RUN_ID]
+#
+#   --profile NAME    params profile (default: default = this CPU; tiny = tests; paper = GPU) or a YAML path
+#   --only LIST       comma-separated notebook numbers to run (e.g. 01,02); the others are skipped
+#   -p KEY VALUE      a dotted config override (value parsed as YAML), e.g. -p train.head_lr 0.02 -p seeds '[0]'
+#   --resume RUN_ID   continue the run outputs/RUN_ID from its first unfinished notebook (same profile and overrides)
+#
+# Overrides reach each notebook as ONE string parameter `overrides`, validated there by load_config (papermill alone
+# would only warn about an unknown parameter). A notebook that fails stops the run: the script exits non-zero and
+# names the executed notebook that holds the traceback. Completed notebooks are marked with <run>/<notebook>/.done.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT="$(pwd)"
+source scripts/setup.sh
+
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+
+PROFILE="default"
+ONLY=""
+RESUME=""
+PAIRS=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --profile) PROFILE="${2:?--profile needs a name}"; shift 2 ;;
+    --only) ONLY="${2:?--only needs a list like 01,02}"; shift 2 ;;
+    --resume) RESUME="${2:?--resume needs a run id}"; shift 2 ;;
+    -p) PAIRS+=("${2:?-p needs KEY VALUE}" "${3:?-p needs KEY VALUE}"); shift 3 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run_all.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+PY="$ROOT/.venv/bin/python"
+if [ -n "$RESUME" ]; then
+  RUN="$("$PY" -c 'import sys; from morelib.runs import resume_dir; print(resume_dir(sys.argv[1]))' "$RESUME")"
+  PROFILE="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["profile"])' "$RUN/run_all.json")"
+  OVERRIDES="$("$PY" -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["overrides"]))' "$RUN/run_all.json")"
+  [ ${#PAIRS[@]} -eq 0 ] || { echo "run_all.sh: --resume reuses the run's overrides; drop -p" >&2; exit 2; }
+else
+  # Validate profile + overrides before anything runs, then create a fresh run folder (never an existing one).
+  OVERRIDES="$("$PY" -m morelib.runs overrides ${PAIRS[@]+"${PAIRS[@]}"})"
+  RUN="$("$PY" -m morelib.runs create "$PROFILE" "$OVERRIDES")"
+fi
+echo "[run_all] run folder: $RUN"
+echo "[run_all] profile: $PROFILE  overrides: $OVERRIDES"
+
+declare -a TIMES=()
+for NB in notebooks/0[1-5]_*.ipynb; do
+  NAME="$(basename "$NB" .ipynb)"
+  NUM="${NAME:0:2}"
+  if [ -n "$ONLY" ] && [[ ",$ONLY," != *",$NUM,"* ]]; then
+    continue
+  fi
+  if [ -f "$RUN/$NAME/.done" ]; then
+    echo "[run_all] $NAME already complete in this run; skipped"
+    continue
+  fi
+  mkdir -p "$RUN/$NAME"
+  OUT="$RUN/$NAME/$NAME.ipynb"
+  echo "[run_all] $NAME → $OUT"
+  START=$(date +%s)
+  if ! "$PY" -m papermill "$NB" "$OUT" --cwd notebooks --log-level WARNING \
+      -r profile "$PROFILE" -r run_dir "$RUN" -r overrides "$OVERRIDES"; then
+    echo "[run_all] FAILED: $NAME — the traceback is in $OUT" >&2
+    echo "[run_all] fix it, then continue with: ./run_all.sh --resume $(basename "$RUN")" >&2
+    exit 1
+  fi
+  touch "$RUN/$NAME/.done"
+  TIMES+=("$NAME $(( $(date +%s) - START ))s")
+done
+
+echo "[run_all] done: $RUN"
+printf '[run_all]   %s\n' ${TIMES[@]+"${TIMES[@]}"}
