@@ -1,0 +1,129 @@
+"""Study orchestration on the synthetic benchmark: fit-once-per-run, Single-Top on calib, tables vs direct metric calls,
+paired CIs, computed findings (opposite data → opposite verdict) and paper tables read from the CSVs."""
+import csv
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from morelib import findings, metrics, paper, runs, study, tables, train
+from morelib.config import load_config
+from morelib.errors import DataError, RunError
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory):
+    root = tmp_path_factory.mktemp("out")
+    return load_config("tiny", {"output_root": str(root), "data.synthetic.n_train": 200, "data.synthetic.n_test": 150,
+                                "n_boot": 50})
+
+
+@pytest.fixture(scope="module")
+def fitted(cfg):
+    data, bench = study.synthetic_data(cfg)
+    run = runs.open_run(cfg, "", "test")
+    heads = study.fit(cfg, data, ["raw", "top", "multitask", "more"], run=run)
+    return data, bench, run, heads
+
+
+def test_keys_and_reuse_from_run(cfg, fitted, monkeypatch):
+    data, _, run, heads = fitted
+    assert set(heads) == {study.head_key(s, k, src) for k in cfg.seeds for s, src in
+                          [("raw", None), ("multitask", None), ("more", None)] + [("single", n) for n in data.sources]}
+    monkeypatch.setattr(train, "train_head", lambda *a, **k: pytest.fail("a head of this run was retrained"))
+    again = study.fit(cfg, data, ["more", "single"], run=run)
+    key = study.head_key("more", cfg.seeds[0])
+    assert np.array_equal(again[key].w.numpy(), heads[key].w.numpy())
+    assert study.parse_key("more@a+b/seed3") == {"scheme": "more", "source": None, "subset": ["a", "b"], "seed": 3}
+
+
+def test_top_is_best_single_on_calib(cfg, fitted):
+    data, _, _, heads = fitted
+    top = study.select_top(heads, data)
+    for (seed, test_src), chosen in top.items():
+        accs = {s: metrics.accuracy(heads[study.head_key("single", seed, s)].reward_diff(data.features[test_src]["calib"]))
+                for s in data.sources}
+        assert accs[chosen] == max(accs.values())
+    diffs = study.scheme_diffs(heads, data)
+    seed, src = next(iter(top))
+    assert np.array_equal(diffs[study.head_key("top", seed)][src], diffs[study.head_key("single", seed, top[(seed, src)])][src])
+
+
+def test_evaluate_matches_direct_metrics_and_temperature_keeps_accuracy(cfg, fitted):
+    data, _, _, heads = fitted
+    table = study.evaluate(heads, data, cfg, temperature_scaled=True)
+    key, src = study.head_key("more", cfg.seeds[0]), data.sources[0]
+    direct = metrics.evaluate(heads[key].reward_diff(data.features[src]["test"]).numpy())
+    row = table[(table.scheme == "more") & (table.seed == cfg.seeds[0]) & (table.test_source == src)].iloc[0]
+    assert row["ece_10"] == pytest.approx(direct["ece_10"]) and row["accuracy"] == pytest.approx(direct["accuracy"])
+    scaled = table[(table.scheme == "more+T") & (table.seed == cfg.seeds[0]) & (table.test_source == src)].iloc[0]
+    assert scaled["accuracy"] == pytest.approx(row["accuracy"]), "a positive temperature cannot change the ranking"
+    t3 = tables.table3(table)
+    assert list(t3.index) == ["raw", "top", "multitask", "more"]
+    assert t3.loc["more", src] == pytest.approx(table[(table.scheme == "more") & (table.test_source == src)]["accuracy"].mean())
+
+
+def test_compare_is_seed_mean_difference_with_ci(cfg, fitted):
+    data, _, _, heads = fitted
+    diffs = study.scheme_diffs(heads, data)
+    cmp = tables.compare(diffs, "more", "multitask", cfg, ["ece_10"])
+    src = data.sources[0]
+    ece = [metrics.calibration_errors(diffs[study.head_key(s, k)][src], 10)["ece"] for s in ("more", "multitask")
+           for k in cfg.seeds]
+    row = cmp[cmp.test_source == src].iloc[0]
+    n = len(cfg.seeds)
+    assert row["diff"] == pytest.approx(np.mean(ece[:n]) - np.mean(ece[n:]))
+    assert row["lo"] <= row["hi"]
+
+
+def test_synthetic_truth_and_outliers(cfg, fitted):
+    data, bench, _, heads = fitted
+    truth = study.synthetic_truth(heads, data, bench)
+    means = truth.groupby("scheme")["cosine_to_r_star"].mean()
+    assert means["more"] > 0.8 and means["multitask"] > 0.8, "pooled sources recover r* on low drift"
+    diffs = study.scheme_diffs(heads, data)
+    src = data.sources[0]
+    out = tables.outlier_table(diffs, ["more"], [src])
+    direct = [metrics.outliers(diffs[study.head_key("more", k)][src])["pos_count"] for k in cfg.seeds]
+    assert out.loc[(src, "more"), "pos_outlier_count"] == pytest.approx(np.mean(direct))
+
+
+def test_k_ablation_skips_missing_and_fits_subsets(cfg, fitted):
+    data, _, run, _ = fitted
+    data.missing["webgpt"] = "no local data"
+    order = [data.sources[0], data.sources[1], "webgpt", data.sources[2]]
+    ks, skipped = study.k_ablation(cfg, data, run, order, tests=data.sources[:2], start=2)
+    assert sorted(ks["K"].unique()) == [2, 3] and any("webgpt" in s and "missing" in s for s in skipped)
+    assert set(ks["train_source"]) == {"+".join(order[:2]), "all"}
+    with pytest.raises(DataError, match="not available"):
+        study.fit(cfg, data, ["more"], sources=["webgpt"])
+
+
+def test_findings_follow_the_numbers():
+    better = pd.DataFrame({"metric": ["ece_10"] * 2, "test_source": ["a", "b"], "more": [0.02, 0.03],
+                           "multitask": [0.05, 0.06], "diff": [-0.03, -0.03], "lo": [-0.05, -0.04], "hi": [-0.01, -0.02]})
+    worse = better.assign(more=[0.07, 0.08], diff=[0.02, 0.02], lo=[0.01, 0.01], hi=[0.03, 0.04])
+    assert "holds on this run" in findings.finding_more_vs_multitask(better, 3)
+    assert "does NOT hold" in findings.finding_more_vs_multitask(worse, 3)
+    assert "favours MORE on 2" in findings.finding_more_vs_multitask(better, 3)
+    matrix = pd.DataFrame([[0.7, 0.5], [0.4, 0.8]], index=["a", "b"], columns=["a", "b"])
+    assert "for 2 of 2 sources" in findings.finding_diversity(matrix)
+    assert "for 0 of 2 sources" in findings.finding_diversity(matrix.T.rename(index={"a": "b", "b": "a"}))
+    assert "WebGPT" not in findings.missing_note({}) and "webgpt" in findings.missing_note({"webgpt": "x"})
+
+
+def test_paper_tables_are_read_from_the_csvs():
+    with open(paper.paper_dir() / "table3_rm_accuracy_ece.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["base_model"] == "Pythia-1.4B" and r["scheme"] == "MORE"]
+    t3 = paper.table3("Pythia-1.4B")
+    assert t3.loc["more", "helpful"] == pytest.approx(float(rows[0]["helpful"]) / 100)
+    assert t3.loc["more", "ece"] == pytest.approx(float(rows[0]["ece"]))
+    assert paper.outliers("LLaMa-7B").loc[("harmless", "more"), "neg_outlier_count"] == 57
+    with pytest.raises(DataError, match="unknown paper table"):
+        paper.read("table9")
+
+
+def test_fit_rejects_unknown_scheme(cfg, fitted):
+    data, *_ = fitted
+    with pytest.raises(RunError, match="unknown scheme"):
+        study.fit(cfg, data, ["mroe"])
