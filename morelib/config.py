@@ -139,6 +139,10 @@ class ExploreConfig:
 
     train_pairs_per_source: int = 2000
     debounce_ms: int = 250
+    head_epochs: int = 10
+    batch_per_source: int = 100
+    reliability_bins: int = 10
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -331,6 +335,9 @@ def validate(cfg: Config) -> None:
         val = getattr(cfg.model, key)
         _check(val in ("left", "right"), f"'model.{key}' must be 'left' or 'right', got '{val}'")
     _validate_train(cfg.train)
+    for key in ("train_pairs_per_source", "head_epochs", "batch_per_source", "reliability_bins"):
+        _check(getattr(cfg.explore, key) > 0, f"'explore.{key}' must be positive, got {getattr(cfg.explore, key)}")
+    _check(cfg.explore.debounce_ms >= 0, f"'explore.debounce_ms' must be ≥ 0, got {cfg.explore.debounce_ms}")
 
 
 def _validate_train(t: TrainConfig) -> None:
