@@ -266,6 +266,9 @@ def parse_overrides(overrides: str | dict | None) -> dict[str, Any]:
     """Dotted overrides from a notebook parameter: a YAML/JSON mapping string (or a dict) → dict."""
     if overrides is None or isinstance(overrides, dict):
         return dict(overrides or {})
+    if not isinstance(overrides, str):
+        raise ConfigError(f"'overrides' must be a YAML/JSON mapping string or a dict, "
+                          f"got {type(overrides).__name__}: {overrides!r}")
     try:
         data = yaml.safe_load(overrides) if overrides.strip() else {}
     except yaml.YAMLError as err:
@@ -277,6 +280,9 @@ def parse_overrides(overrides: str | dict | None) -> dict[str, Any]:
 
 def start(profile: str, run_dir: str, overrides: str | dict | None, notebook: str) -> Run:
     """Validate a notebook's parameters through load_config and open its run folder (run.cfg is the config)."""
+    for name, value in (("profile", profile), ("run_dir", run_dir)):
+        if not isinstance(value, (str, Path)) and not (name == "run_dir" and value is None):
+            raise ConfigError(f"notebook parameter '{name}' must be a string, got {type(value).__name__}: {value!r}")
     cfg = load_config(profile, parse_overrides(overrides))
     return open_run(cfg, run_dir, notebook)
 
