@@ -161,8 +161,8 @@ def finding_k_ablation(ks: pd.DataFrame, top_ece: pd.Series, skipped: Sequence[s
 def missing_note(missing: dict[str, str]) -> str:
     """Which configured sources are missing and what therefore could not be tested."""
     if not missing:
-        return "All configured sources are available."
-    names = ", ".join(missing)
-    return (f"Missing here: {names} — so their test columns of Table 3 / the radar chart, their row of the diversity "
+        return "All of the paper's sources are available and configured."
+    names = "; ".join(f"**{k}** ({v})" for k, v in missing.items())
+    return (f"Not measured here: {names} — so their test columns of Table 3 / the radar chart, their row of the diversity "
             f"matrix, and their step in the K-ablation (Fig 6) are not measured; averages are over the available "
             f"sources only and are not directly comparable to the paper's five-source averages.")

@@ -76,6 +76,17 @@ def prepare(cfg: Config, run: Run | None = None) -> StudyData:
     return data
 
 
+def unavailable(data: StudyData, cfg: Config) -> dict[str, str]:
+    """The paper's sources (Table 4) not measured in this run, with why: missing data or not configured."""
+    from morelib import paper
+    out = dict(data.missing)
+    configured = set(cfg.source_names())
+    for name in paper.table4().index:
+        if name not in configured:
+            out[name] = f"not configured in profile '{cfg.profile}'"
+    return out
+
+
 def fingerprint(cfg: Config) -> str:
     """12-hex digest of everything a trained head depends on (data, model, training settings)."""
     blob = json.dumps({k: cfg.to_dict()[k] for k in ("data", "model", "train")}, sort_keys=True)

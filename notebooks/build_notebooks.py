@@ -14,8 +14,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 HERE = Path(__file__).resolve().parent
 
 PARAMS = '''profile = "tiny"  # params profile: tiny (tests), default (this CPU), paper (GPU), or a path to a YAML file
-run_dir = ""  # run folder to write into and reuse RMs/metrics from: "" = a new run, "latest" = newest run of this profile
-overrides = "{}"  # dotted config overrides as a YAML/JSON mapping, e.g. '{"train.head_lr": 0.02}' (validated by load_config)'''
+run_dir = ""  # run folder to write into and reuse RMs from; empty: a new run; latest: the newest run of this profile
+overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {train.head_lr: 0.02}; checked by load_config'''
 
 
 def setup(notebook: str) -> str:
@@ -35,7 +35,7 @@ print(f"run folder: {{run.root}}  (profile {{cfg.profile}}, seeds {{list(cfg.see
 
 DATA = '''with run.timer("data + features"):
     data = study.prepare(cfg, run)
-display(Markdown(findings.missing_note(data.missing)))'''
+display(Markdown(findings.missing_note(study.unavailable(data, cfg))))'''
 
 FINISH = '''run.finish()'''
 

@@ -1,0 +1,86 @@
+"""Notebooks 01–04 run top to bottom under papermill on the tiny profile into one temporary run folder, write their
+metrics/tables/figures, reuse earlier RMs, and stay thin (stored without outputs, no def/class/loops)."""
+import ast
+import json
+import os
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+papermill = pytest.importorskip("papermill")
+
+NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = ["01_diversity", "02_more_training", "03_hh_analysis", "04_k_ablation"]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_stored_without_outputs_and_thin(name):
+    nb = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert ["parameters" in c.metadata.get("tags", []) for c in code].count(True) == 1
+    for cell in code:
+        assert not cell.outputs and cell.execution_count is None, "notebooks are stored without outputs"
+        tree = ast.parse(cell.source)
+        banned = [type(n).__name__ for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.For, ast.While))]
+        assert not banned, f"{name}: logic belongs in morelib, found {banned} in:\n{cell.source}"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("outputs")
+    run = root / "tiny-test-run"
+    overrides = json.dumps({"output_root": str(root)})
+    heads = {}
+    env = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    os.environ.update(env)
+    for name in NOTEBOOKS:
+        (run / name).mkdir(parents=True)
+        papermill.execute_notebook(str(NB_DIR / f"{name}.ipynb"), str(run / name / f"{name}.ipynb"), cwd=str(NB_DIR),
+                                   parameters={"profile": "tiny", "run_dir": str(run), "overrides": overrides},
+                                   progress_bar=False, kernel_name="python3")
+        heads[name] = sorted(p.name for p in (run / "heads").rglob("*.pt"))
+    return run, heads
+
+
+def _metrics(run: Path, name: str) -> dict:
+    return json.loads((run / name / "metrics.json").read_text())
+
+
+def test_every_notebook_wrote_its_outputs(run_dir):
+    run, _ = run_dir
+    for name in NOTEBOOKS:
+        folder = run / name
+        for needed in ("metrics.json", "manifest.json", f"{name}.ipynb", "tables/timings.csv"):
+            assert (folder / needed).exists(), f"{name} did not write {needed}"
+        assert list((folder / "figures").glob("*.html")) and (folder / "figures" / "plotly.min.js").exists()
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest["profile"] == "tiny" and manifest["data"]["counts"]
+
+
+def test_metric_keys_and_ranges(run_dir):
+    run, _ = run_dir
+    m1 = _metrics(run, "01_diversity")
+    acc = pd.DataFrame(m1["accuracy_matrix"])
+    assert acc.shape[1] == 4 and ((acc >= 0) & (acc <= 1)).all().all() and m1["finding"]
+    m2 = _metrics(run, "02_more_training")
+    summary = pd.DataFrame(m2["summary"])
+    assert {"raw", "top", "multitask", "more", "more+T"} <= set(summary["scheme"])
+    for col in ("accuracy", "ece_5", "ece_10", "ece_20", "ace_10", "mce_10"):
+        assert summary[col].between(0, 1).all(), col
+    assert {"diff", "lo", "hi"} <= set(pd.DataFrame(m2["more_vs_multitask"]).columns)
+    assert pd.DataFrame(m2["synthetic"])["cosine_to_r_star"].between(-1, 1).all()
+    assert len(m2["findings"]) == 3 and all(m2["findings"])
+    m3 = _metrics(run, "03_hh_analysis")
+    outliers = pd.DataFrame(m3["outliers"])
+    assert set(outliers["test_source"]) == {"helpful", "harmless"} and (outliers["pos_outlier_count"] >= 0).all()
+    m4 = _metrics(run, "04_k_ablation")
+    ks = pd.DataFrame(m4["k_ablation"])
+    assert sorted(ks["K"].unique()) == [2, 3, 4] and any("webgpt" in s for s in m4["skipped"])
+
+
+def test_later_notebooks_reuse_earlier_heads(run_dir):
+    _, heads = run_dir
+    assert set(heads["01_diversity"]) <= set(heads["02_more_training"])
+    assert heads["03_hh_analysis"] == heads["02_more_training"], "03 must reuse 02's RMs, not train new ones"
