@@ -1,0 +1,197 @@
+"""Explorer state (morelib.explore) and widget layer (morelib.explore_ui) without a browser.
+
+Every fit is compared with a direct `train.train_head` + `metrics.evaluate` on the same features and settings.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from morelib import explore, explore_ui, metrics, train
+from morelib.config import load_config
+from morelib.errors import ConfigError, RunError
+from morelib.synthetic import make_drift_benchmark
+
+NAMES = ("a", "b", "c")
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    """Tiny profile with a short explorer schedule that keeps every training pair."""
+    return load_config("tiny", {"explore.train_pairs_per_source": 400, "explore.head_epochs": 3,
+                                "explore.batch_per_source": 40, "explore.debounce_ms": 20})
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """Three drifting sources of unequal size (for the size preset), 16-d features."""
+    return make_drift_benchmark(3, 16, [120, 240, 360], 1.0, seed=3, n_calib=10, n_test=150, names=NAMES)
+
+
+@pytest.fixture
+def ex(cfg, bench, tmp_path):
+    """A fresh explorer saving into a temporary run folder."""
+    return explore.Explorer(bench.train, bench.test, cfg.train, cfg.explore, out_dir=tmp_path)
+
+
+def direct(bench, cfg, scheme, lam=None, train_by_source=None):
+    """Metrics per test source of a head trained directly by train_head with the explorer's settings."""
+    tcfg = explore.explore_train_config(cfg.train, cfg.explore)
+    head = train.train_head(train_by_source or bench.train, scheme, tcfg, cfg.explore.seed, lam=lam)
+    return {s: metrics.evaluate(head.reward_diff(pf), bins=(10,)) for s, pf in bench.test.items()}
+
+
+def test_set_lambda_changes_metrics_and_equals_direct_refit(ex, bench, cfg):
+    before = ex.set_lambda([1 / 3, 1 / 3, 1 / 3]).metrics
+    lam = [0.7, 0.2, 0.1]
+    fit = ex.set_lambda(lam)
+    assert fit.metrics != before
+    assert fit.metrics == direct(bench, cfg, "fixed", lam)
+    np.testing.assert_allclose(fit.lam, lam)
+    table = ex.metrics()
+    assert list(table["test_source"]) == list(NAMES)
+    assert table["accuracy"].tolist() == [fit.metrics[s]["accuracy"] for s in NAMES]
+
+
+def test_uniform_lambda_equals_multitask(ex, bench, cfg):
+    assert ex.set_lambda(ex.presets()["uniform"]).metrics == direct(bench, cfg, "multitask")
+
+
+def test_lambda_must_sum_to_one_unless_normalised(ex):
+    with pytest.raises(ConfigError, match="sum to 1.*normalise=True"):
+        ex.set_lambda([2.0, 1.0, 1.0])
+    raw = ex.set_lambda([2.0, 1.0, 1.0], normalise=True)
+    np.testing.assert_allclose(raw.lam, [0.5, 0.25, 0.25])
+    assert raw.metrics == ex.set_lambda([0.5, 0.25, 0.25]).metrics
+
+
+@pytest.mark.parametrize("lam, message", [([0, 0, 0], "all zero"), ([0.5, 0.5], "2 weights for 3 sources"),
+                                           ([1.5, -0.5, 0], "≥ 0"), ([np.nan, 0.5, 0.5], "finite")])
+def test_bad_lambda_is_named(ex, lam, message):
+    with pytest.raises(ConfigError, match=message):
+        ex.set_lambda(lam, normalise=True)
+
+
+def test_presets(ex):
+    presets = ex.presets()
+    np.testing.assert_allclose(presets["uniform"], [1 / 3] * 3)
+    np.testing.assert_allclose(presets["size"], np.array([120, 240, 360]) / 720)
+    traj = ex.more_trajectory()
+    steps = 3 * (360 // 40)  # epochs × per-epoch steps of the largest source
+    assert traj.shape == (steps, 3)
+    np.testing.assert_allclose(traj.sum(1), 1, atol=1e-5)
+    np.testing.assert_allclose(presets["more"], traj[-1] / traj[-1].sum())
+    np.testing.assert_allclose(ex.more_lambda(0), traj[0] / traj[0].sum())
+    with pytest.raises(ConfigError, match="outside its"):
+        ex.more_lambda(steps)
+
+
+def test_more_history_given_is_used_and_checked(cfg, bench):
+    history = torch.tensor([[0.2, 0.3, 0.5], [0.1, 0.1, 0.8]])
+    ex = explore.Explorer(bench.train, bench.test, cfg.train, cfg.explore, more_history=history)
+    np.testing.assert_allclose(ex.presets()["more"], [0.1, 0.1, 0.8], rtol=1e-6)
+    with pytest.raises(ConfigError, match="shape"):
+        explore.Explorer(bench.train, bench.test, cfg.train, cfg.explore, more_history=torch.ones(4, 2))
+
+
+def test_cap_takes_a_seeded_subset(bench, cfg):
+    small = load_config("tiny", {"explore.train_pairs_per_source": 100})
+    ex = explore.Explorer(bench.train, bench.test, cfg.train, small.explore)
+    assert ex.available == {"a": 100, "b": 100, "c": 100}
+    again = explore.Explorer(bench.train, bench.test, cfg.train, small.explore)
+    assert torch.equal(ex.train["c"].chosen, again.train["c"].chosen)
+
+
+def test_full_mix_equals_direct_multitask_and_more(ex, bench, cfg):
+    fits = ex.set_mix(ex.available)
+    for scheme in ("multitask", "more"):
+        assert fits[scheme].metrics == direct(bench, cfg, scheme)
+
+
+def test_partial_mix_drops_sources_and_subsamples(ex, bench, cfg):
+    fits = ex.set_mix({"a": 120, "b": 0, "c": 60})
+    assert fits["more"].pairs == {"a": 120, "c": 60}
+    picked = {"a": bench.train["a"], "c": bench.train["c"].subset(ex._order["c"][:60])}
+    assert fits["multitask"].metrics == direct(bench, cfg, "multitask", train_by_source=picked)
+    assert set(fits["more"].metrics) == set(NAMES)  # every test source is evaluated, trained on or not
+    assert ex.set_mix([120, 240, 360], include=["b"])["more"].pairs == {"b": 240}
+    assert ex.metrics("mix")["scheme"].tolist() == ["multitask"] * 3 + ["more"] * 3
+
+
+@pytest.mark.parametrize("pairs, include, message", [([0, 0, 0], None, "mix is empty"), ([10, 10, 10], [], "mix is empty"),
+                                                     ({"a": 121}, None, "0…120"), ({"z": 5}, None, "unknown source")])
+def test_bad_mix_is_named(ex, pairs, include, message):
+    with pytest.raises(ConfigError, match=message):
+        ex.set_mix(pairs, include)
+
+
+def test_save_appends_and_restores(ex):
+    lam_fit = ex.set_lambda([0.1, 0.1, 0.8])
+    ex.save("lambda", note="harmless-heavy")
+    ex.set_mix({"a": 60, "b": 240, "c": 0})
+    path = ex.save("mix")
+    table = ex.load_saved()
+    assert path == ex.saved_path() and path.parent.name == "tables"
+    assert table["save_id"].tolist() == [0, 1, 1] and table["kind"].tolist() == ["lambda", "mix", "mix"]
+    assert table["accuracy_mean"].iloc[0] == pytest.approx(lam_fit.mean("accuracy"))
+    assert table["accuracy:c"].iloc[0] == pytest.approx(lam_fit.metrics["c"]["accuracy"])
+    ex.set_lambda([1 / 3] * 3)
+    assert ex.restore(0).metrics == lam_fit.metrics
+    assert ex.restore(1)["more"].pairs == {"a": 60, "b": 240}
+    with pytest.raises(ConfigError, match="no saved row"):
+        ex.restore(7)
+
+
+def test_save_without_run_folder_is_named(cfg, bench):
+    ex = explore.Explorer(bench.train, bench.test, cfg.train, cfg.explore)
+    ex.set_lambda([1 / 3] * 3)
+    with pytest.raises(RunError, match="out_dir"):
+        ex.save()
+    with pytest.raises(ConfigError, match="no mix fit"):
+        ex.metrics("mix")
+
+
+def test_static_figures_show_the_fits(ex):
+    fig = explore_ui.lambda_figure(ex)
+    assert type(fig) is go.Figure
+    assert list(fig.data[1].y) == [ex.current.metrics[s]["accuracy"] for s in NAMES]
+    assert list(fig.data[2].y) == [ex.current.metrics[s]["ece_10"] for s in NAMES]
+    mix = explore_ui.mix_figure(ex)
+    assert list(mix.data[5].y) == [ex.mix["more"].metrics[s]["accuracy"] for s in NAMES]
+
+
+def test_widget_updates_the_same_figure_in_place(ex):
+    ui = explore_ui.ExplorerUI(ex)
+    fig, before = ui.lambda_fig, ui.lambda_status.value
+    assert isinstance(fig, go.FigureWidget)
+    ui.sliders[2].value = 0.9  # no running event loop here: the update runs at once
+    assert ui.lambda_fig is fig and ui.lambda_status.value != before
+    np.testing.assert_allclose(ex.current.lam, np.array([1 / 3, 1 / 3, 0.9]) / (2 / 3 + 0.9), atol=1e-3)
+    assert list(fig.data[1].y) == [ex.current.metrics[s]["accuracy"] for s in NAMES]
+    assert "update" in ui.lambda_status.value and "head_epochs=3" in ui.lambda_status.value
+    for s in ui.sliders:
+        s.value = 0.0
+    assert "all weights are 0" in ui.lambda_status.value
+    mix_fig = ui.mix_fig
+    ui.include[0].value = False
+    assert ui.mix_fig is mix_fig and ex.mix["more"].pairs == {"b": 240, "c": 360}
+    ui.save("mix")
+    assert ui.saved.options[-1][1] == 0
+
+
+def test_debouncer_coalesces_a_drag():
+    calls = []
+
+    async def drag():
+        debounce = explore_ui.Debouncer(lambda: calls.append(1), 0.02)
+        for _ in range(5):
+            debounce.trigger()
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.1)
+
+    asyncio.run(drag())
+    assert calls == [1]
