@@ -1,0 +1,269 @@
+"""Reward-model training, feature tier: a linear reward head on frozen backbone features (paper §4–5, Eqs. 2, 8–9).
+
+r(z) = w·(z − mean)/scale + b on pooled features z[h]; standardisation statistics come from the training features.
+Every trained scheme sees the same balanced batches (B = `batch_per_source` pairs per source and step, each source
+resampled to a common size, seeded per source) and differs only in the weights λ of the per-source BT losses L_i:
+`multitask` λ = 1/K, `fixed` λ = the given weights normalised to sum 1, `more` λ from `MoreWeighter` on the closed-form
+head gradients (paper §4: MORE uses reward-head gradients only), `single` one source (λ = [1]); `raw` is the untrained,
+seeded head a HF sequence classifier starts from (score weights N(0, 0.02), no standardisation).
+The loss Σ λ_i L_i + ½·wd·‖w‖² (L2 coupled into the gradient, as torch.optim.Adam's weight_decay) is minimised by Adam
+with closed-form gradients (no autograd: the head is linear). The bias b cancels in every BT loss and stays 0.
+Checked in tests/test_train.py: gradients vs autograd, Adam vs torch.optim.Adam, MORE with K = 1 = single,
+fixed uniform λ = multitask, seeds, and accuracy on the synthetic drift benchmark (morelib.synthetic).
+# NOTE(paper): the paper fine-tunes the whole model (see morelib.finetune); this tier trains the head only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from morelib.config import TrainConfig
+from morelib.errors import ConfigError, DataError, TrainingError
+from morelib.features import PairFeatures
+from morelib.more import MoreWeighter
+
+HEAD_SCHEMES = ("raw", "single", "multitask", "more", "fixed")
+RAW_INIT_STD = 0.02  # transformers' default initializer_range for the score layer
+HEAD_THREADS = 1  # K·B×h matmuls are tiny: one thread is faster than two busy ones (measured, docstring of train_head)
+_ADAM_BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8
+_CHUNK_STEPS = 128  # steps whose batches are gathered at once (128·K·B·h floats)
+Callback = Callable[[int, torch.Tensor, torch.Tensor], Any]
+
+
+@dataclass
+class HeadModel:
+    """A linear reward head r(z) = w·(z − mean)/scale + b on backbone features z[h], with its training history.
+
+    history: `lam` [steps, K] source weights, `loss` [steps, K] batch BT losses (nats), `acc` [steps, K] batch accuracy,
+    `source_names` list[str] of length K. meta: scheme, seed and settings the head was trained with.
+    """
+
+    w: torch.Tensor
+    b: float
+    mean: torch.Tensor
+    scale: torch.Tensor
+    history: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def reward(self, feats: torch.Tensor) -> torch.Tensor:
+        """Rewards [N] of features feats[N, h]."""
+        return ((feats.float() - self.mean) / self.scale) @ self.w + self.b
+
+    def reward_diff(self, pf: PairFeatures) -> torch.Tensor:
+        """Reward differences r_chosen − r_rejected [N] of a PairFeatures set."""
+        return ((pf.chosen.float() - pf.rejected.float()) / self.scale) @ self.w
+
+    def save(self, path: str | Path) -> Path:
+        """Write this head as a small torch file (tensors, floats, lists and strings only); returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({"w": self.w, "b": float(self.b), "mean": self.mean, "scale": self.scale,
+                    "history": self.history, "meta": self.meta}, tmp)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "HeadModel":
+        """Read a head written by `save`."""
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        return cls(state["w"], state["b"], state["mean"], state["scale"], state["history"], state["meta"])
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """Run the block with `n` torch CPU threads (None: unchanged), restoring the previous count."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def standardizer(train: dict[str, PairFeatures]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean [h] and scale [h] (population std; constant dimensions get 1) of every chosen and rejected feature."""
+    # Sums of (z − c) in float64 around a sample row c: exact enough with large-mean LM dimensions, and no copy.
+    parts = [t for pf in train.values() for t in (pf.chosen, pf.rejected)]
+    c = parts[0][0].float()
+    s1 = torch.zeros(c.shape[0], dtype=torch.float64)
+    s2 = torch.zeros_like(s1)
+    for t in parts:
+        y = t.float() - c
+        s1 += y.sum(0, dtype=torch.float64)
+        s2 += (y * y).sum(0, dtype=torch.float64)
+    n = sum(t.shape[0] for t in parts)
+    shift = s1 / n
+    std = (s2 / n - shift * shift).clamp_min(0).sqrt().float()
+    mean = shift.float() + c
+    return mean, torch.where(std > 1e-6 * std.max().clamp_min(1e-30), std, torch.ones_like(std))
+
+
+def source_generator(seed: int, name: str) -> torch.Generator:
+    """A generator seeded by (seed, source name): a source's batches do not depend on which others train with it."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
+
+
+def resample_indices(n_have: int, n_want: int, gen: torch.Generator) -> torch.Tensor:
+    """Indices [n_want] into n_have pairs: whole shuffled copies, then a random remainder without replacement."""
+    copies, rest = divmod(n_want, n_have)
+    parts = [torch.randperm(n_have, generator=gen) for _ in range(copies)]
+    parts.append(torch.randperm(n_have, generator=gen)[:rest])
+    return torch.cat(parts)
+
+
+def batch_plan(sizes: dict[str, int], B: int, epochs: int, n_common: int | None, seed: int) -> torch.Tensor:
+    """Balanced batch plan [steps, K, B] of indices into each source (sizes in `sizes` order), deterministic in seed."""
+    n = n_common or max(sizes.values())
+    if n < B:
+        raise ConfigError(f"'train.batch_per_source' = {B} exceeds the {n} pairs per source after resampling")
+    per_epoch = n // B
+    plans = []
+    for name, size in sizes.items():
+        gen = source_generator(seed, name)
+        pool = resample_indices(size, n, gen)
+        perms = [pool[torch.randperm(n, generator=gen)[: per_epoch * B]] for _ in range(epochs)]
+        plans.append(torch.cat(perms).view(epochs * per_epoch, B))
+    return torch.stack(plans, dim=1)
+
+
+def fixed_weights(lam: Sequence[float] | torch.Tensor, names: Sequence[str]) -> torch.Tensor:
+    """Given source weights normalised to sum 1 [K]; negative, non-finite or all-zero weights raise ConfigError."""
+    t = torch.as_tensor(lam, dtype=torch.float64).flatten()
+    if t.numel() != len(names):
+        raise ConfigError(f"fixed λ has {t.numel()} weights for {len(names)} sources {list(names)}")
+    if not torch.isfinite(t).all() or (t < 0).any():
+        raise ConfigError(f"fixed λ must be finite and ≥ 0, got {dict(zip(names, t.tolist()))}")
+    if t.sum() <= 0:
+        raise ConfigError(f"fixed λ is all zero for sources {list(names)}: at least one source needs weight")
+    return (t / t.sum()).float()  # in float64 first, so equal weights give exactly the float32 of 1/K
+
+
+def batch_grads(X: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reward differences Δ [K, B] and closed-form per-source BT head gradients [K, h] of diff features X[K, B, h]."""
+    delta = X @ w
+    grads = (torch.sigmoid(-delta).unsqueeze(1) @ X).squeeze(1).div_(-X.shape[1])
+    return delta, grads
+
+
+class _Adam:
+    """Adam (Kingma & Ba) on one tensor with coupled L2, as torch.optim.Adam(weight_decay=wd) but without its overhead."""
+
+    def __init__(self, w: torch.Tensor, lr: float, wd: float) -> None:
+        self.w, self.lr, self.wd = w, lr, wd
+        self.m, self.v, self.t = torch.zeros_like(w), torch.zeros_like(w), 0
+
+    def step(self, grad: torch.Tensor) -> None:
+        """One update of w in place with gradient grad[h] (+ wd·w)."""
+        (b1, b2), self.t = _ADAM_BETAS, self.t + 1
+        grad = grad.add(self.w, alpha=self.wd) if self.wd else grad
+        self.m.lerp_(grad, 1 - b1)
+        self.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        denom = (self.v.sqrt() / math.sqrt(1 - b2 ** self.t)).add_(_ADAM_EPS)
+        self.w.addcdiv_(self.m, denom, value=-self.lr / (1 - b1 ** self.t))
+
+
+def _check_scheme(train: dict[str, PairFeatures], scheme: str, lam: Sequence[float] | None) -> None:
+    """Raise ConfigError for an unknown scheme, a wrong number of sources, or λ given to a scheme without λ."""
+    if scheme not in HEAD_SCHEMES:
+        hint = " ('top' is 'single' on the best source, chosen by the caller)" if scheme == "top" else ""
+        raise ConfigError(f"unknown head scheme '{scheme}'{hint}; valid: {', '.join(HEAD_SCHEMES)}")
+    if not train:
+        raise ConfigError("train_head got no sources: `train` is empty")
+    if scheme == "single" and len(train) != 1:
+        raise ConfigError(f"scheme 'single' needs exactly one source, got {len(train)}: {list(train)}")
+    if (lam is not None) != (scheme == "fixed"):
+        raise ConfigError("λ must be given for scheme 'fixed' and only for it" + f" (scheme '{scheme}')")
+    dims = {pf.chosen.shape[1] for pf in train.values()}
+    if len(dims) != 1:
+        raise DataError(f"sources have different feature sizes {sorted(dims)}")
+    for name, pf in train.items():
+        bad = int((~torch.isfinite(pf.chosen)).any(1).sum() + (~torch.isfinite(pf.rejected)).any(1).sum())
+        if bad:
+            raise DataError(f"source '{name}' has {bad} feature row(s) with NaN/inf: re-extract its features")
+
+
+def _raw_head(train: dict[str, PairFeatures], seed: int) -> HeadModel:
+    """The untrained head: w ~ N(0, 0.02²) seeded, on unstandardised features."""
+    h = next(iter(train.values())).chosen.shape[1]
+    w = torch.randn(h, generator=torch.Generator().manual_seed(seed)) * RAW_INIT_STD
+    names = list(train)
+    empty = torch.zeros(0, len(names))
+    history = {"lam": empty, "loss": empty, "acc": empty, "source_names": names}
+    return HeadModel(w, 0.0, torch.zeros(h), torch.ones(h), history, {"scheme": "raw", "seed": seed})
+
+
+def train_head(train: dict[str, PairFeatures], scheme: str, tcfg: TrainConfig, seed: int,
+               lam: Sequence[float] | None = None, callback: Callback | None = None) -> HeadModel:
+    """Fit a reward head on per-source training features with the given scheme (see module docstring).
+
+    callback(step, lam[K], loss[K]) runs after every step; returning False stops training early.
+    Raises TrainingError naming the step and source when a loss becomes NaN/inf.
+    """
+    _check_scheme(train, scheme, lam)
+    if scheme == "raw":
+        return _raw_head(train, seed)
+    names = list(train)
+    with _threads(HEAD_THREADS), torch.no_grad():
+        mean, scale = standardizer(train)
+        diffs = torch.cat([(pf.chosen.float() - pf.rejected.float()) / scale for pf in train.values()])
+        sizes = {n: pf.chosen.shape[0] for n, pf in train.items()}
+        offsets = torch.tensor([0] + list(sizes.values())[:-1]).cumsum(0)
+        plan = batch_plan(sizes, tcfg.batch_per_source, tcfg.head_epochs, tcfg.resample_pairs, seed)
+        plan = (plan + offsets[None, :, None]).flatten(1)
+        w = torch.zeros(diffs.shape[1])
+        history = _fit(diffs, plan, w, scheme, names, tcfg, lam, callback)
+    meta = {"scheme": scheme, "seed": seed, "head_lr": tcfg.head_lr, "head_epochs": tcfg.head_epochs,
+            "head_weight_decay": tcfg.head_weight_decay, "batch_per_source": tcfg.batch_per_source}
+    if scheme == "more":
+        meta |= {"alpha": tcfg.alpha, "normalization": tcfg.normalization}
+    return HeadModel(w, 0.0, mean, scale, history, meta)
+
+
+def _fit(diffs: torch.Tensor, plan: torch.Tensor, w: torch.Tensor, scheme: str, names: list[str],
+         tcfg: TrainConfig, lam: Sequence[float] | None, callback: Callback | None) -> dict[str, Any]:
+    """Run the planned steps on standardised diffs[ΣN, h] with plan[steps, K·B]; updates w in place, returns history."""
+    K, h = len(names), diffs.shape[1]
+    weighter = MoreWeighter(K, tcfg.alpha, tcfg.normalization) if scheme == "more" else None
+    weights = fixed_weights(lam, names) if scheme == "fixed" else torch.full((K,), 1.0 / K)
+    adam = _Adam(w, tcfg.head_lr, tcfg.head_weight_decay)
+    lams, deltas = [], []
+    for chunk in plan.split(_CHUNK_STEPS):
+        X = diffs[chunk].view(len(chunk), K, -1, h)  # one gather per chunk: per-step indexing dominated the run time
+        for x in X:
+            delta, grads = batch_grads(x, w)
+            if weighter is not None:
+                weights = weighter.step(grads, _check_losses(F.softplus(-delta).mean(1), len(deltas), names))
+            adam.step(weights @ grads)
+            lams.append(weights)
+            deltas.append(delta)
+            if callback is not None and callback(len(deltas) - 1, weights, F.softplus(-delta).mean(1)) is False:
+                break
+        else:
+            _check_losses(F.softplus(-torch.stack(deltas[-len(chunk):])).mean(-1), len(deltas) - len(chunk), names)
+            continue
+        break
+    delta = torch.stack(deltas)
+    loss = _check_losses(F.softplus(-delta).mean(-1), 0, names)
+    if not torch.isfinite(w).all():
+        raise TrainingError(f"head weights became non-finite by step {len(deltas) - 1} (sources {names})")
+    return {"lam": torch.stack(lams), "loss": loss, "acc": (delta > 0).float().mean(-1), "source_names": names}
+
+
+def _check_losses(loss: torch.Tensor, first_step: int, names: list[str]) -> torch.Tensor:
+    """Return loss [K] or [steps, K] (steps from `first_step`) unchanged, or raise TrainingError at its first NaN/inf."""
+    bad = ~torch.isfinite(loss)
+    if bad.any():
+        where = torch.nonzero(bad.view(-1, len(names)))[0].tolist()
+        raise TrainingError(f"non-finite BT loss at step {first_step + where[0]} for source '{names[where[1]]}'")
+    return loss

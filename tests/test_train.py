@@ -1,0 +1,200 @@
+"""Feature-tier training: closed-form gradients vs autograd, Adam vs torch.optim, scheme invariants, seeds, guards,
+save/load, and accuracy on the synthetic drift benchmark."""
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from morelib import train as T
+from morelib.config import load_config
+from morelib.errors import ConfigError, DataError, TrainingError
+from morelib.features import PairFeatures
+from morelib.losses import bt_loss, head_grad
+from morelib.synthetic import make_drift_benchmark
+
+
+@pytest.fixture(scope="module")
+def tcfg():
+    return dataclasses.replace(load_config("tiny").train, head_epochs=3, batch_per_source=8)
+
+
+def _sources(K=3, n=(40, 64, 50), h=12, seed=0, offset=5.0):
+    g = torch.Generator().manual_seed(seed)
+    w_true = torch.randn(h, generator=g)
+    out = {}
+    for k in range(K):
+        a, b = torch.randn(n[k], h, generator=g) + offset, torch.randn(n[k], h, generator=g) + offset
+        win = ((a - b) @ w_true > 0)[:, None]
+        out[f"src{k}"] = PairFeatures(torch.where(win, a, b), torch.where(win, b, a), f"src{k}")
+    return out
+
+
+def test_batch_grads_match_autograd_and_head_grad():
+    g = torch.Generator().manual_seed(1)
+    X, w = torch.randn(3, 7, 5, generator=g), torch.randn(5, generator=g)
+    delta, grads = T.batch_grads(X, w)
+    for k in range(3):
+        wk = w.clone().requires_grad_(True)
+        bt_loss(X[k] @ wk).backward()
+        torch.testing.assert_close(grads[k], wk.grad)
+        torch.testing.assert_close(grads[k], head_grad(X[k], w))
+        torch.testing.assert_close(delta[k], X[k] @ w)
+
+
+def test_adam_matches_torch_optim_adam_with_weight_decay():
+    g = torch.Generator().manual_seed(2)
+    w_ref = torch.zeros(6, requires_grad=True)
+    opt = torch.optim.Adam([w_ref], lr=0.05, weight_decay=0.1)
+    w = torch.zeros(6)
+    mine = T._Adam(w, lr=0.05, wd=0.1)
+    for _ in range(30):
+        grad = torch.randn(6, generator=g)
+        w_ref.grad = grad.clone()
+        opt.step()
+        mine.step(grad)
+    torch.testing.assert_close(w, w_ref.detach(), rtol=1e-5, atol=1e-7)
+
+
+def test_standardizer_matches_direct_computation():
+    train = _sources(offset=1e3)
+    feats = torch.cat([t.double() for pf in train.values() for t in (pf.chosen, pf.rejected)])
+    mean, scale = T.standardizer(train)
+    torch.testing.assert_close(mean, feats.mean(0).float())
+    torch.testing.assert_close(scale, feats.std(0, correction=0).float(), rtol=1e-4, atol=0)
+
+
+def test_batch_plan_is_balanced_covering_and_independent_of_other_sources():
+    plan = T.batch_plan({"a": 10, "b": 37}, B=4, epochs=2, n_common=None, seed=3)
+    assert plan.shape == (2 * (37 // 4), 2, 4)
+    per_epoch = 37 // 4
+    b_epoch = plan[:per_epoch, 1].flatten()
+    assert len(set(b_epoch.tolist())) == per_epoch * 4  # no pair twice within an epoch of the largest source
+    a_counts = torch.bincount(plan[:, 0].flatten(), minlength=10)
+    assert a_counts.min() >= 1  # the small source is cycled, every pair used
+    alone = T.batch_plan({"b": 37}, B=4, epochs=2, n_common=37, seed=3)
+    assert torch.equal(alone[:, 0], plan[:, 1])
+
+
+def test_more_with_one_source_equals_single(tcfg):
+    one = {"src1": _sources()["src1"]}
+    single = T.train_head(one, "single", tcfg, seed=0)
+    more = T.train_head(one, "more", tcfg, seed=0)
+    assert torch.equal(single.w, more.w)
+    assert torch.equal(more.history["lam"], torch.ones_like(more.history["lam"]))
+
+
+def test_fixed_uniform_equals_multitask_exactly(tcfg):
+    train = _sources()
+    multi = T.train_head(train, "multitask", tcfg, seed=0)
+    for lam in ([1, 1, 1], [0.2, 0.2, 0.2]):
+        fixed = T.train_head(train, "fixed", tcfg, seed=0, lam=lam)
+        assert torch.equal(fixed.w, multi.w)
+        assert torch.equal(fixed.history["loss"], multi.history["loss"])
+
+
+def test_same_seed_identical_different_seed_differs(tcfg):
+    train = _sources()
+    for scheme in ("multitask", "more", "raw"):
+        a, b = (T.train_head(train, scheme, tcfg, seed=5) for _ in range(2))
+        c = T.train_head(train, scheme, tcfg, seed=6)
+        assert torch.equal(a.w, b.w) and not torch.equal(a.w, c.w)
+        for key in ("lam", "loss", "acc"):
+            assert torch.equal(a.history[key], b.history[key])
+
+
+def test_history_shapes_and_more_weights_on_simplex(tcfg):
+    train = _sources()
+    head = T.train_head(train, "more", tcfg, seed=0)
+    steps = tcfg.head_epochs * (64 // tcfg.batch_per_source)
+    for key in ("lam", "loss", "acc"):
+        assert head.history[key].shape == (steps, 3)
+    lam = head.history["lam"]
+    assert (lam >= 0).all() and torch.allclose(lam.sum(1), torch.ones(steps))
+    assert head.history["source_names"] == list(train)
+    assert head.history["loss"][0].allclose(torch.full((3,), F.softplus(torch.tensor(0.0)).item()))  # w starts at 0
+
+
+def test_raw_head_is_seeded_hf_init_on_unstandardised_features(tcfg):
+    train = _sources(h=4000)
+    head = T.train_head(train, "raw", tcfg, seed=0)
+    assert head.w.std().item() == pytest.approx(T.RAW_INIT_STD, rel=0.05)
+    assert torch.equal(head.mean, torch.zeros(4000)) and torch.equal(head.scale, torch.ones(4000))
+    assert head.history["lam"].shape == (0, 3)
+
+
+def test_reward_diff_is_difference_of_rewards(tcfg):
+    train = _sources()
+    head = T.train_head(train, "multitask", tcfg, seed=0)
+    pf = train["src0"]
+    torch.testing.assert_close(head.reward_diff(pf), head.reward(pf.chosen) - head.reward(pf.rejected),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_save_load_round_trip(tcfg, tmp_path):
+    head = T.train_head(_sources(), "more", tcfg, seed=0)
+    loaded = T.HeadModel.load(head.save(tmp_path / "sub" / "head.pt"))
+    assert torch.equal(loaded.w, head.w) and loaded.b == head.b
+    assert torch.equal(loaded.history["lam"], head.history["lam"])
+    assert loaded.history["source_names"] == head.history["source_names"] and loaded.meta == head.meta
+
+
+def test_callback_sees_every_step_and_can_stop(tcfg):
+    seen = []
+    head = T.train_head(_sources(), "more", tcfg, seed=0,
+                        callback=lambda step, lam, loss: seen.append((step, lam.sum().item())) or step < 4)
+    assert [s for s, _ in seen] == list(range(5))
+    assert head.history["lam"].shape[0] == 5
+
+
+@pytest.mark.parametrize("scheme, kw, msg", [
+    ("top", {}, "'top' is 'single'"),
+    ("multi", {}, "unknown head scheme"),
+    ("single", {}, "exactly one source"),
+    ("multitask", {"lam": [1, 1, 1]}, "only for it"),
+    ("fixed", {}, "must be given"),
+    ("fixed", {"lam": [1, -1, 1]}, "≥ 0"),
+    ("fixed", {"lam": [0, 0, 0]}, "all zero"),
+    ("fixed", {"lam": [1, 1]}, "2 weights for 3 sources"),
+])
+def test_bad_scheme_inputs_raise_config_error(tcfg, scheme, kw, msg):
+    with pytest.raises(ConfigError, match=msg):
+        T.train_head(_sources(), scheme, tcfg, seed=0, **kw)
+
+
+def test_non_finite_features_name_the_source(tcfg):
+    train = _sources()
+    train["src2"].chosen[3, 1] = float("nan")
+    with pytest.raises(DataError, match="source 'src2' has 1 feature row"):
+        T.train_head(train, "multitask", tcfg, seed=0)
+
+
+@pytest.mark.parametrize("scheme", ["multitask", "more"])
+def test_nan_loss_raises_training_error_naming_step_and_source(tcfg, monkeypatch, scheme):
+    real, calls = T.batch_grads, []
+
+    def poisoned(X, w):
+        delta, grads = real(X, w)
+        calls.append(1)
+        if len(calls) == 4:
+            delta = delta.clone()
+            delta[1, 0] = float("nan")
+        return delta, grads
+
+    monkeypatch.setattr(T, "batch_grads", poisoned)
+    with pytest.raises(TrainingError, match="step 3 for source 'src1'"):
+        T.train_head(_sources(), scheme, tcfg, seed=0)
+
+
+def test_heads_learn_the_synthetic_drift_benchmark():
+    """Shared heads reach the test accuracy of the best shared truth r* + mean drift; a single head its own source's."""
+    bench = make_drift_benchmark(K=3, dim=16, n_per_source=600, drift=0.5, seed=0, n_test=1000)
+    tcfg = dataclasses.replace(load_config("default").train, head_epochs=5)
+    shared = bench.r_star + bench.drifts.mean(0)
+    acc = lambda d: (d > 0).float().mean().item()  # noqa: E731
+    for scheme in ("multitask", "more"):
+        head = T.train_head(bench.train, scheme, tcfg, seed=0)
+        for name, pf in bench.test.items():
+            assert acc(head.reward_diff(pf)) > acc(pf.diff @ shared) - 0.02, (scheme, name)
+    single = T.train_head({"source2": bench.train["source2"]}, "single", tcfg, seed=0)
+    assert acc(single.reward_diff(bench.test["source2"])) > acc(bench.true_reward_diff("test", "source2")) - 0.03
