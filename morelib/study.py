@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from urllib.parse import quote, unquote
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,7 @@ class StudyData:
     @property
     def sources(self) -> list[str]:
         """Available sources, in config order."""
-        return list(self.features)
+        return list(self.features or self.pairs)
 
 
 def prepare(cfg: Config, run: Run | None = None) -> StudyData:
@@ -67,9 +68,10 @@ def prepare(cfg: Config, run: Run | None = None) -> StudyData:
             continue
         data.counts[spec.name] = report.to_dict()
         data.reports[spec.name] = report
-    for name, sides in data.pairs.items():
-        data.features[name] = {s: features.extract(sides[s], cfg.model, cache, progress=False) for s in SIDES}
-    if not data.features:
+    if cfg.train.tier == "features":
+        for name, sides in data.pairs.items():
+            data.features[name] = {s: features.extract(sides[s], cfg.model, cache, progress=False) for s in SIDES}
+    if not data.sources:
         raise DataError(f"no configured source could be loaded: {data.missing}")
     if run is not None:
         run.manifest_extra["data"] = {"counts": data.counts, "missing": data.missing}
@@ -107,10 +109,17 @@ def parse_key(key: str) -> dict[str, Any]:
     return {"scheme": scheme, "source": source or None, "subset": subset.split("+") if subset else None, "seed": int(seed)}
 
 
+def head_file(folder: Path, key: str) -> Path:
+    """File (feature tier) or folder (finetune tier) of the RM `key` inside a run's heads folder."""
+    return folder / quote(key, safe="@+")
+
+
 def _fit_one(cfg: Config, data: StudyData, key: str, sources: list[str], scheme: str, seed: int,
-             folder: Path | None) -> train.HeadModel:
-    """Load the head `key` from `folder` if it was fitted earlier in this run, else train and save it."""
-    path = folder / (key.replace("/", "__").replace(":", "-") + ".pt") if folder is not None else None
+             folder: Path | None) -> Any:
+    """Load the RM `key` from `folder` if it was fitted earlier in this run, else train (and save) it."""
+    if cfg.train.tier == "finetune":
+        return _finetune_one(cfg, data, key, sources, scheme, folder)
+    path = head_file(folder, key).with_suffix(".pt") if folder is not None else None
     if path is not None and path.exists():
         return train.HeadModel.load(path)
     by_source = {s: data.features[s]["train"] for s in sources}
@@ -120,6 +129,45 @@ def _fit_one(cfg: Config, data: StudyData, key: str, sources: list[str], scheme:
     return head
 
 
+class FinetunedRM:
+    """A fully fine-tuned reward-model folder (finetune tier), scoring pairs with the model itself.
+
+    Plays the role of a `HeadModel` for `reward_diffs`: `reward_diff_pairs(pairs) -> ndarray[N]`; `history` holds
+    whatever λ/loss log the trainer wrote (`more_history.pt`), else is empty.
+    """
+
+    def __init__(self, path: str | Path, model_cfg: Any) -> None:
+        self.path, self.model_cfg, self._model = Path(path), model_cfg, None
+        log_file = self.path / "more_history.pt"
+        self.history = torch.load(log_file, weights_only=True) if log_file.exists() else {}
+
+    def reward_diff_pairs(self, pairs: Sequence[Pair]) -> np.ndarray:
+        """r(prompt + chosen) − r(prompt + rejected) [N] of `pairs`."""
+        from morelib import model as model_lib
+        if self._model is None:
+            self._model = model_lib.load_reward_model(self.path, self.model_cfg.dtype, self.model_cfg.padding_side)
+        net, tok = self._model
+        prompts = [p.prompt for p in pairs]
+        kw = {"max_length": self.model_cfg.max_length, "truncation_side": self.model_cfg.truncation_side,
+              "batch_size": self.model_cfg.batch_size}
+        chosen = model_lib.score(net, tok, prompts, [p.chosen for p in pairs], **kw)
+        rejected = model_lib.score(net, tok, prompts, [p.rejected for p in pairs], **kw)
+        return (chosen - rejected).double().numpy()
+
+
+def _finetune_one(cfg: Config, data: StudyData, key: str, sources: list[str], scheme: str,
+                  folder: Path | None) -> FinetunedRM:
+    """Full fine-tuning of one RM through morelib.finetune (resumable), or the untrained model for `raw`."""
+    if scheme == "raw":
+        return FinetunedRM(cfg.model.name, cfg.model)
+    if folder is None:
+        raise RunError("the finetune tier needs a run folder for its checkpoints: pass run=")
+    from morelib import finetune
+    out = finetune.finetune(cfg, {s: data.pairs[s]["train"] for s in sources}, scheme, head_file(folder, key),
+                            resume=True)
+    return FinetunedRM(out, cfg.model)
+
+
 def fit(cfg: Config, data: StudyData, schemes: Sequence[str], seeds: Sequence[int] | None = None,
         run: Run | None = None, sources: Sequence[str] | None = None) -> dict[str, train.HeadModel]:
     """Fit (or reload from the run) every RM of `schemes` × `seeds` on `sources` (default: all available).
@@ -127,11 +175,9 @@ def fit(cfg: Config, data: StudyData, schemes: Sequence[str], seeds: Sequence[in
     `single` fits one RM per source; `top` needs the singles (it is chosen at evaluation). Keys: see `head_key`;
     a source subset other than all available sources is part of the key (`more@helpful+harmless/seed0`).
     """
-    if cfg.train.tier == "finetune":
-        raise RunError("the finetune tier is run by morelib.train.finetune on a GPU; study.fit covers the feature tier")
     seeds = tuple(cfg.seeds if seeds is None else seeds)
     srcs = list(data.sources if sources is None else sources)
-    unknown = [s for s in srcs if s not in data.features]
+    unknown = [s for s in srcs if s not in data.sources]
     if unknown:
         raise DataError(f"sources {unknown} are not available (available: {data.sources}; missing: {list(data.missing)})")
     subset = None if srcs == data.sources else srcs
@@ -151,6 +197,19 @@ def fit(cfg: Config, data: StudyData, schemes: Sequence[str], seeds: Sequence[in
     return heads
 
 
+def load_heads(run: Run, schemes: Sequence[str] | None = None) -> dict[str, Any]:
+    """The RMs fitted earlier in this run under its current config, optionally only those of `schemes`."""
+    folder = run.heads_dir / fingerprint(run.cfg)
+    if not folder.is_dir():
+        raise RunError(f"no reward models fitted in {run.root} for this config yet: run notebook 02 first")
+    heads: dict[str, Any] = {}
+    for path in sorted(folder.iterdir()):
+        key = unquote(path.name[:-3] if path.suffix == ".pt" else path.name)
+        if schemes is None or parse_key(key)["scheme"] in schemes:
+            heads[key] = train.HeadModel.load(path) if path.suffix == ".pt" else FinetunedRM(path, run.cfg.model)
+    return heads
+
+
 def reward_diffs(heads: dict[str, train.HeadModel], data: StudyData, split: str = "test",
                  sources: Sequence[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Reward differences r(chosen) − r(rejected) [N] of every RM on every source's `split`: {key: {source: Δ}}."""
@@ -158,8 +217,11 @@ def reward_diffs(heads: dict[str, train.HeadModel], data: StudyData, split: str 
     out = {}
     with torch.no_grad():
         for key, head in heads.items():
-            out[key] = {s: head.reward_diff(data.features[s][split]).detach().cpu().numpy().astype(np.float64)
-                        for s in srcs}
+            if isinstance(head, FinetunedRM):
+                out[key] = {s: head.reward_diff_pairs(data.pairs[s][split]) for s in srcs}
+            else:
+                out[key] = {s: head.reward_diff(data.features[s][split]).detach().cpu().numpy().astype(np.float64)
+                            for s in srcs}
     return out
 
 
@@ -192,6 +254,8 @@ def scheme_diffs(heads: dict[str, train.HeadModel], data: StudyData, split: str 
     top = select_top(heads, data) if any(k.startswith("top/") for k in diffs) else {}
     scaled = {}
     for key, by_src in diffs.items():
+        if parse_key(key)["scheme"] == "raw":
+            continue  # NOTE(paper): the untrained RM is a reference point, not a model one would recalibrate
         for s, d in by_src.items():
             scaled.setdefault(_with_t(key), {})[s] = temperature.apply(d, temps[serving_head(key, s, top)])
     return scaled
@@ -205,7 +269,7 @@ def _with_t(key: str) -> str:
 
 def temperatures(heads: dict[str, train.HeadModel], data: StudyData) -> dict[str, float]:
     """Temperature of each RM, fitted on the calibration pairs of the sources it was trained on."""
-    calib = reward_diffs(heads, data, "calib")
+    calib = reward_diffs({k: h for k, h in heads.items() if parse_key(k)["scheme"] != "raw"}, data, "calib")
     out = {}
     for key, by_src in calib.items():
         info = parse_key(key)

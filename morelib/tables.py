@@ -171,11 +171,12 @@ def guards(heads: dict[str, Any], data: StudyData, cfg: Config) -> pd.DataFrame:
     for key, head in heads.items():
         hist = head.history
         acc = np.asarray(hist["acc"]).mean(axis=1) if np.asarray(hist.get("acc", [])).size else np.empty(0)
-        rewards = np.concatenate([head.reward(data.features[s]["test"].chosen).numpy() for s in data.sources])
-        results = [diagnostics.check_chance_accuracy(acc, d.chance_after_steps, d.chance_band),
-                   diagnostics.check_reward_collapse(rewards, d.collapse_tol)]
+        results = [diagnostics.check_chance_accuracy(acc, d.chance_after_steps, d.chance_band)]
+        if hasattr(head, "reward") and data.features:
+            rewards = np.concatenate([head.reward(data.features[s]["test"].chosen).numpy() for s in data.sources])
+            results.append(diagnostics.check_reward_collapse(rewards, d.collapse_tol))
         if parse_key(key)["scheme"] == "more":
-            results.append(diagnostics.check_lambda_pinned(hist["lam"], d.pinned_tol))
+            results.append(diagnostics.check_lambda_pinned(hist.get("lam", []), d.pinned_tol))
         rows += [{"rm": key, "guard": r.name, "ok": r.ok, "message": r.message} for r in results]
     return pd.DataFrame(rows)
 
@@ -194,7 +195,7 @@ def length_bias(heads: dict[str, Any], data: StudyData, schemes: Sequence[str]) 
     rows = []
     for key, head in heads.items():
         info = parse_key(key)
-        if info["scheme"] not in schemes:
+        if info["scheme"] not in schemes or not hasattr(head, "reward"):
             continue
         for src in data.sources:
             if src not in data.pairs:

@@ -34,6 +34,9 @@ def test_keys_and_reuse_from_run(cfg, fitted, monkeypatch):
     again = study.fit(cfg, data, ["more", "single"], run=run)
     key = study.head_key("more", cfg.seeds[0])
     assert np.array_equal(again[key].w.numpy(), heads[key].w.numpy())
+    loaded = study.load_heads(run, ["more", "single"])
+    assert set(loaded) == {k for k in heads if k.startswith(("more/", "single:"))}
+    assert np.array_equal(loaded[key].w.numpy(), heads[key].w.numpy())
     assert study.parse_key("more@a+b/seed3") == {"scheme": "more", "source": None, "subset": ["a", "b"], "seed": 3}
 
 
