@@ -39,6 +39,10 @@ display(Markdown(findings.missing_note(study.unavailable(data, cfg))))'''
 
 FINISH = '''run.finish()'''
 
+# Cells of notebook 02's "Explore λ" section, as (kind, source) pairs — owned by the explorer engineer; edit them HERE
+# (not in the .ipynb), since this script rewrites the notebooks.
+EXPLORE: list[tuple[str, str]] = []
+
 NB01 = [
     ("md", """# 01 · Diversified preferences disagree (paper §3, Fig 1, Fig 3)
 
@@ -170,6 +174,7 @@ bias.round(3)'''),
 run.save_table("guards", guards)
 guards'''),
     ("md", "## Explore λ"),
+    *EXPLORE,
     ("md", "## Findings (computed from this run)"),
     ("code", '''run.save_json("metrics", {"summary": summary.to_dict("records"), "table3": ours.to_dict(),
                           "more_vs_multitask": more_vs_mt.to_dict("records"), "more_vs_top": more_vs_top.to_dict("records"),
