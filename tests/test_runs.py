@@ -2,6 +2,7 @@
 import errno
 import json
 import os
+from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -83,3 +84,17 @@ def test_start_validates_overrides(tmp_path):
         runs.start("tiny", str(tmp_path / "r"), '{"train.head_lrr": 0.5}', "nb")
     with pytest.raises(ConfigError, match="overrides"):
         runs.start("tiny", str(tmp_path / "r"), "[1, 2]", "nb")
+
+
+def test_run_all_cli_helpers(tmp_path, monkeypatch):
+    assert runs.pairs_to_overrides(["train.head_lr", "0.5", "seeds", "[0, 1]"]) == {"train.head_lr": 0.5, "seeds": [0, 1]}
+    with pytest.raises(ConfigError, match="KEY VALUE"):
+        runs.pairs_to_overrides(["train.head_lr"])
+    root = runs._main(["create", "tiny", json.dumps({"output_root": str(tmp_path)})])
+    spec = json.loads((Path(root) / "run_all.json").read_text())
+    assert spec["profile"] == "tiny" and spec["overrides"] == {"output_root": str(tmp_path)}
+    assert runs.resume_dir(root) == Path(root)
+    with pytest.raises(RunError, match="no run to resume"):
+        runs.resume_dir(str(tmp_path / "nope"))
+    with pytest.raises(ConfigError, match="train.lrr"):
+        runs._main(["create", "tiny", '{"train.lrr": 1}'])
