@@ -267,3 +267,10 @@ def _check_losses(loss: torch.Tensor, first_step: int, names: list[str]) -> torc
         where = torch.nonzero(bad.view(-1, len(names)))[0].tolist()
         raise TrainingError(f"non-finite BT loss at step {first_step + where[0]} for source '{names[where[1]]}'")
     return loss
+
+
+def finetune(*args: Any, **kwargs: Any) -> Path:
+    """Full fine-tuning tier (transformers Trainer): see `morelib.finetune.finetune`; returns the HF model folder."""
+    from morelib.finetune import finetune as _finetune  # imports Trainer only when the tier is used
+
+    return _finetune(*args, **kwargs)

@@ -1,0 +1,312 @@
+"""Reward-model training, full fine-tuning tier: every weight trained with transformers' Trainer (paper §4–5.1).
+
+One Trainer step = one balanced batch: B = `batch_per_source` pairs from each of K sources (paper: 5 × 16), taken
+from a plan fixed by the seed (`morelib.train.batch_plan`, the same plan as the feature tier). The dataset's item i IS
+batch i and the sampler is sequential, so Trainer's own resume logic skips exactly the consumed batches.
+Chosen and rejected texts (prompt + response, truncated on the left, padded on the right) go through ONE forward pass
+as [chosen; rejected]. A forward pre-hook on the score layer captures its input at the last real token, z[2N, h]; the
+per-source BT losses L_i and closed-form head gradients ∂L_i/∂w (morelib.losses.head_grad on z_w − z_l) feed
+`MoreWeighter`, and the loss is Σ λ_i L_i (`multitask`: λ = 1/K; `fixed`: given λ; `single`: one source).
+On several processes the head gradients and losses are averaged over processes before λ is solved, so every rank
+uses the same λ and one momentum state. That state is written into every checkpoint (`more_state.pt`) and reloaded
+on resume; λ and per-source losses are logged every `logging_steps` to the Trainer's log history and to
+`<output_dir>/more_log.jsonl`. A NaN/inf loss stops training with TrainingError naming the step; the checkpoints
+already written are kept. Weights are fp32 with bf16 autocast where the GPU supports it.
+Checked in tests/test_finetune.py (tiny random model): losses/λ logged, HF folder reloads, NaN guard,
+SIGKILL mid-epoch + resume = uninterrupted run (bit-identical on CPU).
+
+Multi-GPU: `accelerate launch -m morelib.finetune --profile paper --scheme more --output-dir outputs/ft-more`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from morelib.config import Config, load_config
+from morelib.errors import ConfigError, TrainingError
+from morelib.data import Pair
+from morelib.losses import head_grad
+from morelib.model import encode, last_token_index, load_reward_model, save_reward_model, score_layer
+from morelib.more import MoreWeighter, more_loss
+from morelib.train import batch_plan, fixed_weights
+
+FT_SCHEMES = ("single", "multitask", "more", "fixed")
+STATE_FILE = "more_state.pt"
+LOG_FILE = "more_log.jsonl"
+MODEL_DIR = "model"
+
+
+class BalancedBatches(Dataset):
+    """Item i = the texts of balanced batch i: {"chosen": [K·B], "rejected": [K·B], "source": [K·B] source indices}."""
+
+    def __init__(self, pairs: dict[str, Sequence[Pair]], plan: torch.Tensor) -> None:
+        self.sources = [list(p) for p in pairs.values()]
+        self.plan = plan
+
+    def __len__(self) -> int:
+        return self.plan.shape[0]
+
+    def __getitem__(self, i: int) -> dict[str, list]:
+        picked = [(k, self.sources[k][j]) for k, row in enumerate(self.plan[i].tolist()) for j in row]
+        return {"chosen": [p.prompt + p.chosen for _, p in picked],
+                "rejected": [p.prompt + p.rejected for _, p in picked],
+                "source": [k for k, _ in picked]}
+
+
+class PairCollator:
+    """Tokenise one balanced batch into input_ids/attention_mask [2N, T] ([chosen; rejected]) and source_ids [N]."""
+
+    def __init__(self, tokenizer: Any, max_length: int, truncation_side: str) -> None:
+        self.tokenizer, self.max_length, self.truncation_side = tokenizer, max_length, truncation_side
+
+    def __call__(self, items: list[dict[str, list]]) -> dict[str, torch.Tensor]:
+        chosen = [t for it in items for t in it["chosen"]]
+        rejected = [t for it in items for t in it["rejected"]]
+        ids = encode(self.tokenizer, chosen + rejected, self.max_length, self.truncation_side)
+        batch = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
+        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+                "source_ids": torch.tensor([k for it in items for k in it["source"]])}
+
+
+class MoreStateCallback(TrainerCallback):
+    """Writes the MORE momentum state into every checkpoint folder (main process only)."""
+
+    def __init__(self, weighter: MoreWeighter | None) -> None:
+        self.weighter = weighter
+
+    def on_save(self, args, state, control, **kwargs):
+        """After Trainer wrote checkpoint-<step>, add more_state.pt beside it."""
+        if self.weighter is not None and state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            save_state(self.weighter, folder / STATE_FILE)
+        return control
+
+
+def save_state(weighter: MoreWeighter, path: Path) -> None:
+    """Atomically write a MoreWeighter state (tmp file + rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(weighter.state_dict(), tmp)
+    tmp.replace(path)
+
+
+class MoreTrainer(Trainer):
+    """Trainer whose loss is the λ-weighted sum of per-source Bradley–Terry losses of one balanced batch."""
+
+    def __init__(self, *args: Any, scheme: str, source_names: list[str], weighter: MoreWeighter | None,
+                 lam: torch.Tensor, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.scheme, self.source_names, self.weighter, self.lam = scheme, source_names, weighter, lam
+        self._sums = torch.zeros(2, len(source_names), dtype=torch.float64)  # Σ λ, Σ L since the last log
+        self._count = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """Σ_i λ_i L_i over the K sources of this batch (num_items_in_batch unused: every source loss is a mean)."""
+        source_ids = inputs["source_ids"]
+        z, rewards = self._pooled_forward(model, inputs["input_ids"], inputs["attention_mask"])
+        n = source_ids.shape[0]
+        delta = rewards[:n] - rewards[n:]
+        K = len(self.source_names)
+        losses = torch.stack([F.softplus(-delta[source_ids == k]).mean() for k in range(K)])
+        step = self.state.global_step + 1
+        if not torch.isfinite(losses).all():
+            bad = [self.source_names[k] for k in torch.nonzero(~torch.isfinite(losses.detach()))[:, 0].tolist()]
+            raise TrainingError(f"non-finite loss at step {step} for source(s) {bad}; "
+                                f"checkpoints up to the last save in {self.args.output_dir} are kept")
+        lam = self._weights(z.detach().float(), source_ids, losses.detach().float(), step)
+        self._record(lam, losses.detach())
+        loss = more_loss(losses, lam.to(losses))
+        return (loss, {"rewards": rewards}) if return_outputs else loss
+
+    def _pooled_forward(self, model, input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(score-layer input at the last real token z[2N, h], rewards[2N]) with one forward pass of `model`."""
+        inner = self.accelerator.unwrap_model(model)
+        layer = score_layer(inner)
+        extra = {"use_cache": False} if "use_cache" in inspect.signature(inner.forward).parameters else {}
+        captured: list[torch.Tensor] = []
+        handle = layer.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+        try:
+            model(input_ids=input_ids, attention_mask=mask, **extra)
+        finally:
+            handle.remove()
+        hidden = captured[0]
+        if hidden.dim() == 3:  # decoders score every position; keep the last real token (right padding)
+            hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), last_token_index(mask)]
+        return hidden, layer(hidden).squeeze(-1).float()
+
+    def _weights(self, z: torch.Tensor, source_ids: torch.Tensor, losses: torch.Tensor, step: int) -> torch.Tensor:
+        """λ[K] for this step: fixed for multitask/fixed/single, MoreWeighter on head gradients for more."""
+        if self.weighter is None:
+            return self.lam
+        n = source_ids.shape[0]
+        w = score_layer(self.accelerator.unwrap_model(self.model)).weight.detach().float()[0]
+        diff = z[:n] - z[n:]
+        grads = torch.stack([head_grad(diff[source_ids == k], w) for k in range(len(self.source_names))])
+        if self.accelerator.num_processes > 1:
+            grads = self.accelerator.reduce(grads, reduction="mean")
+            losses = self.accelerator.reduce(losses, reduction="mean")
+        try:
+            return self.weighter.step(grads, losses)
+        except TrainingError as err:
+            raise TrainingError(f"step {step}: {err} (sources {self.source_names})") from err
+
+    def _record(self, lam: torch.Tensor, losses: torch.Tensor) -> None:
+        """Accumulate λ and per-source losses for the next log line."""
+        self._sums += torch.stack([lam.detach().cpu().double(), losses.cpu().double()])
+        self._count += 1
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add mean λ_i and L_i since the last log to training logs, and append them to more_log.jsonl."""
+        if "loss" in logs and self._count:
+            means = (self._sums / self._count).tolist()
+            for name, lam, loss in zip(self.source_names, *means):
+                logs[f"lam/{name}"], logs[f"loss/{name}"] = lam, loss
+            self._sums.zero_()
+            self._count = 0
+            if self.is_world_process_zero():
+                with open(Path(self.args.output_dir) / LOG_FILE, "a") as fh:
+                    fh.write(json.dumps({"step": self.state.global_step, **logs}) + "\n")
+        super().log(logs, start_time)
+
+
+def plan_for(pairs: dict[str, Sequence[Pair]], cfg: Config, seed: int) -> torch.Tensor:
+    """Balanced plan [steps, K, B]: `train.steps` steps, else `train.epochs` passes over the resampled sources."""
+    t = cfg.train
+    sizes = {name: len(p) for name, p in pairs.items()}
+    per_epoch = (t.resample_pairs or max(sizes.values())) // t.batch_per_source
+    steps = t.steps or max(1, math.floor(t.epochs * per_epoch))
+    return batch_plan(sizes, t.batch_per_source, max(1, math.ceil(steps / max(per_epoch, 1))),
+                      t.resample_pairs, seed)[:steps]
+
+
+def training_args(cfg: Config, output_dir: Path, seed: int, steps: int) -> TrainingArguments:
+    """TrainingArguments of this run: one balanced batch per device step, AdamW, checkpoints, sequential batches."""
+    t = cfg.train
+    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return TrainingArguments(
+        output_dir=str(output_dir), per_device_train_batch_size=1, gradient_accumulation_steps=t.grad_accum,
+        max_steps=math.ceil(steps / t.grad_accum), learning_rate=t.lr, weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of the total steps
+        lr_scheduler_type="linear", optim="adamw_torch", bf16=bf16,
+        logging_steps=t.logging_steps, save_strategy="steps", save_steps=t.save_steps, seed=seed, data_seed=seed,
+        train_sampling_strategy="sequential", remove_unused_columns=False, report_to=[],
+        activation_checkpointing=t.gradient_checkpointing, dataloader_num_workers=0, disable_tqdm=True,
+        dataloader_pin_memory=torch.cuda.is_available())
+
+
+def _check_inputs(train_pairs: dict[str, Sequence[Pair]], scheme: str, lam: Sequence[float] | None) -> None:
+    """ConfigError for an unknown scheme, a wrong source count, or λ given to a scheme without λ."""
+    if scheme not in FT_SCHEMES:
+        raise ConfigError(f"unknown fine-tuning scheme '{scheme}'; valid: {', '.join(FT_SCHEMES)} ('raw' is the "
+                          "untrained model, 'top' a 'single' run on the best source)")
+    if not train_pairs or any(len(p) == 0 for p in train_pairs.values()):
+        raise ConfigError(f"finetune needs at least one non-empty source, got sizes "
+                          f"{ {k: len(v) for k, v in train_pairs.items()} }")
+    if scheme == "single" and len(train_pairs) != 1:
+        raise ConfigError(f"scheme 'single' needs exactly one source, got {len(train_pairs)}: {list(train_pairs)}")
+    if (lam is not None) != (scheme == "fixed"):
+        raise ConfigError(f"λ must be given for scheme 'fixed' and only for it (scheme '{scheme}')")
+
+
+def _resume_state(output_dir: Path, weighter: MoreWeighter | None) -> str | None:
+    """The last checkpoint in output_dir (None if none), with MORE state reloaded and later log lines dropped."""
+    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if last is None:
+        return None
+    if weighter is not None:
+        state_path = Path(last) / STATE_FILE
+        if not state_path.exists():
+            raise TrainingError(f"cannot resume MORE from {last}: {STATE_FILE} is missing (killed while saving?); "
+                                f"delete that checkpoint folder to resume from the one before")
+        weighter.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=True))
+    step = int(Path(last).name.split("-")[-1])
+    log_path = output_dir / LOG_FILE
+    if log_path.exists():
+        kept = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= step]
+        log_path.write_text("".join(line + "\n" for line in kept))
+    return last
+
+
+def finetune(cfg: Config, train_pairs: dict[str, Sequence[Pair]], scheme: str, output_dir: str | Path,
+             resume: bool = False, seed: int | None = None, lam: Sequence[float] | None = None,
+             callbacks: Sequence[TrainerCallback] = ()) -> Path:
+    """Fine-tune cfg.model.name as a reward model on per-source pairs; returns the saved HF model folder."""
+    _check_inputs(train_pairs, scheme, lam)
+    seed = cfg.seeds[0] if seed is None else seed
+    output_dir = Path(output_dir)
+    names, t = list(train_pairs), cfg.train
+    weighter = MoreWeighter(len(names), t.alpha, t.normalization) if scheme == "more" else None
+    weights = fixed_weights(lam, names) if scheme == "fixed" else torch.full((len(names),), 1.0 / len(names))
+    existing = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if existing and not resume:
+        raise ConfigError(f"{output_dir} already holds checkpoints: pass resume=True (--resume) or a new folder")
+    checkpoint = _resume_state(output_dir, weighter) if resume else None
+    model, tokenizer = load_reward_model(cfg.model.name, dtype="fp32", padding_side=cfg.model.padding_side,
+                                         device="cpu")
+    plan = plan_for(train_pairs, cfg, seed)
+    trainer = MoreTrainer(
+        model=model, args=training_args(cfg, output_dir, seed, plan.shape[0]),
+        train_dataset=BalancedBatches(train_pairs, plan),
+        data_collator=PairCollator(tokenizer, cfg.model.max_length, cfg.model.truncation_side),
+        callbacks=[MoreStateCallback(weighter), *callbacks],
+        scheme=scheme, source_names=names, weighter=weighter, lam=weights)
+    model.train()
+    trainer.train(resume_from_checkpoint=checkpoint)
+    final = output_dir / MODEL_DIR
+    if trainer.is_world_process_zero():
+        save_reward_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, final)
+        if weighter is not None:
+            save_state(weighter, final / STATE_FILE)
+    trainer.accelerator.wait_for_everyone()
+    return final
+
+
+def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """`key=value` strings → {dotted key: YAML-parsed value}."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override '{item}' must look like key=value (e.g. train.lr=1e-5)")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    """CLI: load the profile's sources (train split) and fine-tune one scheme into --output-dir."""
+    from morelib.splits import load_source_splits
+
+    ap = argparse.ArgumentParser(prog="python -m morelib.finetune", description=main.__doc__)
+    ap.add_argument("--profile", default="paper", help="params profile name or YAML path")
+    ap.add_argument("--scheme", default="more", choices=FT_SCHEMES)
+    ap.add_argument("--source", help="the one source of scheme 'single'")
+    ap.add_argument("--lam", type=float, nargs="+", help="source weights of scheme 'fixed' (normalised)")
+    ap.add_argument("--output-dir", required=True, type=Path)
+    ap.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output-dir")
+    ap.add_argument("--seed", type=int, help="default: the profile's first seed")
+    ap.add_argument("-o", "--override", action="append", default=[], help="dotted key=value, e.g. train.lr=1e-5")
+    args = ap.parse_args(argv)
+    cfg = load_config(args.profile, _parse_overrides(args.override))
+    seed = cfg.seeds[0] if args.seed is None else args.seed
+    specs = [s for s in cfg.data.sources if args.scheme != "single" or s.name == args.source]
+    if not specs:
+        raise ConfigError(f"--source '{args.source}' is not a source of profile {cfg.profile}: {cfg.source_names()}")
+    pairs = {s.name: load_source_splits(s, cfg.data, seed)["train"] for s in specs}
+    return finetune(cfg, pairs, args.scheme, args.output_dir, resume=args.resume, seed=seed, lam=args.lam)
+
+
+if __name__ == "__main__":
+    main()
