@@ -2,7 +2,6 @@
 metrics/tables/figures, reuse earlier RMs, and stay thin (stored without outputs, no def/class/loops)."""
 import ast
 import json
-import os
 from pathlib import Path
 
 import nbformat
@@ -34,13 +33,15 @@ def run_dir(tmp_path_factory):
     overrides = json.dumps({"output_root": str(root)})
     heads = {}
     env = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    os.environ.update(env)
-    for name in NOTEBOOKS:
-        (run / name).mkdir(parents=True)
-        papermill.execute_notebook(str(NB_DIR / f"{name}.ipynb"), str(run / name / f"{name}.ipynb"), cwd=str(NB_DIR),
-                                   parameters={"profile": "tiny", "run_dir": str(run), "overrides": overrides},
-                                   progress_bar=False, kernel_name="python3")
-        heads[name] = sorted(p.name for p in (run / "heads").rglob("*.pt"))
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        for name in NOTEBOOKS:
+            (run / name).mkdir(parents=True)
+            papermill.execute_notebook(str(NB_DIR / f"{name}.ipynb"), str(run / name / f"{name}.ipynb"),
+                                       cwd=str(NB_DIR), progress_bar=False, kernel_name="python3",
+                                       parameters={"profile": "tiny", "run_dir": str(run), "overrides": overrides})
+            heads[name] = sorted(p.name for p in (run / "heads").rglob("*.pt"))
     return run, heads
 
 
