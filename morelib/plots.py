@@ -41,7 +41,8 @@ def accuracy_radar(matrix: pd.DataFrame, title: str = "Accuracy per test source 
     for rm, row in matrix.iterrows():
         values = list(row.values) + [row.values[0]]
         fig.add_trace(go.Scatterpolar(r=values, theta=theta, name=str(rm), fill="none"))
-    fig.update_layout(title=title, polar={"radialaxis": {"range": [0.0, 1.0]}}, template=TEMPLATE)
+    lo, hi = np.floor(np.nanmin(matrix.values) * 20) / 20, np.ceil(np.nanmax(matrix.values) * 20) / 20
+    fig.update_layout(title=title, polar={"radialaxis": {"range": [lo, hi]}}, template=TEMPLATE)
     return fig
 
 
