@@ -27,7 +27,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from morelib import config, datacard, metrics, more, runs, solver, study, train  # noqa: E402
+from morelib import config, datacard, diagnostics, metrics, more, runs, solver, study, train  # noqa: E402
 from morelib.data import DropLog, load_preferences  # noqa: E402
 from morelib.errors import ConfigError, DataError, ModelError, RunError, TrainingError  # noqa: E402
 from morelib.features import PairFeatures, extract  # noqa: E402
@@ -377,6 +377,7 @@ def _zero_gradient_source(tmp: Path) -> str:
     hist = head.history["lam"]
     for weights in (lam, raw, *hist):
         assert torch.isfinite(weights).all() and (weights >= 0).all() and math.isclose(float(weights.sum()), 1, abs_tol=1e-5)
+    assert not diagnostics.check_lambda_pinned(hist.numpy()).ok, "the stalled MORE run must trip the pinned-λ guard"
     return (f"finite λ on the simplex: MoreWeighter {[round(x, 3) for x in lam.tolist()]}; in train_head the "
             f"zero-gradient source takes λ = {hist[-1, 1].item():.3f} (min-norm of a hull containing 0), "
             "so training stalls — flagged by diagnostics.check_lambda_pinned")
