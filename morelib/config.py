@@ -120,6 +120,12 @@ class RJSConfig:
     sft_lr: float = 1e-5
     ppl_pairs: int = 50
     schemes: tuple[str, ...] = ("multitask", "more")
+    prompt_sources: tuple[str, ...] = ("helpful", "harmless")
+    n_eval_prompts: int = 16
+    sft_batch_size: int = 4
+    max_length: int = 512
+    dtype: str = "auto"
+    backend: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,9 @@ class JudgeConfig:
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     reliability_pairs: int = 40
+    gold_rm: bool = True
+    max_query_chars: int = 2000
+    timeout_s: float = 60.0
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,103 @@
+"""Tests of morelib.rjs: label mask, perplexity vs a manual cross-entropy, seeded sampling, best-of-n, SFT on tiny-random."""
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from morelib import rjs  # noqa: E402
+from morelib.config import load_config  # noqa: E402
+from morelib.errors import ModelError  # noqa: E402
+
+PROMPTS = ["\n\nHuman: hi there\n\nAssistant:",
+           "\n\nHuman: What is 2+2?\n\nAssistant: 4\n\nHuman: Are you sure?\n\nAssistant:"]
+RESPONSES = [" Hello! How can I help?", " Yes, two plus two is four."]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The tiny-random causal LM and its byte tokenizer."""
+    return rjs.load_causal_lm("tiny-random", dtype="fp32", device="cpu")
+
+
+def test_hh_messages_alternate_roles():
+    msgs = rjs.hh_messages(PROMPTS[1])
+    assert [m["role"] for m in msgs] == ["user", "assistant", "user"]
+    assert msgs[0]["content"] == "What is 2+2?" and msgs[2]["content"] == "Are you sure?"
+    assert rjs.hh_messages("plain question") == [{"role": "user", "content": "plain question"}]
+
+
+def test_encode_example_masks_prompt_and_keeps_eos(tiny):
+    _, tok = tiny
+    ex = rjs.encode_example(tok, PROMPTS[0], RESPONSES[0], max_length=512)
+    n_prompt = len(tok(PROMPTS[0], add_special_tokens=False)["input_ids"])
+    assert ex["labels"][:n_prompt] == [rjs.IGNORE] * n_prompt
+    assert ex["labels"][n_prompt:] == ex["input_ids"][n_prompt:]
+    assert ex["input_ids"][-1] == tok.eos_token_id
+    assert tok.decode(ex["input_ids"][n_prompt:-1]) == RESPONSES[0]
+    short = rjs.encode_example(tok, PROMPTS[1], RESPONSES[1], max_length=40)
+    assert len(short["input_ids"]) == 40 and short["labels"][-1] == tok.eos_token_id  # prompt cut on the left
+
+
+def _manual_ppl(policy, tok, prompts, responses) -> float:
+    """exp(mean NLL of response tokens), one unpadded sequence at a time, log-softmax indexed by hand."""
+    total, count = 0.0, 0
+    for p, r in zip(prompts, responses):
+        p_ids = tok(p, add_special_tokens=False)["input_ids"]
+        r_ids = tok(r + tok.eos_token, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([p_ids + r_ids])
+        with torch.no_grad():
+            logp = torch.log_softmax(policy(input_ids=ids).logits[0].double(), dim=-1)
+        for k, token in enumerate(r_ids):
+            total -= float(logp[len(p_ids) + k - 1, token])
+            count += 1
+    return math.exp(total / count)
+
+
+def test_perplexity_matches_manual_cross_entropy(tiny):
+    policy, tok = tiny
+    ours = rjs.perplexity(policy, tok, PROMPTS, RESPONSES, max_length=512, batch_size=2)
+    assert ours == pytest.approx(_manual_ppl(policy, tok, PROMPTS, RESPONSES), rel=1e-4)
+    nll, count = rjs.response_nll(policy, tok, PROMPTS, RESPONSES, batch_size=1)
+    assert count.tolist() == [len(tok(r + tok.eos_token, add_special_tokens=False)["input_ids"]) for r in RESPONSES]
+
+
+def test_generate_is_seeded_and_shaped(tiny):
+    policy, tok = tiny
+    kw = dict(n=3, max_new_tokens=6, temperature=0.8, top_p=0.95, batch_size=4, progress=False)
+    a = rjs.generate(policy, tok, PROMPTS, seed=0, **kw)
+    assert len(a) == 2 and all(len(c) == 3 and all(isinstance(s, str) for s in c) for c in a)
+    assert a == rjs.generate(policy, tok, PROMPTS, seed=0, **kw)
+    assert a != rjs.generate(policy, tok, PROMPTS, seed=1, **kw)
+    greedy = rjs.generate(policy, tok, PROMPTS, seed=0, **{**kw, "temperature": 0.0})
+    assert all(len(set(c)) == 1 for c in greedy)
+    assert tok.padding_side == "right"  # restored after left-padded generation
+
+
+def test_best_of_n_picks_argmax_first_on_ties():
+    cands = [["a", "b", "c"], ["d", "e", "f"]]
+    assert rjs.best_of_n(cands, [[0.1, 0.9, 0.3], [2.0, 2.0, 1.0]]) == ["b", "d"]
+    with pytest.raises(ValueError, match="scores"):
+        rjs.best_of_n(cands, [[0.1, 0.2]])
+    with pytest.raises(ValueError, match="non-finite"):
+        rjs.best_of_n(cands, [[0.1, float("nan"), 0.3], [1, 2, 3]])
+
+
+def test_unknown_policy_names_the_problem():
+    with pytest.raises(ModelError, match="unknown policy 'no-such-model'"):
+        rjs.load_causal_lm("no-such-model")
+
+
+def test_sft_changes_parameters_and_lowers_loss(tmp_path, tiny):
+    cfg = load_config("tiny", {"rjs.sft_lr": 1e-2, "rjs.sft_epochs": 3.0}).rjs
+    before, tok = tiny
+    out = rjs.sft("tiny-random", PROMPTS, RESPONSES, tmp_path / "policy", cfg, seed=0)
+    after, tok2 = rjs.load_causal_lm(out, dtype="fp32", device="cpu")
+    changed = [n for n, p in after.state_dict().items() if not torch.equal(p, before.state_dict()[n])]
+    assert len(changed) == len(before.state_dict())
+    assert rjs.perplexity(after, tok2, PROMPTS, RESPONSES) < rjs.perplexity(before, tok, PROMPTS, RESPONSES)
+    assert (out / "sft_log.json").exists()
