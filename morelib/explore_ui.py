@@ -24,12 +24,16 @@ from morelib.explore import MIX_SCHEMES, Explorer, Fit
 
 TEMPLATE = "plotly_white"
 SCHEME_COLORS = {"multitask": "#ff7f0e", "more": "#2ca02c"}
+PALETTE = ("#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#d62728")
 PANELS = ("accuracy per test source", "ECE per test source", "reliability (σ(Δ), both orders)", "reward difference Δ")
 
 
-def _panels(title: str) -> go.Figure:
-    """An empty 2×2 figure with the explorer's four panel titles."""
+def _panels(title: str, tests: list[str]) -> go.Figure:
+    """An empty 2×2 figure with the explorer's four panel titles; bar panels have one slot per test source."""
     fig = make_subplots(rows=2, cols=2, subplot_titles=PANELS, vertical_spacing=0.14)
+    # bars sit at 0…K−1 with the source names as tick labels: the anywidget front-end of plotly 7 drops string x
+    for col in (1, 2):
+        fig.update_xaxes(tickmode="array", tickvals=list(range(len(tests))), ticktext=tests, row=1, col=col)
     fig.update_layout(title=title, template=TEMPLATE, height=620, barmode="group", bargap=0.25,
                       margin={"t": 70, "b": 40, "l": 50, "r": 20}, legend={"orientation": "h", "y": -0.08})
     fig.update_yaxes(range=[0, 1], row=1, col=1)
@@ -42,24 +46,29 @@ def _panels(title: str) -> go.Figure:
 
 def _lambda_traces(fig: go.Figure, tests: list[str]) -> None:
     """Add the λ view's traces: 2 bar traces, then one reliability line and one histogram per test source."""
-    fig.add_trace(go.Bar(x=tests, y=[0] * len(tests), name="accuracy", showlegend=False), row=1, col=1)
-    fig.add_trace(go.Bar(x=tests, y=[0] * len(tests), name="ECE", showlegend=False, marker_color="#d62728"),
+    colors = [PALETTE[i % len(PALETTE)] for i in range(len(tests))]
+    slots = list(range(len(tests)))
+    fig.add_trace(go.Bar(x=slots, y=[0] * len(tests), name="accuracy", showlegend=False, marker_color=colors),
+                  row=1, col=1)
+    fig.add_trace(go.Bar(x=slots, y=[0] * len(tests), name="ECE", showlegend=False, marker_color=colors),
                   row=1, col=2)
-    for s in tests:
-        fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name=s, legendgroup=s), row=2, col=1)
-    for s in tests:
-        fig.add_trace(go.Histogram(x=[], name=s, legendgroup=s, showlegend=False, opacity=0.5, nbinsx=40),
-                      row=2, col=2)
+    for s, c in zip(tests, colors):
+        fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name=s, legendgroup=s, line={"color": c}),
+                      row=2, col=1)
+    for s, c in zip(tests, colors):
+        fig.add_trace(go.Histogram(x=[], name=s, legendgroup=s, showlegend=False, opacity=0.45, nbinsx=40,
+                                   marker_color=c), row=2, col=2)
     fig.update_layout(barmode="overlay")
 
 
 def _mix_traces(fig: go.Figure, tests: list[str]) -> None:
     """Add the mix view's traces: per scheme a bar pair (accuracy, ECE), a pooled reliability line and a histogram."""
+    slots = list(range(len(tests)))
     for scheme in MIX_SCHEMES:
         color = SCHEME_COLORS[scheme]
-        fig.add_trace(go.Bar(x=tests, y=[0] * len(tests), name=scheme, legendgroup=scheme, marker_color=color),
+        fig.add_trace(go.Bar(x=slots, y=[0] * len(tests), name=scheme, legendgroup=scheme, marker_color=color),
                       row=1, col=1)
-        fig.add_trace(go.Bar(x=tests, y=[0] * len(tests), name=scheme, legendgroup=scheme, marker_color=color,
+        fig.add_trace(go.Bar(x=slots, y=[0] * len(tests), name=scheme, legendgroup=scheme, marker_color=color,
                              showlegend=False), row=1, col=2)
         fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name=scheme, legendgroup=scheme,
                                  line={"color": color}, showlegend=False), row=2, col=1)
@@ -108,7 +117,7 @@ def draw_mix(fig: go.Figure, ex: Explorer, fits: dict[str, Fit]) -> None:
 
 def lambda_figure(ex: Explorer, widget: bool = False) -> go.Figure:
     """The λ view of the current fit (uniform λ fitted first if none) as a go.Figure, or a FigureWidget."""
-    fig = _panels("λ explorer")
+    fig = _panels("λ explorer", list(ex.test))
     _lambda_traces(fig, list(ex.test))
     fig = go.FigureWidget(fig) if widget else fig
     draw_lambda(fig, ex, ex.current or ex.set_lambda(ex.presets()["uniform"]))
@@ -117,7 +126,7 @@ def lambda_figure(ex: Explorer, widget: bool = False) -> go.Figure:
 
 def mix_figure(ex: Explorer, widget: bool = False) -> go.Figure:
     """The mix view (MultiTask vs MORE) of the current mix (all pairs of all sources if none) as a figure."""
-    fig = _panels("mix explorer")
+    fig = _panels("mix explorer", list(ex.test))
     _mix_traces(fig, list(ex.test))
     fig = go.FigureWidget(fig) if widget else fig
     draw_mix(fig, ex, ex.mix or ex.set_mix(ex.available))
@@ -188,8 +197,8 @@ class ExplorerUI:
     def _lambda_view(self, debounce: Debouncer) -> object:
         """Sliders, presets, the MORE step slider, status and figure of the λ view."""
         W, ex = self.W, self.ex
-        self.sliders = [W.FloatSlider(value=1 / len(ex.names), min=0, max=1, step=0.001, description=n,
-                                      readout_format=".3f", continuous_update=True) for n in ex.names]
+        self.sliders = [W.FloatSlider(value=1 / len(ex.names), min=0, max=1, step=0.01, description=n,
+                                      readout_format=".2f", continuous_update=True) for n in ex.names]
         for s in self.sliders:
             s.observe(lambda _: self._mute or debounce.trigger(), names="value")
         labels = {"uniform": "uniform (MultiTask)", "size": "size-proportional (plain mixing)", "more": "MORE final λ"}
@@ -203,7 +212,7 @@ class ExplorerUI:
         self.lambda_status = W.HTML()
         self.lambda_fig = lambda_figure(ex, widget=True)
         self._set_sliders(ex.current.lam)
-        self.lambda_status.value = status_html(ex, ex.current, ex.current.seconds, "λ")
+        self.lambda_status.value = status_html(ex, ex.current, ex.current.seconds, "fixed λ")
         controls = W.VBox([W.HTML("<b>λ explorer</b>: fixed loss weight per source (normalised to sum 1)"),
                            *self.sliders, W.HBox(buttons), self.step])
         return W.VBox([controls, self.lambda_status, self.lambda_fig])
@@ -272,7 +281,7 @@ class ExplorerUI:
             return
         draw_lambda(self.lambda_fig, self.ex, fit)
         self.last_update_s["lambda"] = time.perf_counter() - start
-        self.lambda_status.value = status_html(self.ex, fit, self.last_update_s["lambda"], "λ")
+        self.lambda_status.value = status_html(self.ex, fit, self.last_update_s["lambda"], "fixed λ")
 
     def refresh_mix(self) -> None:
         """Refit MultiTask and MORE on the chosen mix and redraw the mix view in place."""
@@ -310,7 +319,7 @@ class ExplorerUI:
         if isinstance(result, Fit):
             self._set_sliders(result.lam)
             draw_lambda(self.lambda_fig, self.ex, result)
-            self.lambda_status.value = status_html(self.ex, result, result.seconds, f"λ (saved #{save_id})")
+            self.lambda_status.value = status_html(self.ex, result, result.seconds, f"fixed λ (saved #{save_id})")
             return
         self._mute = True
         for name, slider, box in zip(self.ex.names, self.pairs, self.include):

@@ -1,0 +1,193 @@
+"""The explorer in a real front-end: JupyterLab (loopback, own token) + Debian's headless chromium via Playwright.
+
+A small notebook on the synthetic benchmark (no model needed) is generated into a temporary folder, every cell is
+run, the first λ slider is moved with the keyboard, and the test checks that the plotly figure's numbers and the
+status line changed. A screenshot lands in the test's run folder; with MORE_UPDATE_SCREENSHOT=1 (or when missing)
+it is also copied to docs/explorer.png. Skipped when /usr/bin/chromium or Playwright is absent. Playwright never
+downloads a browser here: it drives the system chromium through `executable_path`.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+TOKEN = "explore-test-token"
+SCREENSHOT_LIMIT = 300_000  # bytes: docs/explorer.png stays small enough for the README
+
+if not CHROMIUM.exists():
+    pytest.skip("no /usr/bin/chromium (apt-get install -y chromium); browser test skipped", allow_module_level=True)
+playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+
+CELLS = [
+    """from morelib import explore, explore_ui
+from morelib.config import load_config
+from morelib.synthetic import make_drift_benchmark""",
+    """cfg = load_config("tiny", {"explore.train_pairs_per_source": 400, "explore.head_epochs": 4,
+                           "explore.batch_per_source": 50, "explore.debounce_ms": 150})
+bench = make_drift_benchmark(3, 32, 400, 1.0, seed=0, n_calib=10, n_test=300, names=["helpful", "harmless", "oasst1"])
+ex = explore.Explorer(bench.train, bench.test, cfg.train, cfg.explore, out_dir="run")""",
+    """ui = explore_ui.ExplorerUI(ex, views=("lambda",))
+ui.widget""",
+]
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_notebook(folder: Path) -> Path:
+    """The demo notebook (no outputs) in `folder`."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
+    path = folder / "explore_demo.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def lab_settings(folder: Path) -> Path:
+    """A JupyterLab user-settings folder that turns off news and update checks (no traffic beyond loopback)."""
+    target = folder / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    target.parent.mkdir(parents=True)
+    target.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    return folder
+
+
+def request(url: str, method: str = "GET") -> int:
+    """HTTP status of a loopback request carrying the test's token (0 when nothing answers)."""
+    req = urllib.request.Request(url, method=method, headers={"Authorization": f"token {TOKEN}"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status
+    except urllib.error.HTTPError as err:
+        return err.code
+    except OSError:
+        return 0
+
+
+def our_kernels(runtime: Path) -> list[int]:
+    """Pids of kernels whose connection file lies in this test's runtime folder (started by this test only)."""
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if str(runtime) in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                pids.append(int(proc.name))
+    return pids
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """A JupyterLab server on 127.0.0.1 serving tmp_path; shut down (kernels included) at teardown."""
+    port, runtime = free_port(), tmp_path / "runtime"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "JUPYTER_RUNTIME_DIR": str(runtime),
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"), "IPYTHONDIR": str(tmp_path / "ipython"),
+           "JUPYTERLAB_SETTINGS_DIR": str(lab_settings(tmp_path / "lab-settings")),
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    work = tmp_path / "work"
+    work.mkdir()
+    write_notebook(work)
+    cmd = [str(Path(sys.executable).with_name("jupyter-lab")), "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+           "--port-retries=0", f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={work}",
+           "--expose-app-in-browser", "--LabApp.news_url=None", "--LabApp.extension_manager=readonly",
+           "--ServerApp.terminals_enabled=False", "--allow-root"]
+    log = (tmp_path / "jupyter.log").open("w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 40
+        while request(f"{base}/api/status") != 200:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"JupyterLab did not start: {(tmp_path / 'jupyter.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield {"base": base, "work": work}
+    finally:
+        request(f"{base}/api/shutdown", method="POST")
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+        for pid in our_kernels(runtime):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        log.close()
+
+
+def figure_numbers(page) -> list[list[float]]:
+    """The y values of the accuracy and ECE bar traces of the explorer's plotly figure, read from the DOM."""
+    return page.evaluate("""() => {
+        const gd = document.querySelector('.js-plotly-plot');
+        return [gd.layout.xaxis.ticktext, gd.data[1].y, gd.data[2].y].map(a => Array.from(a));
+    }""")
+
+
+def status_text(page) -> str:
+    """The explorer's status line."""
+    return page.locator(".explore-status").first.inner_text()
+
+
+def test_slider_moves_the_figure(lab, tmp_path):
+    with playwright_sync.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1000, "height": 1100})
+        try:
+            page = context.new_page()
+            page.set_default_timeout(60_000)
+            page.goto(f"{lab['base']}/lab/tree/explore_demo.ipynb?token={TOKEN}")
+            page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-Notebook')")
+            page.wait_for_function("""() => {
+                const w = window.jupyterapp.shell.currentWidget;
+                return w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel
+                    && w.sessionContext.session.kernel.status === 'idle';
+            }""")
+            page.evaluate("() => window.jupyterapp.commands.execute('application:toggle-left-area')")
+            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            page.wait_for_selector(".explore-status", timeout=60_000)
+            page.wait_for_function("() => { const g = document.querySelector('.js-plotly-plot'); "
+                                   "return g && g.data && g.data.length > 2; }")
+            before_status, before = status_text(page), figure_numbers(page)
+            assert "mean accuracy" in before_status, before_status
+            handle = page.locator(".widget-slider .noUi-handle").first
+            handle.focus()
+            for _ in range(30):
+                page.keyboard.press("ArrowRight")
+            page.wait_for_function("(s) => document.querySelector('.explore-status').innerText !== s", arg=before_status)
+            page.wait_for_function("(s) => /update/.test(document.querySelector('.explore-status').innerText)", arg="")
+            after_status, after = status_text(page), figure_numbers(page)
+            assert after[0] == ["helpful", "harmless", "oasst1"], after[0]
+            assert after[1:] != before[1:], (before, after)
+            lam = re.search(r"helpful ([0-9.]+)", after_status)
+            assert lam and float(lam.group(1)) > 0.4, after_status
+            update_s = float(re.search(r"update ([0-9.]+) s", after_status).group(1))
+            assert update_s < 30, after_status
+            shot = tmp_path / "run" / "explorer.png"
+            shot.parent.mkdir(exist_ok=True)
+            page.locator(".jp-OutputArea-output").last.screenshot(path=str(shot))
+        finally:
+            context.close()
+    assert shot.stat().st_size > 10_000
+    docs = REPO / "docs" / "explorer.png"
+    if (os.environ.get("MORE_UPDATE_SCREENSHOT") == "1" or not docs.exists()) and shot.stat().st_size < SCREENSHOT_LIMIT:
+        shutil.copyfile(shot, docs)
