@@ -241,11 +241,11 @@ def reliability_sentence(rel: dict) -> str:
         verdict = "better than chance"
     else:
         verdict = "worse than chance (it prefers the human-rejected response)"
+    bias = (f" (its two orders disagreed on {rel['position_bias_rate']:.0%} of the pairs it was asked; it answered "
+            f"\"A\" {rel['first_position_share']:.0%} of the time)" if rel["asked"] else "")
     return (f"Judge **{rel['judge']}** agreed with the human label on {rel['win']} of {rel['n']} held-out test pairs, "
-            f"contradicted it on {rel['lose']} and tied on {rel['tie']} (its two orders disagreed on "
-            f"{rel['position_bias_rate']:.0%} of the pairs it was asked; it answered \"A\" "
-            f"{rel['first_position_share']:.0%} of the time): net agreement {_ci(rel['net'], rel['net_lo'], rel['net_hi'])}"
-            f" — {verdict}.")
+            f"contradicted it on {rel['lose']} and tied on {rel['tie']}{bias}: net agreement "
+            f"{_ci(rel['net'], rel['net_lo'], rel['net_hi'])} — {verdict}.")
 
 
 def wtl_sentence(wtl: dict, a: str = "MORE", b: str = "MultiTask") -> str:

@@ -19,6 +19,7 @@ import importlib.util
 import json
 import math
 import re
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -244,6 +245,7 @@ def sft(policy_name: str | Path, prompts: Sequence[str], responses: Sequence[str
     trainer = Trainer(model=policy.train(), args=args, train_dataset=examples,
                       data_collator=lambda batch: _collate(tok, batch))
     trainer.train()
+    shutil.rmtree(out_dir / "trainer", ignore_errors=True)  # save_strategy "no": only Trainer's empty folder is there
     policy.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
     (out_dir / "sft_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))

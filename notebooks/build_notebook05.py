@@ -1,0 +1,136 @@
+"""Write notebook 05 (alignment) without outputs, `parameters` cell tagged: `python notebooks/build_notebook05.py`.
+
+Same conventions as build_notebooks.py (01–04), whose parameters cell, set-up cell and builder it reuses; every code
+cell only calls morelib (morelib.alignment holds the notebook's steps).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from build_notebooks import PARAMS, build  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+NAME = "05_alignment"
+
+SETUP = f'''import logging
+
+from IPython.display import Markdown, display
+
+from morelib import alignment, findings, judge, plots, rjs, runs, study
+
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+logging.getLogger("httpx").setLevel(logging.WARNING)
+run = runs.start(profile, run_dir, overrides, "{NAME}")
+cfg = run.cfg
+r = cfg.rjs
+print(f"run folder: {{run.root}}  (profile {{cfg.profile}}, seeds {{list(cfg.seeds)}})")
+print(f"policy {{r.policy}}: {{r.n_prompts}} prompts × {{r.n_samples}} samples × ≤{{r.max_new_tokens}} new tokens "
+      f"(batch {{r.gen_batch_size}}, T={{r.temperature}}, top-p={{r.top_p}}); SFT {{r.sft_epochs}} epoch(s) at lr {{r.sft_lr}}; "
+      f"judge {{cfg.judge.kind}} ({{cfg.judge.model}}) on {{r.n_eval_prompts}} test prompts, reliability on "
+      f"{{cfg.judge.reliability_pairs}} pairs per source")'''
+
+CELLS = [
+    ("md", """# 05 · Rejection-sampling alignment with MORE vs MultiTask reward models (paper §5.4, Table 2)
+
+**Question.** Does a better-calibrated reward model (MORE) make a better policy when used for rejection sampling?
+The paper samples 4 responses per H&H training prompt from Alpaca-7B, fine-tunes on the response each RM scores best,
+and reports lower perplexity on H&H test responses and a 44/22/34 GPT-4 win/tie/lose of MORE over MultiTask
+(Table 2). Here the same pipeline runs with the RMs of notebook 02 (reused from this run folder, else fitted now),
+a small policy and an offline judge whose own reliability is measured first — if it is near chance, the finding says so.
+
+**Budget (default profile, this 2-core CPU, < 20 min).** SmolLM2-135M-Instruct as policy; 16 H&H training-side
+prompts × 4 samples × ≤ 48 new tokens, batch 16 (the fastest batch size in `benchmarks/generation.py`); SFT for one
+epoch; perplexity on 50 test chosen responses per source; 16 held-out test prompts for the judge; 40 human-labelled
+test pairs per source to measure the judge. The paper profile runs the same cells at the paper's scale on a GPU."""),
+    ("params", PARAMS),
+    ("code", SETUP),
+    ("md", "## Reward models\nThe MultiTask and MORE heads of this run (first seed) and their calibration on the prompt sources' test sets (Table 2's *RM ECE*)."),
+    ("code", '''with run.timer("data + features"):
+    data = study.prepare(cfg, run)
+display(Markdown(findings.missing_note(data.missing)))
+with run.timer("reward models"):
+    heads = alignment.selection_heads(cfg, data, run)
+    rms = alignment.rm_table(heads, data, cfg)
+run.save_table("rm_table", rms)
+rms.round(4)'''),
+    ("md", "## Sampling and best-of-n selection\nn responses per training-side prompt from the base policy; each RM keeps the one it scores highest."),
+    ("code", '''prompts = alignment.rjs_prompts(data, cfg)
+texts = [p for p, _ in prompts]
+with run.timer("sampling"):
+    candidates = rjs.sample(r.policy, texts, r, cfg.seeds[0])
+with run.timer("scoring candidates"):
+    scores = alignment.score_candidates(texts, candidates, heads, cfg, run.cache_dir)
+selected = {s: rjs.best_of_n(candidates, sc) for s, sc in scores.items()}
+agreement = alignment.pick_agreement(scores)
+cands = alignment.candidate_frame(candidates, scores)
+run.save_table("candidates", cands)
+print(f"MORE and MultiTask picked the same response for {agreement:.0%} of {len(texts)} prompts")
+cands.head(8)'''),
+    ("code", '''fig = plots.scatter_xy(cands, "reward_multitask", "reward_more", "picked_more",
+                      "Reward of every sampled response: MultiTask RM vs MORE RM (colour: picked by MORE)")
+run.save_figure("candidate_rewards", fig)
+fig'''),
+    ("md", "## SFT on the selected responses\nOne fine-tuned policy per RM (transformers `Trainer`, loss on response tokens only)."),
+    ("code", '''with run.timer("SFT"):
+    aligned = alignment.align_policies(cfg, run, texts, selected)
+policies = {"base": r.policy, **{s: str(path) for s, path in aligned.items()}}
+policies'''),
+    ("md", "## Perplexity on the chosen responses of the Helpful and Harmless test sets (Table 2, lower is better)"),
+    ("code", '''ppl_pairs = alignment.test_pairs(data, cfg, r.ppl_pairs, cfg.seeds[0])
+with run.timer("perplexity"):
+    ppl = alignment.perplexity_table(cfg, ppl_pairs, policies)
+run.save_table("perplexity", ppl)
+tidy_ppl = ppl.reset_index().melt(id_vars="policy", var_name="test_set", value_name="perplexity")
+fig = plots.metric_bars(tidy_ppl, "perplexity", "Perplexity of test chosen responses", x="test_set", color="policy")
+run.save_figure("perplexity", fig)
+display(ppl.round(3))
+fig'''),
+    ("md", "## The judge: how far can it be trusted?\nAgreement with the human label on held-out test pairs (Appendix D prompt, asked in both orders; a disagreement between orders is a tie) and its position-bias rate."),
+    ("code", '''with run.timer("judges"):
+    judges = alignment.make_judges(cfg, data, run.cache_dir)
+    rel_pairs = alignment.test_pairs(data, cfg, cfg.judge.reliability_pairs, cfg.seeds[0] + 2)
+    reliability = alignment.judge_reliability(judges, rel_pairs, cfg)
+run.save_json("judge_reliability", reliability)
+display(*[Markdown(judge.reliability_sentence(rel)) for rel in reliability.values()])'''),
+    ("md", "## MORE vs MultiTask policies: win / tie / lose\nEach aligned policy answers the same held-out test prompts; every judge compares the answers (swap rule), 95% CIs by bootstrap over prompts."),
+    ("code", '''items = alignment.eval_prompts(data, cfg)
+with run.timer("answers"):
+    said = alignment.answers(cfg, {s: policies[s] for s in ("multitask", "more")}, [p for p, _ in items])
+with run.timer("judging"):
+    wtl = alignment.judge_wtl(judges, items, said, cfg)
+run.save_json("win_tie_lose", wtl)
+outcomes = alignment.outcome_frame(wtl)
+fig = plots.metric_bars(outcomes, "share", "MORE vs MultiTask policy: share of prompts won / tied / lost", x="judge", color="outcome")
+run.save_figure("win_tie_lose", fig)
+display(*[Markdown(judge.wtl_sentence(v)) for v in wtl.values()])
+fig'''),
+    ("md", "## Table 2 · ours beside the paper's\nThe paper's rows are read from `table2_rjs_alignment.csv` at run time; W/T/L (%) is on the MORE row and comes from our configured judge."),
+    ("code", '''primary = cfg.judge.kind if cfg.judge.kind in wtl else next(iter(wtl))
+ours = alignment.table2(rms, ppl, wtl[primary], f"{cfg.model.name} features (policy {r.policy})")
+side = alignment.table2_side_by_side(ours)
+run.save_table("table2_ours", ours)
+run.save_table("table2_vs_paper", side)
+side.round(4)'''),
+    ("md", "## Finding"),
+    ("code", '''finding = alignment.finding(rms, ppl, agreement, reliability[primary], wtl[primary])
+run.save_json("metrics", {"rm": rms.reset_index().to_dict("records"), "perplexity": ppl.reset_index().to_dict("records"),
+                          "pick_agreement": agreement, "judge_reliability": reliability, "win_tie_lose": wtl,
+                          "primary_judge": primary, "judge_near_chance": judge.near_chance(reliability[primary]),
+                          "missing": data.missing, "finding": finding})
+display(Markdown(finding))'''),
+    ("code", "run.finish()"),
+    ("md", "Back to [01 · diversity](01_diversity.ipynb). This is the last notebook of the workbook."),
+]
+
+
+def main(out_dir: Path = HERE) -> None:
+    """Write notebook 05 into `out_dir`."""
+    nbformat.write(build(CELLS), out_dir / f"{NAME}.ipynb")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE)
