@@ -237,9 +237,10 @@ def _fit(diffs: torch.Tensor, plan: torch.Tensor, w: torch.Tensor, scheme: str, 
     weighter = MoreWeighter(K, tcfg.alpha, tcfg.normalization) if scheme == "more" else None
     weights = fixed_weights(lam, names) if scheme == "fixed" else torch.full((K,), 1.0 / K)
     adam = _Adam(w, tcfg.head_lr, tcfg.head_weight_decay)
-    lams, deltas = [], []
+    lams, deltas, stopped = [], [], False
     for chunk in plan.split(_CHUNK_STEPS):
         X = diffs[chunk].view(len(chunk), K, -1, h)  # one gather per chunk: per-step indexing dominated the run time
+        first = len(deltas)
         for x in X:
             delta, grads = batch_grads(x, w)
             if weighter is not None:
@@ -248,11 +249,11 @@ def _fit(diffs: torch.Tensor, plan: torch.Tensor, w: torch.Tensor, scheme: str, 
             lams.append(weights)
             deltas.append(delta)
             if callback is not None and callback(len(deltas) - 1, weights, F.softplus(-delta).mean(1)) is False:
+                stopped = True
                 break
-        else:
-            _check_losses(F.softplus(-torch.stack(deltas[-len(chunk):])).mean(-1), len(deltas) - len(chunk), names)
-            continue
-        break
+        _check_losses(F.softplus(-torch.stack(deltas[first:])).mean(-1), first, names)
+        if stopped:
+            break
     delta = torch.stack(deltas)
     loss = _check_losses(F.softplus(-delta).mean(-1), 0, names)
     if not torch.isfinite(w).all():
