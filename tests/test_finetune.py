@@ -138,3 +138,12 @@ def test_sigkill_and_resume_equals_uninterrupted_run(cfg, more_run, tmp_path):
     assert torch.equal(ref_state["momentum"], new_state["momentum"]) and new_state["steps"] == 4
     steps = [json.loads(x)["step"] for x in (out / ft.LOG_FILE).read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
+
+
+def test_more_with_one_source_equals_single(cfg, tmp_path):
+    one = {"harmless": _pairs()["harmless"]}
+    short = load_config("tiny", {**OVERRIDES, "train.steps": 2})
+    single = ft.finetune(short, one, "single", tmp_path / "single", seed=0)
+    more = ft.finetune(short, one, "more", tmp_path / "more", seed=0)
+    a, b = _weights(single), _weights(more)
+    assert all(torch.equal(a[k], b[k]) for k in a)
