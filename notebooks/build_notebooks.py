@@ -41,7 +41,40 @@ FINISH = '''run.finish()'''
 
 # Cells of notebook 02's "Explore λ" section, as (kind, source) pairs — owned by the explorer engineer; edit them HERE
 # (not in the .ipynb), since this script rewrites the notebooks.
-EXPLORE: list[tuple[str, str]] = []
+EXPLORE: list[tuple[str, str]] = [
+    ("md", """Refit the reward head with **fixed** loss weights λ (one slider per source, normalised to sum 1) and watch
+accuracy, ECE, reliability and reward differences per test source move. Presets: uniform (= MultiTask),
+size-proportional (plain mixing) and MORE's learned λ, whose trajectory the *MORE step* slider replays. Each refit
+uses the short head schedule of `explore` in the params (shown in the status line); choices can be saved to
+`tables/explore_saved.csv` of this run and reloaded. The first figure is a static snapshot (uniform λ) that renders
+without a widget front-end; the widget below it needs JupyterLab (see docs/explorer.md)."""),
+    ("code", '''from morelib import explore, explore_ui
+
+explorer = explore.Explorer.from_study(data, cfg, run, more_head=heads[study.head_key("more", cfg.seeds[0])])
+with run.timer("explorer: uniform-λ refit"):
+    explorer.set_lambda(explorer.presets()["uniform"])
+fig = explore_ui.lambda_figure(explorer)
+run.save_figure("explore_lambda", fig)
+fig'''),
+    ("code", '''explore_ui.show(explorer, views=("lambda",))'''),
+]
+
+# Cells of notebook 04's mix explorer, placed before run.finish() — owned by the explorer engineer; edit them HERE.
+EXPLORE_MIX: list[tuple[str, str]] = [
+    ("md", """## Explore the mix
+Choose how many training pairs each source contributes (0 leaves it out) and which sources take part; MultiTask and
+MORE are refitted on that mix and shown side by side, evaluated on every test source. The static figure is the full
+mix; the widget below it refits on every change."""),
+    ("code", '''from morelib import explore, explore_ui
+
+mix_explorer = explore.Explorer.from_study(data, cfg, run)
+with run.timer("explorer: MultiTask vs MORE on the full mix"):
+    mix_explorer.set_mix(mix_explorer.available)
+fig = explore_ui.mix_figure(mix_explorer)
+run.save_figure("explore_mix", fig)
+fig'''),
+    ("code", '''explore_ui.show(mix_explorer, views=("mix",))'''),
+]
 
 NB01 = [
     ("md", """# 01 · Diversified preferences disagree (paper §3, Fig 1, Fig 3)
@@ -257,6 +290,7 @@ fig'''),
 run.save_json("metrics", {"k_ablation": k_summary.to_dict("records"), "top_reference": top_ref.to_dict("records"),
                           "skipped": skipped, "finding": finding})
 display(Markdown(finding))'''),
+    *EXPLORE_MIX,
     ("code", FINISH),
     ("md", "Next: [05 · alignment](05_alignment.ipynb) (rejection sampling with these RMs)."),
 ]
