@@ -12,7 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-LOWER_IS_BETTER = ("ece", "ace", "mce", "brier", "log_loss", "true_prob_gap")
+# mean |Δ| counts as lower-is-better in the paper's sense (§5.3: smaller absolute rewards = less over-rewarding).
+LOWER_IS_BETTER = ("ece", "ace", "mce", "brier", "log_loss", "true_prob_gap", "mean_abs_diff")
 NAMES = {"raw": "Raw", "top": "Single-Top", "multitask": "MultiTask", "more": "MORE", "single": "Single"}
 
 
@@ -149,6 +150,9 @@ def finding_k_ablation(ks: pd.DataFrame, top_ece: pd.Series, skipped: Sequence[s
         text.append(f"{_name(scheme)} {first:.4f} at K={k_min} → {last:.4f} at K={k_max} "
                     f"({'falls' if last < first else 'does not fall'})")
     out = f"H&H {metric} (mean over test sources and seeds): " + "; ".join(text) + "."
+    if {"more", "multitask"} <= set(means.index) and np.isclose(means.loc["more", k_min], means.loc["multitask", k_min]):
+        out += (f" At K={k_min} MORE equals MultiTask: with l2 normalisation the min-norm weights of two unit "
+                f"gradients are always (½, ½).") if k_min == 2 else f" At K={k_min} MORE equals MultiTask."
     if "more" in means.index and len(top_ece):
         beats = means.loc["more", k_max] < top_ece.mean()
         out += (f" Single-Top's H&H {metric} is {top_ece.mean():.4f}: MORE at K={k_max} is "

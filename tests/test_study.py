@@ -130,3 +130,14 @@ def test_fit_rejects_unknown_scheme(cfg, fitted):
     data, *_ = fitted
     with pytest.raises(RunError, match="unknown scheme"):
         study.fit(cfg, data, ["mroe"])
+
+
+def test_k_ablation_finding_and_smaller_abs_diff_is_better():
+    ks = pd.DataFrame({"scheme": ["more", "multitask", "more", "multitask"], "K": [2, 2, 3, 3],
+                       "ece_10": [0.05, 0.05, 0.03, 0.06], "test_source": "helpful", "seed": 0})
+    text = findings.finding_k_ablation(ks, pd.Series({"helpful": 0.04}), ["webgpt (missing)"])
+    assert "MORE 0.0500 at K=2 → 0.0300 at K=3 (falls)" in text and "below it" in text and "(½, ½)" in text
+    assert "webgpt" in text
+    cmp = pd.DataFrame({"metric": ["mean_abs_diff"], "test_source": ["a"], "more": [0.2], "top": [0.5],
+                        "diff": [-0.3], "lo": [-0.4], "hi": [-0.2]})
+    assert "favours MORE on 1" in findings.finding_comparison(cmp, "more", "top", 1)
