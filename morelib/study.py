@@ -118,7 +118,7 @@ def _fit_one(cfg: Config, data: StudyData, key: str, sources: list[str], scheme:
              folder: Path | None) -> Any:
     """Load the RM `key` from `folder` if it was fitted earlier in this run, else train (and save) it."""
     if cfg.train.tier == "finetune":
-        return _finetune_one(cfg, data, key, sources, scheme, folder)
+        return _finetune_one(cfg, data, key, sources, scheme, seed, folder)
     path = head_file(folder, key).with_suffix(".pt") if folder is not None else None
     if path is not None and path.exists():
         return train.HeadModel.load(path)
@@ -132,14 +132,13 @@ def _fit_one(cfg: Config, data: StudyData, key: str, sources: list[str], scheme:
 class FinetunedRM:
     """A fully fine-tuned reward-model folder (finetune tier), scoring pairs with the model itself.
 
-    Plays the role of a `HeadModel` for `reward_diffs`: `reward_diff_pairs(pairs) -> ndarray[N]`; `history` holds
-    whatever λ/loss log the trainer wrote (`more_history.pt`), else is empty.
+    Plays the role of a `HeadModel` for `reward_diffs`: `reward_diff_pairs(pairs) -> ndarray[N]`; `history` holds the
+    trainer's λ/loss log (`lam`, `loss` [logs, K], `source_names`), empty for the untrained (`raw`) model.
     """
 
-    def __init__(self, path: str | Path, model_cfg: Any) -> None:
-        self.path, self.model_cfg, self._model = Path(path), model_cfg, None
-        log_file = self.path / "more_history.pt"
-        self.history = torch.load(log_file, weights_only=True) if log_file.exists() else {}
+    def __init__(self, path: str | Path, model_cfg: Any, history: dict[str, Any] | None = None) -> None:
+        self.path, self.model_cfg, self._model = path, model_cfg, None
+        self.history = history or {}
 
     def reward_diff_pairs(self, pairs: Sequence[Pair]) -> np.ndarray:
         """r(prompt + chosen) − r(prompt + rejected) [N] of `pairs`."""
@@ -155,17 +154,34 @@ class FinetunedRM:
         return (chosen - rejected).double().numpy()
 
 
-def _finetune_one(cfg: Config, data: StudyData, key: str, sources: list[str], scheme: str,
+def finetune_history(log_file: Path) -> dict[str, Any]:
+    """λ and per-source loss logs [logs, K] from morelib.finetune's `more_log.jsonl` (empty dict if absent)."""
+    if not log_file.exists():
+        return {}
+    rows = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if any(k.startswith("lam/") for k in r)]
+    if not rows:
+        return {}
+    names = [k[4:] for k in rows[0] if k.startswith("lam/")]
+    return {"lam": np.array([[r[f"lam/{n}"] for n in names] for r in rows]),
+            "loss": np.array([[r[f"loss/{n}"] for n in names] for r in rows]),
+            "step": np.array([r["step"] for r in rows]), "source_names": names}
+
+
+def _finetune_one(cfg: Config, data: StudyData, key: str, sources: list[str], scheme: str, seed: int,
                   folder: Path | None) -> FinetunedRM:
-    """Full fine-tuning of one RM through morelib.finetune (resumable), or the untrained model for `raw`."""
+    """Full fine-tuning of one RM through morelib.finetune (resumed if interrupted, reused if finished), or the
+    untrained model for `raw`."""
     if scheme == "raw":
         return FinetunedRM(cfg.model.name, cfg.model)
     if folder is None:
         raise RunError("the finetune tier needs a run folder for its checkpoints: pass run=")
     from morelib import finetune
-    out = finetune.finetune(cfg, {s: data.pairs[s]["train"] for s in sources}, scheme, head_file(folder, key),
-                            resume=True)
-    return FinetunedRM(out, cfg.model)
+    out = head_file(folder, key)
+    final = out / finetune.MODEL_DIR
+    if not final.exists():
+        final = finetune.finetune(cfg, {s: data.pairs[s]["train"] for s in sources}, scheme, out, resume=True, seed=seed)
+    return FinetunedRM(final, cfg.model, finetune_history(out / finetune.LOG_FILE))
 
 
 def fit(cfg: Config, data: StudyData, schemes: Sequence[str], seeds: Sequence[int] | None = None,
@@ -206,7 +222,8 @@ def load_heads(run: Run, schemes: Sequence[str] | None = None) -> dict[str, Any]
     for path in sorted(folder.iterdir()):
         key = unquote(path.name[:-3] if path.suffix == ".pt" else path.name)
         if schemes is None or parse_key(key)["scheme"] in schemes:
-            heads[key] = train.HeadModel.load(path) if path.suffix == ".pt" else FinetunedRM(path, run.cfg.model)
+            heads[key] = train.HeadModel.load(path) if path.suffix == ".pt" else _finetune_one(
+                run.cfg, StudyData(), key, [], parse_key(key)["scheme"], parse_key(key)["seed"], folder)
     return heads
 
 

@@ -141,3 +141,18 @@ def test_k_ablation_finding_and_smaller_abs_diff_is_better():
     cmp = pd.DataFrame({"metric": ["mean_abs_diff"], "test_source": ["a"], "more": [0.2], "top": [0.5],
                         "diff": [-0.3], "lo": [-0.4], "hi": [-0.2]})
     assert "favours MORE on 1" in findings.finding_comparison(cmp, "more", "top", 1)
+
+
+def test_finetune_tier_dispatch(tmp_path):
+    cfg = load_config("tiny", {"output_root": str(tmp_path), "train.tier": "finetune", "train.steps": 2,
+                               "seeds": [0]})
+    run = runs.open_run(cfg, "", "ft")
+    data = study.prepare(cfg, run)
+    assert not data.features and data.sources, "the finetune tier scores pairs with the model, no frozen features"
+    heads = study.fit(cfg, data, ["raw", "more"], run=run, sources=data.sources[:2])
+    key = study.head_key("more", 0, subset=data.sources[:2])
+    assert isinstance(heads[key], study.FinetunedRM) and heads[key].history["lam"].shape[1] == 2
+    table = study.evaluate(heads, data, cfg, diffs=study.reward_diffs(heads, data, sources=data.sources[:1]))
+    assert set(table["scheme"]) == {"raw", "more"} and table["accuracy"].between(0, 1).all()
+    again = study.fit(cfg, data, ["more"], run=run, sources=data.sources[:2])
+    assert again[key].path == heads[key].path, "a finished fine-tuned RM is reused, not retrained"
