@@ -174,7 +174,7 @@ class ExplorerUI:
     """ipywidgets front of an `Explorer`: the λ view and/or the mix view, save/reload, a status line per view.
 
     `ui.widget` is the box to display; `ui.lambda_fig` / `ui.mix_fig` are FigureWidgets updated in place;
-    `ui.last_update_s` holds the measured time of the latest update per view.
+    `ui.last_update_s` holds the measured time of the latest update per view, `ui.refits` how many refits each ran.
     """
 
     def __init__(self, ex: Explorer, views: tuple[str, ...] = ("lambda", "mix"), debounce_ms: int | None = None) -> None:
@@ -186,6 +186,7 @@ class ExplorerUI:
         self.ex, self.W, self.views, self._mute = ex, W, tuple(views), False
         delay = (ex.ecfg.debounce_ms if debounce_ms is None else debounce_ms) / 1000
         self.last_update_s: dict[str, float] = {}
+        self.refits = {"lambda": 0, "mix": 0}
         parts = []
         if "lambda" in views:
             parts.append(self._lambda_view(Debouncer(self.refresh_lambda, delay)))
@@ -281,6 +282,7 @@ class ExplorerUI:
             return
         draw_lambda(self.lambda_fig, self.ex, fit)
         self.last_update_s["lambda"] = time.perf_counter() - start
+        self.refits["lambda"] += 1
         self.lambda_status.value = status_html(self.ex, fit, self.last_update_s["lambda"], "fixed λ")
 
     def refresh_mix(self) -> None:
@@ -294,6 +296,7 @@ class ExplorerUI:
             return
         draw_mix(self.mix_fig, self.ex, fits)
         self.last_update_s["mix"] = time.perf_counter() - start
+        self.refits["mix"] += 1
         self.mix_status.value = status_html(self.ex, fits["more"], self.last_update_s["mix"], "mix, MORE")
 
     def save(self, view: str) -> None:

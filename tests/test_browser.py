@@ -142,6 +142,18 @@ def figure_numbers(page) -> list[list[float]]:
     }""")
 
 
+def kernel_print(page, expression: str) -> str:
+    """What the notebook's kernel prints for `expression` (run outside the notebook's cells)."""
+    return page.evaluate("""async (code) => {
+        const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+        const future = kernel.requestExecute({code: code, silent: false, store_history: false});
+        let text = '';
+        future.onIOPub = (msg) => { if (msg.header.msg_type === 'stream') { text += msg.content.text; } };
+        await future.done;
+        return text;
+    }""", f"print({expression})")
+
+
 def status_text(page) -> str:
     """The explorer's status line."""
     return page.locator(".explore-status").first.inner_text()
@@ -176,6 +188,8 @@ def test_slider_moves_the_figure(lab, tmp_path):
             page.wait_for_function("(s) => document.querySelector('.explore-status').innerText !== s", arg=before_status)
             page.wait_for_function("(s) => /update/.test(document.querySelector('.explore-status').innerText)", arg="")
             after_status, after = status_text(page), figure_numbers(page)
+            refits = int(kernel_print(page, "ui.refits['lambda']"))
+            assert 1 <= refits < 30, f"30 key presses gave {refits} refits: the drag was not debounced"
             assert after[0] == ["helpful", "harmless", "oasst1"], after[0]
             assert after[1:] != before[1:], (before, after)
             lam = re.search(r"helpful ([0-9.]+)", after_status)

@@ -195,3 +195,17 @@ def test_debouncer_coalesces_a_drag():
 
     asyncio.run(drag())
     assert calls == [1]
+
+
+def test_from_study_uses_the_study_more_head(cfg):
+    from morelib import study
+
+    data, _ = study.synthetic_data(cfg)
+    head = train.train_head({s: data.features[s]["train"] for s in data.sources}, "more",
+                            explore.explore_train_config(cfg.train, cfg.explore), seed=0)
+    ex = explore.Explorer.from_study(data, cfg, more_head=head)
+    np.testing.assert_allclose(ex.more_trajectory(), head.history["lam"].double().numpy())
+    assert ex.names == data.sources and set(ex.test) == set(data.sources)
+    head.history["source_names"] = list(reversed(data.sources))
+    with pytest.raises(ConfigError, match="more_head was trained on"):
+        explore.Explorer.from_study(data, cfg, more_head=head)
