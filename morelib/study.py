@@ -117,7 +117,7 @@ def head_file(folder: Path, key: str) -> Path:
 def _fit_one(cfg: Config, data: StudyData, key: str, sources: list[str], scheme: str, seed: int,
              folder: Path | None) -> Any:
     """Load the RM `key` from `folder` if it was fitted earlier in this run, else train (and save) it."""
-    if cfg.train.tier == "finetune":
+    if cfg.train.tier == "finetune" and data.pairs:  # feature-only data (the synthetic benchmark) trains heads
         return _finetune_one(cfg, data, key, sources, scheme, seed, folder)
     path = head_file(folder, key).with_suffix(".pt") if folder is not None else None
     if path is not None and path.exists():

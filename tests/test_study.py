@@ -156,3 +156,10 @@ def test_finetune_tier_dispatch(tmp_path):
     assert set(table["scheme"]) == {"raw", "more"} and table["accuracy"].between(0, 1).all()
     again = study.fit(cfg, data, ["more"], run=run, sources=data.sources[:2])
     assert again[key].path == heads[key].path, "a finished fine-tuned RM is reused, not retrained"
+
+
+def test_synthetic_benchmark_trains_heads_even_in_finetune_tier():
+    cfg = load_config("tiny", {"train.tier": "finetune", "seeds": [0]})
+    data, _ = study.synthetic_data(cfg)
+    heads = study.fit(cfg, data, ["more"])
+    assert isinstance(heads[study.head_key("more", 0)], train.HeadModel)
