@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from accelerate import PartialState
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
@@ -232,7 +233,7 @@ def _resume_state(output_dir: Path, weighter: MoreWeighter | None) -> str | None
         weighter.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=True))
     step = int(Path(last).name.split("-")[-1])
     log_path = output_dir / LOG_FILE
-    if log_path.exists():
+    if log_path.exists() and PartialState().is_main_process:
         kept = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= step]
         log_path.write_text("".join(line + "\n" for line in kept))
     return last
