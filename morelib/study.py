@@ -13,11 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from urllib.parse import quote, unquote
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 import numpy as np
 import pandas as pd
@@ -54,7 +54,11 @@ class StudyData:
 
 
 def prepare(cfg: Config, run: Run | None = None) -> StudyData:
-    """Load every configured source's train/calib/test pairs and their backbone features (cached by content)."""
+    """Load every configured source's train/calib/test pairs and their backbone features (cached by content).
+
+    The split uses the first seed for every seed (seeds vary the RM training, not the test pairs), so paired
+    comparisons across seeds score the same pairs.
+    """
     data = StudyData()
     cache = run.cache_dir if run is not None else Path(cfg.output_root) / "cache"
     for spec in cfg.data.sources:
@@ -70,6 +74,7 @@ def prepare(cfg: Config, run: Run | None = None) -> StudyData:
         data.reports[spec.name] = report
     if cfg.train.tier == "features":
         for name, sides in data.pairs.items():
+            log.info("features of %s (%s pairs) from %s", name, "/".join(str(len(sides[s])) for s in SIDES), cfg.model.name)
             data.features[name] = {s: features.extract(sides[s], cfg.model, cache, progress=False) for s in SIDES}
     if not data.sources:
         raise DataError(f"no configured source could be loaded: {data.missing}")
