@@ -173,20 +173,21 @@ def _cached(folder: Path, keys: list[str]) -> dict[str, Tensor]:
 
 
 def embed_texts(model, tokenizer, texts: Sequence[str], max_length: int, truncation_side: str = "left",
-                batch_size: int = 16, progress: bool = False) -> Tensor:
+                batch_size: int = 16, bar: tqdm | None = None) -> Tensor:
     """Pooled features of texts, Tensor[N,h] float32 on CPU; length-sorted batches, returned in input order."""
     ids = encode(tokenizer, texts, max_length, truncation_side)
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # longest first: an OOM shows up at once
     device = next(model.parameters()).device
     out: list[Tensor | None] = [None] * len(ids)
-    with torch.inference_mode(), tqdm(total=len(ids), disable=not progress, unit="text", desc="features") as bar:
+    with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             input_ids, mask = collate(tokenizer, [ids[i] for i in chunk], device)
             feats = pooled_features(model, input_ids, mask).float().cpu()
             for row, i in enumerate(chunk):
                 out[i] = feats[row]
-            bar.update(len(chunk))
+            if bar is not None:
+                bar.update(len(chunk))
     return torch.stack(out) if out else torch.zeros(0, model.config.get_text_config().hidden_size)
 
 
@@ -200,12 +201,14 @@ def extract_texts(texts: Sequence[str], model_cfg, cache_dir: str | Path, progre
     found = _cached(folder, keys)
     missing = list(dict.fromkeys(k for k in keys if k not in found))
     text_of = dict(zip(keys, texts))
-    for start in range(0, len(missing), SHARD_ROWS):
-        block = missing[start:start + SHARD_ROWS]
-        rows = embed_texts(model, tokenizer, [text_of[k] for k in block], model_cfg.max_length,
-                           model_cfg.truncation_side, model_cfg.batch_size, progress)
-        _write_shard(folder, block, rows)
-        found.update(zip(block, rows))
+    with tqdm(total=len(missing), disable=not progress or not missing, unit="text",
+              desc=f"features {model_cfg.name}") as bar:
+        for start in range(0, len(missing), SHARD_ROWS):
+            block = missing[start:start + SHARD_ROWS]
+            rows = embed_texts(model, tokenizer, [text_of[k] for k in block], model_cfg.max_length,
+                               model_cfg.truncation_side, model_cfg.batch_size, bar)
+            _write_shard(folder, block, rows)
+            found.update(zip(block, rows))
     if not keys:
         return torch.zeros(0, model.config.get_text_config().hidden_size)
     return torch.stack([found[k] for k in keys])
