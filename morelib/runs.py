@@ -198,7 +198,8 @@ class Run:
             png = fig.to_image(format="png")
         except (ImportError, ValueError, RuntimeError) as err:
             if not _PNG_SKIPPED:
-                log.info("PNG figures skipped (no static renderer: %s); HTML written", err)
+                log.info("PNG figures skipped: no static renderer (plotly's kaleido) here; HTML written (%s)",
+                         type(err).__name__)
                 _PNG_SKIPPED.append(str(err))
             return
         atomic_write(path, lambda fh: fh.write(png), mode="wb")
