@@ -174,7 +174,7 @@ def _resolve(name_or_path: str | Path) -> tuple[PreTrainedModel, PreTrainedToken
         raise ModelError(f"unknown model '{name}': not a registry name ({valid}) nor an existing folder")
     try:
         return _load_folder(name)
-    except OSError as err:
+    except (OSError, ValueError) as err:  # ValueError: huggingface_hub rejects a malformed repo id
         raise ModelError(f"model '{name}' is not a registry name ({valid}), not a local folder, and could not be "
                          f"loaded as a hub id: {err}") from err
 

@@ -160,6 +160,8 @@ def test_unknown_name_lists_registry():
 def test_unreachable_hub_id_is_a_model_error():
     with pytest.raises(ModelError, match="registry name"):
         M.load_reward_model("no-such-org/no-such-model-xyz")
+    with pytest.raises(ModelError, match="registry name"):
+        M.load_reward_model("outputs/missing-run/checkpoint-7")
 
 
 def test_folder_missing_files_named(tiny, tmp_path):
