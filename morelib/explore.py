@@ -6,7 +6,8 @@ distribution. Presets: uniform (= MultiTask), size-proportional (plain mixing: �
 trajectory [steps, K] is replayed step by step. The mix explorer picks pairs per source and which sources take part,
 then refits MultiTask and MORE on that mix side by side.
 λ convention: `Explorer.set_lambda(lam)` takes weights on the simplex (≥ 0, summing to 1 within 1e-5) and raises
-ConfigError otherwise; `normalise=True` divides raw ≥ 0 weights by their sum (the sliders use it). All-zero → ConfigError.
+ConfigError otherwise; `normalise=True` divides raw ≥ 0 weights by their sum (the sliders use it).
+All-zero λ → ConfigError.
 Refits use `ExploreConfig.head_epochs` / `batch_per_source` (fewer, larger steps than the study: ≤ 1 s per refit on
 2 CPU cores for 5 sources × 2,000 pairs, h = 576), shown in the status line.
 Layers: `Explorer` is pure state (no widgets); `ExplorerUI` wraps it in ipywidgets and plotly FigureWidgets updated in
@@ -27,9 +28,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 
 from morelib import metrics, train
 from morelib.config import Config, ExploreConfig, TrainConfig
@@ -160,7 +159,8 @@ class Explorer:
                    pairs={n: len(pf) for n, pf in train_by_source.items()},
                    metrics={s: metrics.evaluate(d, bins=(nb,)) for s, d in diffs.items()}, diffs=diffs,
                    reliability={s: metrics.reliability(d, nb) for s, d in diffs.items()},
-                   pooled_reliability=metrics.reliability(np.concatenate(list(diffs.values())), nb), lam_history=history,
+                   pooled_reliability=metrics.reliability(np.concatenate(list(diffs.values())), nb),
+                   lam_history=history,
                    seconds=time.perf_counter() - start)
 
     def set_lambda(self, lam: Sequence[float], normalise: bool = False) -> Fit:
@@ -195,7 +195,8 @@ class Explorer:
             raise ConfigError(f"MORE step {step} is outside its {len(traj)} recorded steps")
         return traj[step] / traj[step].sum()
 
-    def mix_pairs(self, pairs: Mapping[str, int] | Sequence[int], include: Sequence[str] | None = None) -> dict[str, int]:
+    def mix_pairs(self, pairs: Mapping[str, int] | Sequence[int],
+                  include: Sequence[str] | None = None) -> dict[str, int]:
         """Checked pairs per included source (0 or excluded sources are dropped); raises on an empty mix."""
         counts = dict(pairs) if isinstance(pairs, Mapping) else dict(zip(self.names, pairs, strict=True))
         unknown = sorted(set(counts) - set(self.names)) + sorted(set(include or ()) - set(self.names))
@@ -213,7 +214,7 @@ class Explorer:
         return keep
 
     def set_mix(self, pairs: Mapping[str, int] | Sequence[int], include: Sequence[str] | None = None) -> dict[str, Fit]:
-        """Refit MultiTask and MORE on `pairs` per source (n of each in a seeded order; all → as given); returns both."""
+        """Refit MultiTask and MORE on `pairs` per source (n in a seeded order; all → as given); returns both fits."""
         keep = self.mix_pairs(pairs, include)
         subset = {n: self.train[n] if k == self.available[n] else self.train[n].subset(self._order[n][:k])
                   for n, k in keep.items()}

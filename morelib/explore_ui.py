@@ -177,7 +177,8 @@ class ExplorerUI:
     `ui.last_update_s` holds the measured time of the latest update per view, `ui.refits` how many refits each ran.
     """
 
-    def __init__(self, ex: Explorer, views: tuple[str, ...] = ("lambda", "mix"), debounce_ms: int | None = None) -> None:
+    def __init__(self, ex: Explorer, views: tuple[str, ...] = ("lambda", "mix"),
+                 debounce_ms: int | None = None) -> None:
         import ipywidgets as W  # the widget layer only; Explorer and the static figures need no front-end
 
         unknown = set(views) - {"lambda", "mix"}

@@ -122,8 +122,9 @@ def test_partial_mix_drops_sources_and_subsamples(ex, bench, cfg):
     assert ex.metrics("mix")["scheme"].tolist() == ["multitask"] * 3 + ["more"] * 3
 
 
-@pytest.mark.parametrize("pairs, include, message", [([0, 0, 0], None, "mix is empty"), ([10, 10, 10], [], "mix is empty"),
-                                                     ({"a": 121}, None, "0…120"), ({"z": 5}, None, "unknown source")])
+@pytest.mark.parametrize("pairs, include, message", [
+    ([0, 0, 0], None, "mix is empty"), ([10, 10, 10], [], "mix is empty"),
+    ({"a": 121}, None, "0…120"), ({"z": 5}, None, "unknown source")])
 def test_bad_mix_is_named(ex, pairs, include, message):
     with pytest.raises(ConfigError, match=message):
         ex.set_mix(pairs, include)
