@@ -33,6 +33,7 @@ class SourceSpec:
     loader: str
     train_pairs: int = 1000
     test_pairs: int = 300
+    calib_pairs: int = 100
     files: tuple[str, ...] = ()
 
 
@@ -334,6 +335,7 @@ def validate(cfg: Config) -> None:
     for i, src in enumerate(cfg.data.sources):
         _check(src.train_pairs > 0, f"'data.sources[{i}].train_pairs' must be positive, got {src.train_pairs}")
         _check(src.test_pairs > 0, f"'data.sources[{i}].test_pairs' must be positive, got {src.test_pairs}")
+        _check(src.calib_pairs > 0, f"'data.sources[{i}].calib_pairs' must be positive, got {src.calib_pairs}")
     syn = cfg.data.synthetic
     for name in ("K", "dim", "n_train", "n_calib", "n_test"):
         _check(getattr(syn, name) > 0, f"'data.synthetic.{name}' must be positive, got {getattr(syn, name)}")

@@ -142,10 +142,10 @@ def _extra_pairs(spec: Any, root: Path, log: DropLog) -> dict[str, list[Pair]]:
 
 
 def load_source_splits(spec: Any, data_cfg: Any, seed: int, report: SplitReport | None = None) -> dict[str, list[Pair]]:
-    """{"train", "calib", "test"} pairs of one configured source, capped to spec.train_pairs / spec.test_pairs.
+    """{"train", "calib", "test"} pairs of one configured source, capped to spec.train_pairs / calib_pairs / test_pairs.
 
     Local extras (e.g. helpful-online) join train only where their group hashes to train, so no group crosses sides.
-    Calibration is capped at spec.test_pairs. Caps sample with `seed`. Raises DataError for a source with no data.
+    Caps sample with `seed`. Raises DataError for a source with no data.
     """
     fractions = _fractions(data_cfg.split)
     root = data_root(data_cfg)
@@ -160,7 +160,7 @@ def load_source_splits(spec: Any, data_cfg: Any, seed: int, report: SplitReport 
             rep.extra_train[name] = len(kept)
             log.drop(name, "group on a held-out side", len(extra) - len(kept))
             sides["train"] = sides["train"] + kept
-    caps = {"train": spec.train_pairs, "calib": spec.test_pairs, "test": spec.test_pairs}
+    caps = {"train": spec.train_pairs, "calib": spec.calib_pairs, "test": spec.test_pairs}
     out = {s: data.sample(sides[s], caps[s], seed + i) for i, s in enumerate(SIDES)}
     out = {s: [Pair(p.prompt, p.chosen, p.rejected, spec.name, p.group) for p in ps] for s, ps in out.items()}
     rep.source, rep.loader, rep.mode, rep.seed = spec.name, spec.loader, mode, seed

@@ -79,8 +79,8 @@ def test_carve_groups_exact_size_whole_groups():
 
 @needs_data
 def test_default_sources_on_local_data():
-    specs = [SourceSpec("helpful", "Helpful", "hh-helpful", 10**6, 10**6), SourceSpec("harmless", "Harmless", "hh-harmless", 100, 50),
-             SourceSpec("oasst1", "OASST", "oasst1", 10**6, 10**6), SourceSpec("summarize", "Summ.", "summarize", 10**6, 10**6)]
+    specs = [SourceSpec("helpful", "Helpful", "hh-helpful", 10**6, 10**6, calib_pairs=10**6), SourceSpec("harmless", "Harmless", "hh-harmless", 100, 50, calib_pairs=50),
+             SourceSpec("oasst1", "OASST", "oasst1", 10**6, 10**6, calib_pairs=10**6), SourceSpec("summarize", "Summ.", "summarize", 10**6, 10**6, calib_pairs=10**6)]
     cfg = DataConfig(data_dir=str(DATA), split=SplitSpec(0.7, 0.1, 0.2), sources=tuple(specs))
     for spec in specs:
         report = SplitReport()
@@ -126,7 +126,7 @@ def test_adding_an_extra_file_moves_no_pair_and_crosses_no_group(tmp_path):
     online = [(f"q{i % 120}", f"x{i}", f"y{i}") for i in range(200)]  # shares prompts q0..q79 with base
     _hh_file(tmp_path / "hh-rlhf" / "helpful-base" / "test.jsonl.gz", base)
     cfg = DataConfig(data_dir=str(tmp_path))
-    spec = SourceSpec("helpful", "Helpful", "hh-helpful", 10**6, 10**6)
+    spec = SourceSpec("helpful", "Helpful", "hh-helpful", 10**6, 10**6, calib_pairs=10**6)
     before = load_source_splits(spec, cfg, 3)
     _hh_file(tmp_path / "hh-rlhf" / "helpful-online" / "test.jsonl.gz", online)
     after = load_source_splits(spec, cfg, 3, report=(rep := SplitReport()))
