@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from morelib import datacard, diagnostics, metrics, stats
+from morelib import datacard, diagnostics, features, metrics, stats
 from morelib.config import Config
 from morelib.errors import RunError
 from morelib.study import StudyData, parse_key
@@ -155,8 +155,14 @@ def reliability_curves(diffs: dict[str, dict[str, np.ndarray]], schemes: Sequenc
 
 
 def data_card(data: StudyData, cfg: Config) -> pd.DataFrame:
-    """Pairs per source and split used here beside the paper's Table 4 sizes, drops, and the missing sources."""
-    card = datacard.data_card(data.pairs, data.labels, reports=data.reports)
+    """Pairs per source and split used here beside the paper's Table 4 sizes, drops, and the missing sources; in the
+    feature tier also token-length quantiles and the share of pairs truncated at cfg.model.max_length."""
+    tokenize = None
+    if cfg.train.tier == "features":
+        _, tok, _ = features.backbone(cfg.model.name, cfg.model.dtype, cfg.model.padding_side)
+        tokenize = lambda text: tok(text, add_special_tokens=True)["input_ids"]  # noqa: E731
+    card = datacard.data_card(data.pairs, data.labels, reports=data.reports, tokenizer=tokenize,
+                              max_length=cfg.model.max_length)
     card["status"] = "ok"
     missing = [{"source": s.name, "label": s.label, "status": f"missing: {data.missing[s.name]}"}
                for s in cfg.data.sources if s.name in data.missing]
