@@ -80,8 +80,9 @@ def finding_more_vs_multitask(cmp: pd.DataFrame, seeds: int) -> str:
     return f"{text} {claim}"
 
 
-def finding_diversity(matrix: pd.DataFrame) -> str:
-    """Fig 1: whether each single-source RM is best on its own test source, and how much it loses elsewhere."""
+def finding_diversity(matrix: pd.DataFrame, leads: pd.DataFrame | None = None) -> str:
+    """Fig 1: whether each single-source RM is best on its own test source, and how much it loses elsewhere;
+    `leads` (tables.own_vs_best_other) adds how many of those leads a paired 95% CI confirms."""
     single = matrix.drop(index="raw", errors="ignore")
     own = [s for s in single.index if s in single.columns]
     if not own:
@@ -92,6 +93,10 @@ def finding_diversity(matrix: pd.DataFrame) -> str:
     text = (f"The RM trained on a source is the most accurate on that source's test set for {len(best_own)} of "
             f"{len(own)} sources{_list(best_own)}; mean in-domain accuracy {diag.mean():.3f} vs "
             f"{off.mean():.3f} on the other sources (difference {diag.mean() - off.mean():+.3f}).")
+    if leads is not None and not leads.empty:
+        sure = leads[leads["lo"] > 0]["test_source"].tolist()
+        text += (f" The in-domain lead over the best other RM has a paired 95% CI above 0 on {len(sure)} of "
+                 f"{len(leads)} sources{_list(sure)}.")
     if "raw" in matrix.index:
         text += f" The untrained (raw) RM averages {matrix.loc['raw'].mean():.3f} (chance = 0.5)."
     return text

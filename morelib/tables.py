@@ -50,6 +50,19 @@ def accuracy_matrix(table: pd.DataFrame) -> pd.DataFrame:
     return matrix[[c for c in matrix.index if c in matrix.columns]]
 
 
+def own_vs_best_other(diffs: dict[str, dict[str, np.ndarray]], matrix: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """Per test source: accuracy of the RM trained on it minus the best other single-source RM there, with a paired
+    bootstrap 95% CI (seed means) — the uncertainty behind Fig 1's "each RM is best on its own source"."""
+    rows = []
+    singles = matrix.drop(index="raw", errors="ignore")
+    for src in (s for s in singles.columns if s in singles.index and len(singles.index) > 1):
+        other = singles[src].drop(index=src).idxmax()
+        cmp = compare(diffs, f"single:{src}", f"single:{other}", cfg, ["accuracy"], [src]).iloc[0]
+        rows.append({"test_source": src, "own": cmp[f"single:{src}"], "best_other": other,
+                     "best_other_accuracy": cmp[f"single:{other}"], "diff": cmp["diff"], "lo": cmp["lo"], "hi": cmp["hi"]})
+    return pd.DataFrame(rows)
+
+
 def _stacked(diffs: dict[str, dict[str, np.ndarray]], scheme: str, source: str) -> np.ndarray:
     """Reward differences of `scheme` on `source` stacked over seeds: [N pairs, S seeds] (same test pairs per seed)."""
     cols = [by_src[source] for key, by_src in sorted(diffs.items()) if key.rsplit("/", 1)[0] == scheme]

@@ -118,10 +118,13 @@ fig'''),
 run.save_figure("fig3b_correct_vs_wrong", fig)
 fig'''),
     ("md", "## Finding (computed from this run)"),
-    ("code", '''finding = findings.finding_diversity(matrix)
-run.save_json("metrics", {"accuracy_matrix": matrix.to_dict(), "tidy": table.to_dict("records"),
-                          "missing": data.missing, "finding": finding})
-display(Markdown(finding))'''),
+    ("code", '''with run.timer("bootstrap CIs"):
+    own = tables.own_vs_best_other(diffs, matrix, cfg)
+run.save_table("own_vs_best_other", own)
+finding = findings.finding_diversity(matrix, own)
+run.save_json("metrics", {"accuracy_matrix": matrix.to_dict(), "own_vs_best_other": own.to_dict("records"),
+                          "tidy": table.to_dict("records"), "missing": data.missing, "finding": finding})
+display(own.round(4), Markdown(finding))'''),
     ("code", FINISH),
     ("md", "Next: [02 · MORE training](02_more_training.ipynb)."),
 ]

@@ -163,3 +163,15 @@ def test_synthetic_benchmark_trains_heads_even_in_finetune_tier():
     data, _ = study.synthetic_data(cfg)
     heads = study.fit(cfg, data, ["more"])
     assert isinstance(heads[study.head_key("more", 0)], train.HeadModel)
+
+
+def test_own_vs_best_other_matches_matrix(cfg, fitted):
+    data, _, _, heads = fitted
+    table = study.evaluate(heads, data, cfg)
+    matrix = tables.accuracy_matrix(table)
+    own = tables.own_vs_best_other(study.scheme_diffs(heads, data), matrix, cfg)
+    assert list(own["test_source"]) == data.sources
+    for row in own.itertuples():
+        assert row.own == pytest.approx(matrix.loc[row.test_source, row.test_source])
+        assert row.best_other_accuracy == pytest.approx(matrix[row.test_source].drop(["raw", row.test_source]).max())
+    assert "paired 95% CI above 0" in findings.finding_diversity(matrix, own)
