@@ -100,9 +100,9 @@ class TrainConfig:
     save_steps: int = 200
     logging_steps: int = 10
     gradient_checkpointing: bool = False
-    head_lr: float = 0.01
-    head_epochs: int = 20
-    head_weight_decay: float = 0.01
+    head_lr: float = 0.003
+    head_epochs: int = 5
+    head_weight_decay: float = 2.0
     temperature_scaling: bool = True
 
 
