@@ -192,6 +192,8 @@ def _check_scheme(train: dict[str, PairFeatures], scheme: str, lam: Sequence[flo
     if len(dims) != 1:
         raise DataError(f"sources have different feature sizes {sorted(dims)}")
     for name, pf in train.items():
+        if torch.isfinite(pf.chosen.sum() + pf.rejected.sum()):  # cheap test first: a NaN/inf makes the sum non-finite
+            continue
         bad = int((~torch.isfinite(pf.chosen)).any(1).sum() + (~torch.isfinite(pf.rejected)).any(1).sum())
         if bad:
             raise DataError(f"source '{name}' has {bad} feature row(s) with NaN/inf: re-extract its features")
@@ -214,11 +216,11 @@ def train_head(train: dict[str, PairFeatures], scheme: str, tcfg: TrainConfig, s
     callback(step, lam[K], loss[K]) runs after every step; returning False stops training early.
     Raises TrainingError naming the step and source when a loss becomes NaN/inf.
     """
-    _check_scheme(train, scheme, lam)
-    if scheme == "raw":
-        return _raw_head(train, seed)
-    names = list(train)
     with _threads(HEAD_THREADS), torch.no_grad():
+        _check_scheme(train, scheme, lam)
+        if scheme == "raw":
+            return _raw_head(train, seed)
+        names = list(train)
         mean, scale = standardizer(train)
         diffs = torch.cat([(pf.chosen.float() - pf.rejected.float()) / scale for pf in train.values()])
         sizes = {n: pf.chosen.shape[0] for n, pf in train.items()}
