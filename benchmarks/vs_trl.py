@@ -1,0 +1,171 @@
+"""Full fine-tuning throughput: morelib.finetune vs TRL's RewardTrainer, same model, pairs, length, batch, optimizer.
+
+SmolLM2-135M (fp32: this CPU has no fast bf16), real Anthropic Harmless pairs, prompt + response left-truncated to
+`max_length` tokens by the same tokenizer call (TRL gets the ids pre-tokenised, so it neither drops long pairs nor
+appends EOS), 8 pairs per step, lr 1e-6, no checkpoints inside the timed steps. Contenders, alternated round by round:
+  trl        — RewardTrainer defaults (fused AdamW, one concatenated [chosen; rejected] forward, dynamic padding),
+               fed the same batches in the same order as `ours`.
+  ours       — morelib.finetune(scheme="single") exactly as shipped (random balanced batches, AdamW).
+  ours+lev   — ours with the two proposed levers patched in from here: length-grouped batches (each source's picks
+               sorted by length within a window of `--window` batches, then the batches shuffled) and fused AdamW.
+Step times come from a callback on every Trainer (benchmarks/steptimer.py); the first step of every run is warm-up.
+Batches of a run are drawn at random from a `--window`-batch plan of that kind (random or grouped), so a few timed
+steps see the steady-state length distribution. pairs/s = 8 / median step wall time; pairs/CPU-s uses process CPU
+time (less sensitive to other jobs on this shared machine).
+
+    .venv/bin/pip install -r requirements-bench.txt -c requirements.txt
+    .venv/bin/python benchmarks/vs_trl.py --lengths 256 [--steps 3] [--rounds 2]   # then --lengths 512
+(results of other lengths already in results/vs_trl.json are kept, so the two lengths may run separately)
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import common  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
+import steptimer
+import torch
+
+from common import hh_pairs, load, median, save, table, token_pairs
+from morelib import finetune as ft
+from morelib.config import load_config
+from morelib.hardware import set_threads
+from morelib.model import load_reward_model
+
+CONTENDERS = ("trl", "ours", "ours+lev")
+
+
+def random_plan(n_pairs: int, window: int, B: int, seed: int) -> torch.Tensor:
+    """[window, 1, B] pair indices: a random permutation cut into batches (what a shuffled sampler gives)."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randperm(n_pairs, generator=gen)[: window * B].view(window, 1, B)
+
+
+def length_grouped(plan: torch.Tensor, lengths: torch.Tensor, seed: int) -> torch.Tensor:
+    """The same pairs as `plan` [S,K,B], per source sorted by length over all S batches, re-cut, batches shuffled."""
+    S, K, B = plan.shape
+    out = torch.empty_like(plan)
+    for k in range(K):
+        picks = plan[:, k].reshape(-1)
+        out[:, k] = picks[torch.argsort(lengths[picks], descending=True, stable=True)].view(S, B)
+    gen = torch.Generator().manual_seed(seed)
+    return out[torch.randperm(S, generator=gen)]
+
+
+def draw(plan: torch.Tensor, steps: int, seed: int) -> torch.Tensor:
+    """`steps` batches of `plan` chosen at random (same seed → same batches)."""
+    gen = torch.Generator().manual_seed(seed + 7919)
+    return plan[torch.randperm(plan.shape[0], generator=gen)[:steps]]
+
+
+def padded_tokens(batch_plan: torch.Tensor, lengths: torch.Tensor) -> list[int]:
+    """Tokens per step after dynamic padding: 2·B rows × the longest row, for each batch of [S,1,B]."""
+    return [int(2 * b.numel() * lengths[b.reshape(-1)].max()) for b in batch_plan]
+
+
+def run_ours(cfg, pairs: list, plan: torch.Tensor, levers: bool, out: Path) -> None:
+    """morelib.finetune on exactly these batches; with `levers`, fused AdamW as well."""
+    base_args = ft.training_args
+
+    def args_with_levers(*a, **kw):
+        args = base_args(*a, **kw)
+        args.optim = "adamw_torch_fused" if levers else args.optim
+        return args
+
+    ft.plan_for, ft.training_args = (lambda *_a, **_k: plan), args_with_levers
+    try:
+        ft.finetune(cfg, {"harmless": pairs}, "single", out)
+    finally:
+        ft.plan_for, ft.training_args = _PLAN_FOR, base_args
+
+
+def run_trl(ids: list[tuple[list[int], list[int]]], plan: torch.Tensor, max_length: int, out: Path) -> None:
+    """TRL RewardTrainer for plan.shape[0] steps of batch B, reading pairs in the plan's order."""
+    from datasets import Dataset
+    from trl import RewardConfig, RewardTrainer
+
+    order = plan.reshape(-1).tolist()
+    ds = Dataset.from_dict({"chosen_ids": [ids[i][0] for i in order], "rejected_ids": [ids[i][1] for i in order]})
+    args = RewardConfig(output_dir=str(out), per_device_train_batch_size=plan.shape[2], max_steps=plan.shape[0],
+                        learning_rate=1e-6, lr_scheduler_type="linear", max_length=max_length, bf16=False,
+                        use_cpu=True, save_strategy="no", report_to="none", logging_steps=10**6, disable_tqdm=True,
+                        dataloader_num_workers=0, train_sampling_strategy="sequential", seed=0)
+    model, tok = load_reward_model("smollm2-135m", dtype="fp32")
+    RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tok).train()
+
+
+_PLAN_FOR = ft.plan_for
+
+
+def bench_length(L: int, args, timer: steptimer.StepTimer, pairs: list, tok) -> list[dict]:
+    """Alternate the contenders for `args.rounds` rounds at max length L; one result row per contender."""
+    ids = token_pairs(tok, pairs, L)
+    lengths = torch.tensor([max(len(c), len(r)) for c, r in ids])
+    real = torch.tensor([len(c) + len(r) for c, r in ids])
+    cfg = load_config("default", {"model.max_length": L, "train.batch_per_source": args.batch, "train.lr": 1e-6,
+                                  "train.steps": args.steps, "train.save_steps": 10**6,
+                                  "train.logging_steps": 10**6, "train.tier": "finetune"})
+    tokens: dict[str, list[int]] = {c: [] for c in CONTENDERS}
+    real_tokens: dict[str, list[int]] = {c: [] for c in CONTENDERS}
+    for r in range(args.rounds):
+        rand = draw(random_plan(len(pairs), args.window, args.batch, seed=r), args.steps, seed=r)
+        grouped = draw(length_grouped(random_plan(len(pairs), args.window, args.batch, seed=r), lengths, r),
+                       args.steps, seed=r)
+        order = CONTENDERS if r % 2 == 0 else CONTENDERS[::-1]
+        for name in order:
+            plan = grouped if name == "ours+lev" else rand
+            tokens[name] += padded_tokens(plan, lengths)[1:]
+            real_tokens[name] += [int(real[b.reshape(-1)].sum()) for b in plan][1:]
+            timer.label = f"{name}@{L}"
+            with tempfile.TemporaryDirectory() as out:
+                if name == "trl":
+                    run_trl(ids, plan, L, Path(out))
+                else:
+                    run_ours(cfg, pairs, plan, name == "ours+lev", Path(out))
+            gc.collect()
+    rows = []
+    for name in CONTENDERS:
+        wall, cpu = timer.timed_steps(f"{name}@{L}", skip=1)
+        rows.append({"max_len": L, "trainer": name, "steps": len(wall), "step_s": median(wall),
+                     "pairs/s": args.batch / median(wall), "pairs/cpu_s": args.batch / median(cpu),
+                     "padded_tok/step": median(tokens[name]), "real_tok/step": median(real_tokens[name]),
+                     "wall": wall, "cpu": cpu})
+    trl = rows[0]
+    for row in rows:
+        row["x_trl"] = row["pairs/s"] / trl["pairs/s"]
+        row["x_trl_cpu"] = row["pairs/cpu_s"] / trl["pairs/cpu_s"]
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run every max length, print the table, save benchmarks/results/vs_trl.json."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lengths", type=int, nargs="+", default=[256, 512])
+    ap.add_argument("--steps", type=int, default=3, help="steps per run; the first is warm-up")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=8, help="pairs per step")
+    ap.add_argument("--window", type=int, default=64, help="batches per length-grouping window")
+    ap.add_argument("--pairs", type=int, default=2312, help="real pairs in the pool")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    set_threads(args.threads)
+    timer = steptimer.install()
+    pairs = hh_pairs(args.pairs)
+    _, tok = load_reward_model("smollm2-135m", dtype="fp32")
+    t0 = time.perf_counter()
+    rows = [row for L in args.lengths for row in bench_length(L, args, timer, pairs, tok)]
+    show = [{k: v for k, v in row.items() if k not in ("wall", "cpu")} for row in rows]
+    print(table(show, f"full fine-tuning, SmolLM2-135M fp32, real Harmless pairs, batch {args.batch}, "
+                      f"{args.threads} threads; goal: ours >= 1.5x TRL"))
+    earlier = [row for row in (load("vs_trl") or {}).get("rows", []) if row["max_len"] not in args.lengths]
+    result = {"args": vars(args), "rows": earlier + rows, "elapsed_s": time.perf_counter() - t0, "goal_x_trl": 1.5}
+    save("vs_trl", result)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
