@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import plotly.colors as px_colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -94,16 +95,26 @@ def reliability_diagrams(curves: Mapping[str, Mapping[str, np.ndarray]], title: 
     return fig
 
 
-def training_curves(history: Mapping[str, object], title: str) -> go.Figure:
-    """Two panels over training steps from a head's history: λ per source (top) and each source's batch loss (bottom)."""
+def training_curves(history: Mapping[str, object], title: str, smooth: int | None = None) -> go.Figure:
+    """Two panels over training steps from a head's history: λ per source (top) and each source's batch loss (bottom);
+    per-step values faint, their rolling mean over `smooth` steps (default ≈ steps/50) bold, one colour per source."""
     lam, loss, source_names = np.asarray(history["lam"]), np.asarray(history["loss"]), list(history["source_names"])
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, subplot_titles=("λ per source", "loss per source"))
+    steps = max(lam.shape[0] if lam.size else 0, loss.shape[0] if loss.size else 0)
+    window = smooth or max(1, steps // 50)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True,
+                        subplot_titles=(f"λ per source (bold: rolling mean over {window} steps)", "batch loss per source"))
+    palette = px_colors.qualitative.Plotly
     for k, name in enumerate(source_names):
-        if lam.size:
-            fig.add_trace(go.Scatter(y=lam[:, k], mode="lines", name=f"λ {name}", legendgroup=name), row=1, col=1)
-        if loss.size:
-            fig.add_trace(go.Scatter(y=loss[:, k], mode="lines", name=f"loss {name}", legendgroup=name,
-                                     line={"dash": "dot"}), row=2, col=1)
+        color = palette[k % len(palette)]
+        for row, values in ((1, lam), (2, loss)):
+            if not values.size:
+                continue
+            series = pd.Series(values[:, k])
+            fig.add_trace(go.Scatter(y=series, mode="lines", line={"color": color, "width": 1}, opacity=0.25,
+                                     legendgroup=name, showlegend=False, hoverinfo="skip"), row=row, col=1)
+            fig.add_trace(go.Scatter(y=series.rolling(window, min_periods=1).mean(), mode="lines", name=name,
+                                     line={"color": color, "width": 2.5}, legendgroup=name, showlegend=row == 1),
+                          row=row, col=1)
     fig.update_layout(title=title, template=TEMPLATE, height=600)
     fig.update_xaxes(title_text="step", row=2, col=1)
     return fig

@@ -32,8 +32,9 @@ def test_boxes_bars_and_lines():
     bars = plots.metric_bars(tidy, "accuracy", "t")
     assert np.allclose(bars.data[0].error_y.array, [0.1, 0.1])
     lam = np.array([[0.5, 0.5], [0.2, 0.8]])
-    curves = plots.training_curves({"lam": lam, "loss": lam * 2, "source_names": ["a", "b"]}, "t")
-    assert len(curves.data) == 4 and list(curves.data[0].y) == [0.5, 0.2]
+    curves = plots.training_curves({"lam": lam, "loss": lam * 2, "source_names": ["a", "b"]}, "t", smooth=2)
+    assert len(curves.data) == 8 and list(curves.data[0].y) == [0.5, 0.2]
+    assert np.allclose(list(curves.data[1].y), [0.5, 0.35]), "bold line = rolling mean"
 
 
 def test_reliability_skips_empty_bins():
