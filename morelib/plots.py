@@ -82,14 +82,16 @@ def metric_bars(table: pd.DataFrame, metric: str, title: str, x: str = "test_sou
 
 
 def reliability_diagrams(curves: Mapping[str, Mapping[str, np.ndarray]], title: str) -> go.Figure:
-    """Reliability diagrams: mean predicted P(chosen ≻ rejected) vs observed accuracy per bin, one line per RM (Fig 4)."""
+    """Reliability diagrams: mean predicted P(chosen ≻ rejected) vs observed accuracy per bin, one line per RM (Fig 4);
+    marker area grows with the bin's count, so sparse bins do not look as weighty as full ones."""
     fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect", line={"dash": "dash", "color": "grey"}))
     for name, c in curves.items():
         conf, acc = np.asarray(c["confidence"]), np.asarray(c["accuracy"])
         keep = np.asarray(c["count"]) > 0
-        fig.add_trace(go.Scatter(x=conf[keep], y=acc[keep], mode="lines+markers", name=name,
-                                 marker_color=_color(name.split(" ")[0]), text=np.asarray(c["count"])[keep],
-                                 hovertemplate="conf %{x:.3f}<br>acc %{y:.3f}<br>n %{text}"))
+        count = np.asarray(c["count"])[keep]
+        fig.add_trace(go.Scatter(x=conf[keep], y=acc[keep], mode="lines+markers", name=name, text=count,
+                                 marker={"color": _color(name), "size": 4 + 16 * np.sqrt(count / count.max())},
+                                 line={"color": _color(name)}, hovertemplate="conf %{x:.3f}<br>acc %{y:.3f}<br>n %{text}"))
     fig.update_layout(title=title, xaxis_title="predicted probability", yaxis_title="observed frequency",
                       xaxis_range=[0, 1], yaxis_range=[0, 1], template=TEMPLATE)
     return fig
