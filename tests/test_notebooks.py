@@ -85,3 +85,16 @@ def test_later_notebooks_reuse_earlier_heads(run_dir):
     _, heads = run_dir
     assert set(heads["01_diversity"]) <= set(heads["02_more_training"])
     assert heads["03_hh_analysis"] == heads["02_more_training"], "03 must reuse 02's RMs, not train new ones"
+
+
+def test_stored_notebooks_match_their_generator(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_notebooks", NB_DIR / "build_notebooks.py")
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    builder.main(tmp_path)
+    for name in NOTEBOOKS:
+        fresh = [c.source for c in nbformat.read(tmp_path / f"{name}.ipynb", as_version=4).cells]
+        stored = [c.source for c in nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4).cells]
+        assert fresh == stored, f"{name}.ipynb was edited by hand: edit notebooks/build_notebooks.py and rerun it"
