@@ -1,0 +1,103 @@
+"""Summary table (markdown) of the latest benchmarks/results/*.json: figure, measured, goal, met, script.
+
+    .venv/bin/python benchmarks/report.py      # paste its output into benchmarks/README.md
+"""
+from __future__ import annotations
+
+import sys
+
+from common import load
+
+CMD = {name: f"{name}.py" for name in ("vs_trl", "more_overhead", "roofline", "scoring", "head_tier", "scaling")}
+
+
+def _row(figure: str, measured: str, goal: str, met: bool | None, name: str) -> str:
+    """One markdown table row."""
+    verdict = "—" if met is None else ("met" if met else "**missed**")
+    return f"| {figure} | {measured} | {goal} | {verdict} | `{CMD[name]}` |"
+
+
+def vs_trl_rows(res: dict) -> list[str]:
+    """Ours vs TRL per max length and contender."""
+    out = []
+    for r in res["rows"]:
+        if r["trainer"] == "trl":
+            out.append(_row(f"TRL RewardTrainer, max {r['max_len']}", f"{r['steady_pairs/s']:.3f} pairs/s wall, "
+                            f"{r['steady_pairs/cpu_s']:.3f} pairs/CPU-s (steady state)", "baseline", None,
+                            "vs_trl"))
+            continue
+        wall, cpu = r["x_trl[steady_pairs/s]"], r["x_trl[steady_pairs/cpu_s]"]
+        out.append(_row(f"{r['trainer']} vs TRL, max {r['max_len']}", f"{wall:.2f}x wall, {cpu:.2f}x CPU "
+                        f"(steady state; drawn steps {r['x_trl[pairs/s]']:.2f}x wall)", ">= 1.5x",
+                        min(wall, cpu) >= 1.5, "vs_trl"))
+    return out
+
+
+def overhead_rows(res: dict) -> list[str]:
+    """MORE overhead per tier."""
+    out = []
+    for r in res["rows"]:
+        if r["tier"] == "features":
+            out.append(_row(f"MORE overhead, feature tier, K={r['K']}", f"{r['overhead']:+.0%} wall, "
+                            f"{r['overhead_cpu']:+.0%} CPU ({r['weights_ms']:.2f} ms/step extra)", "<= 2%",
+                            max(r["overhead"], r["overhead_cpu"]) <= 0.02, "more_overhead"))
+        else:
+            out.append(_row(f"MORE overhead, finetune tier, K={r['K']}", f"{r['attributed_overhead']:+.2%} "
+                            f"attributed ({r['weights_ms']:.1f} ms of {r['multitask_step_ms'] / 1e3:.1f} s); "
+                            f"direct {r['overhead']:+.0%}", "<= 2%", r["attributed_overhead"] <= 0.02,
+                            "more_overhead"))
+    return out
+
+
+def roofline_rows(res: dict) -> list[str]:
+    """Peaks and MFU."""
+    fast = res["fast_dtype"]
+    out = [_row(f"matmul peak {p['dtype']} (n={p['n']})", f"{p['median_GFLOP/s']:.1f} GFLOP/s wall, "
+                f"{p['GFLOP/cpu_s']:.1f} per CPU-s", "—", None, "roofline") for p in res["peaks"]]
+    for w in res["workloads"]:
+        goal = ">= 50%" if w["workload"] == "train" else "—"
+        met = w[f"MFU_cpu_vs_{fast}"] >= 0.5 if w["workload"] == "train" else None  # absolute: CPU-time basis
+        out.append(_row(f"MFU {w['workload']} (vs {fast} peak)", f"{w[f'MFU_vs_{fast}']:.0%} wall, "
+                        f"{w[f'MFU_cpu_vs_{fast}']:.0%} CPU; vs bf16 peak {w['MFU_vs_bf16']:.0f}x", goal, met,
+                        "roofline"))
+    return out
+
+
+def scoring_rows(res: dict) -> list[str]:
+    """Length-sorted speed-ups."""
+    return [_row(f"feature extraction: sorted vs {r['batching']}", f"{r['speedup_sorted']:.2f}x wall, "
+                 f"{r['speedup_sorted_cpu']:.2f}x CPU", "—", None, "scoring")
+            for r in res["rows"] if r["batching"] != "sorted"]
+
+
+def head_rows(res: dict) -> list[str]:
+    """Head training and explorer refit seconds."""
+    return [_row(f"{r['task']} ({r['K']} x {r['pairs_per_source']} pairs)", f"{r['wall_s']:.2f} s wall, "
+                 f"{r['cpu_s']:.2f} CPU-s", f"< {r['goal_s']:g} s", r["cpu_s"] < r["goal_s"], "head_tier")
+            for r in res["rows"]]
+
+
+def scaling_rows(res: dict) -> list[str]:
+    """Feature-tier sweeps and the paper-profile projection."""
+    sweep = [_row(f"MORE head fit, K={r['K']} x {r['pairs_per_source']} pairs", f"{r['fit_cpu_s']:.2f} CPU-s, "
+                  f"peak RSS {r['peak_rss_mb']:.0f} MB (+{r['fit_rss_growth_mb']:.0f} MB in the fit)", "—", None,
+                  "scaling") for r in res["by_pairs"] + res["by_K"]]
+    return sweep + [_row(f"paper profile on 1 H100 ({p['tokens_per_text']:.0f} tok/text)",
+                 f"{p['h100_hours_at_40%MFU']:.2f} h (projected, 40% MFU)", "—", None, "scaling")
+            for p in res["paper"]]
+
+
+def main() -> int:
+    """Print the table for every benchmark that has results."""
+    print("| figure | measured | goal | met | script |")
+    print("|---|---|---|---|---|")
+    for name, rows in (("vs_trl", vs_trl_rows), ("more_overhead", overhead_rows), ("roofline", roofline_rows),
+                       ("scoring", scoring_rows), ("head_tier", head_rows), ("scaling", scaling_rows)):
+        res = load(name)
+        if res is not None:
+            print("\n".join(rows(res)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
