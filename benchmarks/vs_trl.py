@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--window", type=int, default=64, help="batches per length-grouping window")
     ap.add_argument("--pairs", type=int, default=2312, help="real pairs in the pool")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--name", default="vs_trl", help="results file benchmarks/results/<name>.json")
     args = ap.parse_args(argv)
     set_threads(args.threads)
     timer = steptimer.install()
@@ -182,9 +183,9 @@ def main(argv: list[str] | None = None) -> dict:
     show = [{k: v for k, v in row.items() if k not in hidden} for row in rows]
     print(table(show, f"full fine-tuning, SmolLM2-135M fp32, real Harmless pairs, batch {args.batch}, "
                       f"{args.threads} threads; goal: ours >= 1.5x TRL"))
-    earlier = [row for row in (load("vs_trl") or {}).get("rows", []) if row["max_len"] not in args.lengths]
+    earlier = [row for row in (load(args.name) or {}).get("rows", []) if row["max_len"] not in args.lengths]
     result = {"args": vars(args), "rows": earlier + rows, "elapsed_s": time.perf_counter() - t0, "goal_x_trl": 1.5}
-    save("vs_trl", result)
+    save(args.name, result)
     return result
 
 
