@@ -100,6 +100,7 @@ class TrainConfig:
     save_steps: int = 200
     logging_steps: int = 10
     gradient_checkpointing: bool = False
+    group_by_length: bool = True
     head_lr: float = 0.003
     head_epochs: int = 5
     head_weight_decay: float = 2.0
