@@ -54,7 +54,7 @@ def eval_prompts(data: study.StudyData, cfg: Config) -> list[tuple[str, str]]:
     return [(p, ASPECT_OF.get(src, "helpful")) for p, src in picked]
 
 
-def test_pairs(data: study.StudyData, cfg: Config, n: int, seed: int) -> dict[str, list]:
+def held_out_pairs(data: study.StudyData, cfg: Config, n: int, seed: int) -> dict[str, list]:
     """Up to n test pairs per prompt source (seeded): the human-labelled pairs for perplexity and judge reliability."""
     rng = np.random.default_rng(seed)
     out = {}
@@ -211,11 +211,13 @@ def table2_side_by_side(ours: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([theirs, ours.assign(who="ours")], ignore_index=True)[["who", *theirs.columns.drop("who")]]
 
 
-def finding(rms: pd.DataFrame, ppl: pd.DataFrame, agreement: float, rel: dict, wtl: dict) -> str:
-    """The notebook's finding: RM ECE, PPL change vs base, pick agreement, judge reliability and W/T/L, from the numbers."""
+def finding(rms: pd.DataFrame, ppl: pd.DataFrame, agreement: float, reliabilities: dict[str, dict],
+            wtls: dict[str, dict]) -> str:
+    """The notebook's finding from the numbers: RM ECE, PPL vs base, pick agreement, each judge's reliability and W/T/L."""
     ece = ", ".join(f"{n} {rms.loc[n, 'rm_ece']:.4f}" for n in HEAD_SCHEMES if n in rms.index)
     ppl_txt = "; ".join(f"{n}: " + ", ".join(f"{c[4:]} {ppl.loc[n, c]:.2f} (base {ppl.loc['base', c]:.2f})"
                                              for c in ppl.columns) for n in HEAD_SCHEMES if n in ppl.index)
+    same = " (so both RMs fine-tuned the policy on identical data)" if agreement == 1.0 else ""
+    judged = " ".join(judge.reliability_sentence(reliabilities[k]) + " " + judge.wtl_sentence(wtls[k]) for k in wtls)
     return (f"RM ECE (mean over the prompt sources' test sets): {ece}. MORE and MultiTask picked the same response "
-            f"for {agreement:.0%} of the prompts. Perplexity on test chosen responses — {ppl_txt}. "
-            + judge.reliability_sentence(rel) + " " + judge.wtl_sentence(wtl))
+            f"for {agreement:.0%} of the prompts{same}. Perplexity on test chosen responses — {ppl_txt}. " + judged)

@@ -139,9 +139,14 @@ class LocalLMJudge:
         device = next(self.model.parameters()).device
         out = []
         with torch.inference_mode():
+            if all(len(o) == 1 for o in self.options):  # one forward pass: both answers are a single next token
+                logits = self.model(input_ids=torch.tensor([ctx], device=device), logits_to_keep=1).logits
+                logp = logits[0, -1].float().log_softmax(-1)
+                return float(logp[self.options[0][0]]), float(logp[self.options[1][0]])
             for option in self.options:
                 ids = torch.tensor([ctx + option], device=device)
-                logp = self.model(input_ids=ids).logits[0, len(ctx) - 1:-1].float().log_softmax(-1)
+                logits = self.model(input_ids=ids, logits_to_keep=len(option) + 1).logits
+                logp = logits[0, :-1].float().log_softmax(-1)
                 out.append(float(logp[torch.arange(len(option)), torch.tensor(option, device=device)].sum()))
         return out[0], out[1]
 

@@ -210,15 +210,17 @@ def best_of_n(candidates: Sequence[Sequence[str]], scores: torch.Tensor | Sequen
     return [cands[int(k)] for cands, k in zip(candidates, s.argmax(dim=1))]
 
 
-def _collate(tok: PreTrainedTokenizerBase, examples: Sequence[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-    """Right-pad examples into input_ids, attention_mask and labels (IGNORE on padding) [B, T]."""
+def _collate(tok: PreTrainedTokenizerBase, examples: Sequence[dict[str, list[int]]],
+             side: str = "right") -> dict[str, torch.Tensor]:
+    """Pad examples on `side` into input_ids, attention_mask and labels (IGNORE on padding) [B, T]."""
     width = max(len(e["input_ids"]) for e in examples)
     ids = torch.full((len(examples), width), tok.pad_token_id, dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(examples), width), dtype=torch.long)
     for row, e in enumerate(examples):
         k = len(e["input_ids"])
-        ids[row, :k], labels[row, :k], mask[row, :k] = torch.tensor(e["input_ids"]), torch.tensor(e["labels"]), 1
+        cols = slice(0, k) if side == "right" else slice(width - k, width)
+        ids[row, cols], labels[row, cols], mask[row, cols] = torch.tensor(e["input_ids"]), torch.tensor(e["labels"]), 1
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
@@ -254,7 +256,11 @@ def sft(policy_name: str | Path, prompts: Sequence[str], responses: Sequence[str
 
 def response_nll(policy: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: Sequence[str],
                  responses: Sequence[str], max_length: int = 512, batch_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed negative log-likelihood (nats) and token count of each response given its prompt, Tensors [N]."""
+    """Summed negative log-likelihood (nats) and token count of each response given its prompt, Tensors [N].
+
+    Rows are left-padded (position ids skip the padding), so every response ends the row and only the last
+    (longest response + 1) positions need logits: the vocabulary projection is skipped over the prompts.
+    """
     if len(prompts) != len(responses) or not prompts:
         raise ValueError(f"need as many responses as prompts (> 0); got {len(prompts)} and {len(responses)}")
     examples = [encode_example(tok, p, r, max_length) for p, r in zip(prompts, responses)]
@@ -262,9 +268,12 @@ def response_nll(policy: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts:
     nll, count = [], []
     with torch.inference_mode():
         for start in range(0, len(examples), batch_size):
-            batch = {k: v.to(device) for k, v in _collate(tok, examples[start:start + batch_size]).items()}
-            logits = policy(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
-            target = batch["labels"][:, 1:]
+            batch = {k: v.to(device) for k, v in _collate(tok, examples[start:start + batch_size], "left").items()}
+            keep = int((batch["labels"] != IGNORE).sum(dim=1).max()) + 1
+            positions = (batch["attention_mask"].cumsum(dim=1) - 1).clamp(min=0)
+            logits = policy(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                            position_ids=positions, logits_to_keep=keep).logits.float()
+            target = batch["labels"][:, -keep + 1:]
             loss = F.cross_entropy(logits[:, :-1].transpose(1, 2), target, ignore_index=IGNORE, reduction="none")
             nll.append(loss.sum(dim=1).cpu())
             count.append((target != IGNORE).sum(dim=1).cpu())

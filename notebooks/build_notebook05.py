@@ -44,8 +44,11 @@ a small policy and an offline judge whose own reliability is measured first — 
 
 **Budget (default profile, this 2-core CPU, < 20 min).** SmolLM2-135M-Instruct as policy; 16 H&H training-side
 prompts × 4 samples × ≤ 48 new tokens, batch 16 (the fastest batch size in `benchmarks/generation.py`); SFT for one
-epoch; perplexity on 50 test chosen responses per source; 16 held-out test prompts for the judge; 40 human-labelled
-test pairs per source to measure the judge. The paper profile runs the same cells at the paper's scale on a GPU."""),
+epoch (≤ 256 tokens per example); perplexity on 16 test chosen responses per source; 16 held-out test prompts for
+the judges; 16 human-labelled test pairs per source to measure each judge. Measured: 13.5 min on the machine shared
+by other jobs (`OMP_NUM_THREADS=1`, load ≈ 5), reusing notebook 02's RMs and cached features, with a tiny RM
+backbone; the SmolLM2 RM's features of the ≈ 100 new texts add ≈ 1–2 min. The paper profile runs the same cells at
+the paper's scale on a GPU (vLLM sampling when installed)."""),
     ("params", PARAMS),
     ("code", SETUP),
     ("md", "## Reward models\nThe MultiTask and MORE heads of this run (first seed) and their calibration on the prompt sources' test sets (Table 2's *RM ECE*)."),
@@ -80,7 +83,7 @@ fig'''),
 policies = {"base": r.policy, **{s: str(path) for s, path in aligned.items()}}
 policies'''),
     ("md", "## Perplexity on the chosen responses of the Helpful and Harmless test sets (Table 2, lower is better)"),
-    ("code", '''ppl_pairs = alignment.test_pairs(data, cfg, r.ppl_pairs, cfg.seeds[0])
+    ("code", '''ppl_pairs = alignment.held_out_pairs(data, cfg, r.ppl_pairs, cfg.seeds[0])
 with run.timer("perplexity"):
     ppl = alignment.perplexity_table(cfg, ppl_pairs, policies)
 run.save_table("perplexity", ppl)
@@ -92,7 +95,7 @@ fig'''),
     ("md", "## The judge: how far can it be trusted?\nAgreement with the human label on held-out test pairs (Appendix D prompt, asked in both orders; a disagreement between orders is a tie) and its position-bias rate."),
     ("code", '''with run.timer("judges"):
     judges = alignment.make_judges(cfg, data, run.cache_dir)
-    rel_pairs = alignment.test_pairs(data, cfg, cfg.judge.reliability_pairs, cfg.seeds[0] + 2)
+    rel_pairs = alignment.held_out_pairs(data, cfg, cfg.judge.reliability_pairs, cfg.seeds[0] + 2)
     reliability = alignment.judge_reliability(judges, rel_pairs, cfg)
 run.save_json("judge_reliability", reliability)
 display(*[Markdown(judge.reliability_sentence(rel)) for rel in reliability.values()])'''),
@@ -116,7 +119,7 @@ run.save_table("table2_ours", ours)
 run.save_table("table2_vs_paper", side)
 side.round(4)'''),
     ("md", "## Finding"),
-    ("code", '''finding = alignment.finding(rms, ppl, agreement, reliability[primary], wtl[primary])
+    ("code", '''finding = alignment.finding(rms, ppl, agreement, reliability, wtl)
 run.save_json("metrics", {"rm": rms.reset_index().to_dict("records"), "perplexity": ppl.reset_index().to_dict("records"),
                           "pick_agreement": agreement, "judge_reliability": reliability, "win_tie_lose": wtl,
                           "primary_judge": primary, "judge_near_chance": judge.near_chance(reliability[primary]),

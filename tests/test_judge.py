@@ -169,3 +169,18 @@ def test_gold_rm_judge_is_position_free():
                              ["helpful"] * 3, n_boot=50)
     assert (out["win"], out["lose"], out["tie"], out["identical"]) == (1, 1, 1, 1)
     assert out["position_bias_rate"] == 0.0
+
+
+def test_local_judge_single_token_answers_match_a_full_forward():
+    model, tok = rjs.load_causal_lm("tiny-random", dtype="fp32", device="cpu")
+    j = judge.LocalLMJudge(model, tok, max_query_chars=200)
+    args = ("\n\nHuman: hi\n\nAssistant:", "Hello!", "Go away.", "helpful")
+    two = j.log_probs(*args)  # byte tokenizer: " A" is two tokens, so this is the per-option path
+    ctx = tok(j.context(*args), add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        full = [torch.log_softmax(model(input_ids=torch.tensor([ctx + o])).logits[0].double(), -1) for o in j.options]
+    manual = [sum(float(lp[len(ctx) - 1 + k, t]) for k, t in enumerate(o)) for lp, o in zip(full, j.options)]
+    assert two == pytest.approx(tuple(manual), abs=1e-4)
+    j.options = [[j.options[0][1]], [j.options[1][1]]]  # "A", "B" alone: single-token fast path
+    one = j.log_probs(*args)
+    assert one == pytest.approx((float(full[0][len(ctx) - 1, j.options[0][0]]), float(full[0][len(ctx) - 1, j.options[1][0]])), abs=1e-4)
