@@ -10,6 +10,7 @@ import nbformat
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.slow
 papermill = pytest.importorskip("papermill")
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "05_alignment.ipynb"
