@@ -25,6 +25,8 @@ NORMALIZATIONS = ("l2", "loss", "loss+", "none")
 
 def _check_finite(grads: torch.Tensor, losses: torch.Tensor) -> None:
     """Raise TrainingError naming every source index whose gradient or loss is NaN/inf."""
+    if torch.isfinite(grads.sum() + losses.sum()):  # one cheap test per step; a NaN/inf makes the sum non-finite
+        return
     bad_g = (~torch.isfinite(grads)).any(dim=1)
     bad_l = ~torch.isfinite(losses)
     if bad_g.any() or bad_l.any():
@@ -37,9 +39,9 @@ def normalize(grads: torch.Tensor, losses: torch.Tensor, normalization: str) -> 
     """Scale each source gradient grads[K, h] by the paper's normalisation using the batch losses[K]."""
     if normalization == "none":
         return grads
-    norms = grads.norm(dim=1)
+    norms = torch.linalg.vector_norm(grads, dim=1)
     if normalization == "l2":
-        divisor = norms
+        return grads / norms.masked_fill(norms == 0, 1.0)[:, None]
     elif normalization == "loss":
         divisor = (losses + 1) / (losses + 1).sum()
     elif normalization == "loss+":
@@ -79,7 +81,7 @@ class MoreWeighter:
         if self.momentum is None:
             self.momentum = grads.clone()
         else:
-            self.momentum = (1 - self.alpha) * self.momentum.to(grads) + self.alpha * grads
+            self.momentum = torch.lerp(self.momentum.to(grads), grads, self.alpha)  # (1 − α)·g_old + α·g_new
         self.steps += 1
         if self.K == 1:
             return torch.ones(1, dtype=torch.float32, device=grads.device)

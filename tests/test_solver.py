@@ -163,3 +163,24 @@ def test_speed_k5_h4096():
     for _ in range(n):
         solver.min_norm(g)
     assert (time.perf_counter() - start) / n < 2e-3
+
+
+def test_fast_paths_agree_with_enumeration():
+    """K = 2 closed form and the full-support (interior) shortcut give the enumeration's optimum."""
+    rng = np.random.default_rng(5)
+    for K in (2, 3, 5, 8):
+        for _ in range(20):
+            g = rng.normal(size=(K, 6)) + rng.normal(size=(1, 6)) * rng.uniform(0, 3)
+            G = solver.gram(g)
+            H = G + 1e-12 * np.eye(K)
+            lam, ref = solver.min_norm(g).numpy(), solver._solve_enumerate(H)
+            assert lam @ G @ lam <= ref @ G @ ref * (1 + 1e-9) + 1e-15
+
+
+def test_duplicated_source_splits_weight_evenly():
+    """A non-unique optimum (two identical gradients) still takes the tie-break: equal weight on the duplicates."""
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(2, 5))
+    lam = solver.min_norm(np.stack([a, a, b])).numpy()
+    assert lam[0] == pytest.approx(lam[1], abs=1e-9)
+    assert_optimal(np.stack([a, a, b]), lam)
