@@ -175,3 +175,23 @@ def test_own_vs_best_other_matches_matrix(cfg, fitted):
         assert row.own == pytest.approx(matrix.loc[row.test_source, row.test_source])
         assert row.best_other_accuracy == pytest.approx(matrix[row.test_source].drop(["raw", row.test_source]).max())
     assert "paired 95% CI above 0" in findings.finding_diversity(matrix, own)
+
+
+def test_temperature_finding_reports_a_closed_gap_and_a_kept_one():
+    import pandas as pd
+    from morelib import findings
+    rows = lambda more_t: pd.DataFrame({"scheme": ["more", "multitask", "more+T", "multitask+T"],  # noqa: E731
+                                        "ece_10": [0.060, 0.070, more_t, 0.050]})
+    assert "closes the gap" in findings.finding_temperature(rows(0.0502))
+    assert "survives recalibration" in findings.finding_temperature(rows(0.040))
+
+
+def test_outlier_finding_says_none_for_an_empty_side():
+    import numpy as np
+    import pandas as pd
+    from morelib import findings
+    idx = pd.MultiIndex.from_product([["helpful"], ["more", "multitask"]], names=["test_source", "scheme"])
+    table = pd.DataFrame({"pos_outlier_count": [0, 2], "pos_outlier_mean": [np.nan, 1.5],
+                          "neg_outlier_count": [1, 1], "neg_outlier_mean": [-0.5, -0.9]}, index=idx)
+    text = findings.finding_outliers(table)
+    assert "none / -0.500 (n=1)" in text and "nan" not in text and "— less extreme" in text
