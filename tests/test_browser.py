@@ -142,6 +142,14 @@ def figure_numbers(page) -> list[list[float]]:
     }""")
 
 
+def wait_for_new_numbers(page, before: list[list[float]]) -> None:
+    """Wait (page timeout) until the figure's bar values differ from `before`: the status line changes first."""
+    page.wait_for_function("""(old) => {
+        const gd = document.querySelector('.js-plotly-plot');
+        return JSON.stringify([gd.data[1].y, gd.data[2].y].map(a => Array.from(a))) !== old;
+    }""", arg=json.dumps(before[1:]))
+
+
 def kernel_print(page, expression: str) -> str:
     """What the notebook's kernel prints for `expression` (run outside the notebook's cells)."""
     return page.evaluate("""async (code) => {
@@ -197,6 +205,7 @@ def test_slider_moves_the_figure(lab, tmp_path):
             before_status, before = status_text(page), figure_numbers(page)
             assert "mean accuracy" in before_status, before_status
             drag_first_slider(page)
+            wait_for_new_numbers(page, before)
             after_status, after = status_text(page), figure_numbers(page)
             refits = int(kernel_print(page, "ui.refits['lambda']"))
             shot.parent.mkdir(exist_ok=True)
