@@ -75,7 +75,7 @@ def prepare(cfg: Config, run: Run | None = None) -> StudyData:
     if cfg.train.tier == "features":
         for name, sides in data.pairs.items():
             log.info("features of %s (%s pairs) from %s", name, "/".join(str(len(sides[s])) for s in SIDES), cfg.model.name)
-            data.features[name] = {s: features.extract(sides[s], cfg.model, cache, progress=False) for s in SIDES}
+            data.features[name] = {s: features.extract(sides[s], cfg.model, cache, progress=True) for s in SIDES}
     if not data.sources:
         raise DataError(f"no configured source could be loaded: {data.missing}")
     if run is not None:
