@@ -35,13 +35,19 @@ def read(table: str) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def table3(base_model: str = "Pythia-1.4B") -> pd.DataFrame:
-    """Paper Table 3 for one base model: accuracy (fraction, not %) per test source and ECE, one row per scheme."""
-    df = read("table3")
+def _rows(table: str, base_model: str) -> pd.DataFrame:
+    """The rows of paper table `table` for one base model, schemes renamed to ours; DataError when there are none."""
+    df = read(table)
     df = df[df["base_model"] == base_model].copy()
     if df.empty:
-        raise DataError(f"no Table 3 rows for base model '{base_model}'")
+        raise DataError(f"no {table} rows for base model '{base_model}'")
     df["scheme"] = df["scheme"].map(SCHEME_NAMES)
+    return df
+
+
+def table3(base_model: str = "Pythia-1.4B") -> pd.DataFrame:
+    """Paper Table 3 for one base model: accuracy (fraction, not %) per test source and ECE, one row per scheme."""
+    df = _rows("table3", base_model)
     acc_cols = [c for c in df.columns if c not in ("base_model", "train_data", "scheme", "ece")]
     df[acc_cols] = df[acc_cols] / 100.0
     return df.set_index("scheme")[acc_cols + ["ece"]]
@@ -49,11 +55,7 @@ def table3(base_model: str = "Pythia-1.4B") -> pd.DataFrame:
 
 def outliers(base_model: str = "Pythia-1.4B") -> pd.DataFrame:
     """Paper Tables 1/5/6 for one base model: ECE and outlier counts/means per preference (Helpful/Harmless) and scheme."""
-    df = read("outliers")
-    df = df[df["base_model"] == base_model].copy()
-    if df.empty:
-        raise DataError(f"no outlier rows for base model '{base_model}'")
-    df["scheme"] = df["scheme"].map(SCHEME_NAMES)
+    df = _rows("outliers", base_model)
     df["test_source"] = df["preference"].str.lower()
     return df.drop(columns=["base_model", "preference"]).set_index(["test_source", "scheme"])
 
