@@ -52,9 +52,9 @@ def cache_root() -> Path:
 
 
 @contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Run a block with torch's CPU RNG seeded, restoring the caller's RNG state afterwards."""
-    with torch.random.fork_rng(devices=[]):
+def _seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
+    """Run a block with torch's RNGs (CPU, and `device` when it is CUDA) seeded, restoring the caller's RNG state afterwards."""
+    with torch.random.fork_rng(devices=[device] if device is not None and device.type == "cuda" else []):
         torch.manual_seed(seed)
         yield
 

@@ -133,14 +133,6 @@ def _padding(tok: PreTrainedTokenizerBase, side: str) -> Iterator[None]:
         tok.padding_side = before
 
 
-@contextlib.contextmanager
-def _seeded(seed: int, device: torch.device) -> Iterator[None]:
-    """Run a block with torch's RNGs (CPU, and the CUDA device in use) seeded, restoring them afterwards."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        yield
-
-
 def generate(policy: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: Sequence[str], n: int = 4,
              max_new_tokens: int = 48, temperature: float = 0.8, top_p: float = 0.95, batch_size: int = 16,
              seed: int = 0, progress: bool = True) -> list[list[str]]:
@@ -161,7 +153,7 @@ def generate(policy: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: Seq
         for b, start in enumerate(range(0, len(jobs), batch_size)):
             chunk = jobs[start:start + batch_size]
             batch = tok.pad({"input_ids": [ids[i] for i, _ in chunk]}, return_tensors="pt").to(device)
-            with _seeded(seed + b, device):
+            with rm_model._seeded(seed + b, device):
                 seqs = policy.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
                                        eos_token_id=tok.eos_token_id, **sampling)
             new = tok.batch_decode(seqs[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
