@@ -15,41 +15,61 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+import numpy as np
 import torch
 
 from morelib.errors import ConfigError, TrainingError
-from morelib.solver import min_norm
+from morelib.solver import gram, min_norm_gram, scaled_gram
 
 NORMALIZATIONS = ("l2", "loss", "loss+", "none")
 
 
-def _check_finite(grads: torch.Tensor, losses: torch.Tensor) -> None:
-    """Raise TrainingError naming every source index whose gradient or loss is NaN/inf."""
-    if torch.isfinite(grads.sum() + losses.sum()):  # one cheap test per step; a NaN/inf makes the sum non-finite
+def _check_finite(grads: np.ndarray, losses: np.ndarray) -> None:
+    """Raise TrainingError naming every source index whose gradient grads[K, h] or loss losses[K] is NaN/inf."""
+    if np.isfinite(grads.sum() + losses.sum()):  # one cheap test per step; a NaN/inf makes the sum non-finite
         return
-    bad_g = (~torch.isfinite(grads)).any(dim=1)
-    bad_l = ~torch.isfinite(losses)
+    bad_g = ~np.isfinite(grads).all(axis=1)
+    bad_l = ~np.isfinite(losses)
     if bad_g.any() or bad_l.any():
-        parts = [f"gradient of source {int(i)}" for i in torch.nonzero(bad_g)[:, 0]]
-        parts += [f"loss of source {int(i)}" for i in torch.nonzero(bad_l)[:, 0]]
+        parts = [f"gradient of source {int(i)}" for i in np.flatnonzero(bad_g)]
+        parts += [f"loss of source {int(i)}" for i in np.flatnonzero(bad_l)]
         raise TrainingError(f"non-finite (NaN/inf) value in {', '.join(parts)}")
+
+
+def _divisors(norms: np.ndarray, losses: np.ndarray, normalization: str) -> np.ndarray:
+    """Per-source divisors [K] of the paper's normalisations from gradient norms[K] and batch losses[K] (zero → 1)."""
+    if normalization == "l2":
+        divisor = norms
+    elif normalization == "loss":
+        divisor = (losses + 1) / (losses + 1).sum()
+    elif normalization == "loss+":
+        divisor = np.where(norms == 0, 1.0, norms) * losses
+    else:
+        divisor = np.ones_like(norms)
+    return np.where(divisor == 0, 1.0, divisor)
+
+
+def normalized_gram(momentum: np.ndarray, losses: np.ndarray, normalization: str) -> np.ndarray:
+    """Gram matrix [K, K] of the normalised gradients g_i / d_i, formed as D⁻¹ (g gᵀ) D⁻¹ and rescaled (see `gram`)."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # out-of-range scales take the slow path
+        G = momentum @ momentum.T
+        d = _divisors(np.sqrt(np.maximum(G.diagonal(), 0.0)), losses, normalization)
+        scaled = scaled_gram(G / np.outer(d, d))
+    if scaled is not None:
+        return scaled
+    vectors = normalize(torch.from_numpy(momentum), torch.from_numpy(losses), normalization)  # over/underflow
+    return gram(vectors)
 
 
 def normalize(grads: torch.Tensor, losses: torch.Tensor, normalization: str) -> torch.Tensor:
     """Scale each source gradient grads[K, h] by the paper's normalisation using the batch losses[K]."""
+    if normalization not in NORMALIZATIONS:
+        raise ConfigError(f"unknown MORE normalization {normalization!r}; valid: {', '.join(NORMALIZATIONS)}")
     if normalization == "none":
         return grads
-    norms = torch.linalg.vector_norm(grads, dim=1)
-    if normalization == "l2":
-        return grads / norms.masked_fill(norms == 0, 1.0)[:, None]
-    elif normalization == "loss":
-        divisor = (losses + 1) / (losses + 1).sum()
-    elif normalization == "loss+":
-        divisor = torch.where(norms == 0, torch.ones_like(norms), norms) * losses
-    else:
-        raise ConfigError(f"unknown MORE normalization {normalization!r}; valid: {', '.join(NORMALIZATIONS)}")
-    divisor = torch.where(divisor == 0, torch.ones_like(divisor), divisor)
-    return grads / divisor[:, None]
+    norms = torch.linalg.vector_norm(grads, dim=1).to("cpu", torch.float64).numpy()
+    divisor = _divisors(norms, losses.to("cpu", torch.float64).numpy(), normalization)
+    return grads / torch.from_numpy(divisor).to(grads)[:, None]
 
 
 class MoreWeighter:
@@ -67,7 +87,7 @@ class MoreWeighter:
         if normalization not in NORMALIZATIONS:
             raise ConfigError(f"unknown MORE normalization {normalization!r}; valid: {', '.join(NORMALIZATIONS)}")
         self.K, self.alpha, self.normalization = int(K), float(alpha), normalization
-        self.momentum: torch.Tensor | None = None
+        self.momentum: np.ndarray | None = None  # float64 [K, h] on the CPU, where the solver runs
         self.steps = 0
 
     def step(self, grads: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
@@ -77,20 +97,22 @@ class MoreWeighter:
             raise ValueError(
                 f"expected grads [K={self.K}, h] and losses [{self.K}], got {tuple(grads.shape)} and {tuple(losses.shape)}"
             )
-        _check_finite(grads, losses)
+        g = grads.to("cpu", torch.float64).numpy()  # K×h: the solver's float64 numpy is cheaper than torch ops
+        L = losses.to("cpu", torch.float64).numpy()
+        _check_finite(g, L)
         if self.momentum is None:
-            self.momentum = grads.clone()
+            self.momentum = g.copy()
         else:
-            self.momentum = torch.lerp(self.momentum.to(grads), grads, self.alpha)  # (1 − α)·g_old + α·g_new
+            self.momentum = self.momentum + self.alpha * (g - self.momentum)  # (1 − α)·g_old + α·g_new
         self.steps += 1
         if self.K == 1:
             return torch.ones(1, dtype=torch.float32, device=grads.device)
-        lam = min_norm(normalize(self.momentum, losses, self.normalization))
-        return lam.to(torch.float32)
+        lam = min_norm_gram(normalized_gram(self.momentum, L, self.normalization))
+        return torch.from_numpy(lam).to(device=grads.device, dtype=torch.float32)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: settings, momentum buffer [K, h] (or None) and step count."""
-        momentum = None if self.momentum is None else self.momentum.detach().cpu().clone()
+        momentum = None if self.momentum is None else torch.from_numpy(self.momentum.copy())
         return {"K": self.K, "alpha": self.alpha, "normalization": self.normalization,
                 "momentum": momentum, "steps": self.steps}
 
@@ -102,7 +124,7 @@ class MoreWeighter:
         momentum = state.get("momentum")
         if momentum is not None and (momentum.ndim != 2 or momentum.shape[0] != self.K):
             raise ConfigError(f"MoreWeighter state momentum must have shape [{self.K}, h], got {tuple(momentum.shape)}")
-        self.momentum = None if momentum is None else momentum.clone()
+        self.momentum = None if momentum is None else momentum.detach().to("cpu", torch.float64).numpy().copy()
         self.steps = int(state.get("steps", 0))
 
 

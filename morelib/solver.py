@@ -42,12 +42,10 @@ def gram(grads: torch.Tensor | np.ndarray) -> np.ndarray:
     g = np.asarray(grads, dtype=np.float64)
     if g.ndim != 2 or g.shape[0] == 0:
         raise ValueError(f"grads must have shape [K, h] with K >= 1, got {tuple(g.shape)}")
-    G = g @ g.T  # numpy on CPU: ~3x cheaper than a torch float64 matmul + conversion at K×576
-    diag_max = float(G.diagonal().max())
-    if not (_TINY < diag_max < np.inf):
+    G = scaled_gram(g @ g.T)  # numpy on CPU: ~3x cheaper than a torch float64 matmul + conversion at K×576
+    if G is None:  # over- or underflow (or all zero): the Gram matrix of g / max|g|
         G = _gram_rescaled(g)
-        diag_max = float(G.diagonal().max())
-    G = (G + G.T) / (2 * diag_max) if diag_max > 0 else G
+        G = scaled_gram(G) if np.any(G) else G
     return G
 
 
@@ -201,7 +199,22 @@ def _snap_ridge_dust(G: np.ndarray, lam: np.ndarray) -> np.ndarray:
 
 def min_norm(grads: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Simplex weights λ[K] minimising ‖Σ_i λ_i g_i‖² for gradients g[K, h] (tensor input's dtype/device, else float64)."""
-    G = gram(grads)
+    out = torch.from_numpy(min_norm_gram(gram(grads)))
+    if isinstance(grads, torch.Tensor) and grads.is_floating_point():
+        return out.to(dtype=grads.dtype, device=grads.device)
+    return out
+
+
+def scaled_gram(G: np.ndarray) -> np.ndarray | None:
+    """A float64 Gram matrix G[K, K] symmetrised and rescaled so max_i G_ii = 1; None if it is non-finite or out of range."""
+    diag_max = float(G.diagonal().max())
+    if not (_TINY < diag_max < np.inf) or not np.isfinite(G).all():
+        return None
+    return (G + G.T) / (2 * diag_max)
+
+
+def min_norm_gram(G: np.ndarray) -> np.ndarray:
+    """Simplex weights λ[K] (float64) minimising λᵀGλ for a Gram matrix G[K, K] = g gᵀ as returned by `gram`."""
     K = G.shape[0]
     if K == 1:
         lam = np.ones(1)
@@ -216,7 +229,4 @@ def min_norm(grads: torch.Tensor | np.ndarray) -> torch.Tensor:
             lam = _solve_enumerate(H) if K <= _ENUMERATE_MAX_K else _solve_active_set(H)
         lam = _prefer_smallest_norm(G, lam)
         lam = _snap_ridge_dust(G, lam) if lam.min() < _DUST else lam
-    out = torch.from_numpy(lam)
-    if isinstance(grads, torch.Tensor) and grads.is_floating_point():
-        return out.to(dtype=grads.dtype, device=grads.device)
-    return out
+    return lam

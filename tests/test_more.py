@@ -12,16 +12,42 @@ def rand(*shape, seed=0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-def test_first_step_uses_new_gradient_then_paper_momentum(monkeypatch):
-    seen = []
-    monkeypatch.setattr(more, "min_norm", lambda g: seen.append(g.clone()) or solver.min_norm(g))
+def test_first_step_uses_new_gradient_then_paper_momentum():
     w = more.MoreWeighter(2, alpha=0.9, normalization="none")
     g1, g2 = rand(2, 3, seed=1), rand(2, 3, seed=2)
     L = torch.ones(2, dtype=torch.float64)
     w.step(g1, L)
-    torch.testing.assert_close(seen[0], g1)
+    np.testing.assert_allclose(w.momentum, g1.numpy())
     w.step(g2, L)
-    torch.testing.assert_close(seen[1], 0.1 * g1 + 0.9 * g2)
+    np.testing.assert_allclose(w.momentum, (0.1 * g1 + 0.9 * g2).numpy())
+
+
+@pytest.mark.parametrize("normalization", more.NORMALIZATIONS)
+@pytest.mark.parametrize("seed", range(4))
+def test_gram_space_step_equals_normalise_then_solve(normalization, seed):
+    """λ from the weighter (normalised in Gram space) = the solver on explicitly normalised momentum vectors."""
+    K, h = 5, 40
+    gen = torch.Generator().manual_seed(seed)
+    w = more.MoreWeighter(K, alpha=0.7, normalization=normalization)
+    momentum = None
+    for step in range(3):
+        g = torch.randn(K, h, generator=gen, dtype=torch.float64) * torch.rand(K, 1, generator=gen, dtype=torch.float64)
+        if seed == 3:
+            g[1] = 0.0  # a zero gradient exercises the zero-divisor rules
+        L = torch.rand(K, generator=gen, dtype=torch.float64) * (step > 0 or seed != 2)  # seed 2 starts with L = 0
+        lam = w.step(g.float(), L.float())
+        g32, L32 = g.float().double(), L.float().double()
+        momentum = g32.clone() if momentum is None else momentum + 0.7 * (g32 - momentum)
+        expected = solver.min_norm(more.normalize(momentum, L32, normalization))
+        torch.testing.assert_close(lam, expected.float(), atol=2e-6, rtol=0)
+
+
+def test_huge_and_tiny_gradients_fall_back_to_the_rescaled_path():
+    """Gradients whose Gram matrix over- or underflows float64 still get the exact min-norm weights."""
+    g = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=torch.float64)
+    for scale in (1e170, 1e-170):
+        lam = more.MoreWeighter(3, normalization="none").step(g * scale, torch.ones(3, dtype=torch.float64))
+        torch.testing.assert_close(lam, solver.min_norm(g).float(), atol=1e-6, rtol=0)
 
 
 def test_normalizations_match_paper_definitions():
@@ -43,7 +69,7 @@ def test_l2_weights_are_min_norm_of_unit_gradients():
 
 
 def test_k1_returns_one_without_solver(monkeypatch):
-    monkeypatch.setattr(more, "min_norm", lambda g: pytest.fail("solver called for K = 1"))
+    monkeypatch.setattr(more, "min_norm_gram", lambda g: pytest.fail("solver called for K = 1"))
     lam = more.MoreWeighter(1).step(rand(1, 4), torch.ones(1, dtype=torch.float64))
     assert lam.tolist() == [1.0]
 
