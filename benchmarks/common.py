@@ -21,7 +21,7 @@ import torch  # noqa: E402  (after the OpenMP setting)
 
 from morelib.hardware import cpu_flags, tcmalloc_active
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(os.environ.get("MORE_BENCH_RESULTS", Path(__file__).resolve().parent / "results"))  # JSON folder
 DATA_DIR = str(Path(__file__).resolve().parents[2] / "shared" / "data")
 HH = ("hh-harmless", "test")  # the real pairs every model benchmark uses (2,312 pairs, shared/data)
 

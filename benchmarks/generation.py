@@ -1,11 +1,11 @@
 """Generation throughput (new tokens/s) of the RJS policy per batch size, as morelib.rjs.generate samples.
 
 Usage: python benchmarks/generation.py [--policy smollm2-135m] [--batch-sizes 1 2 4 8 16 32] [--new-tokens 48]
-       [--prompts 16] [--rounds 2] [--warmup 1] [--threads N]
+       [--prompts 16] [--rounds 1] [--warmup 0] [--threads N]
 For each batch size B, the same --prompts real HH-helpful test prompts (policy's chat template) are answered in
 length-sorted, left-padded batches of B, sampled with temperature 0.8 / top-p 0.95 and forced to exactly --new-tokens
 new tokens (min_new_tokens); tokens/s = prompts × new tokens / seconds (prompt prefill included, as in RJS).
-Batch sizes are timed interleaved (benchmarks/common.py) and the median is reported.
+Batch sizes are timed interleaved (benchmarks/common.py) after a short warm-up, and the median is reported.
 Prints a markdown table and writes benchmarks/results/generation.json.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 
 import torch
 
-from benchmarks.common import interleave, machine, median, save
+from common import DATA_DIR, interleave, machine, median, save
 from morelib import rjs
 from morelib.data import load_preferences
 from morelib.hardware import set_threads
@@ -43,11 +43,11 @@ def main() -> None:
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 2, 4, 8, 16, 32])
     parser.add_argument("--new-tokens", type=int, default=48)
     parser.add_argument("--prompts", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (1 round ≈ 4 min on 2 idle cores)")
+    parser.add_argument("--warmup", type=int, default=0, help="untimed full rounds before the timed ones")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--data-dir", default=os.environ.get("MORE_DATA_DIR", "/work/shared/data"))
+    parser.add_argument("--data-dir", default=os.environ.get("MORE_DATA_DIR", DATA_DIR))
     args = parser.parse_args()
     threads = set_threads(args.threads)
     torch.manual_seed(0)
@@ -55,6 +55,7 @@ def main() -> None:
     pairs = load_preferences("hh-helpful", "test", data_dir=args.data_dir, limit=args.prompts, seed=0)
     prompts = [p.prompt for p in pairs]
     calls = {b: make_call(policy, tok, prompts, b, args.new_tokens) for b in args.batch_sizes}
+    make_call(policy, tok, prompts[:2], 2, 4)()  # cheap warm-up: first-call allocations and kernel selection
     times = interleave({str(b): c for b, c in calls.items()}, rounds=args.rounds, warmup=args.warmup)
     rows = [{"batch": b, "seconds": median(times[str(b)]),
              "tokens_per_s": len(prompts) * args.new_tokens / median(times[str(b)])}

@@ -1,9 +1,10 @@
-"""Feature-tier speed: reward-head training on 5 × 2,000 pairs and one λ-explorer refit.
+"""Feature-tier speed: reward-head training on 5 × 2,000 pairs and the two explorer refits (λ slider, dataset mix).
 
 Synthetic feature-level data (morelib.synthetic, eq. 4 drift model) at h = 576, SmolLM2-135M's width: the head tier
 only ever sees pooled features, so real text adds nothing here. Training uses the default profile's schedule
-(`train.head_epochs`, `train.batch_per_source`); the refit is `Explorer.set_lambda` (scheme "fixed" with the
-explorer's own schedule, then metrics on every test source), as a slider move triggers it. Calls are alternated and
+(`train.head_epochs`, `train.batch_per_source`); the λ refit is `Explorer.set_lambda` (scheme "fixed" with the
+explorer's own schedule, then metrics on every test source), as a slider move triggers it; the mix refit is
+`Explorer.set_mix` on every pair (MultiTask and MORE refitted and evaluated), as a mix-widget change triggers it. Calls are alternated and
 repeated; medians of wall and process-CPU seconds are reported.
 
     .venv/bin/python benchmarks/head_tier.py [--rounds 5]
@@ -22,7 +23,7 @@ from morelib.hardware import set_threads
 from morelib.synthetic import make_drift_benchmark
 from morelib.train import train_head
 
-GOALS = {"train more": 2.0, "train multitask": 2.0, "explorer refit": 1.0}
+GOALS = {"train more": 2.0, "train multitask": 2.0, "explorer refit": 1.0, "explorer mix refit": 1.0}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -40,7 +41,8 @@ def main(argv: list[str] | None = None) -> dict:
     uniform = [1.0 / args.K] * args.K
     calls = {"train more": lambda: train_head(bench.train, "more", cfg.train, seed=0),
              "train multitask": lambda: train_head(bench.train, "multitask", cfg.train, seed=0),
-             "explorer refit": lambda: explorer.set_lambda(uniform)}
+             "explorer refit": lambda: explorer.set_lambda(uniform),
+             "explorer mix refit": lambda: explorer.set_mix(explorer.available)}
     cpu: dict[str, list[float]] = {}
     times = interleave(calls, rounds=args.rounds, warmup=1, cpu=cpu)
     rows = [{"task": name, "K": args.K, "pairs_per_source": args.pairs, "wall_s": median(times[name]),

@@ -1,13 +1,21 @@
 """Summary table (markdown) of the latest benchmarks/results/*.json: figure, measured, goal, met, script.
 
-    .venv/bin/python benchmarks/report.py      # paste its output into benchmarks/README.md
+    .venv/bin/python benchmarks/report.py                   # paste its output into benchmarks/README.md
+    .venv/bin/python benchmarks/report.py --compare DIR     # the table's run beside a fresh one (results in DIR)
+A fresh run writes elsewhere with MORE_BENCH_RESULTS=DIR; --compare prints both measurements of every figure and
+the ratio of their first numbers (fresh / table), so "the table matches a fresh run within noise" can be read off.
 """
 from __future__ import annotations
 
+import argparse
+import re
 import sys
+from pathlib import Path
 
+import common
 from common import load
 
+LABELS = {"ours": "ours, random batches", "ours+lev": "ours as shipped (length-grouped)"}  # vs_trl contenders
 CMD = {name: f"{name}.py" for name in ("vs_trl", "more_overhead", "roofline", "scoring", "head_tier", "scaling")}
 
 
@@ -27,7 +35,7 @@ def vs_trl_rows(res: dict) -> list[str]:
                             "vs_trl"))
             continue
         wall, cpu = r["x_trl[steady_pairs/s]"], r["x_trl[steady_pairs/cpu_s]"]
-        out.append(_row(f"{r['trainer']} vs TRL, max {r['max_len']}", f"{wall:.2f}x wall, {cpu:.2f}x CPU "
+        out.append(_row(f"{LABELS.get(r['trainer'], r['trainer'])} vs TRL, max {r['max_len']}", f"{wall:.2f}x wall, {cpu:.2f}x CPU "
                         f"(steady state; drawn steps {r['x_trl[pairs/s]']:.2f}x wall)", ">= 1.5x",
                         min(wall, cpu) >= 1.5, "vs_trl"))
     return out
@@ -87,15 +95,53 @@ def scaling_rows(res: dict) -> list[str]:
             for p in res["paper"]]
 
 
-def main() -> int:
-    """Print the table for every benchmark that has results."""
-    print("| figure | measured | goal | met | script |")
-    print("|---|---|---|---|---|")
-    for name, rows in (("vs_trl", vs_trl_rows), ("more_overhead", overhead_rows), ("roofline", roofline_rows),
-                       ("scoring", scoring_rows), ("head_tier", head_rows), ("scaling", scaling_rows)):
+SECTIONS = (("vs_trl", vs_trl_rows), ("more_overhead", overhead_rows), ("roofline", roofline_rows),
+            ("scoring", scoring_rows), ("head_tier", head_rows), ("scaling", scaling_rows))
+
+
+def table_rows(results: Path) -> list[str]:
+    """Every summary row for the results in folder `results`."""
+    common.RESULTS = results
+    rows = []
+    for name, make in SECTIONS:
         res = load(name)
         if res is not None:
-            print("\n".join(rows(res)))
+            rows += make(res)
+    return rows
+
+
+def _first_number(text: str) -> float | None:
+    """The first number in a measured cell (signs and percent kept as written)."""
+    match = re.search(r"[-+]?\d+(?:\.\d+)?", text)
+    return float(match.group()) if match else None
+
+
+def compare_rows(table: list[str], fresh: list[str]) -> list[str]:
+    """Rows `| figure | table run | fresh run | fresh/table |` matched by figure name."""
+    cells = lambda rows: {r.split(" | ")[0][2:]: r.split(" | ")[1] for r in rows}  # noqa: E731
+    old, new = cells(table), cells(fresh)
+    out = ["| figure | table run | fresh run | fresh / table |", "|---|---|---|---|"]
+    for figure, before in old.items():
+        after = new.get(figure)
+        a, b = _first_number(before), _first_number(after or "")
+        ratio = f"{b / a:.2f}" if a and b is not None else "—"
+        out.append(f"| {figure} | {before} | {after or 'not run'} | {ratio} |")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the table for every benchmark that has results (or, with --compare, two runs side by side)."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", type=Path, default=common.RESULTS, help="results folder of the table")
+    ap.add_argument("--compare", type=Path, help="results folder of a fresh run to set beside the table")
+    args = ap.parse_args(argv)
+    rows = table_rows(args.results)
+    if args.compare:
+        print("\n".join(compare_rows(rows, table_rows(args.compare))))
+        return 0
+    print("| figure | measured | goal | met | script |")
+    print("|---|---|---|---|---|")
+    print("\n".join(rows))
     return 0
 
 
