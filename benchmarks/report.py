@@ -16,7 +16,8 @@ import common
 from common import load
 
 LABELS = {"ours": "ours, random batches", "ours+lev": "ours as shipped (length-grouped)"}  # vs_trl contenders
-CMD = {name: f"{name}.py" for name in ("vs_trl", "more_overhead", "roofline", "scoring", "head_tier", "scaling")}
+CMD = {name: f"{name}.py" for name in ("vs_trl", "more_overhead", "roofline", "scoring", "head_tier", "scaling",
+                                       "train_throughput", "generation", "feature_throughput")}
 
 
 def _row(figure: str, measured: str, goal: str, met: bool | None, name: str) -> str:
@@ -95,8 +96,44 @@ def scaling_rows(res: dict) -> list[str]:
             for p in res["paper"]]
 
 
+def throughput_rows(res: dict) -> list[str]:
+    """Fine-tuning pairs/s per length and dtype, feature-cache texts/s cold and warm."""
+    out = []
+    for r in res["rows"]:
+        if r["task"].startswith("finetune"):
+            out.append(_row(f"{r['task']} (max_length x pairs/step)", f"{r['pairs/s']:.3f} pairs/s wall, "
+                            f"{r['pairs/cpu_s']:.3f} pairs/CPU-s", "—", None, "train_throughput"))
+        elif r["task"].startswith("features"):
+            out.append(_row(f"{r['task']}, {r['max_length']} tokens", f"{r['features/s']:.3g} texts/s wall, "
+                            f"{r['features/cpu_s']:.3g} texts/CPU-s", "—", None, "train_throughput"))
+    return out  # its head-fit rows repeat head_tier.py's
+
+
+def generation_rows(res: dict) -> list[str]:
+    """RJS sampling tokens/s per batch size; the best is checked against the default profile's gen_batch_size."""
+    from morelib.config import load_config
+
+    default = load_config("default").rjs.gen_batch_size
+    rows = [_row(f"generation, batch {r['batch']}", f"{r['tokens_per_s']:.1f} new tokens/s", "—", None, "generation")
+            for r in res["rows"]]
+    best = max(res["rows"], key=lambda r: r["tokens_per_s"])
+    near = [r["batch"] for r in res["rows"] if r["tokens_per_s"] >= 0.97 * best["tokens_per_s"]]
+    rows.append(_row("generation: default `rjs.gen_batch_size`", f"{default} (best measured {best['batch']}; "
+                     f"within 3% of it: {near})", "the best", default in near, "generation"))
+    return rows
+
+
+def feature_rows(res: dict) -> list[str]:
+    """Frozen-feature extraction pairs/s per dtype and batch size."""
+    return [_row(f"feature extraction {r['dtype']}, batch {r['batch']}, {res['args']['max_length']} tokens",
+                 f"{r['pairs/s']:.2f} pairs/s wall, {r['pairs/cpu_s']:.2f} pairs/CPU-s", "—", None,
+                 "feature_throughput") for r in res["rows"]]
+
+
 SECTIONS = (("vs_trl", vs_trl_rows), ("more_overhead", overhead_rows), ("roofline", roofline_rows),
-            ("scoring", scoring_rows), ("head_tier", head_rows), ("scaling", scaling_rows))
+            ("scoring", scoring_rows), ("head_tier", head_rows), ("scaling", scaling_rows),
+            ("train_throughput", throughput_rows), ("generation", generation_rows),
+            ("feature_throughput", feature_rows))
 
 
 def table_rows(results: Path) -> list[str]:

@@ -2,8 +2,8 @@
 
 Not a paper concept; performance levers of project issue 8. bf16 is chosen only where it is fast: on CUDA, or on a
 CPU whose /proc/cpuinfo lists `amx_bf16` (Intel AMX; without it PyTorch emulates bf16 matmuls and they run slower
-than fp32). Checked on this machine (x86-64, avx2 only, no AMX): `auto` gives fp32; measured bf16 ran ~8x slower
-than fp32 there, and tcmalloc changed fp32 throughput by 0-10% (benchmarks/feature_throughput.md).
+than fp32). Checked on this machine (x86-64, avx2 only, no AMX): `auto` gives fp32; measured bf16 feature extraction ran
+~5x slower than fp32 there (benchmarks/README.md), and tcmalloc changed fp32 throughput by 0-10%.
 """
 from __future__ import annotations
 
