@@ -7,7 +7,10 @@ Conventions fixed by shared/paper/README.md and the reference code (`trainer.py`
 # NOTE(ref): the reference seeds the momentum buffer with the head's initial weights; ours starts at the first gradient.
 # NOTE(ref): for `loss+` a zero divisor ‖g_i‖·L_i counts as 1 (the reference would divide by zero).
 # NOTE(ref): the reference multiplies the weighted loss by K; `more_loss` is Σ λ_i L_i, so uniform λ gives the mean.
-Checked in tests/test_more.py: K = 1 gives single-source training, uniform λ gives MultiTask, state round-trips.
+The momentum is kept in float64 numpy on the CPU and normalised in Gram space: the solver only needs the Gram matrix
+of g_i / d_i, which is D⁻¹ (g gᵀ) D⁻¹, so no normalised vectors are formed (over/underflow falls back to vectors).
+Checked in tests/test_more.py: K = 1 gives single-source training, uniform λ gives MultiTask, state round-trips, and
+the Gram-space λ equal the solver's λ on explicitly normalised vectors for every normalisation.
 """
 
 from __future__ import annotations
