@@ -5,9 +5,11 @@ SmolLM2-135M (fp32: this CPU has no fast bf16), real Anthropic Harmless pairs, p
 appends EOS), 8 pairs per step, lr 1e-6, no checkpoints inside the timed steps. Contenders, alternated round by round:
   trl        — RewardTrainer defaults (fused AdamW, one concatenated [chosen; rejected] forward, dynamic padding),
                fed the same batches in the same order as `ours`.
-  ours       — morelib.finetune(scheme="single") exactly as shipped (random balanced batches, AdamW).
-  ours+lev   — ours with the two proposed levers patched in from here: length-grouped batches (each source's picks
-               sorted by length within a window of `--window` batches, then the batches shuffled) and fused AdamW.
+  ours       — morelib.finetune(scheme="single") fed the SAME random batches as `trl` (its shipped optimizer, fused
+               AdamW): what the trainer alone gives ("ours, random batches" in the report).
+  ours+lev   — morelib.finetune as shipped: length-grouped batches (each source's picks sorted by length within a
+               window of `--window` batches, then the batches shuffled; `train.group_by_length: true`) and fused
+               AdamW ("ours as shipped (length-grouped)" in the report).
 Step times come from a callback on every Trainer (benchmarks/steptimer.py); the first step of every run is warm-up.
 Batches of a run are drawn at random from a `--window`-batch plan of that kind (random or grouped), so a few timed
 steps see the steady-state length distribution. pairs/s = 8 / median step wall time; pairs/CPU-s uses process CPU
@@ -70,7 +72,7 @@ def padded_tokens(batch_plan: torch.Tensor, lengths: torch.Tensor) -> list[int]:
 
 
 def run_ours(cfg, pairs: list, plan: torch.Tensor, levers: bool, out: Path) -> None:
-    """morelib.finetune on exactly these batches; with `levers`, fused AdamW as well."""
+    """morelib.finetune on exactly these batches; with `levers`, fused AdamW forced (the shipped default anyway)."""
     base_args = ft.training_args
 
     def args_with_levers(*a, **kw):
