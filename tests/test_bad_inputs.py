@@ -355,10 +355,10 @@ def _bad_normalization(tmp: Path) -> None:
 
 def _more_k1(tmp: Path) -> str:
     def no_solver(*_a, **_k):
-        raise AssertionError("min_norm must not be called for K = 1")
+        raise AssertionError("the min-norm solver must not be called for K = 1")
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(more, "min_norm", no_solver)
+        mp.setattr(more, "min_norm_gram", no_solver)
         lam = more.MoreWeighter(1).step(torch.randn(1, 5), torch.ones(1))
         head = train.train_head({"a": _feats()}, "more", _tcfg(), seed=0)
     single = train.train_head({"a": _feats()}, "single", _tcfg(), seed=0)
