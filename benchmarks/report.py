@@ -27,19 +27,32 @@ def _row(figure: str, measured: str, goal: str, met: bool | None, name: str) -> 
     return f"| {figure} | {measured} | {goal} | {verdict} | `{CMD[name]}` |"
 
 
+def _trl_goal(trainer: str, ratio: float) -> tuple[str, bool | None]:
+    """The ≥ 1.5x goal applies to the trainer as shipped; the random-batch row is a diagnostic without a verdict."""
+    return (">= 1.5x", ratio >= 1.5) if trainer == "ours+lev" else ("— (diagnostic: not what ships)", None)
+
+
 def vs_trl_rows(res: dict) -> list[str]:
-    """Ours vs TRL per max length and contender."""
+    """Ours vs TRL per max length and contender; the goal is judged against TRL's defaults."""
     out = []
     for r in res["rows"]:
         if r["trainer"] == "trl":
-            out.append(_row(f"TRL RewardTrainer, max {r['max_len']}", f"{r['steady_pairs/s']:.3f} pairs/s wall, "
-                            f"{r['steady_pairs/cpu_s']:.3f} pairs/CPU-s (steady state)", "baseline", None,
+            out.append(_row(f"TRL RewardTrainer (defaults), max {r['max_len']}", f"{r['steady_pairs/s']:.3f} pairs/s "
+                            f"wall, {r['steady_pairs/cpu_s']:.3f} pairs/CPU-s (steady state)", "baseline", None,
                             "vs_trl"))
             continue
         wall, cpu = r["x_trl[steady_pairs/s]"], r["x_trl[steady_pairs/cpu_s]"]
-        out.append(_row(f"{LABELS.get(r['trainer'], r['trainer'])} vs TRL, max {r['max_len']}", f"{wall:.2f}x wall, {cpu:.2f}x CPU "
-                        f"(steady state; drawn steps {r['x_trl[pairs/s]']:.2f}x wall)", ">= 1.5x",
-                        min(wall, cpu) >= 1.5, "vs_trl"))
+        if r["trainer"] == "trl-nockpt":
+            out.append(_row(f"TRL without gradient checkpointing vs TRL defaults, max {r['max_len']}",
+                            f"{wall:.2f}x wall, {cpu:.2f}x CPU (steady state)", "—", None, "vs_trl"))
+            continue
+        extra = ""
+        if "x_trl_nockpt[steady_pairs/s]" in r:
+            extra = (f"; vs TRL without checkpointing {r['x_trl_nockpt[steady_pairs/s]']:.2f}x wall, "
+                     f"{r['x_trl_nockpt[steady_pairs/cpu_s]']:.2f}x CPU")
+        out.append(_row(f"{LABELS.get(r['trainer'], r['trainer'])} vs TRL, max {r['max_len']}",
+                        f"{wall:.2f}x wall, {cpu:.2f}x CPU (steady state; drawn steps {r['x_trl[pairs/s]']:.2f}x "
+                        f"wall{extra})", *_trl_goal(r["trainer"], min(wall, cpu)), "vs_trl"))
     return out
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate every benchmark of benchmarks/README.md in sequence (≈ 35 min on the 2 idle cores), then print the table.
+# Regenerate every benchmark of benchmarks/README.md in sequence (≈ 38 min on the 2 idle cores), then print the table.
 #   benchmarks/run_all.sh            # results into benchmarks/results/ (the README's table)
 #   benchmarks/run_all.sh DIR        # a fresh run into DIR, then printed beside the table (report.py --compare)
 # Builds .venv like ./run_all.sh does. Keep the machine otherwise idle: the figures are judged as wall time as well

@@ -3,8 +3,10 @@
 SmolLM2-135M (fp32: this CPU has no fast bf16), real Anthropic Harmless pairs, prompt + response left-truncated to
 `max_length` tokens by the same tokenizer call (TRL gets the ids pre-tokenised, so it neither drops long pairs nor
 appends EOS), 8 pairs per step, lr 1e-6, no checkpoints inside the timed steps. Contenders, alternated round by round:
-  trl        — RewardTrainer defaults (fused AdamW, one concatenated [chosen; rejected] forward, dynamic padding),
-               fed the same batches in the same order as `ours`.
+  trl        — RewardTrainer defaults (fused AdamW, one concatenated [chosen; rejected] forward, dynamic padding, and
+               gradient checkpointing, which RewardConfig turns on by default), fed the same batches in the same
+               order as `ours`.
+  trl-nockpt — the same with gradient_checkpointing=False (no forward recomputed in the backward pass).
   ours       — morelib.finetune(scheme="single") fed the SAME random batches as `trl` (its shipped optimizer, fused
                AdamW): what the trainer alone gives ("ours, random batches" in the report).
   ours+lev   — morelib.finetune as shipped: length-grouped batches (each source's picks sorted by length within a
@@ -40,7 +42,7 @@ from morelib.config import load_config
 from morelib.hardware import set_threads
 from morelib.model import load_reward_model
 
-CONTENDERS = ("trl", "ours", "ours+lev")
+CONTENDERS = ("trl", "trl-nockpt", "ours", "ours+lev")
 
 
 def random_plan(n_pairs: int, window: int, B: int, seed: int) -> torch.Tensor:
@@ -87,8 +89,12 @@ def run_ours(cfg, pairs: list, plan: torch.Tensor, levers: bool, out: Path) -> N
         ft.plan_for, ft.training_args = _PLAN_FOR, base_args
 
 
-def run_trl(ids: list[tuple[list[int], list[int]]], plan: torch.Tensor, max_length: int, out: Path) -> None:
-    """TRL RewardTrainer for plan.shape[0] steps of batch B, reading pairs in the plan's order."""
+def run_trl(ids: list[tuple[list[int], list[int]]], plan: torch.Tensor, max_length: int, out: Path,
+            checkpointing: bool = True) -> None:
+    """TRL RewardTrainer for plan.shape[0] steps of batch B, reading pairs in the plan's order.
+
+    `checkpointing=True` keeps RewardConfig's default gradient checkpointing (TRL turns it on for reward models).
+    """
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
@@ -97,7 +103,8 @@ def run_trl(ids: list[tuple[list[int], list[int]]], plan: torch.Tensor, max_leng
     args = RewardConfig(output_dir=str(out), per_device_train_batch_size=plan.shape[2], max_steps=plan.shape[0],
                         learning_rate=1e-6, lr_scheduler_type="linear", max_length=max_length, bf16=False,
                         use_cpu=True, save_strategy="no", report_to="none", logging_steps=10**6, disable_tqdm=True,
-                        dataloader_num_workers=0, train_sampling_strategy="sequential", seed=0)
+                        dataloader_num_workers=0, train_sampling_strategy="sequential", seed=0,
+                        gradient_checkpointing=checkpointing)
     model, tok = load_reward_model("smollm2-135m", dtype="fp32")
     RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tok).train()
 
@@ -108,7 +115,7 @@ _PLAN_FOR = ft.plan_for
 def window_plans(n_pairs: int, lengths: torch.Tensor, args, r: int) -> dict[str, torch.Tensor]:
     """Round r's full `--window`-batch plans: random (trl, ours) and length-grouped (ours+lev)."""
     rand = random_plan(n_pairs, args.window, args.batch, seed=r)
-    return {"trl": rand, "ours": rand, "ours+lev": length_grouped(rand, lengths, r)}
+    return {"trl": rand, "trl-nockpt": rand, "ours": rand, "ours+lev": length_grouped(rand, lengths, r)}
 
 
 def steady_state(row: dict, expected_padded: float, batch: int) -> dict:
@@ -144,8 +151,8 @@ def bench_length(L: int, args, timer: steptimer.StepTimer, pairs: list, tok) -> 
             real_tokens[name] += [int(real[b.reshape(-1)].sum()) for b in plan][1:]
             timer.label = f"{name}@{L}"
             with tempfile.TemporaryDirectory() as out:
-                if name == "trl":
-                    run_trl(ids, plan, L, Path(out))
+                if name.startswith("trl"):
+                    run_trl(ids, plan, L, Path(out), checkpointing=name == "trl")
                 else:
                     run_ours(cfg, pairs, plan, name == "ours+lev", Path(out))
             gc.collect()
@@ -160,6 +167,7 @@ def bench_length(L: int, args, timer: steptimer.StepTimer, pairs: list, tok) -> 
     for row in rows:
         for key in ("pairs/s", "pairs/cpu_s", "steady_pairs/s", "steady_pairs/cpu_s"):
             row[f"x_trl[{key}]"] = row[key] / rows[0][key]
+            row[f"x_trl_nockpt[{key}]"] = row[key] / rows[1][key]
     return rows
 
 
