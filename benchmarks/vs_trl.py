@@ -73,20 +73,13 @@ def padded_tokens(batch_plan: torch.Tensor, lengths: torch.Tensor) -> list[int]:
     return [int(2 * b.numel() * lengths[b.reshape(-1)].max()) for b in batch_plan]
 
 
-def run_ours(cfg, pairs: list, plan: torch.Tensor, levers: bool, out: Path) -> None:
-    """morelib.finetune on exactly these batches; with `levers`, fused AdamW forced (the shipped default anyway)."""
-    base_args = ft.training_args
-
-    def args_with_levers(*a, **kw):
-        args = base_args(*a, **kw)
-        args.optim = "adamw_torch_fused" if levers else args.optim
-        return args
-
-    ft.plan_for, ft.training_args = (lambda *_a, **_k: plan), args_with_levers
+def run_ours(cfg, pairs: list, plan: torch.Tensor, out: Path) -> None:
+    """morelib.finetune as shipped (its own optimizer: fused AdamW), on exactly these batches."""
+    ft.plan_for = lambda *_a, **_k: plan
     try:
         ft.finetune(cfg, {"harmless": pairs}, "single", out)
     finally:
-        ft.plan_for, ft.training_args = _PLAN_FOR, base_args
+        ft.plan_for = _PLAN_FOR
 
 
 def run_trl(ids: list[tuple[list[int], list[int]]], plan: torch.Tensor, max_length: int, out: Path,
@@ -113,7 +106,7 @@ _PLAN_FOR = ft.plan_for
 
 
 def window_plans(n_pairs: int, lengths: torch.Tensor, args, r: int) -> dict[str, torch.Tensor]:
-    """Round r's full `--window`-batch plans: random (trl, ours) and length-grouped (ours+lev)."""
+    """Round r's full `--window`-batch plans: random (trl, trl-nockpt, ours) and length-grouped (ours+lev)."""
     rand = random_plan(n_pairs, args.window, args.batch, seed=r)
     return {"trl": rand, "trl-nockpt": rand, "ours": rand, "ours+lev": length_grouped(rand, lengths, r)}
 
@@ -154,7 +147,7 @@ def bench_length(L: int, args, timer: steptimer.StepTimer, pairs: list, tok) -> 
                 if name.startswith("trl"):
                     run_trl(ids, plan, L, Path(out), checkpointing=name == "trl")
                 else:
-                    run_ours(cfg, pairs, plan, name == "ours+lev", Path(out))
+                    run_ours(cfg, pairs, plan, Path(out))
             gc.collect()
     rows = []
     for name in CONTENDERS:

@@ -27,6 +27,12 @@ from morelib.solver import gram, min_norm_gram, scaled_gram
 NORMALIZATIONS = ("l2", "loss", "loss+", "none")
 
 
+def _check_normalization(normalization: str) -> None:
+    """Raise ConfigError naming an unknown MORE normalisation and the valid ones."""
+    if normalization not in NORMALIZATIONS:
+        raise ConfigError(f"unknown MORE normalization {normalization!r}; valid: {', '.join(NORMALIZATIONS)}")
+
+
 def _check_finite(grads: np.ndarray, losses: np.ndarray) -> None:
     """Raise TrainingError naming every source index whose gradient grads[K, h] or loss losses[K] is NaN/inf."""
     if np.isfinite(grads.sum() + losses.sum()):  # one cheap test per step; a NaN/inf makes the sum non-finite
@@ -66,8 +72,7 @@ def normalized_gram(momentum: np.ndarray, losses: np.ndarray, normalization: str
 
 def normalize(grads: torch.Tensor, losses: torch.Tensor, normalization: str) -> torch.Tensor:
     """Scale each source gradient grads[K, h] by the paper's normalisation using the batch losses[K]."""
-    if normalization not in NORMALIZATIONS:
-        raise ConfigError(f"unknown MORE normalization {normalization!r}; valid: {', '.join(NORMALIZATIONS)}")
+    _check_normalization(normalization)
     if normalization == "none":
         return grads
     norms = torch.linalg.vector_norm(grads, dim=1).to("cpu", torch.float64).numpy()
@@ -87,8 +92,7 @@ class MoreWeighter:
             raise ConfigError(f"MoreWeighter K must be a positive int (number of sources), got {K!r}")
         if not 0.0 < alpha <= 1.0:
             raise ConfigError(f"MoreWeighter alpha must be in (0, 1] (weight of the new gradient), got {alpha!r}")
-        if normalization not in NORMALIZATIONS:
-            raise ConfigError(f"unknown MORE normalization {normalization!r}; valid: {', '.join(NORMALIZATIONS)}")
+        _check_normalization(normalization)
         self.K, self.alpha, self.normalization = int(K), float(alpha), normalization
         self.momentum: np.ndarray | None = None  # float64 [K, h] on the CPU, where the solver runs
         self.steps = 0
