@@ -123,3 +123,69 @@ def test_bad_inputs_raise_naming_the_problem(fn, bad, msg):
 def test_bad_bin_count_raises(n_bins):
     with pytest.raises(ValueError, match="n_bins"):
         metrics.calibration_errors([1.0], n_bins)
+
+
+def brute_force_floor(delta, n_bins, n_sim, seed):
+    """Null ECEs by a loop over simulations: the chosen response wins with probability σ(Δ), else the pair flips."""
+    u = np.random.default_rng(seed).random((n_sim, len(delta)))
+    out = []
+    for k in range(n_sim):
+        flipped = [d if u[k, i] < 1 / (1 + math.exp(-d)) else -d for i, d in enumerate(delta)]
+        out.append(direct_calibration(flipped, n_bins)["ece"])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("n_bins", [5, 10])
+def test_floor_matches_a_loop_over_calibration_errors(n_bins):
+    delta = np.random.default_rng(3).normal(0.2, 1.5, size=23)
+    delta[:2] = 0.0
+    loop = brute_force_floor(delta, n_bins, n_sim=40, seed=7)
+    assert metrics.ece_null_samples(delta, n_bins, n_sim=40, seed=7) == pytest.approx(loop, rel=1e-12)
+    assert metrics.ece_floor(delta, n_bins, n_sim=40, seed=7) == pytest.approx(loop.mean(), rel=1e-12)
+    stats = metrics.ece_floor_stats(delta, n_bins, n_sim=40, seed=7)
+    assert stats["p95"] == pytest.approx(np.quantile(loop, 0.95)) and stats["sd"] == pytest.approx(loop.std(ddof=1))
+
+
+def test_batched_ece_and_accuracy_match_the_scalar_metrics():
+    rng = np.random.default_rng(8)
+    x = rng.normal(0.3, 1.2, size=(3, 4, 31))
+    x[0, 0, :3] = 0.0
+    ece = metrics.batched_ece(x, 10)
+    assert ece.shape == (3, 4) and ece[1, 2] == pytest.approx(metrics.calibration_errors(x[1, 2], 10)["ece"], rel=1e-12)
+    assert ece[0, 0] == pytest.approx(metrics.calibration_errors(x[0, 0], 10)["ece"], rel=1e-12)
+    assert metrics.batched_accuracy(x)[2, 1] == metrics.accuracy(x[2, 1])
+
+
+def test_floor_shrinks_as_one_over_root_n():
+    """Same |Δ| distribution, 16× the pairs: the floor of a calibrated model shrinks about 4× (1/√N)."""
+    rng = np.random.default_rng(0)
+    small, large = rng.normal(0, 0.7, size=100), rng.normal(0, 0.7, size=1600)
+    ratio = metrics.ece_floor(small, n_sim=400) / metrics.ece_floor(large, n_sim=400)
+    assert 3.4 < ratio < 4.6, ratio
+    assert metrics.ece_floor(small) > 0.04, "100 pairs of a calibrated model: ECE-10 near 0.07, as issue 15 measured"
+
+
+def test_calibrated_sample_has_debiased_ece_near_zero_and_miscalibrated_does_not():
+    rng = np.random.default_rng(1)
+    magnitude = rng.normal(0, 0.8, size=200)
+    calibrated = [np.where(rng.random(200) < 1 / (1 + np.exp(-magnitude)), magnitude, -magnitude) for _ in range(60)]
+    debiased = np.array([metrics.debiased_ece(d, seed=k) for k, d in enumerate(calibrated)])
+    raw = np.array([metrics.calibration_errors(d)["ece"] for d in calibrated])
+    se = debiased.std(ddof=1) / np.sqrt(debiased.size)
+    assert raw.mean() > 0.04 and abs(debiased.mean()) < 3 * se + 0.002, (raw.mean(), debiased.mean(), se)
+    overconfident = [3 * d for d in calibrated[:10]]  # σ(3Δ) is far too sure of labels drawn from σ(Δ)
+    assert min(metrics.debiased_ece(d) for d in overconfident) > 0.05
+
+
+def test_evaluate_with_floor_and_reliability_band():
+    delta = np.random.default_rng(2).normal(0.5, 1, size=80)
+    out = metrics.evaluate(delta, bins=(10,), floor=True)
+    assert out["ece_10_floor"] == metrics.ece_floor(delta) and out["ece_10_floor_p95"] > out["ece_10_floor"]
+    assert out["ece_10_debiased"] == pytest.approx(out["ece_10"] - out["ece_10_floor"])
+    rel, wide = metrics.reliability(delta, 10), metrics.reliability(delta, 10, repeats=4)
+    used = rel["count"] > 0
+    assert np.all(rel["band_lo"][used] <= rel["confidence"][used]) and np.all(rel["confidence"][used] <= rel["band_hi"][used])
+    k = int(np.argmax(rel["count"]))
+    assert (wide["band_hi"] - wide["band_lo"])[k] == pytest.approx(2 * (rel["band_hi"] - rel["band_lo"])[k])
+    with pytest.raises(ValueError, match="n_sim"):
+        metrics.ece_floor(delta, n_sim=1)
