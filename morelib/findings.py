@@ -2,21 +2,27 @@
 
 Each function takes a table from `morelib.tables`/`morelib.study` and says what it shows on THIS run, including when
 the paper's claim does not hold (e.g. MORE not better calibrated than MultiTask), with values, CIs and seed counts.
-A difference counts as a difference only when its paired bootstrap 95% CI excludes 0.
-Checked in tests/test_study.py: opposite inputs give opposite verdicts.
+Every verdict word ("better", "holds", "falls", "below", "fewer") comes from a 95% CI that excludes 0: the pooled paired
+CI of `tables.pooled_compare` where given, per-source paired CIs with Holm's correction over the tested sources
+otherwise; and an ECE is never called better when both ECEs are within a perfectly calibrated model's spread (at or
+below the noise floor's 95th percentile, `metrics.ece_floor_stats`). Without a CI a finding reports numbers only.
+Checked in tests/test_study.py and tests/test_findings.py: opposite inputs give opposite verdicts; mixed significant
+signs, point-mean-only trends and floor-level ECEs give no verdict.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from morelib import stats
+
 # mean |Δ| counts as lower-is-better in the paper's sense (§5.3: smaller absolute rewards = less over-rewarding).
-# ECE differences below this are reported as a tie: far inside the seed-to-seed spread of every run seen so far.
-ECE_TIE = 1e-3
-LOWER_IS_BETTER = ("ece", "ace", "mce", "brier", "log_loss", "true_prob_gap", "mean_abs_diff")
+LOWER_IS_BETTER = ("ece", "ace", "mce", "brier", "log_loss", "true_prob_gap", "mean_abs_diff", "outlier_count")
 NAMES = {"raw": "Raw", "top": "Single-Top", "multitask": "MultiTask", "more": "MORE", "single": "Single"}
+ALPHA = 0.05  # family-wise error rate of the per-source Holm correction (matches the 95% CIs)
 
 
 def _name(scheme: str) -> str:
@@ -39,22 +45,76 @@ def _verdict(lo: float, hi: float, lower_better: bool) -> int:
     return 0
 
 
-def finding_comparison(cmp: pd.DataFrame, a: str, b: str, seeds: int) -> str:
-    """Sentence per metric: a vs b averaged over test sources, and on how many sources the 95% CI favours either."""
+def _holm_verdicts(rows: pd.DataFrame, lower_better: bool) -> list[int]:
+    """Per-source +1 (a better) / −1 (worse) / 0 after Holm's correction of the rows' two-sided `p_value`s (0 where a
+    p-value is missing: no correction, no verdict)."""
+    if "p_value" not in rows or rows["p_value"].isna().any():
+        return [0] * len(rows)
+    adjusted = stats.holm(rows["p_value"].to_numpy())
+    return [_verdict(r.lo, r.hi, lower_better) if q < ALPHA else 0 for r, q in zip(rows.itertuples(), adjusted)]
+
+
+def _within_floor(row: Any, a: str, b: str) -> bool:
+    """Whether both ECEs of a row are at or below their noise floor's 95th percentile (False when no floor is given)."""
+    try:
+        return bool(row[a] <= row[f"{a}_floor_p95"] and row[b] <= row[f"{b}_floor_p95"])
+    except (KeyError, TypeError):
+        return False
+
+
+def _pooled_row(pooled: pd.DataFrame | None, metric: str) -> pd.Series | None:
+    """The pooled-comparison row of `metric`, or None."""
+    if pooled is None or pooled.empty:
+        return None
+    rows = pooled[pooled["metric"] == metric]
+    return rows.iloc[0] if len(rows) else None
+
+
+def _pooled_verdict(row: pd.Series, a: str, b: str, metric: str) -> int:
+    """+1 / −1 / 0 from a pooled CI of a − b; 0 for an ECE when both are within their noise floor's spread."""
+    verdict = _verdict(row["lo"], row["hi"], _lower_better(metric))
+    return 0 if metric.startswith("ece") and _within_floor(row, a, b) else verdict
+
+
+def _pooled_text(row: pd.Series, a: str, b: str, metric: str) -> str:
+    """'pooled paired 95% CI of A − B ... — A better than B' (the words chosen by the CI and the floor)."""
+    verdict = _pooled_verdict(row, a, b, metric)
+    word = {1: "better than", -1: "worse than", 0: "not distinguishable from"}[verdict]
+    text = (f"pooled over {int(row['n_sources'])} sources ({int(row['n_pairs'])} test pairs, {int(row['n_seeds'])} "
+            f"seeds resampled too) {_name(a)} − {_name(b)} = {row['diff']:+.4f}, 95% CI [{row['lo']:+.4f}, "
+            f"{row['hi']:+.4f}]: {_name(a)} is {word} {_name(b)}")
+    if metric.startswith("ece") and _within_floor(row, a, b):
+        text += (f" (both ECEs are within a perfectly calibrated model's spread — noise-floor 95th percentiles "
+                 f"{row[f'{a}_floor_p95']:.4f} / {row[f'{b}_floor_p95']:.4f} — so neither is called better)")
+    return text
+
+
+def finding_comparison(cmp: pd.DataFrame, a: str, b: str, seeds: int, pooled: pd.DataFrame | None = None) -> str:
+    """Sentence per metric: a vs b averaged over test sources, the pooled paired CI if given, and on how many sources
+    the per-source 95% CI favours either (raw and after Holm's correction)."""
     parts = []
     for metric, rows in cmp.groupby("metric", sort=False):
         lower = _lower_better(str(metric))
         verdicts = [_verdict(r.lo, r.hi, lower) for r in rows.itertuples()]
         wins = [r.test_source for r, v in zip(rows.itertuples(), verdicts) if v > 0]
         losses = [r.test_source for r, v in zip(rows.itertuples(), verdicts) if v < 0]
+        holm = _holm_verdicts(rows, lower)
         mean_a, mean_b = rows[a].mean(), rows[b].mean()
-        better = (mean_a < mean_b) == lower if mean_a != mean_b else None
-        overall = ("no different from" if better is None else "better than" if better else "worse than")
-        parts.append(
-            f"{metric}: {_name(a)} {mean_a:.4f} vs {_name(b)} {mean_b:.4f} averaged over {len(rows)} test sources "
-            f"({seeds} seed(s)) — on average {overall} {_name(b)}; the paired 95% CI favours {_name(a)} on "
-            f"{len(wins)} source(s){_list(wins)} and {_name(b)} on {len(losses)}{_list(losses)}, "
-            f"and includes 0 on the other {len(rows) - len(wins) - len(losses)}.")
+        row = _pooled_row(pooled, str(metric))
+        overall = (_pooled_text(row, a, b, str(metric)) if row is not None else
+                   f"mean difference {mean_a - mean_b:+.4f} (no pooled CI: no overall verdict)")
+        text = (f"{metric}: {_name(a)} {mean_a:.4f} vs {_name(b)} {mean_b:.4f} averaged over {len(rows)} test sources "
+                f"({seeds} seed(s)) — {overall}; the paired 95% CI favours {_name(a)} on "
+                f"{len(wins)} source(s){_list(wins)} and {_name(b)} on {len(losses)}{_list(losses)}, "
+                f"and includes 0 on the other {len(rows) - len(wins) - len(losses)}")
+        if "p_value" in rows and not rows["p_value"].isna().any():
+            text += (f"; after Holm's correction over {len(rows)} sources: {holm.count(1)} for {_name(a)}, "
+                     f"{holm.count(-1)} for {_name(b)}")
+        floor_level = [r.test_source for _, r in rows.iterrows() if str(metric).startswith("ece") and _within_floor(r, a, b)]
+        if floor_level:
+            text += (f"; on {len(floor_level)} source(s){_list(floor_level)} both ECEs are within a perfectly "
+                     f"calibrated model's spread, so neither is better there")
+        parts.append(text + ".")
     return " ".join(parts)
 
 
@@ -63,23 +123,63 @@ def _list(items: Sequence[str]) -> str:
     return f" ({', '.join(items)})" if items else ""
 
 
-def finding_more_vs_multitask(cmp: pd.DataFrame, seeds: int) -> str:
-    """MORE vs MultiTask (paper §5.2: comparable accuracy, significantly lower ECE) as measured here."""
-    text = finding_comparison(cmp, "more", "multitask", seeds)
+def _significant_sources(ece: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Sources where MORE's ECE is significantly lower / higher than MultiTask's after Holm's correction, never counting
+    a source where both ECEs are within the noise floor's spread."""
+    verdicts = _holm_verdicts(ece, lower_better=True)
+    floor = [_within_floor(r, "more", "multitask") for _, r in ece.iterrows()]
+    better = [r.test_source for r, v, f in zip(ece.itertuples(), verdicts, floor) if v > 0 and not f]
+    worse = [r.test_source for r, v, f in zip(ece.itertuples(), verdicts, floor) if v < 0 and not f]
+    return better, worse
+
+
+def finding_more_vs_multitask(cmp: pd.DataFrame, seeds: int, pooled: pd.DataFrame | None = None) -> str:
+    """MORE vs MultiTask (paper §5.2: comparable accuracy, significantly lower ECE) as measured here.
+
+    "holds" only when MORE's ECE is significantly lower — by the pooled paired CI when `pooled` is given, else on at
+    least one source after Holm's correction — AND no source is significantly worse (Holm), AND the two ECEs are not
+    both within the noise floor's spread.
+    """
+    text = finding_comparison(cmp, "more", "multitask", seeds, pooled)
     ece = cmp[cmp["metric"].str.startswith("ece")]
     if ece.empty:
         return text
-    lower = ece["more"].mean() < ece["multitask"].mean()
-    significant = int((ece["hi"] < 0).sum())
-    if lower and significant:
-        claim = (f"The paper's claim (MORE better calibrated than MultiTask) holds on this run, significantly on "
-                 f"{significant} source(s).")
-    elif lower:
-        claim = ("MORE's ECE is lower on average, but no per-source 95% CI excludes 0: the paper's calibration claim "
-                 "is NOT established on this run.")
+    metric = str(ece["metric"].iloc[0])
+    ece = ece[ece["metric"] == metric]
+    better, worse = _significant_sources(ece)
+    row = _pooled_row(pooled, metric)
+    overall = _pooled_verdict(row, "more", "multitask", metric) if row is not None else (1 if better else 0)
+    basis = "the pooled paired CI" if row is not None else f"{len(better)} source(s) after Holm's correction"
+    if worse:
+        claim = (f"MultiTask's ECE is significantly lower on {len(worse)} source(s){_list(worse)} (Holm-corrected): "
+                 f"the paper's claim (MORE better calibrated than MultiTask) does NOT hold on this run.")
+    elif overall > 0:
+        claim = (f"The paper's claim (MORE better calibrated than MultiTask) holds on this run by {basis}, with no "
+                 f"source significantly worse.")
+    elif overall < 0:
+        claim = "MORE's ECE is significantly higher than MultiTask's: the paper's calibration claim does NOT hold on this run."
     else:
-        claim = "MORE's ECE is not lower than MultiTask's: the paper's calibration claim does NOT hold on this run."
+        claim = ("No CI establishes a calibration difference (or both ECEs are within the noise floor's spread): the "
+                 "paper's calibration claim is NOT established on this run.")
     return f"{text} {claim}"
+
+
+def finding_power(pooled: pd.DataFrame, paper_effect: dict[str, float], base_model: str = "Pythia-1.4B",
+                  metric: str = "ece_10") -> str:
+    """Whether this run could have seen the paper's ECE effect: the pooled comparison's minimum detectable difference
+    (80% power, two-sided 5%) beside the paper's MultiTask − MORE ECE gap (`paper.ece_effect`)."""
+    row = _pooled_row(pooled, metric)
+    if row is None:
+        return f"Power unavailable: no pooled {metric} comparison."
+    effect = paper_effect["effect"]
+    power = stats.power_at(effect, row["se"]) if row["se"] > 0 else float("nan")
+    could = row["mde"] <= abs(effect)
+    return (f"Power: pooled over {int(row['n_pairs'])} test pairs ({int(row['n_sources'])} sources, {int(row['n_seeds'])} "
+            f"seeds), the bootstrap SE of the {metric} difference is {row['se']:.4f}, so the smallest difference this run "
+            f"detects with 80% power (two-sided 5%) is {row['mde']:.4f}. The paper's effect ({base_model}: MultiTask "
+            f"{paper_effect['multitask']:.4f} → MORE {paper_effect['more']:.4f}, a gap of {effect:.4f}) is "
+            f"{'at or above' if could else 'below'} that: this run {'could' if could else 'could NOT'} have seen an "
+            f"effect of the paper's size (power ≈ {power:.0%} for a true gap of {effect:.4f}).")
 
 
 def finding_diversity(matrix: pd.DataFrame, leads: pd.DataFrame | None = None) -> str:
@@ -104,30 +204,30 @@ def finding_diversity(matrix: pd.DataFrame, leads: pd.DataFrame | None = None) -
     return text
 
 
-def _versus_multitask(diff: float) -> str:
-    """'better/worse calibrated than MultiTask' or 'level with MultiTask' for an ECE difference MORE − MultiTask."""
-    if abs(diff) < ECE_TIE:
-        return f"level with MultiTask (|Δ| < {ECE_TIE})"
-    return "better calibrated than MultiTask" if diff < 0 else "worse calibrated than MultiTask"
-
-
-def finding_temperature(summary: pd.DataFrame, metric: str = "ece_10") -> str:
-    """Whether MORE's calibration advantage over MultiTask survives temperature scaling fitted on calibration pairs."""
+def finding_temperature(summary: pd.DataFrame, metric: str = "ece_10", pooled_before: pd.DataFrame | None = None,
+                        pooled_after: pd.DataFrame | None = None) -> str:
+    """Whether MORE's calibration advantage over MultiTask survives temperature scaling fitted on calibration pairs;
+    the verdict comes from the pooled paired CIs of MORE − MultiTask before and after (`tables.pooled_compare`)."""
     means = summary.groupby("scheme")[metric].mean()
     need = ["more", "multitask", "more+T", "multitask+T"]
     if not all(s in means for s in need):
         return f"Temperature scaling comparison unavailable (have schemes {sorted(means.index)})."
     before, after = means["more"] - means["multitask"], means["more+T"] - means["multitask+T"]
-    if before <= -ECE_TIE:
-        verdict = ("so MORE's advantage survives recalibration" if after <= -ECE_TIE else
-                   "so post-hoc recalibration alone closes the gap MORE had")
-    else:
-        verdict = "so there is no MORE advantage for recalibration to erase"
-    return (f"{metric} before temperature scaling: MORE {means['more']:.4f}, MultiTask {means['multitask']:.4f} "
+    text = (f"{metric} before temperature scaling: MORE {means['more']:.4f}, MultiTask {means['multitask']:.4f} "
             f"(MORE − MultiTask {before:+.4f}); after (T fitted on the calibration split): MORE {means['more+T']:.4f}, "
-            f"MultiTask {means['multitask+T']:.4f} ({after:+.4f}). On these means (the paired CIs above say whether a gap "
-            f"is more than noise), before recalibration MORE is "
-            f"{_versus_multitask(before)}; after, {_versus_multitask(after)} — {verdict}.")
+            f"MultiTask {means['multitask+T']:.4f} ({after:+.4f}).")
+    row_b, row_a = _pooled_row(pooled_before, metric), _pooled_row(pooled_after, metric)
+    if row_b is None or row_a is None:
+        return text + " No pooled CI was given, so no verdict on whether recalibration changes the comparison."
+    v_b = _pooled_verdict(row_b, "more", "multitask", metric)
+    v_a = _pooled_verdict(row_a, "more+T", "multitask+T", metric)
+    if v_b > 0:
+        verdict = ("MORE's advantage survives recalibration" if v_a > 0 else
+                   "post-hoc recalibration alone closes the gap MORE had")
+    else:
+        verdict = "there is no established MORE advantage for recalibration to erase"
+    return (f"{text} Before: {_pooled_text(row_b, 'more', 'multitask', metric)}. After: "
+            f"{_pooled_text(row_a, 'more+T', 'multitask+T', metric)}. So {verdict}.")
 
 
 def finding_synthetic(truth: pd.DataFrame, summary: pd.DataFrame) -> str:
@@ -142,49 +242,86 @@ def finding_synthetic(truth: pd.DataFrame, summary: pd.DataFrame) -> str:
             f"{' = '.join(best_cos)}; closest to the true preference probabilities: {' = '.join(best_gap)}.")
 
 
-def _side(rows: pd.DataFrame, scheme: str) -> str:
-    """'+1.02 (n=5) / −0.92 (n=3)' for one scheme's positive/negative outliers (counts: mean over seeds); 'none' if empty."""
-    out = []
-    for side in ("pos", "neg"):
-        n, mean = float(rows.loc[scheme, f"{side}_outlier_count"]), rows.loc[scheme, f"{side}_outlier_mean"]
-        out.append("none" if n == 0 or not np.isfinite(mean) else f"{mean:+.3f} (n={n:.3g})")
-    return " / ".join(out) + " (pos / neg)"
+def _per_seed(counts: pd.DataFrame, src: str, scheme: str) -> str:
+    """'+3/−1, +2/−0 (seeds 0, 1)': one scheme's integer positive/negative outlier counts per seed on one source."""
+    rows = counts[(counts["test_source"] == src) & (counts["scheme"] == scheme)].sort_values("seed")
+    per = ", ".join(f"+{int(r.pos_outlier_count)}/−{int(r.neg_outlier_count)}" for r in rows.itertuples())
+    return f"{per} (seeds {', '.join(str(int(s)) for s in rows['seed'])})"
 
 
-def finding_outliers(table: pd.DataFrame) -> str:
-    """Paper Table 1: does MORE give fewer/smaller extreme reward differences than the baselines here?"""
+def finding_outliers(counts: pd.DataFrame, cmp: pd.DataFrame | None = None, a: str = "more",
+                     b: str = "multitask") -> str:
+    """Paper Table 1: does `a` (MORE) give fewer extreme reward differences than `b` here? Counts per seed (integers,
+    `tables.outlier_counts`); "fewer"/"more" only from the paired 95% CI of the outlier-count difference (`cmp`: rows
+    of metric `outlier_count` from `tables.compare`)."""
     parts = []
-    for src, rows in table.groupby(level=0, sort=False):
-        rows = rows.droplevel(0)
-        if not {"more", "multitask"} <= set(rows.index):
+    for src in dict.fromkeys(counts["test_source"]):
+        have = set(counts.loc[counts["test_source"] == src, "scheme"])
+        if not {a, b} <= have:
             continue
-        pos = rows["pos_outlier_mean"].fillna(0.0)  # no outliers on a side: nothing extreme there
-        neg = rows["neg_outlier_mean"].fillna(0.0)
-        smaller = pos["more"] <= pos["multitask"] and abs(neg["more"]) <= abs(neg["multitask"])
-        parts.append(f"on {src}, MORE's outliers average {_side(rows, 'more')} vs MultiTask "
-                     f"{_side(rows, 'multitask')} — {'less' if smaller else 'not less'} extreme")
+        n = int(counts.loc[counts["test_source"] == src, "n"].iloc[0])
+        text = (f"on {src} ({n} test pairs), outliers +pos/−neg per seed: {_name(a)} {_per_seed(counts, src, a)}, "
+                f"{_name(b)} {_per_seed(counts, src, b)}")
+        rows = cmp[(cmp["metric"] == "outlier_count") & (cmp["test_source"] == src)] if cmp is not None else []
+        if len(rows):
+            r = rows.iloc[0]
+            word = {1: "fewer outliers than", -1: "more outliers than", 0: "no different in outlier count from"}[
+                _verdict(r["lo"], r["hi"], lower_better=True)]
+            text += (f"; seed-mean count difference {r['diff']:+.2f}, paired 95% CI [{r['lo']:+.2f}, {r['hi']:+.2f}]: "
+                     f"{_name(a)} has {word} {_name(b)}")
+        else:
+            text += " (no CI of the difference: no verdict)"
+        parts.append(text)
     if not parts:
-        return "Outlier comparison unavailable: MORE and MultiTask rows are both needed."
+        return f"Outlier comparison unavailable: {_name(a)} and {_name(b)} rows are both needed."
     return "Reward-difference outliers (beyond 1.5·IQR): " + "; ".join(parts) + "."
 
 
-def finding_k_ablation(ks: pd.DataFrame, top_ece: pd.Series, skipped: Sequence[str], metric: str = "ece_10") -> str:
-    """Fig 6: does MORE's ECE on H&H fall as sources are added, and does it end below MultiTask and Single-Top?"""
+def _trend_word(row: pd.Series | None) -> str:
+    """'falls' / 'rises' / 'no change the CI can confirm' from a K-trend row (K=max − K=min); 'no CI' without one."""
+    if row is None:
+        return "no CI: trend not assessed"
+    ci = f"K-trend {row['diff']:+.4f}, pooled paired 95% CI [{row['lo']:+.4f}, {row['hi']:+.4f}]"
+    verdict = _verdict(row["lo"], row["hi"], lower_better=True)
+    if verdict != 0 and _within_floor(row, "a", "b"):
+        return f"{ci}: both ends within the noise floor's spread, no trend called"
+    return f"{ci}: " + {1: "falls", -1: "rises", 0: "no change the CI can confirm"}[verdict]
+
+
+def _trend_row(trend: pd.DataFrame | None, contrast: str, scheme: str) -> pd.Series | None:
+    """The row of `tables.k_trend` for one contrast and scheme, or None."""
+    if trend is None or trend.empty:
+        return None
+    rows = trend[(trend["contrast"] == contrast) & (trend["scheme"] == scheme)]
+    return rows.iloc[0] if len(rows) else None
+
+
+def finding_k_ablation(ks: pd.DataFrame, top_ece: pd.Series, skipped: Sequence[str], metric: str = "ece_10",
+                       trend: pd.DataFrame | None = None) -> str:
+    """Fig 6: does MORE's ECE on H&H fall as sources are added, and does it end below Single-Top? Verdicts only from
+    the pooled paired CIs of `tables.k_trend` (K=max − K=min per scheme, MORE at K=max − Single-Top)."""
     means = ks.groupby(["scheme", "K"])[metric].mean().unstack("K")
     k_min, k_max = means.columns.min(), means.columns.max()
     text = []
     for scheme in means.index:
         first, last = means.loc[scheme, k_min], means.loc[scheme, k_max]
         text.append(f"{_name(scheme)} {first:.4f} at K={k_min} → {last:.4f} at K={k_max} "
-                    f"({'falls' if last < first else 'does not fall'})")
+                    f"({_trend_word(_trend_row(trend, 'K trend', scheme))})")
     out = f"H&H {metric} (mean over test sources and seeds): " + "; ".join(text) + "."
     if {"more", "multitask"} <= set(means.index) and np.isclose(means.loc["more", k_min], means.loc["multitask", k_min]):
         out += (f" At K={k_min} MORE equals MultiTask: with l2 normalisation the min-norm weights of two unit "
                 f"gradients are always (½, ½).") if k_min == 2 else f" At K={k_min} MORE equals MultiTask."
     if "more" in means.index and len(top_ece):
-        beats = means.loc["more", k_max] < top_ece.mean()
-        out += (f" Single-Top's H&H {metric} is {top_ece.mean():.4f}: MORE at K={k_max} is "
-                f"{'below' if beats else 'not below'} it (paper Fig 6: ECE falls with K and MORE ends below Top).")
+        row = _trend_row(trend, "vs Single-Top", "more")
+        if row is None:
+            word = "not compared by a CI with"
+        elif _within_floor(row, "a", "b"):
+            word = "within the noise floor's spread, as is,"
+        else:
+            word = {1: "below", -1: "above", 0: "not distinguishable from"}[_verdict(row["lo"], row["hi"], True)]
+        ci = "" if row is None else f" (MORE − Single-Top {row['diff']:+.4f}, 95% CI [{row['lo']:+.4f}, {row['hi']:+.4f}])"
+        out += (f" Single-Top's H&H {metric} is {top_ece.mean():.4f}: MORE at K={k_max} is {word} it{ci} "
+                f"(paper Fig 6: ECE falls with K and MORE ends below Top).")
     if skipped:
         out += f" Skipped (not available here): {', '.join(skipped)}."
     return out

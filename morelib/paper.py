@@ -7,6 +7,7 @@ Checked by reading each file and its columns in tests/test_study.py.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -67,10 +68,20 @@ def table4() -> pd.DataFrame:
     return df.set_index("source")[["dataset", "train_pairs", "test_pairs"]]
 
 
-def side_by_side(ours: pd.DataFrame, theirs: pd.DataFrame, suffixes: tuple[str, str] = ("ours", "paper")) -> pd.DataFrame:
-    """Columns shared by both frames, interleaved as (column, ours)/(column, paper), on the union of their indexes."""
+def side_by_side(ours: pd.DataFrame, theirs: pd.DataFrame, suffixes: tuple[str, str] = ("ours", "paper"),
+                 ours_only: Sequence[str] = ()) -> pd.DataFrame:
+    """Columns shared by both frames, interleaved as (column, ours)/(column, paper), on the union of their indexes;
+    then the `ours_only` columns of `ours` (e.g. an ECE's noise floor, which the paper does not report) as (column, ours)."""
     cols = [c for c in ours.columns if c in theirs.columns]
     if not cols:
         raise DataError(f"no shared columns between ours {list(ours.columns)} and paper {list(theirs.columns)}")
-    joined = pd.concat({suffixes[0]: ours[cols], suffixes[1]: theirs[cols]}, axis=1)
-    return joined.swaplevel(0, 1, axis=1)[[(c, s) for c in cols for s in suffixes]]
+    extra = [c for c in ours_only if c in ours.columns]
+    joined = pd.concat({suffixes[0]: ours[cols + extra], suffixes[1]: theirs[cols]}, axis=1)
+    return joined.swaplevel(0, 1, axis=1)[[(c, s) for c in cols for s in suffixes] + [(c, suffixes[0]) for c in extra]]
+
+
+def ece_effect(base_model: str = "Pythia-1.4B") -> dict[str, float]:
+    """The paper's MORE calibration gain for one base model (Table 3): ECE of MultiTask, of MORE, and effect = their gap."""
+    t3 = table3(base_model)
+    return {"multitask": float(t3.loc["multitask", "ece"]), "more": float(t3.loc["more", "ece"]),
+            "effect": float(t3.loc["multitask", "ece"] - t3.loc["more", "ece"])}

@@ -67,7 +67,8 @@ def reward_box(table: pd.DataFrame, x: str, y: str, color: str, title: str) -> g
 
 
 def metric_bars(table: pd.DataFrame, metric: str, title: str, x: str = "test_source", color: str = "scheme") -> go.Figure:
-    """Grouped bars of `metric` (mean over seeds) with error bars from columns `<metric>_lo`/`<metric>_hi` if present."""
+    """Grouped bars of `metric` (mean over seeds) with error bars from columns `<metric>_lo`/`<metric>_hi` if present;
+    with `<metric>_floor_p95` (and `<metric>_floor`) in `table`, the ECE noise floor as a grey band per category."""
     fig = go.Figure()
     for name, part in table.groupby(color, sort=False):
         err = None
@@ -77,21 +78,47 @@ def metric_bars(table: pd.DataFrame, metric: str, title: str, x: str = "test_sou
         elif f"{metric}_sd" in part:
             err = {"type": "data", "array": part[f"{metric}_sd"]}
         fig.add_trace(go.Bar(x=part[x], y=part[metric], name=str(name), marker_color=_color(str(name)), error_y=err))
+    if f"{metric}_floor_p95" in table:
+        _floor_bands(fig, table, metric, x)
     fig.update_layout(barmode="group", title=title, xaxis_title=x, yaxis_title=metric, template=TEMPLATE)
     return fig
 
 
+FLOOR_NAME = "noise floor: ECE of a perfectly calibrated model (band up to its 95th percentile, line at its mean)"
+
+
+def _floor_bands(fig: go.Figure, table: pd.DataFrame, metric: str, x: str) -> None:
+    """Per x category, a grey band from 0 to the largest `<metric>_floor_p95` and a line at the mean `<metric>_floor`."""
+    by_x = table.groupby(x, sort=False)
+    top, floor = by_x[f"{metric}_floor_p95"].max(), by_x[f"{metric}_floor"].mean() if f"{metric}_floor" in table else None
+    for i, cat in enumerate(top.index):
+        fig.add_shape(type="rect", x0=i - 0.45, x1=i + 0.45, y0=0, y1=top[cat], xref="x", yref="y", layer="below",
+                      fillcolor="grey", opacity=0.18, line_width=0)
+        if floor is not None:
+            fig.add_shape(type="line", x0=i - 0.45, x1=i + 0.45, y0=floor[cat], y1=floor[cat], xref="x", yref="y",
+                          line={"color": "dimgrey", "dash": "dot", "width": 1.5})
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=FLOOR_NAME,
+                             marker={"symbol": "square", "size": 12, "color": "lightgrey"}))
+
+
 def reliability_diagrams(curves: Mapping[str, Mapping[str, np.ndarray]], title: str) -> go.Figure:
     """Reliability diagrams: mean predicted P(chosen ≻ rejected) vs observed accuracy per bin, one line per RM (Fig 4);
-    marker area grows with the bin's count, so sparse bins do not look as weighty as full ones."""
+    marker area grows with the bin's count, so sparse bins do not look as weighty as full ones. Curves carrying
+    `band_lo`/`band_hi` (metrics.reliability) get a shaded band: where a perfectly calibrated model's points fall (95%)."""
     fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect", line={"dash": "dash", "color": "grey"}))
     for name, c in curves.items():
         conf, acc = np.asarray(c["confidence"]), np.asarray(c["accuracy"])
         keep = np.asarray(c["count"]) > 0
         count = np.asarray(c["count"])[keep]
+        if "band_lo" in c and "band_hi" in c:
+            xs = np.concatenate([conf[keep], conf[keep][::-1]])
+            ys = np.concatenate([np.asarray(c["band_hi"])[keep], np.asarray(c["band_lo"])[keep][::-1]])
+            fig.add_trace(go.Scatter(x=xs, y=ys, fill="toself", mode="lines", line={"width": 0}, opacity=0.15,
+                                     fillcolor=_color(name) or "grey", legendgroup=name, hoverinfo="skip",
+                                     name=f"{name}: 95% band of a perfectly calibrated model"))
         fig.add_trace(go.Scatter(x=conf[keep], y=acc[keep], mode="lines+markers", name=name, text=count,
                                  marker={"color": _color(name), "size": 4 + 16 * np.sqrt(count / count.max())},
-                                 line={"color": _color(name)}, hovertemplate="conf %{x:.3f}<br>acc %{y:.3f}<br>n %{text}"))
+                                 legendgroup=name, line={"color": _color(name)}, hovertemplate="conf %{x:.3f}<br>acc %{y:.3f}<br>n %{text}"))
     fig.update_layout(title=title, xaxis_title="predicted probability", yaxis_title="observed frequency",
                       xaxis_range=[0, 1], yaxis_range=[0, 1], template=TEMPLATE)
     return fig
@@ -124,7 +151,8 @@ def training_curves(history: Mapping[str, object], title: str, smooth: int | Non
 
 def ece_vs_k(table: pd.DataFrame, reference: pd.DataFrame | None, title: str, metric: str = "ece_10") -> go.Figure:
     """`metric` vs number of sources K, one line per (scheme, test source); `reference` rows (test_source, metric)
-    drawn as dashed horizontal lines (Single-Top in Fig 6)."""
+    drawn as dashed horizontal lines (Single-Top in Fig 6); with `<metric>_floor_p95` in `table`, a grey band per test
+    source up to the noise floor's 95th percentile (where a perfectly calibrated model's ECE falls)."""
     fig = go.Figure()
     for (scheme, src), part in table.groupby(["scheme", "test_source"], sort=False):
         err = None
@@ -133,6 +161,10 @@ def ece_vs_k(table: pd.DataFrame, reference: pd.DataFrame | None, title: str, me
         fig.add_trace(go.Scatter(x=part["K"], y=part[metric], mode="lines+markers", name=f"{scheme} · {src}",
                                  marker_color=_color(str(scheme)), error_y=err,
                                  line={"dash": "solid" if src == table["test_source"].iloc[0] else "dashdot"}))
+    if f"{metric}_floor_p95" in table:
+        for src, p95 in table.groupby("test_source", sort=False)[f"{metric}_floor_p95"].mean().items():
+            fig.add_hrect(y0=0, y1=p95, fillcolor="grey", opacity=0.1, line_width=0, layer="below",
+                          annotation_text=f"noise floor p95 · {src}", annotation_position="bottom left")
     if reference is not None:
         for _, row in reference.iterrows():
             fig.add_hline(y=row[metric], line_dash="dash", line_color=_color("top"),

@@ -302,7 +302,8 @@ def temperatures(heads: dict[str, train.HeadModel], data: StudyData) -> dict[str
 
 def evaluate(heads: dict[str, train.HeadModel], data: StudyData, cfg: Config,
              temperature_scaled: bool = False, diffs: dict[str, dict[str, np.ndarray]] | None = None) -> pd.DataFrame:
-    """Tidy test metrics: one row per (scheme, seed, train_source, test_source) with accuracy, ECE/ACE/MCE, Brier, NLL."""
+    """Tidy test metrics: one row per (scheme, seed, train_source, test_source) with accuracy, ECE/ACE/MCE (each ECE with
+    its noise floor, floor p95 and debiased value: `metrics.evaluate(floor=True)`), Brier, NLL."""
     if diffs is None:
         diffs = scheme_diffs(heads, data, "test")
         if temperature_scaled and cfg.train.temperature_scaling:
@@ -316,7 +317,7 @@ def evaluate(heads: dict[str, train.HeadModel], data: StudyData, cfg: Config,
             if info["scheme"].startswith("top"):
                 train_src = top[(info["seed"], test_src)]
             rows.append({"scheme": info["scheme"], "seed": info["seed"], "train_source": train_src,
-                         "test_source": test_src, "n": len(d), **metrics.evaluate(d)})
+                         "test_source": test_src, "n": len(d), **metrics.evaluate(d, floor=True)})
     return pd.DataFrame(rows)
 
 
@@ -380,3 +381,19 @@ def k_ablation(cfg: Config, data: StudyData, run: Run | None, order: Sequence[st
         raise DataError(f"K-ablation needs at least {start} available sources of {list(order)}; have {present}")
     return pd.concat(tables, ignore_index=True), skipped
 
+
+
+def k_endpoints(cfg: Config, data: StudyData, run: Run | None, order: Sequence[str],
+                tests: Sequence[str] = ("helpful", "harmless"), schemes: Sequence[str] = ("multitask", "more"),
+                start: int = 2) -> dict[int, dict[str, dict[str, np.ndarray]]]:
+    """Test reward differences of `schemes` at the smallest (start) and largest K of `k_ablation` (the same fits, reused
+    from the run), keyed `<scheme>/seed<k>` without the subset: {K: {key: {test source: Δ [N]}}}."""
+    present = [s for s in order if s in data.features]
+    if len(present) < start:
+        raise DataError(f"K-ablation needs at least {start} available sources of {list(order)}; have {present}")
+    out = {}
+    for k in (start, len(present)):
+        heads = fit(cfg, data, schemes, run=run, sources=present[:k])
+        out[k] = {head_key(parse_key(key)["scheme"], parse_key(key)["seed"]): d
+                  for key, d in reward_diffs(heads, data, "test", sources=tests).items()}
+    return out

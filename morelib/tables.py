@@ -1,12 +1,15 @@
 """Result tables of the notebooks (paper Tables 1, 3, 4 and Fig 1's matrix), built from tidy metrics or reward differences.
 
 Every number shown next to a scheme is a mean over seeds; differences between schemes carry a paired bootstrap 95% CI
-over the same test pairs (`morelib.stats`), the metric being averaged over seeds inside each resample.
+over the same test pairs (`morelib.stats`), the metric being averaged over seeds inside each resample; `pooled_compare`
+gives one stratified paired CI over all test sources that resamples seeds too. Every ECE carries its noise floor (the
+ECE of a perfectly calibrated model on the same pairs, `metrics.ece_floor_stats`) and its debiased value (ECE − floor).
 Checked in tests/test_study.py against hand-built tables and direct metric calls.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -18,16 +21,24 @@ from morelib.errors import RunError
 from morelib.study import StudyData, parse_key
 
 
+FLOOR_SUFFIXES = ("floor", "floor_p95", "debiased")  # columns beside an ECE: its noise floor, the floor's p95, ECE − floor
+
+
 def summary(table: pd.DataFrame, columns: Sequence[str] = ("accuracy", "ece_10"),
             by: Sequence[str] = ("scheme", "test_source")) -> pd.DataFrame:
-    """Mean, standard deviation over seeds and seed count of each metric per `by` group (tidy, one row a group)."""
+    """Mean, standard deviation over seeds and seed count of each metric per `by` group (tidy, one row a group); an ECE
+    column whose `<ece>_floor`, `<ece>_floor_p95`, `<ece>_debiased` are in `table` gets their seed means beside it."""
     grouped = table.groupby(list(by), sort=False)
     out = grouped[list(columns)].mean()
     sd = grouped[list(columns)].std(ddof=1).fillna(0.0)
+    order = []
     for m in columns:
         out[f"{m}_sd"] = sd[m]
+        extra = [f"{m}_{s}" for s in FLOOR_SUFFIXES if f"{m}_{s}" in table.columns]
+        out[extra] = grouped[extra].mean() if extra else out[extra]
+        order += [m, f"{m}_sd", *extra]
     out["seeds"] = grouped["seed"].nunique()
-    return out.reset_index()
+    return out[order + ["seeds"]].reset_index()
 
 
 def table3(table: pd.DataFrame, schemes: Sequence[str] = ("raw", "top", "multitask", "more"),
@@ -37,6 +48,9 @@ def table3(table: pd.DataFrame, schemes: Sequence[str] = ("raw", "top", "multita
     acc = part.pivot_table(index="scheme", columns="test_source", values="accuracy", aggfunc="mean", sort=False)
     acc["avg"] = acc.mean(axis=1)
     acc["ece"] = part.groupby("scheme", sort=False)[ece].mean()
+    for suffix in ("floor", "debiased"):
+        if f"{ece}_{suffix}" in part:
+            acc[f"ece_{suffix}"] = part.groupby("scheme", sort=False)[f"{ece}_{suffix}"].mean()
     return acc.reindex([s for s in schemes if s in acc.index])
 
 
@@ -71,10 +85,26 @@ def _stacked(diffs: dict[str, dict[str, np.ndarray]], scheme: str, source: str) 
     return np.stack(cols, axis=1)
 
 
+def _outlier_count(d: np.ndarray) -> int:
+    """Positive plus negative box-plot outliers of Δ (metrics.outliers)."""
+    out = metrics.outliers(d)
+    return out["pos_count"] + out["neg_count"]
+
+
+def _batched_outlier_count(d: np.ndarray) -> np.ndarray:
+    """`_outlier_count` of every row of [..., N] at once (same linear quartiles and 1.5·IQR fences)."""
+    q1, q3 = np.percentile(d, 25, axis=-1, keepdims=True), np.percentile(d, 75, axis=-1, keepdims=True)
+    return ((d > q3 + 1.5 * (q3 - q1)) | (d < q1 - 1.5 * (q3 - q1))).sum(axis=-1).astype(np.float64)
+
+
 METRIC_FNS = {"accuracy": metrics.accuracy, "ece_10": lambda d: metrics.calibration_errors(d, 10)["ece"],
               "ece_5": lambda d: metrics.calibration_errors(d, 5)["ece"],
               "ece_20": lambda d: metrics.calibration_errors(d, 20)["ece"], "log_loss": metrics.log_loss,
-              "mean_abs_diff": lambda d: float(np.mean(np.abs(d)))}
+              "mean_abs_diff": lambda d: float(np.mean(np.abs(d))), "outlier_count": _outlier_count}
+BATCHED_FNS = {"accuracy": metrics.batched_accuracy, "ece_5": partial(metrics.batched_ece, n_bins=5),
+               "ece_10": partial(metrics.batched_ece, n_bins=10), "ece_20": partial(metrics.batched_ece, n_bins=20),
+               "log_loss": lambda d: np.mean(np.logaddexp(0.0, -d), axis=-1),
+               "mean_abs_diff": lambda d: np.mean(np.abs(d), axis=-1), "outlier_count": _batched_outlier_count}
 
 
 def _seed_mean(metric: str) -> Callable[[np.ndarray], float]:
@@ -87,25 +117,90 @@ def compare(diffs: dict[str, dict[str, np.ndarray]], a: str, b: str, cfg: Config
             columns: Sequence[str] = ("accuracy", "ece_10"), sources: Sequence[str] | None = None) -> pd.DataFrame:
     """Scheme `a` − scheme `b` per test source and metric (seed means) with a paired bootstrap 95% CI over test pairs.
 
-    Metrics: accuracy, ece_5/10/20, log_loss, mean_abs_diff (mean |Δ|). Columns: metric, test_source, a, b, diff, lo, hi.
+    Metrics: accuracy, ece_5/10/20, log_loss, mean_abs_diff (mean |Δ|), outlier_count (pos + neg box-plot outliers).
+    Columns: metric, test_source, a, b, diff, lo, hi, p_value (two-sided bootstrap share); ECE rows also carry each
+    scheme's noise floor, its 95th percentile and the debiased ECE (`<a>_floor`, `<a>_floor_p95`, `<a>_debiased`, same
+    for b; seed means), NaN on other metrics.
     """
     if sources is None:
-        sources = sorted({s for key, by in diffs.items() if key.rsplit("/", 1)[0] == a for s in by})
+        sources = _sources_of(diffs, a)
     rows = []
     for metric in columns:
         fn = _seed_mean(metric)
         for src in sources:
             xa, xb = _stacked(diffs, a, src), _stacked(diffs, b, src)
             ci = stats.paired_bootstrap_diff(xa, xb, fn, n_boot=cfg.n_boot, seed=cfg.seeds[0])
-            rows.append({"metric": metric, "test_source": src, a: fn(xa), b: fn(xb), **_ci_fields(ci)})
-    return pd.DataFrame(rows)
+            floors = {**_floor_fields(xa, a, metric), **_floor_fields(xb, b, metric)}
+            rows.append({"metric": metric, "test_source": src, a: fn(xa), b: fn(xb), **_ci_fields(ci), **floors})
+    table = pd.DataFrame(rows)
+    for name in (f"{s}_{x}" for s in (a, b) for x in FLOOR_SUFFIXES):
+        table[name] = table[name] if name in table else np.nan
+    return table
+
+
+def _sources_of(diffs: dict[str, dict[str, np.ndarray]], scheme: str) -> list[str]:
+    """Test sources on which `scheme` has reward differences, sorted."""
+    return sorted({s for key, by in diffs.items() if key.rsplit("/", 1)[0] == scheme for s in by})
+
+
+def _ece_bins(metric: str) -> int | None:
+    """Bin count of an `ece_<B>` metric name, None for any other metric."""
+    return int(metric.split("_")[1]) if metric.startswith("ece_") else None
+
+
+def _floor_fields(x: np.ndarray, scheme: str, metric: str) -> dict[str, float]:
+    """`<scheme>_floor`, `_floor_p95` and `_debiased` of an ECE metric on [N, S] differences (seed means); {} otherwise."""
+    bins = _ece_bins(metric)
+    if bins is None:
+        return {}
+    per_seed = [metrics.ece_floor_stats(x[:, j], bins) for j in range(x.shape[1])]
+    floor = float(np.mean([f["floor"] for f in per_seed]))
+    return {f"{scheme}_floor": floor, f"{scheme}_floor_p95": float(np.mean([f["p95"] for f in per_seed])),
+            f"{scheme}_debiased": _seed_mean(metric)(x) - floor}
 
 
 def _ci_fields(ci: Any) -> dict[str, float]:
-    """`diff`, `lo`, `hi` from what stats.paired_bootstrap_diff returns."""
+    """`diff`, `lo`, `hi` and `p_value` (two-sided, NaN if absent) from what stats.paired_bootstrap_diff returns."""
     if isinstance(ci, dict):
-        return {"diff": float(ci["diff"]), "lo": float(ci["lo"]), "hi": float(ci["hi"])}
-    return {"diff": float(ci.estimate), "lo": float(ci.lo), "hi": float(ci.hi)}
+        return {"diff": float(ci["diff"]), "lo": float(ci["lo"]), "hi": float(ci["hi"]),
+                "p_value": float(ci.get("p_two_sided", np.nan))}
+    return {"diff": float(ci.estimate), "lo": float(ci.lo), "hi": float(ci.hi), "p_value": np.nan}
+
+
+def _pooled_floor(diffs: dict[str, dict[str, np.ndarray]], scheme: str, sources: Sequence[str],
+                  bins: int) -> dict[str, float]:
+    """`<scheme>_floor` and `<scheme>_floor_p95` of the pooled ECE (mean over sources of seed-mean ECE): the null
+    ECEs of every (source, seed) averaged simulation by simulation, so the p95 is that of the pooled statistic."""
+    null = np.mean([np.mean([metrics.ece_null_samples(x[:, j], bins) for j in range(x.shape[1])], axis=0)
+                    for x in (_stacked(diffs, scheme, s) for s in sources)], axis=0)
+    return {f"{scheme}_floor": float(null.mean()), f"{scheme}_floor_p95": float(np.quantile(null, 0.95))}
+
+
+def pooled_compare(diffs: dict[str, dict[str, np.ndarray]], a: str, b: str, cfg: Config,
+                   columns: Sequence[str] = ("accuracy", "ece_10"), sources: Sequence[str] | None = None,
+                   power: float = 0.8) -> pd.DataFrame:
+    """One pooled, paired comparison of schemes `a` − `b` over all test sources per metric (`stats.pooled_paired_bootstrap`:
+    pairs resampled within each source, seeds resampled, paired throughout).
+
+    Statistic: the mean over test sources of the seed-mean metric (each source weighs the same). Columns: metric, a, b,
+    diff, lo, hi (95%), se, p_value, mde (the smallest true difference a two-sided 5% test detects with probability
+    `power`, from se), n_boot, n_sources, n_seeds, n_pairs; ECE rows also `<a>_floor`, `<a>_floor_p95` (same for b).
+    """
+    sources = list(_sources_of(diffs, a) if sources is None else sources)
+    rows = []
+    for metric in columns:
+        if metric not in BATCHED_FNS:
+            raise RunError(f"no pooled comparison for metric '{metric}' (valid: {', '.join(BATCHED_FNS)})")
+        xa = {s: _stacked(diffs, a, s) for s in sources}
+        xb = {s: _stacked(diffs, b, s) for s in sources}
+        out = stats.pooled_paired_bootstrap(xa, xb, BATCHED_FNS[metric], n_boot=cfg.n_boot, seed=cfg.seeds[0])
+        row = {"metric": metric, a: out.pop("a"), b: out.pop("b"), **out,
+               "mde": stats.minimum_detectable_effect(out["se"], power=power)}
+        bins = _ece_bins(metric)
+        if bins is not None:
+            row.update({**_pooled_floor(diffs, a, sources, bins), **_pooled_floor(diffs, b, sources, bins)})
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 OUTLIER_COLUMNS = {"pos_count": "pos_outlier_count", "pos_mean": "pos_outlier_mean",
@@ -122,7 +217,28 @@ def top_reference(table: pd.DataFrame, sources: Sequence[str], metric: str = "ec
 
 def outlier_table(diffs: dict[str, dict[str, np.ndarray]], schemes: Sequence[str] = ("top", "multitask", "more"),
                   sources: Sequence[str] = ("helpful", "harmless")) -> pd.DataFrame:
-    """Paper Table 1 layout per (test source, scheme): ECE and positive/negative reward-difference outliers (seed means)."""
+    """Paper Table 1 layout per (test source, scheme): ECE with its noise floor and debiased value (ece_floor,
+    ece_debiased) and positive/negative reward-difference outliers (seed means)."""
+    rows = []
+    for key, by_src in diffs.items():
+        info = parse_key(key)
+        if info["scheme"] not in schemes:
+            continue
+        for src in (s for s in sources if s in by_src):
+            out, ece = metrics.outliers(by_src[src]), metrics.calibration_errors(by_src[src], 10)["ece"]
+            floor = metrics.ece_floor(by_src[src], 10)
+            rows.append({"test_source": src, "scheme": info["scheme"], "seed": info["seed"], "n": len(by_src[src]),
+                         "ece": ece, "ece_floor": floor, "ece_debiased": ece - floor,
+                         **{new: out[old] for old, new in OUTLIER_COLUMNS.items()}})
+    if not rows:
+        raise RunError(f"no reward differences for schemes {list(schemes)} on sources {list(sources)}")
+    table = pd.DataFrame(rows).groupby(["test_source", "scheme"], sort=False).mean(numeric_only=True)
+    return table.drop(columns="seed").reindex([(s, m) for s in sources for m in schemes if (s, m) in table.index])
+
+
+def outlier_counts(diffs: dict[str, dict[str, np.ndarray]], schemes: Sequence[str] = ("top", "multitask", "more"),
+                   sources: Sequence[str] = ("helpful", "harmless")) -> pd.DataFrame:
+    """Integer outlier counts per (test source, scheme, seed): pos_outlier_count, neg_outlier_count and n (pairs)."""
     rows = []
     for key, by_src in diffs.items():
         info = parse_key(key)
@@ -131,12 +247,45 @@ def outlier_table(diffs: dict[str, dict[str, np.ndarray]], schemes: Sequence[str
         for src in (s for s in sources if s in by_src):
             out = metrics.outliers(by_src[src])
             rows.append({"test_source": src, "scheme": info["scheme"], "seed": info["seed"], "n": len(by_src[src]),
-                         "ece": metrics.calibration_errors(by_src[src], 10)["ece"],
-                         **{new: out[old] for old, new in OUTLIER_COLUMNS.items()}})
+                         "pos_outlier_count": out["pos_count"], "neg_outlier_count": out["neg_count"]})
     if not rows:
         raise RunError(f"no reward differences for schemes {list(schemes)} on sources {list(sources)}")
-    table = pd.DataFrame(rows).groupby(["test_source", "scheme"], sort=False).mean(numeric_only=True)
-    return table.drop(columns="seed").reindex([(s, m) for s in sources for m in schemes if (s, m) in table.index])
+    return pd.DataFrame(rows).sort_values(["test_source", "scheme", "seed"], ignore_index=True)
+
+
+def k_trend(ends: dict[int, dict[str, dict[str, np.ndarray]]], top: dict[str, dict[str, np.ndarray]] | None,
+            cfg: Config, sources: Sequence[str], metric: str = "ece_10") -> pd.DataFrame:
+    """Pooled paired CIs behind Fig 6's verdicts: each scheme at the largest K minus itself at the smallest K, and MORE at
+    the largest K minus Single-Top (if `top` is given), over test `sources`.
+
+    ends: {K: reward differences keyed `<scheme>/seed<k>`} for the smallest and largest K (`study.k_endpoints`).
+    Columns: contrast, scheme, reference, K, metric, a, b (pooled values), a_floor_p95, b_floor_p95 (ECE metrics),
+    diff, lo, hi, se, p_value, n_sources, n_pairs, n_seeds.
+    """
+    k_lo, k_hi = min(ends), max(ends)
+    rows = []
+    schemes = sorted({k.rsplit("/", 1)[0] for k in ends[k_hi]})
+    for scheme in schemes:
+        pair = {f"{scheme}@K{k_hi}/{key.rsplit('/', 1)[1]}": d for key, d in ends[k_hi].items() if key.startswith(f"{scheme}/")}
+        pair |= {f"{scheme}@K{k_lo}/{key.rsplit('/', 1)[1]}": d for key, d in ends[k_lo].items() if key.startswith(f"{scheme}/")}
+        rows.append(_contrast(pair, f"{scheme}@K{k_hi}", f"{scheme}@K{k_lo}", cfg, sources, metric,
+                              {"contrast": "K trend", "scheme": scheme, "reference": f"K={k_lo}", "K": k_hi}))
+    if top is not None and any(k.startswith("more/") for k in ends[k_hi]):
+        pair = {**{k: d for k, d in ends[k_hi].items() if k.startswith("more/")},
+                **{k: d for k, d in top.items() if k.startswith("top/")}}
+        rows.append(_contrast(pair, "more", "top", cfg, sources, metric,
+                              {"contrast": "vs Single-Top", "scheme": "more", "reference": "top", "K": k_hi}))
+    return pd.DataFrame(rows)
+
+
+def _contrast(diffs: dict[str, dict[str, np.ndarray]], a: str, b: str, cfg: Config, sources: Sequence[str], metric: str,
+              label: dict[str, Any]) -> dict[str, Any]:
+    """One labelled row of `pooled_compare` with the schemes' values under the neutral names a and b."""
+    row = pooled_compare(diffs, a, b, cfg, [metric], sources).iloc[0]
+    floors = {f"{side}_floor_p95": row[f"{name}_floor_p95"] for side, name in (("a", a), ("b", b))
+              if f"{name}_floor_p95" in row}
+    return {**label, "metric": metric, "a": row[a], "b": row[b], **floors,
+            **{k: row[k] for k in ("diff", "lo", "hi", "se", "p_value", "n_sources", "n_pairs", "n_seeds")}}
 
 
 def diff_frame(diffs: dict[str, dict[str, np.ndarray]], schemes: Sequence[str], sources: Sequence[str],
@@ -160,9 +309,11 @@ def reliability_curves(diffs: dict[str, dict[str, np.ndarray]], schemes: Sequenc
     """Reliability-diagram data per scheme, pooling every seed and test source of that scheme."""
     out = {}
     for scheme in schemes:
-        pooled = [d for key, by in diffs.items() if key.rsplit("/", 1)[0] == scheme for d in by.values()]
-        if pooled:
-            out[scheme] = metrics.reliability(np.concatenate(pooled), n_bins)
+        keys = [key for key in diffs if key.rsplit("/", 1)[0] == scheme]
+        if keys:
+            # every seed scores the same pairs: the consistency band counts them once (repeats = seeds)
+            out[scheme] = metrics.reliability(np.concatenate([d for key in keys for d in diffs[key].values()]), n_bins,
+                                              repeats=len(keys))
     return out
 
 

@@ -104,7 +104,8 @@ def test_k_ablation_skips_missing_and_fits_subsets(cfg, fitted):
 
 def test_findings_follow_the_numbers():
     better = pd.DataFrame({"metric": ["ece_10"] * 2, "test_source": ["a", "b"], "more": [0.02, 0.03],
-                           "multitask": [0.05, 0.06], "diff": [-0.03, -0.03], "lo": [-0.05, -0.04], "hi": [-0.01, -0.02]})
+                           "multitask": [0.05, 0.06], "diff": [-0.03, -0.03], "lo": [-0.05, -0.04], "hi": [-0.01, -0.02],
+                           "p_value": [0.002, 0.004]})
     worse = better.assign(more=[0.07, 0.08], diff=[0.02, 0.02], lo=[0.01, 0.01], hi=[0.03, 0.04])
     assert "holds on this run" in findings.finding_more_vs_multitask(better, 3)
     assert "does NOT hold" in findings.finding_more_vs_multitask(worse, 3)
@@ -135,8 +136,11 @@ def test_fit_rejects_unknown_scheme(cfg, fitted):
 def test_k_ablation_finding_and_smaller_abs_diff_is_better():
     ks = pd.DataFrame({"scheme": ["more", "multitask", "more", "multitask"], "K": [2, 2, 3, 3],
                        "ece_10": [0.05, 0.05, 0.03, 0.06], "test_source": "helpful", "seed": 0})
-    text = findings.finding_k_ablation(ks, pd.Series({"helpful": 0.04}), ["webgpt (missing)"])
-    assert "MORE 0.0500 at K=2 → 0.0300 at K=3 (falls)" in text and "below it" in text and "(½, ½)" in text
+    trend = pd.DataFrame({"contrast": ["K trend", "K trend", "vs Single-Top"], "scheme": ["more", "multitask", "more"],
+                          "diff": [-0.02, 0.01, -0.01], "lo": [-0.03, -0.01, -0.02], "hi": [-0.01, 0.03, -0.001]})
+    text = findings.finding_k_ablation(ks, pd.Series({"helpful": 0.04}), ["webgpt (missing)"], trend=trend)
+    assert "MORE 0.0500 at K=2 → 0.0300 at K=3 (K-trend" in text and ": falls)" in text and "below it" in text
+    assert "(½, ½)" in text and "no change the CI can confirm" in text
     assert "webgpt" in text
     cmp = pd.DataFrame({"metric": ["mean_abs_diff"], "test_source": ["a"], "more": [0.2], "top": [0.5],
                         "diff": [-0.3], "lo": [-0.4], "hi": [-0.2]})
@@ -182,16 +186,67 @@ def test_temperature_finding_reports_a_closed_gap_and_a_kept_one():
     from morelib import findings
     rows = lambda more_t: pd.DataFrame({"scheme": ["more", "multitask", "more+T", "multitask+T"],  # noqa: E731
                                         "ece_10": [0.060, 0.070, more_t, 0.050]})
-    assert "closes the gap" in findings.finding_temperature(rows(0.0502))
-    assert "survives recalibration" in findings.finding_temperature(rows(0.040))
+    pooled = lambda a, b, lo, hi: pd.DataFrame({"metric": ["ece_10"], a: [0.06], b: [0.07], "diff": [(lo + hi) / 2],  # noqa: E731
+                                                "lo": [lo], "hi": [hi], "n_sources": [2], "n_pairs": [300], "n_seeds": [3]})
+    before = pooled("more", "multitask", -0.015, -0.005)
+    closed = findings.finding_temperature(rows(0.0502), pooled_before=before,
+                                          pooled_after=pooled("more+T", "multitask+T", -0.004, 0.005))
+    kept = findings.finding_temperature(rows(0.040), pooled_before=before,
+                                        pooled_after=pooled("more+T", "multitask+T", -0.015, -0.005))
+    assert "closes the gap" in closed and "survives recalibration" in kept
+    assert "no verdict" in findings.finding_temperature(rows(0.040)), "means alone never choose the verdict"
 
 
-def test_outlier_finding_says_none_for_an_empty_side():
-    import numpy as np
-    import pandas as pd
-    from morelib import findings
-    idx = pd.MultiIndex.from_product([["helpful"], ["more", "multitask"]], names=["test_source", "scheme"])
-    table = pd.DataFrame({"pos_outlier_count": [0, 2], "pos_outlier_mean": [np.nan, 1.5],
-                          "neg_outlier_count": [1, 1], "neg_outlier_mean": [-0.5, -0.9]}, index=idx)
-    text = findings.finding_outliers(table)
-    assert "none / -0.500 (n=1)" in text and "nan" not in text and "— less extreme" in text
+def test_outlier_finding_gives_integer_counts_per_seed_and_a_ci_verdict():
+    counts = pd.DataFrame({"test_source": "helpful", "scheme": ["more", "more", "multitask", "multitask"],
+                           "seed": [0, 1, 0, 1], "n": 200, "pos_outlier_count": [0, 2, 3, 1],
+                           "neg_outlier_count": [1, 1, 2, 2]})
+    cmp = pd.DataFrame({"metric": ["outlier_count"], "test_source": ["helpful"], "diff": [-1.5], "lo": [-3.0],
+                        "hi": [-0.5]})
+    text = findings.finding_outliers(counts, cmp)
+    assert "MORE +0/−1, +2/−1 (seeds 0, 1)" in text and "n=" not in text and "nan" not in text
+    assert "MORE has fewer outliers than MultiTask" in text
+    wide = findings.finding_outliers(counts, cmp.assign(hi=0.5))
+    assert "no different in outlier count" in wide and "fewer" not in wide
+    assert "no verdict" in findings.finding_outliers(counts) and "fewer" not in findings.finding_outliers(counts)
+
+
+def test_floor_columns_and_pooled_comparison(cfg, fitted):
+    data, _, _, heads = fitted
+    table = study.evaluate(heads, data, cfg)
+    key, src = study.head_key("more", cfg.seeds[0]), data.sources[0]
+    d = heads[key].reward_diff(data.features[src]["test"]).numpy()
+    row = table[(table.scheme == "more") & (table.seed == cfg.seeds[0]) & (table.test_source == src)].iloc[0]
+    assert row["ece_10_floor"] == pytest.approx(metrics.ece_floor(d, 10))
+    assert row["ece_10_debiased"] == pytest.approx(row["ece_10"] - row["ece_10_floor"])
+    summ = tables.summary(table, ["accuracy", "ece_10"])
+    assert list(summ.columns[2:]) == ["accuracy", "accuracy_sd", "ece_10", "ece_10_sd", "ece_10_floor",
+                                      "ece_10_floor_p95", "ece_10_debiased", "seeds"]
+    assert {"ece_floor", "ece_debiased"} <= set(tables.table3(table).columns)
+    diffs = study.scheme_diffs(heads, data)
+    cmp = tables.compare(diffs, "more", "multitask", cfg, ["accuracy", "ece_10"])
+    ece = cmp[cmp.metric == "ece_10"]
+    first = [metrics.ece_floor(diffs[study.head_key("more", k)][src], 10) for k in cfg.seeds]
+    assert ece.iloc[0]["more_floor"] == pytest.approx(np.mean(first)) and cmp["p_value"].between(0, 1).all()
+    assert cmp[cmp.metric == "accuracy"]["more_floor"].isna().all()
+    pooled = tables.pooled_compare(diffs, "more", "multitask", cfg).set_index("metric")
+    for metric in ("accuracy", "ece_10"):
+        assert pooled.loc[metric, "diff"] == pytest.approx(cmp[cmp.metric == metric]["diff"].mean())
+        assert pooled.loc[metric, "mde"] == pytest.approx(2.8016 * pooled.loc[metric, "se"], rel=1e-3)
+    assert pooled.loc["ece_10", "more_floor"] == pytest.approx(ece["more_floor"].mean())
+    assert pooled.loc["ece_10", "n_pairs"] == sum(len(data.features[s]["test"].chosen) for s in data.sources)
+
+
+def test_k_endpoints_and_trend(cfg, fitted):
+    data, _, run, heads = fitted
+    ends = study.k_endpoints(cfg, data, run, data.sources, tests=data.sources[:2])
+    assert sorted(ends) == [2, len(data.sources)] and set(ends[2]) == {study.head_key(s, k) for s in ("multitask", "more")
+                                                                        for k in cfg.seeds}
+    top = study.scheme_diffs(heads, data)
+    trend = tables.k_trend(ends, top, cfg, data.sources[:2])
+    assert list(trend["contrast"]) == ["K trend", "K trend", "vs Single-Top"]
+    more = trend[(trend.contrast == "K trend") & (trend.scheme == "more")].iloc[0]
+    ece = lambda ds, s: np.mean([metrics.calibration_errors(ds[study.head_key(s, k)][src], 10)["ece"]  # noqa: E731
+                                 for k in cfg.seeds for src in data.sources[:2]])
+    assert more["diff"] == pytest.approx(ece(ends[len(data.sources)], "more") - ece(ends[2], "more"))
+    assert more["lo"] <= more["diff"] <= more["hi"] and np.isfinite(more["a_floor_p95"])
