@@ -135,7 +135,9 @@ NB02 = [
 **Question.** Trained on all sources at once, does MORE (per-source head gradients → momentum → normalise →
 min-norm λ) keep MultiTask's accuracy while lowering calibration error, as the paper reports? Schemes: `raw`,
 `top` (best single-source RM per test source, chosen on the calibration split), `multitask` (λ = 1/K), `more`.
-Every difference comes with a paired bootstrap 95% CI over the same test pairs, and seeds are averaged."""),
+Every difference comes with a paired bootstrap 95% CI over the same test pairs, and seeds are averaged; one pooled
+CI over all test sources resamples pairs within each source and the seeds too. Every ECE stands beside its noise floor
+(the ECE a perfectly calibrated model gets on the same pairs) and its debiased value (ECE − floor)."""),
     ("params", PARAMS + '''
 paper_model = "Pythia-1.4B"  # paper row set to show beside ours: Pythia-1.4B, Pythia-2.8B or LLaMa-7B'''),
     ("code", setup("02_more_training")),
@@ -151,11 +153,11 @@ run.save_table("summary", summary)
 summary.round(4)'''),
     ("md", "## Table 3 · ours beside the paper's\nAccuracy per test source (fraction), its average, and ECE (10 bins) averaged over test sources."),
     ("code", '''ours = tables.table3(table)
-side = paper.side_by_side(ours, paper.table3(paper_model))
+side = paper.side_by_side(ours, paper.table3(paper_model), ours_only=["ece_floor", "ece_debiased"])
 run.save_table("table3_ours", ours)
 run.save_table("table3_vs_paper", side)
 side.round(4)'''),
-    ("md", "## Fig 4 · accuracy and ECE per test source (mean ± sd over seeds)"),
+    ("md", "## Fig 4 · accuracy and ECE per test source (mean ± sd over seeds; grey: the ECE noise floor)"),
     ("code", '''plain = summary[summary["scheme"].isin(["raw", "top", "multitask", "more"])]
 fig = plots.metric_bars(plain, "accuracy", "Accuracy per test source")
 run.save_figure("fig4_accuracy", fig)
@@ -163,27 +165,39 @@ fig'''),
     ("code", '''fig = plots.metric_bars(plain, "ece_10", "ECE (10 bins) per test source")
 run.save_figure("fig4_ece", fig)
 fig'''),
-    ("md", "## MORE vs MultiTask, MORE vs Single-Top: paired bootstrap 95% CIs"),
+    ("md", """## MORE vs MultiTask, MORE vs Single-Top: paired bootstrap 95% CIs
+First the pooled comparison (all test sources, pairs resampled within each source, seeds resampled, paired
+throughout; `mde` = the smallest difference this run detects with 80% power), then the CI per test source."""),
     ("code", '''with run.timer("bootstrap CIs"):
+    pooled = tables.pooled_compare(diffs, "more", "multitask", cfg)
+    pooled_top = tables.pooled_compare(diffs, "more", "top", cfg)
     more_vs_mt = tables.compare(diffs, "more", "multitask", cfg)
     more_vs_top = tables.compare(diffs, "more", "top", cfg)
+run.save_table("pooled_more_vs_multitask", pooled)
+run.save_table("pooled_more_vs_top", pooled_top)
 run.save_table("more_vs_multitask", more_vs_mt)
 run.save_table("more_vs_top", more_vs_top)
-finding = findings.finding_more_vs_multitask(more_vs_mt, len(cfg.seeds))
-display(more_vs_mt.round(4), Markdown(finding), Markdown(findings.finding_comparison(more_vs_top, "more", "top", len(cfg.seeds))))'''),
+finding = findings.finding_more_vs_multitask(more_vs_mt, len(cfg.seeds), pooled)
+finding_power = findings.finding_power(pooled, paper.ece_effect(paper_model), paper_model)
+display(pooled.round(4), more_vs_mt.round(4), Markdown(finding), Markdown(finding_power),
+        Markdown(findings.finding_comparison(more_vs_top, "more", "top", len(cfg.seeds), pooled_top)))'''),
     ("md", "## Training dynamics · λ and per-source losses of MORE (first seed)"),
     ("code", '''fig = plots.training_curves(heads[study.head_key("more", cfg.seeds[0])].history, "MORE: λ and batch loss per source")
 run.save_figure("lambda_trajectory", fig)
 fig'''),
-    ("md", "## Reliability diagrams (all test sources and seeds pooled), before and after temperature scaling"),
+    ("md", "## Reliability diagrams (all test sources and seeds pooled), before and after temperature scaling\n"
+           "Shaded: where 95% of a perfectly calibrated model's bin accuracies would fall on these pairs."),
     ("code", '''all_diffs = {**diffs, **study.scheme_diffs(heads, data, temperature_scaled=True)}
 curves = tables.reliability_curves(all_diffs, ["top", "multitask", "more", "multitask+T", "more+T"])
 fig = plots.reliability_diagrams(curves, "Reliability (10 bins)")
 run.save_figure("reliability", fig)
 fig'''),
     ("md", "## Does MORE's calibration gain survive post-hoc temperature scaling (T fitted on the calibration split)?"),
-    ("code", '''finding_t = findings.finding_temperature(summary)
-display(Markdown(finding_t))'''),
+    ("code", '''with run.timer("bootstrap CIs (temperature-scaled)"):
+    pooled_t = tables.pooled_compare(all_diffs, "more+T", "multitask+T", cfg, ["ece_10"])
+run.save_table("pooled_more_vs_multitask_T", pooled_t)
+finding_t = findings.finding_temperature(summary, pooled_before=pooled, pooled_after=pooled_t)
+display(pooled_t.round(4), Markdown(finding_t))'''),
     ("md", """## Synthetic drift benchmark (paper eq. 4): the truth is known
 K sources share a reward direction r* and each adds its own drift. Here we can measure how close each RM's
 direction is to r* and how far its probabilities are from the true preference probabilities."""),
@@ -214,9 +228,10 @@ guards'''),
     ("md", "## Findings (computed from this run)"),
     ("code", '''run.save_json("metrics", {"summary": summary.to_dict("records"), "table3": ours.to_dict(),
                           "more_vs_multitask": more_vs_mt.to_dict("records"), "more_vs_top": more_vs_top.to_dict("records"),
+                          "pooled_more_vs_multitask": pooled.to_dict("records"), "power": finding_power,
                           "synthetic": syn_truth_summary.to_dict("records"), "guards": guards.to_dict("records"),
                           "findings": [finding, finding_t, finding_syn]})
-display(Markdown(finding), Markdown(finding_t), Markdown(finding_syn))'''),
+display(Markdown(finding), Markdown(finding_power), Markdown(finding_t), Markdown(finding_syn))'''),
     ("code", FINISH),
     ("md", "Next: [03 · H&H analysis](03_hh_analysis.ipynb)."),
 ]
@@ -244,22 +259,32 @@ fig'''),
     ("md", "## Table 1 layout · ECE and outliers (beyond 1.5·IQR), seed means, beside the paper's\n"
            "The paper's test sets are larger (Table 4), so compare counts relative to `n`."),
     ("code", '''outliers = tables.outlier_table(diffs, ["top", "multitask", "more"], hh_sources)
-side = paper.side_by_side(outliers, paper.outliers(paper_model))
+counts = tables.outlier_counts(diffs, ["top", "multitask", "more"], hh_sources)
+side = paper.side_by_side(outliers, paper.outliers(paper_model), ours_only=["ece_floor", "ece_debiased"])
+run.save_table("outlier_counts_per_seed", counts)
 run.save_table("outliers_ours", outliers)
 run.save_table("outliers_vs_paper", side)
 side.round(3)'''),
-    ("md", "## Mean |reward difference| and ECE: MORE vs MultiTask and vs Single-Top (paired bootstrap 95% CIs)"),
-    ("code", '''with run.timer("bootstrap CIs"):
-    vs_mt = tables.compare(diffs, "more", "multitask", cfg, ["mean_abs_diff", "ece_10"], hh_sources)
-    vs_top = tables.compare(diffs, "more", "top", cfg, ["mean_abs_diff", "ece_10"], hh_sources)
+    ("md", "## Mean |reward difference|, ECE and outlier count: MORE vs MultiTask and vs Single-Top\n"
+           "Pooled over H&H (pairs and seeds resampled), then per test source (paired bootstrap 95% CIs)."),
+    ("code", '''hh_metrics = ["mean_abs_diff", "ece_10", "outlier_count"]
+with run.timer("bootstrap CIs"):
+    pooled_mt = tables.pooled_compare(diffs, "more", "multitask", cfg, hh_metrics, hh_sources)
+    pooled_top = tables.pooled_compare(diffs, "more", "top", cfg, hh_metrics, hh_sources)
+    vs_mt = tables.compare(diffs, "more", "multitask", cfg, hh_metrics, hh_sources)
+    vs_top = tables.compare(diffs, "more", "top", cfg, hh_metrics, hh_sources)
+run.save_table("pooled_more_vs_multitask_hh", pooled_mt)
+run.save_table("pooled_more_vs_top_hh", pooled_top)
 run.save_table("more_vs_multitask_hh", vs_mt)
 run.save_table("more_vs_top_hh", vs_top)
-display(vs_mt.round(4), vs_top.round(4))'''),
+display(pooled_mt.round(4), pooled_top.round(4), vs_mt.round(4), vs_top.round(4))'''),
     ("md", "## Findings (computed from this run)"),
-    ("code", '''texts = [findings.finding_outliers(outliers), findings.finding_comparison(vs_mt, "more", "multitask", len(cfg.seeds)),
-         findings.finding_comparison(vs_top, "more", "top", len(cfg.seeds))]
+    ("code", '''texts = [findings.finding_outliers(counts, vs_mt),
+         findings.finding_comparison(vs_mt, "more", "multitask", len(cfg.seeds), pooled_mt),
+         findings.finding_comparison(vs_top, "more", "top", len(cfg.seeds), pooled_top)]
 run.save_json("metrics", {"outliers": outliers.reset_index().to_dict("records"), "more_vs_multitask": vs_mt.to_dict("records"),
-                          "more_vs_top": vs_top.to_dict("records"), "findings": texts})
+                          "more_vs_top": vs_top.to_dict("records"), "outlier_counts": counts.to_dict("records"),
+                          "pooled_more_vs_multitask": pooled_mt.to_dict("records"), "findings": texts})
 display(*[Markdown(t) for t in texts])'''),
     ("code", FINISH),
     ("md", "Next: [04 · K-ablation](04_k_ablation.ipynb)."),
@@ -284,15 +309,21 @@ run.save_table("k_ablation_tidy", ks)
 k_summary = tables.summary(ks, ["ece_10", "accuracy"], by=("scheme", "test_source", "K"))
 run.save_table("k_ablation", k_summary)
 k_summary.round(4)'''),
-    ("md", "## Fig 6 · ECE on H&H vs number of sources (mean ± sd over seeds; Single-Top dashed)"),
+    ("md", "## Fig 6 · ECE on H&H vs number of sources (mean ± sd over seeds; Single-Top dashed; grey: ECE noise floor)"),
     ("code", '''fig = plots.ece_vs_k(k_summary, top_ref, "ECE on Helpful & Harmless vs K")
 run.save_figure("fig6_ece_vs_k", fig)
 fig'''),
-    ("md", "## Finding (computed from this run) vs the paper's claim"),
-    ("code", '''finding = findings.finding_k_ablation(ks, top_ref.set_index("test_source")["ece_10"], skipped)
+    ("md", "## Finding (computed from this run) vs the paper's claim\n"
+           "Each trend and the comparison with Single-Top come from a pooled paired bootstrap CI (pairs and seeds "
+           "resampled): the largest K minus the smallest, and MORE at the largest K minus Single-Top."),
+    ("code", '''with run.timer("K trend: pooled paired CIs"):
+    ends = study.k_endpoints(cfg, data, run, k_order, tests=hh_sources)
+    trend = tables.k_trend(ends, study.scheme_diffs(top_heads, data), cfg, hh_sources)
+run.save_table("k_trend", trend)
+finding = findings.finding_k_ablation(ks, top_ref.set_index("test_source")["ece_10"], skipped, trend=trend)
 run.save_json("metrics", {"k_ablation": k_summary.to_dict("records"), "top_reference": top_ref.to_dict("records"),
-                          "skipped": skipped, "finding": finding})
-display(Markdown(finding))'''),
+                          "k_trend": trend.to_dict("records"), "skipped": skipped, "finding": finding})
+display(trend.round(4), Markdown(finding))'''),
     *EXPLORE_MIX,
     ("code", FINISH),
     ("md", "Next: [05 · alignment](05_alignment.ipynb) (rejection sampling with these RMs)."),

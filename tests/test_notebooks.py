@@ -71,14 +71,25 @@ def test_metric_keys_and_ranges(run_dir):
     for col in ("accuracy", "ece_5", "ece_10", "ece_20", "ace_10", "mce_10"):
         assert summary[col].between(0, 1).all(), col
     assert {"diff", "lo", "hi"} <= set(pd.DataFrame(m2["more_vs_multitask"]).columns)
+    for col in ("ece_10_floor", "ece_10_floor_p95", "ece_10_debiased", "ece_5_floor", "ece_20_debiased"):
+        assert summary[col].notna().all(), col
+    assert (summary["ece_10_floor"] < summary["ece_10_floor_p95"]).all()
+    pooled = pd.DataFrame(m2["pooled_more_vs_multitask"]).set_index("metric")
+    assert pooled.loc["ece_10", "lo"] <= pooled.loc["ece_10", "diff"] <= pooled.loc["ece_10", "hi"]
+    assert pooled.loc["ece_10", "mde"] > 0 and "0.0177" in m2["power"]
     assert pd.DataFrame(m2["synthetic"])["cosine_to_r_star"].between(-1, 1).all()
     assert len(m2["findings"]) == 3 and all(m2["findings"])
     m3 = _metrics(run, "03_hh_analysis")
     outliers = pd.DataFrame(m3["outliers"])
     assert set(outliers["test_source"]) == {"helpful", "harmless"} and (outliers["pos_outlier_count"] >= 0).all()
+    counts = pd.DataFrame(m3["outlier_counts"])
+    assert (counts["pos_outlier_count"] == counts["pos_outlier_count"].round()).all() and "seeds" in m3["findings"][0]
     m4 = _metrics(run, "04_k_ablation")
     ks = pd.DataFrame(m4["k_ablation"])
     assert sorted(ks["K"].unique()) == [2, 3, 4] and any("webgpt" in s for s in m4["skipped"])
+    trend = pd.DataFrame(m4["k_trend"])
+    assert list(trend["contrast"]) == ["K trend", "K trend", "vs Single-Top"] and (trend["lo"] <= trend["hi"]).all()
+    assert "ece_10_floor" in ks.columns
 
 
 def test_later_notebooks_reuse_earlier_heads(run_dir):
