@@ -158,9 +158,11 @@ def finding_more_vs_multitask(cmp: pd.DataFrame, seeds: int, pooled: pd.DataFram
                  f"source significantly worse.")
     elif overall < 0:
         claim = "MORE's ECE is significantly higher than MultiTask's: the paper's calibration claim does NOT hold on this run."
+    elif row is not None and _verdict(row["lo"], row["hi"], True) > 0:
+        claim = ("The pooled CI favours MORE, but both ECEs are within a perfectly calibrated model's spread at this N: "
+                 "the paper's calibration claim is NOT established on this run.")
     else:
-        claim = ("No CI establishes a calibration difference (or both ECEs are within the noise floor's spread): the "
-                 "paper's calibration claim is NOT established on this run.")
+        claim = "No CI establishes a calibration difference: the paper's calibration claim is NOT established on this run."
     return f"{text} {claim}"
 
 
@@ -265,10 +267,10 @@ def finding_outliers(counts: pd.DataFrame, cmp: pd.DataFrame | None = None, a: s
         rows = cmp[(cmp["metric"] == "outlier_count") & (cmp["test_source"] == src)] if cmp is not None else []
         if len(rows):
             r = rows.iloc[0]
-            word = {1: "fewer outliers than", -1: "more outliers than", 0: "no different in outlier count from"}[
+            word = {1: f"{_name(a)} has fewer outliers than {_name(b)}", -1: f"{_name(a)} has more outliers than "
+                    f"{_name(b)}", 0: f"{_name(a)}'s outlier count is not distinguishable from {_name(b)}'s"}[
                 _verdict(r["lo"], r["hi"], lower_better=True)]
-            text += (f"; seed-mean count difference {r['diff']:+.2f}, paired 95% CI [{r['lo']:+.2f}, {r['hi']:+.2f}]: "
-                     f"{_name(a)} has {word} {_name(b)}")
+            text += f"; seed-mean count difference {r['diff']:+.2f}, paired 95% CI [{r['lo']:+.2f}, {r['hi']:+.2f}]: {word}"
         else:
             text += " (no CI of the difference: no verdict)"
         parts.append(text)

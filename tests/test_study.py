@@ -207,7 +207,7 @@ def test_outlier_finding_gives_integer_counts_per_seed_and_a_ci_verdict():
     assert "MORE +0/−1, +2/−1 (seeds 0, 1)" in text and "n=" not in text and "nan" not in text
     assert "MORE has fewer outliers than MultiTask" in text
     wide = findings.finding_outliers(counts, cmp.assign(hi=0.5))
-    assert "no different in outlier count" in wide and "fewer" not in wide
+    assert "MORE's outlier count is not distinguishable" in wide and "fewer" not in wide
     assert "no verdict" in findings.finding_outliers(counts) and "fewer" not in findings.finding_outliers(counts)
 
 
