@@ -88,4 +88,4 @@ for NB in "${NOTEBOOKS[@]}"; do
 done
 
 echo "[run_all] done: $RUN ($(du -sh "$RUN" | cut -f1) on disk)"
-printf '[run_all]   %s\n' ${TIMES[@]+"${TIMES[@]}"}
+[ ${#TIMES[@]} -eq 0 ] || printf '[run_all]   %s\n' "${TIMES[@]}"

@@ -34,6 +34,8 @@ from morelib.model import REGISTRY, load_reward_model, score
 N_BINS = 10
 FLOOR_SIMS = 200
 CHUNK = 32  # pairs scored per progress-bar update
+SHOWN = ("n", "accuracy", "accuracy_lo", "accuracy_hi", f"ece_{N_BINS}", f"ece_{N_BINS}_floor", "brier", "log_loss",
+         "longer_baseline_accuracy", "rm_prefers_longer")  # columns printed on the terminal
 
 
 def ece_floor(reward_diff: Any, n_bins: int = N_BINS, n_sims: int = FLOOR_SIMS, seed: int = 0) -> float:
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     with pd.option_context("display.width", 200, "display.max_columns", 12):
         for name, table in reports.items():
-            print(f"\n{name}\n{table.round(3)}")
+            print(f"\n{name} (all columns in {args.out / 'report.csv'})\n{table[list(SHOWN)].round(3)}")
         if comparison is not None:
             print(f"\n{args.model} − {args.model2}\n{comparison.round(3)}")
     print(f"\nreport written to {args.out}" + (f"; missing sources: {', '.join(missing)}" if missing else ""))

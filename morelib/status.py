@@ -34,14 +34,18 @@ def report(message: str) -> None:
 
 
 def progress(task: str, done: int, total: int, unit: str = "texts", every_s: float = EVERY_S) -> None:
-    """Report `task: done/total unit` when `every_s` seconds passed since the task's last line, or when it ends."""
+    """Report `task: done/total unit` at the task's first call, then at most once per `every_s` seconds.
+
+    The clock runs across calls of one task (a notebook extracts features split by split), so a string of short
+    extractions still shows a line every `every_s` seconds, and never one per split.
+    """
     now = time.monotonic()
-    start = _last.setdefault(f"{task}/start", now)
-    if task in _last and done < total and now - _last[task] < every_s:
+    if done < _last.get(f"{task}/done", 0) or f"{task}/start" not in _last:
+        _last[f"{task}/start"] = now  # a new extraction of this task
+    _last[f"{task}/done"] = done
+    if task in _last and now - _last[task] < every_s:
         return
     _last[task] = now
-    rate = done / (now - start) if now > start else float("nan")
-    report(f"{task}: {done}/{total} {unit} ({rate:.1f} {unit}/s)")
-    if done >= total:
-        _last.pop(f"{task}/start", None)
-        _last.pop(task, None)
+    elapsed = now - _last[f"{task}/start"]
+    rate = f" ({done / elapsed:.1f} {unit}/s)" if elapsed > 0 else ""
+    report(f"{task}: {done}/{total} {unit}{rate}")

@@ -132,11 +132,13 @@ def test_log_to_file_keeps_info_out_of_the_visible_output(tmp_path, capsys):
 def test_progress_lines_are_throttled(monkeypatch):
     lines = []
     monkeypatch.setattr(status, "report", lines.append)
-    clock = iter([0.0, 1.0, 2.0, 31.0, 32.0, 33.0])
+    clock = iter([0.0, 1.0, 2.0, 31.0, 32.0, 33.0, 40.0, 50.0, 62.0])
     monkeypatch.setattr(status.time, "monotonic", lambda: next(clock))
-    for done in (0, 10, 20, 30, 40, 50):
+    for done in (16, 10, 20, 30, 40, 50):
         status.progress("features x", done, 50)
-    assert [line.split(":")[1].split()[0] for line in lines] == ["0/50", "30/50", "50/50"]
+    for done in (16, 32, 48):  # the next split: the 30 s clock runs on across extractions
+        status.progress("features x", done, 48)
+    assert [line.split(": ")[1].split()[0] for line in lines] == ["16/50", "30/50", "48/48"]
 
 
 def test_create_stores_only(tmp_path):
