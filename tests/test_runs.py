@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from morelib import runs, status
+from morelib import alignment, runs, status
 from morelib.config import load_config
 from morelib.errors import ConfigError, RunError
 
@@ -144,3 +144,11 @@ def test_progress_lines_are_throttled(monkeypatch):
 def test_create_stores_only(tmp_path):
     out = runs._main(["create", "tiny", json.dumps({"output_root": str(tmp_path)}), "01,02"])
     assert json.loads((Path(out) / "run_all.json").read_text())["only"] == "01,02"
+
+
+def test_drop_policies_keeps_them_only_when_asked(tmp_path):
+    folders = {"more": tmp_path / "more"}
+    folders["more"].mkdir()
+    assert "kept" in alignment.drop_policies(load_config("tiny", {"rjs.keep_policies": True}), folders)
+    assert folders["more"].exists()
+    assert "deleted" in alignment.drop_policies(load_config("tiny"), folders) and not folders["more"].exists()
