@@ -6,7 +6,10 @@
 #   --profile NAME    params profile (default: default = this CPU; tiny = tests; paper = GPU) or a YAML path
 #   --only LIST       comma-separated notebook numbers to run (e.g. 01,02); the others are skipped
 #   -p KEY VALUE      a dotted config override (value parsed as YAML), e.g. -p train.head_lr 0.02 -p seeds '[0]'
-#   --resume RUN_ID   continue the run outputs/RUN_ID from its first unfinished notebook (same profile and overrides)
+#   --resume RUN_ID   continue the run outputs/RUN_ID from its first unfinished notebook (same profile, overrides, --only)
+#
+# The terminal shows each notebook, its current step and feature-extraction progress (morelib.status, also in
+# <run>/status.log); INFO logs go to <run>/<notebook>/log.txt. The run folder's size is printed at the end.
 #
 # Overrides reach each notebook as ONE string parameter `overrides`, validated there by load_config (papermill alone
 # would only warn about an unknown parameter). A notebook that fails stops the run: the script exits non-zero and
@@ -16,7 +19,7 @@ cd "$(dirname "$0")"
 ROOT="$(pwd)"
 source scripts/setup.sh
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 
 PROFILE="default"
 ONLY=""
@@ -34,21 +37,33 @@ while [ $# -gt 0 ]; do
 done
 
 PY="$ROOT/.venv/bin/python"
+NOTEBOOKS=(notebooks/0[0-9]_*.ipynb)
+VALID="$(for NB in "${NOTEBOOKS[@]}"; do B="$(basename "$NB")"; printf '%s ' "${B:0:2}"; done)"
+if [ -n "$ONLY" ]; then
+  for NUM in ${ONLY//,/ }; do
+    if [[ " $VALID" != *" $NUM "* ]]; then
+      echo "run_all.sh: --only $ONLY: no notebook $NUM; valid notebooks: ${VALID% }" >&2
+      exit 2
+    fi
+  done
+fi
 if [ -n "$RESUME" ]; then
   RUN="$("$PY" -c 'import sys; from morelib.runs import resume_dir; print(resume_dir(sys.argv[1]))' "$RESUME")"
   PROFILE="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["profile"])' "$RUN/run_all.json")"
   OVERRIDES="$("$PY" -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["overrides"]))' "$RUN/run_all.json")"
   [ ${#PAIRS[@]} -eq 0 ] || { echo "run_all.sh: --resume reuses the run's overrides; drop -p" >&2; exit 2; }
+  [ -z "$ONLY" ] || { echo "run_all.sh: --resume reuses the run's --only; drop --only" >&2; exit 2; }
+  ONLY="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("only", ""))' "$RUN/run_all.json")"
 else
   # Validate profile + overrides before anything runs, then create a fresh run folder (never an existing one).
   OVERRIDES="$("$PY" -m morelib.runs overrides ${PAIRS[@]+"${PAIRS[@]}"})"
-  RUN="$("$PY" -m morelib.runs create "$PROFILE" "$OVERRIDES")"
+  RUN="$("$PY" -m morelib.runs create "$PROFILE" "$OVERRIDES" "$ONLY")"
 fi
 echo "[run_all] run folder: $RUN"
-echo "[run_all] profile: $PROFILE  overrides: $OVERRIDES"
+echo "[run_all] profile: $PROFILE  overrides: $OVERRIDES${ONLY:+  only: $ONLY}"
 
 declare -a TIMES=()
-for NB in notebooks/0[1-5]_*.ipynb; do
+for NB in "${NOTEBOOKS[@]}"; do
   NAME="$(basename "$NB" .ipynb)"
   NUM="${NAME:0:2}"
   if [ -n "$ONLY" ] && [[ ",$ONLY," != *",$NUM,"* ]]; then
@@ -72,5 +87,5 @@ for NB in notebooks/0[1-5]_*.ipynb; do
   TIMES+=("$NAME $(( $(date +%s) - START ))s")
 done
 
-echo "[run_all] done: $RUN"
-printf '[run_all]   %s\n' ${TIMES[@]+"${TIMES[@]}"}
+echo "[run_all] done: $RUN ($(du -sh "$RUN" | cut -f1) on disk)"
+[ ${#TIMES[@]} -eq 0 ] || printf '[run_all]   %s\n' "${TIMES[@]}"

@@ -12,6 +12,7 @@ Checked by tests/test_notebook05.py (papermill on the tiny profile) and the unit
 """
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -131,6 +132,16 @@ def align_policies(cfg: Config, run: Run, prompts: Sequence[str], selected: dict
     """SFT the base policy on each RM's picks; {scheme: folder of the aligned policy} under <run>/05…/policies/."""
     return {s: rjs.sft(cfg.rjs.policy, prompts, picks, run.dir / "policies" / s, cfg.rjs, cfg.seeds[0])
             for s, picks in selected.items()}
+
+
+def drop_policies(cfg: Config, aligned: dict[str, Path]) -> str:
+    """Delete the fine-tuned policy folders unless `rjs.keep_policies`; a sentence saying what happened."""
+    if cfg.rjs.keep_policies:
+        return f"Fine-tuned policies kept (rjs.keep_policies): {', '.join(str(p) for p in aligned.values())}."
+    for folder in aligned.values():
+        shutil.rmtree(folder, ignore_errors=True)
+    return ("Fine-tuned policy folders deleted after use to keep the run small; set `rjs.keep_policies: true` to "
+            "keep them.")
 
 
 def perplexity_table(cfg: Config, pairs: dict[str, list], policies: dict[str, str | Path]) -> pd.DataFrame:

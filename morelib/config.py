@@ -128,6 +128,7 @@ class RJSConfig:
     max_length: int = 512
     dtype: str = "auto"
     backend: str = "auto"
+    keep_policies: bool = False
 
 
 @dataclass(frozen=True)

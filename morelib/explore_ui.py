@@ -26,6 +26,15 @@ TEMPLATE = "plotly_white"
 SCHEME_COLORS = {"multitask": "#ff7f0e", "more": "#2ca02c"}
 PALETTE = ("#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#d62728")
 PANELS = ("accuracy per test source", "ECE per test source", "reliability (σ(Δ), both orders)", "reward difference Δ")
+SLIDER_STEP, SLIDER_DECIMALS = 0.01, 2  # λ slider resolution; sliders show λ rounded to it, refits use the exact λ
+LABEL_STYLE = {"description_width": "initial"}  # full source names ("ultrafeedback"), never cut to "ultrafeed…"
+ECE_AXIS_MIN = 0.2  # the ECE panel's fixed upper end is at least this, so bars compare across updates
+
+
+def ece_axis_max(ex: Explorer, fits: list[Fit]) -> float:
+    """A fixed upper end for the ECE panel: twice the largest ECE of the first fits, rounded up to 0.05, ≤ 1."""
+    top = max(f.metrics[s][_ece_key(ex)] for f in fits for s in ex.test)
+    return float(min(1.0, max(ECE_AXIS_MIN, np.ceil(2 * top / 0.05) * 0.05)))
 
 
 def _panels(title: str, tests: list[str]) -> go.Figure:
@@ -34,8 +43,8 @@ def _panels(title: str, tests: list[str]) -> go.Figure:
     # bars sit at 0…K−1 with the source names as tick labels: the anywidget front-end of plotly 7 drops string x
     for col in (1, 2):
         fig.update_xaxes(tickmode="array", tickvals=list(range(len(tests))), ticktext=tests, row=1, col=col)
-    fig.update_layout(title=title, template=TEMPLATE, height=620, barmode="group", bargap=0.25,
-                      margin={"t": 70, "b": 40, "l": 50, "r": 20}, legend={"orientation": "h", "y": -0.08})
+    fig.update_layout(title=title, template=TEMPLATE, height=640, barmode="group", bargap=0.25,
+                      margin={"t": 95, "b": 40, "l": 50, "r": 20}, legend={"orientation": "h", "y": -0.08})
     fig.update_yaxes(range=[0, 1], row=1, col=1)
     fig.update_xaxes(range=[0, 1], title_text="confidence", row=2, col=1)
     fig.update_yaxes(range=[0, 1], title_text="accuracy", row=2, col=1)
@@ -98,7 +107,7 @@ def draw_lambda(fig: go.Figure, ex: Explorer, fit: Fit) -> None:
         for i, s in enumerate(tests):
             fig.data[3 + i].x, fig.data[3 + i].y = _curve(fit.reliability[s])
             fig.data[3 + len(tests) + i].x = fit.diffs[s]
-        fig.layout.title.text = "λ = " + ", ".join(f"{n} {v:.2f}" for n, v in zip(ex.names, fit.lam))
+        fig.layout.title.text = "λ explorer<br><sup>λ = " + ", ".join(f"{n} {v:.3f}" for n, v in zip(ex.names, fit.lam)) + "</sup>"
 
 
 def draw_mix(fig: go.Figure, ex: Explorer, fits: dict[str, Fit]) -> None:
@@ -112,7 +121,8 @@ def draw_mix(fig: go.Figure, ex: Explorer, fits: dict[str, Fit]) -> None:
             fig.data[base + 2].x, fig.data[base + 2].y = _curve(fit.pooled_reliability)
             fig.data[base + 3].x = np.concatenate([fit.diffs[s] for s in tests])
         mix = fits[MIX_SCHEMES[0]].pairs
-        fig.layout.title.text = "MultiTask vs MORE on the mix " + ", ".join(f"{n} {k}" for n, k in mix.items())
+        fig.layout.title.text = ("MultiTask vs MORE on the mix<br><sup>pairs: " + ", ".join(f"{n} {k}" for n, k in mix.items())
+                                 + "</sup>")
 
 
 def lambda_figure(ex: Explorer, widget: bool = False) -> go.Figure:
@@ -120,7 +130,9 @@ def lambda_figure(ex: Explorer, widget: bool = False) -> go.Figure:
     fig = _panels("λ explorer", list(ex.test))
     _lambda_traces(fig, list(ex.test))
     fig = go.FigureWidget(fig) if widget else fig
-    draw_lambda(fig, ex, ex.current or ex.set_lambda(ex.presets()["uniform"]))
+    fit = ex.current or ex.set_lambda(ex.presets()["uniform"])
+    fig.update_yaxes(range=[0, ece_axis_max(ex, [fit])], autorange=False, row=1, col=2)
+    draw_lambda(fig, ex, fit)
     return fig
 
 
@@ -129,7 +141,9 @@ def mix_figure(ex: Explorer, widget: bool = False) -> go.Figure:
     fig = _panels("mix explorer", list(ex.test))
     _mix_traces(fig, list(ex.test))
     fig = go.FigureWidget(fig) if widget else fig
-    draw_mix(fig, ex, ex.mix or ex.set_mix(ex.available))
+    fits = ex.mix or ex.set_mix(ex.available)
+    fig.update_yaxes(range=[0, ece_axis_max(ex, list(fits.values()))], autorange=False, row=1, col=2)
+    draw_mix(fig, ex, fits)
     return fig
 
 
@@ -185,6 +199,7 @@ class ExplorerUI:
         if unknown or not views:
             raise MoreError(f"unknown explorer view(s) {sorted(unknown)}; views are 'lambda' and 'mix'")
         self.ex, self.W, self.views, self._mute = ex, W, tuple(views), False
+        self._echo: list[float | None] = []
         delay = (ex.ecfg.debounce_ms if debounce_ms is None else debounce_ms) / 1000
         self.last_update_s: dict[str, float] = {}
         self.refits = {"lambda": 0, "mix": 0}
@@ -199,34 +214,43 @@ class ExplorerUI:
     def _lambda_view(self, debounce: Debouncer) -> object:
         """Sliders, presets, the MORE step slider, status and figure of the λ view."""
         W, ex = self.W, self.ex
-        self.sliders = [W.FloatSlider(value=1 / len(ex.names), min=0, max=1, step=0.01, description=n,
-                                      readout_format=".2f", continuous_update=True) for n in ex.names]
+        self.sliders = [W.FloatSlider(value=round(1 / len(ex.names), 2), min=0, max=1, step=SLIDER_STEP, description=n,
+                                      readout_format=".2f", continuous_update=True, style=LABEL_STYLE) for n in ex.names]
         for s in self.sliders:
-            s.observe(lambda _: self._mute or debounce.trigger(), names="value")
+            s.observe(lambda change: self._mute or self._moved(change) and debounce.trigger(), names="value")
         labels = {"uniform": "uniform (MultiTask)", "size": "size-proportional (plain mixing)", "more": "MORE final λ"}
         buttons = [W.Button(description=text, layout={"width": "auto"}) for text in labels.values()]
+        self.preset_buttons = dict(zip(labels, buttons))
         for key, button in zip(labels, buttons):
-            button.on_click(lambda _, key=key: self.apply(ex.presets()[key]))
+            button.on_click(lambda _, key=key: self.apply(ex.presets()[key], steps - 1 if key == "more" else None))
         steps = len(ex.more_trajectory())
-        self.step = W.IntSlider(value=steps - 1, min=0, max=steps - 1, description="MORE step", continuous_update=True)
-        step_debounce = Debouncer(lambda: self.apply(ex.more_lambda(self.step.value)), debounce.delay_s)
+        self.step = W.IntSlider(value=steps - 1, min=0, max=steps - 1, description="MORE step", continuous_update=True,
+                                style=LABEL_STYLE)
+        self.step_note = W.HTML()
+        step_debounce = Debouncer(lambda: self.apply(ex.more_lambda(self.step.value), self.step.value),
+                                  debounce.delay_s)
         self.step.observe(lambda _: self._mute or step_debounce.trigger(), names="value")
         self.lambda_status = W.HTML()
         self.lambda_fig = lambda_figure(ex, widget=True)
         self._set_sliders(ex.current.lam)
+        self._show_step(None)
         self.lambda_status.value = status_html(ex, ex.current, ex.current.seconds, "fixed λ")
         controls = W.VBox([W.HTML("<b>λ explorer</b>: fixed loss weight per source (normalised to sum 1)"),
-                           *self.sliders, W.HBox(buttons), self.step])
+                           *self.sliders, W.HBox(buttons), W.HBox([self.step, self.step_note])])
         return W.VBox([controls, self.lambda_status, self.lambda_fig])
 
     def _mix_view(self, debounce: Debouncer) -> object:
         """Pairs-per-source sliders, inclusion boxes, status and figure of the mix view."""
         W, ex = self.W, self.ex
         self.pairs = [W.IntSlider(value=ex.available[n], min=0, max=ex.available[n], description=n,
-                                  step=max(1, ex.available[n] // 40), continuous_update=True) for n in ex.names]
+                                  step=max(1, ex.available[n] // 40), continuous_update=True, style=LABEL_STYLE)
+                      for n in ex.names]
         self.include = [W.Checkbox(value=True, description="in the mix", indent=False) for _ in ex.names]
-        for w in self.pairs + self.include:
+        self._kept = {n: ex.available[n] for n in ex.names}
+        for w in self.pairs:
             w.observe(lambda _: self._mute or debounce.trigger(), names="value")
+        for i, box in enumerate(self.include):
+            box.observe(lambda _, i=i: self._mute or (self._show_included(i), debounce.trigger()), names="value")
         self.mix_status = W.HTML()
         self.mix_fig = mix_figure(ex, widget=True)
         fit = ex.mix["more"]
@@ -256,22 +280,56 @@ class ExplorerUI:
         return W.VBox([W.HBox([*buttons, self.saved, load]), self.save_status])
 
     def _set_sliders(self, lam: np.ndarray) -> None:
-        """Show λ on the sliders without triggering a refit."""
+        """Show λ on the sliders, rounded to their step as a browser would, without triggering a refit."""
         self._mute = True
+        self._echo = [round(float(v), SLIDER_DECIMALS) for v in lam]
         try:
-            for s, v in zip(self.sliders, lam):
-                s.value = float(v)
+            for s, v in zip(self.sliders, self._echo):
+                s.value = v
         finally:
             self._mute = False
 
-    def apply(self, lam: np.ndarray) -> None:
-        """Refit with exactly this λ (a preset or a MORE step) and show it on the sliders."""
+    def _moved(self, change: dict) -> bool:
+        """Whether a slider change is the user's: a browser echoing back the rounded λ it was sent is not."""
+        i = self.sliders.index(change["owner"])
+        if self._echo[i] is not None and abs(change["new"] - self._echo[i]) < SLIDER_STEP / 2:
+            return False
+        self._echo[i] = None
+        return True
+
+    def _show_step(self, step: int | None) -> None:
+        """Readout beside the MORE step slider: which step λ comes from, or that λ is not on MORE's trajectory."""
+        n = len(self.ex.more_trajectory())
+        if step is not None:
+            self._mute = True
+            self.step.value = step
+            self._mute = False
+        self.step_note.value = (f"showing MORE's λ at step {step} of {n - 1}" if step is not None
+                                else "λ shown is not a MORE step (drag to replay MORE's λ)")
+
+    def _show_included(self, i: int) -> None:
+        """An unchecked source's slider reads 0 and is disabled; checking it again restores its count."""
+        slider, name = self.pairs[i], self.ex.names[i]
+        self._mute = True
+        try:
+            if self.include[i].value:
+                slider.disabled, slider.value = False, self._kept[name]
+            else:
+                self._kept[name], slider.value, slider.disabled = slider.value, 0, True
+        finally:
+            self._mute = False
+
+    def apply(self, lam: np.ndarray, step: int | None = None) -> None:
+        """Refit with exactly this λ (a preset, or MORE's λ at `step`) and show it on the sliders and step readout."""
         self._set_sliders(lam)
+        self._show_step(step)
         self.refresh_lambda(list(lam))
 
     def refresh_lambda(self, lam: list[float] | None = None) -> None:
         """Refit with λ (default: the slider values, normalised) and redraw the λ view in place."""
         start = time.perf_counter()
+        if lam is None:
+            self._show_step(None)
         raw = lam if lam is not None else [s.value for s in self.sliders]
         if sum(raw) <= 0:
             self.lambda_status.value = error_html("all weights are 0: move at least one slider above 0 to refit")
@@ -290,8 +348,9 @@ class ExplorerUI:
         """Refit MultiTask and MORE on the chosen mix and redraw the mix view in place."""
         start = time.perf_counter()
         included = [n for n, box in zip(self.ex.names, self.include) if box.value]
+        counts = [p.value if box.value else self._kept[n] for n, p, box in zip(self.ex.names, self.pairs, self.include)]
         try:
-            fits = self.ex.set_mix([p.value for p in self.pairs], include=included)
+            fits = self.ex.set_mix(counts, include=included)
         except MoreError as err:
             self.mix_status.value = error_html(str(err))
             return
@@ -326,9 +385,11 @@ class ExplorerUI:
             self.lambda_status.value = status_html(self.ex, result, result.seconds, f"fixed λ (saved #{save_id})")
             return
         self._mute = True
-        for name, slider, box in zip(self.ex.names, self.pairs, self.include):
-            box.value = name in result["more"].pairs
+        for i, (name, slider, box) in enumerate(zip(self.ex.names, self.pairs, self.include)):
             slider.value = result["more"].pairs.get(name, slider.value)
+            box.value = name in result["more"].pairs
+            self._show_included(i)
+            self._mute = True
         self._mute = False
         draw_mix(self.mix_fig, self.ex, result)
         self.mix_status.value = status_html(self.ex, result["more"], result["more"].seconds, f"mix (saved #{save_id})")

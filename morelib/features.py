@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from morelib import status
 from morelib.errors import DataError
 from morelib.hardware import dtype_name
 from morelib.model import collate, encode, load_reward_model, model_identity, pooled_features
@@ -186,8 +187,9 @@ def embed_texts(model, tokenizer, texts: Sequence[str], max_length: int, truncat
             feats = pooled_features(model, input_ids, mask).float().cpu()
             for row, i in enumerate(chunk):
                 out[i] = feats[row]
-            if bar is not None:
+            if bar is not None and not bar.disable:
                 bar.update(len(chunk))
+                status.progress(bar.desc, bar.n, bar.total)
     return torch.stack(out) if out else torch.zeros(0, model.config.get_text_config().hidden_size)
 
 

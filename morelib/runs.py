@@ -27,7 +27,9 @@ from typing import Any
 
 import pandas as pd
 import yaml
+from transformers.utils import logging as hf_logging
 
+from morelib import status
 from morelib.config import PARAMS_DIR, Config, load_config
 from morelib.errors import ConfigError, RunError
 
@@ -35,6 +37,9 @@ log = logging.getLogger(__name__)
 REPO_ROOT = PARAMS_DIR.parent
 PACKAGES = ("torch", "transformers", "accelerate", "datasets", "numpy", "scipy", "pandas", "plotly", "papermill")
 DONE_MARKER = ".done"
+LOG_FILE = "log.txt"  # <run>/<notebook>/log.txt: every INFO line of the notebook's kernel
+STATUS_FILE = "status.log"  # <run>/status.log: the steps and progress lines run_all.sh shows on the terminal
+INTERACTIVE_PREFIX = "interactive-"  # <run>/interactive-<stamp>/: a rerun against a finished notebook writes here
 _PNG_SKIPPED: list[str] = []
 
 
@@ -151,11 +156,12 @@ class Run:
     cfg: Config
     timings: list[tuple[str, float]] = field(default_factory=list)
     manifest_extra: dict[str, Any] = field(default_factory=dict)
+    sub: str = ""  # "interactive-<stamp>" when this notebook already finished in the run: its files stay untouched
 
     @property
     def dir(self) -> Path:
-        """This notebook's folder inside the run."""
-        return self.root / self.notebook
+        """This notebook's folder inside the run (inside `sub` for an interactive rerun)."""
+        return self.root / self.sub / self.notebook if self.sub else self.root / self.notebook
 
     @property
     def heads_dir(self) -> Path:
@@ -218,6 +224,7 @@ class Run:
     def timer(self, step: str) -> Iterator[None]:
         """Time the enclosed block as `step` in this notebook's timing table."""
         start = time.perf_counter()
+        status.report(f"step: {step}")
         try:
             yield
         finally:
@@ -252,15 +259,42 @@ def open_run(cfg: Config, run_dir: str | Path | None, notebook: str) -> Run:
     else:
         root = Path(run_dir)
         root.mkdir(parents=True, exist_ok=True)
+    sub = f"{INTERACTIVE_PREFIX}{datetime.now():%Y%m%d-%H%M%S}" if (root / notebook / DONE_MARKER).exists() else ""
+    run = Run(root=root.resolve(), notebook=notebook, cfg=cfg, sub=sub)
     config_file = root / "config.yaml"
     text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
     if not config_file.exists():
         atomic_write(config_file, lambda fh: fh.write(text))
     elif config_file.read_text() != text:
-        atomic_write(root / notebook / "config.yaml", lambda fh: fh.write(text))
-    run = Run(root=root.resolve(), notebook=notebook, cfg=cfg)
+        atomic_write(run.dir / "config.yaml", lambda fh: fh.write(text))
     run.dir.mkdir(parents=True, exist_ok=True)
+    if sub:
+        log.warning("%s already finished in %s: this rerun writes into %s and reuses the run's RMs", notebook,
+                    root, run.dir)
     return run
+
+
+def log_to_file(run: Run, level: int = logging.INFO) -> Path:
+    """Send log lines of `level` and above to `<notebook dir>/log.txt`; only warnings reach the notebook's output.
+
+    Also points status lines (`morelib.status`) at `<run>/status.log` and turns off transformers' progress bars.
+    """
+    path = run.dir / LOG_FILE
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    to_file = logging.FileHandler(path)
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    visible = logging.StreamHandler()
+    visible.setLevel(logging.WARNING)
+    visible.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(to_file)
+    root.addHandler(visible)
+    root.setLevel(level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    hf_logging.disable_progress_bar()
+    status.set_target(run.root / run.sub / STATUS_FILE, run.notebook + (f" ({run.sub})" if run.sub else ""))
+    return path
 
 
 def parse_overrides(overrides: str | dict | None) -> dict[str, Any]:
@@ -308,14 +342,15 @@ def _main(argv: list[str]) -> str:
     """CLI for run_all.sh: `overrides K V ...` → validated-later JSON; `create PROFILE JSON` → new run folder."""
     if argv[:1] == ["overrides"]:
         return json.dumps(pairs_to_overrides(argv[1:]))
-    if argv[:1] == ["create"] and len(argv) == 3:
+    if argv[:1] == ["create"] and len(argv) in (3, 4):
         overrides = parse_overrides(argv[2])
         cfg = load_config(argv[1], overrides)
         root = create_run_dir(cfg)
-        spec = {"profile": argv[1], "overrides": overrides, "git_commit": git_commit()}
+        spec = {"profile": argv[1], "overrides": overrides, "git_commit": git_commit(),
+                "only": argv[3] if len(argv) == 4 else ""}
         atomic_write(root / "run_all.json", lambda fh: fh.write(json.dumps(spec, indent=2) + "\n"))
         return str(root)
-    raise RunError(f"usage: python -m morelib.runs overrides K V ... | create PROFILE OVERRIDES_JSON (got {argv})")
+    raise RunError(f"usage: python -m morelib.runs overrides K V ... | create PROFILE OVERRIDES_JSON [ONLY] (got {argv})")
 
 
 if __name__ == "__main__":

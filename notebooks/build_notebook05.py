@@ -16,15 +16,12 @@ from build_notebooks import PARAMS, build  # noqa: E402
 HERE = Path(__file__).resolve().parent
 NAME = "05_alignment"
 
-SETUP = f'''import logging
-
-from IPython.display import Markdown, display
+SETUP = f'''from IPython.display import Markdown, display
 
 from morelib import alignment, findings, judge, plots, rjs, runs, study
 
-logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-logging.getLogger("httpx").setLevel(logging.WARNING)
 run = runs.start(profile, run_dir, overrides, "{NAME}")
+runs.log_to_file(run)  # INFO lines go to <run>/{NAME}/log.txt; warnings stay visible here
 cfg = run.cfg
 r = cfg.rjs
 print(f"run folder: {{run.root}}  (profile {{cfg.profile}}, seeds {{list(cfg.seeds)}})")
@@ -110,6 +107,7 @@ outcomes = alignment.outcome_frame(wtl)
 fig = plots.metric_bars(outcomes, "share", "MORE vs MultiTask policy: share of prompts won / tied / lost", x="judge", color="outcome")
 run.save_figure("win_tie_lose", fig)
 display(*[Markdown(judge.wtl_sentence(v)) for v in wtl.values()])
+display(Markdown(alignment.drop_policies(cfg, aligned)))
 fig'''),
     ("md", "## Table 2 · ours beside the paper's\nThe paper's rows are read from `table2_rjs_alignment.csv` at run time; W/T/L (%) is on the MORE row and comes from our configured judge."),
     ("code", '''primary = cfg.judge.kind if cfg.judge.kind in wtl else next(iter(wtl))

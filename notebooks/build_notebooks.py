@@ -20,15 +20,12 @@ overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {trai
 
 def setup(notebook: str) -> str:
     """The set-up cell: imports, validated config and the run folder."""
-    return f'''import logging
-
-from IPython.display import Markdown, display
+    return f'''from IPython.display import Markdown, display
 
 from morelib import findings, paper, plots, runs, study, tables
 
-logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-logging.getLogger("httpx").setLevel(logging.WARNING)
 run = runs.start(profile, run_dir, overrides, "{notebook}")
+runs.log_to_file(run)  # INFO lines go to <run>/{notebook}/log.txt; warnings stay visible here
 cfg = run.cfg
 print(f"run folder: {{run.root}}  (profile {{cfg.profile}}, seeds {{list(cfg.seeds)}})")'''
 

@@ -171,7 +171,7 @@ def test_widget_updates_the_same_figure_in_place(ex):
     assert isinstance(fig, go.FigureWidget)
     ui.sliders[2].value = 0.9  # no running event loop here: the update runs at once
     assert ui.lambda_fig is fig and ui.lambda_status.value != before
-    np.testing.assert_allclose(ex.current.lam, np.array([1 / 3, 1 / 3, 0.9]) / (2 / 3 + 0.9), atol=1e-3)
+    np.testing.assert_allclose(ex.current.lam, np.array([0.33, 0.33, 0.9]) / 1.56, atol=1e-9)  # sliders show 0.01 steps
     assert list(fig.data[1].y) == [ex.current.metrics[s]["accuracy"] for s in NAMES]
     assert "update" in ui.lambda_status.value and "head_epochs=3" in ui.lambda_status.value
     for s in ui.sliders:
@@ -180,8 +180,33 @@ def test_widget_updates_the_same_figure_in_place(ex):
     mix_fig = ui.mix_fig
     ui.include[0].value = False
     assert ui.mix_fig is mix_fig and ex.mix["more"].pairs == {"b": 240, "c": 360}
+    assert (ui.pairs[0].value, ui.pairs[0].disabled) == (0, True)  # an unchecked source reads 0
+    ui.include[0].value = True
+    assert (ui.pairs[0].value, ui.pairs[0].disabled) == (120, False) and ex.mix["more"].pairs["a"] == 120
     ui.save("mix")
     assert ui.saved.options[-1][1] == 0
+
+
+def test_more_preset_stays_exactly_mores_lambda(ex):
+    ui = explore_ui.ExplorerUI(ex, views=("lambda",))
+    ece_range = ui.lambda_fig.layout.yaxis2.range
+    preset = ex.presets()["more"]
+    assert not np.allclose(preset, np.round(preset, 2))  # the preset is not on the sliders' 0.01 grid
+    before = ui.refits["lambda"]
+    ui.preset_buttons["more"].click()
+    assert ui.refits["lambda"] == before + 1
+    for s in ui.sliders:  # a browser echoes the rounded value it shows (float noise included)
+        s.value = float(f"{s.value:.2f}") + 1e-12
+    assert ui.refits["lambda"] == before + 1 and np.array_equal(ex.current.lam, preset / preset.sum())
+    steps = len(ex.more_trajectory())
+    assert f"step {steps - 1} of {steps - 1}" in ui.step_note.value
+    ui.step.value = 0
+    assert "step 0 of" in ui.step_note.value and np.array_equal(ex.current.lam, ex.more_lambda(0) / ex.more_lambda(0).sum())
+    ui.preset_buttons["uniform"].click()
+    assert "not a MORE step" in ui.step_note.value
+    ui.sliders[0].value = 0.8  # a real drag refits and leaves MORE's trajectory
+    assert ui.refits["lambda"] == before + 4 and "not a MORE step" in ui.step_note.value
+    assert ui.lambda_fig.layout.yaxis2.range == ece_range  # the ECE axis stays put
 
 
 def test_debouncer_coalesces_a_drag():

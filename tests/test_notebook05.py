@@ -47,4 +47,5 @@ def test_notebook05_runs_on_tiny(tmp_path, monkeypatch):
     ours = side[side["who"] == "ours"]
     assert len(ours) == 3 and (ours[["ppl_helpful", "ppl_harmless"]] > 1).all().all()
     assert (run_dir / "heads").is_dir() and any((run_dir / "heads").rglob("*.pt"))
+    assert not list((out / "policies").glob("*/*.safetensors")), "rjs.keep_policies is false: policies are deleted"
     assert (out / "figures" / "win_tie_lose.html").exists()

@@ -109,3 +109,33 @@ def test_stored_notebooks_match_their_generator(tmp_path):
         fresh = [c.source for c in nbformat.read(tmp_path / f"{name}.ipynb", as_version=4).cells]
         stored = [c.source for c in nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4).cells]
         assert fresh == stored, f"{name}.ipynb was edited by hand: edit notebooks/build_notebooks.py and rerun it"
+
+
+def _tree_hashes(root: Path) -> dict[str, str]:
+    import hashlib
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and not p.relative_to(root).parts[0].startswith("interactive-")}
+
+
+def test_executed_notebooks_show_no_info_log_lines(run_dir):
+    run, _ = run_dir
+    for name in NOTEBOOKS:
+        nb = nbformat.read(run / name / f"{name}.ipynb", as_version=4)
+        streams = [o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"]
+        assert not [s for s in streams if "INFO " in s], f"{name} shows INFO log lines"
+        assert (run / name / "log.txt").exists()
+
+
+def test_rerun_against_a_finished_run_leaves_its_files_untouched(run_dir):
+    run, _ = run_dir
+    name = "02_more_training"
+    (run / name / ".done").touch()  # as run_all.sh marks a finished notebook
+    before = _tree_hashes(run)
+    out = run.parent / "rerun.ipynb"
+    papermill.execute_notebook(str(NB_DIR / f"{name}.ipynb"), str(out), cwd=str(NB_DIR), progress_bar=False,
+                               kernel_name="python3", parameters={"profile": "tiny", "run_dir": str(run),
+                                                                  "overrides": json.dumps({"output_root": str(run.parent)})})
+    assert _tree_hashes(run) == before, "an interactive rerun changed the finished run's files"
+    reruns = list(run.glob(f"interactive-*/{name}/metrics.json"))
+    assert len(reruns) == 1
+    assert json.loads(reruns[0].read_text())["summary"] == _metrics(run, name)["summary"]  # same RMs, same numbers

@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from morelib import runs
+from morelib import alignment, runs, status
 from morelib.config import load_config
 from morelib.errors import ConfigError, RunError
 
@@ -98,3 +98,57 @@ def test_run_all_cli_helpers(tmp_path, monkeypatch):
         runs.resume_dir(str(tmp_path / "nope"))
     with pytest.raises(ConfigError, match="train.lrr"):
         runs._main(["create", "tiny", '{"train.lrr": 1}'])
+
+
+def test_rerun_of_a_finished_notebook_writes_into_its_own_subfolder(tmp_path):
+    cfg = load_config("tiny", {"output_root": str(tmp_path)})
+    first = runs.open_run(cfg, str(tmp_path / "r"), "02_x")
+    first.save_json("metrics", {"a": 1})
+    (first.dir / runs.DONE_MARKER).touch()
+    again = runs.open_run(cfg, str(tmp_path / "r"), "02_x")
+    assert again.sub.startswith(runs.INTERACTIVE_PREFIX) and again.dir.parent.parent == first.root
+    assert again.heads_dir == first.heads_dir  # the rerun reuses the run's RMs
+    again.save_json("metrics", {"a": 2})
+    assert json.loads((first.dir / "metrics.json").read_text()) == {"a": 1}
+
+
+def test_log_to_file_keeps_info_out_of_the_visible_output(tmp_path, capsys):
+    import logging
+
+    run = runs.open_run(load_config("tiny", {"output_root": str(tmp_path)}), str(tmp_path / "r"), "01_x")
+    path = runs.log_to_file(run)
+    logging.getLogger("morelib.test").info("an info line")
+    logging.getLogger("morelib.test").warning("a warning line")
+    err = capsys.readouterr().err
+    assert "a warning line" in err and "an info line" not in err
+    assert "an info line" in path.read_text()
+    with run.timer("fit heads"):
+        pass
+    assert "step: fit heads" in (run.root / runs.STATUS_FILE).read_text()
+    logging.getLogger().handlers.clear()
+    status.set_target(None, "")
+
+
+def test_progress_lines_are_throttled(monkeypatch):
+    lines = []
+    monkeypatch.setattr(status, "report", lines.append)
+    clock = iter([0.0, 1.0, 2.0, 31.0, 32.0, 33.0, 40.0, 50.0, 62.0])
+    monkeypatch.setattr(status.time, "monotonic", lambda: next(clock))
+    for done in (16, 10, 20, 30, 40, 50):
+        status.progress("features x", done, 50)
+    for done in (16, 32, 48):  # the next split: the 30 s clock runs on across extractions
+        status.progress("features x", done, 48)
+    assert [line.split(": ")[1].split()[0] for line in lines] == ["16/50", "30/50", "48/48"]
+
+
+def test_create_stores_only(tmp_path):
+    out = runs._main(["create", "tiny", json.dumps({"output_root": str(tmp_path)}), "01,02"])
+    assert json.loads((Path(out) / "run_all.json").read_text())["only"] == "01,02"
+
+
+def test_drop_policies_keeps_them_only_when_asked(tmp_path):
+    folders = {"more": tmp_path / "more"}
+    folders["more"].mkdir()
+    assert "kept" in alignment.drop_policies(load_config("tiny", {"rjs.keep_policies": True}), folders)
+    assert folders["more"].exists()
+    assert "deleted" in alignment.drop_policies(load_config("tiny"), folders) and not folders["more"].exists()
