@@ -32,20 +32,9 @@ from morelib.features import response_lengths
 from morelib.model import REGISTRY, load_reward_model, score
 
 N_BINS = 10
-FLOOR_SIMS = 200
 CHUNK = 32  # pairs scored per progress-bar update
-SHOWN = ("n", "accuracy", "accuracy_lo", "accuracy_hi", f"ece_{N_BINS}", f"ece_{N_BINS}_floor", "brier", "log_loss",
+SHOWN = ("n", "accuracy", "accuracy_lo", "accuracy_hi", f"ece_{N_BINS}", f"ece_{N_BINS}_floor", f"ece_{N_BINS}_debiased", "brier", "log_loss",
          "longer_baseline_accuracy", "rm_prefers_longer")  # columns printed on the terminal
-
-
-def ece_floor(reward_diff: Any, n_bins: int = N_BINS, n_sims: int = FLOOR_SIMS, seed: int = 0) -> float:
-    """Mean ECE of a perfectly calibrated RM on these N pairs: labels drawn from σ(Δ), `n_sims` draws."""
-    diff = metrics.as_reward_diff(reward_diff)
-    rng = np.random.default_rng(seed)
-    p = 1.0 / (1.0 + np.exp(-diff))
-    sims = [metrics.calibration_errors(np.where(rng.random(diff.size) < p, diff, -diff), n_bins)["ece"]
-            for _ in range(n_sims)]
-    return float(np.mean(sims))
 
 
 def check_one_logit(name_or_path: str) -> None:
@@ -94,9 +83,11 @@ def source_report(rc: np.ndarray, rr: np.ndarray, lc: np.ndarray, lr: np.ndarray
     diff = rc - rr
     acc, lo, hi = stats.bootstrap_ci((diff > 0).astype(float), n_boot=n_boot)
     cal = metrics.calibration_errors(diff, N_BINS)
+    floor = metrics.ece_floor_stats(diff, N_BINS)
     bias = diagnostics.length_bias(rc, rr, lc, lr)
     return {"n": diff.size, "accuracy": acc, "accuracy_lo": lo, "accuracy_hi": hi,
-            **{f"{k}_{N_BINS}": v for k, v in cal.items()}, f"ece_{N_BINS}_floor": ece_floor(diff),
+            **{f"{k}_{N_BINS}": v for k, v in cal.items()}, f"ece_{N_BINS}_floor": floor["floor"],
+            f"ece_{N_BINS}_floor_p95": floor["p95"], f"ece_{N_BINS}_debiased": cal["ece"] - floor["floor"],
             "brier": metrics.brier(diff), "log_loss": metrics.log_loss(diff),
             "longer_baseline_accuracy": bias["longer_baseline_accuracy"],
             **{k: bias[k] for k in ("rm_prefers_longer", "rm_accuracy_longer_won", "rm_accuracy_shorter_won",
