@@ -44,6 +44,7 @@ else
   OVERRIDES="$("$PY" -m morelib.runs overrides ${PAIRS[@]+"${PAIRS[@]}"})"
   RUN="$("$PY" -m morelib.runs create "$PROFILE" "$OVERRIDES")"
 fi
+hub_mode "$PROFILE" "$OVERRIDES"
 echo "[run_all] run folder: $RUN"
 echo "[run_all] profile: $PROFILE  overrides: $OVERRIDES"
 

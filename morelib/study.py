@@ -144,6 +144,7 @@ class FinetunedRM:
 
     def __init__(self, path: str | Path, model_cfg: Any, history: dict[str, Any] | None = None) -> None:
         self.path, self.model_cfg, self._model = path, model_cfg, None
+        self._diffs: dict[tuple, np.ndarray] = {}
         self.history = history or {}
 
     def loaded(self) -> tuple[Any, Any]:
@@ -156,13 +157,17 @@ class FinetunedRM:
     def reward_diff_pairs(self, pairs: Sequence[Pair]) -> np.ndarray:
         """r(prompt + chosen) − r(prompt + rejected) [N] of `pairs`."""
         from morelib import model as model_lib
+        key = tuple((p.prompt, p.chosen, p.rejected) for p in pairs)
+        if key in self._diffs:  # evaluate, select_top and temperatures score the same splits again
+            return self._diffs[key].copy()
         net, tok = self.loaded()
         prompts = [p.prompt for p in pairs]
         kw = {"max_length": self.model_cfg.max_length, "truncation_side": self.model_cfg.truncation_side,
               "batch_size": self.model_cfg.batch_size}
         chosen = model_lib.score(net, tok, prompts, [p.chosen for p in pairs], **kw)
         rejected = model_lib.score(net, tok, prompts, [p.rejected for p in pairs], **kw)
-        return (chosen - rejected).double().numpy()
+        self._diffs[key] = (chosen - rejected).double().numpy()
+        return self._diffs[key].copy()
 
     def rewards(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
         """r(prompt + response) [N] float32 on CPU."""
