@@ -327,6 +327,19 @@ def training_args(cfg: Config, output_dir: Path, seed: int, steps: int,
     return args
 
 
+def describe_plan(cfg: Config, sizes: dict[str, int], scheme: str, seed: int = 0, world_size: int = 1) -> dict[str, Any]:
+    """What one fine-tuning run of `scheme` on sources of `sizes` pairs will do, without a model: plan steps, epochs,
+    pairs per step and per source, optimizer steps per process and checkpoint steps (checked for the paper profile)."""
+    plan = plan_for({name: [None] * n for name, n in sizes.items()}, cfg, seed, None, scheme)
+    steps, per_epoch = plan_steps(sizes, cfg)
+    updates = optimizer_steps(plan.shape[0], cfg.train.grad_accum, world_size)
+    used = plan.reshape(plan.shape[0], -1) if scheme == POOLED else plan
+    return {"scheme": scheme, "sources": list(sizes), "plan_steps": int(plan.shape[0]), "steps_per_epoch": per_epoch,
+            "epochs": plan.shape[0] / per_epoch, "pairs_per_step": int(used[0].numel()),
+            "pairs_per_source": cfg.train.resample_pairs or max(sizes.values()),
+            "optimizer_steps": updates, "checkpoints": list(range(cfg.train.save_steps, updates + 1, cfg.train.save_steps))}
+
+
 def _check_inputs(train_pairs: dict[str, Sequence[Pair]], scheme: str, lam: Sequence[float] | None) -> None:
     """ConfigError for an unknown scheme, a wrong source count, or λ given to a scheme without λ."""
     if scheme not in FT_SCHEMES:

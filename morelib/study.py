@@ -227,6 +227,11 @@ def _finetune_one(cfg: Config, data: StudyData, key: str, sources: list[str], sc
     return FinetunedRM(final, cfg.model, finetune_history(out / finetune.LOG_FILE))
 
 
+def single_config(cfg: Config, K: int) -> Config:
+    """The config a single-source RM trains with beside K-source RMs: batch = `train.single_batch(cfg.train, K)`."""
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_per_source=train.single_batch(cfg.train, K)))
+
+
 def fit(cfg: Config, data: StudyData, schemes: Sequence[str], seeds: Sequence[int] | None = None,
         run: Run | None = None, sources: Sequence[str] | None = None) -> dict[str, train.HeadModel]:
     """Fit (or reload from the run) every RM of `schemes` × `seeds` on `sources` (default: all available).
@@ -247,8 +252,7 @@ def fit(cfg: Config, data: StudyData, schemes: Sequence[str], seeds: Sequence[in
             raise RunError(f"unknown scheme '{scheme}' (valid: {', '.join(TRAINED + ('top',))})")
         for seed in seeds:
             if scheme in ("single", "top"):
-                one = dataclasses.replace(cfg, train=dataclasses.replace(
-                    cfg.train, batch_per_source=train.single_batch(cfg.train, len(srcs))))
+                one = single_config(cfg, len(srcs))
                 for s in srcs:
                     key = head_key("single", seed, s)
                     heads[key] = _fit_one(one, data, key, [s], "single", seed, folder)
