@@ -60,6 +60,7 @@ STATE_FILE = "more_state.pt"
 LOG_FILE = "more_log.jsonl"
 RANK_LOG = "lam_rank{rank}.jsonl"  # several processes: every rank's λ per step, to check they agree
 MODEL_DIR = "model"
+THROUGHPUT_FILE = "throughput.json"
 LENGTH_WINDOW = 64  # batches whose pairs are sorted by length together (train.group_by_length)
 
 
@@ -99,12 +100,16 @@ class PairCollator:
 
     def __init__(self, tokenizer: Any, max_length: int, truncation_side: str) -> None:
         self.tokenizer, self.max_length, self.truncation_side = tokenizer, max_length, truncation_side
+        self.counts = {"pairs": 0, "tokens": 0, "padded_tokens": 0}  # what this process fed the model (throughput)
 
     def __call__(self, items: list[dict[str, list]]) -> dict[str, torch.Tensor]:
         chosen = [t for it in items for t in it["chosen"]]
         rejected = [t for it in items for t in it["rejected"]]
         ids = encode(self.tokenizer, chosen + rejected, self.max_length, self.truncation_side)
         batch = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
+        self.counts["pairs"] += len(chosen)
+        self.counts["tokens"] += int(batch["attention_mask"].sum())
+        self.counts["padded_tokens"] += batch["input_ids"].numel()
         return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
                 "source_ids": torch.tensor([k for it in items for k in it["source"]])}
 
@@ -399,14 +404,24 @@ def finetune(cfg: Config, train_pairs: dict[str, Sequence[Pair]], scheme: str, o
         callbacks=[MoreStateCallback(weighter), *callbacks],
         scheme=scheme, source_names=names, weighter=weighter, lam=weights)
     model.train()
-    trainer.train(resume_from_checkpoint=checkpoint)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
     final = output_dir / MODEL_DIR
     if trainer.is_world_process_zero():
+        write_throughput(output_dir, trainer, result.metrics["train_runtime"])
         save_reward_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, final)
         if weighter is not None:
             save_state(weighter, final / STATE_FILE)
     trainer.accelerator.wait_for_everyone()
     return final
+
+
+def write_throughput(output_dir: Path, trainer: MoreTrainer, seconds: float) -> None:
+    """`<output_dir>/throughput.json`: pairs, real and padded tokens fed by this process in this session, its train
+    seconds, the model's parameter count, world size and peak GPU memory (bytes; null on CPU), for pairs/s and MFU."""
+    stats = {**trainer.data_collator.counts, "seconds": seconds, "world_size": trainer.accelerator.num_processes,
+             "params": sum(p.numel() for p in trainer.model.parameters()),
+             "peak_gpu_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None}
+    (output_dir / THROUGHPUT_FILE).write_text(json.dumps(stats, indent=1) + "\n")
 
 
 def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
