@@ -34,7 +34,7 @@ def test_every_notebook_finished_on_the_finetune_tier(run):
 
 def test_rms_are_fine_tuned_models_not_heads(run):
     (folder,) = list((run / "heads").iterdir())
-    assert not list(folder.rglob("*.pt")) or all(p.name == "more_state.pt" for p in folder.rglob("*.pt"))
+    assert not list(folder.glob("*.pt")), "feature-tier heads (<key>.pt) in a finetune run"
     for key in ("more%2Fseed0", "multitask%2Fseed0", "single%3Ahelpful%2Fseed0", "more@helpful+harmless%2Fseed0"):
         assert (folder / key / "model" / "config.json").exists(), key
     logged = [json.loads(x) for x in (folder / "more%2Fseed0" / "more_log.jsonl").read_text().splitlines()]
