@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Run the workbook's notebooks 01..05 in order through papermill into a fresh run folder outputs/<profile>-<stamp>-<git7>/.
+# Run the workbook's notebooks (01..06) in order through papermill into a fresh run folder outputs/<profile>-<stamp>-<git7>/.
 #
-#   ./run_all.sh [--profile NAME] [--only 02,03] [-p key value ...] [--resume RUN_ID]
+#   ./run_all.sh [--profile NAME] [--only 02,03] [-p key value ...] [--resume RUN_ID] [--dry-run]
 #
 #   --profile NAME    params profile (default: default = this CPU; tiny = tests; paper = GPU) or a YAML path
 #   --only LIST       comma-separated notebook numbers to run (e.g. 01,02); the others are skipped
 #   -p KEY VALUE      a dotted config override (value parsed as YAML), e.g. -p train.head_lr 0.02 -p seeds '[0]'
 #   --resume RUN_ID   continue the run outputs/RUN_ID from its first unfinished notebook (same profile, overrides, --only)
+#   --dry-run         validate profile + overrides, print hub access and the notebooks that would run; write nothing
 #
 # The terminal shows each notebook, its current step and feature-extraction progress (morelib.status, also in
 # <run>/status.log); INFO logs go to <run>/<notebook>/log.txt. The run folder's size is printed at the end.
@@ -19,17 +20,19 @@ cd "$(dirname "$0")"
 ROOT="$(pwd)"
 source scripts/setup.sh
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 
 PROFILE="default"
 ONLY=""
 RESUME=""
+DRY=""
 PAIRS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) PROFILE="${2:?--profile needs a name}"; shift 2 ;;
     --only) ONLY="${2:?--only needs a list like 01,02}"; shift 2 ;;
     --resume) RESUME="${2:?--resume needs a run id}"; shift 2 ;;
+    --dry-run) DRY=1; shift ;;
     -p) PAIRS+=("${2:?-p needs KEY VALUE}" "${3:?-p needs KEY VALUE}"); shift 3 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run_all.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
@@ -55,10 +58,14 @@ if [ -n "$RESUME" ]; then
   [ -z "$ONLY" ] || { echo "run_all.sh: --resume reuses the run's --only; drop --only" >&2; exit 2; }
   ONLY="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("only", ""))' "$RUN/run_all.json")"
 else
-  # Validate profile + overrides before anything runs, then create a fresh run folder (never an existing one).
   OVERRIDES="$("$PY" -m morelib.runs overrides ${PAIRS[@]+"${PAIRS[@]}"})"
-  RUN="$("$PY" -m morelib.runs create "$PROFILE" "$OVERRIDES" "$ONLY")"
 fi
+hub_mode "$PROFILE" "$OVERRIDES"  # also validates profile + overrides (load_config) before anything runs
+if [ -n "$DRY" ]; then
+  echo "[run_all] dry run: profile $PROFILE, overrides $OVERRIDES, notebooks ${ONLY:-${VALID% }}; nothing written"
+  exit 0
+fi
+[ -n "$RESUME" ] || RUN="$("$PY" -m morelib.runs create "$PROFILE" "$OVERRIDES" "$ONLY")"  # a fresh folder, never an existing one
 echo "[run_all] run folder: $RUN"
 echo "[run_all] profile: $PROFILE  overrides: $OVERRIDES${ONLY:+  only: $ONLY}"
 

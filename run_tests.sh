@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup.sh
+export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"  # the suite never touches the hub (tests that run run_all.sh reset it)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromium >/dev/null && [ -z "${MORE_NO_APT:-}" ]; then
   echo "[tests] installing Debian chromium for the browser test"
   (apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }) \

@@ -74,9 +74,14 @@ def selection_heads(cfg: Config, data: study.StudyData, run: Run | None) -> dict
     return {study.parse_key(k)["scheme"]: h for k, h in heads.items()}
 
 
-def gold_head(cfg: Config, data: study.StudyData) -> train.HeadModel:
-    """A MultiTask head on every source's calibration split, seed max(seeds)+1: it took no part in selection."""
-    calib = {s: data.features[s]["calib"] for s in data.sources}
+def gold_head(cfg: Config, data: study.StudyData, cache_dir: Path | None = None) -> train.HeadModel:
+    """A MultiTask head on every source's calibration split, seed max(seeds)+1: it took no part in selection.
+
+    Its input is the frozen base backbone's features (`cfg.model`); on the fine-tuning tier they are extracted here.
+    """
+    cache = cache_dir if cache_dir is not None else Path(cfg.output_root) / "cache"
+    calib = {s: data.features[s]["calib"] if data.features else
+             features.extract(data.pairs[s]["calib"], cfg.model, cache, progress=False) for s in data.sources}
     return train.train_head(calib, "multitask", cfg.train, max(cfg.seeds) + 1)
 
 
@@ -105,9 +110,16 @@ def score_candidates(prompts: Sequence[str], candidates: Sequence[Sequence[str]]
     """Rewards [P, n] of every candidate under every RM (features extracted once, shared by the RMs)."""
     n = len(candidates[0])
     texts = [p + " " + c.strip() for p, cands in zip(prompts, candidates) for c in cands]
-    feats = features.extract_texts(texts, cfg.model, cache_dir, progress=True)
+    frozen = {s: h for s, h in heads.items() if not isinstance(h, study.FinetunedRM)}
+    feats = features.extract_texts(texts, cfg.model, cache_dir, progress=True) if frozen else None
     with torch.no_grad():
-        return {s: h.reward(feats).reshape(len(prompts), n) for s, h in heads.items()}
+        out = {s: h.reward(feats).reshape(len(prompts), n) for s, h in frozen.items()}
+    ask = [p for p, cands in zip(prompts, candidates) for _ in cands]
+    answers = [" " + c.strip() for cands in candidates for c in cands]  # the same texts as the frozen tier
+    for s, h in heads.items():
+        if isinstance(h, study.FinetunedRM):
+            out[s] = h.rewards(ask, answers).reshape(len(prompts), n)
+    return {s: out[s] for s in heads}
 
 
 def candidate_frame(candidates: Sequence[Sequence[str]], scores: dict[str, torch.Tensor]) -> pd.DataFrame:
@@ -176,7 +188,8 @@ def make_judges(cfg: Config, data: study.StudyData, cache_dir: Path) -> dict[str
         model, tok = rjs.load_causal_lm(j.model, cfg.rjs.dtype)
         out["local"] = judge.LocalLMJudge(model, tok, f"local:{j.model}", j.max_query_chars)
     if j.kind == "gold-rm" or j.gold_rm:
-        out["gold-rm"] = judge.GoldRMJudge(scorer(gold_head(cfg, data), cfg, cache_dir), "gold-rm (calib-split head)")
+        out["gold-rm"] = judge.GoldRMJudge(scorer(gold_head(cfg, data, cache_dir), cfg, cache_dir),
+                                           "gold-rm (calib-split head)")
     return out
 
 

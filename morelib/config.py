@@ -20,7 +20,7 @@ import yaml
 from morelib.errors import ConfigError
 
 PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
-SCHEMES = ("raw", "single", "top", "multitask", "more", "fixed")
+SCHEMES = ("raw", "single", "top", "multitask", "more", "fixed", "multitask-pooled")
 NORMALIZATIONS = ("l2", "loss", "loss+", "none")
 
 
@@ -105,6 +105,7 @@ class TrainConfig:
     head_epochs: int = 5
     head_weight_decay: float = 2.0
     temperature_scaling: bool = True
+    single_batch: int | None = None
 
 
 @dataclass(frozen=True)
@@ -366,6 +367,7 @@ def _validate_train(t: TrainConfig) -> None:
     _check(t.epochs > 0, f"'train.epochs' must be positive, got {t.epochs}")
     _check(t.steps is None or t.steps > 0, f"'train.steps' must be positive or null, got {t.steps}")
     _check(t.resample_pairs is None or t.resample_pairs > 0, "'train.resample_pairs' must be positive or null")
+    _check(t.single_batch is None or t.single_batch > 0, "'train.single_batch' must be positive or null")
     _check(t.head_epochs > 0, f"'train.head_epochs' must be positive, got {t.head_epochs}")
     _check(t.weight_decay >= 0 and t.head_weight_decay >= 0, "weight decays must be ≥ 0")
 

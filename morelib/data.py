@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from morelib import formats
-from morelib.errors import DataError
+from morelib.errors import DataError, offline_hint
 from morelib.formats import Pair
 
 __all__ = ["Pair", "DropLog", "SOURCES", "SPLITS", "load_preferences", "local_root", "HUB_TEST_SEED"]
@@ -219,7 +219,7 @@ def load_hub(repo: str, split: str, **kwargs: Any) -> Iterable[dict[str, Any]]:
     try:
         return datasets.load_dataset(repo, split=split, **kwargs)
     except Exception as err:  # datasets raises many unrelated types for offline/missing repos
-        raise DataError(f"cannot load hub dataset {repo} {kwargs or ''} split '{split}': {err}") from err
+        raise DataError(f"cannot load hub dataset {repo} {kwargs or ''} split '{split}': {err}{offline_hint()}") from err
 
 
 def _hub_records(source: str, split: str) -> Iterator[tuple[str, dict[str, Any]]]:

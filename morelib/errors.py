@@ -2,6 +2,7 @@
 
 Each error message names the offending thing (key, file:line, source, model) and, where it helps, the valid choices.
 """
+import os
 
 
 class MoreError(Exception):
@@ -26,3 +27,11 @@ class TrainingError(MoreError, RuntimeError):
 
 class RunError(MoreError):
     """A run folder cannot be created, resumed or written."""
+
+
+def offline_hint() -> str:
+    """How to go online, when HF_HUB_OFFLINE is set (else ''): appended to errors of hub downloads."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("1", "true", "yes", "on"):
+        return ""
+    return (" — the hub is switched off here (HF_HUB_OFFLINE=1). To go online: unset MORE_OFFLINE (run_all.sh then "
+            "goes online for a profile that needs the hub) and unset HF_HUB_OFFLINE, or run with HF_HUB_OFFLINE=0")

@@ -12,6 +12,8 @@ Refits use `ExploreConfig.head_epochs` / `batch_per_source` (fewer, larger steps
 2 CPU cores for 5 sources × 2,000 pairs, h = 576), shown in the status line.
 Layers: `Explorer` is pure state (no widgets); `ExplorerUI` wraps it in ipywidgets and plotly FigureWidgets updated in
 place; `lambda_figure` / `mix_figure` draw the same panels as plain go.Figure for papermill and static viewers.
+On the fine-tuning tier the heads are refitted on the pooled features of a fine-tuned RM's backbone
+(`Explorer.from_study`), so the sliders stay live after a GPU run.
 Checked in tests/test_explore.py (equal to a direct train_head + metrics.evaluate) and tests/test_browser.py (JupyterLab
 in headless chromium: moving a slider changes the shown metrics).
 """
@@ -30,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from morelib import metrics, train
+from morelib import metrics, study, train
 from morelib.config import Config, ExploreConfig, TrainConfig
 from morelib.errors import ConfigError, RunError
 from morelib.features import PairFeatures
@@ -92,6 +94,24 @@ def _seeded_orders(by_source: Mapping[str, PairFeatures], seed: int) -> dict[str
     return {n: torch.randperm(len(pf), generator=gen) for n, pf in by_source.items()}
 
 
+def capped_subsets(sizes: Mapping[str, int], ecfg: ExploreConfig) -> dict[str, torch.Tensor | None]:
+    """Per source, the seeded pairs kept under `train_pairs_per_source` (None: within the cap, all kept as given)."""
+    cap, gen = ecfg.train_pairs_per_source, torch.Generator().manual_seed(ecfg.seed)
+    return {n: None if size <= cap else torch.randperm(size, generator=gen)[:cap] for n, size in sizes.items()}
+
+
+def _finetuned_features(data: study.StudyData, cfg: Config, run: Any, rm: Any
+                        ) -> tuple[dict[str, PairFeatures], dict[str, PairFeatures]]:
+    """(train, test) features per source from a fine-tuned RM's backbone; only the explorer's capped train pairs."""
+    if not isinstance(rm, study.FinetunedRM):
+        key = study.head_key("more", cfg.seeds[0])
+        rm = study.fit(cfg, data, ["more"], seeds=[cfg.seeds[0]], run=run)[key]
+    picks = capped_subsets({s: len(data.pairs[s]["train"]) for s in data.sources}, cfg.explore)
+    keep = {s: {"train": idx.tolist()} for s, idx in picks.items() if idx is not None}
+    feats = study.rm_features(cfg, data, rm, run, ("train", "test"), keep)
+    return {s: f["train"] for s, f in feats.items()}, {s: f["test"] for s, f in feats.items()}
+
+
 class Explorer:
     """Pure explorer state: the training/test features, the current λ fit and the current mix fits (no widgets)."""
 
@@ -108,11 +128,9 @@ class Explorer:
         self.tcfg = explore_train_config(tcfg, self.ecfg)
         self.names = list(train_by_source)
         self.test = dict(test_by_source)
-        cap = self.ecfg.train_pairs_per_source
-        gen = torch.Generator().manual_seed(self.ecfg.seed)
+        picks = capped_subsets({n: len(pf) for n, pf in train_by_source.items()}, self.ecfg)
         # a source within the cap is used as given, so a λ fit equals train_head on the caller's features
-        self.train = {n: pf if len(pf) <= cap else pf.subset(torch.randperm(len(pf), generator=gen)[:cap])
-                      for n, pf in train_by_source.items()}
+        self.train = {n: pf if picks[n] is None else pf.subset(picks[n]) for n, pf in train_by_source.items()}
         self.available = {n: len(pf) for n, pf in self.train.items()}
         self._order = _seeded_orders(self.train, self.ecfg.seed + 1)
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -121,10 +139,20 @@ class Explorer:
         self.mix: dict[str, Fit] = {}
 
     @classmethod
-    def from_study(cls, data: Any, cfg: Config, run: Any = None, more_head: train.HeadModel | None = None) -> Explorer:
-        """An explorer over a `study.StudyData` (train and test splits); MORE's trajectory from `more_head` if given."""
-        tr = {s: data.features[s]["train"] for s in data.sources}
-        te = {s: data.features[s]["test"] for s in data.sources}
+    def from_study(cls, data: study.StudyData, cfg: Config, run: Any = None,
+                   more_head: train.HeadModel | study.FinetunedRM | None = None,
+                   backbone: study.FinetunedRM | None = None) -> Explorer:
+        """An explorer over a `study.StudyData` (train and test splits); MORE's trajectory from `more_head` if given.
+
+        Fine-tuning tier (no frozen features in `data`): heads are refitted on the pooled last-layer features of a
+        fine-tuned backbone — `backbone`, else `more_head`, else this run's MORE RM of the first seed (reused from the
+        run, trained if absent) — extracted through the feature cache (`study.rm_features`).
+        """
+        if data.features:
+            tr = {s: data.features[s]["train"] for s in data.sources}
+            te = {s: data.features[s]["test"] for s in data.sources}
+        else:
+            tr, te = _finetuned_features(data, cfg, run, backbone or more_head)
         history = None
         if more_head is not None:
             if list(more_head.history.get("source_names", [])) != list(tr):

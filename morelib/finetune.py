@@ -10,14 +10,22 @@ Chosen and rejected texts (prompt + response, truncated on the left, padded on t
 as [chosen; rejected]. A forward pre-hook on the score layer captures its input at the last real token, z[2N, h]; the
 per-source BT losses L_i and closed-form head gradients ∂L_i/∂w (morelib.losses.head_grad on z_w − z_l) feed
 `MoreWeighter`, and the loss is Σ λ_i L_i (`multitask`: λ = 1/K; `fixed`: given λ; `single`: one source).
-On several processes the head gradients and losses are averaged over processes before λ is solved, so every rank
-uses the same λ and one momentum state. That state is written into every checkpoint (`more_state.pt`) and reloaded
+`multitask-pooled` (the paper's MultiTask) trains on random batches of K·B pairs from the pooled resampled sources
+with the plain batch-mean loss; its log shows each source's share of the batch as λ.
+Several processes (`accelerate launch --num_processes W`): the Trainer deals the plan's batches round-robin to the
+W processes, so one optimizer update consumes W·grad_accum batches and max_steps = ⌈plan steps / (grad_accum·W)⌉
+(`optimizer_steps`): one epoch stays one epoch (each update then holds W·K·B pairs; set batch_per_source = B/W to
+keep the paper's K·B per update). MORE's per-source head gradients [K, h] and losses [K] are all-reduced (MEAN over
+processes — each rank's batch holds B pairs per source, so the mean is the gradient over the union of the W batches)
+before the min-norm solve, so every rank computes the same λ and keeps one momentum state; each rank also appends its
+λ per step to `lam_rank<r>.jsonl` so that can be checked. That state is written into every checkpoint (`more_state.pt`) and reloaded
 on resume; λ and per-source losses are logged every `logging_steps` to the Trainer's log history and to
 `<output_dir>/more_log.jsonl`. A NaN/inf loss stops training with TrainingError naming the step; the checkpoints
 already written are kept. Weights are fp32 with bf16 autocast where the GPU supports it.
 Checked in tests/test_finetune.py (tiny random model): losses/λ logged, HF folder reloads, NaN guard,
 SIGKILL mid-epoch + resume = uninterrupted run (bit-identical on CPU, length-grouped plan), length grouping keeps
-B per source per step and the pairs' multiset and cuts padding on skewed lengths.
+B per source per step and the pairs' multiset and cuts padding on skewed lengths; tests/test_finetune_multiproc.py
+runs `accelerate launch --num_processes 2 --cpu` (gloo): steps per process = plan / 2, equal λ on both ranks, resume.
 
 Multi-GPU: `accelerate launch -m morelib.finetune --profile paper --scheme more --output-dir outputs/ft-more`.
 """
@@ -45,12 +53,14 @@ from morelib.data import Pair
 from morelib.losses import head_grad
 from morelib.model import encode, last_token_index, load_reward_model, save_reward_model, score_layer
 from morelib.more import MoreWeighter, more_loss
-from morelib.train import batch_plan, fixed_weights
+from morelib.train import POOLED, batch_plan, fixed_weights, pooled_plan
 
-FT_SCHEMES = ("single", "multitask", "more", "fixed")
+FT_SCHEMES = ("single", "multitask", "more", "fixed", POOLED)
 STATE_FILE = "more_state.pt"
 LOG_FILE = "more_log.jsonl"
+RANK_LOG = "lam_rank{rank}.jsonl"  # several processes: every rank's λ per step, to check they agree
 MODEL_DIR = "model"
+THROUGHPUT_FILE = "throughput.json"
 LENGTH_WINDOW = 64  # batches whose pairs are sorted by length together (train.group_by_length)
 
 
@@ -71,17 +81,35 @@ class BalancedBatches(Dataset):
                 "source": [k for k, _ in picked]}
 
 
+class PooledBatches(BalancedBatches):
+    """Item i = the texts of pooled batch i; plan [S, K·B] of codes k·stride + j (see `morelib.train.pooled_plan`)."""
+
+    def __init__(self, pairs: dict[str, Sequence[Pair]], plan: torch.Tensor) -> None:
+        super().__init__(pairs, plan)
+        self.stride = max(len(p) for p in self.sources)
+
+    def __getitem__(self, i: int) -> dict[str, list]:
+        picked = [(c // self.stride, self.sources[c // self.stride][c % self.stride]) for c in self.plan[i].tolist()]
+        return {"chosen": [p.prompt + p.chosen for _, p in picked],
+                "rejected": [p.prompt + p.rejected for _, p in picked],
+                "source": [k for k, _ in picked]}
+
+
 class PairCollator:
     """Tokenise one balanced batch into input_ids/attention_mask [2N, T] ([chosen; rejected]) and source_ids [N]."""
 
     def __init__(self, tokenizer: Any, max_length: int, truncation_side: str) -> None:
         self.tokenizer, self.max_length, self.truncation_side = tokenizer, max_length, truncation_side
+        self.counts = {"pairs": 0, "tokens": 0, "padded_tokens": 0}  # what this process fed the model (throughput)
 
     def __call__(self, items: list[dict[str, list]]) -> dict[str, torch.Tensor]:
         chosen = [t for it in items for t in it["chosen"]]
         rejected = [t for it in items for t in it["rejected"]]
         ids = encode(self.tokenizer, chosen + rejected, self.max_length, self.truncation_side)
         batch = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
+        self.counts["pairs"] += len(chosen)
+        self.counts["tokens"] += int(batch["attention_mask"].sum())
+        self.counts["padded_tokens"] += batch["input_ids"].numel()
         return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
                 "source_ids": torch.tensor([k for it in items for k in it["source"]])}
 
@@ -115,7 +143,7 @@ class MoreTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.scheme, self.source_names, self.weighter, self.lam = scheme, source_names, weighter, lam
         self._sums = torch.zeros(2, len(source_names), dtype=torch.float64)  # Σ λ, Σ L since the last log
-        self._count = 0
+        self._counts = torch.zeros(2, len(source_names), dtype=torch.float64)  # steps with a finite λ, L
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Σ_i λ_i L_i over the K sources of this batch (num_items_in_batch unused: every source loss is a mean)."""
@@ -126,6 +154,8 @@ class MoreTrainer(Trainer):
         K = len(self.source_names)
         losses = torch.stack([F.softplus(-delta[source_ids == k]).mean() for k in range(K)])
         step = self.state.global_step + 1
+        if self.scheme == POOLED:  # a pooled batch may lack a source (NaN mean): its loss is the plain batch mean
+            return self._pooled_loss(delta, source_ids, losses, step, rewards, return_outputs)
         if not torch.isfinite(losses).all():
             bad = [self.source_names[k] for k in torch.nonzero(~torch.isfinite(losses.detach()))[:, 0].tolist()]
             raise TrainingError(f"non-finite loss at step {step} for source(s) {bad}; "
@@ -133,6 +163,17 @@ class MoreTrainer(Trainer):
         lam = self._weights(z.detach().float(), source_ids, losses.detach().float(), step)
         self._record(lam, losses.detach())
         loss = more_loss(losses, lam.to(losses))
+        return (loss, {"rewards": rewards}) if return_outputs else loss
+
+    def _pooled_loss(self, delta: torch.Tensor, source_ids: torch.Tensor, losses: torch.Tensor, step: int,
+                     rewards: torch.Tensor, return_outputs: bool) -> Any:
+        """Mean BT loss over the pooled batch; logs each source's share of the batch as λ and its loss where present."""
+        loss = F.softplus(-delta).mean()
+        if not torch.isfinite(loss):
+            raise TrainingError(f"non-finite loss at step {step} (pooled batch); checkpoints up to the last save in "
+                                f"{self.args.output_dir} are kept")
+        share = torch.bincount(source_ids.cpu(), minlength=len(self.source_names)).double() / source_ids.numel()
+        self._record(share, losses.detach())
         return (loss, {"rewards": rewards}) if return_outputs else loss
 
     def _pooled_forward(self, model, input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,23 +204,30 @@ class MoreTrainer(Trainer):
             grads = self.accelerator.reduce(grads, reduction="mean")
             losses = self.accelerator.reduce(losses, reduction="mean")
         try:
-            return self.weighter.step(grads, losses)
+            lam = self.weighter.step(grads, losses)
         except TrainingError as err:
             raise TrainingError(f"step {step}: {err} (sources {self.source_names})") from err
+        if self.accelerator.num_processes > 1:
+            rank = self.accelerator.process_index
+            with open(Path(self.args.output_dir) / RANK_LOG.format(rank=rank), "a") as fh:
+                fh.write(json.dumps({"step": step, "rank": rank, "lam": lam.tolist()}) + "\n")
+        return lam
 
     def _record(self, lam: torch.Tensor, losses: torch.Tensor) -> None:
-        """Accumulate λ and per-source losses for the next log line."""
-        self._sums += torch.stack([lam.detach().cpu().double(), losses.cpu().double()])
-        self._count += 1
+        """Accumulate λ and per-source losses for the next log line (a source absent from a pooled batch is skipped)."""
+        both = torch.stack([lam.detach().cpu().double(), losses.cpu().double()])
+        present = torch.isfinite(both)
+        self._sums += torch.where(present, both, torch.zeros_like(both))
+        self._counts += present.double()
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Add mean λ_i and L_i since the last log to training logs, and append them to more_log.jsonl."""
-        if "loss" in logs and self._count:
-            means = (self._sums / self._count).tolist()
+        if "loss" in logs and self._counts[0].max() > 0:
+            means = (self._sums / self._counts).tolist()  # NaN where a source never appeared since the last log
             for name, lam, loss in zip(self.source_names, *means):
                 logs[f"lam/{name}"], logs[f"loss/{name}"] = lam, loss
             self._sums.zero_()
-            self._count = 0
+            self._counts.zero_()
             if self.is_world_process_zero():
                 with open(Path(self.args.output_dir) / LOG_FILE, "a") as fh:
                     fh.write(json.dumps({"step": self.state.global_step, **logs}) + "\n")
@@ -220,19 +268,30 @@ def length_grouped(plan: torch.Tensor, lengths: Sequence[torch.Tensor], seed: in
     return out
 
 
-def plan_for(pairs: dict[str, Sequence[Pair]], cfg: Config, seed: int,
-             lengths: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
-    """Balanced plan [steps, K, B]: `train.steps` steps, else `train.epochs` passes over the resampled sources.
+def plan_steps(sizes: dict[str, int], cfg: Config) -> tuple[int, int]:
+    """(steps of the plan, steps of one epoch): `train.steps`, else `train.epochs` passes over the resampled sources."""
+    t = cfg.train
+    per_epoch = (t.resample_pairs or max(sizes.values())) // t.batch_per_source
+    return t.steps or max(1, math.floor(t.epochs * per_epoch)), per_epoch
 
-    With `lengths` (from `pair_lengths`) and `train.group_by_length`, the plan is `length_grouped`.
+
+def plan_for(pairs: dict[str, Sequence[Pair]], cfg: Config, seed: int,
+             lengths: Sequence[torch.Tensor] | None = None, scheme: str = "more") -> torch.Tensor:
+    """Batch plan: balanced [steps, K, B], or for `multitask-pooled` pooled codes [steps, K·B] (`train.pooled_plan`).
+
+    With `lengths` (from `pair_lengths`) and `train.group_by_length`, the plan is `length_grouped` (a pooled plan as
+    one group of K·B per step, its lengths concatenated with each source padded to the plan's stride).
     """
     t = cfg.train
     sizes = {name: len(p) for name, p in pairs.items()}
-    per_epoch = (t.resample_pairs or max(sizes.values())) // t.batch_per_source
-    steps = t.steps or max(1, math.floor(t.epochs * per_epoch))
-    plan = batch_plan(sizes, t.batch_per_source, max(1, math.ceil(steps / max(per_epoch, 1))),
-                      t.resample_pairs, seed)[:steps]
+    steps, per_epoch = plan_steps(sizes, cfg)
+    make = pooled_plan if scheme == POOLED else batch_plan
+    plan = make(sizes, t.batch_per_source, max(1, math.ceil(steps / max(per_epoch, 1))), t.resample_pairs, seed)[:steps]
     if lengths is not None and t.group_by_length:
+        if scheme == POOLED:
+            stride = max(sizes.values())
+            flat = torch.cat([F.pad(n, (0, stride - len(n))) for n in lengths])
+            return length_grouped(plan.unsqueeze(1), [flat], seed).squeeze(1)
         plan = length_grouped(plan, lengths, seed)
     return plan
 
@@ -246,19 +305,44 @@ def optimizer_name() -> str:
     return "adamw_torch_fused" if fused_ok and "adamw_torch_fused" in names else "adamw_torch"
 
 
-def training_args(cfg: Config, output_dir: Path, seed: int, steps: int) -> TrainingArguments:
-    """TrainingArguments of this run: one balanced batch per device step, AdamW, checkpoints, sequential batches."""
+def optimizer_steps(plan_steps: int, grad_accum: int, world_size: int) -> int:
+    """Optimizer updates for a plan of `plan_steps` batches: each update takes grad_accum batches on each of
+    world_size processes (the Trainer shards the batches across processes), so one epoch stays one epoch."""
+    return max(1, math.ceil(plan_steps / (grad_accum * world_size)))
+
+
+def training_args(cfg: Config, output_dir: Path, seed: int, steps: int,
+                  world_size: int | None = None) -> TrainingArguments:
+    """TrainingArguments of this run: one batch per device step, AdamW, checkpoints, sequential batches.
+
+    max_steps = `optimizer_steps` with world_size = the processes of `accelerate launch` (default: the arguments' own).
+    """
     t = cfg.train
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return TrainingArguments(
+    args = TrainingArguments(
         output_dir=str(output_dir), per_device_train_batch_size=1, gradient_accumulation_steps=t.grad_accum,
-        max_steps=math.ceil(steps / t.grad_accum), learning_rate=t.lr, weight_decay=t.weight_decay,
+        max_steps=steps, learning_rate=t.lr, weight_decay=t.weight_decay,
         warmup_steps=t.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of the total steps
         lr_scheduler_type="linear", optim=optimizer_name(), bf16=bf16,
         logging_steps=t.logging_steps, save_strategy="steps", save_steps=t.save_steps, seed=seed, data_seed=seed,
         train_sampling_strategy="sequential", remove_unused_columns=False, report_to=[],
         activation_checkpointing=t.gradient_checkpointing, dataloader_num_workers=0, disable_tqdm=True,
         dataloader_pin_memory=torch.cuda.is_available())
+    args.max_steps = optimizer_steps(steps, t.grad_accum, args.world_size if world_size is None else world_size)
+    return args
+
+
+def describe_plan(cfg: Config, sizes: dict[str, int], scheme: str, seed: int = 0, world_size: int = 1) -> dict[str, Any]:
+    """What one fine-tuning run of `scheme` on sources of `sizes` pairs will do, without a model: plan steps, epochs,
+    pairs per step and per source, optimizer steps per process and checkpoint steps (checked for the paper profile)."""
+    plan = plan_for({name: [None] * n for name, n in sizes.items()}, cfg, seed, None, scheme)
+    steps, per_epoch = plan_steps(sizes, cfg)
+    updates = optimizer_steps(plan.shape[0], cfg.train.grad_accum, world_size)
+    used = plan.reshape(plan.shape[0], -1) if scheme == POOLED else plan
+    return {"scheme": scheme, "sources": list(sizes), "plan_steps": int(plan.shape[0]), "steps_per_epoch": per_epoch,
+            "epochs": plan.shape[0] / per_epoch, "pairs_per_step": int(used[0].numel()),
+            "pairs_per_source": cfg.train.resample_pairs or max(sizes.values()),
+            "optimizer_steps": updates, "checkpoints": list(range(cfg.train.save_steps, updates + 1, cfg.train.save_steps))}
 
 
 def _check_inputs(train_pairs: dict[str, Sequence[Pair]], scheme: str, lam: Sequence[float] | None) -> None:
@@ -312,22 +396,32 @@ def finetune(cfg: Config, train_pairs: dict[str, Sequence[Pair]], scheme: str, o
                                          device="cpu")
     lengths = (pair_lengths(tokenizer, train_pairs, cfg.model.max_length, cfg.model.truncation_side)
                if t.group_by_length else None)
-    plan = plan_for(train_pairs, cfg, seed, lengths)
+    plan = plan_for(train_pairs, cfg, seed, lengths, scheme)
     trainer = MoreTrainer(
         model=model, args=training_args(cfg, output_dir, seed, plan.shape[0]),
-        train_dataset=BalancedBatches(train_pairs, plan),
+        train_dataset=(PooledBatches if scheme == POOLED else BalancedBatches)(train_pairs, plan),
         data_collator=PairCollator(tokenizer, cfg.model.max_length, cfg.model.truncation_side),
         callbacks=[MoreStateCallback(weighter), *callbacks],
         scheme=scheme, source_names=names, weighter=weighter, lam=weights)
     model.train()
-    trainer.train(resume_from_checkpoint=checkpoint)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
     final = output_dir / MODEL_DIR
     if trainer.is_world_process_zero():
+        write_throughput(output_dir, trainer, result.metrics["train_runtime"])
         save_reward_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, final)
         if weighter is not None:
             save_state(weighter, final / STATE_FILE)
     trainer.accelerator.wait_for_everyone()
     return final
+
+
+def write_throughput(output_dir: Path, trainer: MoreTrainer, seconds: float) -> None:
+    """`<output_dir>/throughput.json`: pairs, real and padded tokens fed by this process in this session, its train
+    seconds, the model's parameter count, world size and peak GPU memory (bytes; null on CPU), for pairs/s and MFU."""
+    stats = {**trainer.data_collator.counts, "seconds": seconds, "world_size": trainer.accelerator.num_processes,
+             "params": sum(p.numel() for p in trainer.model.parameters()),
+             "peak_gpu_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None}
+    (output_dir / THROUGHPUT_FILE).write_text(json.dumps(stats, indent=1) + "\n")
 
 
 def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:

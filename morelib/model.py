@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from morelib.errors import ConfigError, ModelError
+from morelib.errors import ConfigError, ModelError, offline_hint
 from morelib.hardware import default_device, resolve_dtype
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def _resolve(name_or_path: str | Path) -> tuple[PreTrainedModel, PreTrainedToken
         return _load_folder(name)
     except (OSError, ValueError) as err:  # ValueError: huggingface_hub rejects a malformed repo id
         raise ModelError(f"model '{name}' is not a registry name ({valid}), not a local folder, and could not be "
-                         f"loaded as a hub id: {err}") from err
+                         f"loaded as a hub id: {err}{offline_hint()}") from err
 
 
 def set_pad_token(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:

@@ -338,8 +338,18 @@ def pairs_to_overrides(pairs: list[str]) -> dict[str, Any]:
     return {pairs[i]: yaml.safe_load(pairs[i + 1]) for i in range(0, len(pairs), 2)}
 
 
+def hub_needs(cfg: Config) -> list[str]:
+    """What this run fetches from the Hugging Face hub: 'data' (data_dir: hub) and model ids that are neither
+    registry names (no '/') nor local folders (model, RJS policy, local judge)."""
+    models = [cfg.model.name, cfg.rjs.policy] + ([cfg.judge.model] if cfg.judge.kind == "local" else [])
+    hub = [m for m in dict.fromkeys(models) if "/" in m and not m.startswith((".", "/", "~"))
+           and not Path(m).expanduser().is_dir()]
+    return (["data"] if cfg.data.data_dir == "hub" else []) + hub
+
+
 def _main(argv: list[str]) -> str:
-    """CLI for run_all.sh: `overrides K V ...` → validated-later JSON; `create PROFILE JSON` → new run folder."""
+    """CLI for run_all.sh: `overrides K V ...` → validated-later JSON; `create PROFILE JSON` → new run folder;
+    `needs-hub PROFILE JSON` → yes/no (scripts/setup.sh's hub_mode)."""
     if argv[:1] == ["overrides"]:
         return json.dumps(pairs_to_overrides(argv[1:]))
     if argv[:1] == ["create"] and len(argv) in (3, 4):
@@ -350,7 +360,10 @@ def _main(argv: list[str]) -> str:
                 "only": argv[3] if len(argv) == 4 else ""}
         atomic_write(root / "run_all.json", lambda fh: fh.write(json.dumps(spec, indent=2) + "\n"))
         return str(root)
-    raise RunError(f"usage: python -m morelib.runs overrides K V ... | create PROFILE OVERRIDES_JSON [ONLY] (got {argv})")
+    if argv[:1] == ["needs-hub"] and len(argv) == 3:
+        return "yes" if hub_needs(load_config(argv[1], parse_overrides(argv[2]))) else "no"
+    raise RunError(f"usage: python -m morelib.runs overrides K V ... | create PROFILE OVERRIDES_JSON [ONLY] | "
+                   f"needs-hub PROFILE OVERRIDES_JSON (got {argv})")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ Checked in tests/test_study.py against direct calls to train/metrics on the synt
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -32,7 +33,7 @@ from morelib.runs import Run
 
 log = logging.getLogger(__name__)
 SIDES = ("train", "calib", "test")
-TRAINED = ("raw", "single", "multitask", "more")
+TRAINED = ("raw", "single", "multitask", "more", "multitask-pooled")
 SYNTHETIC_SEED_OFFSET = 10_007
 
 
@@ -143,20 +144,57 @@ class FinetunedRM:
 
     def __init__(self, path: str | Path, model_cfg: Any, history: dict[str, Any] | None = None) -> None:
         self.path, self.model_cfg, self._model = path, model_cfg, None
+        self._diffs: dict[tuple, np.ndarray] = {}
         self.history = history or {}
+
+    def loaded(self) -> tuple[Any, Any]:
+        """(model, tokenizer), loaded on first use."""
+        from morelib import model as model_lib
+        if self._model is None:
+            self._model = model_lib.load_reward_model(self.path, self.model_cfg.dtype, self.model_cfg.padding_side)
+        return self._model
 
     def reward_diff_pairs(self, pairs: Sequence[Pair]) -> np.ndarray:
         """r(prompt + chosen) − r(prompt + rejected) [N] of `pairs`."""
         from morelib import model as model_lib
-        if self._model is None:
-            self._model = model_lib.load_reward_model(self.path, self.model_cfg.dtype, self.model_cfg.padding_side)
-        net, tok = self._model
+        key = tuple((p.prompt, p.chosen, p.rejected) for p in pairs)
+        if key in self._diffs:  # evaluate, select_top and temperatures score the same splits again
+            return self._diffs[key].copy()
+        net, tok = self.loaded()
         prompts = [p.prompt for p in pairs]
         kw = {"max_length": self.model_cfg.max_length, "truncation_side": self.model_cfg.truncation_side,
               "batch_size": self.model_cfg.batch_size}
         chosen = model_lib.score(net, tok, prompts, [p.chosen for p in pairs], **kw)
         rejected = model_lib.score(net, tok, prompts, [p.rejected for p in pairs], **kw)
-        return (chosen - rejected).double().numpy()
+        self._diffs[key] = (chosen - rejected).double().numpy()
+        return self._diffs[key].copy()
+
+    def rewards(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
+        """r(prompt + response) [N] float32 on CPU."""
+        from morelib import model as model_lib
+        net, tok = self.loaded()
+        return model_lib.score(net, tok, list(prompts), list(responses), max_length=self.model_cfg.max_length,
+                               truncation_side=self.model_cfg.truncation_side, batch_size=self.model_cfg.batch_size)
+
+
+def rm_features(cfg: Config, data: StudyData, rm: FinetunedRM, run: Run | None, sides: Sequence[str] = ("train", "test"),
+                keep: dict[str, dict[str, Sequence[int]]] | None = None) -> dict[str, dict[str, PairFeatures]]:
+    """{source: {side: PairFeatures}} of the pooled last-layer features of a fine-tuned RM's backbone.
+
+    Extracted through the content-keyed feature cache: the cache key holds the RM folder and `model_identity` (config +
+    a weight sample), so two fine-tuned RMs never share features. `keep[source][side]` picks a subset of pairs first.
+    """
+    model_cfg = dataclasses.replace(cfg.model, name=str(rm.path))
+    cache = run.cache_dir if run is not None else Path(cfg.output_root) / "cache"
+    out: dict[str, dict[str, PairFeatures]] = {}
+    for name in data.sources:
+        out[name] = {}
+        for side in sides:
+            pairs = data.pairs[name][side]
+            idx = (keep or {}).get(name, {}).get(side)
+            picked = pairs if idx is None else [pairs[i] for i in idx]
+            out[name][side] = features.extract(picked, model_cfg, cache, progress=True)
+    return out
 
 
 def finetune_history(log_file: Path) -> dict[str, Any]:
@@ -189,6 +227,11 @@ def _finetune_one(cfg: Config, data: StudyData, key: str, sources: list[str], sc
     return FinetunedRM(final, cfg.model, finetune_history(out / finetune.LOG_FILE))
 
 
+def single_config(cfg: Config, K: int) -> Config:
+    """The config a single-source RM trains with beside K-source RMs: batch = `train.single_batch(cfg.train, K)`."""
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_per_source=train.single_batch(cfg.train, K)))
+
+
 def fit(cfg: Config, data: StudyData, schemes: Sequence[str], seeds: Sequence[int] | None = None,
         run: Run | None = None, sources: Sequence[str] | None = None) -> dict[str, train.HeadModel]:
     """Fit (or reload from the run) every RM of `schemes` × `seeds` on `sources` (default: all available).
@@ -209,9 +252,10 @@ def fit(cfg: Config, data: StudyData, schemes: Sequence[str], seeds: Sequence[in
             raise RunError(f"unknown scheme '{scheme}' (valid: {', '.join(TRAINED + ('top',))})")
         for seed in seeds:
             if scheme in ("single", "top"):
+                one = single_config(cfg, len(srcs))
                 for s in srcs:
                     key = head_key("single", seed, s)
-                    heads[key] = _fit_one(cfg, data, key, [s], "single", seed, folder)
+                    heads[key] = _fit_one(one, data, key, [s], "single", seed, folder)
             else:
                 key = head_key(scheme, seed, subset=subset)
                 heads[key] = _fit_one(cfg, data, key, srcs, scheme, seed, folder)
@@ -368,9 +412,9 @@ def k_ablation(cfg: Config, data: StudyData, run: Run | None, order: Sequence[st
 
     Returns the tidy metrics table (with columns K and added) and the list of skipped sources with reasons.
     """
-    present = [s for s in order if s in data.features]
+    present = [s for s in order if s in data.sources]
     skipped = [f"{s} ({'missing: ' + data.missing[s] if s in data.missing else 'not configured'})"
-               for s in order if s not in data.features]
+               for s in order if s not in data.sources]
     tables = []
     for k in range(start, len(present) + 1):
         subset = present[:k]

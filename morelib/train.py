@@ -6,6 +6,9 @@ resampled to a common size, seeded per source) and differs only in the weights �
 `multitask` λ = 1/K, `fixed` λ = the given weights normalised to sum 1, `more` λ from `MoreWeighter` on the closed-form
 head gradients (paper §4: MORE uses reward-head gradients only), `single` one source (λ = [1]); `raw` is the untrained,
 seeded head a HF sequence classifier starts from (score weights N(0, 0.02), no standardisation).
+`multitask-pooled` is the paper's and reference code's MultiTask: every source resampled to the common size, pooled,
+shuffled and cut into batches of K·B (so a batch holds a random number of pairs of each source), loss = the batch mean;
+its history has one column, `source_names` = ["multitask-pooled"].
 The loss Σ λ_i L_i + ½·l2·‖w‖² is minimised by Adam with closed-form gradients (no autograd: the head is linear);
 the L2 term is coupled into the gradient, as torch.optim.Adam's weight_decay does. l2 = head_weight_decay · h / N
 (h features, N distinct training pairs over all sources): the MAP estimate under a prior w ~ N(0, I/(head_weight_decay·h))
@@ -37,7 +40,8 @@ from morelib.errors import ConfigError, DataError, TrainingError
 from morelib.features import PairFeatures
 from morelib.more import MoreWeighter
 
-HEAD_SCHEMES = ("raw", "single", "multitask", "more", "fixed")
+HEAD_SCHEMES = ("raw", "single", "multitask", "more", "fixed", "multitask-pooled")
+POOLED = "multitask-pooled"  # the paper's / reference code's MultiTask: random batches of the pooled resampled data
 RAW_INIT_STD = 0.02  # transformers' default initializer_range for the score layer
 HEAD_THREADS = 1  # K·B×h matmuls are tiny: one thread is faster than two busy ones (measured, docstring of train_head)
 _ADAM_BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8
@@ -143,6 +147,30 @@ def batch_plan(sizes: dict[str, int], B: int, epochs: int, n_common: int | None,
     return torch.stack(plans, dim=1)
 
 
+def pooled_plan(sizes: dict[str, int], B: int, epochs: int, n_common: int | None, seed: int) -> torch.Tensor:
+    """Pooled batch plan [steps, K·B] of (source, index) codes k·N_max + i: every source resampled to a common size,
+    pooled and shuffled, then cut into batches of K·B (the paper's MultiTask; same steps per epoch as `batch_plan`)."""
+    n = n_common or max(sizes.values())
+    K = len(sizes)
+    if n < B:
+        raise ConfigError(f"'train.batch_per_source' = {B} exceeds the {n} pairs per source after resampling")
+    stride = max(sizes.values())
+    pool = torch.cat([resample_indices(size, n, source_generator(seed, name)) + k * stride
+                      for k, (name, size) in enumerate(sizes.items())])
+    gen = torch.Generator().manual_seed(seed)
+    per_epoch = n // B
+    perms = [pool[torch.randperm(K * n, generator=gen)[: per_epoch * K * B]] for _ in range(epochs)]
+    return torch.cat(perms).view(epochs * per_epoch, K * B)
+
+
+def single_batch(tcfg: TrainConfig, K: int) -> int:
+    """Batch of a single-source RM: `train.single_batch`, else K·B on the fine-tuning tier (the paper's 80 = 5 × 16)
+    and B on the feature tier (whose head schedule — epochs, lr, L2 — was chosen by CV at B per step)."""
+    if tcfg.single_batch is not None:
+        return tcfg.single_batch
+    return K * tcfg.batch_per_source if tcfg.tier == "finetune" else tcfg.batch_per_source
+
+
 def fixed_weights(lam: Sequence[float] | torch.Tensor, names: Sequence[str]) -> torch.Tensor:
     """Given source weights normalised to sum 1 [K]; negative, non-finite or all-zero weights raise ConfigError."""
     t = torch.as_tensor(lam, dtype=torch.float64).flatten()
@@ -227,11 +255,17 @@ def train_head(train: dict[str, PairFeatures], scheme: str, tcfg: TrainConfig, s
         diffs = torch.cat([(pf.chosen.float() - pf.rejected.float()) / scale for pf in train.values()])
         sizes = {n: pf.chosen.shape[0] for n, pf in train.items()}
         offsets = torch.tensor([0] + list(sizes.values())[:-1]).cumsum(0)
-        plan = batch_plan(sizes, tcfg.batch_per_source, tcfg.head_epochs, tcfg.resample_pairs, seed)
-        plan = (plan + offsets[None, :, None]).flatten(1)
         w = torch.zeros(diffs.shape[1])
         l2 = tcfg.head_weight_decay * diffs.shape[1] / diffs.shape[0]
-        history = _fit(diffs, plan, w, scheme, names, tcfg, lam, callback, l2)
+        if scheme == POOLED:  # one pooled group of K·B pairs per step, plain mean BT loss
+            codes = pooled_plan(sizes, tcfg.batch_per_source, tcfg.head_epochs, tcfg.resample_pairs, seed)
+            stride = max(sizes.values())
+            plan = offsets[codes // stride] + codes % stride
+            history = _fit(diffs, plan, w, "multitask", [POOLED], tcfg, None, callback, l2)
+        else:
+            plan = batch_plan(sizes, tcfg.batch_per_source, tcfg.head_epochs, tcfg.resample_pairs, seed)
+            plan = (plan + offsets[None, :, None]).flatten(1)
+            history = _fit(diffs, plan, w, scheme, names, tcfg, lam, callback, l2)
     meta = {"scheme": scheme, "seed": seed, "head_lr": tcfg.head_lr, "head_epochs": tcfg.head_epochs,
             "head_weight_decay": tcfg.head_weight_decay, "l2": l2, "batch_per_source": tcfg.batch_per_source}
     if scheme == "more":

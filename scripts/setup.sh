@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Shared set-up, sourced by run_all.sh and run_tests.sh: build .venv if missing, install pinned requirements when they
 # changed, install the weight-shipping packages without their dependencies, and find tcmalloc when the system has it.
+# Offline mode: MORE_OFFLINE=1 (or HF_HUB_OFFLINE=1) forces it; otherwise run_all.sh calls hub_mode for its profile.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -36,5 +37,18 @@ else
   echo "[setup] tcmalloc not available; using the system allocator"
 fi
 export PATH="$VENV/bin:$PATH"
-export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
+# Hub access is NOT forced off here: run_all.sh decides per profile (hub_mode below); MORE_OFFLINE=1 forces it off.
+if [ "${MORE_OFFLINE:-0}" = 1 ]; then export HF_HUB_OFFLINE=1; fi
+# hub_mode PROFILE OVERRIDES_JSON: export HF_HUB_OFFLINE=0 when the run needs the hub (data_dir: hub or a hub model
+# id) and nobody switched it off, else HF_HUB_OFFLINE=1 (a local run never waits on the network). Explicit wins.
+hub_mode() {
+  if [ -z "${HF_HUB_OFFLINE:-}" ]; then
+    if [ "$("$VENV/bin/python" -m morelib.runs needs-hub "$1" "$2")" = yes ]; then
+      export HF_HUB_OFFLINE=0
+    else
+      export HF_HUB_OFFLINE=1
+    fi
+  fi
+  echo "[setup] HF_HUB_OFFLINE=$HF_HUB_OFFLINE (hub $([ "$HF_HUB_OFFLINE" = 1 ] && echo off || echo on); MORE_OFFLINE=1 forces it off)"
+}
 export TOKENIZERS_PARALLELISM=false

@@ -1,0 +1,65 @@
+"""The GPU batch path in CI: `./run_all.sh --profile tiny-finetune` runs notebooks 01–05 on the fine-tuning tier (tiny
+random model, a few Trainer steps) into a temporary folder, and every finding comes from fully fine-tuned RMs; and
+`scripts/gpu_smoke.sh --cpu-tiny` (the GPU smoke script at tiny size on CPU) prints its throughput figures."""
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ["01_diversity", "02_more_training", "03_hh_analysis", "04_k_ablation", "05_alignment"]
+ENV = {**os.environ, "MORE_NO_APT": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ft-outputs")
+    done = subprocess.run([str(ROOT / "run_all.sh"), "--profile", "tiny-finetune", "-p", "output_root", str(root)],
+                          env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    (folder,) = [p for p in root.iterdir() if p.name.startswith("tiny-finetune-")]
+    return folder
+
+
+def test_every_notebook_finished_on_the_finetune_tier(run):
+    for name in NOTEBOOKS:
+        assert (run / name / ".done").exists() and (run / name / "metrics.json").exists(), name
+        assert json.loads((run / name / "manifest.json").read_text())["profile"] == "tiny-finetune"
+    assert "tier: finetune" in (run / "config.yaml").read_text() or "tier: finetune" in \
+        (run / "01_diversity" / "config.yaml").read_text()
+
+
+def test_rms_are_fine_tuned_models_not_heads(run):
+    (folder,) = list((run / "heads").iterdir())
+    assert not list(folder.glob("*.pt")), "feature-tier heads (<key>.pt) in a finetune run"
+    for key in ("more%2Fseed0", "multitask%2Fseed0", "single%3Ahelpful%2Fseed0", "more@helpful+harmless%2Fseed0"):
+        assert (folder / key / "model" / "config.json").exists(), key
+    logged = [json.loads(x) for x in (folder / "more%2Fseed0" / "more_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [1, 2]
+
+
+def test_findings_come_from_the_fine_tuned_rms(run):
+    tidy = pd.read_csv(run / "02_more_training" / "tables" / "metrics_tidy.csv")
+    assert {"raw", "top", "multitask", "more"} <= set(tidy["scheme"])
+    means = tidy.groupby("scheme")["ece_10"].mean()
+    assert means["more"] != means["raw"] and means["multitask"] != means["raw"]
+    findings = json.loads((run / "02_more_training" / "metrics.json").read_text())["findings"]
+    assert len(findings) == 3 and all(findings)
+    assert (run / "02_more_training" / "figures" / "explore_lambda.html").exists()
+    ks = pd.read_csv(run / "04_k_ablation" / "tables" / "k_ablation_tidy.csv")
+    assert sorted(ks["K"].unique()) == [2, 3]
+    assert (run / "04_k_ablation" / "figures" / "explore_mix.html").exists()
+    rm = json.loads((run / "05_alignment" / "metrics.json").read_text())["rm"]
+    assert {r["scheme"] for r in rm} == {"multitask", "more"}
+
+
+def test_gpu_smoke_script_at_tiny_size_on_cpu(tmp_path):
+    done = subprocess.run([str(ROOT / "scripts" / "gpu_smoke.sh"), "--cpu-tiny"], env={**ENV, "TMPDIR": str(tmp_path)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    out = done.stdout
+    assert "pairs/s" in out and "peak GPU memory: n/a (CPU)" in out and "MFU" in out
+    assert "[run_all] done" in out

@@ -1,0 +1,68 @@
+"""The paper profile checked without a GPU: every notebook's fine-tuning plan (sources, schemes, seeds, steps per epoch,
+checkpoints, judge) built from params/paper.yaml with stub data of the configured sizes (no model is loaded), against
+the paper's setting (§5.1, App. A): one epoch, 5 × 16 pairs per step, 40k resampled pairs per source, batch 80."""
+import pytest
+
+from morelib import finetune, study
+from morelib.config import load_config
+
+PAPER_SOURCES = ["helpful", "harmless", "oasst1", "webgpt", "summarize"]
+K_ORDER = PAPER_SOURCES  # notebook 04's k_order
+NOTEBOOK_SCHEMES = {"01_diversity": ["single"], "02_more_training": ["multitask", "more"],
+                    "03_hh_analysis": ["multitask", "more"]}
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config("paper")
+
+
+def _sizes(cfg, names):
+    return {s.name: s.train_pairs for s in cfg.data.sources if s.name in names}
+
+
+def test_profile_sources_seeds_tier(cfg):
+    assert cfg.source_names() == PAPER_SOURCES and cfg.train.tier == "finetune"
+    assert len(cfg.seeds) >= 3 and cfg.data.data_dir == "hub" and cfg.model.max_length == 512
+    assert all(s.train_pairs == 40_000 for s in cfg.data.sources) and cfg.train.resample_pairs == 40_000
+    assert cfg.train.lr == 1e-6 and cfg.train.epochs == 1.0
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOK_SCHEMES)
+def test_notebook_plans(cfg, notebook):
+    for scheme in NOTEBOOK_SCHEMES[notebook]:
+        if scheme == "single":
+            one = study.single_config(cfg, len(PAPER_SOURCES))
+            plans = [finetune.describe_plan(one, _sizes(cfg, [s]), "single") for s in PAPER_SOURCES]
+        else:
+            plans = [finetune.describe_plan(cfg, _sizes(cfg, PAPER_SOURCES), scheme)]
+        for plan in plans:
+            assert plan["epochs"] == 1.0 and plan["pairs_per_step"] == 80 and plan["pairs_per_source"] == 40_000
+            assert plan["plan_steps"] * plan["pairs_per_step"] == 40_000 * len(plan["sources"])
+            assert plan["optimizer_steps"] == plan["plan_steps"]
+            assert plan["checkpoints"] == list(range(500, plan["plan_steps"] + 1, 500))
+    assert len(cfg.seeds) * len(plans) >= 3
+
+
+def test_balanced_and_pooled_multitask_take_the_same_pairs_per_step(cfg):
+    balanced = finetune.describe_plan(cfg, _sizes(cfg, PAPER_SOURCES), "multitask")
+    pooled = finetune.describe_plan(cfg, _sizes(cfg, PAPER_SOURCES), "multitask-pooled")
+    assert balanced["plan_steps"] == pooled["plan_steps"] == 2_500
+    assert balanced["pairs_per_step"] == pooled["pairs_per_step"] == 5 * 16
+
+
+def test_k_ablation_ladder(cfg):
+    for k in range(2, len(K_ORDER) + 1):
+        plan = finetune.describe_plan(cfg, _sizes(cfg, K_ORDER[:k]), "more")
+        assert plan["pairs_per_step"] == 16 * k and plan["epochs"] == 1.0 and plan["plan_steps"] == 2_500
+
+
+def test_eight_processes_keep_one_epoch(cfg):
+    plan = finetune.describe_plan(cfg, _sizes(cfg, PAPER_SOURCES), "more", world_size=8)
+    assert plan["optimizer_steps"] == 2_500 // 8 + 1 and plan["epochs"] == 1.0
+
+
+def test_alignment_and_judge(cfg):
+    assert set(cfg.rjs.schemes) <= set(study.TRAINED) and cfg.rjs.n_samples == 4
+    assert cfg.judge.kind in ("local", "openai", "gold-rm") and cfg.rjs.prompt_sources == ("helpful", "harmless")
+    assert cfg.judge.reliability_pairs == 500 and cfg.judge.gold_rm
