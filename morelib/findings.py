@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from morelib.stats import mean_and_ci_over_seeds
+
 # mean |Δ| counts as lower-is-better in the paper's sense (§5.3: smaller absolute rewards = less over-rewarding).
 # ECE differences below this are reported as a tie: far inside the seed-to-seed spread of every run seen so far.
 ECE_TIE = 1e-3
@@ -198,3 +200,74 @@ def missing_note(missing: dict[str, str]) -> str:
     return (f"Not measured here: {names} — so their test columns of Table 3 / the radar chart, their row of the diversity "
             f"matrix, and their step in the K-ablation (Fig 6) are not measured; averages are over the available "
             f"sources only and are not directly comparable to the paper's five-source averages.")
+
+
+SYNTHETIC_METRICS = {"cosine_to_r_star": ("cos(w, r*)", "closer to r*", "further from r*"),
+                     "truth_ece": ("shared-truth ECE", "better calibrated to p*", "worse calibrated to p*")}
+
+
+def _scenario_list(rows: pd.DataFrame) -> str:
+    """'a (+0.0123 [+0.0100, +0.0150]), b (…)' of paired-difference rows, or 'none'."""
+    if rows.empty:
+        return "none"
+    return ", ".join(f"{r.scenario} ({r.diff:+.4f} [{r.lo:+.4f}, {r.hi:+.4f}])" for r in rows.itertuples())
+
+
+def finding_when_more_helps(diffs: pd.DataFrame, alpha: float = 0.05) -> str:
+    """Synthetic scenarios: where MORE − MultiTask is significant (t-CI over seeds excludes 0 AND Holm-adjusted
+    p < alpha over every scenario × metric), on cos(w, r*) and the shared-truth ECE; the baselines counted the same way."""
+    more = diffs[diffs["scheme"] == "more"]
+    if more.empty:
+        return "MORE was not fitted in the scenario sweep: no comparison."
+    sure = more[(more["better"] != 0) & (more["p_holm"] < alpha)]
+    n_scen, seeds = more["scenario"].nunique(), int(more["n_seeds"].min())
+    parts, helped = [], set()
+    for metric, (label, good, bad) in SYNTHETIC_METRICS.items():
+        rows = sure[sure["metric"] == metric]
+        wins, losses = rows[rows["better"] > 0], rows[rows["better"] < 0]
+        helped |= set(wins["scenario"])
+        parts.append(f"{label}: MORE {good} than MultiTask in {len(wins)} scenario(s) — {_scenario_list(wins)}; "
+                     f"{bad} in {len(losses)} — {_scenario_list(losses)}; no significant difference in the other "
+                     f"{n_scen - len(wins) - len(losses)}")
+    verdict = (f"MORE helps (on at least one of the two) only in: {', '.join(sorted(helped))}." if helped else
+               "MORE does not significantly beat MultiTask on either metric in any scenario here.")
+    text = (f"MORE − MultiTask over {n_scen} synthetic scenarios, {seeds} seeds each (paired by seed; mean "
+            f"[95% t-CI]; a difference counts when its CI excludes 0 and its Holm-adjusted p < {alpha} over all "
+            f"scenarios × metrics). " + "; ".join(parts) + f". {verdict}")
+    return text + " " + _baseline_counts(diffs[diffs["scheme"] != "more"], alpha)
+
+
+def _baseline_counts(diffs: pd.DataFrame, alpha: float) -> str:
+    """How many scenarios each other scheme significantly beats / trails MultiTask on cos(w, r*) and shared-truth ECE."""
+    out = []
+    for scheme, rows in diffs.groupby("scheme", sort=False):
+        sure = rows[(rows["better"] != 0) & (rows["p_holm"] < alpha)]
+        counts = [f"{SYNTHETIC_METRICS[m][0]} better in {int((sure[sure.metric == m].better > 0).sum())}, worse in "
+                  f"{int((sure[sure.metric == m].better < 0).sum())}" for m in SYNTHETIC_METRICS]
+        out.append(f"{_name(str(scheme))} vs MultiTask: {'; '.join(counts)} of {rows['scenario'].nunique()}")
+    return ("Baselines, same rule — " + " | ".join(out) + ".") if out else ""
+
+
+def finding_k2_degeneracy(lam_l2: pd.DataFrame, lam_alt: pd.DataFrame, ks: pd.DataFrame, ks_alt: pd.DataFrame,
+                          alt: str = "loss+", metric: str = "ece_10") -> str:
+    """K = 2 with l2 normalisation: the measured λ of MORE's K = 2 heads (tables.lambda_range) and what the `alt`
+    normalisation changes; `ks`/`ks_alt` tidy K-ablation tables (scheme, seed, K, metric) of l2 and `alt`."""
+    if lam_l2.empty:
+        return "No K = 2 MORE head with a λ history: the K = 2 degeneracy cannot be checked on this run."
+    dev, steps = lam_l2["max_dev_uniform"].max(), int(lam_l2["steps"].sum())
+    text = (f"At K = 2 with l2 normalisation MORE's λ stayed within {dev:.1e} of (½, ½) over all {steps} steps of its "
+            f"{len(lam_l2)} K = 2 head(s): the min-norm point of two unit gradients g₁, g₂ is λ₁ = (1 − g₁·g₂)/(2 − 2 g₁·g₂) "
+            f"= ½ whatever their angle, so MORE trains exactly as MultiTask there (true of the paper and its code too).")
+    if not lam_alt.empty:
+        text += (f" With `{alt}` normalisation λ₁ ranged over [{lam_alt['lam1_min'].min():.3f}, "
+                 f"{lam_alt['lam1_max'].max():.3f}] (largest |λ − ½| {lam_alt['max_dev_uniform'].max():.3f}).")
+    if not ks_alt.empty:
+        k = int(min(ks["K"].max(), ks_alt["K"].max()))
+        a = ks_alt[ks_alt["K"] == k].groupby("seed")[metric].mean()
+        b = ks[(ks["K"] == k) & (ks["scheme"] == "more")].groupby("seed")[metric].mean()
+        mean, lo, hi = mean_and_ci_over_seeds((a - b.reindex(a.index)).to_numpy())
+        word = ("lower than" if hi < 0 else "higher than" if lo > 0 else "not distinguishable from") \
+            if np.isfinite(lo) else "untestable (one seed) against"
+        text += (f" At K = {k}, MORE({alt}) − MORE(l2) {metric} = {mean:+.4f} [95% t-CI over {len(a)} seed(s) "
+                 f"{lo:+.4f}, {hi:+.4f}]: MORE's {metric} with {alt} is {word} with l2 there.")
+    return text

@@ -32,7 +32,7 @@ from morelib.runs import Run
 
 log = logging.getLogger(__name__)
 SIDES = ("train", "calib", "test")
-TRAINED = ("raw", "single", "multitask", "more")
+TRAINED = ("raw", "single", "multitask", "more", "sizeprop", "tuned", "famo")
 SYNTHETIC_SEED_OFFSET = 10_007
 
 
@@ -128,7 +128,8 @@ def _fit_one(cfg: Config, data: StudyData, key: str, sources: list[str], scheme:
     if path is not None and path.exists():
         return train.HeadModel.load(path)
     by_source = {s: data.features[s]["train"] for s in sources}
-    head = train.train_head(by_source, scheme, cfg.train, seed)
+    calib = {s: data.features[s]["calib"] for s in sources} if scheme == "tuned" else None  # λ chosen on calib
+    head = train.train_head(by_source, scheme, cfg.train, seed, calib=calib)
     if path is not None:
         head.save(path)
     return head
@@ -380,3 +381,11 @@ def k_ablation(cfg: Config, data: StudyData, run: Run | None, order: Sequence[st
         raise DataError(f"K-ablation needs at least {start} available sources of {list(order)}; have {present}")
     return pd.concat(tables, ignore_index=True), skipped
 
+
+def k_ablation_heads(cfg: Config, data: StudyData, run: Run | None, order: Sequence[str], K: int,
+                     schemes: Sequence[str] = ("more",)) -> dict[str, train.HeadModel]:
+    """The RMs `k_ablation` fitted on the first K available sources of `order` (reloaded from the run when present)."""
+    present = [s for s in order if s in data.features]
+    if len(present) < K:
+        raise DataError(f"need {K} available sources of {list(order)} for the K = {K} step; have {present}")
+    return fit(cfg, data, schemes, run=run, sources=present[:K])

@@ -226,3 +226,17 @@ def length_bias(heads: dict[str, Any], data: StudyData, schemes: Sequence[str]) 
     if not rows:
         return pd.DataFrame(columns=["scheme", "test_source"])
     return pd.DataFrame(rows).groupby(["scheme", "test_source", "length_unit"], sort=False).mean().reset_index()
+
+
+def lambda_range(heads: dict[str, Any]) -> pd.DataFrame:
+    """Per RM: K, steps, the range of λ_1 and the largest |λ_i − 1/K| over every training step (from its history)."""
+    rows = []
+    for key, head in heads.items():
+        lam = np.asarray(head.history.get("lam", np.empty((0, 0))), dtype=np.float64)
+        if lam.ndim != 2 or lam.size == 0:
+            continue
+        info = parse_key(key)
+        rows.append({"rm": key, "scheme": info["scheme"], "seed": info["seed"], "K": lam.shape[1], "steps": lam.shape[0],
+                     "lam1_min": float(lam[:, 0].min()), "lam1_max": float(lam[:, 0].max()),
+                     "max_dev_uniform": float(np.abs(lam - 1.0 / lam.shape[1]).max())})
+    return pd.DataFrame(rows)
