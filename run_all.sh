@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the workbook's notebooks 01..05 in order through papermill into a fresh run folder outputs/<profile>-<stamp>-<git7>/.
+# Run the workbook's notebooks 01..06 in order through papermill into a fresh run folder outputs/<profile>-<stamp>-<git7>/.
 #
 #   ./run_all.sh [--profile NAME] [--only 02,03] [-p key value ...] [--resume RUN_ID]
 #
@@ -48,7 +48,7 @@ echo "[run_all] run folder: $RUN"
 echo "[run_all] profile: $PROFILE  overrides: $OVERRIDES"
 
 declare -a TIMES=()
-for NB in notebooks/0[1-5]_*.ipynb; do
+for NB in notebooks/0[1-6]_*.ipynb; do
   NAME="$(basename "$NB" .ipynb)"
   NUM="${NAME:0:2}"
   if [ -n "$ONLY" ] && [[ ",$ONLY," != *",$NUM,"* ]]; then

@@ -248,6 +248,9 @@ def _baseline_counts(diffs: pd.DataFrame, alpha: float) -> str:
     return ("Baselines, same rule — " + " | ".join(out) + ".") if out else ""
 
 
+K2_TOL = 1e-5  # |λ − ½| above this at K = 2 under l2 is more than float32 rounding of the min-norm solve
+
+
 def finding_k2_degeneracy(lam_l2: pd.DataFrame, lam_alt: pd.DataFrame, ks: pd.DataFrame, ks_alt: pd.DataFrame,
                           alt: str = "loss+", metric: str = "ece_10") -> str:
     """K = 2 with l2 normalisation: the measured λ of MORE's K = 2 heads (tables.lambda_range) and what the `alt`
@@ -256,8 +259,11 @@ def finding_k2_degeneracy(lam_l2: pd.DataFrame, lam_alt: pd.DataFrame, ks: pd.Da
         return "No K = 2 MORE head with a λ history: the K = 2 degeneracy cannot be checked on this run."
     dev, steps = lam_l2["max_dev_uniform"].max(), int(lam_l2["steps"].sum())
     text = (f"At K = 2 with l2 normalisation MORE's λ stayed within {dev:.1e} of (½, ½) over all {steps} steps of its "
-            f"{len(lam_l2)} K = 2 head(s): the min-norm point of two unit gradients g₁, g₂ is λ₁ = (1 − g₁·g₂)/(2 − 2 g₁·g₂) "
-            f"= ½ whatever their angle, so MORE trains exactly as MultiTask there (true of the paper and its code too).")
+            f"{len(lam_l2)} K = 2 head(s)")
+    text += (": the min-norm point of two unit gradients g₁, g₂ is λ₁ = (1 − g₁·g₂)/(2 − 2 g₁·g₂) = ½ whatever their "
+             "angle, so MORE trains as MultiTask there (true of the paper and its code too)." if dev < K2_TOL else
+             f", more than the {K2_TOL:g} float rounding allows: unexpected, since the min-norm point of two unit "
+             "gradients is their midpoint — check the normalisation of this run.")
     if not lam_alt.empty:
         text += (f" With `{alt}` normalisation λ₁ ranged over [{lam_alt['lam1_min'].min():.3f}, "
                  f"{lam_alt['lam1_max'].max():.3f}] (largest |λ − ½| {lam_alt['max_dev_uniform'].max():.3f}).")

@@ -28,6 +28,7 @@ from scipy import stats as sps
 
 from morelib import metrics, synthetic, train
 from morelib.config import Config, ScenarioSpec, ScenarioSweep, TrainConfig
+from morelib.stats import mean_and_ci_over_seeds
 
 METRICS = ("cosine_to_r_star", "truth_ece", "truth_gap", "own_ece", "own_accuracy")
 HIGHER_IS_BETTER = ("cosine_to_r_star", "own_accuracy")
@@ -151,3 +152,21 @@ def _paired(diff: np.ndarray, level: float) -> dict[str, float]:
     half = float(sps.t.ppf((1 + level) / 2, df=diff.size - 1) * diff.std(ddof=1) / np.sqrt(diff.size))
     return {"diff": float(diff.mean()), "lo": float(diff.mean() - half), "hi": float(diff.mean() + half),
             "p": float(sps.ttest_1samp(diff, 0.0).pvalue), "n_seeds": int(diff.size)}
+
+
+def describe(cfg: Config) -> pd.DataFrame:
+    """One row per configured scenario: name, K, per-source settings and the one-line reason it is there."""
+    sweep = cfg.synthetic_scenarios
+    return pd.DataFrame([{"scenario": sc.name, "K": sc.K, "n_train": sc.n_train, "source_scale": sc.source_scale,
+                          "drift": sc.drift, "drift_along": sc.drift_along, "why": sc.why} for sc in sweep.scenarios])
+
+
+def scheme_means(tidy: pd.DataFrame, metric_names: Sequence[str] = METRICS, level: float = 0.95) -> pd.DataFrame:
+    """Per (scenario, scheme): each metric's mean over seeds with its Student-t CI (`<metric>_lo`, `<metric>_hi`)."""
+    rows = []
+    for (scenario, scheme), g in tidy.groupby(["scenario", "scheme"], sort=False):
+        row: dict[str, object] = {"scenario": scenario, "scheme": scheme, "seeds": int(g["seed"].nunique())}
+        for m in metric_names:
+            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = mean_and_ci_over_seeds(g[m].to_numpy(), level)
+        rows.append(row)
+    return pd.DataFrame(rows)

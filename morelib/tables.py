@@ -240,3 +240,20 @@ def lambda_range(heads: dict[str, Any]) -> pd.DataFrame:
                      "lam1_min": float(lam[:, 0].min()), "lam1_max": float(lam[:, 0].max()),
                      "max_dev_uniform": float(np.abs(lam - 1.0 / lam.shape[1]).max())})
     return pd.DataFrame(rows)
+
+
+def chosen_lambdas(heads: dict[str, Any], schemes: Sequence[str] = ("sizeprop", "tuned")) -> pd.DataFrame:
+    """The fixed λ each RM of `schemes` trained with (one row per RM and source): size-proportional or grid-tuned."""
+    rows = []
+    for key, head in heads.items():
+        info = parse_key(key)
+        if info["scheme"] in schemes and "lam" in getattr(head, "meta", {}):
+            names = head.history["source_names"]
+            rows += [{"rm": key, "scheme": info["scheme"], "seed": info["seed"], "source": s, "lambda": float(lam)}
+                     for s, lam in zip(names, head.meta["lam"])]
+    return pd.DataFrame(rows)
+
+
+def with_variant(table: pd.DataFrame, variant: pd.DataFrame, label: str) -> pd.DataFrame:
+    """`table` with the rows of `variant` appended, their scheme renamed to `label` (e.g. MORE with loss+)."""
+    return pd.concat([table, variant.assign(scheme=label)], ignore_index=True)
