@@ -369,10 +369,12 @@ run.save_table("scenario_scores", tidy)
 means = scenarios.scheme_means(tidy)
 run.save_table("scenario_means", means)
 means[["scenario", "scheme", "seeds", "cosine_to_r_star", "truth_ece", "truth_gap", "own_ece", "own_accuracy"]].round(4)'''),
-    ("md", "## When does MORE help? Each scheme − MultiTask, paired by seed"),
+    ("md", "## When does MORE help? Each scheme − MultiTask, paired by seed\n"
+           "Left: closeness to the shared reward (higher is better); middle: calibration against the shared truth p*; "
+           "right: the paper's ECE on each source's own drifted labels (lower is better)."),
     ("code", '''diffs = scenarios.paired_differences(tidy)
 run.save_table("scenario_vs_multitask", diffs)
-fig = plots.when_more_helps(diffs)
+fig = plots.when_more_helps(diffs, ["cosine_to_r_star", "truth_ece", "own_ece"])
 run.save_figure("when_more_helps", fig)
 fig'''),
     ("md", "## Finding (computed from this run)"),

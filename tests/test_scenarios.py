@@ -151,3 +151,12 @@ def test_run_scenario_scores_every_scheme_and_seed():
     assert tidy["cosine_to_r_star"].between(-1, 1).all() and (tidy["truth_ece"] >= 0).all()
     means = scenarios.scheme_means(tidy)
     assert (means["truth_ece_lo"] <= means["truth_ece"]).all() and (means["seeds"] == 2).all()
+
+
+def test_finding_says_when_own_labels_and_shared_truth_disagree():
+    own = pd.DataFrame([{"scheme": "more", "vs": "multitask", "scenario": "a", "metric": "own_ece", "diff": -0.01,
+                         "lo": -0.015, "hi": -0.005, "p": 1e-4, "p_holm": 1e-3, "better": 1, "n_seeds": 10}])
+    text = findings.finding_when_more_helps(pd.concat([_diff_rows(-1), own], ignore_index=True))
+    assert "MORE is significantly lower in 1 scenario(s) (a)" in text
+    assert "In a the paper's metric favours MORE while the shared truth favours MultiTask" in text
+    assert "favours MORE while" not in findings.finding_when_more_helps(pd.concat([_diff_rows(+1), own]))
