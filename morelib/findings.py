@@ -291,3 +291,11 @@ def finding_k2_degeneracy(lam_l2: pd.DataFrame, lam_alt: pd.DataFrame, ks: pd.Da
         text += (f" At K = {k}, MORE({alt}) − MORE(l2) {metric} = {mean:+.4f} [95% t-CI over {len(a)} seed(s) "
                  f"{lo:+.4f}, {hi:+.4f}]: MORE's {metric} with {alt} is {word} with l2 there.")
     return text
+
+
+def finding_baselines(cmp: pd.DataFrame, seeds: int, a: str = "more") -> list[str]:
+    """One `finding_comparison` sentence per baseline of `tables.compare_each`, or one saying none was fitted."""
+    if cmp.empty:
+        return ["The weighting baselines (sizeprop, tuned, famo) are feature-tier only: not fitted in this run."]
+    return [finding_comparison(rows.drop(columns="baseline").rename(columns={"baseline_value": b}), a, str(b), seeds)
+            for b, rows in cmp.groupby("baseline", sort=False)]

@@ -389,3 +389,12 @@ def k_ablation_heads(cfg: Config, data: StudyData, run: Run | None, order: Seque
     if len(present) < K:
         raise DataError(f"need {K} available sources of {list(order)} for the K = {K} step; have {present}")
     return fit(cfg, data, schemes, run=run, sources=present[:K])
+
+
+FEATURE_ONLY = ("sizeprop", "tuned", "famo")
+
+
+def baselines(cfg: Config) -> list[str]:
+    """The weighting baselines this run can fit: sizeprop, tuned, famo on the feature tier; none on the finetune tier
+    (morelib.finetune does not implement them)."""
+    return list(FEATURE_ONLY) if cfg.train.tier == "features" else []

@@ -251,7 +251,14 @@ def chosen_lambdas(heads: dict[str, Any], schemes: Sequence[str] = ("sizeprop", 
             names = head.history["source_names"]
             rows += [{"rm": key, "scheme": info["scheme"], "seed": info["seed"], "source": s, "lambda": float(lam)}
                      for s, lam in zip(names, head.meta["lam"])]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["rm", "scheme", "seed", "source", "lambda"])
+
+
+def compare_each(diffs: dict[str, dict[str, np.ndarray]], a: str, others: Sequence[str], cfg: Config) -> pd.DataFrame:
+    """`compare(diffs, a, b, cfg)` for every b in `others`, stacked: column `baseline` names b, `baseline_value` holds
+    b's metric (paired bootstrap CIs over the same test pairs); empty when `others` is."""
+    parts = [compare(diffs, a, b, cfg).rename(columns={b: "baseline_value"}).assign(baseline=b) for b in others]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["baseline", "baseline_value"])
 
 
 def with_variant(table: pd.DataFrame, variant: pd.DataFrame, label: str) -> pd.DataFrame:

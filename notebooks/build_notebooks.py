@@ -141,7 +141,8 @@ paper_model = "Pythia-1.4B"  # paper row set to show beside ours: Pythia-1.4B, P
     ("code", setup("02_more_training")),
     ("code", DATA),
     ("code", '''with run.timer("fit raw/top/multitask/more + baselines sizeprop/tuned/famo"):
-    heads = study.fit(cfg, data, ["raw", "top", "multitask", "more", "sizeprop", "tuned", "famo"], run=run)
+    baselines = study.baselines(cfg)  # sizeprop, tuned, famo (feature tier only)
+    heads = study.fit(cfg, data, ["raw", "top", "multitask", "more", *baselines], run=run)
 with run.timer("evaluate (+ temperature scaling)"):
     table = study.evaluate(heads, data, cfg, temperature_scaled=True)
     diffs = study.scheme_diffs(heads, data)
@@ -150,7 +151,7 @@ summary = tables.summary(table, ["accuracy", "ece_5", "ece_10", "ece_20", "ace_1
 run.save_table("summary", summary)
 summary.round(4)'''),
     ("md", "## Table 3 · ours beside the paper's\nAccuracy per test source (fraction), its average, and ECE (10 bins) averaged over test sources."),
-    ("code", '''ours = tables.table3(table, ["raw", "top", "multitask", "more", "sizeprop", "tuned", "famo"])
+    ("code", '''ours = tables.table3(table, ["raw", "top", "multitask", "more", *baselines])
 side = paper.side_by_side(ours, paper.table3(paper_model))
 run.save_table("table3_ours", ours)
 run.save_table("table3_vs_paper", side)
@@ -179,17 +180,10 @@ Their rows are in Table 3 above; below, the λ they trained with and MORE agains
     ("code", '''lambdas = tables.chosen_lambdas(heads)
 run.save_table("baseline_lambdas", lambdas)
 with run.timer("bootstrap CIs (baselines)"):
-    more_vs_tuned = tables.compare(diffs, "more", "tuned", cfg)
-    more_vs_sizeprop = tables.compare(diffs, "more", "sizeprop", cfg)
-    more_vs_famo = tables.compare(diffs, "more", "famo", cfg)
-run.save_table("more_vs_tuned", more_vs_tuned)
-run.save_table("more_vs_sizeprop", more_vs_sizeprop)
-run.save_table("more_vs_famo", more_vs_famo)
-baseline_findings = [findings.finding_comparison(more_vs_tuned, "more", "tuned", len(cfg.seeds)),
-                     findings.finding_comparison(more_vs_sizeprop, "more", "sizeprop", len(cfg.seeds)),
-                     findings.finding_comparison(more_vs_famo, "more", "famo", len(cfg.seeds))]
-display(lambdas.pivot_table(index=["scheme", "seed"], columns="source", values="lambda").round(3),
-        *[Markdown(t) for t in baseline_findings])'''),
+    more_vs_baselines = tables.compare_each(diffs, "more", baselines, cfg)
+run.save_table("more_vs_baselines", more_vs_baselines)
+baseline_findings = findings.finding_baselines(more_vs_baselines, len(cfg.seeds))
+display(lambdas.round(3), *[Markdown(t) for t in baseline_findings])'''),
     ("md", "## Training dynamics · λ and per-source losses of MORE (first seed)"),
     ("code", '''fig = plots.training_curves(heads[study.head_key("more", cfg.seeds[0])].history, "MORE: λ and batch loss per source")
 run.save_figure("lambda_trajectory", fig)
@@ -235,9 +229,8 @@ guards'''),
                           "more_vs_multitask": more_vs_mt.to_dict("records"), "more_vs_top": more_vs_top.to_dict("records"),
                           "synthetic": syn_truth_summary.to_dict("records"), "guards": guards.to_dict("records"),
                           "findings": [finding, finding_t, finding_syn], "baseline_findings": baseline_findings,
-                          "more_vs_tuned": more_vs_tuned.to_dict("records"),
-                          "more_vs_sizeprop": more_vs_sizeprop.to_dict("records"),
-                          "more_vs_famo": more_vs_famo.to_dict("records"), "baseline_lambdas": lambdas.to_dict("records")})
+                          "more_vs_baselines": more_vs_baselines.to_dict("records"),
+                          "baseline_lambdas": lambdas.to_dict("records")})
 display(Markdown(finding), Markdown(finding_t), Markdown(finding_syn))'''),
     ("code", FINISH),
     ("md", "Next: [03 · H&H analysis](03_hh_analysis.ipynb)."),
