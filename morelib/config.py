@@ -20,7 +20,7 @@ import yaml
 from morelib.errors import ConfigError
 
 PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
-SCHEMES = ("raw", "single", "top", "multitask", "more", "fixed", "multitask-pooled")
+SCHEMES = ("raw", "single", "top", "multitask", "more", "fixed", "multitask-pooled", "sizeprop", "tuned", "famo")
 NORMALIZATIONS = ("l2", "loss", "loss+", "none")
 
 
@@ -57,6 +57,36 @@ class SyntheticSpec:
     n_test: int = 1000
     drift: float = 0.5
     reward_scale: float = 3.0
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    """One synthetic scenario (morelib.scenarios): K sources, each with its own train size, label scale c_k, drift
+    norm (× ‖r*‖) and share of the drift along r* (negative: opposes r*); a number applies to every source."""
+
+    name: str
+    why: str
+    K: int = 4
+    n_train: int | tuple[int, ...] = 1000
+    source_scale: float | tuple[float, ...] = 1.0
+    drift: float | tuple[float, ...] = 0.5
+    drift_along: float | tuple[float, ...] = 0.0
+
+
+@dataclass(frozen=True)
+class ScenarioSweep:
+    """The "when does MORE help?" sweep: every scenario × n_seeds × scheme on the synthetic benchmark."""
+
+    n_seeds: int = 10
+    dim: int = 32
+    n_calib: int = 200
+    n_test: int = 1000
+    reward_scale: float = 3.0
+    n_bins: int = 10
+    schemes: tuple[str, ...] = ("multitask", "more", "sizeprop", "tuned", "famo")
+    tuned_step: float = 0.5
+    tuned_max_points: int = 12
+    scenarios: tuple[ScenarioSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -106,6 +136,10 @@ class TrainConfig:
     head_weight_decay: float = 2.0
     temperature_scaling: bool = True
     single_batch: int | None = None
+    tuned_step: float = 0.25
+    tuned_max_points: int = 71
+    famo_lr: float = 0.025
+    famo_decay: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -183,6 +217,7 @@ class Config:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     explore: ExploreConfig = field(default_factory=ExploreConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    synthetic_scenarios: ScenarioSweep = field(default_factory=ScenarioSweep)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, YAML-able nested dict of this config."""
@@ -319,6 +354,16 @@ def load_config(profile: str | Path = "default", overrides: dict[str, Any] | Non
     return cfg
 
 
+def with_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
+    """A validated copy of `cfg` with dotted `overrides` applied (e.g. {"train.normalization": "loss+"})."""
+    raw = cfg.to_dict()
+    for dotted, value in overrides.items():
+        _apply_override(raw, dotted, value)
+    out = _build(Config, raw)
+    validate(out)
+    return out
+
+
 def _check(ok: bool, message: str) -> None:
     """Raise ConfigError(message) unless ok."""
     if not ok:
@@ -352,6 +397,7 @@ def validate(cfg: Config) -> None:
     for key in ("train_pairs_per_source", "head_epochs", "batch_per_source", "reliability_bins"):
         _check(getattr(cfg.explore, key) > 0, f"'explore.{key}' must be positive, got {getattr(cfg.explore, key)}")
     _check(cfg.explore.debounce_ms >= 0, f"'explore.debounce_ms' must be ≥ 0, got {cfg.explore.debounce_ms}")
+    _validate_sweep(cfg.synthetic_scenarios)
 
 
 def _validate_train(t: TrainConfig) -> None:
@@ -370,6 +416,10 @@ def _validate_train(t: TrainConfig) -> None:
     _check(t.single_batch is None or t.single_batch > 0, "'train.single_batch' must be positive or null")
     _check(t.head_epochs > 0, f"'train.head_epochs' must be positive, got {t.head_epochs}")
     _check(t.weight_decay >= 0 and t.head_weight_decay >= 0, "weight decays must be ≥ 0")
+    _check(0 < t.tuned_step <= 1 and abs(round(1 / t.tuned_step) * t.tuned_step - 1) < 1e-9,
+           f"'train.tuned_step' must be 1/m for a positive integer m (e.g. 0.25), got {t.tuned_step}")
+    _check(t.tuned_max_points > 0, f"'train.tuned_max_points' must be positive, got {t.tuned_max_points}")
+    _check(t.famo_lr > 0 and t.famo_decay >= 0, "'train.famo_lr' must be > 0 and 'train.famo_decay' ≥ 0")
 
 
 def data_root(cfg: Config) -> Path | None:
@@ -381,3 +431,31 @@ def data_root(cfg: Config) -> Path | None:
     if os.environ.get("MORE_DATA_DIR"):
         return Path(os.environ["MORE_DATA_DIR"])
     return PARAMS_DIR.parents[1] / "shared" / "data"
+
+
+SWEEP_SCHEMES = ("multitask", "more", "sizeprop", "tuned", "famo")
+_SCENARIO_BOUNDS = {"n_train": (1, float("inf")), "source_scale": (1e-12, float("inf")), "drift": (0.0, float("inf")),
+                    "drift_along": (-1.0, 1.0)}
+
+
+def _validate_sweep(sweep: ScenarioSweep) -> None:
+    """Range checks of the synthetic scenario sweep: sizes, schemes, and every per-source list of length K."""
+    _check(sweep.n_seeds >= 2, f"'synthetic_scenarios.n_seeds' must be ≥ 2 (a CI over seeds), got {sweep.n_seeds}")
+    for key in ("dim", "n_calib", "n_test", "n_bins", "tuned_max_points"):
+        _check(getattr(sweep, key) > 0, f"'synthetic_scenarios.{key}' must be positive, got {getattr(sweep, key)}")
+    _check(sweep.reward_scale > 0, f"'synthetic_scenarios.reward_scale' must be positive, got {sweep.reward_scale}")
+    _check(0 < sweep.tuned_step <= 1 and abs(round(1 / sweep.tuned_step) * sweep.tuned_step - 1) < 1e-9,
+           f"'synthetic_scenarios.tuned_step' must be 1/m for a positive integer m, got {sweep.tuned_step}")
+    for s in sweep.schemes:
+        _check(s in SWEEP_SCHEMES, f"unknown scheme '{s}' in 'synthetic_scenarios.schemes'; valid: {', '.join(SWEEP_SCHEMES)}")
+    _check({"multitask", "more"} <= set(sweep.schemes), "'synthetic_scenarios.schemes' must include multitask and more")
+    names = [sc.name for sc in sweep.scenarios]
+    _check(len(names) == len(set(names)), f"'synthetic_scenarios.scenarios' names must be unique, got {names}")
+    for i, sc in enumerate(sweep.scenarios):
+        where = f"synthetic_scenarios.scenarios[{i}] ({sc.name})"
+        _check(sc.K >= 2, f"'{where}.K' must be ≥ 2, got {sc.K}")
+        for key, (lo, hi) in _SCENARIO_BOUNDS.items():
+            value = getattr(sc, key)
+            values = value if isinstance(value, tuple) else (value,) * sc.K
+            _check(len(values) == sc.K, f"'{where}.{key}' must be one number or K={sc.K} numbers, got {list(values)}")
+            _check(all(lo <= v <= hi for v in values), f"'{where}.{key}' values must be in [{lo:g}, {hi:g}], got {list(values)}")

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from morelib import stats
+from morelib.stats import mean_and_ci_over_seeds
 
 # mean |Δ| counts as lower-is-better in the paper's sense (§5.3: smaller absolute rewards = less over-rewarding).
 LOWER_IS_BETTER = ("ece", "ace", "mce", "brier", "log_loss", "true_prob_gap", "mean_abs_diff", "outlier_count")
@@ -337,3 +338,102 @@ def missing_note(missing: dict[str, str]) -> str:
     return (f"Not measured here: {names} — so their test columns of Table 3 / the radar chart, their row of the diversity "
             f"matrix, and their step in the K-ablation (Fig 6) are not measured; averages are over the available "
             f"sources only and are not directly comparable to the paper's five-source averages.")
+
+
+SYNTHETIC_METRICS = {"cosine_to_r_star": ("cos(w, r*)", "closer to r*", "further from r*"),
+                     "truth_ece": ("shared-truth ECE", "better calibrated to p*", "worse calibrated to p*")}
+
+
+def _scenario_list(rows: pd.DataFrame) -> str:
+    """'a (+0.0123 [+0.0100, +0.0150]), b (…)' of paired-difference rows, or 'none'."""
+    if rows.empty:
+        return "none"
+    return ", ".join(f"{r.scenario} ({r.diff:+.4f} [{r.lo:+.4f}, {r.hi:+.4f}])" for r in rows.itertuples())
+
+
+def finding_when_more_helps(diffs: pd.DataFrame, alpha: float = 0.05) -> str:
+    """Synthetic scenarios: where MORE − MultiTask is significant (t-CI over seeds excludes 0 AND Holm-adjusted
+    p < alpha over every scenario × metric), on cos(w, r*) and the shared-truth ECE; the baselines counted the same way."""
+    more = diffs[diffs["scheme"] == "more"]
+    if more.empty:
+        return "MORE was not fitted in the scenario sweep: no comparison."
+    sure = more[(more["better"] != 0) & (more["p_holm"] < alpha)]
+    n_scen, seeds = more["scenario"].nunique(), int(more["n_seeds"].min())
+    parts, helped = [], set()
+    for metric, (label, good, bad) in SYNTHETIC_METRICS.items():
+        rows = sure[sure["metric"] == metric]
+        wins, losses = rows[rows["better"] > 0], rows[rows["better"] < 0]
+        helped |= set(wins["scenario"])
+        parts.append(f"{label}: MORE {good} than MultiTask in {len(wins)} scenario(s) — {_scenario_list(wins)}; "
+                     f"{bad} in {len(losses)} — {_scenario_list(losses)}; no significant difference in the other "
+                     f"{n_scen - len(wins) - len(losses)}")
+    verdict = (f"MORE helps (on at least one of the two) only in: {', '.join(sorted(helped))}." if helped else
+               "MORE does not significantly beat MultiTask on either metric in any scenario here.")
+    own = sure[sure["metric"] == "own_ece"]
+    own_text = (f" On each source's OWN drifted labels (the paper's ECE) MORE is significantly lower in "
+                f"{int((own.better > 0).sum())} scenario(s){_names(own[own.better > 0])} and higher in "
+                f"{int((own.better < 0).sum())}{_names(own[own.better < 0])}." if "own_ece" in set(more["metric"]) else "")
+    worse_truth = set(sure[(sure["better"] < 0) & sure["metric"].isin(list(SYNTHETIC_METRICS))]["scenario"])
+    misled = sorted(set(own[own.better > 0]["scenario"]) & worse_truth)
+    if misled:
+        own_text += (f" In {', '.join(misled)} the paper's metric favours MORE while the shared truth favours "
+                     f"MultiTask: there it rewards fitting the drift.")
+    text = (f"MORE − MultiTask over {n_scen} synthetic scenarios, {seeds} seeds each (paired by seed; mean "
+            f"[95% t-CI]; a difference counts when its CI excludes 0 and its Holm-adjusted p < {alpha} over all "
+            f"scenarios × metrics). " + "; ".join(parts) + f". {verdict}{own_text}")
+    return text + " " + _baseline_counts(diffs[diffs["scheme"] != "more"], alpha)
+
+
+def _names(rows: pd.DataFrame) -> str:
+    """' (a, b)' of the scenarios in `rows`, or ''."""
+    return _list(list(rows["scenario"]))
+
+
+def _baseline_counts(diffs: pd.DataFrame, alpha: float) -> str:
+    """How many scenarios each other scheme significantly beats / trails MultiTask on cos(w, r*) and shared-truth ECE."""
+    out = []
+    for scheme, rows in diffs.groupby("scheme", sort=False):
+        sure = rows[(rows["better"] != 0) & (rows["p_holm"] < alpha)]
+        counts = [f"{SYNTHETIC_METRICS[m][0]} better in {int((sure[sure.metric == m].better > 0).sum())}, worse in "
+                  f"{int((sure[sure.metric == m].better < 0).sum())}" for m in SYNTHETIC_METRICS]
+        out.append(f"{_name(str(scheme))} vs MultiTask: {'; '.join(counts)} of {rows['scenario'].nunique()}")
+    return ("Baselines, same rule — " + " | ".join(out) + ".") if out else ""
+
+
+K2_TOL = 1e-5  # |λ − ½| above this at K = 2 under l2 is more than float32 rounding of the min-norm solve
+
+
+def finding_k2_degeneracy(lam_l2: pd.DataFrame, lam_alt: pd.DataFrame, ks: pd.DataFrame, ks_alt: pd.DataFrame,
+                          alt: str = "loss+", metric: str = "ece_10") -> str:
+    """K = 2 with l2 normalisation: the measured λ of MORE's K = 2 heads (tables.lambda_range) and what the `alt`
+    normalisation changes; `ks`/`ks_alt` tidy K-ablation tables (scheme, seed, K, metric) of l2 and `alt`."""
+    if lam_l2.empty:
+        return "No K = 2 MORE head with a λ history: the K = 2 degeneracy cannot be checked on this run."
+    dev, steps = lam_l2["max_dev_uniform"].max(), int(lam_l2["steps"].sum())
+    text = (f"At K = 2 with l2 normalisation MORE's λ stayed within {dev:.1e} of (½, ½) over all {steps} steps of its "
+            f"{len(lam_l2)} K = 2 head(s)")
+    text += (": the min-norm point of two unit gradients g₁, g₂ is λ₁ = (1 − g₁·g₂)/(2 − 2 g₁·g₂) = ½ whatever their "
+             "angle, so MORE trains as MultiTask there (true of the paper and its code too)." if dev < K2_TOL else
+             f", more than the {K2_TOL:g} float rounding allows: unexpected, since the min-norm point of two unit "
+             "gradients is their midpoint — check the normalisation of this run.")
+    if not lam_alt.empty:
+        text += (f" With `{alt}` normalisation λ₁ ranged over [{lam_alt['lam1_min'].min():.3f}, "
+                 f"{lam_alt['lam1_max'].max():.3f}] (largest |λ − ½| {lam_alt['max_dev_uniform'].max():.3f}).")
+    if not ks_alt.empty:
+        k = int(min(ks["K"].max(), ks_alt["K"].max()))
+        a = ks_alt[ks_alt["K"] == k].groupby("seed")[metric].mean()
+        b = ks[(ks["K"] == k) & (ks["scheme"] == "more")].groupby("seed")[metric].mean()
+        mean, lo, hi = mean_and_ci_over_seeds((a - b.reindex(a.index)).to_numpy())
+        word = ("lower than" if hi < 0 else "higher than" if lo > 0 else "not distinguishable from") \
+            if np.isfinite(lo) else "untestable (one seed) against"
+        text += (f" At K = {k}, MORE({alt}) − MORE(l2) {metric} = {mean:+.4f} [95% t-CI over {len(a)} seed(s) "
+                 f"{lo:+.4f}, {hi:+.4f}]: MORE's {metric} with {alt} is {word} with l2 there.")
+    return text
+
+
+def finding_baselines(cmp: pd.DataFrame, seeds: int, a: str = "more") -> list[str]:
+    """One `finding_comparison` sentence per baseline of `tables.compare_each`, or one saying none was fitted."""
+    if cmp.empty:
+        return ["The weighting baselines (sizeprop, tuned, famo) are feature-tier only: not fitted in this run."]
+    return [finding_comparison(rows.drop(columns="baseline").rename(columns={"baseline_value": b}), a, str(b), seeds)
+            for b, rows in cmp.groupby("baseline", sort=False)]

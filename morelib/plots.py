@@ -182,3 +182,28 @@ def scatter_xy(table: pd.DataFrame, x: str, y: str, color: str, title: str) -> g
                                  marker_size=10))
     fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template=TEMPLATE)
     return fig
+
+
+def when_more_helps(diffs: pd.DataFrame, metrics: Sequence[str] = ("cosine_to_r_star", "truth_ece"),
+                    title: str = "When does MORE help? Scheme − MultiTask per synthetic scenario (mean, 95% t-CI over seeds)"
+                    ) -> go.Figure:
+    """One panel per metric: each scheme's paired difference to MultiTask (rows of `scenarios.paired_differences`:
+    scheme, scenario, metric, diff, lo, hi) per scenario with its CI; a dashed line at 0 (no difference)."""
+    if diffs.empty:
+        raise MoreError("when_more_helps needs a non-empty table of paired differences")
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[f"{m} (scheme − MultiTask)" for m in metrics])
+    schemes = list(dict.fromkeys(diffs["scheme"]))
+    for col, metric in enumerate(metrics, start=1):
+        for k, scheme in enumerate(schemes):
+            part = diffs[(diffs["metric"] == metric) & (diffs["scheme"] == scheme)]
+            err = {"type": "data", "symmetric": False, "array": part["hi"] - part["diff"],
+                   "arrayminus": part["diff"] - part["lo"]}
+            fig.add_trace(go.Scatter(x=part["scenario"], y=part["diff"], mode="markers", name=scheme, error_y=err,
+                                     legendgroup=scheme, showlegend=col == 1, offsetgroup=scheme,
+                                     marker={"color": _color(scheme) or px_colors.qualitative.Plotly[k % 10],
+                                             "size": 11 if scheme == "more" else 7,
+                                             "symbol": "diamond" if scheme == "more" else "circle"}),
+                          row=1, col=col)
+        fig.add_hline(y=0, line_dash="dash", line_color="grey", row=1, col=col)
+    fig.update_layout(title=title, template=TEMPLATE, scattermode="group", height=480)
+    return fig

@@ -33,7 +33,7 @@ from morelib.runs import Run
 
 log = logging.getLogger(__name__)
 SIDES = ("train", "calib", "test")
-TRAINED = ("raw", "single", "multitask", "more", "multitask-pooled")
+TRAINED = ("raw", "single", "multitask", "more", "multitask-pooled", "sizeprop", "tuned", "famo")
 SYNTHETIC_SEED_OFFSET = 10_007
 
 
@@ -129,7 +129,8 @@ def _fit_one(cfg: Config, data: StudyData, key: str, sources: list[str], scheme:
     if path is not None and path.exists():
         return train.HeadModel.load(path)
     by_source = {s: data.features[s]["train"] for s in sources}
-    head = train.train_head(by_source, scheme, cfg.train, seed)
+    calib = {s: data.features[s]["calib"] for s in sources} if scheme == "tuned" else None  # λ chosen on calib
+    head = train.train_head(by_source, scheme, cfg.train, seed, calib=calib)
     if path is not None:
         head.save(path)
     return head
@@ -432,7 +433,7 @@ def k_endpoints(cfg: Config, data: StudyData, run: Run | None, order: Sequence[s
                 start: int = 2) -> dict[int, dict[str, dict[str, np.ndarray]]]:
     """Test reward differences of `schemes` at the smallest (start) and largest K of `k_ablation` (the same fits, reused
     from the run), keyed `<scheme>/seed<k>` without the subset: {K: {key: {test source: Δ [N]}}}."""
-    present = [s for s in order if s in data.features]
+    present = [s for s in order if s in data.sources]
     if len(present) < start:
         raise DataError(f"K-ablation needs at least {start} available sources of {list(order)}; have {present}")
     out = {}
@@ -441,3 +442,21 @@ def k_endpoints(cfg: Config, data: StudyData, run: Run | None, order: Sequence[s
         out[k] = {head_key(parse_key(key)["scheme"], parse_key(key)["seed"]): d
                   for key, d in reward_diffs(heads, data, "test", sources=tests).items()}
     return out
+
+
+def k_ablation_heads(cfg: Config, data: StudyData, run: Run | None, order: Sequence[str], K: int,
+                     schemes: Sequence[str] = ("more",)) -> dict[str, train.HeadModel]:
+    """The RMs `k_ablation` fitted on the first K available sources of `order` (reloaded from the run when present)."""
+    present = [s for s in order if s in data.sources]
+    if len(present) < K:
+        raise DataError(f"need {K} available sources of {list(order)} for the K = {K} step; have {present}")
+    return fit(cfg, data, schemes, run=run, sources=present[:K])
+
+
+FEATURE_ONLY = ("sizeprop", "tuned", "famo")
+
+
+def baselines(cfg: Config) -> list[str]:
+    """The weighting baselines this run can fit: sizeprop, tuned, famo on the feature tier; none on the finetune tier
+    (morelib.finetune does not implement them)."""
+    return list(FEATURE_ONLY) if cfg.train.tier == "features" else []

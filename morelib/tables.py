@@ -377,3 +377,41 @@ def length_bias(heads: dict[str, Any], data: StudyData, schemes: Sequence[str]) 
     if not rows:
         return pd.DataFrame(columns=["scheme", "test_source"])
     return pd.DataFrame(rows).groupby(["scheme", "test_source", "length_unit"], sort=False).mean().reset_index()
+
+
+def lambda_range(heads: dict[str, Any]) -> pd.DataFrame:
+    """Per RM: K, steps, the range of λ_1 and the largest |λ_i − 1/K| over every training step (from its history)."""
+    rows = []
+    for key, head in heads.items():
+        lam = np.asarray(head.history.get("lam", np.empty((0, 0))), dtype=np.float64)
+        if lam.ndim != 2 or lam.size == 0:
+            continue
+        info = parse_key(key)
+        rows.append({"rm": key, "scheme": info["scheme"], "seed": info["seed"], "K": lam.shape[1], "steps": lam.shape[0],
+                     "lam1_min": float(lam[:, 0].min()), "lam1_max": float(lam[:, 0].max()),
+                     "max_dev_uniform": float(np.abs(lam - 1.0 / lam.shape[1]).max())})
+    return pd.DataFrame(rows)
+
+
+def chosen_lambdas(heads: dict[str, Any], schemes: Sequence[str] = ("sizeprop", "tuned")) -> pd.DataFrame:
+    """The fixed λ each RM of `schemes` trained with (one row per RM and source): size-proportional or grid-tuned."""
+    rows = []
+    for key, head in heads.items():
+        info = parse_key(key)
+        if info["scheme"] in schemes and "lam" in getattr(head, "meta", {}):
+            names = head.history["source_names"]
+            rows += [{"rm": key, "scheme": info["scheme"], "seed": info["seed"], "source": s, "lambda": float(lam)}
+                     for s, lam in zip(names, head.meta["lam"])]
+    return pd.DataFrame(rows, columns=["rm", "scheme", "seed", "source", "lambda"])
+
+
+def compare_each(diffs: dict[str, dict[str, np.ndarray]], a: str, others: Sequence[str], cfg: Config) -> pd.DataFrame:
+    """`compare(diffs, a, b, cfg)` for every b in `others`, stacked: column `baseline` names b, `baseline_value` holds
+    b's metric (paired bootstrap CIs over the same test pairs); empty when `others` is."""
+    parts = [compare(diffs, a, b, cfg).rename(columns={b: "baseline_value"}).assign(baseline=b) for b in others]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["baseline", "baseline_value"])
+
+
+def with_variant(table: pd.DataFrame, variant: pd.DataFrame, label: str) -> pd.DataFrame:
+    """`table` with the rows of `variant` appended, their scheme renamed to `label` (e.g. MORE with loss+)."""
+    return pd.concat([table, variant.assign(scheme=label)], ignore_index=True)

@@ -9,6 +9,8 @@ seeded head a HF sequence classifier starts from (score weights N(0, 0.02), no s
 `multitask-pooled` is the paper's and reference code's MultiTask: every source resampled to the common size, pooled,
 shuffled and cut into batches of K·B (so a batch holds a random number of pairs of each source), loss = the batch mean;
 its history has one column, `source_names` = ["multitask-pooled"].
+Baselines (`morelib.weighting`): `sizeprop` λ_i = n_i/Σn; `tuned` the fixed λ of a coarse simplex grid whose head has
+the lowest calibration log-loss (mean over sources of each source's calib mean −log σ(Δ)); `famo` FAMO's λ.
 The loss Σ λ_i L_i + ½·l2·‖w‖² is minimised by Adam with closed-form gradients (no autograd: the head is linear);
 the L2 term is coupled into the gradient, as torch.optim.Adam's weight_decay does. l2 = head_weight_decay · h / N
 (h features, N distinct training pairs over all sources): the MAP estimate under a prior w ~ N(0, I/(head_weight_decay·h))
@@ -39,8 +41,9 @@ from morelib.config import TrainConfig
 from morelib.errors import ConfigError, DataError, TrainingError
 from morelib.features import PairFeatures
 from morelib.more import MoreWeighter
+from morelib.weighting import Famo, simplex_grid, size_proportional
 
-HEAD_SCHEMES = ("raw", "single", "multitask", "more", "fixed", "multitask-pooled")
+HEAD_SCHEMES = ("raw", "single", "multitask", "more", "fixed", "multitask-pooled", "sizeprop", "tuned", "famo")
 POOLED = "multitask-pooled"  # the paper's / reference code's MultiTask: random batches of the pooled resampled data
 RAW_INIT_STD = 0.02  # transformers' default initializer_range for the score layer
 HEAD_THREADS = 1  # K·B×h matmuls are tiny: one thread is faster than two busy ones (measured, docstring of train_head)
@@ -207,8 +210,10 @@ class _Adam:
         self.w.addcdiv_(self.m, denom, value=-self.lr / (1 - b1 ** self.t))
 
 
-def _check_scheme(train: dict[str, PairFeatures], scheme: str, lam: Sequence[float] | None) -> None:
-    """Raise ConfigError for an unknown scheme, a wrong number of sources, or λ given to a scheme without λ."""
+def _check_scheme(train: dict[str, PairFeatures], scheme: str, lam: Sequence[float] | None,
+                  calib: dict[str, PairFeatures] | None = None) -> None:
+    """Raise ConfigError for an unknown scheme, a wrong number of sources, λ given to a scheme without λ, or
+    `tuned` without calibration features of every training source."""
     if scheme not in HEAD_SCHEMES:
         hint = " ('top' is 'single' on the best source, chosen by the caller)" if scheme == "top" else ""
         raise ConfigError(f"unknown head scheme '{scheme}'{hint}; valid: {', '.join(HEAD_SCHEMES)}")
@@ -218,6 +223,9 @@ def _check_scheme(train: dict[str, PairFeatures], scheme: str, lam: Sequence[flo
         raise ConfigError(f"scheme 'single' needs exactly one source, got {len(train)}: {list(train)}")
     if (lam is not None) != (scheme == "fixed"):
         raise ConfigError("λ must be given for scheme 'fixed' and only for it" + f" (scheme '{scheme}')")
+    if scheme == "tuned" and (calib is None or set(calib) != set(train)):
+        raise ConfigError(f"scheme 'tuned' needs calibration features of exactly the training sources {list(train)}, "
+                          f"got {None if calib is None else list(calib)}")
     dims = {pf.chosen.shape[1] for pf in train.values()}
     if len(dims) != 1:
         raise DataError(f"sources have different feature sizes {sorted(dims)}")
@@ -240,16 +248,25 @@ def _raw_head(train: dict[str, PairFeatures], seed: int) -> HeadModel:
 
 
 def train_head(train: dict[str, PairFeatures], scheme: str, tcfg: TrainConfig, seed: int,
-               lam: Sequence[float] | None = None, callback: Callback | None = None) -> HeadModel:
+               lam: Sequence[float] | None = None, callback: Callback | None = None,
+               calib: dict[str, PairFeatures] | None = None) -> HeadModel:
     """Fit a reward head on per-source training features with the given scheme (see module docstring).
 
     callback(step, lam[K], loss[K]) runs after every step; returning False stops training early.
+    `calib` (scheme `tuned` only): per-source calibration features on which the grid's λ is chosen.
     Raises TrainingError naming the step and source when a loss becomes NaN/inf.
     """
     with _threads(HEAD_THREADS), torch.no_grad():
-        _check_scheme(train, scheme, lam)
+        _check_scheme(train, scheme, lam, calib)
         if scheme == "raw":
             return _raw_head(train, seed)
+        if scheme == "tuned":
+            return _tuned_head(train, calib, tcfg, seed)
+        if scheme == "sizeprop":
+            head = train_head(train, "fixed", tcfg, seed, size_proportional([pf.chosen.shape[0] for pf in train.values()]),
+                              callback)
+            head.meta |= {"scheme": "sizeprop", "lam": head.history["lam"][0].tolist()}
+            return head
         names = list(train)
         mean, scale = standardizer(train)
         diffs = torch.cat([(pf.chosen.float() - pf.rejected.float()) / scale for pf in train.values()])
@@ -270,7 +287,29 @@ def train_head(train: dict[str, PairFeatures], scheme: str, tcfg: TrainConfig, s
             "head_weight_decay": tcfg.head_weight_decay, "l2": l2, "batch_per_source": tcfg.batch_per_source}
     if scheme == "more":
         meta |= {"alpha": tcfg.alpha, "normalization": tcfg.normalization}
+    if scheme == "famo":
+        meta |= {"famo_lr": tcfg.famo_lr, "famo_decay": tcfg.famo_decay}
     return HeadModel(w, 0.0, mean, scale, history, meta)
+
+
+def calib_log_loss(head: HeadModel, calib: dict[str, PairFeatures]) -> float:
+    """Mean over sources of each source's mean −log σ(Δ) (nats) on its calibration pairs: `tuned`'s selection score."""
+    return float(torch.stack([F.softplus(-head.reward_diff(pf)).mean() for pf in calib.values()]).mean())
+
+
+def _tuned_head(train: dict[str, PairFeatures], calib: dict[str, PairFeatures], tcfg: TrainConfig,
+                seed: int) -> HeadModel:
+    """The `fixed` head of the grid λ (weighting.simplex_grid) with the lowest `calib_log_loss` (first on a tie)."""
+    grid = simplex_grid(len(train), tcfg.tuned_step, tcfg.tuned_max_points, seed)
+    best, best_loss, losses = None, math.inf, []
+    for lam in grid:
+        head = train_head(train, "fixed", tcfg, seed, lam)
+        losses.append(calib_log_loss(head, {s: calib[s] for s in train}))
+        if losses[-1] < best_loss:
+            best, best_loss = head, losses[-1]
+    best.meta |= {"scheme": "tuned", "lam": best.history["lam"][0].tolist(), "grid": grid.tolist(),
+                  "calib_log_loss": losses, "tuned_step": tcfg.tuned_step, "tuned_max_points": tcfg.tuned_max_points}
+    return best
 
 
 def _fit(diffs: torch.Tensor, plan: torch.Tensor, w: torch.Tensor, scheme: str, names: list[str],
@@ -278,6 +317,7 @@ def _fit(diffs: torch.Tensor, plan: torch.Tensor, w: torch.Tensor, scheme: str, 
     """Run the planned steps on standardised diffs[ΣN, h] with plan[steps, K·B] and L2 `l2`; updates w in place."""
     K, h = len(names), diffs.shape[1]
     weighter = MoreWeighter(K, tcfg.alpha, tcfg.normalization) if scheme == "more" else None
+    famo = Famo(K, tcfg.famo_lr, tcfg.famo_decay) if scheme == "famo" else None
     weights = fixed_weights(lam, names) if scheme == "fixed" else torch.full((K,), 1.0 / K)
     adam = _Adam(w, tcfg.head_lr, l2)
     lams, deltas, stopped = [], [], False
@@ -288,7 +328,11 @@ def _fit(diffs: torch.Tensor, plan: torch.Tensor, w: torch.Tensor, scheme: str, 
             delta, grads = batch_grads(x, w)
             if weighter is not None:
                 weights = weighter.step(grads, _check_losses(F.softplus(-delta).mean(1), len(deltas), names))
+            if famo is not None:
+                weights = famo.weights(_check_losses(F.softplus(-delta).mean(1), len(deltas), names))
             adam.step(weights @ grads)
+            if famo is not None:  # FAMO's δ: the same batch's losses after the step
+                famo.update(F.softplus(-delta).mean(1), F.softplus(-(x @ w)).mean(1))
             lams.append(weights)
             deltas.append(delta)
             if callback is not None and callback(len(deltas) - 1, weights, F.softplus(-delta).mean(1)) is False:

@@ -1,4 +1,4 @@
-"""Write notebooks 01–04 (without outputs, `parameters` cell tagged) from the cell lists below: `python notebooks/build_notebooks.py`.
+"""Write notebooks 01–04 and 06 (without outputs, `parameters` cell tagged) from the cell lists below: `python notebooks/build_notebooks.py`.
 
 Keeping the source here makes the notebooks reviewable as plain Python and guarantees they stay thin: every code
 cell only calls morelib. Notebook 05 (alignment) is written by its own engineer and is not touched here.
@@ -139,8 +139,9 @@ CI over all test sources resamples pairs within each source and the seeds too. E
 paper_model = "Pythia-1.4B"  # paper row set to show beside ours: Pythia-1.4B, Pythia-2.8B or LLaMa-7B'''),
     ("code", setup("02_more_training")),
     ("code", DATA),
-    ("code", '''with run.timer("fit raw/top/multitask/more"):
-    heads = study.fit(cfg, data, ["raw", "top", "multitask", "more"], run=run)
+    ("code", '''with run.timer("fit raw/top/multitask/more + baselines sizeprop/tuned/famo"):
+    baselines = study.baselines(cfg)  # sizeprop, tuned, famo (feature tier only)
+    heads = study.fit(cfg, data, ["raw", "top", "multitask", "more", *baselines], run=run)
 with run.timer("evaluate (+ temperature scaling)"):
     table = study.evaluate(heads, data, cfg, temperature_scaled=True)
     diffs = study.scheme_diffs(heads, data)
@@ -149,7 +150,7 @@ summary = tables.summary(table, ["accuracy", "ece_5", "ece_10", "ece_20", "ace_1
 run.save_table("summary", summary)
 summary.round(4)'''),
     ("md", "## Table 3 · ours beside the paper's\nAccuracy per test source (fraction), its average, and ECE (10 bins) averaged over test sources."),
-    ("code", '''ours = tables.table3(table)
+    ("code", '''ours = tables.table3(table, ["raw", "top", "multitask", "more", *baselines])
 side = paper.side_by_side(ours, paper.table3(paper_model), ours_only=["ece_floor", "ece_debiased"])
 run.save_table("table3_ours", ours)
 run.save_table("table3_vs_paper", side)
@@ -178,6 +179,18 @@ finding = findings.finding_more_vs_multitask(more_vs_mt, len(cfg.seeds), pooled)
 finding_power = findings.finding_power(pooled, paper.ece_effect(paper_model), paper_model)
 display(pooled.round(4), more_vs_mt.round(4), Markdown(finding), Markdown(finding_power),
         Markdown(findings.finding_comparison(more_vs_top, "more", "top", len(cfg.seeds), pooled_top)))'''),
+    ("md", """## Baselines beside MORE: size-proportional λ, a tuned fixed λ, FAMO
+`sizeprop`: λ_i = n_i/Σn (plain mixing). `tuned`: the fixed λ of a coarse simplex grid (step `train.tuned_step`)
+whose head has the lowest calibration-split log-loss (mean over sources) — "a tuned weighted sum is enough" (Xin et
+al., NeurIPS 2022; Kurin et al., 2022). `famo`: FAMO (Liu et al., NeurIPS 2023) on the head's per-source losses.
+Their rows are in Table 3 above; below, the λ they trained with and MORE against each (paired bootstrap 95% CIs)."""),
+    ("code", '''lambdas = tables.chosen_lambdas(heads)
+run.save_table("baseline_lambdas", lambdas)
+with run.timer("bootstrap CIs (baselines)"):
+    more_vs_baselines = tables.compare_each(diffs, "more", baselines, cfg)
+run.save_table("more_vs_baselines", more_vs_baselines)
+baseline_findings = findings.finding_baselines(more_vs_baselines, len(cfg.seeds))
+display(lambdas.round(3), *[Markdown(t) for t in baseline_findings])'''),
     ("md", "## Training dynamics · λ and per-source losses of MORE (first seed)"),
     ("code", '''fig = plots.training_curves(heads[study.head_key("more", cfg.seeds[0])].history, "MORE: λ and batch loss per source")
 run.save_figure("lambda_trajectory", fig)
@@ -227,7 +240,9 @@ guards'''),
                           "more_vs_multitask": more_vs_mt.to_dict("records"), "more_vs_top": more_vs_top.to_dict("records"),
                           "pooled_more_vs_multitask": pooled.to_dict("records"), "power": finding_power,
                           "synthetic": syn_truth_summary.to_dict("records"), "guards": guards.to_dict("records"),
-                          "findings": [finding, finding_t, finding_syn]})
+                          "findings": [finding, finding_t, finding_syn], "baseline_findings": baseline_findings,
+                          "more_vs_baselines": more_vs_baselines.to_dict("records"),
+                          "baseline_lambdas": lambdas.to_dict("records")})
 display(Markdown(finding), Markdown(finding_power), Markdown(finding_t), Markdown(finding_syn))'''),
     ("code", FINISH),
     ("md", "Next: [03 · H&H analysis](03_hh_analysis.ipynb)."),
@@ -321,12 +336,79 @@ finding = findings.finding_k_ablation(ks, top_ref.set_index("test_source")["ece_
 run.save_json("metrics", {"k_ablation": k_summary.to_dict("records"), "top_reference": top_ref.to_dict("records"),
                           "k_trend": trend.to_dict("records"), "skipped": skipped, "finding": finding})
 display(trend.round(4), Markdown(finding))'''),
+    ("md", """## The K = 2 degeneracy, and the non-degenerate `loss+` normalisation
+With the paper's l2 normalisation every source gradient is scaled to unit length before the min-norm solve, and the
+min-norm point of two unit vectors is always their midpoint: at K = 2 MORE's λ is (½, ½) and MORE trains exactly as
+MultiTask (in the paper and its reference code too). `train.normalization: loss+` (g_i/(‖g_i‖·L_i)) keeps the
+sources' losses in the weighting, so λ can move at K = 2. Below: MORE's measured λ at K = 2 under both, and the
+K-curve of MORE with loss+ beside l2's (its heads are keyed by their own config fingerprint, so they never collide)."""),
+    ("code", '''from morelib import config
+
+cfg_alt = config.with_overrides(cfg, {"train.normalization": "loss+"})
+with run.timer("K-ablation, MORE with loss+ normalisation"):
+    ks_alt, _ = study.k_ablation(cfg_alt, data, run, k_order, tests=hh_sources, schemes=["more"])
+    lam_l2 = tables.lambda_range(study.k_ablation_heads(cfg, data, run, k_order, 2))
+    lam_alt = tables.lambda_range(study.k_ablation_heads(cfg_alt, data, run, k_order, 2))
+k_both = tables.summary(tables.with_variant(ks, ks_alt, "more[loss+]"), ["ece_10", "accuracy"],
+                        by=("scheme", "test_source", "K"))
+run.save_table("k_ablation_lossplus_tidy", ks_alt)
+run.save_table("k_ablation_l2_vs_lossplus", k_both)
+fig = plots.ece_vs_k(k_both, top_ref, "ECE on H&H vs K: MORE with l2 (paper) and loss+ normalisation, MultiTask")
+run.save_figure("fig6_ece_vs_k_normalisations", fig)
+fig'''),
+    ("code", '''finding_k2 = findings.finding_k2_degeneracy(lam_l2, lam_alt, ks, ks_alt)
+run.save_json("k2_degeneracy", {"lambda_l2": lam_l2.to_dict("records"), "lambda_lossplus": lam_alt.to_dict("records"),
+                                "k_ablation_l2_vs_lossplus": k_both.to_dict("records"), "finding": finding_k2})
+display(lam_l2.round(6), lam_alt.round(4), Markdown(finding_k2))'''),
     *EXPLORE_MIX,
     ("code", FINISH),
     ("md", "Next: [05 · alignment](05_alignment.ipynb) (rejection sampling with these RMs)."),
 ]
 
-NOTEBOOKS = {"01_diversity": NB01, "02_more_training": NB02, "03_hh_analysis": NB03, "04_k_ablation": NB04}
+NB06 = [
+    ("md", """# 06 · When does MORE help? Synthetic scenarios with a known shared reward (issue 17)
+
+**Question.** On the symmetric synthetic benchmark of notebook 02 MORE's λ stays at 1/K and MORE equals MultiTask by
+symmetry. Where theory says the weighting should matter — unequal sizes, unequal label noise, unequal drift norms, a
+source whose drift opposes the shared reward r*, and K from 2 to 8 — does MORE's min-norm λ beat MultiTask's
+uniform λ? Every scheme is scored against the SHARED truth: cos(w, r*) and the shared-truth ECE (predicted σ(Δ̂) vs
+p* = σ(r*·Δz), binned like the paper's ECE with each label replaced by its expectation: r* itself scores 0), beside
+the ECE on each source's own drifted labels. Baselines: size-proportional λ, a grid-tuned fixed λ (calibration
+log-loss), FAMO. Scenarios and seeds come from `synthetic_scenarios` in the params."""),
+    ("params", PARAMS),
+    ("code", setup("06_when_more_helps")),
+    ("md", "## The scenarios"),
+    ("code", '''from morelib import scenarios
+
+described = scenarios.describe(cfg)
+run.save_table("scenarios", described)
+described'''),
+    ("md", "## Every scenario × seed × scheme (mean and 95% t-CI over seeds)"),
+    ("code", '''with run.timer("scenario sweep"):
+    tidy = scenarios.run_sweep(cfg, progress=logging.getLogger("scenarios").info)
+run.save_table("scenario_scores", tidy)
+means = scenarios.scheme_means(tidy)
+run.save_table("scenario_means", means)
+means[["scenario", "scheme", "seeds", "cosine_to_r_star", "truth_ece", "truth_gap", "own_ece", "own_accuracy"]].round(4)'''),
+    ("md", "## When does MORE help? Each scheme − MultiTask, paired by seed\n"
+           "Left: closeness to the shared reward (higher is better); middle: calibration against the shared truth p*; "
+           "right: the paper's ECE on each source's own drifted labels (lower is better)."),
+    ("code", '''diffs = scenarios.paired_differences(tidy)
+run.save_table("scenario_vs_multitask", diffs)
+fig = plots.when_more_helps(diffs, ["cosine_to_r_star", "truth_ece", "own_ece"])
+run.save_figure("when_more_helps", fig)
+fig'''),
+    ("md", "## Finding (computed from this run)"),
+    ("code", '''finding = findings.finding_when_more_helps(diffs)
+run.save_json("metrics", {"scenarios": described.to_dict("records"), "means": means.to_dict("records"),
+                          "vs_multitask": diffs.to_dict("records"), "finding": finding})
+display(Markdown(finding))'''),
+    ("code", FINISH),
+    ("md", "Back to [01 · diversity](01_diversity.ipynb)."),
+]
+
+NOTEBOOKS = {"01_diversity": NB01, "02_more_training": NB02, "03_hh_analysis": NB03, "04_k_ablation": NB04,
+             "06_when_more_helps": NB06}
 
 
 def build(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:

@@ -1,17 +1,19 @@
-"""Notebooks 01–04 run top to bottom under papermill on the tiny profile into one temporary run folder, write their
+"""Notebooks 01–04 and 06 run top to bottom under papermill on the tiny profile into one temporary run folder, write their
 metrics/tables/figures, reuse earlier RMs, and stay thin (stored without outputs, no def/class/loops)."""
 import ast
 import json
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 
 papermill = pytest.importorskip("papermill")
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-NOTEBOOKS = ["01_diversity", "02_more_training", "03_hh_analysis", "04_k_ablation"]
+NOTEBOOKS = ["01_diversity", "02_more_training", "03_hh_analysis", "04_k_ablation", "06_when_more_helps"]
+SYNTHETIC_ONLY = "06_when_more_helps"  # reads no real data
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -57,7 +59,7 @@ def test_every_notebook_wrote_its_outputs(run_dir):
             assert (folder / needed).exists(), f"{name} did not write {needed}"
         assert list((folder / "figures").glob("*.html")) and (folder / "figures" / "plotly.min.js").exists()
         manifest = json.loads((folder / "manifest.json").read_text())
-        assert manifest["profile"] == "tiny" and manifest["data"]["counts"]
+        assert manifest["profile"] == "tiny" and (name == SYNTHETIC_ONLY or manifest["data"]["counts"])
 
 
 def test_metric_keys_and_ranges(run_dir):
@@ -90,6 +92,23 @@ def test_metric_keys_and_ranges(run_dir):
     trend = pd.DataFrame(m4["k_trend"])
     assert list(trend["contrast"]) == ["K trend", "K trend", "vs Single-Top"] and (trend["lo"] <= trend["hi"]).all()
     assert "ece_10_floor" in ks.columns
+
+
+def test_baselines_k2_degeneracy_and_when_more_helps(run_dir):
+    run, _ = run_dir
+    m2 = _metrics(run, "02_more_training")
+    assert {"sizeprop", "tuned", "famo"} <= set(m2["table3"]["avg"]) and len(m2["baseline_findings"]) == 3
+    lambdas = pd.DataFrame(m2["baseline_lambdas"])
+    assert np.allclose(lambdas.groupby("rm")["lambda"].sum(), 1.0)
+    k2 = json.loads((run / "04_k_ablation" / "k2_degeneracy.json").read_text())
+    assert k2["lambda_l2"] and max(r["max_dev_uniform"] for r in k2["lambda_l2"]) < 1e-5
+    assert {r["scheme"] for r in k2["k_ablation_l2_vs_lossplus"]} == {"multitask", "more", "more[loss+]"}
+    assert "(½, ½)" in k2["finding"]
+    m6 = _metrics(run, "06_when_more_helps")
+    diffs = pd.DataFrame(m6["vs_multitask"])
+    assert diffs["scenario"].nunique() >= 4 and (diffs["lo"] <= diffs["diff"] + 1e-12).all()
+    assert (diffs["diff"] <= diffs["hi"] + 1e-12).all() and {"more", "sizeprop", "tuned", "famo"} <= set(diffs["scheme"])
+    assert "MORE − MultiTask over" in m6["finding"]
 
 
 def test_later_notebooks_reuse_earlier_heads(run_dir):
