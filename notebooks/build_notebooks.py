@@ -378,14 +378,14 @@ log-loss), FAMO. Scenarios and seeds come from `synthetic_scenarios` in the para
     ("params", PARAMS),
     ("code", setup("06_when_more_helps")),
     ("md", "## The scenarios"),
-    ("code", '''from morelib import scenarios
+    ("code", '''from morelib import scenarios, status
 
 described = scenarios.describe(cfg)
 run.save_table("scenarios", described)
 described'''),
     ("md", "## Every scenario × seed × scheme (mean and 95% t-CI over seeds)"),
     ("code", '''with run.timer("scenario sweep"):
-    tidy = scenarios.run_sweep(cfg, progress=logging.getLogger("scenarios").info)
+    tidy = scenarios.run_sweep(cfg, progress=status.report)
 run.save_table("scenario_scores", tidy)
 means = scenarios.scheme_means(tidy)
 run.save_table("scenario_means", means)
