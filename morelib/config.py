@@ -26,14 +26,14 @@ NORMALIZATIONS = ("l2", "loss", "loss+", "none")
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """One preference source: its key, display label, loader and how many pairs to use."""
+    """One preference source: its key, display label, loader and how many pairs to use (None: all of that side)."""
 
     name: str
     label: str
     loader: str
-    train_pairs: int = 1000
-    test_pairs: int = 300
-    calib_pairs: int = 100
+    train_pairs: int | None = 1000
+    test_pairs: int | None = 300
+    calib_pairs: int | None = 100
     files: tuple[str, ...] = ()
 
 
@@ -334,9 +334,9 @@ def validate(cfg: Config) -> None:
     names = [s.name for s in cfg.data.sources]
     _check(len(names) == len(set(names)), f"'data.sources' names must be unique, got {names}")
     for i, src in enumerate(cfg.data.sources):
-        _check(src.train_pairs > 0, f"'data.sources[{i}].train_pairs' must be positive, got {src.train_pairs}")
-        _check(src.test_pairs > 0, f"'data.sources[{i}].test_pairs' must be positive, got {src.test_pairs}")
-        _check(src.calib_pairs > 0, f"'data.sources[{i}].calib_pairs' must be positive, got {src.calib_pairs}")
+        for key in ("train_pairs", "calib_pairs", "test_pairs"):
+            n = getattr(src, key)
+            _check(n is None or n > 0, f"'data.sources[{i}].{key}' must be positive, got {n} (or null: all pairs of that side)")
     syn = cfg.data.synthetic
     for name in ("K", "dim", "n_train", "n_calib", "n_test"):
         _check(getattr(syn, name) > 0, f"'data.synthetic.{name}' must be positive, got {getattr(syn, name)}")
