@@ -291,12 +291,17 @@ def _with_t(key: str) -> str:
 
 def temperatures(heads: dict[str, train.HeadModel], data: StudyData) -> dict[str, float]:
     """Temperature of each RM, fitted on the calibration pairs of the sources it was trained on."""
+    return {key: fit.T for key, fit in temperature_fits(heads, data).items()}
+
+
+def temperature_fits(heads: dict[str, train.HeadModel], data: StudyData) -> dict[str, temperature.TemperatureFit]:
+    """Each RM's temperature fit (T and the search bound it hit, if any) on its training sources' calibration pairs."""
     calib = reward_diffs({k: h for k, h in heads.items() if parse_key(k)["scheme"] != "raw"}, data, "calib")
     out = {}
     for key, by_src in calib.items():
         info = parse_key(key)
         trained_on = [info["source"]] if info["source"] else (info["subset"] or data.sources)
-        out[key] = temperature.fit_temperature(np.concatenate([by_src[s] for s in trained_on]))
+        out[key] = temperature.fit_temperature_report(np.concatenate([by_src[s] for s in trained_on]))
     return out
 
 
