@@ -22,6 +22,7 @@ from morelib.errors import ConfigError
 PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
 SCHEMES = ("raw", "single", "top", "multitask", "more", "fixed")
 NORMALIZATIONS = ("l2", "loss", "loss+", "none")
+POOLINGS = ("last", "mean")  # feature tier: last real token | mean over the response's tokens (morelib.features)
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ class ModelConfig:
     padding_side: str = "right"
     truncation_side: str = "left"
     batch_size: int = 16
+    pooling: str = "last"
+    layer: int | None = None
 
 
 @dataclass(frozen=True)
@@ -346,6 +349,10 @@ def validate(cfg: Config) -> None:
     for key in ("padding_side", "truncation_side"):
         val = getattr(cfg.model, key)
         _check(val in ("left", "right"), f"'model.{key}' must be 'left' or 'right', got '{val}'")
+    _check(cfg.model.pooling in POOLINGS, f"'model.pooling' must be one of {', '.join(POOLINGS)}, got '{cfg.model.pooling}'")
+    _check((cfg.model.pooling == "last" and cfg.model.layer is None) or cfg.train.tier == "features",
+           "'model.pooling' / 'model.layer' choose frozen features: they need train.tier 'features' "
+           f"(got pooling '{cfg.model.pooling}', layer {cfg.model.layer}; fine-tuning scores the last token's last layer)")
     _validate_train(cfg.train)
     for key in ("train_pairs_per_source", "head_epochs", "batch_per_source", "reliability_bins"):
         _check(getattr(cfg.explore, key) > 0, f"'explore.{key}' must be positive, got {getattr(cfg.explore, key)}")
