@@ -215,6 +215,9 @@ def fit(cfg: Config, data: StudyData, schemes: Sequence[str], seeds: Sequence[in
             else:
                 key = head_key(scheme, seed, subset=subset)
                 heads[key] = _fit_one(cfg, data, key, srcs, scheme, seed, folder)
+    if run is not None:  # each head's final full-batch gradient norm: how far from its optimum the fit stopped
+        run.manifest_extra.setdefault("heads", {}).update(
+            {k: {"grad_norm": getattr(h, "meta", {}).get("grad_norm")} for k, h in heads.items()})
     return heads
 
 

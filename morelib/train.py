@@ -232,11 +232,24 @@ def train_head(train: dict[str, PairFeatures], scheme: str, tcfg: TrainConfig, s
         w = torch.zeros(diffs.shape[1])
         l2 = tcfg.head_weight_decay * diffs.shape[1] / diffs.shape[0]
         history = _fit(diffs, plan, w, scheme, names, tcfg, lam, callback, l2)
+        grad_norm = full_grad_norm(diffs.split(list(sizes.values())), w, history["lam"][-1], l2)
+    history["grad_norm"] = grad_norm
     meta = {"scheme": scheme, "seed": seed, "head_lr": tcfg.head_lr, "head_epochs": tcfg.head_epochs,
-            "head_weight_decay": tcfg.head_weight_decay, "l2": l2, "batch_per_source": tcfg.batch_per_source}
+            "head_weight_decay": tcfg.head_weight_decay, "l2": l2, "batch_per_source": tcfg.batch_per_source,
+            "grad_norm": grad_norm}
     if scheme == "more":
         meta |= {"alpha": tcfg.alpha, "normalization": tcfg.normalization}
     return HeadModel(w, 0.0, mean, scale, history, meta)
+
+
+def full_grad_norm(diffs: Sequence[torch.Tensor], w: torch.Tensor, lam: torch.Tensor, l2: float) -> float:
+    """‖∇ (Σ_i λ_i · mean BT loss of source i's diffs[N_i, h] + ½·l2·‖w‖²)‖ at w, over every training pair (float64)."""
+    w64 = w.double()
+    grad = l2 * w64
+    for lam_i, x in zip(lam.double(), diffs):
+        x = x.double()
+        grad -= lam_i * (torch.sigmoid(-(x @ w64)) @ x) / x.shape[0]
+    return float(grad.norm())
 
 
 def _fit(diffs: torch.Tensor, plan: torch.Tensor, w: torch.Tensor, scheme: str, names: list[str],
