@@ -339,7 +339,8 @@ def validate(cfg: Config) -> None:
     for i, src in enumerate(cfg.data.sources):
         for key in ("train_pairs", "calib_pairs", "test_pairs"):
             n = getattr(src, key)
-            _check(n is None or n > 0, f"'data.sources[{i}].{key}' must be positive, got {n} (or null: all pairs of that side)")
+            _check(n is None or n > 0,
+                   f"'data.sources[{i}].{key}' must be positive, got {n} (or null: all pairs of that side)")
     syn = cfg.data.synthetic
     for name in ("K", "dim", "n_train", "n_calib", "n_test"):
         _check(getattr(syn, name) > 0, f"'data.synthetic.{name}' must be positive, got {getattr(syn, name)}")
@@ -349,10 +350,11 @@ def validate(cfg: Config) -> None:
     for key in ("padding_side", "truncation_side"):
         val = getattr(cfg.model, key)
         _check(val in ("left", "right"), f"'model.{key}' must be 'left' or 'right', got '{val}'")
-    _check(cfg.model.pooling in POOLINGS, f"'model.pooling' must be one of {', '.join(POOLINGS)}, got '{cfg.model.pooling}'")
+    _check(cfg.model.pooling in POOLINGS,
+           f"'model.pooling' must be one of {', '.join(POOLINGS)}, got '{cfg.model.pooling}'")
     _check((cfg.model.pooling == "last" and cfg.model.layer is None) or cfg.train.tier == "features",
            "'model.pooling' / 'model.layer' choose frozen features: they need train.tier 'features' "
-           f"(got pooling '{cfg.model.pooling}', layer {cfg.model.layer}; fine-tuning scores the last token's last layer)")
+           f"(got pooling '{cfg.model.pooling}', layer {cfg.model.layer}; fine-tuning scores the last token)")
     _validate_train(cfg.train)
     for key in ("train_pairs_per_source", "head_epochs", "batch_per_source", "reliability_bins"):
         _check(getattr(cfg.explore, key) > 0, f"'explore.{key}' must be positive, got {getattr(cfg.explore, key)}")

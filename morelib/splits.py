@@ -163,7 +163,8 @@ def load_source_splits(spec: Any, data_cfg: Any, seed: int, report: SplitReport 
             log.drop(name, "group on a held-out side", len(extra) - len(kept))
             sides["train"] = sides["train"] + kept
     caps = {"train": spec.train_pairs, "calib": spec.calib_pairs, "test": spec.test_pairs}
-    out = {s: data.sample(sides[s], len(sides[s]) if caps[s] is None else caps[s], seed + i) for i, s in enumerate(SIDES)}
+    caps = {s: len(sides[s]) if caps[s] is None else caps[s] for s in SIDES}  # None: the whole side
+    out = {s: data.sample(sides[s], caps[s], seed + i) for i, s in enumerate(SIDES)}
     out = {s: [Pair(p.prompt, p.chosen, p.rejected, spec.name, p.group) for p in ps] for s, ps in out.items()}
     rep.source, rep.loader, rep.mode, rep.seed = spec.name, spec.loader, mode, seed
     rep.available = {s: len(sides[s]) for s in SIDES}

@@ -3,11 +3,12 @@
 The preference probability of an ordered pair (chosen, rejected) is σ(Δ/T) with Δ = r_chosen − r_rejected.
 T > 0 minimises the negative log-likelihood mean −log σ(Δ/T) = mean softplus(−Δ/T) of the calibration pairs.
 The NLL is convex in β = 1/T, hence unimodal in log β, so a bounded 1-D Brent search on log β finds the optimum
-(T within [1e-3, 1e3] × RMS(Δ)). Two ways to have no interior optimum, each named in `TemperatureFit.bound` and a warning:
-- "upper" (T huge, β → 0): the NLL's slope at β = 0 is −mean(Δ)/2, so with mean(Δ) ≤ 0 (or nearly) the best fit is
-  σ(Δ/T) → ½ for every pair — the RM carries no usable signal on the calibration split.
-- "lower" (T tiny, β → ∞): every calibration pair is ordered right (Δ > 0), i.e. the split is (nearly) separable, and
-  the NLL keeps falling as T shrinks.
+(T within [1e-3, 1e3] × RMS(Δ)). Two ways to have no interior optimum, each named in `TemperatureFit.bound` and in a
+warning:
+- "upper" (T huge, β → 0): the NLL's slope at β = 0 is −mean(Δ)/2, so with mean(Δ) ≤ 0 (or nearly) the best fit
+  is σ(Δ/T) → ½ for every pair — the RM carries no usable signal on the calibration split.
+- "lower" (T tiny, β → ∞): every calibration pair is ordered right (Δ > 0), i.e. the split is (nearly) separable,
+  and the NLL keeps falling as T shrinks.
 Checked against a brute-force grid and constructed cases of both bounds in tests/test_temperature.py. The paper
 reports ECE without temperature scaling; this is an extra diagnostic.
 """

@@ -7,16 +7,16 @@ resampled to a common size, seeded per source) and differs only in the weights �
 head gradients (paper §4: MORE uses reward-head gradients only), `single` one source (λ = [1]); `raw` is the untrained,
 seeded head a HF sequence classifier starts from (score weights N(0, 0.02), no standardisation).
 The loss Σ λ_i L_i + ½·l2·‖w‖² is minimised by Adam with closed-form gradients (no autograd: the head is linear);
-the L2 term is coupled into the gradient, as torch.optim.Adam's weight_decay does. Adam on batches of 16 hovers
-~0.01 nats of training loss above the optimum (real SmolLM2 features, issue 15), so every trained head then gets a
-full-batch float64 L-BFGS `polish` to the exact optimum at fixed λ: λ = the scheme's weights, and for MORE the mean of
-its per-step λ over the last epoch (MORE's λ still comes only from its balanced batches). `history["grad_norm"]`
-(also in `meta`) is the final full-batch gradient norm, `history["lam_final"]` the λ polished at. l2 = head_weight_decay · h / N
+the L2 term is coupled into the gradient, as torch.optim.Adam's weight_decay does. l2 = head_weight_decay · h / N
 (h features, N distinct training pairs over all sources): the MAP estimate under a prior w ~ N(0, I/(head_weight_decay·h))
 on standardised features, i.e. a prior reward-difference scale that depends on neither h nor N. One setting then fits
 both 450 real 576-d pairs (5-fold CV on SmolLM2 HH-harmless features: best NLL) and 10,000 synthetic 64-d pairs;
 re-checked by 5-fold CV on each of the default profile's five sources (250 pairs, 128 tokens): the per-source optimum
 ranges 0.5–16 and 2.0 is within 0.02 nats of each.
+Adam on batches of 16 hovers ~0.01 nats of training loss above the optimum (real SmolLM2 features, issue 15), so every
+trained head then gets a full-batch float64 L-BFGS `polish` to the exact optimum at fixed λ: λ = the scheme's weights,
+and for MORE the mean of its per-step λ over the last epoch (MORE's λ still comes only from its balanced batches).
+`history["grad_norm"]` (also in `meta`) is the final full-batch gradient norm, `history["lam_final"]` the λ polished at.
 The bias b cancels in every BT loss and stays 0.
 Checked in tests/test_train.py: gradients vs autograd, Adam vs torch.optim.Adam, MORE with K = 1 = single,
 fixed uniform λ = multitask, seeds, accuracy on the synthetic drift benchmark (morelib.synthetic), and a single head on
@@ -46,7 +46,7 @@ HEAD_SCHEMES = ("raw", "single", "multitask", "more", "fixed")
 RAW_INIT_STD = 0.02  # transformers' default initializer_range for the score layer
 HEAD_THREADS = 1  # K·B×h matmuls are tiny: one thread is faster than two busy ones (measured, docstring of train_head)
 _ADAM_BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8
-POLISH_TOL, POLISH_MAX_ITER = 1e-7, 500  # L-BFGS stops at max |∂/∂w| ≤ this (converges in ~15–30 iterations here)
+POLISH_TOL, POLISH_MAX_ITER = 1e-7, 500  # L-BFGS stops at max |∂/∂w| ≤ this (~15–30 iterations here)
 _CHUNK_STEPS = 128  # steps whose batches are gathered at once (128·K·B·h floats)
 Callback = Callable[[int, torch.Tensor, torch.Tensor], Any]
 
@@ -239,7 +239,7 @@ def train_head(train: dict[str, PairFeatures], scheme: str, tcfg: TrainConfig, s
         l2 = tcfg.head_weight_decay * diffs.shape[1] / diffs.shape[0]
         history = _fit(diffs, plan, w, scheme, names, tcfg, lam, callback, l2)
         by_source = diffs.split(list(sizes.values()))
-        lam_end = history["lam"][-(len(plan) // tcfg.head_epochs):].mean(0)  # λ of the last epoch (constant unless MORE)
+        lam_end = history["lam"][-(len(plan) // tcfg.head_epochs):].mean(0)  # last epoch's λ (constant unless MORE)
         w.copy_(polish(by_source, w, lam_end, l2))
         grad_norm = full_grad_norm(by_source, w, lam_end, l2)
     history["lam_final"], history["grad_norm"] = lam_end, grad_norm
