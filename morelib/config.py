@@ -22,18 +22,19 @@ from morelib.errors import ConfigError
 PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
 SCHEMES = ("raw", "single", "top", "multitask", "more", "fixed", "multitask-pooled", "sizeprop", "tuned", "famo")
 NORMALIZATIONS = ("l2", "loss", "loss+", "none")
+POOLINGS = ("last", "mean")  # feature tier: last real token | mean over the response's tokens (morelib.features)
 
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """One preference source: its key, display label, loader and how many pairs to use."""
+    """One preference source: its key, display label, loader and how many pairs to use (None: all of that side)."""
 
     name: str
     label: str
     loader: str
-    train_pairs: int = 1000
-    test_pairs: int = 300
-    calib_pairs: int = 100
+    train_pairs: int | None = 1000
+    test_pairs: int | None = 300
+    calib_pairs: int | None = 100
     files: tuple[str, ...] = ()
 
 
@@ -109,6 +110,8 @@ class ModelConfig:
     padding_side: str = "right"
     truncation_side: str = "left"
     batch_size: int = 16
+    pooling: str = "last"
+    layer: int | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,7 @@ class TrainConfig:
     head_lr: float = 0.003
     head_epochs: int = 5
     head_weight_decay: float = 2.0
+    seed_subsample: float = 0.8
     temperature_scaling: bool = True
     single_batch: int | None = None
     tuned_step: float = 0.25
@@ -381,9 +385,10 @@ def validate(cfg: Config) -> None:
     names = [s.name for s in cfg.data.sources]
     _check(len(names) == len(set(names)), f"'data.sources' names must be unique, got {names}")
     for i, src in enumerate(cfg.data.sources):
-        _check(src.train_pairs > 0, f"'data.sources[{i}].train_pairs' must be positive, got {src.train_pairs}")
-        _check(src.test_pairs > 0, f"'data.sources[{i}].test_pairs' must be positive, got {src.test_pairs}")
-        _check(src.calib_pairs > 0, f"'data.sources[{i}].calib_pairs' must be positive, got {src.calib_pairs}")
+        for key in ("train_pairs", "calib_pairs", "test_pairs"):
+            n = getattr(src, key)
+            _check(n is None or n > 0,
+                   f"'data.sources[{i}].{key}' must be positive, got {n} (or null: all pairs of that side)")
     syn = cfg.data.synthetic
     for name in ("K", "dim", "n_train", "n_calib", "n_test"):
         _check(getattr(syn, name) > 0, f"'data.synthetic.{name}' must be positive, got {getattr(syn, name)}")
@@ -393,6 +398,11 @@ def validate(cfg: Config) -> None:
     for key in ("padding_side", "truncation_side"):
         val = getattr(cfg.model, key)
         _check(val in ("left", "right"), f"'model.{key}' must be 'left' or 'right', got '{val}'")
+    _check(cfg.model.pooling in POOLINGS,
+           f"'model.pooling' must be one of {', '.join(POOLINGS)}, got '{cfg.model.pooling}'")
+    _check((cfg.model.pooling == "last" and cfg.model.layer is None) or cfg.train.tier == "features",
+           "'model.pooling' / 'model.layer' choose frozen features: they need train.tier 'features' "
+           f"(got pooling '{cfg.model.pooling}', layer {cfg.model.layer}; fine-tuning scores the last token)")
     _validate_train(cfg.train)
     for key in ("train_pairs_per_source", "head_epochs", "batch_per_source", "reliability_bins"):
         _check(getattr(cfg.explore, key) > 0, f"'explore.{key}' must be positive, got {getattr(cfg.explore, key)}")
@@ -416,6 +426,7 @@ def _validate_train(t: TrainConfig) -> None:
     _check(t.single_batch is None or t.single_batch > 0, "'train.single_batch' must be positive or null")
     _check(t.head_epochs > 0, f"'train.head_epochs' must be positive, got {t.head_epochs}")
     _check(t.weight_decay >= 0 and t.head_weight_decay >= 0, "weight decays must be ≥ 0")
+    _check(0.0 < t.seed_subsample <= 1.0, f"'train.seed_subsample' must be in (0, 1], got {t.seed_subsample}")
     _check(0 < t.tuned_step <= 1 and abs(round(1 / t.tuned_step) * t.tuned_step - 1) < 1e-9,
            f"'train.tuned_step' must be 1/m for a positive integer m (e.g. 0.25), got {t.tuned_step}")
     _check(t.tuned_max_points > 0, f"'train.tuned_max_points' must be positive, got {t.tuned_max_points}")

@@ -67,7 +67,8 @@ def data_card(splits: Mapping[str, Mapping[str, Sequence[Pair]]], labels: Mappin
     """One row per source: pairs per split, the paper's Table 4 sizes, drops, and (with a tokenizer) length stats.
 
     `splits` is {source: {"train"|"calib"|"test": pairs}}; `labels` {source: display label};
-    `reports` {source: SplitReport} adds the loaded/dropped summary.
+    `reports` {source: SplitReport} adds the pairs each side held before caps ("train/calib/test") and the
+    loaded/dropped summary.
     """
     paper = table4 if isinstance(table4, pd.DataFrame) else read_table4(table4)
     rows = []
@@ -79,11 +80,18 @@ def data_card(splits: Mapping[str, Mapping[str, Sequence[Pair]]], labels: Mappin
         row["paper_train"] = None if ref is None else int(ref["train_pairs"])
         row["paper_test"] = None if ref is None else int(ref["test_pairs"])
         if reports and name in reports:
+            row["available"] = _available(reports[name])
             row["drops"] = _drop_summary(reports[name])
         if tokenizer is not None and max_length is not None:
             row.update(length_stats([p for ps in sides.values() for p in ps], tokenizer, max_length))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _available(report: Any) -> str:
+    """'train/calib/test' pairs a side held before the configured caps ('' when the report has none)."""
+    sides = getattr(report, "available", None) or {}
+    return "/".join(str(sides[s]) for s in ("train", "calib", "test") if s in sides)
 
 
 def _drop_summary(report: Any) -> str:

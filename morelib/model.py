@@ -282,6 +282,13 @@ def pooled_features(model: PreTrainedModel, input_ids: Tensor, attention_mask: T
     return forward_pooled(model, input_ids, attention_mask)[0]
 
 
+def hidden_states(model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, ...]:
+    """Every layer's hidden states Tensor[B,T,h] from one forward pass: embeddings first, the last layer last."""
+    out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
+                **_forward_kwargs(model, attention_mask))
+    return out.hidden_states
+
+
 @contextlib.contextmanager
 def _truncating(tokenizer: PreTrainedTokenizerBase, side: str) -> Iterator[None]:
     """Temporarily set the tokenizer's truncation side ("left" keeps the end, where the response is)."""

@@ -144,6 +144,8 @@ def _extra_pairs(spec: Any, root: Path, log: DropLog) -> dict[str, list[Pair]]:
 def load_source_splits(spec: Any, data_cfg: Any, seed: int, report: SplitReport | None = None) -> dict[str, list[Pair]]:
     """{"train", "calib", "test"} pairs of one configured source, capped to spec.train_pairs / calib_pairs / test_pairs.
 
+    A cap of None takes every pair of that side; a cap above what the side holds takes all of it (report.used says so).
+
     Local extras (e.g. helpful-online) join train only where their group hashes to train, so no group crosses sides.
     Caps sample with `seed`. Raises DataError for a source with no data.
     """
@@ -161,6 +163,7 @@ def load_source_splits(spec: Any, data_cfg: Any, seed: int, report: SplitReport 
             log.drop(name, "group on a held-out side", len(extra) - len(kept))
             sides["train"] = sides["train"] + kept
     caps = {"train": spec.train_pairs, "calib": spec.calib_pairs, "test": spec.test_pairs}
+    caps = {s: len(sides[s]) if caps[s] is None else caps[s] for s in SIDES}  # None: the whole side
     out = {s: data.sample(sides[s], caps[s], seed + i) for i, s in enumerate(SIDES)}
     out = {s: [Pair(p.prompt, p.chosen, p.rejected, spec.name, p.group) for p in ps] for s, ps in out.items()}
     rep.source, rep.loader, rep.mode, rep.seed = spec.name, spec.loader, mode, seed

@@ -120,6 +120,11 @@ def head_file(folder: Path, key: str) -> Path:
     return folder / quote(key, safe="@+")
 
 
+def seed_pairs(pairs: list[Pair], cfg: Config, seed: int, source: str) -> list[Pair]:
+    """The training pairs of `source` that seed `seed` trains on (`train.seed_subsample` of them; see train.seed_indices)."""
+    return [pairs[i] for i in train.seed_indices(len(pairs), cfg.train.seed_subsample, seed, source).tolist()]
+
+
 def _fit_one(cfg: Config, data: StudyData, key: str, sources: list[str], scheme: str, seed: int,
              folder: Path | None) -> Any:
     """Load the RM `key` from `folder` if it was fitted earlier in this run, else train (and save) it."""
@@ -128,7 +133,8 @@ def _fit_one(cfg: Config, data: StudyData, key: str, sources: list[str], scheme:
     path = head_file(folder, key).with_suffix(".pt") if folder is not None else None
     if path is not None and path.exists():
         return train.HeadModel.load(path)
-    by_source = {s: data.features[s]["train"] for s in sources}
+    by_source = {s: data.features[s]["train"].subset(train.seed_indices(
+        len(data.features[s]["train"]), cfg.train.seed_subsample, seed, s)) for s in sources}
     calib = {s: data.features[s]["calib"] for s in sources} if scheme == "tuned" else None  # λ chosen on calib
     head = train.train_head(by_source, scheme, cfg.train, seed, calib=calib)
     if path is not None:
@@ -224,7 +230,8 @@ def _finetune_one(cfg: Config, data: StudyData, key: str, sources: list[str], sc
     out = head_file(folder, key)
     final = out / finetune.MODEL_DIR
     if not final.exists():
-        final = finetune.finetune(cfg, {s: data.pairs[s]["train"] for s in sources}, scheme, out, resume=True, seed=seed)
+        final = finetune.finetune(cfg, {s: seed_pairs(data.pairs[s]["train"], cfg, seed, s) for s in sources}, scheme, out,
+                                  resume=True, seed=seed)
     return FinetunedRM(final, cfg.model, finetune_history(out / finetune.LOG_FILE))
 
 
@@ -260,6 +267,9 @@ def fit(cfg: Config, data: StudyData, schemes: Sequence[str], seeds: Sequence[in
             else:
                 key = head_key(scheme, seed, subset=subset)
                 heads[key] = _fit_one(cfg, data, key, srcs, scheme, seed, folder)
+    if run is not None:  # each head's final full-batch gradient norm: how far from its optimum the fit stopped
+        run.manifest_extra.setdefault("heads", {}).update(
+            {k: {"grad_norm": getattr(h, "meta", {}).get("grad_norm")} for k, h in heads.items()})
     return heads
 
 
@@ -336,12 +346,17 @@ def _with_t(key: str) -> str:
 
 def temperatures(heads: dict[str, train.HeadModel], data: StudyData) -> dict[str, float]:
     """Temperature of each RM, fitted on the calibration pairs of the sources it was trained on."""
+    return {key: fit.T for key, fit in temperature_fits(heads, data).items()}
+
+
+def temperature_fits(heads: dict[str, train.HeadModel], data: StudyData) -> dict[str, temperature.TemperatureFit]:
+    """Each RM's temperature fit (T and the search bound it hit, if any) on its training sources' calibration pairs."""
     calib = reward_diffs({k: h for k, h in heads.items() if parse_key(k)["scheme"] != "raw"}, data, "calib")
     out = {}
     for key, by_src in calib.items():
         info = parse_key(key)
         trained_on = [info["source"]] if info["source"] else (info["subset"] or data.sources)
-        out[key] = temperature.fit_temperature(np.concatenate([by_src[s] for s in trained_on]))
+        out[key] = temperature.fit_temperature_report(np.concatenate([by_src[s] for s in trained_on]))
     return out
 
 

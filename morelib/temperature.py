@@ -2,21 +2,42 @@
 
 The preference probability of an ordered pair (chosen, rejected) is σ(Δ/T) with Δ = r_chosen − r_rejected.
 T > 0 minimises the negative log-likelihood mean −log σ(Δ/T) = mean softplus(−Δ/T) of the calibration pairs.
-The NLL is convex in β = 1/T, hence unimodal in log β, so a bounded 1-D Brent search on log β finds the optimum.
-A separable calibration split (every Δ > 0, or every Δ ≤ 0) has no finite optimum: the search then stops at its
-bound (T within [1e-3, 1e3] × RMS(Δ)) and a warning says so. Checked against a brute-force grid in
-tests/test_temperature.py. The paper reports ECE without temperature scaling; this is an extra diagnostic.
+The NLL is convex in β = 1/T, hence unimodal in log β, so a bounded 1-D Brent search on log β finds the optimum
+(T within [1e-3, 1e3] × RMS(Δ)). Two ways to have no interior optimum, each named in `TemperatureFit.bound` and in a
+warning:
+- "upper" (T huge, β → 0): the NLL's slope at β = 0 is −mean(Δ)/2, so with mean(Δ) ≤ 0 (or nearly) the best fit
+  is σ(Δ/T) → ½ for every pair — the RM carries no usable signal on the calibration split.
+- "lower" (T tiny, β → ∞): every calibration pair is ordered right (Δ > 0), i.e. the split is (nearly) separable,
+  and the NLL keeps falling as T shrinks.
+Checked against a brute-force grid and constructed cases of both bounds in tests/test_temperature.py. The paper
+reports ECE without temperature scaling; this is an extra diagnostic.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 
 _LOG_BETA_BOUND = float(np.log(1e3))
+BOUND_MEANING = {"upper": "no usable signal on the calibration split (σ(Δ/T) → ½)",
+                 "lower": "(nearly) separable calibration split (σ(Δ/T) → 0 or 1)"}
+
+
+@dataclass(frozen=True)
+class TemperatureFit:
+    """A fitted temperature T and the search bound it stopped at: None (interior optimum), "upper" or "lower"."""
+
+    T: float
+    bound: str | None = None
+
+    @property
+    def meaning(self) -> str:
+        """What the bound says about the calibration split ('' for an interior optimum)."""
+        return BOUND_MEANING.get(self.bound or "", "")
 
 
 def _as_diffs(reward_diff: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
@@ -39,13 +60,13 @@ def nll(reward_diff: torch.Tensor | np.ndarray, T: float) -> float:
     return float(np.mean(np.logaddexp(0.0, -d / T)))
 
 
-def fit_temperature(reward_diff_calib: torch.Tensor | np.ndarray) -> float:
-    """Temperature T > 0 minimising the NLL of σ(Δ/T) over calibration reward differences Δ[N]."""
+def fit_temperature_report(reward_diff_calib: torch.Tensor | np.ndarray) -> TemperatureFit:
+    """The NLL-minimising temperature of calibration reward differences Δ[N] and the bound it hit (warned), if any."""
     d = _as_diffs(reward_diff_calib, "reward_diff_calib")
     rms = float(np.sqrt(np.mean(d * d)))
     if rms == 0:
         warnings.warn("every calibration reward difference is 0: any temperature fits; returning T = 1", stacklevel=2)
-        return 1.0
+        return TemperatureFit(1.0, "upper")
     z = d / rms
 
     def objective(log_beta: float) -> float:
@@ -53,10 +74,18 @@ def fit_temperature(reward_diff_calib: torch.Tensor | np.ndarray) -> float:
 
     res = minimize_scalar(objective, bounds=(-_LOG_BETA_BOUND, _LOG_BETA_BOUND), method="bounded",
                           options={"xatol": 1e-10})
-    if abs(res.x) > _LOG_BETA_BOUND - 1e-3:
-        warnings.warn(f"temperature search hit its bound (T = {rms * np.exp(-res.x):.3g}): the calibration split "
-                      f"is (nearly) separable, so the fitted T is a limit, not an optimum", stacklevel=2)
-    return float(rms * np.exp(-res.x))
+    T = float(rms * np.exp(-res.x))
+    bound = None if abs(res.x) <= _LOG_BETA_BOUND - 1e-3 else "upper" if res.x < 0 else "lower"
+    if bound is not None:
+        warnings.warn(f"temperature search hit its {bound} bound (T = {T:.3g}, mean Δ = {d.mean():.3g}, "
+                      f"{(d > 0).mean():.0%} of {d.size} pairs ordered right): {BOUND_MEANING[bound]}; "
+                      "the fitted T is a limit, not an optimum", stacklevel=2)
+    return TemperatureFit(T, bound)
+
+
+def fit_temperature(reward_diff_calib: torch.Tensor | np.ndarray) -> float:
+    """Temperature T > 0 minimising the NLL of σ(Δ/T) over calibration reward differences Δ[N]."""
+    return fit_temperature_report(reward_diff_calib).T
 
 
 def apply(reward_diff: torch.Tensor | np.ndarray, T: float) -> torch.Tensor | np.ndarray:

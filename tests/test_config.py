@@ -35,10 +35,30 @@ def test_wrong_type_names_key():
     ("train.schemes", ["moer"], "unknown scheme 'moer'.*more"),
     ("data.split", {"train": 0.9, "calib": 0.2, "test": 0.2}, "sum to 1"),
     ("seeds", [], "at least one seed"),
+    ("model.pooling", "max", "'model.pooling' must be one of last, mean"),
+    ("model.layer", "20", "'model.layer' must be int"),
 ])
 def test_impossible_values(key, value, pattern):
     with pytest.raises(ConfigError, match=pattern):
         load_config("tiny", {key: value})
+
+
+def test_pair_caps_null_means_all_and_zero_fails():
+    cfg = load_config("default")
+    assert all(s.test_pairs is None and s.calib_pairs == 200 and s.train_pairs == 400 for s in cfg.data.sources)
+    assert len(cfg.seeds) == 5
+    src = {"name": "h", "label": "H", "loader": "hh-helpful", "train_pairs": 5, "calib_pairs": None, "test_pairs": None}
+    assert load_config("tiny", {"data.sources": [src]}).data.sources[0].calib_pairs is None
+    with pytest.raises(ConfigError, match=r"'data.sources\[0\].test_pairs' must be positive, got 0"):
+        load_config("tiny", {"data.sources": [{**src, "test_pairs": 0}]})
+
+
+def test_feature_choices_need_the_feature_tier():
+    cfg = load_config("tiny", {"model.pooling": "mean", "model.layer": -2})
+    assert (cfg.model.pooling, cfg.model.layer) == ("mean", -2)
+    assert (load_config("default").model.pooling, load_config("default").model.layer) == ("last", None)
+    with pytest.raises(ConfigError, match="need train.tier 'features'"):
+        load_config("tiny", {"model.layer": 3, "train.tier": "finetune"})
 
 
 def test_unknown_profile_suggests():

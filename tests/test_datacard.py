@@ -39,11 +39,13 @@ def test_data_card_rows(tmp_path):
     TABLE4.to_csv(path, index=False)
     splits = {"helpful": {"train": [_pair(1, 1, 2)] * 3, "calib": [], "test": [_pair(5, 1, 1)]},
               "ultrafeedback": {"train": [_pair(1, 1, 1)], "calib": [], "test": [_pair(1, 1, 1)]}}
-    report = SplitReport(drops={"hh-helpful": {"loaded": 4, "dropped": {"chosen == rejected": 2}}})
+    report = SplitReport(available={"train": 9, "calib": 0, "test": 1},
+                         drops={"hh-helpful": {"loaded": 4, "dropped": {"chosen == rejected": 2}}})
     card = data_card(splits, {"helpful": "Anthropic Helpful"}, path, str.split, max_length=4, reports={"helpful": report})
     helpful = card.set_index("source").loc["helpful"]
     assert (helpful["train"], helpful["calib"], helpful["test"]) == (3, 0, 1)
     assert (helpful["paper_train"], helpful["paper_test"]) == (43774, 2352)
+    assert helpful["available"] == "9/0/1"
     assert helpful["truncated_share"] == pytest.approx(1 / 4) and helpful["drops"] == "hh-helpful: chosen == rejected 2"
     assert math.isnan(card.set_index("source").loc["ultrafeedback", "paper_train"])
     with pytest.raises(DataError, match="paper Table 4 not found"):

@@ -1,6 +1,7 @@
 """Tests of morelib.features: PairFeatures, the content-keyed cache (hits, corruption, keys) and batching order."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import replace
@@ -13,7 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from morelib import features as F  # noqa: E402
 from morelib.config import ModelConfig  # noqa: E402
 from morelib.data import Pair  # noqa: E402
-from morelib.errors import DataError  # noqa: E402
+from morelib.errors import ConfigError, DataError  # noqa: E402
 from morelib.model import pooled_features  # noqa: E402
 
 CFG = ModelConfig(name="tiny-random", max_length=64, dtype="fp32", batch_size=3)
@@ -110,6 +111,50 @@ def test_key_changes_with_max_length_and_truncation(tmp_path, forward_calls):
     short = F.extract(PAIRS, replace(CFG, max_length=16), tmp_path, progress=False)
     assert len(forward_calls) > calls
     torch.testing.assert_close(short.chosen, _oracle([p.prompt + p.chosen for p in PAIRS], 16), atol=1e-5, rtol=1e-4)
+
+
+def _hidden_oracle(pairs: list[Pair], side: str, layer: int, mean: bool) -> torch.Tensor:
+    """Per-text unpadded forward with output_hidden_states: the layer's last token, or the mean of its response tokens."""
+    model, tok, _ = F.backbone(CFG.name, CFG.dtype, CFG.padding_side)
+    rows = []
+    with torch.inference_mode():
+        for p in pairs:
+            response = getattr(p, side)
+            ids = torch.tensor([tok(p.prompt + response)["input_ids"][-CFG.max_length:]])
+            hidden = model(input_ids=ids, output_hidden_states=True).hidden_states[layer][0]
+            m = min(len(tok(response, add_special_tokens=False)["input_ids"]), ids.shape[1]) if mean else 1
+            rows.append(hidden[-m:].mean(0))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("pooling,layer", [("mean", None), ("mean", 1), ("last", 0), ("last", -1)])
+def test_pooling_and_layer_match_unpadded_hidden_states(tmp_path, pooling, layer):
+    cfg = replace(CFG, pooling=pooling, layer=layer)
+    pf = F.extract(PAIRS, cfg, tmp_path, progress=False)
+    for side in ("chosen", "rejected"):
+        expected = _hidden_oracle(PAIRS, side, -1 if layer is None else layer, pooling == "mean")
+        torch.testing.assert_close(getattr(pf, side), expected, atol=1e-5, rtol=1e-4)
+    if (pooling, layer) == ("last", -1):  # the last hidden state (after the final norm) is the score layer's input
+        torch.testing.assert_close(pf.chosen, F.extract(PAIRS, CFG, tmp_path, progress=False).chosen, atol=1e-5, rtol=1e-4)
+
+
+def test_pool_last_tokens_by_hand():
+    hidden = torch.arange(12.0).view(2, 3, 2)  # rows: right-padded [a b pad], left-padded [pad c d]
+    mask = torch.tensor([[1, 1, 0], [0, 1, 1]])
+    out = F.pool_last_tokens(hidden, mask, torch.tensor([5, 1]))  # 5 > real length → every real token
+    torch.testing.assert_close(out, torch.tensor([[1.0, 2.0], [10.0, 11.0]]))
+
+
+def test_default_feature_key_is_unchanged_and_choices_change_it(tmp_path):
+    _, _, identity = F.backbone(CFG.name, CFG.dtype, CFG.padding_side)
+    before = hashlib.sha256("\0".join([CFG.name, identity, "fp32", str(CFG.max_length), CFG.truncation_side]).encode())
+    assert F.model_key(CFG, identity, torch.float32) == before.hexdigest()  # caches written before stay valid
+    assert F.text_key("k", "text") == hashlib.sha256(b"k\0text").hexdigest()
+    keys = {F.model_key(replace(CFG, pooling=p, layer=l), identity, torch.float32)
+            for p, l in [("last", None), ("mean", None), ("last", -1), ("last", 1), ("mean", 1)]}
+    assert len(keys) == 5
+    with pytest.raises(ConfigError, match="'model.layer' = 3 is out of range"):
+        F.extract(PAIRS, replace(CFG, layer=3), tmp_path, progress=False)  # 2 layers → 3 hidden states
 
 
 def test_extract_rejects_mixed_sources(tmp_path):

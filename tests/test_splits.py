@@ -138,6 +138,18 @@ def test_adding_an_extra_file_moves_no_pair_and_crosses_no_group(tmp_path):
     assert kept + rep.drops["hh-helpful-online"]["dropped"]["group on a held-out side"] == 200
 
 
+def test_null_caps_take_every_pair_and_large_caps_take_all(monkeypatch):
+    rows = [{"chosen": f"\n\nHuman: q{i}\n\nAssistant: a", "rejected": f"\n\nHuman: q{i}\n\nAssistant: b"} for i in range(300)]
+    monkeypatch.setattr(data, "load_hub", lambda repo, split, **kw: rows[:200] if split == "train" else rows[200:])
+    cfg = DataConfig(data_dir="hub", split=SplitSpec(0.6, 0.2, 0.2))
+    out = load_source_splits(SourceSpec("harmless", "H", "hh-harmless", 30, None, calib_pairs=10**6), cfg, 0,
+                             report=(rep := SplitReport()))
+    assert len(out["test"]) == 100 == rep.available["test"]  # null → every test pair
+    assert len(out["calib"]) == rep.available["calib"] > 0  # a cap above what the side holds → all of it
+    assert len(out["train"]) == 30 < rep.available["train"]
+    assert rep.used == {s: len(out[s]) for s in SIDES}
+
+
 def test_hub_mode_keeps_real_test_and_carves_calib(monkeypatch):
     rows = [{"chosen": f"\n\nHuman: q{i}\n\nAssistant: a", "rejected": f"\n\nHuman: q{i}\n\nAssistant: b"} for i in range(300)]
     calls = []

@@ -40,6 +40,18 @@ def test_keys_and_reuse_from_run(cfg, fitted, monkeypatch):
     assert study.parse_key("more@a+b/seed3") == {"scheme": "more", "source": None, "subset": ["a", "b"], "seed": 3}
 
 
+def test_manifest_records_each_heads_grad_norm_and_temperature_bounds(cfg, fitted):
+    data, _, run, heads = fitted
+    norms = run.manifest_extra["heads"]
+    assert set(norms) == set(heads) and norms[study.head_key("raw", cfg.seeds[0])]["grad_norm"] is None
+    key = study.head_key("multitask", cfg.seeds[0])
+    assert norms[key]["grad_norm"] == heads[key].history["grad_norm"] >= 0
+    fits = study.temperature_fits(heads, data)
+    assert set(fits) == {k for k in heads if not k.startswith("raw/")}
+    assert all(f.bound in (None, "upper", "lower") and f.T > 0 for f in fits.values())
+    assert study.temperatures(heads, data) == {k: f.T for k, f in fits.items()}
+
+
 def test_top_is_best_single_on_calib(cfg, fitted):
     data, _, _, heads = fitted
     top = study.select_top(heads, data)

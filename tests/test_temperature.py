@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from morelib.temperature import apply, fit_temperature, nll
+from morelib.temperature import apply, fit_temperature, fit_temperature_report, nll
 
 
 def _grid_nll(d: np.ndarray, Ts: np.ndarray) -> np.ndarray:
@@ -38,10 +38,26 @@ def test_apply_divides_and_keeps_type():
         apply(d, 0.0)
 
 
-def test_separable_split_warns_at_bound():
-    with pytest.warns(UserWarning, match="separable"):
-        T = fit_temperature(np.array([1.0, 2.0, 3.0]))
-    assert 0 < T < 0.01
+def test_separable_split_warns_at_lower_bound():
+    with pytest.warns(UserWarning, match="lower bound.*separable"):
+        fit = fit_temperature_report(np.array([1.0, 2.0, 3.0]))
+    assert 0 < fit.T < 0.01 and fit.bound == "lower" and "separable" in fit.meaning
+
+
+@pytest.mark.parametrize("d", [np.array([1.0, -2.0, 0.5, -1.0]),  # mean Δ < 0: an anti-informative RM
+                               np.random.default_rng(0).normal(0, 1, 200) * np.array([1, -1] * 100) - 0.1])
+def test_no_signal_split_warns_at_upper_bound(d):
+    assert d.mean() < 0  # slope of the NLL at β = 1/T = 0 is −mean(Δ)/2 > 0: the optimum is β → 0
+    with pytest.warns(UserWarning, match="upper bound.*no usable signal"):
+        fit = fit_temperature_report(d)
+    rms = np.sqrt(np.mean(d * d))
+    assert fit.bound == "upper" and fit.T > 900 * rms and "no usable signal" in fit.meaning
+    assert nll(d, fit.T) == pytest.approx(np.log(2), abs=1e-3)  # σ(Δ/T) ≈ ½ for every pair
+
+
+def test_interior_optimum_reports_no_bound():
+    d = np.random.default_rng(1).normal(0.7, 2.5, size=500)
+    assert fit_temperature_report(d).bound is None
 
 
 @pytest.mark.parametrize("bad, msg", [(np.array([]), "empty"), (np.array([1.0, np.nan]), "non-finite"),
