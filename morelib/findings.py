@@ -21,6 +21,8 @@ from morelib import stats
 from morelib.stats import mean_and_ci_over_seeds
 
 # mean |Δ| counts as lower-is-better in the paper's sense (§5.3: smaller absolute rewards = less over-rewarding).
+SIZE_METRICS = ("mean_abs_diff", "outlier_count")  # distribution shape: the CI says "smaller", not "better"
+SIZE_WORDS = ("smaller than", "larger than")
 LOWER_IS_BETTER = ("ece", "ace", "mce", "brier", "log_loss", "true_prob_gap", "mean_abs_diff", "outlier_count")
 NAMES = {"raw": "Raw", "top": "Single-Top", "multitask": "MultiTask", "more": "MORE", "single": "Single"}
 ALPHA = 0.05  # family-wise error rate of the per-source Holm correction (matches the 95% CIs)
@@ -80,7 +82,8 @@ def _pooled_verdict(row: pd.Series, a: str, b: str, metric: str) -> int:
 def _pooled_text(row: pd.Series, a: str, b: str, metric: str) -> str:
     """'pooled paired 95% CI of A − B ... — A better than B' (the words chosen by the CI and the floor)."""
     verdict = _pooled_verdict(row, a, b, metric)
-    word = {1: "better than", -1: "worse than", 0: "not distinguishable from"}[verdict]
+    words = SIZE_WORDS if str(metric).startswith(SIZE_METRICS) else ("better than", "worse than")
+    word = {1: words[0], -1: words[1], 0: "not distinguishable from"}[verdict]
     text = (f"pooled over {int(row['n_sources'])} sources ({int(row['n_pairs'])} test pairs, {int(row['n_seeds'])} "
             f"seeds resampled too) {_name(a)} − {_name(b)} = {row['diff']:+.4f}, 95% CI [{row['lo']:+.4f}, "
             f"{row['hi']:+.4f}]: {_name(a)} is {word} {_name(b)}")
@@ -431,9 +434,18 @@ def finding_k2_degeneracy(lam_l2: pd.DataFrame, lam_alt: pd.DataFrame, ks: pd.Da
     return text
 
 
-def finding_baselines(cmp: pd.DataFrame, seeds: int, a: str = "more") -> list[str]:
-    """One `finding_comparison` sentence per baseline of `tables.compare_each`, or one saying none was fitted."""
+def finding_baselines(cmp: pd.DataFrame, seeds: int, a: str = "more", lambdas: pd.DataFrame | None = None) -> list[str]:
+    """One `finding_comparison` sentence per baseline of `tables.compare_each`, or one saying none was fitted; a baseline
+    whose λ (`tables.chosen_lambdas`) is uniform in every RM is named MultiTask in disguise."""
     if cmp.empty:
         return ["The weighting baselines (sizeprop, tuned, famo) are feature-tier only: not fitted in this run."]
-    return [finding_comparison(rows.drop(columns="baseline").rename(columns={"baseline_value": b}), a, str(b), seeds)
-            for b, rows in cmp.groupby("baseline", sort=False)]
+    out = []
+    for b, rows in cmp.groupby("baseline", sort=False):
+        text = finding_comparison(rows.drop(columns="baseline").rename(columns={"baseline_value": b}), a, str(b), seeds)
+        lam = None if lambdas is None else lambdas.loc[lambdas["scheme"] == b]
+        if lam is not None and not lam.empty and bool(lam.groupby("rm")["lambda"].apply(
+                lambda x: np.allclose(x, 1.0 / len(x), atol=1e-6)).all()):
+            text = (f"{b}'s λ is uniform in every RM here (equal training sizes), so {b} trains exactly as MultiTask "
+                    f"and its rows repeat MultiTask's. " + text)
+        out.append(text)
+    return out

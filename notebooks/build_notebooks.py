@@ -189,7 +189,7 @@ run.save_table("baseline_lambdas", lambdas)
 with run.timer("bootstrap CIs (baselines)"):
     more_vs_baselines = tables.compare_each(diffs, "more", baselines, cfg)
 run.save_table("more_vs_baselines", more_vs_baselines)
-baseline_findings = findings.finding_baselines(more_vs_baselines, len(cfg.seeds))
+baseline_findings = findings.finding_baselines(more_vs_baselines, len(cfg.seeds), lambdas=lambdas)
 display(lambdas.round(3), *[Markdown(t) for t in baseline_findings])'''),
     ("md", "## Training dynamics · λ and per-source losses of MORE (first seed)"),
     ("code", '''fig = plots.training_curves(heads[study.head_key("more", cfg.seeds[0])].history, "MORE: λ and batch loss per source")

@@ -76,3 +76,18 @@ def test_power_says_whether_the_paper_effect_was_visible():
     assert "this run could have seen" in findings.finding_power(small_se, paper)
     text = findings.finding_power(big_se, paper)
     assert "could NOT have seen" in text and "0.0280" in text and "0.0177" in text
+
+
+def test_size_metrics_say_smaller_not_better():
+    """Mean |Δ| and outlier counts describe a distribution's shape: a CI below 0 says "smaller", never "better"."""
+    row = pooled_row(-0.004, -0.001).assign(metric="mean_abs_diff")
+    cmp = ece_table([-0.003], [-0.004], [-0.001], [0.001]).assign(metric="mean_abs_diff")
+    text = findings.finding_comparison(cmp, "more", "multitask", 5, row)
+    assert "MORE is smaller than MultiTask" in text and "better than" not in text
+
+
+def test_uniform_baseline_lambda_is_named_multitask():
+    cmp = ece_table([0.0], [-0.001], [0.001], [0.9]).rename(columns={"multitask": "baseline_value"}).assign(baseline="sizeprop")
+    lam = pd.DataFrame({"rm": "sizeprop/seed0", "scheme": "sizeprop", "seed": 0, "source": ["a", "b"], "lambda": [0.5, 0.5]})
+    assert "trains exactly as MultiTask" in findings.finding_baselines(cmp, 5, lambdas=lam)[0]
+    assert "trains exactly as MultiTask" not in findings.finding_baselines(cmp, 5, lambdas=lam.assign(**{"lambda": [0.7, 0.3]}))[0]
