@@ -205,6 +205,10 @@ def finding_diversity(matrix: pd.DataFrame, leads: pd.DataFrame | None = None) -
         sure = leads[leads["lo"] > 0]["test_source"].tolist()
         text += (f" The in-domain lead over the best other RM has a paired 95% CI above 0 on {len(sure)} of "
                  f"{len(leads)} sources{_list(sure)}.")
+        if "own_lo" in leads:
+            above = leads[leads["own_lo"] > 0.5]["test_source"].tolist()
+            text += (f" The in-domain accuracy's 95% CI lies above chance (0.5) on {len(above)} of {len(leads)} "
+                     f"sources{_list(above)}.")
     if "raw" in matrix.index:
         text += f" The untrained (raw) RM averages {matrix.loc['raw'].mean():.3f} (chance = 0.5)."
     return text

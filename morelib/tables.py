@@ -65,14 +65,18 @@ def accuracy_matrix(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def own_vs_best_other(diffs: dict[str, dict[str, np.ndarray]], matrix: pd.DataFrame, cfg: Config) -> pd.DataFrame:
-    """Per test source: accuracy of the RM trained on it minus the best other single-source RM there, with a paired
-    bootstrap 95% CI (seed means) — the uncertainty behind Fig 1's "each RM is best on its own source"."""
+    """Per test source: accuracy of the RM trained on it (with a bootstrap 95% CI over test pairs, `own_lo`/`own_hi`)
+    minus the best other single-source RM there, with a paired bootstrap 95% CI (seed means) — the uncertainty behind
+    Fig 1's "each RM is best on its own source"."""
     rows = []
     singles = matrix.drop(index="raw", errors="ignore")
     for src in (s for s in singles.columns if s in singles.index and len(singles.index) > 1):
         other = singles[src].drop(index=src).idxmax()
         cmp = compare(diffs, f"single:{src}", f"single:{other}", cfg, ["accuracy"], [src]).iloc[0]
-        rows.append({"test_source": src, "own": cmp[f"single:{src}"], "best_other": other,
+        correct = (_stacked(diffs, f"single:{src}", src) > 0).mean(axis=1)  # seed-mean correctness per test pair
+        _, own_lo, own_hi = stats.bootstrap_ci(correct, n_boot=cfg.n_boot, seed=cfg.seeds[0])
+        rows.append({"test_source": src, "own": cmp[f"single:{src}"], "own_lo": own_lo, "own_hi": own_hi,
+                     "best_other": other,
                      "best_other_accuracy": cmp[f"single:{other}"], "diff": cmp["diff"], "lo": cmp["lo"], "hi": cmp["hi"]})
     return pd.DataFrame(rows)
 
