@@ -13,7 +13,9 @@ from morelib import config
 
 API = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 MODULES = sorted(m.name for m in pkgutil.iter_modules(morelib.__path__))
-NAME = re.compile(rf"(?<![\w.])({'|'.join(MODULES)})\.([A-Za-z_]\w*)")
+FILE_EXTENSIONS = ("py", "json", "jsonl", "log", "yaml", "csv", "txt", "html", "md", "pt", "ipynb")
+# module.name not preceded by a word or dot (cfg.data.x), not a file name (errors.py) and not a pattern (finding_*)
+NAME = re.compile(rf"(?<![\w./])({'|'.join(MODULES)})\.(?!(?:{'|'.join(FILE_EXTENSIONS)})\b)([A-Za-z_]\w*)(?![\w*])")
 
 
 def _config_key(section: str, key: str) -> bool:
