@@ -3,7 +3,8 @@
 `params/default.yaml` holds every key with a one-line reason and is the ONE source of defaults: each section's
 dataclass takes its field defaults from it (`_defaults_from`), so `Config()` equals `load_config("default")`. Other
 profiles (`tiny`, `paper`) are short diffs of it. Every enumerated parameter has one `Literal` type here (schemes,
-normalisations, tiers, dtypes, judge kinds, RJS backends, …), checked for every field in `validate`. Dotted overrides (`{"train.lr": 1e-3}`) are applied last. An unknown key, a wrong type or an impossible value raises one
+normalisations, tiers, dtypes, judge kinds, RJS backends, …), checked for every field in `validate`. Dotted
+overrides (`{"train.lr": 1e-3}`) are applied last. An unknown key, a wrong type or an impossible value raises one
 `ConfigError` naming the key (and the closest valid key). Modelled on alignment-handbook's typed recipes.
 """
 from __future__ import annotations
@@ -283,7 +284,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 @_defaults_from("more")
 class MoreConfig:
-    """MORE's source weighting (paper §4): the head gradients that enter eq. 9's min-norm λ, and how they are prepared."""
+    """MORE's source weighting (paper §4): how the head gradients entering eq. 9's min-norm λ are prepared."""
 
     alpha: float
     normalization: Normalization
@@ -494,7 +495,7 @@ def _check_subset(values: Sequence[str], allowed: Sequence[str], where: str, pre
 
 
 def _check_choices(node: Any, where: str = "") -> None:
-    """ConfigError for any `Literal`-typed field (or list item) of the config tree whose value is not one of its choices."""
+    """ConfigError for a `Literal`-typed field (or list item) anywhere in the config tree outside its choices."""
     hints = typing.get_type_hints(type(node))
     for f in dataclasses.fields(node):
         value, tp, path = getattr(node, f.name), hints[f.name], f"{where}.{f.name}" if where else f.name

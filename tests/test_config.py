@@ -151,9 +151,9 @@ def test_notebook_params_checked_up_front():
     config.check_notebook_params(cfg, paper_model="LLaMa-7B", focus_source="harmless",
                                  k_order=["helpful", "harmless", "oasst1", "webgpt", "summarize"],
                                  hh_sources=["helpful", "harmless"])  # webgpt: not in tiny, skipped by the K-ablation
-    with pytest.raises(ConfigError, match="notebook parameter 'paper_model' must be one of Pythia-1.4B, Pythia-2.8B, LLaMa-7B, got 'Pythia-1B'"):
+    with pytest.raises(ConfigError, match="notebook parameter 'paper_model' must be one of Pythia-1.4B, .*got 'Pythia-1B'"):
         config.check_notebook_params(cfg, paper_model="Pythia-1B")
-    with pytest.raises(ConfigError, match="notebook parameter 'focus_source' must be one of helpful, harmless, oasst1, summarize, got 'harmles'"):
+    with pytest.raises(ConfigError, match="'focus_source' must be one of helpful, harmless, oasst1, summarize, got 'harmles'"):
         config.check_notebook_params(cfg, focus_source="harmles")
     with pytest.raises(ConfigError, match=r"notebook parameter 'hh_sources\[1\]' must be one of .*got 'webgpt'"):
         config.check_notebook_params(cfg, hh_sources=["helpful", "webgpt"])
