@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
     --only) ONLY="${2:?--only needs a list like 01,02}"; shift 2 ;;
     --resume) RESUME="${2:?--resume needs a run id}"; shift 2 ;;
     --dry-run) DRY=1; shift ;;
-    -p) PAIRS+=("${2:?-p needs KEY VALUE}" "${3:?-p needs KEY VALUE}"); shift 3 ;;
+    -p) PAIRS+=("${2:?-p needs KEY VALUE}=${3:?-p needs KEY VALUE}"); shift 3 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run_all.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
   esac

@@ -21,11 +21,10 @@ import pandas as pd
 import torch
 
 from morelib import features, judge, paper, rjs, study, train
-from morelib.config import Config
-from morelib.errors import ConfigError, DataError
+from morelib.config import MIX_SCHEMES, Config
+from morelib.errors import DataError
 from morelib.runs import Run
 
-HEAD_SCHEMES = ("multitask", "more")
 ASPECT_OF = {"harmless": "harmless"}  # every other source is judged on helpfulness
 
 
@@ -67,9 +66,6 @@ def held_out_pairs(data: study.StudyData, cfg: Config, n: int, seed: int) -> dic
 
 def selection_heads(cfg: Config, data: study.StudyData, run: Run | None) -> dict[str, train.HeadModel]:
     """The RMs that select responses, one per cfg.rjs.schemes (first seed): this run's saved heads, else fitted now."""
-    bad = [s for s in cfg.rjs.schemes if s not in study.TRAINED]
-    if bad:
-        raise ConfigError(f"rjs.schemes {bad} are not trainable RM schemes (valid: {', '.join(study.TRAINED)})")
     heads = study.fit(cfg, data, cfg.rjs.schemes, seeds=[cfg.seeds[0]], run=run)
     return {study.parse_key(k)["scheme"]: h for k, h in heads.items()}
 
@@ -178,9 +174,7 @@ def answers(cfg: Config, policies: dict[str, str | Path], prompts: Sequence[str]
 
 def make_judges(cfg: Config, data: study.StudyData, cache_dir: Path) -> dict[str, judge.Judge]:
     """The configured judge (judge.kind) and, when judge.gold_rm, the held-out gold-RM judge."""
-    j = cfg.judge
-    if j.kind not in judge.KINDS:
-        raise ConfigError(f"judge.kind must be one of {', '.join(judge.KINDS)}, got '{j.kind}'")
+    j = cfg.judge  # j.kind is one of config.JUDGE_KINDS (config.validate)
     out: dict[str, judge.Judge] = {}
     if j.kind == "openai":
         out["openai"] = judge.openai_judge(j.model, j.base_url, j.api_key_env, j.timeout_s, j.max_query_chars)
@@ -238,9 +232,9 @@ def table2_side_by_side(ours: pd.DataFrame) -> pd.DataFrame:
 def finding(rms: pd.DataFrame, ppl: pd.DataFrame, agreement: float, reliabilities: dict[str, dict],
             wtls: dict[str, dict]) -> str:
     """The notebook's finding from the numbers: RM ECE, PPL vs base, pick agreement, each judge's reliability and W/T/L."""
-    ece = ", ".join(f"{n} {rms.loc[n, 'rm_ece']:.4f}" for n in HEAD_SCHEMES if n in rms.index)
+    ece = ", ".join(f"{n} {rms.loc[n, 'rm_ece']:.4f}" for n in MIX_SCHEMES if n in rms.index)
     ppl_txt = "; ".join(f"{n}: " + ", ".join(f"{c[4:]} {ppl.loc[n, c]:.2f} (base {ppl.loc['base', c]:.2f})"
-                                             for c in ppl.columns) for n in HEAD_SCHEMES if n in ppl.index)
+                                             for c in ppl.columns) for n in MIX_SCHEMES if n in ppl.index)
     same = " (so both RMs fine-tuned the policy on identical data)" if agreement == 1.0 else ""
     judged = " ".join(judge.reliability_sentence(reliabilities[k]) + " " + judge.wtl_sentence(wtls[k]) for k in wtls)
     return (f"RM ECE (mean over the prompt sources' test sets): {ece}. MORE and MultiTask picked the same response "

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -26,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from morelib import formats
+from morelib.config import data_root
 from morelib.errors import DataError, offline_hint
 from morelib.formats import Pair
 
-__all__ = ["Pair", "DropLog", "SOURCES", "SPLITS", "load_preferences", "local_root", "HUB_TEST_SEED"]
+__all__ = ["Pair", "DropLog", "SOURCES", "SPLITS", "load_preferences", "HUB_TEST_SEED"]
 
 log = logging.getLogger(__name__)
 
@@ -114,15 +114,6 @@ class DropLog:
         """Plain {source: {"loaded": N, "dropped": {reason: k}}} for JSON manifests."""
         names = sorted(set(self.loaded) | set(self.dropped))
         return {s: {"loaded": self.loaded[s], "dropped": dict(self.dropped.get(s, {}))} for s in names}
-
-
-def local_root(data_dir: str | Path | None) -> Path | None:
-    """The local data root: `data_dir`, else $MORE_DATA_DIR, else None (= the hub); "hub" forces the hub."""
-    if data_dir is not None and str(data_dir) == "hub":
-        return None
-    if data_dir is None:
-        data_dir = os.environ.get("MORE_DATA_DIR") or None
-    return None if data_dir is None else Path(data_dir).expanduser()
 
 
 def _check_source(source: str, split: str) -> None:
@@ -257,7 +248,7 @@ def sample(pairs: list[Pair], n: int, seed: int) -> list[Pair]:
 
 def load_preferences(source: str, split: str, data_dir: str | Path | None = None, limit: int | None = None,
                      seed: int = 0, report: DropLog | None = None, lang: str | None = "en") -> list[Pair]:
-    """Pairs of one source and split ("train"|"test"); local copy if a data root is given/set, else the hub.
+    """Pairs of one source and split ("train"|"test") from `config.data_root(data_dir)`: "hub" = the hub.
 
     `limit` keeps a seeded sample of that many pairs; drops are added to `report` (see the module docstring);
     `lang` selects OASST prompts by language (None: all). A local file path is read whole, whatever `split`.
@@ -270,7 +261,7 @@ def load_preferences(source: str, split: str, data_dir: str | Path | None = None
             raise DataError(f"preference file not found: {path}")
         pairs = _convert(formats.read_records(path), source, report)
     else:
-        root = local_root(data_dir)
+        root = data_root(data_dir)
         if root is not None and not root.is_dir():
             raise DataError(f"data directory not found: {root}")
         pairs = _convert(_local_records(source, split, root), source, report, lang) if root else \

@@ -33,14 +33,13 @@ import pandas as pd
 import torch
 
 from morelib import metrics, study, train
-from morelib.config import Config, ExploreConfig, TrainConfig
+from morelib.config import MIX_SCHEMES, Config, ExploreConfig, MoreConfig, TrainConfig
 from morelib.errors import ConfigError, RunError
 from morelib.features import PairFeatures
 from morelib.runs import atomic_write
 
 SUM_TOL = 1e-5
 SAVED_CSV = "explore_saved.csv"
-MIX_SCHEMES = ("multitask", "more")
 
 
 @dataclass
@@ -117,7 +116,7 @@ class Explorer:
 
     def __init__(self, train_by_source: Mapping[str, PairFeatures], test_by_source: Mapping[str, PairFeatures],
                  tcfg: TrainConfig, ecfg: ExploreConfig | None = None, out_dir: str | Path | None = None,
-                 more_history: torch.Tensor | np.ndarray | None = None) -> None:
+                 more_history: torch.Tensor | np.ndarray | None = None, more: MoreConfig | None = None) -> None:
         """Cap training sources at ecfg.train_pairs_per_source (seeded subset if larger); `out_dir` holds saved choices.
 
         more_history [steps, K]: MORE's λ trajectory from an earlier fit (e.g. notebook 02's head); None → fitted here.
@@ -125,6 +124,7 @@ class Explorer:
         if not train_by_source or not test_by_source:
             raise ConfigError("Explorer needs at least one training source and one test source")
         self.ecfg = ecfg or ExploreConfig()
+        self.more = more or MoreConfig()
         self.tcfg = explore_train_config(tcfg, self.ecfg)
         self.names = list(train_by_source)
         self.test = dict(test_by_source)
@@ -158,7 +158,8 @@ class Explorer:
             if list(more_head.history.get("source_names", [])) != list(tr):
                 raise ConfigError(f"more_head was trained on {more_head.history.get('source_names')}, not {list(tr)}")
             history = more_head.history["lam"]
-        return cls(tr, te, cfg.train, cfg.explore, out_dir=run.dir if run is not None else None, more_history=history)
+        return cls(tr, te, cfg.train, cfg.explore, out_dir=run.dir if run is not None else None, more_history=history,
+                   more=cfg.more)
 
     def _check_history(self, history: torch.Tensor | np.ndarray) -> np.ndarray:
         """MORE's λ trajectory as float64 [steps, K], checked against the sources."""
@@ -179,7 +180,7 @@ class Explorer:
         largest = max(len(pf) for pf in train_by_source.values())
         tcfg = dataclasses.replace(self.tcfg, batch_per_source=min(self.tcfg.batch_per_source, largest))
         head = train.train_head(dict(train_by_source), scheme, tcfg, self.ecfg.seed,
-                                lam=None if lam is None else lam.tolist())
+                                lam=None if lam is None else lam.tolist(), more=self.more)
         nb = self.ecfg.reliability_bins
         diffs = {s: head.reward_diff(pf).double().numpy() for s, pf in self.test.items()}
         history = head.history["lam"].double().numpy()

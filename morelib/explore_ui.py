@@ -19,8 +19,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from morelib.config import MIX_SCHEMES
 from morelib.errors import MoreError
-from morelib.explore import MIX_SCHEMES, Explorer, Fit
+from morelib.explore import Explorer, Fit
 
 TEMPLATE = "plotly_white"
 SCHEME_COLORS = {"multitask": "#ff7f0e", "more": "#2ca02c"}

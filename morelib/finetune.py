@@ -47,7 +47,7 @@ from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from morelib.config import Config, load_config
+from morelib.config import FINETUNE_SCHEMES, Config, load_config, parse_overrides
 from morelib.errors import ConfigError, TrainingError
 from morelib.data import Pair
 from morelib.losses import head_grad
@@ -55,7 +55,6 @@ from morelib.model import encode, last_token_index, load_reward_model, save_rewa
 from morelib.more import MoreWeighter, more_loss
 from morelib.train import POOLED, batch_plan, fixed_weights, pooled_plan
 
-FT_SCHEMES = ("single", "multitask", "more", "fixed", POOLED)
 STATE_FILE = "more_state.pt"
 LOG_FILE = "more_log.jsonl"
 RANK_LOG = "lam_rank{rank}.jsonl"  # several processes: every rank's λ per step, to check they agree
@@ -347,8 +346,8 @@ def describe_plan(cfg: Config, sizes: dict[str, int], scheme: str, seed: int = 0
 
 def _check_inputs(train_pairs: dict[str, Sequence[Pair]], scheme: str, lam: Sequence[float] | None) -> None:
     """ConfigError for an unknown scheme, a wrong source count, or λ given to a scheme without λ."""
-    if scheme not in FT_SCHEMES:
-        raise ConfigError(f"unknown fine-tuning scheme '{scheme}'; valid: {', '.join(FT_SCHEMES)} ('raw' is the "
+    if scheme not in FINETUNE_SCHEMES:
+        raise ConfigError(f"unknown fine-tuning scheme '{scheme}'; valid: {', '.join(FINETUNE_SCHEMES)} ('raw' is the "
                           "untrained model, 'top' a 'single' run on the best source)")
     if not train_pairs or any(len(p) == 0 for p in train_pairs.values()):
         raise ConfigError(f"finetune needs at least one non-empty source, got sizes "
@@ -386,7 +385,7 @@ def finetune(cfg: Config, train_pairs: dict[str, Sequence[Pair]], scheme: str, o
     seed = cfg.seeds[0] if seed is None else seed
     output_dir = Path(output_dir)
     names, t = list(train_pairs), cfg.train
-    weighter = MoreWeighter(len(names), t.alpha, t.normalization) if scheme == "more" else None
+    weighter = MoreWeighter(len(names), cfg.more.alpha, cfg.more.normalization) if scheme == "more" else None
     weights = fixed_weights(lam, names) if scheme == "fixed" else torch.full((len(names),), 1.0 / len(names))
     existing = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     if existing and not resume:
@@ -424,26 +423,13 @@ def write_throughput(output_dir: Path, trainer: MoreTrainer, seconds: float) -> 
     (output_dir / THROUGHPUT_FILE).write_text(json.dumps(stats, indent=1) + "\n")
 
 
-def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """`key=value` strings → {dotted key: YAML-parsed value}."""
-    import yaml
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override '{item}' must look like key=value (e.g. train.lr=1e-5)")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
 def main(argv: Sequence[str] | None = None) -> Path:
     """CLI: load the profile's sources (train split) and fine-tune one scheme into --output-dir."""
     from morelib.splits import load_source_splits
 
     ap = argparse.ArgumentParser(prog="python -m morelib.finetune", description=main.__doc__)
     ap.add_argument("--profile", default="paper", help="params profile name or YAML path")
-    ap.add_argument("--scheme", default="more", choices=FT_SCHEMES)
+    ap.add_argument("--scheme", default="more", choices=FINETUNE_SCHEMES)
     ap.add_argument("--source", help="the one source of scheme 'single'")
     ap.add_argument("--lam", type=float, nargs="+", help="source weights of scheme 'fixed' (normalised)")
     ap.add_argument("--output-dir", required=True, type=Path)
@@ -451,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     ap.add_argument("--seed", type=int, help="default: the profile's first seed")
     ap.add_argument("-o", "--override", action="append", default=[], help="dotted key=value, e.g. train.lr=1e-5")
     args = ap.parse_args(argv)
-    cfg = load_config(args.profile, _parse_overrides(args.override))
+    cfg = load_config(args.profile, parse_overrides(args.override))
     seed = cfg.seeds[0] if args.seed is None else args.seed
     specs = [s for s in cfg.data.sources if args.scheme != "single" or s.name == args.source]
     if not specs:

@@ -1,7 +1,7 @@
 """Pairwise judges of paper §5.4 / Appendix D: "which response is more helpful/harmless?", asked twice with the
 responses swapped; the same answer in both orders is a verdict, a disagreement is a tie (the paper's rule).
 
-Judges (one protocol, `.prefer(prompt, a, b, aspect) -> "A" | "B"`; a plain dict `KINDS` picks one):
+Judges (one protocol, `.prefer(prompt, a, b, aspect) -> "A" | "B"`; `judge.kind` picks one, its choices `config.JudgeKind`):
 `openai` — any OpenAI-compatible chat endpoint over plain HTTP (urllib), the Appendix D prompt verbatim, the verdict
 parsed from "More helpful: A" (an unparseable reply is "?", which the swap rule turns into a tie);
 `local` — an HF causal LM given the same prompt, its answer forced: the log-probability of " A" vs " B" after
@@ -273,6 +273,3 @@ def openai_judge(model: str, base_url: str | None, api_key_env: str, timeout_s: 
     if not key and "api.openai.com" in url:
         raise ConfigError(f"judge.kind 'openai' at {url} needs an API key in ${api_key_env} (judge.api_key_env)")
     return OpenAIJudge(url, model, key, timeout_s, max_query_chars)
-
-
-KINDS = ("openai", "local", "gold-rm")

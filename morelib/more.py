@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from morelib.config import NORMALIZATIONS, MoreConfig
 from morelib.errors import ConfigError, TrainingError
 from morelib.solver import gram, min_norm_gram, scaled_gram
 
-NORMALIZATIONS = ("l2", "loss", "loss+", "none")
+DEFAULT = MoreConfig()  # params/default.yaml's `more` section
 
 
 def _check_normalization(normalization: str) -> None:
@@ -87,7 +88,7 @@ class MoreWeighter:
     normalization: one of "l2" (paper default), "loss", "loss+", "none".
     """
 
-    def __init__(self, K: int, alpha: float = 0.99, normalization: str = "l2") -> None:
+    def __init__(self, K: int, alpha: float = DEFAULT.alpha, normalization: str = DEFAULT.normalization) -> None:
         if isinstance(K, bool) or not isinstance(K, numbers.Integral) or K < 1:
             raise ConfigError(f"MoreWeighter K must be a positive int (number of sources), got {K!r}")
         if not 0.0 < alpha <= 1.0:

@@ -35,7 +35,6 @@ from morelib.hardware import default_device, resolve_dtype
 
 IGNORE = -100  # label of tokens that take no part in the loss (prompt and padding)
 TURN = re.compile(r"\n\n(Human|Assistant):")
-BACKENDS = ("auto", "hf", "vllm")
 HH_STOP = "\n\nHuman:"  # a policy without a chat template may start the next human turn; cut there
 
 
@@ -184,8 +183,6 @@ def sample(policy_name: str | Path, prompts: Sequence[str], cfg: RJSConfig, seed
            progress: bool = True) -> list[list[str]]:
     """Responses list[P][n] from a policy by name/folder: vLLM on a GPU when importable (cfg.backend auto|vllm), else HF."""
     n = cfg.n_samples if n is None else n
-    if cfg.backend not in BACKENDS:
-        raise ConfigError(f"rjs.backend must be one of {', '.join(BACKENDS)}, got '{cfg.backend}'")
     if cfg.backend == "vllm" and not vllm_available():
         raise ConfigError("rjs.backend 'vllm' needs the vllm package and a CUDA GPU; use 'auto' or 'hf' here")
     if cfg.backend == "vllm" or (cfg.backend == "auto" and vllm_available()):

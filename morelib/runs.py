@@ -30,7 +30,7 @@ import yaml
 from transformers.utils import logging as hf_logging
 
 from morelib import status
-from morelib.config import PARAMS_DIR, Config, load_config
+from morelib.config import PARAMS_DIR, Config, check_notebook_params, load_config, parse_overrides
 from morelib.errors import ConfigError, RunError
 
 log = logging.getLogger(__name__)
@@ -297,28 +297,14 @@ def log_to_file(run: Run, level: int = logging.INFO) -> Path:
     return path
 
 
-def parse_overrides(overrides: str | dict | None) -> dict[str, Any]:
-    """Dotted overrides from a notebook parameter: a YAML/JSON mapping string (or a dict) → dict."""
-    if overrides is None or isinstance(overrides, dict):
-        return dict(overrides or {})
-    if not isinstance(overrides, str):
-        raise ConfigError(f"'overrides' must be a YAML/JSON mapping string or a dict, "
-                          f"got {type(overrides).__name__}: {overrides!r}")
-    try:
-        data = yaml.safe_load(overrides) if overrides.strip() else {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"'overrides' is not valid YAML/JSON: {err}") from err
-    if not isinstance(data or {}, dict):
-        raise ConfigError(f"'overrides' must be a mapping like {{\"train.lr\": 0.001}}, got {overrides!r}")
-    return dict(data or {})
-
-
-def start(profile: str, run_dir: str, overrides: str | dict | None, notebook: str) -> Run:
-    """Validate a notebook's parameters through load_config and open its run folder (run.cfg is the config)."""
+def start(profile: str, run_dir: str, overrides: str | dict | None, notebook: str, **params: Any) -> Run:
+    """Validate a notebook's parameters (load_config; its own `params` by config.check_notebook_params) and open its
+    run folder (run.cfg is the config)."""
     for name, value in (("profile", profile), ("run_dir", run_dir)):
         if not isinstance(value, (str, Path)) and not (name == "run_dir" and value is None):
             raise ConfigError(f"notebook parameter '{name}' must be a string, got {type(value).__name__}: {value!r}")
     cfg = load_config(profile, parse_overrides(overrides))
+    check_notebook_params(cfg, **params)
     return open_run(cfg, run_dir, notebook)
 
 
@@ -331,13 +317,6 @@ def resume_dir(run_id: str, root: str | Path | None = None) -> Path:
     return path
 
 
-def pairs_to_overrides(pairs: list[str]) -> dict[str, Any]:
-    """[key, value, key, value, ...] from `run_all.sh -p key value` → {key: YAML-parsed value}."""
-    if len(pairs) % 2:
-        raise ConfigError(f"-p needs KEY VALUE pairs, got an odd list {pairs}")
-    return {pairs[i]: yaml.safe_load(pairs[i + 1]) for i in range(0, len(pairs), 2)}
-
-
 def hub_needs(cfg: Config) -> list[str]:
     """What this run fetches from the Hugging Face hub: 'data' (data_dir: hub) and model ids that are neither
     registry names (no '/') nor local folders (model, RJS policy, local judge)."""
@@ -348,10 +327,10 @@ def hub_needs(cfg: Config) -> list[str]:
 
 
 def _main(argv: list[str]) -> str:
-    """CLI for run_all.sh: `overrides K V ...` → validated-later JSON; `create PROFILE JSON` → new run folder;
+    """CLI for run_all.sh: `overrides K=V ...` → validated-later JSON; `create PROFILE JSON` → new run folder;
     `needs-hub PROFILE JSON` → yes/no (scripts/setup.sh's hub_mode)."""
     if argv[:1] == ["overrides"]:
-        return json.dumps(pairs_to_overrides(argv[1:]))
+        return json.dumps(parse_overrides(argv[1:]))
     if argv[:1] == ["create"] and len(argv) in (3, 4):
         overrides = parse_overrides(argv[2])
         cfg = load_config(argv[1], overrides)
@@ -362,7 +341,7 @@ def _main(argv: list[str]) -> str:
         return str(root)
     if argv[:1] == ["needs-hub"] and len(argv) == 3:
         return "yes" if hub_needs(load_config(argv[1], parse_overrides(argv[2]))) else "no"
-    raise RunError(f"usage: python -m morelib.runs overrides K V ... | create PROFILE OVERRIDES_JSON [ONLY] | "
+    raise RunError(f"usage: python -m morelib.runs overrides K=V ... | create PROFILE OVERRIDES_JSON [ONLY] | "
                    f"needs-hub PROFILE OVERRIDES_JSON (got {argv})")
 
 

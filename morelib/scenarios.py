@@ -92,7 +92,7 @@ def run_scenario(cfg: Config, spec: ScenarioSpec, seeds: Sequence[int]) -> pd.Da
         bench = benchmark(sweep, spec, seed)
         for scheme in sweep.schemes:
             calib = bench.calib if scheme == "tuned" else None
-            head = train.train_head(bench.train, scheme, tcfg, seed, calib=calib)
+            head = train.train_head(bench.train, scheme, tcfg, seed, calib=calib, more=cfg.more)
             lam = head.history["lam"].double().mean(0).tolist()
             rows.append({"scenario": spec.name, "K": spec.K, "seed": seed, "scheme": scheme,
                          **score(head, bench, sweep.n_bins), "mean_lambda": [round(x, 4) for x in lam]})

@@ -10,7 +10,6 @@ Checked by tests: no group on two sides, subset → superset stability, counts.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -18,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from morelib import data
+from morelib.config import data_root
 from morelib.data import DropLog, Pair
 from morelib.errors import DataError
 
 SIDES = ("train", "calib", "test")
 # Extra local sources that add TRAIN pairs only (helpful-base alone is the paper's Helpful test distribution).
 TRAIN_EXTRAS = {"hh-helpful": ("hh-helpful-online", "hh-helpful-rejection-sampled")}
-DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @dataclass
@@ -100,13 +99,6 @@ def carve_groups(pairs: Sequence[Pair], n: int, seed: int) -> tuple[list[Pair], 
     return carved, rest, lost
 
 
-def data_root(data_cfg: Any) -> Path | None:
-    """Local root of a DataConfig: data_dir, else $MORE_DATA_DIR, else ../shared/data; None for "hub"."""
-    if data_cfg.data_dir == "hub":
-        return None
-    return Path(data_cfg.data_dir or os.environ.get("MORE_DATA_DIR") or DEFAULT_ROOT).expanduser()
-
-
 def _splits_present(loader: str, root: Path | None) -> list[str]:
     """Splits `loader` has locally (both on the hub)."""
     return list(data.SPLITS) if root is None else data.local_splits(loader, root)
@@ -150,7 +142,7 @@ def load_source_splits(spec: Any, data_cfg: Any, seed: int, report: SplitReport 
     Caps sample with `seed`. Raises DataError for a source with no data.
     """
     fractions = _fractions(data_cfg.split)
-    root = data_root(data_cfg)
+    root = data_root(data_cfg.data_dir)
     if root is not None and not root.is_dir():
         raise DataError(f"data directory not found: {root}")
     log = DropLog()

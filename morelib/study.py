@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from morelib import features, metrics, splits, synthetic, temperature, train
-from morelib.config import Config
+from morelib.config import TRAINED_SCHEMES, Config
 from morelib.data import Pair
 from morelib.errors import DataError, RunError
 from morelib.features import PairFeatures
@@ -33,7 +33,6 @@ from morelib.runs import Run
 
 log = logging.getLogger(__name__)
 SIDES = ("train", "calib", "test")
-TRAINED = ("raw", "single", "multitask", "more", "multitask-pooled", "sizeprop", "tuned", "famo")
 SYNTHETIC_SEED_OFFSET = 10_007
 
 
@@ -96,8 +95,8 @@ def unavailable(data: StudyData, cfg: Config) -> dict[str, str]:
 
 
 def fingerprint(cfg: Config) -> str:
-    """12-hex digest of everything a trained head depends on (data, model, training settings)."""
-    blob = json.dumps({k: cfg.to_dict()[k] for k in ("data", "model", "train")}, sort_keys=True)
+    """12-hex digest of everything a trained head depends on (data, model, training and MORE settings)."""
+    blob = json.dumps({k: cfg.to_dict()[k] for k in ("data", "model", "train", "more")}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -136,7 +135,7 @@ def _fit_one(cfg: Config, data: StudyData, key: str, sources: list[str], scheme:
     by_source = {s: data.features[s]["train"].subset(train.seed_indices(
         len(data.features[s]["train"]), cfg.train.seed_subsample, seed, s)) for s in sources}
     calib = {s: data.features[s]["calib"] for s in sources} if scheme == "tuned" else None  # λ chosen on calib
-    head = train.train_head(by_source, scheme, cfg.train, seed, calib=calib)
+    head = train.train_head(by_source, scheme, cfg.train, seed, calib=calib, more=cfg.more)
     if path is not None:
         head.save(path)
     return head
@@ -256,8 +255,8 @@ def fit(cfg: Config, data: StudyData, schemes: Sequence[str], seeds: Sequence[in
     folder = run.heads_dir / fingerprint(cfg) if run is not None else None
     heads: dict[str, train.HeadModel] = {}
     for scheme in schemes:
-        if scheme not in TRAINED + ("top",):
-            raise RunError(f"unknown scheme '{scheme}' (valid: {', '.join(TRAINED + ('top',))})")
+        if scheme not in TRAINED_SCHEMES + ("top",):
+            raise RunError(f"unknown scheme '{scheme}' (valid: {', '.join(TRAINED_SCHEMES + ('top',))})")
         for seed in seeds:
             if scheme in ("single", "top"):
                 one = single_config(cfg, len(srcs))

@@ -42,13 +42,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from morelib.config import TrainConfig
+from morelib.config import HEAD_SCHEMES, MoreConfig, TrainConfig
 from morelib.errors import ConfigError, DataError, TrainingError
 from morelib.features import PairFeatures
 from morelib.more import MoreWeighter
 from morelib.weighting import Famo, simplex_grid, size_proportional
 
-HEAD_SCHEMES = ("raw", "single", "multitask", "more", "fixed", "multitask-pooled", "sizeprop", "tuned", "famo")
 POOLED = "multitask-pooled"  # the paper's / reference code's MultiTask: random batches of the pooled resampled data
 SUBSAMPLE_SEED_OFFSET = 7_919  # keeps a seed's training subsample independent of its batch order
 RAW_INIT_STD = 0.02  # transformers' default initializer_range for the score layer
@@ -265,15 +264,17 @@ def _raw_head(train: dict[str, PairFeatures], seed: int) -> HeadModel:
 
 def train_head(train: dict[str, PairFeatures], scheme: str, tcfg: TrainConfig, seed: int,
                lam: Sequence[float] | None = None, callback: Callback | None = None,
-               calib: dict[str, PairFeatures] | None = None) -> HeadModel:
+               calib: dict[str, PairFeatures] | None = None, more: MoreConfig | None = None) -> HeadModel:
     """Fit a reward head on per-source training features with the given scheme (see module docstring).
 
     callback(step, lam[K], loss[K]) runs after every step; returning False stops training early.
     `calib` (scheme `tuned` only): per-source calibration features on which the grid's λ is chosen.
+    `more` (scheme `more` only): MORE's α and normalisation, default params/default.yaml's `more` section.
     Raises TrainingError naming the step and source when a loss becomes NaN/inf.
     """
     with _threads(HEAD_THREADS), torch.no_grad():
         _check_scheme(train, scheme, lam, calib)
+        more = more or MoreConfig()
         if scheme == "raw":
             return _raw_head(train, seed)
         if scheme == "tuned":
@@ -299,7 +300,7 @@ def train_head(train: dict[str, PairFeatures], scheme: str, tcfg: TrainConfig, s
         else:
             plan = batch_plan(sizes, tcfg.batch_per_source, tcfg.head_epochs, tcfg.resample_pairs, seed)
             plan = (plan + offsets[None, :, None]).flatten(1)
-            history = _fit(diffs, plan, w, scheme, names, tcfg, lam, callback, l2)
+            history = _fit(diffs, plan, w, scheme, names, tcfg, lam, callback, l2, more)
             lam_end = history["lam"][-(len(plan) // tcfg.head_epochs):].mean(0)  # last epoch's λ (constant unless MORE)
         by_source = diffs.split(list(sizes.values()))
         w.copy_(polish(by_source, w, lam_end, l2))
@@ -309,7 +310,7 @@ def train_head(train: dict[str, PairFeatures], scheme: str, tcfg: TrainConfig, s
             "head_weight_decay": tcfg.head_weight_decay, "l2": l2, "batch_per_source": tcfg.batch_per_source,
             "grad_norm": grad_norm}
     if scheme == "more":
-        meta |= {"alpha": tcfg.alpha, "normalization": tcfg.normalization}
+        meta |= {"alpha": more.alpha, "normalization": more.normalization}
     if scheme == "famo":
         meta |= {"famo_lr": tcfg.famo_lr, "famo_decay": tcfg.famo_decay}
     return HeadModel(w, 0.0, mean, scale, history, meta)
@@ -372,10 +373,11 @@ def full_grad_norm(diffs: Sequence[torch.Tensor], w: torch.Tensor, lam: torch.Te
 
 
 def _fit(diffs: torch.Tensor, plan: torch.Tensor, w: torch.Tensor, scheme: str, names: list[str],
-         tcfg: TrainConfig, lam: Sequence[float] | None, callback: Callback | None, l2: float) -> dict[str, Any]:
+         tcfg: TrainConfig, lam: Sequence[float] | None, callback: Callback | None, l2: float,
+         more: MoreConfig | None = None) -> dict[str, Any]:
     """Run the planned steps on standardised diffs[ΣN, h] with plan[steps, K·B] and L2 `l2`; updates w in place."""
     K, h = len(names), diffs.shape[1]
-    weighter = MoreWeighter(K, tcfg.alpha, tcfg.normalization) if scheme == "more" else None
+    weighter = MoreWeighter(K, more.alpha, more.normalization) if scheme == "more" else None
     famo = Famo(K, tcfg.famo_lr, tcfg.famo_decay) if scheme == "famo" else None
     weights = fixed_weights(lam, names) if scheme == "fixed" else torch.full((K,), 1.0 / K)
     adam = _Adam(w, tcfg.head_lr, l2)

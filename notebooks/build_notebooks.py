@@ -18,13 +18,14 @@ run_dir = ""  # run folder to write into and reuse RMs from; empty: a new run; l
 overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {train.head_lr: 0.02}; checked by load_config'''
 
 
-def setup(notebook: str) -> str:
-    """The set-up cell: imports, validated config and the run folder."""
+def setup(notebook: str, *params: str) -> str:
+    """The set-up cell: imports, validated config (and the notebook's own `params`) and the run folder."""
+    own = "".join(f", {p}={p}" for p in params)
     return f'''from IPython.display import Markdown, display
 
 from morelib import findings, paper, plots, runs, study, tables
 
-run = runs.start(profile, run_dir, overrides, "{notebook}")
+run = runs.start(profile, run_dir, overrides, "{notebook}"{own})
 runs.log_to_file(run)  # INFO lines go to <run>/{notebook}/log.txt; warnings stay visible here
 cfg = run.cfg
 print(f"run folder: {{run.root}}  (profile {{cfg.profile}}, seeds {{list(cfg.seeds)}})")'''
@@ -82,7 +83,7 @@ the same pairs are distributed differently (Fig 3). Here: one RM per available s
 `raw` RM, on frozen backbone features (feature tier; see the README for how this differs from full fine-tuning)."""),
     ("params", PARAMS + '''
 focus_source = "harmless"  # test set of the reward-difference plots (paper Fig 3 uses Harmless)'''),
-    ("code", setup("01_diversity")),
+    ("code", setup("01_diversity", "focus_source")),
     ("md", "## Data card\nPairs per source and split used here, beside the paper's Table 4 sizes, with dropped rows."),
     ("code", DATA + '''
 card = tables.data_card(data, cfg)
@@ -137,7 +138,7 @@ CI over all test sources resamples pairs within each source and the seeds too. E
 (the ECE a perfectly calibrated model gets on the same pairs) and its debiased value (ECE − floor)."""),
     ("params", PARAMS + '''
 paper_model = "Pythia-1.4B"  # paper row set to show beside ours: Pythia-1.4B, Pythia-2.8B or LLaMa-7B'''),
-    ("code", setup("02_more_training")),
+    ("code", setup("02_more_training", "paper_model")),
     ("code", DATA),
     ("code", '''with run.timer("fit raw/top/multitask/more + baselines sizeprop/tuned/famo"):
     baselines = study.baselines(cfg)  # sizeprop, tuned, famo (feature tier only)
@@ -257,7 +258,7 @@ notebook 02 of the same run (reused, not retrained)."""),
     ("params", PARAMS + '''
 paper_model = "Pythia-1.4B"  # paper rows beside ours: LLaMa-7B (Table 1), Pythia-1.4B (Table 5), Pythia-2.8B (Table 6)
 hh_sources = ["helpful", "harmless"]  # test sets analysed'''),
-    ("code", setup("03_hh_analysis")),
+    ("code", setup("03_hh_analysis", "paper_model")),
     ("code", DATA),
     ("code", '''with run.timer("fit (reused from 02 when present)"):
     heads = study.fit(cfg, data, ["top", "multitask", "more"], run=run)
@@ -311,7 +312,7 @@ MultiTask alongside; a source missing on this machine is skipped and named."""),
     ("params", PARAMS + '''
 k_order = ["helpful", "harmless", "oasst1", "webgpt", "summarize"]  # the order sources are added (paper Fig 6)
 hh_sources = ["helpful", "harmless"]  # test sets whose ECE is tracked'''),
-    ("code", setup("04_k_ablation")),
+    ("code", setup("04_k_ablation", "k_order", "hh_sources")),
     ("code", DATA),
     ("code", '''with run.timer("K-ablation fits"):
     ks, skipped = study.k_ablation(cfg, data, run, k_order, tests=hh_sources)
@@ -339,12 +340,12 @@ display(trend.round(4), Markdown(finding))'''),
     ("md", """## The K = 2 degeneracy, and the non-degenerate `loss+` normalisation
 With the paper's l2 normalisation every source gradient is scaled to unit length before the min-norm solve, and the
 min-norm point of two unit vectors is always their midpoint: at K = 2 MORE's λ is (½, ½) and MORE trains exactly as
-MultiTask (in the paper and its reference code too). `train.normalization: loss+` (g_i/(‖g_i‖·L_i)) keeps the
+MultiTask (in the paper and its reference code too). `more.normalization: loss+` (g_i/(‖g_i‖·L_i)) keeps the
 sources' losses in the weighting, so λ can move at K = 2. Below: MORE's measured λ at K = 2 under both, and the
 K-curve of MORE with loss+ beside l2's (its heads are keyed by their own config fingerprint, so they never collide)."""),
     ("code", '''from morelib import config
 
-cfg_alt = config.with_overrides(cfg, {"train.normalization": "loss+"})
+cfg_alt = config.with_overrides(cfg, {"more.normalization": "loss+"})
 with run.timer("K-ablation, MORE with loss+ normalisation"):
     ks_alt, _ = study.k_ablation(cfg_alt, data, run, k_order, tests=hh_sources, schemes=["more"])
     lam_l2 = tables.lambda_range(study.k_ablation_heads(cfg, data, run, k_order, 2))

@@ -219,7 +219,7 @@ def _split_not_summing(tmp: Path) -> None:
 
 
 def _alpha_out_of_range(tmp: Path) -> None:
-    config.load_config("tiny", {"train.alpha": 0.0})
+    config.load_config("tiny", {"more.alpha": 0.0})
 
 
 def _unknown_profile(tmp: Path) -> None:
@@ -539,7 +539,7 @@ CASES = [
          r"'data.synthetic.K' must be positive, got 0", _zero_synthetic_k),
     Case("split-not-summing", "config", "split fractions 0.8/0.1/0.2", ConfigError,
          r"'data.split' fractions must sum to 1", _split_not_summing),
-    Case("alpha-out-of-range", "config", "`train.alpha: 0`", ConfigError, r"'train.alpha' must be in \(0, 1\]",
+    Case("alpha-out-of-range", "config", "`more.alpha: 0`", ConfigError, r"'more.alpha' must be in \(0, 1\]",
          _alpha_out_of_range),
     Case("unknown-profile", "config", "profile `tinny`", ConfigError,
          r"unknown profile 'tinny' \(did you mean 'tiny'\?\)", _unknown_profile),

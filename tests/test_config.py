@@ -1,6 +1,12 @@
-"""Config: every profile loads; unknown keys, wrong types and impossible values fail with one clear ConfigError."""
-import pytest
+"""Config: every profile loads; unknown keys, wrong types and impossible values fail with one clear ConfigError;
+params/default.yaml is the one source of defaults; every enumerated parameter is checked up front."""
+import dataclasses
+import typing
 
+import pytest
+import yaml
+
+from morelib import config
 from morelib.config import PARAMS_DIR, load_config
 from morelib.errors import ConfigError
 
@@ -31,8 +37,18 @@ def test_wrong_type_names_key():
 @pytest.mark.parametrize("key,value,pattern", [
     ("model.max_length", 0, "must be positive"),
     ("train.batch_per_source", -1, "must be positive"),
-    ("train.normalization", "l3", "normalization"),
-    ("train.schemes", ["moer"], "unknown scheme 'moer'.*more"),
+    ("more.normalization", "l3", r"'more.normalization' must be one of l2, loss, loss\+, none, got 'l3'"),
+    ("more.alpha", 1.5, r"'more.alpha' must be in \(0, 1\]"),
+    ("train.alpha", 0.9, r"unknown parameter 'train.alpha'"),
+    ("train.schemes", ["moer"], r"'train.schemes\[0\]' must be one of .*got 'moer' \(did you mean 'more'\?\)"),
+    ("train.tier", "gpu", "'train.tier' must be one of features, finetune"),
+    ("model.dtype", "fp8", "'model.dtype' must be one of auto, bf16, fp32, fp16"),
+    ("model.truncation_side", "middle", "'model.truncation_side' must be one of left, right"),
+    ("rjs.dtype", "int8", "'rjs.dtype' must be one of"),
+    ("rjs.backend", "onnx", "'rjs.backend' must be one of auto, hf, vllm"),
+    ("rjs.schemes", ["fixed"], r"'rjs.schemes\[0\]' must be one of raw, single, multitask"),
+    ("judge.kind", "gpt4", "'judge.kind' must be one of local, openai, gold-rm, got 'gpt4'"),
+    ("synthetic_scenarios.schemes", ["multitask", "more", "single"], r"'synthetic_scenarios.schemes\[2\]' must be one of"),
     ("data.split", {"train": 0.9, "calib": 0.2, "test": 0.2}, "sum to 1"),
     ("seeds", [], "at least one seed"),
     ("model.pooling", "max", "'model.pooling' must be one of last, mean"),
@@ -70,3 +86,105 @@ def test_to_dict_roundtrip():
     cfg = load_config("default")
     again = load_config("default", {k: v for k, v in cfg.to_dict().items() if k != "profile"})
     assert again == cfg
+
+
+def _defaults_of(cls: type) -> dict:
+    """{field: default} of a config dataclass (a dataclass default → its own defaults, recursively)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        assert f.default is not dataclasses.MISSING, f"{cls.__name__}.{f.name} has no default"
+        out[f.name] = f.default
+    return out
+
+
+def test_defaults_come_from_default_yaml():
+    raw = yaml.safe_load((PARAMS_DIR / "default.yaml").read_text())
+    assert config.Config() == load_config("default")  # every dataclass default = default.yaml, nested sections too
+    for name, cls in {"model": config.ModelConfig, "train": config.TrainConfig, "more": config.MoreConfig,
+                      "rjs": config.RJSConfig, "judge": config.JudgeConfig, "explore": config.ExploreConfig,
+                      "diagnostics": config.DiagnosticsConfig, "synthetic_scenarios": config.ScenarioSweep}.items():
+        defaults = config._plain(_defaults_of(cls))
+        defaults = {k: config._plain(dataclasses.asdict(v)) if dataclasses.is_dataclass(v) else v
+                    for k, v in defaults.items()}
+        defaults = {k: [config._plain(dataclasses.asdict(x)) for x in v] if k == "scenarios" else v
+                    for k, v in defaults.items()}
+        assert set(defaults) == set(raw[name]), name  # every field has a line (and a reason) in default.yaml
+        for key, value in raw[name].items():
+            want = value if key != "scenarios" else [dataclasses.asdict(config._build(config.ScenarioSpec, v)) for v in value]
+            assert defaults[key] == config._plain(want), f"{name}.{key}: dataclass {defaults[key]!r} vs yaml {value!r}"
+    # the six keys that once disagreed (issue 18)
+    assert (config.ModelConfig().max_length, config.ModelConfig().batch_size) == (128, 4)
+    assert (config.RJSConfig().ppl_pairs, config.RJSConfig().max_length) == (16, 256)
+    assert (config.JudgeConfig().reliability_pairs, config.JudgeConfig().max_query_chars) == (16, 1000)
+
+
+def test_a_key_missing_from_default_yaml_fails_at_definition(monkeypatch):
+    monkeypatch.setattr(config, "DEFAULTS", {"more": {"alpha": 0.5}})
+    with pytest.raises(ConfigError, match="params/default.yaml lacks 'more.normalization'"):
+        @config._defaults_from("more")
+        class Broken:
+            alpha: float
+            normalization: config.Normalization
+
+
+def test_one_literal_per_enumeration_and_named_subsets():
+    assert config.SCHEMES == typing.get_args(config.Scheme) and config.NORMALIZATIONS == ("l2", "loss", "loss+", "none")
+    for subset in (config.HEAD_SCHEMES, config.TRAINED_SCHEMES, config.FINETUNE_SCHEMES, config.SWEEP_SCHEMES,
+                   config.MIX_SCHEMES):
+        assert set(subset) <= set(config.SCHEMES)
+    assert "top" not in config.HEAD_SCHEMES and "fixed" not in config.TRAINED_SCHEMES
+    from morelib import alignment, explore, finetune, more, study, train  # noqa: F401  (the users import them)
+    assert train.HEAD_SCHEMES is config.HEAD_SCHEMES and more.NORMALIZATIONS is config.NORMALIZATIONS
+    assert explore.MIX_SCHEMES is config.MIX_SCHEMES and finetune.FINETUNE_SCHEMES is config.FINETUNE_SCHEMES
+    assert not hasattr(alignment, "HEAD_SCHEMES") and not hasattr(study, "TRAINED")
+
+
+def test_more_section_reaches_training():
+    cfg = load_config("tiny", {"more.alpha": 0.5, "more.normalization": "loss+"})
+    assert (cfg.more.alpha, cfg.more.normalization) == (0.5, "loss+")
+    from morelib import study
+    assert study.fingerprint(cfg) != study.fingerprint(load_config("tiny"))  # MORE settings key the saved heads
+
+
+def test_notebook_params_checked_up_front():
+    cfg = load_config("tiny")
+    config.check_notebook_params(cfg, paper_model="LLaMa-7B", focus_source="harmless",
+                                 k_order=["helpful", "harmless", "oasst1", "webgpt", "summarize"],
+                                 hh_sources=["helpful", "harmless"])  # webgpt: not in tiny, skipped by the K-ablation
+    with pytest.raises(ConfigError, match="notebook parameter 'paper_model' must be one of Pythia-1.4B, .*got 'Pythia-1B'"):
+        config.check_notebook_params(cfg, paper_model="Pythia-1B")
+    with pytest.raises(ConfigError, match="'focus_source' must be one of helpful, harmless, oasst1, summarize, got 'harmles'"):
+        config.check_notebook_params(cfg, focus_source="harmles")
+    with pytest.raises(ConfigError, match=r"notebook parameter 'hh_sources\[1\]' must be one of .*got 'webgpt'"):
+        config.check_notebook_params(cfg, hh_sources=["helpful", "webgpt"])
+    with pytest.raises(ConfigError, match=r"notebook parameter 'k_order\[0\]' must be one of .*got 'helpfull'"):
+        config.check_notebook_params(cfg, k_order=["helpfull"])
+    with pytest.raises(ConfigError, match="unknown notebook parameter 'focus'"):
+        config.check_notebook_params(cfg, focus="harmless")
+
+
+def test_paper_models_are_the_paper_tables_base_models():
+    from morelib import paper
+    try:
+        models = set(paper.read("table3")["base_model"]) | set(paper.read("outliers")["base_model"])
+    except Exception as err:  # the paper CSVs are outside the repository
+        pytest.skip(f"paper tables not readable: {err}")
+    assert models == set(config.PAPER_MODELS)
+
+
+def test_one_override_parser():
+    assert config.parse_overrides(None) == {} and config.parse_overrides({"a": 1}) == {"a": 1}
+    assert config.parse_overrides('{"train.lr": 0.5}') == config.parse_overrides(["train.lr=0.5"]) == {"train.lr": 0.5}
+    with pytest.raises(ConfigError, match="must look like key=value"):
+        config.parse_overrides(["train.lr"])
+    with pytest.raises(ConfigError, match="'overrides' must be a mapping"):
+        config.parse_overrides("[1, 2]")
+
+
+def test_one_data_root(monkeypatch, tmp_path):
+    monkeypatch.delenv("MORE_DATA_DIR", raising=False)
+    cfg = load_config("tiny")
+    assert config.data_root(cfg) == config.data_root(cfg.data) == config.data_root(None) == config.DEFAULT_DATA_ROOT
+    assert config.data_root("hub") is None and config.data_root(load_config("paper")) is None
+    monkeypatch.setenv("MORE_DATA_DIR", str(tmp_path))
+    assert config.data_root(None) == tmp_path and config.data_root(str(tmp_path / "x")) == tmp_path / "x"

@@ -114,7 +114,7 @@ def test_limit_is_seeded_and_data_root_from_env(monkeypatch):
 
 def test_hub_hh(hub):
     log = DropLog()
-    pairs = load_preferences("hh-harmless", "test", report=log)
+    pairs = load_preferences("hh-harmless", "test", data_dir="hub", report=log)
     assert hub == [("Anthropic/hh-rlhf", "test", {"data_dir": "harmless-base"})]
     assert len(pairs) == 3 and log.dropped["hh-harmless"] == {"chosen == rejected": 1}
     assert pairs[1].prompt == "\n\nHuman: Hi\n\nAssistant: Hello! How can I help?\n\nHuman: Tell me a joke.\n\nAssistant:"
@@ -125,7 +125,7 @@ def test_hub_hh(hub):
 
 def test_hub_oasst_flat_rows_match_tree_export(hub):
     log = DropLog()
-    flat = load_preferences("oasst1", "test", report=log)
+    flat = load_preferences("oasst1", "test", data_dir="hub", report=log)
     assert hub[0][:2] == ("OpenAssistant/oasst1", "validation")
     first = "\n\nHuman: How do I boil an egg?\n\nAssistant:"
     second = first + " Put it in boiling water for 8 minutes.\n\nHuman: And for a soft yolk?\n\nAssistant:"
@@ -133,7 +133,7 @@ def test_hub_oasst_flat_rows_match_tree_export(hub):
         Pair(first, " Put it in boiling water for 8 minutes.", " Use a microwave.", "oasst1", "p1"),
         Pair(second, " About six minutes.", " Ten minutes.", "oasst1", "p1")]
     assert log.dropped["oasst1"] == {"other language": 1}
-    every = load_preferences("oasst1", "test", lang=None)
+    every = load_preferences("oasst1", "test", data_dir="hub", lang=None)
     assert len(every) == 3 and {p.group for p in every} == {"p1", "q1"}
     records = formats.read_records(FIXTURES / "oasst_tree.jsonl")  # the same messages as an export tree
     walked = [p for w, r in records for p in formats.oasst_record_pairs(r, w, "oasst1") if isinstance(p, Pair)]
@@ -161,8 +161,8 @@ def test_local_oasst_hub_parquet_layout(tmp_path):
 def test_hub_webgpt_ties_dropped_and_test_carved(hub, monkeypatch):
     monkeypatch.setattr(data, "WEBGPT_TEST_PAIRS", 1)
     log = DropLog()
-    test = load_preferences("webgpt", "test", report=log)
-    train = load_preferences("webgpt", "train", report=DropLog())
+    test = load_preferences("webgpt", "test", data_dir="hub", report=log)
+    train = load_preferences("webgpt", "train", data_dir="hub", report=DropLog())
     assert {c[1] for c in hub} == {"train"}
     assert len(test) == 1 and log.dropped["webgpt"]["tied scores"] == 1
     lost = log.dropped["webgpt"].get("group cut by the test carve", 0)
@@ -176,7 +176,7 @@ def test_hub_webgpt_ties_dropped_and_test_carved(hub, monkeypatch):
 def test_hub_summarize(hub, monkeypatch):
     monkeypatch.setattr(data, "SUMMARIZE_TEST_PAIRS", 2)
     log = DropLog()
-    train = load_preferences("summarize", "train", report=log)
+    train = load_preferences("summarize", "train", data_dir="hub", report=log)
     assert hub[0] == ("openai/summarize_from_feedback", "train", {"name": "comparisons"})
     assert len(train) == 3 and log.dropped["summarize"] == {"chosen == rejected": 1}
     assert train[0] == Pair("SUBREDDIT: r/relationships\nTITLE: Roommate eats my food\nPOST: My roommate keeps eating my "
@@ -184,7 +184,7 @@ def test_hub_summarize(hub, monkeypatch):
                             " Roommate eats my food, how to talk about it?", " I have a roommate.", "summarize", "t3_abc")
     assert train[1].chosen == " Roommate keeps eating my food; want advice on raising it."
     assert train[2].prompt == "TITLE: Storm hits coast\nARTICLE: A storm hit the coast on Monday, closing roads.\n\nTL;DR:"
-    test = load_preferences("summarize", "test")
+    test = load_preferences("summarize", "test", data_dir="hub")
     assert hub[-1][1] == "validation" and len(test) == 2
 
 
@@ -197,7 +197,7 @@ def test_hub_unreachable_is_a_data_error(monkeypatch):
 
     monkeypatch.setattr("datasets.load_dataset", offline)
     with pytest.raises(DataError, match="cannot load hub dataset Anthropic/hh-rlhf"):
-        load_preferences("hh-helpful", "test")
+        load_preferences("hh-helpful", "test", data_dir="hub")
 
 
 # ---------------------------------------------------------------- generic files and bad input

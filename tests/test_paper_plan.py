@@ -4,7 +4,7 @@ the paper's setting (§5.1, App. A): one epoch, 5 × 16 pairs per step, 40k resa
 import pytest
 
 from morelib import finetune, study
-from morelib.config import load_config
+from morelib.config import TRAINED_SCHEMES, load_config
 
 PAPER_SOURCES = ["helpful", "harmless", "oasst1", "webgpt", "summarize"]
 K_ORDER = PAPER_SOURCES  # notebook 04's k_order
@@ -63,6 +63,6 @@ def test_eight_processes_keep_one_epoch(cfg):
 
 
 def test_alignment_and_judge(cfg):
-    assert set(cfg.rjs.schemes) <= set(study.TRAINED) and cfg.rjs.n_samples == 4
+    assert set(cfg.rjs.schemes) <= set(TRAINED_SCHEMES) and cfg.rjs.n_samples == 4
     assert cfg.judge.kind in ("local", "openai", "gold-rm") and cfg.rjs.prompt_sources == ("helpful", "harmless")
     assert cfg.judge.reliability_pairs == 500 and cfg.judge.gold_rm

@@ -104,8 +104,8 @@ def test_sft_changes_parameters_and_lowers_loss(tmp_path, tiny):
 
 
 def test_sample_rejects_unknown_or_unavailable_backend():
-    with pytest.raises(ValueError, match="rjs.backend must be one of"):
-        rjs.sample("tiny-random", PROMPTS, load_config("tiny", {"rjs.backend": "onnx"}).rjs, seed=0)
+    with pytest.raises(ValueError, match="'rjs.backend' must be one of auto, hf, vllm, got 'onnx'"):
+        load_config("tiny", {"rjs.backend": "onnx"})  # config.validate, before any notebook runs
     if not rjs.vllm_available():
         with pytest.raises(ValueError, match="needs the vllm package"):
             rjs.sample("tiny-random", PROMPTS, load_config("tiny", {"rjs.backend": "vllm"}).rjs, seed=0)

@@ -87,9 +87,10 @@ def test_start_validates_overrides(tmp_path):
 
 
 def test_run_all_cli_helpers(tmp_path, monkeypatch):
-    assert runs.pairs_to_overrides(["train.head_lr", "0.5", "seeds", "[0, 1]"]) == {"train.head_lr": 0.5, "seeds": [0, 1]}
-    with pytest.raises(ConfigError, match="KEY VALUE"):
-        runs.pairs_to_overrides(["train.head_lr"])
+    assert json.loads(runs._main(["overrides", "train.head_lr=0.5", "seeds=[0, 1]", "data.data_dir=a=b"])) == \
+        {"train.head_lr": 0.5, "seeds": [0, 1], "data.data_dir": "a=b"}
+    with pytest.raises(ConfigError, match="must look like key=value"):
+        runs._main(["overrides", "train.head_lr"])
     root = runs._main(["create", "tiny", json.dumps({"output_root": str(tmp_path)})])
     spec = json.loads((Path(root) / "run_all.json").read_text())
     assert spec["profile"] == "tiny" and spec["overrides"] == {"output_root": str(tmp_path)}
