@@ -5,7 +5,7 @@ import os
 import torch
 
 from morelib import finetune as ft
-from morelib import synthetic, train
+from morelib import sampling, synthetic, train
 from morelib.config import load_config
 from morelib.data import Pair
 
@@ -14,12 +14,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def test_pooled_plan_resamples_every_source_to_the_common_size():
     sizes = {"a": 10, "b": 25, "c": 40}
-    codes = train.pooled_plan(sizes, 4, 1, None, seed=3)
+    codes = sampling.pooled_plan(sizes, 4, 1, None, seed=3)
     assert codes.shape == (40 // 4, 3 * 4)  # same steps per epoch as the balanced plan, K·B pairs per step
     source = codes // 40
     assert torch.bincount(source.flatten(), minlength=3).tolist() == [40, 40, 40]
     assert ((codes % 40) < torch.tensor([10, 25, 40])[source]).all()
-    assert torch.equal(codes, train.pooled_plan(sizes, 4, 1, None, seed=3))
+    assert torch.equal(codes, sampling.pooled_plan(sizes, 4, 1, None, seed=3))
     assert (torch.bincount(source[0], minlength=3) != 4).any() or (torch.bincount(source[1], minlength=3) != 4).any()
 
 
@@ -35,7 +35,7 @@ def test_pooled_head_equals_the_mean_loss_over_the_batch():
                            callback=lambda step, lam, loss: False)
     mean, scale = train.standardizer(tr)
     sizes = {n: len(pf) for n, pf in tr.items()}
-    codes = train.pooled_plan(sizes, tcfg.batch_per_source, 1, tcfg.resample_pairs, seed=0)[0]
+    codes = sampling.pooled_plan(sizes, tcfg.batch_per_source, 1, tcfg.resample_pairs, seed=0)[0]
     stride, names = max(sizes.values()), list(tr)
     X = torch.stack([tr[names[c // stride]].diff[c % stride] / scale for c in codes.tolist()])
     g = -(torch.sigmoid(torch.zeros(len(X))) @ X) / len(X)
