@@ -57,7 +57,7 @@ from morelib.model import encode, last_token_index, load_reward_model, save_rewa
 from morelib.more import MoreWeighter, more_loss
 from morelib.sampling import POOLED, plan_for, plan_steps
 from morelib.splits import load_source_splits
-from morelib.train import fixed_weights
+from morelib.weighting import fixed_weights
 
 FT_SCHEMES = ("single", "multitask", "more", "fixed", POOLED)
 STATE_FILE = "more_state.pt"

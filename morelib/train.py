@@ -48,7 +48,7 @@ from morelib.features import PairFeatures
 from morelib.losses import batch_grads
 from morelib.more import MoreWeighter
 from morelib.sampling import POOLED, batch_plan, pooled_plan
-from morelib.weighting import Famo, simplex_grid, simplex_weights, size_proportional
+from morelib.weighting import Famo, fixed_weights, simplex_grid, size_proportional
 
 HEAD_SCHEMES = ("raw", "single", "multitask", "more", "fixed", "multitask-pooled", "sizeprop", "tuned", "famo")
 RAW_INIT_STD = 0.02  # transformers' default initializer_range for the score layer
@@ -135,11 +135,6 @@ def single_batch(tcfg: TrainConfig, K: int) -> int:
     if tcfg.single_batch is not None:
         return tcfg.single_batch
     return K * tcfg.batch_per_source if tcfg.tier == "finetune" else tcfg.batch_per_source
-
-
-def fixed_weights(lam: Sequence[float] | torch.Tensor, names: Sequence[str]) -> torch.Tensor:
-    """Given source weights normalised to sum 1 [K] (float32); negative, non-finite or all-zero weights raise ConfigError."""
-    return torch.from_numpy(simplex_weights(lam, names, normalise=True, what="fixed λ")).float()
 
 
 class _Adam:

@@ -2,7 +2,7 @@
 for a tuned fixed λ, and FAMO.
 
 - `simplex_weights`: a given λ [K] checked (finite, ≥ 0, not all zero, one per source) and normalised or required to
-  sum to 1: the check behind `train`'s `fixed` scheme and the explorer's λ sliders.
+  sum to 1: the check behind the `fixed` scheme of both tiers (`fixed_weights`) and the explorer's λ sliders.
 - `size_proportional`: λ_i = n_i / Σ_j n_j (n_i distinct training pairs of source i): plain mixing of the pooled data.
 - `simplex_grid`: the candidate λ of the `tuned` scheme (a fixed λ chosen on the calibration split; "a tuned weighted
   sum is enough": Xin et al., NeurIPS 2022; Kurin et al., 2022): every λ on the simplex with coordinates in steps of
@@ -50,6 +50,11 @@ def simplex_weights(lam: Sequence[float] | torch.Tensor, names: Sequence[str], n
     if abs(x.sum() - 1.0) > SUM_TOL:
         raise ConfigError(f"{what} must sum to 1 (got {x.sum():.6g} for {list(names)}); pass normalise=True to rescale it")
     return x
+
+
+def fixed_weights(lam: Sequence[float] | torch.Tensor, names: Sequence[str]) -> torch.Tensor:
+    """Given source weights normalised to sum 1 [K] (float32): scheme `fixed` of both tiers; bad λ raise ConfigError."""
+    return torch.from_numpy(simplex_weights(lam, names, normalise=True, what="fixed λ")).float()
 
 
 def size_proportional(sizes: Sequence[int]) -> torch.Tensor:
