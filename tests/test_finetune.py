@@ -113,7 +113,6 @@ KILLED_RUN = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from test_finetune import OVERRIDES, _pairs
     from morelib import finetune as ft
-from morelib import sampling
     from morelib.config import load_config
 
     class Kill(TrainerCallback):
