@@ -28,6 +28,7 @@ from morelib import formats
 from morelib.config import data_root
 from morelib.errors import DataError, offline_hint
 from morelib.formats import Pair
+from morelib.groups import carve_groups
 
 __all__ = ["Pair", "DropLog", "SOURCES", "SPLITS", "load_preferences", "HUB_TEST_SEED"]
 
@@ -228,8 +229,6 @@ def _hub_pairs(source: str, split: str, report: DropLog, lang: str | None) -> li
     """A named source's hub split as pairs, with the Table 4 test carves for WebGPT and Summarize."""
     pairs = _convert(_hub_records(source, split), source, report, lang)
     if source == "webgpt":
-        from morelib.splits import carve_groups  # splits imports this module; import here avoids a cycle
-
         test, train, lost = carve_groups(pairs, WEBGPT_TEST_PAIRS, HUB_TEST_SEED)
         report.drop(source, "group cut by the test carve", lost)
         return test if split == "test" else train

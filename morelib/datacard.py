@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from morelib import paper
 from morelib.data import Pair
 from morelib.errors import DataError
 
@@ -22,11 +23,7 @@ QUANTILES = (0.5, 0.9, 0.99)
 
 def read_table4(path: str | Path | None = None) -> pd.DataFrame:
     """Paper Table 4 (dataset, train_pairs, test_pairs) from `path`, else the paper folder's table4_datasets.csv."""
-    if path is None:
-        from morelib.paper import paper_dir  # one place decides where the paper CSVs live
-
-        path = paper_dir() / "table4_datasets.csv"
-    path = Path(path)
+    path = Path(path) if path is not None else paper.paper_dir() / paper.FILES["table4"]
     if not path.exists():
         raise DataError(f"paper Table 4 not found at {path}")
     table = pd.read_csv(path)
@@ -70,12 +67,12 @@ def data_card(splits: Mapping[str, Mapping[str, Sequence[Pair]]], labels: Mappin
     `reports` {source: SplitReport} adds the pairs each side held before caps ("train/calib/test") and the
     loaded/dropped summary.
     """
-    paper = table4 if isinstance(table4, pd.DataFrame) else read_table4(table4)
+    ref_table = table4 if isinstance(table4, pd.DataFrame) else read_table4(table4)
     rows = []
     for name, sides in splits.items():
         label = (labels or {}).get(name, name)
         row: dict[str, Any] = {"source": name, "label": label, **{s: len(p) for s, p in sides.items()}}
-        ref = paper_row(name, label, paper)
+        ref = paper_row(name, label, ref_table)
         row["paper_dataset"] = None if ref is None else ref["dataset"]
         row["paper_train"] = None if ref is None else int(ref["train_pairs"])
         row["paper_test"] = None if ref is None else int(ref["test_pairs"])

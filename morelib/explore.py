@@ -37,8 +37,8 @@ from morelib.config import MIX_SCHEMES, Config, ExploreConfig, MoreConfig, Train
 from morelib.errors import ConfigError, RunError
 from morelib.features import PairFeatures
 from morelib.runs import atomic_write
+from morelib.weighting import simplex_weights
 
-SUM_TOL = 1e-5
 SAVED_CSV = "explore_saved.csv"
 
 
@@ -64,22 +64,6 @@ class Fit:
     def mean(self, key: str) -> float:
         """Unweighted mean of one metric over the test sources."""
         return float(np.mean([m[key] for m in self.metrics.values()]))
-
-
-def simplex_weights(lam: Sequence[float], names: Sequence[str], normalise: bool = False) -> np.ndarray:
-    """λ [K] checked to lie on the simplex; with normalise=True raw ≥ 0 weights are divided by their sum."""
-    x = np.asarray(lam, dtype=np.float64).ravel()
-    if x.size != len(names):
-        raise ConfigError(f"λ has {x.size} weights for {len(names)} sources {list(names)}")
-    if not np.isfinite(x).all() or (x < 0).any():
-        raise ConfigError(f"λ must be finite and ≥ 0, got {dict(zip(names, x.tolist()))}")
-    if x.sum() <= 0:
-        raise ConfigError(f"λ is all zero for sources {list(names)}: give at least one source a weight above 0")
-    if normalise:
-        return x / x.sum()
-    if abs(x.sum() - 1.0) > SUM_TOL:
-        raise ConfigError(f"λ must sum to 1 (got {x.sum():.6g} for {list(names)}); pass normalise=True to rescale it")
-    return x
 
 
 def explore_train_config(tcfg: TrainConfig, ecfg: ExploreConfig) -> TrainConfig:

@@ -14,6 +14,7 @@ import asyncio
 import html
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -126,11 +127,17 @@ def draw_mix(fig: go.Figure, ex: Explorer, fits: dict[str, Fit]) -> None:
                                  + "</sup>")
 
 
+def _view_figure(ex: Explorer, title: str, add_traces: Callable[[go.Figure, list[str]], None],
+                 widget: bool) -> go.Figure:
+    """A view's two panels with its (empty) traces per test source, as a FigureWidget when `widget`."""
+    fig = _panels(title, list(ex.test))
+    add_traces(fig, list(ex.test))
+    return go.FigureWidget(fig) if widget else fig
+
+
 def lambda_figure(ex: Explorer, widget: bool = False) -> go.Figure:
     """The λ view of the current fit (uniform λ fitted first if none) as a go.Figure, or a FigureWidget."""
-    fig = _panels("λ explorer", list(ex.test))
-    _lambda_traces(fig, list(ex.test))
-    fig = go.FigureWidget(fig) if widget else fig
+    fig = _view_figure(ex, "λ explorer", _lambda_traces, widget)
     fit = ex.current or ex.set_lambda(ex.presets()["uniform"])
     fig.update_yaxes(range=[0, ece_axis_max(ex, [fit])], autorange=False, row=1, col=2)
     draw_lambda(fig, ex, fit)
@@ -139,9 +146,7 @@ def lambda_figure(ex: Explorer, widget: bool = False) -> go.Figure:
 
 def mix_figure(ex: Explorer, widget: bool = False) -> go.Figure:
     """The mix view (MultiTask vs MORE) of the current mix (all pairs of all sources if none) as a figure."""
-    fig = _panels("mix explorer", list(ex.test))
-    _mix_traces(fig, list(ex.test))
-    fig = go.FigureWidget(fig) if widget else fig
+    fig = _view_figure(ex, "mix explorer", _mix_traces, widget)
     fits = ex.mix or ex.set_mix(ex.available)
     fig.update_yaxes(range=[0, ece_axis_max(ex, list(fits.values()))], autorange=False, row=1, col=2)
     draw_mix(fig, ex, fits)
@@ -335,30 +340,30 @@ class ExplorerUI:
         if sum(raw) <= 0:
             self.lambda_status.value = error_html("all weights are 0: move at least one slider above 0 to refit")
             return
-        try:
-            fit = self.ex.set_lambda(raw, normalise=True)
-        except MoreError as err:
-            self.lambda_status.value = error_html(str(err))
-            return
-        draw_lambda(self.lambda_fig, self.ex, fit)
-        self.last_update_s["lambda"] = time.perf_counter() - start
-        self.refits["lambda"] += 1
-        self.lambda_status.value = status_html(self.ex, fit, self.last_update_s["lambda"], "fixed λ")
+        self._refit("lambda", start, self.lambda_status, lambda: self.ex.set_lambda(raw, normalise=True),
+                    lambda fit: draw_lambda(self.lambda_fig, self.ex, fit), lambda fit: fit, "fixed λ")
 
     def refresh_mix(self) -> None:
         """Refit MultiTask and MORE on the chosen mix and redraw the mix view in place."""
         start = time.perf_counter()
         included = [n for n, box in zip(self.ex.names, self.include) if box.value]
         counts = [p.value if box.value else self._kept[n] for n, p, box in zip(self.ex.names, self.pairs, self.include)]
+        self._refit("mix", start, self.mix_status, lambda: self.ex.set_mix(counts, include=included),
+                    lambda fits: draw_mix(self.mix_fig, self.ex, fits), lambda fits: fits["more"], "mix, MORE")
+
+    def _refit(self, view: str, start: float, status: Any, refit: Callable[[], Any], draw: Callable[[Any], None],
+               shown: Callable[[Any], Any], label: str) -> None:
+        """Run `refit`: a MoreError goes to the view's status line; else draw, count the refit, time it from `start`
+        and report the fit `shown` picks."""
         try:
-            fits = self.ex.set_mix(counts, include=included)
+            fits = refit()
         except MoreError as err:
-            self.mix_status.value = error_html(str(err))
+            status.value = error_html(str(err))
             return
-        draw_mix(self.mix_fig, self.ex, fits)
-        self.last_update_s["mix"] = time.perf_counter() - start
-        self.refits["mix"] += 1
-        self.mix_status.value = status_html(self.ex, fits["more"], self.last_update_s["mix"], "mix, MORE")
+        draw(fits)
+        self.last_update_s[view] = time.perf_counter() - start
+        self.refits[view] += 1
+        status.value = status_html(self.ex, shown(fits), self.last_update_s[view], label)
 
     def save(self, view: str) -> None:
         """Append the current choice of a view to the run's CSV and refresh the dropdown."""

@@ -1,7 +1,7 @@
 """Reward-model training, full fine-tuning tier: every weight trained with transformers' Trainer (paper §4–5.1).
 
 One Trainer step = one balanced batch: B = `batch_per_source` pairs from each of K sources (paper: 5 × 16), taken
-from a plan fixed by the seed (`morelib.train.batch_plan`, the same plan as the feature tier). With
+from a plan fixed by the seed (`morelib.sampling.plan_for`: `batch_plan`, the same plan as the feature tier). With
 `train.group_by_length`, each source's picks inside every window of 64 batches are sorted by token length and re-cut,
 and the window's batches shuffled with the seed (less padding: −36% / −52% padded tokens at 256 / 512 tokens on
 Harmless, benchmarks/README.md §1). The dataset's item i IS batch i and the sampler is sequential, so Trainer's own
@@ -46,6 +46,7 @@ from accelerate import PartialState
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
+from transformers.training_args import OptimizerNames
 
 from morelib.config import FINETUNE_SCHEMES, Config, load_config, parse_overrides
 from morelib.errors import ConfigError, TrainingError
@@ -53,14 +54,15 @@ from morelib.data import Pair
 from morelib.losses import head_grad
 from morelib.model import encode, last_token_index, load_reward_model, save_reward_model, score_layer
 from morelib.more import MoreWeighter, more_loss
-from morelib.train import POOLED, batch_plan, fixed_weights, pooled_plan
+from morelib.sampling import POOLED, plan_for, plan_steps
+from morelib.splits import load_source_splits
+from morelib.weighting import fixed_weights
 
 STATE_FILE = "more_state.pt"
 LOG_FILE = "more_log.jsonl"
 RANK_LOG = "lam_rank{rank}.jsonl"  # several processes: every rank's λ per step, to check they agree
 MODEL_DIR = "model"
 THROUGHPUT_FILE = "throughput.json"
-LENGTH_WINDOW = 64  # batches whose pairs are sorted by length together (train.group_by_length)
 
 
 class BalancedBatches(Dataset):
@@ -81,7 +83,7 @@ class BalancedBatches(Dataset):
 
 
 class PooledBatches(BalancedBatches):
-    """Item i = the texts of pooled batch i; plan [S, K·B] of codes k·stride + j (see `morelib.train.pooled_plan`)."""
+    """Item i = the texts of pooled batch i; plan [S, K·B] of codes k·stride + j (see `morelib.sampling.pooled_plan`)."""
 
     def __init__(self, pairs: dict[str, Sequence[Pair]], plan: torch.Tensor) -> None:
         super().__init__(pairs, plan)
@@ -244,61 +246,8 @@ def pair_lengths(tokenizer: Any, pairs: dict[str, Sequence[Pair]], max_length: i
     return out
 
 
-def length_grouped(plan: torch.Tensor, lengths: Sequence[torch.Tensor], seed: int,
-                   window: int = LENGTH_WINDOW) -> torch.Tensor:
-    """The picks of plan [S, K, B], per window of batches and source sorted by length and re-cut; batches shuffled.
-
-    Every step keeps B pairs of every source and every window keeps its multiset of pairs, so balance, determinism
-    (a pure function of plan, lengths and seed) and resume are unchanged; only the padding inside a batch shrinks.
-    """
-    S, K, B = plan.shape
-    if len(lengths) != K:
-        raise ConfigError(f"length_grouped got lengths of {len(lengths)} sources for a plan of {K}")
-    out = torch.empty_like(plan)
-    gen = torch.Generator().manual_seed(seed)
-    for start in range(0, S, window):
-        stop = min(start + window, S)
-        block = torch.empty_like(plan[start:stop])
-        for k in range(K):
-            picks = plan[start:stop, k].reshape(-1)
-            order = torch.argsort(lengths[k][picks], descending=True, stable=True)
-            block[:, k] = picks[order].view(stop - start, B)
-        out[start:stop] = block[torch.randperm(stop - start, generator=gen)]
-    return out
-
-
-def plan_steps(sizes: dict[str, int], cfg: Config) -> tuple[int, int]:
-    """(steps of the plan, steps of one epoch): `train.steps`, else `train.epochs` passes over the resampled sources."""
-    t = cfg.train
-    per_epoch = (t.resample_pairs or max(sizes.values())) // t.batch_per_source
-    return t.steps or max(1, math.floor(t.epochs * per_epoch)), per_epoch
-
-
-def plan_for(pairs: dict[str, Sequence[Pair]], cfg: Config, seed: int,
-             lengths: Sequence[torch.Tensor] | None = None, scheme: str = "more") -> torch.Tensor:
-    """Batch plan: balanced [steps, K, B], or for `multitask-pooled` pooled codes [steps, K·B] (`train.pooled_plan`).
-
-    With `lengths` (from `pair_lengths`) and `train.group_by_length`, the plan is `length_grouped` (a pooled plan as
-    one group of K·B per step, its lengths concatenated with each source padded to the plan's stride).
-    """
-    t = cfg.train
-    sizes = {name: len(p) for name, p in pairs.items()}
-    steps, per_epoch = plan_steps(sizes, cfg)
-    make = pooled_plan if scheme == POOLED else batch_plan
-    plan = make(sizes, t.batch_per_source, max(1, math.ceil(steps / max(per_epoch, 1))), t.resample_pairs, seed)[:steps]
-    if lengths is not None and t.group_by_length:
-        if scheme == POOLED:
-            stride = max(sizes.values())
-            flat = torch.cat([F.pad(n, (0, stride - len(n))) for n in lengths])
-            return length_grouped(plan.unsqueeze(1), [flat], seed).squeeze(1)
-        plan = length_grouped(plan, lengths, seed)
-    return plan
-
-
 def optimizer_name() -> str:
     """`adamw_torch_fused` when this transformers and torch support it (AdamW fused=True), else `adamw_torch`."""
-    from transformers.training_args import OptimizerNames
-
     fused_ok = "fused" in inspect.signature(torch.optim.AdamW).parameters
     names = {o.value for o in OptimizerNames}
     return "adamw_torch_fused" if fused_ok and "adamw_torch_fused" in names else "adamw_torch"
@@ -425,8 +374,6 @@ def write_throughput(output_dir: Path, trainer: MoreTrainer, seconds: float) -> 
 
 def main(argv: Sequence[str] | None = None) -> Path:
     """CLI: load the profile's sources (train split) and fine-tune one scheme into --output-dir."""
-    from morelib.splits import load_source_splits
-
     ap = argparse.ArgumentParser(prog="python -m morelib.finetune", description=main.__doc__)
     ap.add_argument("--profile", default="paper", help="params profile name or YAML path")
     ap.add_argument("--scheme", default="more", choices=FINETUNE_SCHEMES)

@@ -4,6 +4,7 @@ The reward of a response is r = w·z + b with z the pooled backbone feature (the
 For a pair, Δ = r_w − r_l = w·(z_w − z_l) (the bias cancels), and L = mean softplus(−Δ) = mean −log σ(Δ).
 Its gradient w.r.t. the head weight is ∂L/∂w = −mean σ(−Δ)·(z_w − z_l), which MORE uses per source
 instead of back-propagating through the backbone (paper §4: "we only utilize gradients on the reward head").
+`batch_grads` computes it for K sources' batches at once (both tiers' MORE step); `head_grad` is one source's.
 Checked against torch autograd in tests/test_losses.py.
 """
 
@@ -36,13 +37,18 @@ def bt_loss(reward_diff: torch.Tensor) -> torch.Tensor:
     return F.softplus(-reward_diff).mean()
 
 
+def batch_grads(X: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reward differences Δ [K, B] and closed-form per-source BT head gradients [K, h] of diff features X[K, B, h]."""
+    delta = X @ w
+    grads = (torch.sigmoid(-delta).unsqueeze(1) @ X).squeeze(1).div_(-X.shape[1])
+    return delta, grads
+
+
 def head_grad(diff_features: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Closed-form ∂bt_loss/∂w [h] for r = w·z + b, given z_w − z_l as diff_features[N, h]."""
     _check_diff_features(diff_features, w)
     with torch.no_grad():
-        delta = diff_features @ w
-        coef = torch.sigmoid(-delta)
-        return -(coef @ diff_features) / diff_features.shape[0]
+        return batch_grads(diff_features.unsqueeze(0), w)[1][0]
 
 
 def source_losses_and_grads(

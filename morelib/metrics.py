@@ -30,19 +30,28 @@ from scipy.special import expit
 ArrayLike = Any  # numpy array, torch tensor or sequence of floats, shape [N]
 
 
-def as_reward_diff(reward_diff: ArrayLike, name: str = "reward_diff") -> np.ndarray:
-    """Validated float64 copy [N] of reward differences; raises ValueError when empty, not 1-D or non-finite."""
-    if hasattr(reward_diff, "detach"):
-        reward_diff = reward_diff.detach().cpu().double().numpy()
-    x = np.asarray(reward_diff, dtype=np.float64)
-    if x.ndim != 1:
+def as_finite(values: ArrayLike, name: str, vector: bool = True) -> np.ndarray:
+    """Validated float64 copy of `values` (numpy, torch or a sequence): [N] when `vector`, else N ≥ 1 rows along axis 0.
+
+    The one input check of the math modules (metrics, stats, temperature): ValueError naming `name` when the shape is
+    wrong, there is nothing along axis 0, or a value is NaN/inf.
+    """
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().double().numpy()
+    x = np.asarray(values, dtype=np.float64)
+    if vector and x.ndim != 1:
         raise ValueError(f"{name} must have shape [N], got {x.shape}")
-    if x.size == 0:
+    if x.ndim == 0 or x.shape[0] == 0:
         raise ValueError(f"{name} is empty: metrics of zero pairs are undefined")
     bad = np.flatnonzero(~np.isfinite(x))
     if bad.size:
         raise ValueError(f"{name} has {bad.size} non-finite (NaN/inf) value(s), first at index {bad[0]}")
     return x
+
+
+def as_reward_diff(reward_diff: ArrayLike, name: str = "reward_diff") -> np.ndarray:
+    """Validated float64 copy [N] of reward differences; raises ValueError when empty, not 1-D or non-finite."""
+    return as_finite(reward_diff, name)
 
 
 def _check_bins(n_bins: int) -> None:

@@ -31,8 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from torch import Tensor, nn
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (AutoModelForSequenceClassification, AutoTokenizer, GgufConfig, LlamaConfig,
+                          LlamaForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase,
+                          PreTrainedTokenizerFast)
 
 from morelib.errors import ConfigError, ModelError, offline_hint
 from morelib.hardware import default_device, resolve_dtype
@@ -83,8 +86,6 @@ def check_folder(folder: Path) -> None:
 
 def _dequantise_gguf(package: Path, target: Path) -> None:
     """Dequantise the package's .gguf once into `target` as a plain HF folder (atomic rename)."""
-    from transformers import GgufConfig
-
     ggufs = sorted(package.glob("*.gguf"))
     if not ggufs:
         raise ModelError(f"no .gguf file in {package}")
@@ -120,9 +121,6 @@ def _minilm() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
 
 def byte_tokenizer() -> PreTrainedTokenizerBase:
     """A 257-token byte-level tokenizer (256 bytes + <|endoftext|> as eos and pad); no files, no downloads."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
     vocab["<|endoftext|>"] = len(vocab)
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
@@ -134,8 +132,6 @@ def byte_tokenizer() -> PreTrainedTokenizerBase:
 
 def _tiny_random() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A seeded 2-layer, 32-wide Llama reward model with the byte tokenizer (tests only; rewards are noise)."""
-    from transformers import LlamaConfig, LlamaForSequenceClassification
-
     tokenizer = byte_tokenizer()
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, num_labels=1,
@@ -290,21 +286,23 @@ def hidden_states(model: PreTrainedModel, input_ids: Tensor, attention_mask: Ten
 
 
 @contextlib.contextmanager
-def _truncating(tokenizer: PreTrainedTokenizerBase, side: str) -> Iterator[None]:
-    """Temporarily set the tokenizer's truncation side ("left" keeps the end, where the response is)."""
+def tokenizer_side(tokenizer: PreTrainedTokenizerBase, attr: str, side: str) -> Iterator[None]:
+    """Temporarily set the tokenizer's `attr` ("truncation_side": "left" keeps the end, where the response is;
+    "padding_side": left for generation, right for scoring) to `side`."""
     if side not in ("left", "right"):
-        raise ConfigError(f"truncation_side must be 'left' or 'right'; got {side!r}")
-    before, tokenizer.truncation_side = tokenizer.truncation_side, side
+        raise ConfigError(f"{attr} must be 'left' or 'right'; got {side!r}")
+    before = getattr(tokenizer, attr)
+    setattr(tokenizer, attr, side)
     try:
         yield
     finally:
-        tokenizer.truncation_side = before
+        setattr(tokenizer, attr, before)
 
 
 def encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int,
            truncation_side: str = "left") -> list[list[int]]:
     """Token ids per text (special tokens added), truncated to `max_length` tokens on `truncation_side`."""
-    with _truncating(tokenizer, truncation_side):
+    with tokenizer_side(tokenizer, "truncation_side", truncation_side):
         return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
 
 

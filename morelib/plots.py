@@ -5,7 +5,8 @@ plot_utils is the model). Checked in tests/test_plots.py: each figure has the tr
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,24 @@ TEMPLATE = "plotly_white"
 def _color(scheme: str) -> str | None:
     """The workbook's colour for a scheme (None lets plotly choose)."""
     return SCHEME_COLORS.get(scheme)
+
+
+def _per_group(table: pd.DataFrame, color: str, trace: Callable[[str, pd.DataFrame], Any]) -> go.Figure:
+    """A figure with one trace per value of column `color`, in table order: trace(value as str, its rows)."""
+    fig = go.Figure()
+    for name, part in table.groupby(color, sort=False):
+        fig.add_trace(trace(str(name), part))
+    return fig
+
+
+def _error_y(part: pd.DataFrame, metric: str) -> dict[str, Any] | None:
+    """Plotly error bars of `metric`: from columns `<metric>_lo`/`<metric>_hi` if present, else `<metric>_sd`."""
+    if f"{metric}_lo" in part and f"{metric}_hi" in part:
+        return {"type": "data", "symmetric": False, "array": part[f"{metric}_hi"] - part[metric],
+                "arrayminus": part[metric] - part[f"{metric}_lo"]}
+    if f"{metric}_sd" in part:
+        return {"type": "data", "array": part[f"{metric}_sd"]}
+    return None
 
 
 def accuracy_heatmap(matrix: pd.DataFrame, title: str = "Accuracy of each RM (row) on each test source (column)") -> go.Figure:
@@ -49,9 +68,7 @@ def accuracy_radar(matrix: pd.DataFrame, title: str = "Accuracy per test source 
 
 def reward_diff_histograms(table: pd.DataFrame, title: str, value: str = "reward_diff", color: str = "scheme") -> go.Figure:
     """Overlaid histograms of reward differences r(chosen) − r(rejected), one per RM (Fig 3a), from a tidy table."""
-    fig = go.Figure()
-    for name, part in table.groupby(color, sort=False):
-        fig.add_trace(go.Histogram(x=part[value], name=str(name), opacity=0.55, nbinsx=40))
+    fig = _per_group(table, color, lambda name, part: go.Histogram(x=part[value], name=name, opacity=0.55, nbinsx=40))
     fig.update_layout(barmode="overlay", title=title, xaxis_title="reward difference", yaxis_title="pairs",
                       template=TEMPLATE)
     return fig
@@ -59,9 +76,8 @@ def reward_diff_histograms(table: pd.DataFrame, title: str, value: str = "reward
 
 def reward_box(table: pd.DataFrame, x: str, y: str, color: str, title: str) -> go.Figure:
     """Grouped box plots of column `y` by `x`, one box colour per value of `color` (Fig 3b, Fig 5)."""
-    fig = go.Figure()
-    for name, part in table.groupby(color, sort=False):
-        fig.add_trace(go.Box(x=part[x], y=part[y], name=str(name), marker_color=_color(str(name)), boxpoints="outliers"))
+    fig = _per_group(table, color, lambda name, part: go.Box(x=part[x], y=part[y], name=name, marker_color=_color(name),
+                                                             boxpoints="outliers"))
     fig.update_layout(boxmode="group", title=title, xaxis_title=x, yaxis_title=y, template=TEMPLATE)
     return fig
 
@@ -69,15 +85,8 @@ def reward_box(table: pd.DataFrame, x: str, y: str, color: str, title: str) -> g
 def metric_bars(table: pd.DataFrame, metric: str, title: str, x: str = "test_source", color: str = "scheme") -> go.Figure:
     """Grouped bars of `metric` (mean over seeds) with error bars from columns `<metric>_lo`/`<metric>_hi` if present;
     with `<metric>_floor_p95` (and `<metric>_floor`) in `table`, the ECE noise floor as a grey band per category."""
-    fig = go.Figure()
-    for name, part in table.groupby(color, sort=False):
-        err = None
-        if f"{metric}_lo" in part and f"{metric}_hi" in part:
-            err = {"type": "data", "symmetric": False, "array": part[f"{metric}_hi"] - part[metric],
-                   "arrayminus": part[metric] - part[f"{metric}_lo"]}
-        elif f"{metric}_sd" in part:
-            err = {"type": "data", "array": part[f"{metric}_sd"]}
-        fig.add_trace(go.Bar(x=part[x], y=part[metric], name=str(name), marker_color=_color(str(name)), error_y=err))
+    fig = _per_group(table, color, lambda name, part: go.Bar(x=part[x], y=part[metric], name=name,
+                                                             marker_color=_color(name), error_y=_error_y(part, metric)))
     if f"{metric}_floor_p95" in table:
         _floor_bands(fig, table, metric, x)
     fig.update_layout(barmode="group", title=title, xaxis_title=x, yaxis_title=metric, template=TEMPLATE)
@@ -155,9 +164,7 @@ def ece_vs_k(table: pd.DataFrame, reference: pd.DataFrame | None, title: str, me
     source up to the noise floor's 95th percentile (where a perfectly calibrated model's ECE falls)."""
     fig = go.Figure()
     for (scheme, src), part in table.groupby(["scheme", "test_source"], sort=False):
-        err = None
-        if f"{metric}_sd" in part:
-            err = {"type": "data", "array": part[f"{metric}_sd"]}
+        err = {"type": "data", "array": part[f"{metric}_sd"]} if f"{metric}_sd" in part else None
         fig.add_trace(go.Scatter(x=part["K"], y=part[metric], mode="lines+markers", name=f"{scheme} · {src}",
                                  marker_color=_color(str(scheme)), error_y=err,
                                  line={"dash": "solid" if src == table["test_source"].iloc[0] else "dashdot"}))
@@ -176,10 +183,8 @@ def ece_vs_k(table: pd.DataFrame, reference: pd.DataFrame | None, title: str, me
 
 def scatter_xy(table: pd.DataFrame, x: str, y: str, color: str, title: str) -> go.Figure:
     """Markers of `y` against `x`, one series per value of `color` (synthetic benchmark: ECE vs cosine to r*)."""
-    fig = go.Figure()
-    for name, part in table.groupby(color, sort=False):
-        fig.add_trace(go.Scatter(x=part[x], y=part[y], mode="markers", name=str(name), marker_color=_color(str(name)),
-                                 marker_size=10))
+    fig = _per_group(table, color, lambda name, part: go.Scatter(x=part[x], y=part[y], mode="markers", name=name,
+                                                                 marker_color=_color(name), marker_size=10))
     fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template=TEMPLATE)
     return fig
 

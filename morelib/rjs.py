@@ -14,19 +14,19 @@ generation is seeded and returns n strings per prompt.
 """
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import math
 import re
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedModel,
+                          PreTrainedTokenizerBase, Trainer, TrainingArguments)
 
 from morelib import model as rm_model
 from morelib.config import RJSConfig
@@ -40,8 +40,6 @@ HH_STOP = "\n\nHuman:"  # a policy without a chat template may start the next hu
 
 def _tiny_causal() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The tiny-random registry backbone as a causal LM (seeded 2-layer, 32-wide Llama; byte tokenizer)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     tok = rm_model.byte_tokenizer()
     config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
@@ -122,16 +120,6 @@ def encode_example(tok: PreTrainedTokenizerBase, prompt: str, response: str, max
     return {"input_ids": p_ids + r_ids, "labels": [IGNORE] * len(p_ids) + r_ids}
 
 
-@contextlib.contextmanager
-def _padding(tok: PreTrainedTokenizerBase, side: str) -> Iterator[None]:
-    """Temporarily pad on `side` (left for generation, right for loss computation)."""
-    before, tok.padding_side = tok.padding_side, side
-    try:
-        yield
-    finally:
-        tok.padding_side = before
-
-
 def generate(policy: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: Sequence[str], n: int = 4,
              max_new_tokens: int = 48, temperature: float = 0.8, top_p: float = 0.95, batch_size: int = 16,
              seed: int = 0, progress: bool = True) -> list[list[str]]:
@@ -147,7 +135,7 @@ def generate(policy: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: Seq
     out = [[""] * n for _ in prompts]
     device = next(policy.parameters()).device
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
-    with _padding(tok, "left"), torch.inference_mode(), tqdm(total=len(jobs), disable=not progress,
+    with rm_model.tokenizer_side(tok, "padding_side", "left"), torch.inference_mode(), tqdm(total=len(jobs), disable=not progress,
                                                              unit="response", desc="sampling") as bar:
         for b, start in enumerate(range(0, len(jobs), batch_size)):
             chunk = jobs[start:start + batch_size]
@@ -226,7 +214,6 @@ def sft(policy_name: str | Path, prompts: Sequence[str], responses: Sequence[str
     `sft_log.json` (Trainer's log history) to out_dir, and returns out_dir.
     """
     from datasets import Dataset
-    from transformers import Trainer, TrainingArguments
 
     if len(prompts) != len(responses) or not prompts:
         raise ValueError(f"sft needs as many responses as prompts (> 0); got {len(prompts)} and {len(responses)}")

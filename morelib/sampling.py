@@ -1,89 +1,137 @@
-"""Sampling of training pairs across sources (paper App. A: "sample & resample 40,000 train pairs per preference";
-§4.3: a diverse batch B = {B_1..B_K}, |B_i| pairs from each source).
+"""Batch plans: which training pairs of which source every step sees, in both tiers (paper §4.3, App. A).
 
-`resample` draws n pairs from one source; `balanced_batches` yields, for one epoch, per-source index lists of B each
-(the MORE / MultiTask batch composition); `mixed_batches` is the pooled, shuffled alternative; `mix` pools resampled
-sources. Everything is seeded with its own `random.Random`, so the same seed gives the same draw anywhere.
-Checked by tests: sizes, every pair kept when oversampling, per-source coverage, determinism.
+Paper App. A: "sample & resample 40,000 train pairs per preference"; §4.3: a diverse batch B = {B_1..B_K}, |B_i| pairs
+from each source. `batch_plan` is that balanced plan [steps, K, B] (every source resampled to a common size, seeded
+per source); `pooled_plan` the paper's / reference code's MultiTask, the same resampled sources pooled, shuffled and
+cut into batches of K·B; `length_grouped` sorts a plan's picks by token length inside windows of batches (less padding
+when fine-tuning); `plan_for` builds a fine-tuning run's plan from the config; `seed_indices` is a seed's training
+subsample of a source. Every draw uses its own torch.Generator, so one seed gives one plan anywhere.
+NOTE(paper): oversampling lays whole shuffled copies end to end (each pair ⌊n/N⌋ or ⌈n/N⌉ times) rather than drawing
+with replacement, so no pair of a small source is left out.
+Checked in tests/test_train.py (balance, coverage, per-source independence, seeds), tests/test_pooled.py (pooled
+sizes) and tests/test_finetune.py (length grouping keeps B per source and the window's multiset; plan_for).
 """
 from __future__ import annotations
 
 import math
-import random
-from collections.abc import Iterator, Mapping, Sequence
-from typing import TypeVar
+import zlib
+from collections.abc import Sequence
+from typing import Any
 
-T = TypeVar("T")
+import torch
+import torch.nn.functional as F
 
+from morelib.config import Config
+from morelib.errors import ConfigError
 
-def _check_positive(name: str, value: int) -> None:
-    """ValueError unless `value` is a positive int."""
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
-def resample(pairs: Sequence[T], n: int, seed: int) -> list[T]:
-    """n items of `pairs`: a seeded sample without replacement if n ≤ len(pairs), else cycled seeded permutations.
-
-    NOTE(paper): when oversampling, each pair appears ⌊n/N⌋ or ⌈n/N⌉ times (permutations laid end to end) rather
-    than i.i.d. draws with replacement, so no pair of a small source is left out.
-    """
-    _check_positive("n", n)
-    if not pairs:
-        raise ValueError("cannot resample from an empty source")
-    rng = random.Random(seed)
-    if n <= len(pairs):
-        return rng.sample(list(pairs), n)
-    out: list[T] = []
-    while len(out) < n:
-        out.extend(rng.sample(list(pairs), len(pairs)))
-    return out[:n]
+POOLED = "multitask-pooled"  # the paper's / reference code's MultiTask: random batches of the pooled resampled data
+SUBSAMPLE_SEED_OFFSET = 7_919  # keeps a seed's training subsample independent of its batch order
+LENGTH_WINDOW = 64  # batches whose pairs are sorted by length together (train.group_by_length)
 
 
-def _sizes(by_source: Mapping[str, Sequence | int]) -> dict[str, int]:
-    """Source → number of items (a Sequence's length or an int), each checked positive."""
-    if not by_source:
-        raise ValueError("no sources given")
-    sizes = {name: v if isinstance(v, int) else len(v) for name, v in by_source.items()}
+def source_generator(seed: int, name: str) -> torch.Generator:
+    """A generator seeded by (seed, source name): a source's batches do not depend on which others train with it."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
+
+
+def resample_indices(n_have: int, n_want: int, gen: torch.Generator) -> torch.Tensor:
+    """Indices [n_want] into n_have pairs: whole shuffled copies, then a random remainder without replacement."""
+    copies, rest = divmod(n_want, n_have)
+    parts = [torch.randperm(n_have, generator=gen) for _ in range(copies)]
+    parts.append(torch.randperm(n_have, generator=gen)[:rest])
+    return torch.cat(parts)
+
+
+def seed_indices(n: int, fraction: float, seed: int, name: str) -> torch.Tensor:
+    """Sorted indices [round(fraction·n)] of the n training pairs of source `name` that seed `seed` trains on
+    (without replacement, by (seed, name), so every scheme of one seed sees the same pairs); all n at fraction 1."""
+    if fraction >= 1.0:
+        return torch.arange(n)
+    keep = max(1, round(fraction * n))
+    return torch.randperm(n, generator=source_generator(seed + SUBSAMPLE_SEED_OFFSET, name))[:keep].sort().values
+
+
+def _common_size(sizes: dict[str, int], B: int, n_common: int | None) -> int:
+    """Pairs per source after resampling (`n_common`, else the largest source); ConfigError when below B."""
+    n = n_common or max(sizes.values())
+    if n < B:
+        raise ConfigError(f"'train.batch_per_source' = {B} exceeds the {n} pairs per source after resampling")
+    return n
+
+
+def batch_plan(sizes: dict[str, int], B: int, epochs: int, n_common: int | None, seed: int) -> torch.Tensor:
+    """Balanced batch plan [steps, K, B] of indices into each source (sizes in `sizes` order), deterministic in seed."""
+    n = _common_size(sizes, B, n_common)
+    per_epoch = n // B
+    plans = []
     for name, size in sizes.items():
-        _check_positive(f"size of source '{name}'", size)
-    return sizes
+        gen = source_generator(seed, name)
+        pool = resample_indices(size, n, gen)
+        perms = [pool[torch.randperm(n, generator=gen)[: per_epoch * B]] for _ in range(epochs)]
+        plans.append(torch.cat(perms).view(epochs * per_epoch, B))
+    return torch.stack(plans, dim=1)
 
 
-def _index_stream(size: int, rng: random.Random) -> Iterator[int]:
-    """Endless indices 0..size-1, a fresh permutation each pass."""
-    while True:
-        yield from rng.sample(range(size), size)
+def pooled_plan(sizes: dict[str, int], B: int, epochs: int, n_common: int | None, seed: int) -> torch.Tensor:
+    """Pooled batch plan [steps, K·B] of (source, index) codes k·N_max + i: every source resampled to a common size,
+    pooled and shuffled, then cut into batches of K·B (the paper's MultiTask; same steps per epoch as `batch_plan`)."""
+    n = _common_size(sizes, B, n_common)
+    K = len(sizes)
+    stride = max(sizes.values())
+    pool = torch.cat([resample_indices(size, n, source_generator(seed, name)) + k * stride
+                      for k, (name, size) in enumerate(sizes.items())])
+    gen = torch.Generator().manual_seed(seed)
+    per_epoch = n // B
+    perms = [pool[torch.randperm(K * n, generator=gen)[: per_epoch * K * B]] for _ in range(epochs)]
+    return torch.cat(perms).view(epochs * per_epoch, K * B)
 
 
-def balanced_batches(by_source: Mapping[str, Sequence | int], B: int, seed: int,
-                     steps: int | None = None) -> Iterator[dict[str, list[int]]]:
-    """Per-step {source: B indices} for one epoch = ⌈max_k N_k / B⌉ steps (or `steps`); smaller sources cycle.
+def length_grouped(plan: torch.Tensor, lengths: Sequence[torch.Tensor], seed: int,
+                   window: int = LENGTH_WINDOW) -> torch.Tensor:
+    """The picks of plan [S, K, B], per window of batches and source sorted by length and re-cut; batches shuffled.
 
-    `by_source` maps each source to its pairs (or their count); B is the per-source batch size |B_i| of §4.3.
+    Every step keeps B pairs of every source and every window keeps its multiset of pairs, so balance, determinism
+    (a pure function of plan, lengths and seed) and resume are unchanged; only the padding inside a batch shrinks.
     """
-    _check_positive("B", B)
-    sizes = _sizes(by_source)
-    n_steps = steps if steps is not None else math.ceil(max(sizes.values()) / B)
-    _check_positive("steps", n_steps)
-    streams = {name: _index_stream(size, random.Random(f"{seed}:{name}")) for name, size in sizes.items()}
-    for _ in range(n_steps):
-        yield {name: [next(stream) for _ in range(B)] for name, stream in streams.items()}
+    S, K, B = plan.shape
+    if len(lengths) != K:
+        raise ConfigError(f"length_grouped got lengths of {len(lengths)} sources for a plan of {K}")
+    out = torch.empty_like(plan)
+    gen = torch.Generator().manual_seed(seed)
+    for start in range(0, S, window):
+        stop = min(start + window, S)
+        block = torch.empty_like(plan[start:stop])
+        for k in range(K):
+            picks = plan[start:stop, k].reshape(-1)
+            order = torch.argsort(lengths[k][picks], descending=True, stable=True)
+            block[:, k] = picks[order].view(stop - start, B)
+        out[start:stop] = block[torch.randperm(stop - start, generator=gen)]
+    return out
 
 
-def mixed_batches(by_source: Mapping[str, Sequence | int], batch_size: int, seed: int) -> Iterator[list[tuple[str, int]]]:
-    """One epoch over all sources pooled and shuffled: batches of (source, index), the last one possibly shorter."""
-    _check_positive("batch_size", batch_size)
-    pool = [(name, i) for name, size in _sizes(by_source).items() for i in range(size)]
-    random.Random(seed).shuffle(pool)
-    for start in range(0, len(pool), batch_size):
-        yield pool[start:start + batch_size]
+def plan_steps(sizes: dict[str, int], cfg: Config) -> tuple[int, int]:
+    """(steps of the plan, steps of one epoch): `train.steps`, else `train.epochs` passes over the resampled sources."""
+    t = cfg.train
+    per_epoch = (t.resample_pairs or max(sizes.values())) // t.batch_per_source
+    return t.steps or max(1, math.floor(t.epochs * per_epoch)), per_epoch
 
 
-def mix(by_source: Mapping[str, Sequence[T]], pairs_per_source: int, seed: int) -> list[T]:
-    """Every source resampled to `pairs_per_source`, pooled and shuffled (App. A's 40,000-per-source mixture)."""
-    _sizes(by_source)
-    pooled = [p for k, (name, pairs) in enumerate(sorted(by_source.items()))
-              for p in resample(pairs, pairs_per_source, seed + k)]
-    random.Random(seed).shuffle(pooled)
-    return pooled
+def plan_for(pairs: dict[str, Sequence[Any]], cfg: Config, seed: int,
+             lengths: Sequence[torch.Tensor] | None = None, scheme: str = "more") -> torch.Tensor:
+    """Fine-tuning batch plan: balanced [steps, K, B], or for `multitask-pooled` pooled codes [steps, K·B].
+
+    With `lengths` (from `finetune.pair_lengths`) and `train.group_by_length`, the plan is `length_grouped` (a pooled
+    plan as one group of K·B per step, its lengths concatenated with each source padded to the plan's stride).
+    """
+    t = cfg.train
+    sizes = {name: len(p) for name, p in pairs.items()}
+    steps, per_epoch = plan_steps(sizes, cfg)
+    make = pooled_plan if scheme == POOLED else batch_plan
+    plan = make(sizes, t.batch_per_source, max(1, math.ceil(steps / max(per_epoch, 1))), t.resample_pairs, seed)[:steps]
+    if lengths is not None and t.group_by_length:
+        if scheme == POOLED:
+            stride = max(sizes.values())
+            flat = torch.cat([F.pad(n, (0, stride - len(n))) for n in lengths])
+            return length_grouped(plan.unsqueeze(1), [flat], seed).squeeze(1)
+        plan = length_grouped(plan, lengths, seed)
+    return plan

@@ -1,16 +1,14 @@
 """Grouped, seeded, stable train/calibration/test splits of preference pairs, and each source's split map.
 
-A pair's side is a pure function of (its group key, seed) — blake2b of the two mapped to [0, 1) and compared with the
-cumulative fractions — so pairs sharing a prompt (HH), post (Summarize) or tree (OASST) never straddle two sides, and
-adding files later never moves a pair that was already placed. Local files here are all test/validation data
+A pair's side is a pure function of (its group key, seed) — `groups.unit_hash`, blake2b of the two mapped to
+[0, 1), compared with the cumulative fractions — so pairs sharing a prompt (HH), post (Summarize) or tree (OASST)
+never straddle two sides, and adding files later never moves a pair that was already placed. Local files here are all test/validation data
 (see /work/shared/data/README.md), so they are split this way; with real train and test splits (the hub, or a local
 copy that has both) the test split is kept and calibration pairs are carved from train by the same hash.
 Checked by tests: no group on two sides, subset → superset stability, counts.
 """
 from __future__ import annotations
 
-import hashlib
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ from morelib import data
 from morelib.config import data_root
 from morelib.data import DropLog, Pair
 from morelib.errors import DataError
+from morelib.groups import unit_hash
 
 SIDES = ("train", "calib", "test")
 # Extra local sources that add TRAIN pairs only (helpful-base alone is the paper's Helpful test distribution).
@@ -42,12 +41,6 @@ class SplitReport:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON manifests."""
         return asdict(self)
-
-
-def unit_hash(group: str, seed: int) -> float:
-    """Deterministic uniform number in [0, 1) from (group key, seed); stable across processes and machines."""
-    digest = hashlib.blake2b(f"{seed}\x1f{group}".encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
 
 
 def _fractions(fractions: Any) -> tuple[float, float, float]:
@@ -82,21 +75,6 @@ def split_pairs(pairs: Sequence[Pair], fractions: Any, seed: int) -> dict[str, l
     return sides
 
 
-def carve_groups(pairs: Sequence[Pair], n: int, seed: int) -> tuple[list[Pair], list[Pair], int]:
-    """(exactly n carved pairs from whole groups in hash order, the rest, pairs lost cutting the last group)."""
-    by_group: dict[str, list[Pair]] = defaultdict(list)
-    for pair in pairs:
-        by_group[pair.group].append(pair)
-    carved, rest, lost = [], [], 0
-    for group in sorted(by_group, key=lambda g: unit_hash(g, seed)):
-        members = by_group[group]
-        if len(carved) >= n:
-            rest.extend(members)
-        else:
-            take = min(len(members), n - len(carved))
-            carved.extend(members[:take])
-            lost += len(members) - take
-    return carved, rest, lost
 
 
 def _splits_present(loader: str, root: Path | None) -> list[str]:

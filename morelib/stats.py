@@ -18,21 +18,11 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
+from morelib.metrics import as_finite
+
 Stat = Callable[[np.ndarray], float]
 BatchedStat = Callable[[np.ndarray], np.ndarray]  # reward differences [..., N] → one value per row [...]
 CHUNK = 100  # bootstrap replicates per vectorised block: bounds memory at ~CHUNK·N·S floats per source
-
-
-def _as_samples(values: Any, name: str) -> np.ndarray:
-    """Float64 array with N ≥ 1 rows along axis 0 and only finite entries, else ValueError naming `name`."""
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().double().numpy()
-    x = np.asarray(values, dtype=np.float64)
-    if x.ndim == 0 or x.shape[0] == 0:
-        raise ValueError(f"{name} is empty: need at least one sample along axis 0, got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{name} has non-finite (NaN/inf) values")
-    return x
 
 
 def _check_settings(n_boot: int, level: float) -> None:
@@ -52,7 +42,7 @@ def _percentiles(boot: np.ndarray, level: float) -> tuple[float, float]:
 def bootstrap_ci(values: Any, stat: Stat = np.mean, n_boot: int = 1000, seed: int = 0,
                  level: float = 0.95) -> tuple[float, float, float]:
     """(point, lo, hi): stat(values) and its percentile-bootstrap interval, resampling rows (pairs) of values[N, ...]."""
-    x = _as_samples(values, "values")
+    x = as_finite(values, "values", vector=False)
     _check_settings(n_boot, level)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, x.shape[0], size=(n_boot, x.shape[0]))
@@ -69,7 +59,7 @@ def paired_bootstrap_diff(a_diff: Any, b_diff: Any, metric: Stat, n_boot: int = 
     share, not an exact test: small when A is reliably larger; for lower-is-better metrics such as ECE, a share
     near 1 means A is reliably better); p_two_sided = `two_sided_share` of the resampled differences.
     """
-    a, b = _as_samples(a_diff, "a_diff"), _as_samples(b_diff, "b_diff")
+    a, b = as_finite(a_diff, "a_diff", vector=False), as_finite(b_diff, "b_diff", vector=False)
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"a_diff and b_diff must score the same pairs, got N = {a.shape[0]} and {b.shape[0]}")
     _check_settings(n_boot, level)
@@ -90,7 +80,7 @@ def two_sided_share(boot: np.ndarray) -> float:
 
 def mean_and_ci_over_seeds(values: Any, level: float = 0.95) -> tuple[float, float, float]:
     """(mean, lo, hi) of one number per seed with a Student-t interval; with a single seed lo = hi = NaN."""
-    x = _as_samples(values, "values").ravel()
+    x = as_finite(values, "values", vector=False).ravel()
     _check_settings(1, level)
     mean = float(x.mean())
     if x.size == 1:
@@ -105,7 +95,7 @@ def _pooled_inputs(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[list[np.
         raise ValueError(f"a and b must score the same, non-empty set of sources, got {sorted(a)} and {sorted(b)}")
     xa, xb = [], []
     for src in sorted(a):
-        pa, pb = _as_samples(a[src], f"a[{src!r}]"), _as_samples(b[src], f"b[{src!r}]")
+        pa, pb = as_finite(a[src], f"a[{src!r}]", vector=False), as_finite(b[src], f"b[{src!r}]", vector=False)
         pa, pb = (p[:, None] if p.ndim == 1 else p for p in (pa, pb))
         if pa.ndim != 2 or pa.shape != pb.shape:
             raise ValueError(f"source {src!r}: a and b must both be [N pairs, S seeds], got {pa.shape} and {pb.shape}")
@@ -159,7 +149,7 @@ def pooled_paired_bootstrap(a: Mapping[str, Any], b: Mapping[str, Any], metric: 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
     """Holm–Bonferroni adjusted p-values [m] (step-down, monotone, capped at 1), in the input order."""
-    p = _as_samples(p_values, "p_values").ravel()
+    p = as_finite(p_values, "p_values", vector=False).ravel()
     order = np.argsort(p, kind="stable")
     adjusted = np.maximum.accumulate(p[order] * (p.size - np.arange(p.size)))
     out = np.empty_like(p)

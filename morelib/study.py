@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from morelib import features, metrics, splits, synthetic, temperature, train
+from morelib import features, finetune, metrics, paper, sampling, splits, synthetic, temperature, train
+from morelib import model as model_lib
 from morelib.config import TRAINED_SCHEMES, Config
 from morelib.data import Pair
 from morelib.errors import DataError, RunError
@@ -85,7 +86,6 @@ def prepare(cfg: Config, run: Run | None = None) -> StudyData:
 
 def unavailable(data: StudyData, cfg: Config) -> dict[str, str]:
     """The paper's sources (Table 4) not measured in this run, with why: missing data or not configured."""
-    from morelib import paper
     out = dict(data.missing)
     configured = set(cfg.source_names())
     for name in paper.table4().index:
@@ -120,8 +120,8 @@ def head_file(folder: Path, key: str) -> Path:
 
 
 def seed_pairs(pairs: list[Pair], cfg: Config, seed: int, source: str) -> list[Pair]:
-    """The training pairs of `source` that seed `seed` trains on (`train.seed_subsample` of them; see train.seed_indices)."""
-    return [pairs[i] for i in train.seed_indices(len(pairs), cfg.train.seed_subsample, seed, source).tolist()]
+    """The training pairs of `source` that seed `seed` trains on (`train.seed_subsample` of them; see sampling.seed_indices)."""
+    return [pairs[i] for i in sampling.seed_indices(len(pairs), cfg.train.seed_subsample, seed, source).tolist()]
 
 
 def _fit_one(cfg: Config, data: StudyData, key: str, sources: list[str], scheme: str, seed: int,
@@ -132,7 +132,7 @@ def _fit_one(cfg: Config, data: StudyData, key: str, sources: list[str], scheme:
     path = head_file(folder, key).with_suffix(".pt") if folder is not None else None
     if path is not None and path.exists():
         return train.HeadModel.load(path)
-    by_source = {s: data.features[s]["train"].subset(train.seed_indices(
+    by_source = {s: data.features[s]["train"].subset(sampling.seed_indices(
         len(data.features[s]["train"]), cfg.train.seed_subsample, seed, s)) for s in sources}
     calib = {s: data.features[s]["calib"] for s in sources} if scheme == "tuned" else None  # λ chosen on calib
     head = train.train_head(by_source, scheme, cfg.train, seed, calib=calib, more=cfg.more)
@@ -155,14 +155,12 @@ class FinetunedRM:
 
     def loaded(self) -> tuple[Any, Any]:
         """(model, tokenizer), loaded on first use."""
-        from morelib import model as model_lib
         if self._model is None:
             self._model = model_lib.load_reward_model(self.path, self.model_cfg.dtype, self.model_cfg.padding_side)
         return self._model
 
     def reward_diff_pairs(self, pairs: Sequence[Pair]) -> np.ndarray:
         """r(prompt + chosen) − r(prompt + rejected) [N] of `pairs`."""
-        from morelib import model as model_lib
         key = tuple((p.prompt, p.chosen, p.rejected) for p in pairs)
         if key in self._diffs:  # evaluate, select_top and temperatures score the same splits again
             return self._diffs[key].copy()
@@ -177,7 +175,6 @@ class FinetunedRM:
 
     def rewards(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
         """r(prompt + response) [N] float32 on CPU."""
-        from morelib import model as model_lib
         net, tok = self.loaded()
         return model_lib.score(net, tok, list(prompts), list(responses), max_length=self.model_cfg.max_length,
                                truncation_side=self.model_cfg.truncation_side, batch_size=self.model_cfg.batch_size)
@@ -225,7 +222,6 @@ def _finetune_one(cfg: Config, data: StudyData, key: str, sources: list[str], sc
         return FinetunedRM(cfg.model.name, cfg.model)
     if folder is None:
         raise RunError("the finetune tier needs a run folder for its checkpoints: pass run=")
-    from morelib import finetune
     out = head_file(folder, key)
     final = out / finetune.MODEL_DIR
     if not final.exists():

@@ -21,6 +21,9 @@ from typing import Any
 
 import torch
 
+from morelib.features import PairFeatures
+from morelib.metrics import calibration_errors
+
 SPLITS = ("train", "calib", "test")
 
 
@@ -109,8 +112,6 @@ def make_drift_benchmark(K: int, dim: int, n_per_source: int | Sequence[int], dr
                          drift_along: float | Sequence[float] = 0.0,
                          source_scale: float | Sequence[float] = 1.0) -> SyntheticBenchmark:
     """The eq. 4 drift benchmark: K sources × (train, calib, test) PairFeatures with known r*, drifts and probabilities."""
-    from morelib.features import PairFeatures  # features is downstream of data; import only when building
-
     if K <= 0 or dim <= 0 or reward_scale <= 0:
         raise ValueError(f"need K, dim, reward_scale > 0; got K={K}, dim={dim}, reward_scale={reward_scale}")
     names = tuple(names) if names is not None else tuple(f"source{k}" for k in range(K))
@@ -147,6 +148,4 @@ def true_calibration_error(bench: SyntheticBenchmark, split: str = "test", n_bin
 
     Uses `metrics.calibration_errors` (the paper's convention: both ordered pairs, equal-width (a, b] bins).
     """
-    from morelib.metrics import calibration_errors  # a pure math module; imported here to keep data imports light
-
     return {name: calibration_errors(bench.true_reward_diff(split, name), n_bins)["ece"] for name in bench.source_names}

@@ -8,7 +8,7 @@ Checked in tests/test_study.py against hand-built tables and direct metric calls
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -219,21 +219,26 @@ def top_reference(table: pd.DataFrame, sources: Sequence[str], metric: str = "ec
     return top.groupby("test_source", sort=False)[metric].mean().reset_index()
 
 
+def _tested(diffs: dict[str, dict[str, np.ndarray]], schemes: Sequence[str],
+            sources: Sequence[str]) -> Iterator[tuple[dict[str, Any], str, np.ndarray]]:
+    """(parsed key, test source, Δ [N]) of every RM of `schemes` on each of `sources` it was tested on."""
+    for key, by_src in diffs.items():
+        info = parse_key(key)
+        if info["scheme"] in schemes:
+            for src in (s for s in sources if s in by_src):
+                yield info, src, by_src[src]
+
+
 def outlier_table(diffs: dict[str, dict[str, np.ndarray]], schemes: Sequence[str] = ("top", "multitask", "more"),
                   sources: Sequence[str] = ("helpful", "harmless")) -> pd.DataFrame:
     """Paper Table 1 layout per (test source, scheme): ECE with its noise floor and debiased value (ece_floor,
     ece_debiased) and positive/negative reward-difference outliers (seed means)."""
     rows = []
-    for key, by_src in diffs.items():
-        info = parse_key(key)
-        if info["scheme"] not in schemes:
-            continue
-        for src in (s for s in sources if s in by_src):
-            out, ece = metrics.outliers(by_src[src]), metrics.calibration_errors(by_src[src], 10)["ece"]
-            floor = metrics.ece_floor(by_src[src], 10)
-            rows.append({"test_source": src, "scheme": info["scheme"], "seed": info["seed"], "n": len(by_src[src]),
-                         "ece": ece, "ece_floor": floor, "ece_debiased": ece - floor,
-                         **{new: out[old] for old, new in OUTLIER_COLUMNS.items()}})
+    for info, src, d in _tested(diffs, schemes, sources):
+        out, ece, floor = metrics.outliers(d), metrics.calibration_errors(d, 10)["ece"], metrics.ece_floor(d, 10)
+        rows.append({"test_source": src, "scheme": info["scheme"], "seed": info["seed"], "n": len(d),
+                     "ece": ece, "ece_floor": floor, "ece_debiased": ece - floor,
+                     **{new: out[old] for old, new in OUTLIER_COLUMNS.items()}})
     if not rows:
         raise RunError(f"no reward differences for schemes {list(schemes)} on sources {list(sources)}")
     table = pd.DataFrame(rows).groupby(["test_source", "scheme"], sort=False).mean(numeric_only=True)
@@ -244,14 +249,10 @@ def outlier_counts(diffs: dict[str, dict[str, np.ndarray]], schemes: Sequence[st
                    sources: Sequence[str] = ("helpful", "harmless")) -> pd.DataFrame:
     """Integer outlier counts per (test source, scheme, seed): pos_outlier_count, neg_outlier_count and n (pairs)."""
     rows = []
-    for key, by_src in diffs.items():
-        info = parse_key(key)
-        if info["scheme"] not in schemes:
-            continue
-        for src in (s for s in sources if s in by_src):
-            out = metrics.outliers(by_src[src])
-            rows.append({"test_source": src, "scheme": info["scheme"], "seed": info["seed"], "n": len(by_src[src]),
-                         "pos_outlier_count": out["pos_count"], "neg_outlier_count": out["neg_count"]})
+    for info, src, d in _tested(diffs, schemes, sources):
+        out = metrics.outliers(d)
+        rows.append({"test_source": src, "scheme": info["scheme"], "seed": info["seed"], "n": len(d),
+                     "pos_outlier_count": out["pos_count"], "neg_outlier_count": out["neg_count"]})
     if not rows:
         raise RunError(f"no reward differences for schemes {list(schemes)} on sources {list(sources)}")
     return pd.DataFrame(rows).sort_values(["test_source", "scheme", "seed"], ignore_index=True)

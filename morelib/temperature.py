@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 
+from morelib.metrics import as_reward_diff
+
 _LOG_BETA_BOUND = float(np.log(1e3))
 BOUND_MEANING = {"upper": "no usable signal on the calibration split (σ(Δ/T) → ½)",
                  "lower": "(nearly) separable calibration split (σ(Δ/T) → 0 or 1)"}
@@ -40,29 +42,17 @@ class TemperatureFit:
         return BOUND_MEANING.get(self.bound or "", "")
 
 
-def _as_diffs(reward_diff: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
-    """reward_diff as a finite, non-empty float64 vector [N], else ValueError naming `name`."""
-    d = reward_diff.detach().cpu().double().numpy() if torch.is_tensor(reward_diff) else np.asarray(reward_diff, float)
-    if d.ndim != 1:
-        raise ValueError(f"{name} must have shape [N], got {d.shape}")
-    if d.size == 0:
-        raise ValueError(f"{name} is empty: a temperature needs at least one calibration pair")
-    if not np.isfinite(d).all():
-        raise ValueError(f"{name} has {int((~np.isfinite(d)).sum())} non-finite reward difference(s)")
-    return d
-
-
 def nll(reward_diff: torch.Tensor | np.ndarray, T: float) -> float:
     """Mean negative log-likelihood −log σ(Δ/T) of ordered pairs Δ[N] at temperature T > 0 (nats)."""
     if not T > 0:
         raise ValueError(f"temperature must be > 0, got {T}")
-    d = _as_diffs(reward_diff, "reward_diff")
+    d = as_reward_diff(reward_diff, "reward_diff")
     return float(np.mean(np.logaddexp(0.0, -d / T)))
 
 
 def fit_temperature_report(reward_diff_calib: torch.Tensor | np.ndarray) -> TemperatureFit:
     """The NLL-minimising temperature of calibration reward differences Δ[N] and the bound it hit (warned), if any."""
-    d = _as_diffs(reward_diff_calib, "reward_diff_calib")
+    d = as_reward_diff(reward_diff_calib, "reward_diff_calib")
     rms = float(np.sqrt(np.mean(d * d)))
     if rms == 0:
         warnings.warn("every calibration reward difference is 0: any temperature fits; returning T = 1", stacklevel=2)

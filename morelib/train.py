@@ -1,11 +1,12 @@
 """Reward-model training, feature tier: a linear reward head on frozen backbone features (paper §4–5, Eqs. 2, 8–9).
 
 r(z) = w·(z − mean)/scale + b on pooled features z[h]; standardisation statistics come from the training features.
-Every trained scheme sees the same balanced batches (B = `batch_per_source` pairs per source and step, each source
-resampled to a common size, seeded per source) and differs only in the weights λ of the per-source BT losses L_i:
-`multitask` λ = 1/K, `fixed` λ = the given weights normalised to sum 1, `more` λ from `MoreWeighter` on the closed-form
-head gradients (paper §4: MORE uses reward-head gradients only), `single` one source (λ = [1]); `raw` is the untrained,
-seeded head a HF sequence classifier starts from (score weights N(0, 0.02), no standardisation).
+Every trained scheme sees the same balanced batches (`morelib.sampling.batch_plan`: B = `batch_per_source` pairs
+per source and step, each source resampled to a common size, seeded per source) and differs only in the weights λ
+of the per-source BT losses L_i: `multitask` λ = 1/K, `fixed` λ = the given weights normalised to sum 1, `more` λ
+from `MoreWeighter` on the closed-form head gradients (paper §4: MORE uses reward-head gradients only), `single` one
+source (λ = [1]); `raw` is the untrained, seeded head a HF sequence classifier starts from (score weights N(0, 0.02),
+no standardisation).
 `multitask-pooled` is the paper's and reference code's MultiTask: every source resampled to the common size, pooled,
 shuffled and cut into batches of K·B (so a batch holds a random number of pairs of each source), loss = the batch mean;
 its history has one column, `source_names` = ["multitask-pooled"].
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,11 +45,11 @@ import torch.nn.functional as F
 from morelib.config import HEAD_SCHEMES, MoreConfig, TrainConfig
 from morelib.errors import ConfigError, DataError, TrainingError
 from morelib.features import PairFeatures
+from morelib.losses import batch_grads
 from morelib.more import MoreWeighter
-from morelib.weighting import Famo, simplex_grid, size_proportional
+from morelib.sampling import POOLED, batch_plan, pooled_plan
+from morelib.weighting import Famo, fixed_weights, simplex_grid, size_proportional
 
-POOLED = "multitask-pooled"  # the paper's / reference code's MultiTask: random batches of the pooled resampled data
-SUBSAMPLE_SEED_OFFSET = 7_919  # keeps a seed's training subsample independent of its batch order
 RAW_INIT_STD = 0.02  # transformers' default initializer_range for the score layer
 HEAD_THREADS = 1  # K·B×h matmuls are tiny: one thread is faster than two busy ones (measured, docstring of train_head)
 _ADAM_BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8
@@ -128,84 +128,12 @@ def standardizer(train: dict[str, PairFeatures]) -> tuple[torch.Tensor, torch.Te
     return mean, torch.where(std > 1e-6 * std.max().clamp_min(1e-30), std, torch.ones_like(std))
 
 
-def source_generator(seed: int, name: str) -> torch.Generator:
-    """A generator seeded by (seed, source name): a source's batches do not depend on which others train with it."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
-
-
-def resample_indices(n_have: int, n_want: int, gen: torch.Generator) -> torch.Tensor:
-    """Indices [n_want] into n_have pairs: whole shuffled copies, then a random remainder without replacement."""
-    copies, rest = divmod(n_want, n_have)
-    parts = [torch.randperm(n_have, generator=gen) for _ in range(copies)]
-    parts.append(torch.randperm(n_have, generator=gen)[:rest])
-    return torch.cat(parts)
-
-
-def seed_indices(n: int, fraction: float, seed: int, name: str) -> torch.Tensor:
-    """Sorted indices [round(fraction·n)] of the n training pairs of source `name` that seed `seed` trains on
-    (without replacement, by (seed, name), so every scheme of one seed sees the same pairs); all n at fraction 1."""
-    if fraction >= 1.0:
-        return torch.arange(n)
-    keep = max(1, round(fraction * n))
-    return torch.randperm(n, generator=source_generator(seed + SUBSAMPLE_SEED_OFFSET, name))[:keep].sort().values
-
-
-def batch_plan(sizes: dict[str, int], B: int, epochs: int, n_common: int | None, seed: int) -> torch.Tensor:
-    """Balanced batch plan [steps, K, B] of indices into each source (sizes in `sizes` order), deterministic in seed."""
-    n = n_common or max(sizes.values())
-    if n < B:
-        raise ConfigError(f"'train.batch_per_source' = {B} exceeds the {n} pairs per source after resampling")
-    per_epoch = n // B
-    plans = []
-    for name, size in sizes.items():
-        gen = source_generator(seed, name)
-        pool = resample_indices(size, n, gen)
-        perms = [pool[torch.randperm(n, generator=gen)[: per_epoch * B]] for _ in range(epochs)]
-        plans.append(torch.cat(perms).view(epochs * per_epoch, B))
-    return torch.stack(plans, dim=1)
-
-
-def pooled_plan(sizes: dict[str, int], B: int, epochs: int, n_common: int | None, seed: int) -> torch.Tensor:
-    """Pooled batch plan [steps, K·B] of (source, index) codes k·N_max + i: every source resampled to a common size,
-    pooled and shuffled, then cut into batches of K·B (the paper's MultiTask; same steps per epoch as `batch_plan`)."""
-    n = n_common or max(sizes.values())
-    K = len(sizes)
-    if n < B:
-        raise ConfigError(f"'train.batch_per_source' = {B} exceeds the {n} pairs per source after resampling")
-    stride = max(sizes.values())
-    pool = torch.cat([resample_indices(size, n, source_generator(seed, name)) + k * stride
-                      for k, (name, size) in enumerate(sizes.items())])
-    gen = torch.Generator().manual_seed(seed)
-    per_epoch = n // B
-    perms = [pool[torch.randperm(K * n, generator=gen)[: per_epoch * K * B]] for _ in range(epochs)]
-    return torch.cat(perms).view(epochs * per_epoch, K * B)
-
-
 def single_batch(tcfg: TrainConfig, K: int) -> int:
     """Batch of a single-source RM: `train.single_batch`, else K·B on the fine-tuning tier (the paper's 80 = 5 × 16)
     and B on the feature tier (whose head schedule — epochs, lr, L2 — was chosen by CV at B per step)."""
     if tcfg.single_batch is not None:
         return tcfg.single_batch
     return K * tcfg.batch_per_source if tcfg.tier == "finetune" else tcfg.batch_per_source
-
-
-def fixed_weights(lam: Sequence[float] | torch.Tensor, names: Sequence[str]) -> torch.Tensor:
-    """Given source weights normalised to sum 1 [K]; negative, non-finite or all-zero weights raise ConfigError."""
-    t = torch.as_tensor(lam, dtype=torch.float64).flatten()
-    if t.numel() != len(names):
-        raise ConfigError(f"fixed λ has {t.numel()} weights for {len(names)} sources {list(names)}")
-    if not torch.isfinite(t).all() or (t < 0).any():
-        raise ConfigError(f"fixed λ must be finite and ≥ 0, got {dict(zip(names, t.tolist()))}")
-    if t.sum() <= 0:
-        raise ConfigError(f"fixed λ is all zero for sources {list(names)}: at least one source needs weight")
-    return (t / t.sum()).float()  # in float64 first, so equal weights give exactly the float32 of 1/K
-
-
-def batch_grads(X: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reward differences Δ [K, B] and closed-form per-source BT head gradients [K, h] of diff features X[K, B, h]."""
-    delta = X @ w
-    grads = (torch.sigmoid(-delta).unsqueeze(1) @ X).squeeze(1).div_(-X.shape[1])
-    return delta, grads
 
 
 class _Adam:
@@ -416,10 +344,3 @@ def _check_losses(loss: torch.Tensor, first_step: int, names: list[str]) -> torc
         where = torch.nonzero(bad.view(-1, len(names)))[0].tolist()
         raise TrainingError(f"non-finite BT loss at step {first_step + where[0]} for source '{names[where[1]]}'")
     return loss
-
-
-def finetune(*args: Any, **kwargs: Any) -> Path:
-    """Full fine-tuning tier (transformers Trainer): see `morelib.finetune.finetune`; returns the HF model folder."""
-    from morelib.finetune import finetune as _finetune  # imports Trainer only when the tier is used
-
-    return _finetune(*args, **kwargs)

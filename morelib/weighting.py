@@ -1,5 +1,8 @@
-"""Source-weighting baselines beside MORE: size-proportional λ, a coarse simplex grid for a tuned fixed λ, and FAMO.
+"""Source weights λ: the one simplex check, and the baselines beside MORE: size-proportional λ, a coarse simplex grid
+for a tuned fixed λ, and FAMO.
 
+- `simplex_weights`: a given λ [K] checked (finite, ≥ 0, not all zero, one per source) and normalised or required to
+  sum to 1: the check behind the `fixed` scheme of both tiers (`fixed_weights`) and the explorer's λ sliders.
 - `size_proportional`: λ_i = n_i / Σ_j n_j (n_i distinct training pairs of source i): plain mixing of the pooled data.
 - `simplex_grid`: the candidate λ of the `tuned` scheme (a fixed λ chosen on the calibration split; "a tuned weighted
   sum is enough": Xin et al., NeurIPS 2022; Kurin et al., 2022): every λ on the simplex with coordinates in steps of
@@ -26,6 +29,32 @@ import torch
 from morelib.errors import ConfigError
 
 FAMO_EPS = 1e-8  # added to each loss before dividing or taking its log, as in the reference code
+SUM_TOL = 1e-5  # how far from 1 a λ given as already normalised may sum (float rounding of typed weights)
+
+
+def simplex_weights(lam: Sequence[float] | torch.Tensor, names: Sequence[str], normalise: bool = False,
+                    what: str = "λ") -> np.ndarray:
+    """λ [K] (float64) checked to lie on the simplex; with normalise=True raw ≥ 0 weights are divided by their sum.
+
+    Wrong length, negative, non-finite or all-zero weights raise ConfigError whose message starts with `what`.
+    """
+    x = np.asarray(lam, dtype=np.float64).ravel()
+    if x.size != len(names):
+        raise ConfigError(f"{what} has {x.size} weights for {len(names)} sources {list(names)}")
+    if not np.isfinite(x).all() or (x < 0).any():
+        raise ConfigError(f"{what} must be finite and ≥ 0, got {dict(zip(names, x.tolist()))}")
+    if x.sum() <= 0:
+        raise ConfigError(f"{what} is all zero for sources {list(names)}: give at least one source a weight above 0")
+    if normalise:
+        return x / x.sum()
+    if abs(x.sum() - 1.0) > SUM_TOL:
+        raise ConfigError(f"{what} must sum to 1 (got {x.sum():.6g} for {list(names)}); pass normalise=True to rescale it")
+    return x
+
+
+def fixed_weights(lam: Sequence[float] | torch.Tensor, names: Sequence[str]) -> torch.Tensor:
+    """Given source weights normalised to sum 1 [K] (float32): scheme `fixed` of both tiers; bad λ raise ConfigError."""
+    return torch.from_numpy(simplex_weights(lam, names, normalise=True, what="fixed λ")).float()
 
 
 def size_proportional(sizes: Sequence[int]) -> torch.Tensor:

@@ -9,7 +9,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from morelib import evaluate as E, export, metrics, model as M, study, tables  # noqa: E402
+from morelib import evaluate as E, export, model as M, study, tables  # noqa: E402
 from morelib.config import load_config  # noqa: E402
 from morelib.errors import ModelError  # noqa: E402
 

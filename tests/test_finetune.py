@@ -11,6 +11,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from morelib import finetune as ft
+from morelib import sampling
 from morelib.config import load_config
 from morelib.data import Pair
 from morelib.errors import ConfigError, TrainingError
@@ -149,37 +150,17 @@ def test_more_with_one_source_equals_single(cfg, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def _padded(plan, lengths):
-    """Padded tokens per step under dynamic padding: 2·K·B rows × the longest pair of the batch."""
-    return sum(2 * b.numel() * max(int(lengths[k][b[k]].max()) for k in range(b.shape[0])) for b in plan)
-
-
-def test_length_grouping_keeps_balance_and_pairs_and_cuts_padding():
-    gen = torch.Generator().manual_seed(3)
-    sizes, B, S = [300, 500], 4, 100  # 100 steps: one full 64-batch window and a partial one
-    lengths = [(torch.rand(n, generator=gen) ** 4 * 500).long() + 5 for n in sizes]  # skewed: most short, few long
-    plan = torch.stack([torch.randint(0, n, (S, B), generator=gen) for n in sizes], dim=1)
-    grouped = ft.length_grouped(plan, lengths, seed=0)
-    assert grouped.shape == plan.shape and torch.equal(grouped, ft.length_grouped(plan, lengths, seed=0))
-    for start, stop in ((0, 64), (64, 100)):  # each window holds the same multiset of pairs per source
-        for k in range(2):
-            assert torch.equal(plan[start:stop, k].reshape(-1).sort().values,
-                               grouped[start:stop, k].reshape(-1).sort().values)
-    assert _padded(grouped, lengths) < 0.7 * _padded(plan, lengths)
-    assert not torch.equal(grouped[:, 0, 0].diff().sign(), -torch.ones(S - 1, dtype=torch.long))  # batches shuffled
-
-
 def test_plan_for_groups_only_when_configured(cfg):
     pairs = _pairs()
     lengths = [torch.arange(len(p)) for p in pairs.values()]
     plain = ft.plan_for(pairs, cfg, seed=0)
     grouped = ft.plan_for(pairs, cfg, seed=0, lengths=lengths)
     assert cfg.train.group_by_length and grouped.shape == plain.shape
-    assert torch.equal(grouped, ft.length_grouped(plain, lengths, 0))
+    assert torch.equal(grouped, sampling.length_grouped(plain, lengths, 0))
     off = load_config("tiny", {**OVERRIDES, "train.group_by_length": False})
     assert torch.equal(ft.plan_for(pairs, off, seed=0, lengths=lengths), plain)
     with pytest.raises(ConfigError, match="lengths of 2 sources"):
-        ft.length_grouped(plain, lengths[:2], 0)
+        sampling.length_grouped(plain, lengths[:2], 0)
 
 
 def test_pair_lengths_take_the_longer_side_after_truncation():

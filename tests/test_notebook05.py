@@ -3,7 +3,6 @@ folder has none from notebook 02) and writes Table 2 beside the paper's, judge r
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import nbformat

@@ -5,7 +5,7 @@ import os
 import torch
 
 from morelib import finetune as ft
-from morelib import synthetic, train
+from morelib import sampling, synthetic, train
 from morelib.config import load_config
 from morelib.data import Pair
 
@@ -14,16 +14,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def test_pooled_plan_resamples_every_source_to_the_common_size():
     sizes = {"a": 10, "b": 25, "c": 40}
-    codes = train.pooled_plan(sizes, 4, 1, None, seed=3)
+    codes = sampling.pooled_plan(sizes, 4, 1, None, seed=3)
     assert codes.shape == (40 // 4, 3 * 4)  # same steps per epoch as the balanced plan, K·B pairs per step
     source = codes // 40
     assert torch.bincount(source.flatten(), minlength=3).tolist() == [40, 40, 40]
     assert ((codes % 40) < torch.tensor([10, 25, 40])[source]).all()
-    assert torch.equal(codes, train.pooled_plan(sizes, 4, 1, None, seed=3))
+    assert torch.equal(codes, sampling.pooled_plan(sizes, 4, 1, None, seed=3))
     assert (torch.bincount(source[0], minlength=3) != 4).any() or (torch.bincount(source[1], minlength=3) != 4).any()
 
 
-def test_pooled_head_reaches_the_equal_weight_optimum():
+def test_pooled_head_reaches_the_equal_weight_optimum_after_pooled_adam_steps(monkeypatch):
     bench = synthetic.from_spec(load_config("tiny").data.synthetic, seed=5)
     tr = bench.split("train")
     tcfg = load_config("tiny").train
@@ -35,6 +35,18 @@ def test_pooled_head_reaches_the_equal_weight_optimum():
     assert torch.allclose(head.history["lam_final"], torch.full((len(tr),), 1 / len(tr)))
     balanced = train.train_head(tr, "multitask", tcfg, seed=0)
     assert torch.allclose(head.w, balanced.w, atol=1e-4) and head.history["grad_norm"] < 1e-4
+    # one step by hand: Adam's first step moves w by -lr·sign(g) for the batch-mean BT gradient g (+ L2 at w = 0);
+    # the full-batch polish that follows training is switched off so the step itself is what gets compared
+    monkeypatch.setattr(train, "polish", lambda diffs, w, lam, l2: w)
+    one = train.train_head(tr, "multitask-pooled", tcfg.__class__(**{**tcfg.__dict__, "head_epochs": 1}), seed=0,
+                           callback=lambda step, lam, loss: False)
+    mean, scale = train.standardizer(tr)
+    sizes = {n: len(pf) for n, pf in tr.items()}
+    codes = sampling.pooled_plan(sizes, tcfg.batch_per_source, 1, tcfg.resample_pairs, seed=0)[0]
+    stride, names = max(sizes.values()), list(tr)
+    X = torch.stack([tr[names[c // stride]].diff[c % stride] / scale for c in codes.tolist()])
+    g = -(torch.sigmoid(torch.zeros(len(X))) @ X) / len(X)
+    assert torch.allclose(one.w, -tcfg.head_lr * torch.sign(g) * (g.abs() > 0), atol=1e-5)
     test = bench.split("test")
     acc = torch.cat([(head.reward_diff(pf) > 0).float() for pf in test.values()]).mean()
     assert acc > 0.6

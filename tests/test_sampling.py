@@ -1,65 +1,64 @@
-"""Tests of morelib.sampling: sizes, coverage, oversampling keeps every pair, determinism."""
+"""Tests of morelib.sampling: balanced plans cover every pair and keep sources independent, seeded subsamples,
+length grouping keeps balance and each window's pairs while cutting padding. (Pooled plans: tests/test_pooled.py;
+plan_for from a config: tests/test_finetune.py.)"""
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
+import torch
 
-from morelib.sampling import balanced_batches, mix, mixed_batches, resample
-
-
-def test_resample_subsample_without_replacement():
-    items = list(range(100))
-    out = resample(items, 30, seed=1)
-    assert len(out) == 30 and len(set(out)) == 30 and set(out) <= set(items)
-    assert out == resample(items, 30, seed=1) != resample(items, 30, seed=2)
+from morelib import sampling
+from morelib.errors import ConfigError
 
 
-def test_resample_oversample_keeps_every_pair():
-    items = list(range(7))
-    out = resample(items, 40, seed=0)
-    counts = Counter(out)
-    assert len(out) == 40 and set(counts) == set(items)
-    assert set(counts.values()) <= {5, 6}  # ⌊40/7⌋ or ⌈40/7⌉
-    assert sorted(resample(items, 7, seed=3)) == items
+def test_batch_plan_is_balanced_covering_and_independent_of_other_sources():
+    plan = sampling.batch_plan({"a": 10, "b": 37}, B=4, epochs=2, n_common=None, seed=3)
+    assert plan.shape == (2 * (37 // 4), 2, 4)
+    per_epoch = 37 // 4
+    b_epoch = plan[:per_epoch, 1].flatten()
+    assert len(set(b_epoch.tolist())) == per_epoch * 4  # no pair twice within an epoch of the largest source
+    a_counts = torch.bincount(plan[:, 0].flatten(), minlength=10)
+    assert a_counts.min() >= 1  # the small source is cycled, every pair used
+    alone = sampling.batch_plan({"b": 37}, B=4, epochs=2, n_common=37, seed=3)
+    assert torch.equal(alone[:, 0], plan[:, 1])
 
 
-def test_resample_bad_input():
-    with pytest.raises(ValueError, match="empty source"):
-        resample([], 3, 0)
-    with pytest.raises(ValueError, match="n must be a positive int"):
-        resample([1], 0, 0)
+def test_resample_indices_lays_whole_copies_end_to_end():
+    idx = sampling.resample_indices(7, 40, torch.Generator().manual_seed(0))
+    counts = torch.bincount(idx, minlength=7)
+    assert idx.numel() == 40 and set(counts.tolist()) <= {5, 6}  # ⌊40/7⌋ or ⌈40/7⌉, no pair left out
+    assert sorted(idx[:7].tolist()) == list(range(7))
 
 
-def test_balanced_batches_epoch_and_coverage():
-    sizes = {"a": 50, "b": 12, "c": list(range(30))}
-    batches = list(balanced_batches(sizes, B=8, seed=0))
-    assert len(batches) == 7  # ⌈50 / 8⌉
-    assert all(set(b) == {"a", "b", "c"} and all(len(v) == 8 for v in b.values()) for b in batches)
-    seen_a = [i for b in batches for i in b["a"]]
-    assert set(seen_a) == set(range(50))  # the largest source is seen once (plus a wrap-around tail)
-    first_pass_b = [i for b in batches for i in b["b"]][:12]
-    assert sorted(first_pass_b) == list(range(12))  # a smaller source cycles through full permutations
-    assert batches == list(balanced_batches(sizes, 8, 0))
-    assert batches != list(balanced_batches(sizes, 8, 1))
-    assert len(list(balanced_batches(sizes, 8, 0, steps=3))) == 3
+def test_plans_reject_a_batch_larger_than_the_resampled_source():
+    for make in (sampling.batch_plan, sampling.pooled_plan):
+        with pytest.raises(ConfigError, match="'train.batch_per_source' = 8 exceeds the 5 pairs"):
+            make({"a": 5}, 8, 1, None, 0)
 
 
-def test_balanced_batches_bad_input():
-    with pytest.raises(ValueError, match="no sources"):
-        next(balanced_batches({}, 4, 0))
-    with pytest.raises(ValueError, match="size of source 'x'"):
-        next(balanced_batches({"x": []}, 4, 0))
+def test_seed_indices_subsample_by_seed_and_source():
+    a = sampling.seed_indices(400, 0.8, 0, "helpful")
+    assert a.numel() == 320 and len(set(a.tolist())) == 320 and bool((a[1:] > a[:-1]).all())
+    assert torch.equal(a, sampling.seed_indices(400, 0.8, 0, "helpful"))  # every scheme of a seed sees the same pairs
+    assert not torch.equal(a, sampling.seed_indices(400, 0.8, 1, "helpful"))
+    assert not torch.equal(a, sampling.seed_indices(400, 0.8, 0, "harmless"))
+    assert torch.equal(sampling.seed_indices(7, 1.0, 3, "x"), torch.arange(7))
 
 
-def test_mixed_batches_one_epoch():
-    batches = list(mixed_batches({"a": 5, "b": 3}, batch_size=3, seed=0))
-    flat = [x for b in batches for x in b]
-    assert [len(b) for b in batches] == [3, 3, 2]
-    assert sorted(flat) == [("a", i) for i in range(5)] + [("b", i) for i in range(3)]
+def _padded(plan, lengths):
+    """Padded tokens per step under dynamic padding: 2·K·B rows × the longest pair of the batch."""
+    return sum(2 * b.numel() * max(int(lengths[k][b[k]].max()) for k in range(b.shape[0])) for b in plan)
 
 
-def test_mix_balances_sources():
-    pooled = mix({"a": [("a", i) for i in range(3)], "b": [("b", i) for i in range(100)]}, 20, seed=0)
-    assert Counter(src for src, _ in pooled) == {"a": 20, "b": 20}
-    assert pooled == mix({"b": [("b", i) for i in range(100)], "a": [("a", i) for i in range(3)]}, 20, seed=0)
+def test_length_grouping_keeps_balance_and_pairs_and_cuts_padding():
+    gen = torch.Generator().manual_seed(3)
+    sizes, B, S = [300, 500], 4, 100  # 100 steps: one full 64-batch window and a partial one
+    lengths = [(torch.rand(n, generator=gen) ** 4 * 500).long() + 5 for n in sizes]  # skewed: most short, few long
+    plan = torch.stack([torch.randint(0, n, (S, B), generator=gen) for n in sizes], dim=1)
+    grouped = sampling.length_grouped(plan, lengths, seed=0)
+    assert grouped.shape == plan.shape and torch.equal(grouped, sampling.length_grouped(plan, lengths, seed=0))
+    for start, stop in ((0, 64), (64, 100)):  # each window holds the same multiset of pairs per source
+        for k in range(2):
+            assert torch.equal(plan[start:stop, k].reshape(-1).sort().values,
+                               grouped[start:stop, k].reshape(-1).sort().values)
+    assert _padded(grouped, lengths) < 0.7 * _padded(plan, lengths)
+    assert not torch.equal(grouped[:, 0, 0].diff().sign(), -torch.ones(S - 1, dtype=torch.long))  # batches shuffled

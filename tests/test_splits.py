@@ -13,7 +13,8 @@ from morelib import data
 from morelib.config import DataConfig, SourceSpec, SplitSpec
 from morelib.data import Pair
 from morelib.errors import DataError
-from morelib.splits import SIDES, SplitReport, carve_groups, load_source_splits, side_of, split_pairs, unit_hash
+from morelib.groups import carve_groups, unit_hash
+from morelib.splits import SIDES, SplitReport, load_source_splits, side_of, split_pairs
 
 DATA = Path(os.environ.get("MORE_DATA_DIR") or Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
 needs_data = pytest.mark.skipif(not (DATA / "hh-rlhf").is_dir(),

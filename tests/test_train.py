@@ -17,7 +17,7 @@ from morelib import train as T
 from morelib.config import load_config
 from morelib.errors import ConfigError, DataError, TrainingError
 from morelib.features import PairFeatures, extract
-from morelib.losses import bt_loss, head_grad
+from morelib.losses import batch_grads, bt_loss, head_grad
 from morelib.synthetic import make_drift_benchmark
 
 REAL_DATA = Path(os.environ.get("MORE_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -42,7 +42,7 @@ def _sources(K=3, n=(40, 64, 50), h=12, seed=0, offset=5.0):
 def test_batch_grads_match_autograd_and_head_grad():
     g = torch.Generator().manual_seed(1)
     X, w = torch.randn(3, 7, 5, generator=g), torch.randn(5, generator=g)
-    delta, grads = T.batch_grads(X, w)
+    delta, grads = batch_grads(X, w)
     for k in range(3):
         wk = w.clone().requires_grad_(True)
         bt_loss(X[k] @ wk).backward()
@@ -71,18 +71,6 @@ def test_standardizer_matches_direct_computation():
     mean, scale = T.standardizer(train)
     torch.testing.assert_close(mean, feats.mean(0).float())
     torch.testing.assert_close(scale, feats.std(0, correction=0).float(), rtol=1e-4, atol=0)
-
-
-def test_batch_plan_is_balanced_covering_and_independent_of_other_sources():
-    plan = T.batch_plan({"a": 10, "b": 37}, B=4, epochs=2, n_common=None, seed=3)
-    assert plan.shape == (2 * (37 // 4), 2, 4)
-    per_epoch = 37 // 4
-    b_epoch = plan[:per_epoch, 1].flatten()
-    assert len(set(b_epoch.tolist())) == per_epoch * 4  # no pair twice within an epoch of the largest source
-    a_counts = torch.bincount(plan[:, 0].flatten(), minlength=10)
-    assert a_counts.min() >= 1  # the small source is cycled, every pair used
-    alone = T.batch_plan({"b": 37}, B=4, epochs=2, n_common=37, seed=3)
-    assert torch.equal(alone[:, 0], plan[:, 1])
 
 
 def test_more_with_one_source_equals_single(tcfg):
@@ -267,15 +255,6 @@ def test_single_head_reaches_the_exact_l2_logistic_optimum_on_real_features(real
     grad = -(X.T @ expit(-(X @ w_head))) / len(X) + l2 * w_head
     assert head.history["grad_norm"] == pytest.approx(np.linalg.norm(grad), rel=1e-3, abs=1e-6)
     assert head.meta["grad_norm"] == head.history["grad_norm"]
-
-
-def test_seed_indices_subsample_by_seed_and_source():
-    a = T.seed_indices(400, 0.8, 0, "helpful")
-    assert a.numel() == 320 and len(set(a.tolist())) == 320 and bool((a[1:] > a[:-1]).all())
-    assert torch.equal(a, T.seed_indices(400, 0.8, 0, "helpful"))  # every scheme of a seed sees the same pairs
-    assert not torch.equal(a, T.seed_indices(400, 0.8, 1, "helpful"))
-    assert not torch.equal(a, T.seed_indices(400, 0.8, 0, "harmless"))
-    assert torch.equal(T.seed_indices(7, 1.0, 3, "x"), torch.arange(7))
 
 
 def test_study_seeds_train_on_their_own_subsample(tmp_path):
