@@ -22,7 +22,7 @@ def setup(notebook: str) -> str:
     """The set-up cell: imports, validated config and the run folder."""
     return f'''from IPython.display import Markdown, display
 
-from morelib import findings, paper, plots, runs, study, tables
+from morelib import findings, paper, plots, rms, runs, study, tables
 
 run = runs.start(profile, run_dir, overrides, "{notebook}")
 runs.log_to_file(run)  # INFO lines go to <run>/{notebook}/log.txt; warnings stay visible here
@@ -47,7 +47,7 @@ uses the short head schedule of `explore` in the params (shown in the status lin
 without a widget front-end; the widget below it needs JupyterLab (see docs/explorer.md)."""),
     ("code", '''from morelib import explore, explore_ui
 
-explorer = explore.Explorer.from_study(data, cfg, run, more_head=heads[study.head_key("more", cfg.seeds[0])])
+explorer = explore.Explorer.from_study(data, cfg, run, more_head=heads[rms.RMKey("more", seed=cfg.seeds[0])])
 with run.timer("explorer: uniform-λ refit"):
     explorer.set_lambda(explorer.presets()["uniform"])
 fig = explore_ui.lambda_figure(explorer)
@@ -192,7 +192,7 @@ run.save_table("more_vs_baselines", more_vs_baselines)
 baseline_findings = findings.finding_baselines(more_vs_baselines, len(cfg.seeds))
 display(lambdas.round(3), *[Markdown(t) for t in baseline_findings])'''),
     ("md", "## Training dynamics · λ and per-source losses of MORE (first seed)"),
-    ("code", '''fig = plots.training_curves(heads[study.head_key("more", cfg.seeds[0])].history, "MORE: λ and batch loss per source")
+    ("code", '''fig = plots.training_curves(heads[rms.RMKey("more", seed=cfg.seeds[0])].history, "MORE: λ and batch loss per source")
 run.save_figure("lambda_trajectory", fig)
 fig'''),
     ("md", "## Reliability diagrams (all test sources and seeds pooled), before and after temperature scaling\n"
