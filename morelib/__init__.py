@@ -12,7 +12,7 @@ Layers, first to last:
   features    model (backbones), features (pooled backbone features), synthetic (the feature-level benchmark)
   weighting   more (MORE's λ), weighting (simplex λ check, baselines)
   training    train (feature tier), finetune (full fine-tuning tier)
-  evaluation  diagnostics, findings
+  evaluation  rms (reward-model keys and the one scoring protocol), diagnostics, findings
   study       study, scenarios, tables, plots, evaluate, explore, export
   alignment   explore_ui, judge, rjs, alignment
 """
@@ -27,7 +27,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("features", ("model", "features", "synthetic")),
     ("weighting", ("more", "weighting")),
     ("training", ("train", "finetune")),
-    ("evaluation", ("diagnostics", "findings")),
+    ("evaluation", ("rms", "diagnostics", "findings")),
     ("study", ("study", "scenarios", "tables", "plots", "evaluate", "explore", "export")),
     ("alignment", ("explore_ui", "judge", "rjs", "alignment")),
 )

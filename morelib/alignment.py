@@ -23,6 +23,7 @@ import torch
 from morelib import features, judge, paper, rjs, study, train
 from morelib.config import MIX_SCHEMES, Config
 from morelib.errors import DataError
+from morelib.rms import RewardModel, RMKey
 from morelib.runs import Run
 
 ASPECT_OF = {"harmless": "harmless"}  # every other source is judged on helpfulness
@@ -64,10 +65,10 @@ def held_out_pairs(data: study.StudyData, cfg: Config, n: int, seed: int) -> dic
     return out
 
 
-def selection_heads(cfg: Config, data: study.StudyData, run: Run | None) -> dict[str, train.HeadModel]:
+def selection_heads(cfg: Config, data: study.StudyData, run: Run | None) -> dict[str, RewardModel]:
     """The RMs that select responses, one per cfg.rjs.schemes (first seed): this run's saved heads, else fitted now."""
     heads = study.fit(cfg, data, cfg.rjs.schemes, seeds=[cfg.seeds[0]], run=run)
-    return {study.parse_key(k)["scheme"]: h for k, h in heads.items()}
+    return {k.scheme: h for k, h in heads.items()}
 
 
 def gold_head(cfg: Config, data: study.StudyData, cache_dir: Path | None = None) -> train.HeadModel:
@@ -81,9 +82,9 @@ def gold_head(cfg: Config, data: study.StudyData, cache_dir: Path | None = None)
     return train.train_head(calib, "multitask", cfg.train, max(cfg.seeds) + 1)
 
 
-def rm_table(heads: dict[str, train.HeadModel], data: study.StudyData, cfg: Config) -> pd.DataFrame:
+def rm_table(heads: dict[str, RewardModel], data: study.StudyData, cfg: Config) -> pd.DataFrame:
     """Per scheme: ECE (10 bins) and accuracy on each prompt source's test set and their mean (Table 2's RM ECE)."""
-    keyed = {study.head_key(s, cfg.seeds[0]): h for s, h in heads.items()}
+    keyed = {RMKey(s, seed=cfg.seeds[0]): h for s, h in heads.items()}
     diffs = study.reward_diffs(keyed, data, "test", sources=cfg.rjs.prompt_sources)
     table = study.evaluate(keyed, data, cfg, diffs=diffs)
     wide = table.pivot_table(index="scheme", columns="test_source", values=["ece_10", "accuracy"])
@@ -101,21 +102,16 @@ def scorer(head: train.HeadModel, cfg: Config, cache_dir: Path) -> Callable[[Seq
     return score
 
 
-def score_candidates(prompts: Sequence[str], candidates: Sequence[Sequence[str]], heads: dict[str, train.HeadModel],
+def score_candidates(prompts: Sequence[str], candidates: Sequence[Sequence[str]], heads: dict[str, RewardModel],
                      cfg: Config, cache_dir: Path) -> dict[str, torch.Tensor]:
-    """Rewards [P, n] of every candidate under every RM (features extracted once, shared by the RMs)."""
+    """Rewards [P, n] of every candidate under every RM (backbone features extracted once, shared by the heads)."""
     n = len(candidates[0])
     texts = [p + " " + c.strip() for p, cands in zip(prompts, candidates) for c in cands]
-    frozen = {s: h for s, h in heads.items() if not isinstance(h, study.FinetunedRM)}
-    feats = features.extract_texts(texts, cfg.model, cache_dir, progress=True) if frozen else None
-    with torch.no_grad():
-        out = {s: h.reward(feats).reshape(len(prompts), n) for s, h in frozen.items()}
+    needed = any(h.uses_features for h in heads.values())
+    feats = features.extract_texts(texts, cfg.model, cache_dir, progress=True) if needed else None
     ask = [p for p, cands in zip(prompts, candidates) for _ in cands]
-    answers = [" " + c.strip() for cands in candidates for c in cands]  # the same texts as the frozen tier
-    for s, h in heads.items():
-        if isinstance(h, study.FinetunedRM):
-            out[s] = h.rewards(ask, answers).reshape(len(prompts), n)
-    return {s: out[s] for s in heads}
+    answers = [" " + c.strip() for cands in candidates for c in cands]  # prompt + answer = the texts above
+    return {s: h.rewards(ask, answers, feats).reshape(len(prompts), n) for s, h in heads.items()}
 
 
 def candidate_frame(candidates: Sequence[Sequence[str]], scores: dict[str, torch.Tensor]) -> pd.DataFrame:

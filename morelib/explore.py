@@ -34,6 +34,7 @@ import torch
 
 from morelib import metrics, study, train
 from morelib.config import MIX_SCHEMES, Config, ExploreConfig, MoreConfig, TrainConfig
+from morelib.rms import RewardModel, RMKey
 from morelib.errors import ConfigError, RunError
 from morelib.features import PairFeatures
 from morelib.runs import atomic_write
@@ -83,12 +84,11 @@ def capped_subsets(sizes: Mapping[str, int], ecfg: ExploreConfig) -> dict[str, t
     return {n: None if size <= cap else torch.randperm(size, generator=gen)[:cap] for n, size in sizes.items()}
 
 
-def _finetuned_features(data: study.StudyData, cfg: Config, run: Any, rm: Any
+def _finetuned_features(data: study.StudyData, cfg: Config, run: Any, rm: RewardModel | None
                         ) -> tuple[dict[str, PairFeatures], dict[str, PairFeatures]]:
     """(train, test) features per source from a fine-tuned RM's backbone; only the explorer's capped train pairs."""
-    if not isinstance(rm, study.FinetunedRM):
-        key = study.head_key("more", cfg.seeds[0])
-        rm = study.fit(cfg, data, ["more"], seeds=[cfg.seeds[0]], run=run)[key]
+    if rm is None or rm.uses_features:  # a head has no backbone of its own: use this run's fine-tuned MORE RM
+        rm = study.fit(cfg, data, ["more"], seeds=[cfg.seeds[0]], run=run)[RMKey("more", seed=cfg.seeds[0])]
     picks = capped_subsets({s: len(data.pairs[s]["train"]) for s in data.sources}, cfg.explore)
     keep = {s: {"train": idx.tolist()} for s, idx in picks.items() if idx is not None}
     feats = study.rm_features(cfg, data, rm, run, ("train", "test"), keep)
@@ -124,8 +124,7 @@ class Explorer:
 
     @classmethod
     def from_study(cls, data: study.StudyData, cfg: Config, run: Any = None,
-                   more_head: train.HeadModel | study.FinetunedRM | None = None,
-                   backbone: study.FinetunedRM | None = None) -> Explorer:
+                   more_head: RewardModel | None = None, backbone: RewardModel | None = None) -> Explorer:
         """An explorer over a `study.StudyData` (train and test splits); MORE's trajectory from `more_head` if given.
 
         Fine-tuning tier (no frozen features in `data`): heads are refitted on the pooled last-layer features of a

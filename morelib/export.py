@@ -26,6 +26,7 @@ from morelib import runs, study
 from morelib.config import load_config
 from morelib.errors import ModelError, MoreError, RunError
 from morelib.model import load_reward_model, save_reward_model, score_layer
+from morelib.rms import HeadRM, RMKey
 from morelib.train import HeadModel
 
 META_FILE = "morelib_export.json"
@@ -108,14 +109,14 @@ def export_head(head: HeadModel, model_cfg: Any, folder: str | Path, info: dict[
     return folder
 
 
-def run_heads(run_dir: Path) -> tuple[Any, dict[str, Path]]:
+def run_heads(run_dir: Path) -> tuple[Any, dict[RMKey, Path]]:
     """(config, {key: head file}) of the RMs fitted in a run folder under its config.yaml."""
     if not (run_dir / "config.yaml").is_file():
         raise RunError(f"{run_dir} is not a run folder (no config.yaml)")
     cfg = load_config(run_dir / "config.yaml")
     folder = run_dir / "heads" / study.fingerprint(cfg)
     files = sorted(folder.glob("*.pt")) if folder.is_dir() else []
-    return cfg, {unquote(p.name[:-3]): p for p in files}
+    return cfg, {RMKey.parse(unquote(p.name[:-3])): p for p in files}
 
 
 def _data_counts(run_dir: Path) -> dict[str, Any] | None:
@@ -127,10 +128,10 @@ def _data_counts(run_dir: Path) -> dict[str, Any] | None:
     return None
 
 
-def test_metrics(cfg: Any, run_dir: Path, key: str, head: HeadModel) -> list[dict[str, Any]]:
+def test_metrics(cfg: Any, run_dir: Path, key: RMKey, head: HeadModel) -> list[dict[str, Any]]:
     """Accuracy and ECE (10 bins) of the head on each test source of the run's data (features from the cache)."""
     data = study.prepare(cfg, runs.Run(root=run_dir, notebook="export", cfg=cfg))
-    table = study.evaluate({key: head}, data, cfg)
+    table = study.evaluate({key: HeadRM(head)}, data, cfg)
     return table[["test_source", "n", "accuracy", "ece_10", "brier", "log_loss"]].round(4).to_dict("records")
 
 
@@ -138,20 +139,21 @@ def main(argv: list[str] | None = None) -> int:
     """CLI: python -m morelib.export RUN_DIR KEY OUT_DIR (lists the run's keys when KEY is missing or unknown)."""
     parser = argparse.ArgumentParser(prog="python -m morelib.export", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("key", nargs="?", help="RM key as study.head_key writes it, e.g. more/seed0")
+    parser.add_argument("key", nargs="?", help="RM key as the run names it (rms.RMKey), e.g. more/seed0")
     parser.add_argument("out_dir", nargs="?", type=Path)
     args = parser.parse_args(argv)
     try:
         cfg, heads = run_heads(args.run_dir)
-        if args.key not in heads or args.out_dir is None:
-            listed = "\n  ".join(heads) or "(none: run notebook 02 first)"
+        key = next((k for k in heads if str(k) == args.key), None)
+        if key is None or args.out_dir is None:
+            listed = "\n  ".join(map(str, heads)) or "(none: run notebook 02 first)"
             print(f"{'unknown key ' + repr(args.key) if args.key else 'no key given'}; RMs of {args.run_dir}:\n  "
                   f"{listed}\nusage: python -m morelib.export RUN_DIR KEY OUT_DIR", file=sys.stderr)
             return 2
-        head = HeadModel.load(heads[args.key])
-        out = export_head(head, cfg.model, args.out_dir, {"key": args.key, "run": str(args.run_dir.resolve()),
+        head = HeadModel.load(heads[key])
+        out = export_head(head, cfg.model, args.out_dir, {"key": str(key), "run": str(args.run_dir.resolve()),
                                                           "data_counts": _data_counts(args.run_dir),
-                                                          "metrics": test_metrics(cfg, args.run_dir, args.key, head)})
+                                                          "metrics": test_metrics(cfg, args.run_dir, key, head)})
     except MoreError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

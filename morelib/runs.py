@@ -19,7 +19,7 @@ import platform
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -115,6 +115,16 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def _json_part(value: Any, wide: bool) -> Any:
+    """A metrics.json part: a DataFrame as records (its index as columns unless a plain range) or, when `wide`, as
+    {column: {index: value}}; anything else unchanged."""
+    if not isinstance(value, pd.DataFrame):
+        return value
+    if wide:
+        return value.to_dict()
+    return (value if isinstance(value.index, pd.RangeIndex) else value.reset_index()).to_dict("records")
+
+
 def new_run_id(cfg: Config) -> str:
     """`<profile>-<YYYYmmdd-HHMMSS>-<git7>` for a fresh run of `cfg`."""
     return f"{cfg.profile}-{datetime.now():%Y%m%d-%H%M%S}-{git_commit(short=True)}"
@@ -178,6 +188,14 @@ class Run:
         """Write `data` as `<notebook>/<name>.json` (e.g. name='metrics')."""
         text = json.dumps(_jsonable(data), indent=2, sort_keys=True, allow_nan=False)
         return atomic_write(self.dir / f"{name}.json", lambda fh: fh.write(text + "\n"))
+
+    def save_metrics(self, *, file: str = "metrics", wide: Sequence[str] = (), **parts: Any) -> Path:
+        """Write `<notebook>/<file>.json` from named parts: a DataFrame as records (a non-range index becomes columns),
+        or as {column: {index: value}} when its name is in `wide`; any other value as given."""
+        unknown = [name for name in wide if name not in parts]
+        if unknown:
+            raise RunError(f"save_metrics: wide={unknown} names no part (parts: {sorted(parts)})")
+        return self.save_json(file, {name: _json_part(value, name in wide) for name, value in parts.items()})
 
     def save_table(self, name: str, table: pd.DataFrame) -> Path:
         """Write `table` as `<notebook>/tables/<name>.csv`."""

@@ -22,14 +22,13 @@ from urllib.parse import quote, unquote
 
 import numpy as np
 import pandas as pd
-import torch
 
 from morelib import features, finetune, metrics, paper, sampling, splits, synthetic, temperature, train
-from morelib import model as model_lib
 from morelib.config import TRAINED_SCHEMES, Config
 from morelib.data import Pair
 from morelib.errors import DataError, RunError
 from morelib.features import PairFeatures
+from morelib.rms import FinetunedRM, HeadRM, RewardModel, RMKey
 from morelib.runs import Run
 
 log = logging.getLogger(__name__)
@@ -100,23 +99,9 @@ def fingerprint(cfg: Config) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def head_key(scheme: str, seed: int, source: str | None = None, subset: Sequence[str] | None = None) -> str:
-    """`<scheme>[:<source>][@<a+b>]/seed<k>`: the name of one fitted RM."""
-    key = scheme + (f":{source}" if source else "") + (f"@{'+'.join(subset)}" if subset else "")
-    return f"{key}/seed{seed}"
-
-
-def parse_key(key: str) -> dict[str, Any]:
-    """Inverse of `head_key`: scheme, source, subset and seed of an RM name."""
-    name, seed = key.rsplit("/seed", 1)
-    name, _, subset = name.partition("@")
-    scheme, _, source = name.partition(":")
-    return {"scheme": scheme, "source": source or None, "subset": subset.split("+") if subset else None, "seed": int(seed)}
-
-
-def head_file(folder: Path, key: str) -> Path:
+def head_file(folder: Path, key: RMKey) -> Path:
     """File (feature tier) or folder (finetune tier) of the RM `key` inside a run's heads folder."""
-    return folder / quote(key, safe="@+")
+    return folder / quote(str(key), safe="@+")
 
 
 def seed_pairs(pairs: list[Pair], cfg: Config, seed: int, source: str) -> list[Pair]:
@@ -124,60 +109,21 @@ def seed_pairs(pairs: list[Pair], cfg: Config, seed: int, source: str) -> list[P
     return [pairs[i] for i in sampling.seed_indices(len(pairs), cfg.train.seed_subsample, seed, source).tolist()]
 
 
-def _fit_one(cfg: Config, data: StudyData, key: str, sources: list[str], scheme: str, seed: int,
-             folder: Path | None) -> Any:
+def _fit_one(cfg: Config, data: StudyData, key: RMKey, sources: list[str], folder: Path | None) -> RewardModel:
     """Load the RM `key` from `folder` if it was fitted earlier in this run, else train (and save) it."""
     if cfg.train.tier == "finetune" and data.pairs:  # feature-only data (the synthetic benchmark) trains heads
-        return _finetune_one(cfg, data, key, sources, scheme, seed, folder)
+        return _finetune_one(cfg, data, key, sources, folder)
+    scheme, seed = key.scheme, key.seed
     path = head_file(folder, key).with_suffix(".pt") if folder is not None else None
     if path is not None and path.exists():
-        return train.HeadModel.load(path)
+        return HeadRM(train.HeadModel.load(path))
     by_source = {s: data.features[s]["train"].subset(sampling.seed_indices(
         len(data.features[s]["train"]), cfg.train.seed_subsample, seed, s)) for s in sources}
     calib = {s: data.features[s]["calib"] for s in sources} if scheme == "tuned" else None  # λ chosen on calib
     head = train.train_head(by_source, scheme, cfg.train, seed, calib=calib, more=cfg.more)
     if path is not None:
         head.save(path)
-    return head
-
-
-class FinetunedRM:
-    """A fully fine-tuned reward-model folder (finetune tier), scoring pairs with the model itself.
-
-    Plays the role of a `HeadModel` for `reward_diffs`: `reward_diff_pairs(pairs) -> ndarray[N]`; `history` holds the
-    trainer's λ/loss log (`lam`, `loss` [logs, K], `source_names`), empty for the untrained (`raw`) model.
-    """
-
-    def __init__(self, path: str | Path, model_cfg: Any, history: dict[str, Any] | None = None) -> None:
-        self.path, self.model_cfg, self._model = path, model_cfg, None
-        self._diffs: dict[tuple, np.ndarray] = {}
-        self.history = history or {}
-
-    def loaded(self) -> tuple[Any, Any]:
-        """(model, tokenizer), loaded on first use."""
-        if self._model is None:
-            self._model = model_lib.load_reward_model(self.path, self.model_cfg.dtype, self.model_cfg.padding_side)
-        return self._model
-
-    def reward_diff_pairs(self, pairs: Sequence[Pair]) -> np.ndarray:
-        """r(prompt + chosen) − r(prompt + rejected) [N] of `pairs`."""
-        key = tuple((p.prompt, p.chosen, p.rejected) for p in pairs)
-        if key in self._diffs:  # evaluate, select_top and temperatures score the same splits again
-            return self._diffs[key].copy()
-        net, tok = self.loaded()
-        prompts = [p.prompt for p in pairs]
-        kw = {"max_length": self.model_cfg.max_length, "truncation_side": self.model_cfg.truncation_side,
-              "batch_size": self.model_cfg.batch_size}
-        chosen = model_lib.score(net, tok, prompts, [p.chosen for p in pairs], **kw)
-        rejected = model_lib.score(net, tok, prompts, [p.rejected for p in pairs], **kw)
-        self._diffs[key] = (chosen - rejected).double().numpy()
-        return self._diffs[key].copy()
-
-    def rewards(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
-        """r(prompt + response) [N] float32 on CPU."""
-        net, tok = self.loaded()
-        return model_lib.score(net, tok, list(prompts), list(responses), max_length=self.model_cfg.max_length,
-                               truncation_side=self.model_cfg.truncation_side, batch_size=self.model_cfg.batch_size)
+    return HeadRM(head)
 
 
 def rm_features(cfg: Config, data: StudyData, rm: FinetunedRM, run: Run | None, sides: Sequence[str] = ("train", "test"),
@@ -214,10 +160,10 @@ def finetune_history(log_file: Path) -> dict[str, Any]:
             "step": np.array([r["step"] for r in rows]), "source_names": names}
 
 
-def _finetune_one(cfg: Config, data: StudyData, key: str, sources: list[str], scheme: str, seed: int,
-                  folder: Path | None) -> FinetunedRM:
+def _finetune_one(cfg: Config, data: StudyData, key: RMKey, sources: list[str], folder: Path | None) -> FinetunedRM:
     """Full fine-tuning of one RM through morelib.finetune (resumed if interrupted, reused if finished), or the
     untrained model for `raw`."""
+    scheme, seed = key.scheme, key.seed
     if scheme == "raw":
         return FinetunedRM(cfg.model.name, cfg.model)
     if folder is None:
@@ -236,10 +182,10 @@ def single_config(cfg: Config, K: int) -> Config:
 
 
 def fit(cfg: Config, data: StudyData, schemes: Sequence[str], seeds: Sequence[int] | None = None,
-        run: Run | None = None, sources: Sequence[str] | None = None) -> dict[str, train.HeadModel]:
+        run: Run | None = None, sources: Sequence[str] | None = None) -> dict[RMKey, RewardModel]:
     """Fit (or reload from the run) every RM of `schemes` × `seeds` on `sources` (default: all available).
 
-    `single` fits one RM per source; `top` needs the singles (it is chosen at evaluation). Keys: see `head_key`;
+    `single` fits one RM per source; `top` needs the singles (it is chosen at evaluation). Keys: `rms.RMKey`;
     a source subset other than all available sources is part of the key (`more@helpful+harmless/seed0`).
     """
     seeds = tuple(cfg.seeds if seeds is None else seeds)
@@ -249,7 +195,7 @@ def fit(cfg: Config, data: StudyData, schemes: Sequence[str], seeds: Sequence[in
         raise DataError(f"sources {unknown} are not available (available: {data.sources}; missing: {list(data.missing)})")
     subset = None if srcs == data.sources else srcs
     folder = run.heads_dir / fingerprint(cfg) if run is not None else None
-    heads: dict[str, train.HeadModel] = {}
+    heads: dict[RMKey, RewardModel] = {}
     for scheme in schemes:
         if scheme not in TRAINED_SCHEMES + ("top",):
             raise RunError(f"unknown scheme '{scheme}' (valid: {', '.join(TRAINED_SCHEMES + ('top',))})")
@@ -257,121 +203,112 @@ def fit(cfg: Config, data: StudyData, schemes: Sequence[str], seeds: Sequence[in
             if scheme in ("single", "top"):
                 one = single_config(cfg, len(srcs))
                 for s in srcs:
-                    key = head_key("single", seed, s)
-                    heads[key] = _fit_one(one, data, key, [s], "single", seed, folder)
+                    key = RMKey("single", source=s, seed=seed)
+                    heads[key] = _fit_one(one, data, key, [s], folder)
             else:
-                key = head_key(scheme, seed, subset=subset)
-                heads[key] = _fit_one(cfg, data, key, srcs, scheme, seed, folder)
+                key = RMKey(scheme, subset=subset, seed=seed)
+                heads[key] = _fit_one(cfg, data, key, srcs, folder)
     if run is not None:  # each head's final full-batch gradient norm: how far from its optimum the fit stopped
         run.manifest_extra.setdefault("heads", {}).update(
-            {k: {"grad_norm": getattr(h, "meta", {}).get("grad_norm")} for k, h in heads.items()})
+            {str(k): {"grad_norm": h.meta.get("grad_norm")} for k, h in heads.items()})
     return heads
 
 
-def load_heads(run: Run, schemes: Sequence[str] | None = None) -> dict[str, Any]:
+def load_heads(run: Run, schemes: Sequence[str] | None = None) -> dict[RMKey, RewardModel]:
     """The RMs fitted earlier in this run under its current config, optionally only those of `schemes`."""
     folder = run.heads_dir / fingerprint(run.cfg)
     if not folder.is_dir():
         raise RunError(f"no reward models fitted in {run.root} for this config yet: run notebook 02 first")
-    heads: dict[str, Any] = {}
+    heads: dict[RMKey, RewardModel] = {}
     for path in sorted(folder.iterdir()):
-        key = unquote(path.name[:-3] if path.suffix == ".pt" else path.name)
-        if schemes is None or parse_key(key)["scheme"] in schemes:
-            heads[key] = train.HeadModel.load(path) if path.suffix == ".pt" else _finetune_one(
-                run.cfg, StudyData(), key, [], parse_key(key)["scheme"], parse_key(key)["seed"], folder)
+        key = RMKey.parse(unquote(path.name[:-3] if path.suffix == ".pt" else path.name))
+        if schemes is None or key.scheme in schemes:
+            heads[key] = HeadRM(train.HeadModel.load(path)) if path.suffix == ".pt" else _finetune_one(
+                run.cfg, StudyData(), key, [], folder)
     return heads
 
 
-def reward_diffs(heads: dict[str, train.HeadModel], data: StudyData, split: str = "test",
-                 sources: Sequence[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
+def reward_diffs(heads: dict[RMKey, RewardModel], data: StudyData, split: str = "test",
+                 sources: Sequence[str] | None = None) -> dict[RMKey, dict[str, np.ndarray]]:
     """Reward differences r(chosen) − r(rejected) [N] of every RM on every source's `split`: {key: {source: Δ}}."""
     srcs = list(data.sources if sources is None else sources)
-    out = {}
-    with torch.no_grad():
-        for key, head in heads.items():
-            if isinstance(head, FinetunedRM):
-                out[key] = {s: head.reward_diff_pairs(data.pairs[s][split]) for s in srcs}
-            else:
-                out[key] = {s: head.reward_diff(data.features[s][split]).detach().cpu().numpy().astype(np.float64)
-                            for s in srcs}
-    return out
+    return {key: {s: rm.reward_diff(*_split_of(data, s, split)) for s in srcs} for key, rm in heads.items()}
 
 
-def select_top(heads: dict[str, train.HeadModel], data: StudyData) -> dict[tuple[int, str], str]:
+def _split_of(data: StudyData, source: str, split: str) -> tuple[list[Pair] | None, PairFeatures | None]:
+    """(pairs, features) of one source's split; None for what `data` does not hold (features on the finetune tier)."""
+    if source not in data.pairs and source not in data.features:
+        raise DataError(f"source '{source}' is not loaded (available: {data.sources}; missing: {list(data.missing)})")
+    pairs = data.pairs[source][split] if source in data.pairs else None
+    return pairs, data.features[source][split] if source in data.features else None
+
+
+def select_top(heads: dict[RMKey, RewardModel], data: StudyData) -> dict[tuple[int, str], str]:
     """For each (seed, test source): the single-source RM's training source with the best calib accuracy."""
-    calib = reward_diffs({k: h for k, h in heads.items() if parse_key(k)["scheme"] == "single"}, data, "calib")
+    calib = reward_diffs({k: h for k, h in heads.items() if k.scheme == "single"}, data, "calib")
     best: dict[tuple[int, str], tuple[float, str]] = {}
     for key, by_src in calib.items():
-        info = parse_key(key)
         for test_src, diff in by_src.items():
             acc = metrics.accuracy(diff)
-            slot = (info["seed"], test_src)
+            slot = (key.seed, test_src)
             if slot not in best or acc > best[slot][0]:
-                best[slot] = (acc, info["source"])
+                best[slot] = (acc, key.source)
     if not best:
         raise RunError("the 'top' scheme needs single-source RMs: fit(..., schemes=['single']) first")
     return {slot: src for slot, (_, src) in best.items()}
 
 
-def scheme_diffs(heads: dict[str, train.HeadModel], data: StudyData, split: str = "test",
-                 temperature_scaled: bool = False) -> dict[str, dict[str, np.ndarray]]:
+def scheme_diffs(heads: dict[RMKey, RewardModel], data: StudyData, split: str = "test",
+                 temperature_scaled: bool = False) -> dict[RMKey, dict[str, np.ndarray]]:
     """Test reward differences keyed like the heads, plus `top/seed<k>` (Single-Top); `<key>+T` when temperature-scaled."""
     diffs = reward_diffs(heads, data, split)
-    if any(parse_key(k)["scheme"] == "single" for k in heads):
+    if any(k.scheme == "single" for k in heads):
         for (seed, test_src), src in select_top(heads, data).items():
-            diffs.setdefault(head_key("top", seed), {})[test_src] = diffs[head_key("single", seed, src)][test_src]
+            diffs.setdefault(RMKey("top", seed=seed), {})[test_src] = diffs[RMKey("single", source=src, seed=seed)][test_src]
     if not temperature_scaled:
         return diffs
     temps = temperatures(heads, data)
-    top = select_top(heads, data) if any(k.startswith("top/") for k in diffs) else {}
+    top = select_top(heads, data) if any(k.name == "top" for k in diffs) else {}
     scaled = {}
     for key, by_src in diffs.items():
-        if parse_key(key)["scheme"] == "raw":
+        if key.scheme == "raw":
             continue  # NOTE(paper): the untrained RM is a reference point, not a model one would recalibrate
-        for s, d in by_src.items():
-            scaled.setdefault(_with_t(key), {})[s] = temperature.apply(d, temps[serving_head(key, s, top)])
+        for s, d in by_src.items():  # `single:a/seed0` → `single+T:a/seed0`: the temperature-scaled RM
+            scaled.setdefault(key.with_scheme(key.scheme + "+T"), {})[s] = temperature.apply(d, temps[serving_head(key, s, top)])
     return scaled
 
 
-def _with_t(key: str) -> str:
-    """`single:a/seed0` → `single+T:a/seed0`: the temperature-scaled version of an RM."""
-    info = parse_key(key)
-    return head_key(info["scheme"] + "+T", info["seed"], info["source"], info["subset"])
-
-
-def temperatures(heads: dict[str, train.HeadModel], data: StudyData) -> dict[str, float]:
+def temperatures(heads: dict[RMKey, RewardModel], data: StudyData) -> dict[RMKey, float]:
     """Temperature of each RM, fitted on the calibration pairs of the sources it was trained on."""
     return {key: fit.T for key, fit in temperature_fits(heads, data).items()}
 
 
-def temperature_fits(heads: dict[str, train.HeadModel], data: StudyData) -> dict[str, temperature.TemperatureFit]:
+def temperature_fits(heads: dict[RMKey, RewardModel], data: StudyData) -> dict[RMKey, temperature.TemperatureFit]:
     """Each RM's temperature fit (T and the search bound it hit, if any) on its training sources' calibration pairs."""
-    calib = reward_diffs({k: h for k, h in heads.items() if parse_key(k)["scheme"] != "raw"}, data, "calib")
+    calib = reward_diffs({k: h for k, h in heads.items() if k.scheme != "raw"}, data, "calib")
     out = {}
     for key, by_src in calib.items():
-        info = parse_key(key)
-        trained_on = [info["source"]] if info["source"] else (info["subset"] or data.sources)
+        trained_on = [key.source] if key.source else (key.subset or data.sources)
         out[key] = temperature.fit_temperature_report(np.concatenate([by_src[s] for s in trained_on]))
     return out
 
 
-def evaluate(heads: dict[str, train.HeadModel], data: StudyData, cfg: Config,
-             temperature_scaled: bool = False, diffs: dict[str, dict[str, np.ndarray]] | None = None) -> pd.DataFrame:
+def evaluate(heads: dict[RMKey, RewardModel], data: StudyData, cfg: Config,
+             temperature_scaled: bool = False, diffs: dict[RMKey, dict[str, np.ndarray]] | None = None) -> pd.DataFrame:
     """Tidy test metrics: one row per (scheme, seed, train_source, test_source) with accuracy, ECE/ACE/MCE (each ECE with
     its noise floor, floor p95 and debiased value: `metrics.evaluate(floor=True)`), Brier, NLL."""
     if diffs is None:
         diffs = scheme_diffs(heads, data, "test")
         if temperature_scaled and cfg.train.temperature_scaling:
             diffs = {**diffs, **scheme_diffs(heads, data, "test", temperature_scaled=True)}
-    top = select_top(heads, data) if any(k.startswith("top") for k in diffs) else {}
+    top = select_top(heads, data) if any(k.scheme.startswith("top") for k in diffs) else {}
     rows = []
     for key, by_src in diffs.items():
-        info = parse_key(key)
         for test_src, d in by_src.items():
-            train_src = info["source"] or ("+".join(info["subset"]) if info["subset"] else "all")
-            if info["scheme"].startswith("top"):
-                train_src = top[(info["seed"], test_src)]
-            rows.append({"scheme": info["scheme"], "seed": info["seed"], "train_source": train_src,
+            train_src = key.source or ("+".join(key.subset) if key.subset else "all")
+            if key.scheme.startswith("top"):
+                train_src = top[(key.seed, test_src)]
+            rows.append({"scheme": key.scheme, "seed": key.seed, "train_source": train_src,
                          "test_source": test_src, "n": len(d), **metrics.evaluate(d, floor=True)})
     return pd.DataFrame(rows)
 
@@ -388,30 +325,28 @@ def synthetic_data(cfg: Config, seed: int | None = None) -> tuple[StudyData, Any
     return data, bench
 
 
-def serving_head(key: str, test_source: str, top: dict[tuple[int, str], str]) -> str:
+def serving_head(key: RMKey, test_source: str, top: dict[tuple[int, str], str]) -> RMKey:
     """The fitted head behind a scheme key on a test source (`top/seed0` → the chosen `single:<src>/seed0`)."""
-    info = parse_key(key)
-    if info["scheme"] == "top":
-        return head_key("single", info["seed"], top[(info["seed"], test_source)])
+    if key.scheme == "top":
+        return RMKey("single", source=top[(key.seed, test_source)], seed=key.seed)
     return key
 
 
-def synthetic_truth(heads: dict[str, train.HeadModel], data: StudyData, bench: Any) -> pd.DataFrame:
+def synthetic_truth(heads: dict[RMKey, HeadRM], data: StudyData, bench: Any) -> pd.DataFrame:
     """Per RM and test source on the synthetic benchmark: cosine of the head's direction to r*, and the mean gap
     |σ(Δ̂) − p*| between predicted and TRUE preference probabilities (known here, unlike on real data)."""
     diffs = scheme_diffs(heads, data, "test")
-    top = select_top(heads, data) if any(parse_key(k)["scheme"] == "single" for k in heads) else {}
+    top = select_top(heads, data) if any(k.scheme == "single" for k in heads) else {}
     r_star = bench.r_star.double()
     rows = []
     for key, by_src in diffs.items():
-        info = parse_key(key)
         for src, d in by_src.items():
-            head = heads[serving_head(key, src, top)]
+            head = heads[serving_head(key, src, top)].head
             direction = (head.w / head.scale).double()
             cos = float(direction @ r_star / (direction.norm() * r_star.norm()).clamp_min(1e-30))
             p_true = bench.true_prob["test"][src].double().numpy()
             gap = float(np.mean(np.abs(1.0 / (1.0 + np.exp(-d)) - p_true)))
-            rows.append({"scheme": info["scheme"], "seed": info["seed"], "test_source": src,
+            rows.append({"scheme": key.scheme, "seed": key.seed, "test_source": src,
                          "cosine_to_r_star": cos, "true_prob_gap": gap})
     return pd.DataFrame(rows)
 
@@ -440,7 +375,7 @@ def k_ablation(cfg: Config, data: StudyData, run: Run | None, order: Sequence[st
 
 def k_endpoints(cfg: Config, data: StudyData, run: Run | None, order: Sequence[str],
                 tests: Sequence[str] = ("helpful", "harmless"), schemes: Sequence[str] = ("multitask", "more"),
-                start: int = 2) -> dict[int, dict[str, dict[str, np.ndarray]]]:
+                start: int = 2) -> dict[int, dict[RMKey, dict[str, np.ndarray]]]:
     """Test reward differences of `schemes` at the smallest (start) and largest K of `k_ablation` (the same fits, reused
     from the run), keyed `<scheme>/seed<k>` without the subset: {K: {key: {test source: Δ [N]}}}."""
     present = [s for s in order if s in data.sources]
@@ -449,13 +384,12 @@ def k_endpoints(cfg: Config, data: StudyData, run: Run | None, order: Sequence[s
     out = {}
     for k in (start, len(present)):
         heads = fit(cfg, data, schemes, run=run, sources=present[:k])
-        out[k] = {head_key(parse_key(key)["scheme"], parse_key(key)["seed"]): d
-                  for key, d in reward_diffs(heads, data, "test", sources=tests).items()}
+        out[k] = {RMKey(key.scheme, seed=key.seed): d for key, d in reward_diffs(heads, data, "test", sources=tests).items()}
     return out
 
 
 def k_ablation_heads(cfg: Config, data: StudyData, run: Run | None, order: Sequence[str], K: int,
-                     schemes: Sequence[str] = ("more",)) -> dict[str, train.HeadModel]:
+                     schemes: Sequence[str] = ("more",)) -> dict[RMKey, RewardModel]:
     """The RMs `k_ablation` fitted on the first K available sources of `order` (reloaded from the run when present)."""
     present = [s for s in order if s in data.sources]
     if len(present) < K:

@@ -18,9 +18,11 @@ import pandas as pd
 from morelib import datacard, diagnostics, features, metrics, stats
 from morelib.config import Config
 from morelib.errors import RunError
-from morelib.study import StudyData, parse_key
+from morelib.rms import RewardModel, RMKey, sort_key
+from morelib.study import StudyData
 
 
+Diffs = dict[RMKey, dict[str, np.ndarray]]  # reward differences Δ [N] per RM and test source (study.scheme_diffs)
 FLOOR_SUFFIXES = ("floor", "floor_p95", "debiased")  # columns beside an ECE: its noise floor, the floor's p95, ECE − floor
 
 
@@ -64,7 +66,7 @@ def accuracy_matrix(table: pd.DataFrame) -> pd.DataFrame:
     return matrix[[c for c in matrix.index if c in matrix.columns]]
 
 
-def own_vs_best_other(diffs: dict[str, dict[str, np.ndarray]], matrix: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+def own_vs_best_other(diffs: Diffs, matrix: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     """Per test source: accuracy of the RM trained on it (with a bootstrap 95% CI over test pairs, `own_lo`/`own_hi`)
     minus the best other single-source RM there, with a paired bootstrap 95% CI (seed means) — the uncertainty behind
     Fig 1's "each RM is best on its own source"."""
@@ -81,9 +83,9 @@ def own_vs_best_other(diffs: dict[str, dict[str, np.ndarray]], matrix: pd.DataFr
     return pd.DataFrame(rows)
 
 
-def _stacked(diffs: dict[str, dict[str, np.ndarray]], scheme: str, source: str) -> np.ndarray:
+def _stacked(diffs: Diffs, scheme: str, source: str) -> np.ndarray:
     """Reward differences of `scheme` on `source` stacked over seeds: [N pairs, S seeds] (same test pairs per seed)."""
-    cols = [by_src[source] for key, by_src in sorted(diffs.items()) if key.rsplit("/", 1)[0] == scheme]
+    cols = [by_src[source] for key, by_src in sorted(diffs.items(), key=sort_key) if key.name == scheme]
     if not cols:
         raise RunError(f"no reward differences for scheme '{scheme}' on '{source}' (have {sorted(diffs)})")
     return np.stack(cols, axis=1)
@@ -117,7 +119,7 @@ def _seed_mean(metric: str) -> Callable[[np.ndarray], float]:
     return lambda x: float(np.mean([fn(x[:, j]) for j in range(x.shape[1])]))
 
 
-def compare(diffs: dict[str, dict[str, np.ndarray]], a: str, b: str, cfg: Config,
+def compare(diffs: Diffs, a: str, b: str, cfg: Config,
             columns: Sequence[str] = ("accuracy", "ece_10"), sources: Sequence[str] | None = None) -> pd.DataFrame:
     """Scheme `a` − scheme `b` per test source and metric (seed means) with a paired bootstrap 95% CI over test pairs.
 
@@ -142,9 +144,9 @@ def compare(diffs: dict[str, dict[str, np.ndarray]], a: str, b: str, cfg: Config
     return table
 
 
-def _sources_of(diffs: dict[str, dict[str, np.ndarray]], scheme: str) -> list[str]:
+def _sources_of(diffs: Diffs, scheme: str) -> list[str]:
     """Test sources on which `scheme` has reward differences, sorted."""
-    return sorted({s for key, by in diffs.items() if key.rsplit("/", 1)[0] == scheme for s in by})
+    return sorted({s for key, by in diffs.items() if key.name == scheme for s in by})
 
 
 def _ece_bins(metric: str) -> int | None:
@@ -171,7 +173,7 @@ def _ci_fields(ci: Any) -> dict[str, float]:
     return {"diff": float(ci.estimate), "lo": float(ci.lo), "hi": float(ci.hi), "p_value": np.nan}
 
 
-def _pooled_floor(diffs: dict[str, dict[str, np.ndarray]], scheme: str, sources: Sequence[str],
+def _pooled_floor(diffs: Diffs, scheme: str, sources: Sequence[str],
                   bins: int) -> dict[str, float]:
     """`<scheme>_floor` and `<scheme>_floor_p95` of the pooled ECE (mean over sources of seed-mean ECE): the null
     ECEs of every (source, seed) averaged simulation by simulation, so the p95 is that of the pooled statistic."""
@@ -180,7 +182,7 @@ def _pooled_floor(diffs: dict[str, dict[str, np.ndarray]], scheme: str, sources:
     return {f"{scheme}_floor": float(null.mean()), f"{scheme}_floor_p95": float(np.quantile(null, 0.95))}
 
 
-def pooled_compare(diffs: dict[str, dict[str, np.ndarray]], a: str, b: str, cfg: Config,
+def pooled_compare(diffs: Diffs, a: str, b: str, cfg: Config,
                    columns: Sequence[str] = ("accuracy", "ece_10"), sources: Sequence[str] | None = None,
                    power: float = 0.8) -> pd.DataFrame:
     """One pooled, paired comparison of schemes `a` − `b` over all test sources per metric (`stats.pooled_paired_bootstrap`:
@@ -219,24 +221,23 @@ def top_reference(table: pd.DataFrame, sources: Sequence[str], metric: str = "ec
     return top.groupby("test_source", sort=False)[metric].mean().reset_index()
 
 
-def _tested(diffs: dict[str, dict[str, np.ndarray]], schemes: Sequence[str],
-            sources: Sequence[str]) -> Iterator[tuple[dict[str, Any], str, np.ndarray]]:
-    """(parsed key, test source, Δ [N]) of every RM of `schemes` on each of `sources` it was tested on."""
+def _tested(diffs: Diffs, schemes: Sequence[str],
+            sources: Sequence[str]) -> Iterator[tuple[RMKey, str, np.ndarray]]:
+    """(key, test source, Δ [N]) of every RM of `schemes` on each of `sources` it was tested on."""
     for key, by_src in diffs.items():
-        info = parse_key(key)
-        if info["scheme"] in schemes:
+        if key.scheme in schemes:
             for src in (s for s in sources if s in by_src):
-                yield info, src, by_src[src]
+                yield key, src, by_src[src]
 
 
-def outlier_table(diffs: dict[str, dict[str, np.ndarray]], schemes: Sequence[str] = ("top", "multitask", "more"),
+def outlier_table(diffs: Diffs, schemes: Sequence[str] = ("top", "multitask", "more"),
                   sources: Sequence[str] = ("helpful", "harmless")) -> pd.DataFrame:
     """Paper Table 1 layout per (test source, scheme): ECE with its noise floor and debiased value (ece_floor,
     ece_debiased) and positive/negative reward-difference outliers (seed means)."""
     rows = []
-    for info, src, d in _tested(diffs, schemes, sources):
+    for key, src, d in _tested(diffs, schemes, sources):
         out, ece, floor = metrics.outliers(d), metrics.calibration_errors(d, 10)["ece"], metrics.ece_floor(d, 10)
-        rows.append({"test_source": src, "scheme": info["scheme"], "seed": info["seed"], "n": len(d),
+        rows.append({"test_source": src, "scheme": key.scheme, "seed": key.seed, "n": len(d),
                      "ece": ece, "ece_floor": floor, "ece_debiased": ece - floor,
                      **{new: out[old] for old, new in OUTLIER_COLUMNS.items()}})
     if not rows:
@@ -245,45 +246,43 @@ def outlier_table(diffs: dict[str, dict[str, np.ndarray]], schemes: Sequence[str
     return table.drop(columns="seed").reindex([(s, m) for s in sources for m in schemes if (s, m) in table.index])
 
 
-def outlier_counts(diffs: dict[str, dict[str, np.ndarray]], schemes: Sequence[str] = ("top", "multitask", "more"),
+def outlier_counts(diffs: Diffs, schemes: Sequence[str] = ("top", "multitask", "more"),
                    sources: Sequence[str] = ("helpful", "harmless")) -> pd.DataFrame:
     """Integer outlier counts per (test source, scheme, seed): pos_outlier_count, neg_outlier_count and n (pairs)."""
     rows = []
-    for info, src, d in _tested(diffs, schemes, sources):
+    for key, src, d in _tested(diffs, schemes, sources):
         out = metrics.outliers(d)
-        rows.append({"test_source": src, "scheme": info["scheme"], "seed": info["seed"], "n": len(d),
+        rows.append({"test_source": src, "scheme": key.scheme, "seed": key.seed, "n": len(d),
                      "pos_outlier_count": out["pos_count"], "neg_outlier_count": out["neg_count"]})
     if not rows:
         raise RunError(f"no reward differences for schemes {list(schemes)} on sources {list(sources)}")
     return pd.DataFrame(rows).sort_values(["test_source", "scheme", "seed"], ignore_index=True)
 
 
-def k_trend(ends: dict[int, dict[str, dict[str, np.ndarray]]], top: dict[str, dict[str, np.ndarray]] | None,
+def k_trend(ends: dict[int, Diffs], top: Diffs | None,
             cfg: Config, sources: Sequence[str], metric: str = "ece_10") -> pd.DataFrame:
     """Pooled paired CIs behind Fig 6's verdicts: each scheme at the largest K minus itself at the smallest K, and MORE at
     the largest K minus Single-Top (if `top` is given), over test `sources`.
 
-    ends: {K: reward differences keyed `<scheme>/seed<k>`} for the smallest and largest K (`study.k_endpoints`).
+    ends: {K: reward differences keyed `RMKey(<scheme>, seed=k)`} for the smallest and largest K (`study.k_endpoints`).
     Columns: contrast, scheme, reference, K, metric, a, b (pooled values), a_floor_p95, b_floor_p95 (ECE metrics),
     diff, lo, hi, se, p_value, n_sources, n_pairs, n_seeds.
     """
     k_lo, k_hi = min(ends), max(ends)
     rows = []
-    schemes = sorted({k.rsplit("/", 1)[0] for k in ends[k_hi]})
-    for scheme in schemes:
-        pair = {f"{scheme}@K{k_hi}/{key.rsplit('/', 1)[1]}": d for key, d in ends[k_hi].items() if key.startswith(f"{scheme}/")}
-        pair |= {f"{scheme}@K{k_lo}/{key.rsplit('/', 1)[1]}": d for key, d in ends[k_lo].items() if key.startswith(f"{scheme}/")}
+    schemes = sorted({k.name for k in ends[k_hi]})
+    for scheme in schemes:  # each end relabelled `<scheme>@K<k>` so both ends sit in one comparison
+        pair = {key.with_scheme(f"{scheme}@K{k}"): d for k in (k_hi, k_lo) for key, d in ends[k].items() if key.name == scheme}
         rows.append(_contrast(pair, f"{scheme}@K{k_hi}", f"{scheme}@K{k_lo}", cfg, sources, metric,
                               {"contrast": "K trend", "scheme": scheme, "reference": f"K={k_lo}", "K": k_hi}))
-    if top is not None and any(k.startswith("more/") for k in ends[k_hi]):
-        pair = {**{k: d for k, d in ends[k_hi].items() if k.startswith("more/")},
-                **{k: d for k, d in top.items() if k.startswith("top/")}}
+    if top is not None and any(k.name == "more" for k in ends[k_hi]):
+        pair = {**{k: d for k, d in ends[k_hi].items() if k.name == "more"}, **{k: d for k, d in top.items() if k.name == "top"}}
         rows.append(_contrast(pair, "more", "top", cfg, sources, metric,
                               {"contrast": "vs Single-Top", "scheme": "more", "reference": "top", "K": k_hi}))
     return pd.DataFrame(rows)
 
 
-def _contrast(diffs: dict[str, dict[str, np.ndarray]], a: str, b: str, cfg: Config, sources: Sequence[str], metric: str,
+def _contrast(diffs: Diffs, a: str, b: str, cfg: Config, sources: Sequence[str], metric: str,
               label: dict[str, Any]) -> dict[str, Any]:
     """One labelled row of `pooled_compare` with the schemes' values under the neutral names a and b."""
     row = pooled_compare(diffs, a, b, cfg, [metric], sources).iloc[0]
@@ -293,14 +292,13 @@ def _contrast(diffs: dict[str, dict[str, np.ndarray]], a: str, b: str, cfg: Conf
             **{k: row[k] for k in ("diff", "lo", "hi", "se", "p_value", "n_sources", "n_pairs", "n_seeds")}}
 
 
-def diff_frame(diffs: dict[str, dict[str, np.ndarray]], schemes: Sequence[str], sources: Sequence[str],
+def diff_frame(diffs: Diffs, schemes: Sequence[str], sources: Sequence[str],
                seed: int) -> pd.DataFrame:
     """Tidy reward differences (scheme, test_source, reward_diff, correct) of one seed, for box plots and histograms."""
     parts = []
     for key, by_src in diffs.items():
-        info = parse_key(key)
-        name = f"{info['scheme']}:{info['source']}" if info["source"] else info["scheme"]
-        if info["seed"] != seed or (info["scheme"] not in schemes and name not in schemes):
+        name = f"{key.scheme}:{key.source}" if key.source else key.scheme
+        if key.seed != seed or (key.scheme not in schemes and name not in schemes):
             continue
         for src in (s for s in sources if s in by_src):
             d = by_src[src]
@@ -309,12 +307,12 @@ def diff_frame(diffs: dict[str, dict[str, np.ndarray]], schemes: Sequence[str], 
     return pd.concat(parts, ignore_index=True)
 
 
-def reliability_curves(diffs: dict[str, dict[str, np.ndarray]], schemes: Sequence[str],
+def reliability_curves(diffs: Diffs, schemes: Sequence[str],
                        n_bins: int = 10) -> dict[str, dict[str, np.ndarray]]:
     """Reliability-diagram data per scheme, pooling every seed and test source of that scheme."""
     out = {}
     for scheme in schemes:
-        keys = [key for key in diffs if key.rsplit("/", 1)[0] == scheme]
+        keys = [key for key in diffs if key.name == scheme]
         if keys:
             # every seed scores the same pairs: the consistency band counts them once (repeats = seeds)
             out[scheme] = metrics.reliability(np.concatenate([d for key in keys for d in diffs[key].values()]), n_bins,
@@ -339,7 +337,7 @@ def data_card(data: StudyData, cfg: Config) -> pd.DataFrame:
     return table.set_index("source")
 
 
-def guards(heads: dict[str, Any], data: StudyData, cfg: Config) -> pd.DataFrame:
+def guards(heads: dict[RMKey, RewardModel], data: StudyData, cfg: Config) -> pd.DataFrame:
     """Training guards of every RM (chance accuracy, reward collapse, pinned λ): one row per RM and guard."""
     d = cfg.diagnostics
     rows = []
@@ -347,12 +345,12 @@ def guards(heads: dict[str, Any], data: StudyData, cfg: Config) -> pd.DataFrame:
         hist = head.history
         acc = np.asarray(hist["acc"]).mean(axis=1) if np.asarray(hist.get("acc", [])).size else np.empty(0)
         results = [diagnostics.check_chance_accuracy(acc, d.chance_after_steps, d.chance_band)]
-        if hasattr(head, "reward") and data.features:
-            rewards = np.concatenate([head.reward(data.features[s]["test"].chosen).numpy() for s in data.sources])
+        if head.uses_features and data.features:
+            rewards = np.concatenate([head.rewards([], [], data.features[s]["test"].chosen).numpy() for s in data.sources])
             results.append(diagnostics.check_reward_collapse(rewards, d.collapse_tol))
-        if parse_key(key)["scheme"] == "more":
+        if key.scheme == "more":
             results.append(diagnostics.check_lambda_pinned(hist.get("lam", []), d.pinned_tol))
-        rows += [{"rm": key, "guard": r.name, "ok": r.ok, "message": r.message} for r in results]
+        rows += [{"rm": str(key), "guard": r.name, "ok": r.ok, "message": r.message} for r in results]
     return pd.DataFrame(rows)
 
 
@@ -365,52 +363,51 @@ def _lengths(data: StudyData, source: str) -> tuple[np.ndarray, np.ndarray, str]
     return (np.array([len(p.chosen.split()) for p in pairs]), np.array([len(p.rejected.split()) for p in pairs]), "words")
 
 
-def length_bias(heads: dict[str, Any], data: StudyData, schemes: Sequence[str]) -> pd.DataFrame:
-    """Length-bias report (diagnostics.length_bias) per RM of `schemes` and test source, rows averaged over seeds."""
+def length_bias(heads: dict[RMKey, RewardModel], data: StudyData, schemes: Sequence[str]) -> pd.DataFrame:
+    """Length-bias report (diagnostics.length_bias) per RM of `schemes` and test source, rows averaged over seeds
+    (RMs that score frozen features only: a fine-tuned RM gets no row)."""
     rows = []
     for key, head in heads.items():
-        info = parse_key(key)
-        if info["scheme"] not in schemes or not hasattr(head, "reward"):
+        if key.scheme not in schemes or not head.uses_features:
             continue
         for src in data.sources:
             if src not in data.pairs:
                 continue
             pf = data.features[src]["test"]
             lc, lr, unit = _lengths(data, src)
-            report = diagnostics.length_bias(head.reward(pf.chosen).numpy(), head.reward(pf.rejected).numpy(), lc, lr)
-            rows.append({"scheme": info["scheme"], "test_source": src, "length_unit": unit, **report})
+            report = diagnostics.length_bias(head.rewards([], [], pf.chosen).numpy(), head.rewards([], [], pf.rejected).numpy(),
+                                             lc, lr)
+            rows.append({"scheme": key.scheme, "test_source": src, "length_unit": unit, **report})
     if not rows:
         return pd.DataFrame(columns=["scheme", "test_source"])
     return pd.DataFrame(rows).groupby(["scheme", "test_source", "length_unit"], sort=False).mean().reset_index()
 
 
-def lambda_range(heads: dict[str, Any]) -> pd.DataFrame:
+def lambda_range(heads: dict[RMKey, RewardModel]) -> pd.DataFrame:
     """Per RM: K, steps, the range of λ_1 and the largest |λ_i − 1/K| over every training step (from its history)."""
     rows = []
     for key, head in heads.items():
         lam = np.asarray(head.history.get("lam", np.empty((0, 0))), dtype=np.float64)
         if lam.ndim != 2 or lam.size == 0:
             continue
-        info = parse_key(key)
-        rows.append({"rm": key, "scheme": info["scheme"], "seed": info["seed"], "K": lam.shape[1], "steps": lam.shape[0],
+        rows.append({"rm": str(key), "scheme": key.scheme, "seed": key.seed, "K": lam.shape[1], "steps": lam.shape[0],
                      "lam1_min": float(lam[:, 0].min()), "lam1_max": float(lam[:, 0].max()),
                      "max_dev_uniform": float(np.abs(lam - 1.0 / lam.shape[1]).max())})
     return pd.DataFrame(rows)
 
 
-def chosen_lambdas(heads: dict[str, Any], schemes: Sequence[str] = ("sizeprop", "tuned")) -> pd.DataFrame:
+def chosen_lambdas(heads: dict[RMKey, RewardModel], schemes: Sequence[str] = ("sizeprop", "tuned")) -> pd.DataFrame:
     """The fixed λ each RM of `schemes` trained with (one row per RM and source): size-proportional or grid-tuned."""
     rows = []
     for key, head in heads.items():
-        info = parse_key(key)
-        if info["scheme"] in schemes and "lam" in getattr(head, "meta", {}):
+        if key.scheme in schemes and "lam" in head.meta:
             names = head.history["source_names"]
-            rows += [{"rm": key, "scheme": info["scheme"], "seed": info["seed"], "source": s, "lambda": float(lam)}
+            rows += [{"rm": str(key), "scheme": key.scheme, "seed": key.seed, "source": s, "lambda": float(lam)}
                      for s, lam in zip(names, head.meta["lam"])]
     return pd.DataFrame(rows, columns=["rm", "scheme", "seed", "source", "lambda"])
 
 
-def compare_each(diffs: dict[str, dict[str, np.ndarray]], a: str, others: Sequence[str], cfg: Config) -> pd.DataFrame:
+def compare_each(diffs: Diffs, a: str, others: Sequence[str], cfg: Config) -> pd.DataFrame:
     """`compare(diffs, a, b, cfg)` for every b in `others`, stacked: column `baseline` names b, `baseline_value` holds
     b's metric (paired bootstrap CIs over the same test pairs); empty when `others` is."""
     parts = [compare(diffs, a, b, cfg).rename(columns={b: "baseline_value"}).assign(baseline=b) for b in others]

@@ -1,7 +1,8 @@
-"""Write notebooks 01–04 and 06 (without outputs, `parameters` cell tagged) from the cell lists below: `python notebooks/build_notebooks.py`.
+"""Write notebooks 01–06 (without outputs, `parameters` cell tagged) from the cell lists below: `python notebooks/build_notebooks.py`.
 
 Keeping the source here makes the notebooks reviewable as plain Python and guarantees they stay thin: every code
-cell only calls morelib. Notebook 05 (alignment) is written by its own engineer and is not touched here.
+cell only calls morelib (notebook 05's steps live in morelib.alignment), and each writes its metrics.json through
+`Run.save_metrics`. tests/test_notebooks.py checks the stored notebooks equal what this script writes.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def setup(notebook: str, *params: str) -> str:
     own = "".join(f", {p}={p}" for p in params)
     return f'''from IPython.display import Markdown, display
 
-from morelib import findings, paper, plots, runs, study, tables
+from morelib import findings, paper, plots, rms, runs, study, tables
 
 run = runs.start(profile, run_dir, overrides, "{notebook}"{own})
 runs.log_to_file(run)  # INFO lines go to <run>/{notebook}/log.txt; warnings stay visible here
@@ -48,7 +49,7 @@ uses the short head schedule of `explore` in the params (shown in the status lin
 without a widget front-end; the widget below it needs JupyterLab (see docs/explorer.md)."""),
     ("code", '''from morelib import explore, explore_ui
 
-explorer = explore.Explorer.from_study(data, cfg, run, more_head=heads[study.head_key("more", cfg.seeds[0])])
+explorer = explore.Explorer.from_study(data, cfg, run, more_head=heads[rms.RMKey("more", seed=cfg.seeds[0])])
 with run.timer("explorer: uniform-λ refit"):
     explorer.set_lambda(explorer.presets()["uniform"])
 fig = explore_ui.lambda_figure(explorer)
@@ -120,8 +121,8 @@ fig'''),
     own = tables.own_vs_best_other(diffs, matrix, cfg)
 run.save_table("own_vs_best_other", own)
 finding = findings.finding_diversity(matrix, own)
-run.save_json("metrics", {"accuracy_matrix": matrix.to_dict(), "own_vs_best_other": own.to_dict("records"),
-                          "tidy": table.to_dict("records"), "missing": data.missing, "finding": finding})
+run.save_metrics(accuracy_matrix=matrix, own_vs_best_other=own, tidy=table, missing=data.missing, finding=finding,
+                 wide=["accuracy_matrix"])
 display(own.round(4), Markdown(finding))'''),
     ("code", FINISH),
     ("md", "Next: [02 · MORE training](02_more_training.ipynb)."),
@@ -193,7 +194,7 @@ run.save_table("more_vs_baselines", more_vs_baselines)
 baseline_findings = findings.finding_baselines(more_vs_baselines, len(cfg.seeds), lambdas=lambdas)
 display(lambdas.round(3), *[Markdown(t) for t in baseline_findings])'''),
     ("md", "## Training dynamics · λ and per-source losses of MORE (first seed)"),
-    ("code", '''fig = plots.training_curves(heads[study.head_key("more", cfg.seeds[0])].history, "MORE: λ and batch loss per source")
+    ("code", '''fig = plots.training_curves(heads[rms.RMKey("more", seed=cfg.seeds[0])].history, "MORE: λ and batch loss per source")
 run.save_figure("lambda_trajectory", fig)
 fig'''),
     ("md", "## Reliability diagrams (all test sources and seeds pooled), before and after temperature scaling\n"
@@ -237,13 +238,10 @@ guards'''),
     ("md", "## Explore λ"),
     *EXPLORE,
     ("md", "## Findings (computed from this run)"),
-    ("code", '''run.save_json("metrics", {"summary": summary.to_dict("records"), "table3": ours.to_dict(),
-                          "more_vs_multitask": more_vs_mt.to_dict("records"), "more_vs_top": more_vs_top.to_dict("records"),
-                          "pooled_more_vs_multitask": pooled.to_dict("records"), "power": finding_power,
-                          "synthetic": syn_truth_summary.to_dict("records"), "guards": guards.to_dict("records"),
-                          "findings": [finding, finding_t, finding_syn], "baseline_findings": baseline_findings,
-                          "more_vs_baselines": more_vs_baselines.to_dict("records"),
-                          "baseline_lambdas": lambdas.to_dict("records")})
+    ("code", '''run.save_metrics(summary=summary, table3=ours, more_vs_multitask=more_vs_mt, more_vs_top=more_vs_top,
+                 pooled_more_vs_multitask=pooled, power=finding_power, synthetic=syn_truth_summary, guards=guards,
+                 findings=[finding, finding_t, finding_syn], baseline_findings=baseline_findings,
+                 more_vs_baselines=more_vs_baselines, baseline_lambdas=lambdas, wide=["table3"])
 display(Markdown(finding), Markdown(finding_power), Markdown(finding_t), Markdown(finding_syn))'''),
     ("code", FINISH),
     ("md", "Next: [03 · H&H analysis](03_hh_analysis.ipynb)."),
@@ -295,9 +293,8 @@ display(pooled_mt.round(4), pooled_top.round(4), vs_mt.round(4), vs_top.round(4)
     ("code", '''texts = [findings.finding_outliers(counts, vs_mt),
          findings.finding_comparison(vs_mt, "more", "multitask", len(cfg.seeds), pooled_mt),
          findings.finding_comparison(vs_top, "more", "top", len(cfg.seeds), pooled_top)]
-run.save_json("metrics", {"outliers": outliers.reset_index().to_dict("records"), "more_vs_multitask": vs_mt.to_dict("records"),
-                          "more_vs_top": vs_top.to_dict("records"), "outlier_counts": counts.to_dict("records"),
-                          "pooled_more_vs_multitask": pooled_mt.to_dict("records"), "findings": texts})
+run.save_metrics(outliers=outliers, more_vs_multitask=vs_mt, more_vs_top=vs_top, outlier_counts=counts,
+                 pooled_more_vs_multitask=pooled_mt, findings=texts)
 display(*[Markdown(t) for t in texts])'''),
     ("code", FINISH),
     ("md", "Next: [04 · K-ablation](04_k_ablation.ipynb)."),
@@ -334,8 +331,7 @@ fig'''),
     trend = tables.k_trend(ends, study.scheme_diffs(top_heads, data), cfg, hh_sources)
 run.save_table("k_trend", trend)
 finding = findings.finding_k_ablation(ks, top_ref.set_index("test_source")["ece_10"], skipped, trend=trend)
-run.save_json("metrics", {"k_ablation": k_summary.to_dict("records"), "top_reference": top_ref.to_dict("records"),
-                          "k_trend": trend.to_dict("records"), "skipped": skipped, "finding": finding})
+run.save_metrics(k_ablation=k_summary, top_reference=top_ref, k_trend=trend, skipped=skipped, finding=finding)
 display(trend.round(4), Markdown(finding))'''),
     ("md", """## The K = 2 degeneracy, and the non-degenerate `loss+` normalisation
 With the paper's l2 normalisation every source gradient is scaled to unit length before the min-norm solve, and the
@@ -358,12 +354,122 @@ fig = plots.ece_vs_k(k_both, top_ref, "ECE on H&H vs K: MORE with l2 (paper) and
 run.save_figure("fig6_ece_vs_k_normalisations", fig)
 fig'''),
     ("code", '''finding_k2 = findings.finding_k2_degeneracy(lam_l2, lam_alt, ks, ks_alt)
-run.save_json("k2_degeneracy", {"lambda_l2": lam_l2.to_dict("records"), "lambda_lossplus": lam_alt.to_dict("records"),
-                                "k_ablation_l2_vs_lossplus": k_both.to_dict("records"), "finding": finding_k2})
+run.save_metrics(file="k2_degeneracy", lambda_l2=lam_l2, lambda_lossplus=lam_alt, k_ablation_l2_vs_lossplus=k_both,
+                 finding=finding_k2)
 display(lam_l2.round(6), lam_alt.round(4), Markdown(finding_k2))'''),
     *EXPLORE_MIX,
     ("code", FINISH),
     ("md", "Next: [05 · alignment](05_alignment.ipynb) (rejection sampling with these RMs)."),
+]
+
+SETUP05 = '''from IPython.display import Markdown, display
+
+from morelib import alignment, findings, judge, plots, rjs, runs, study
+
+run = runs.start(profile, run_dir, overrides, "05_alignment")
+runs.log_to_file(run)  # INFO lines go to <run>/05_alignment/log.txt; warnings stay visible here
+cfg = run.cfg
+r = cfg.rjs
+print(f"run folder: {run.root}  (profile {cfg.profile}, seeds {list(cfg.seeds)})")
+print(f"policy {r.policy}: {r.n_prompts} prompts × {r.n_samples} samples × ≤{r.max_new_tokens} new tokens "
+      f"(batch {r.gen_batch_size}, T={r.temperature}, top-p={r.top_p}); SFT {r.sft_epochs} epoch(s) at lr {r.sft_lr}; "
+      f"judge {cfg.judge.kind} ({cfg.judge.model}) on {r.n_eval_prompts} test prompts, reliability on "
+      f"{cfg.judge.reliability_pairs} pairs per source")'''
+
+NB05 = [
+    ("md", """# 05 · Rejection-sampling alignment with MORE vs MultiTask reward models (paper §5.4, Table 2)
+
+**Question.** Does a better-calibrated reward model (MORE) make a better policy when used for rejection sampling?
+The paper samples 4 responses per H&H training prompt from Alpaca-7B, fine-tunes on the response each RM scores best,
+and reports lower perplexity on H&H test responses and a 44/22/34 GPT-4 win/tie/lose of MORE over MultiTask
+(Table 2). Here the same pipeline runs with the RMs of notebook 02 (reused from this run folder, else fitted now),
+a small policy and an offline judge whose own reliability is measured first — if it is near chance, the finding says so.
+
+**Budget (default profile, this 2-core CPU, < 20 min).** SmolLM2-135M-Instruct as policy; 16 H&H training-side
+prompts × 4 samples × ≤ 48 new tokens, batch 16 (the fastest batch size in `benchmarks/generation.py`); SFT for one
+epoch (≤ 256 tokens per example); perplexity on 16 test chosen responses per source; 16 held-out test prompts for
+the judges; 16 human-labelled test pairs per source to measure each judge. Measured: 13.5 min on the machine shared
+by other jobs (`OMP_NUM_THREADS=1`, load ≈ 5), reusing notebook 02's RMs and cached features, with a tiny RM
+backbone; the SmolLM2 RM's features of the ≈ 100 new texts add ≈ 1–2 min. The paper profile runs the same cells at
+the paper's scale on a GPU (vLLM sampling when installed)."""),
+    ("params", PARAMS),
+    ("code", SETUP05),
+    ("md", "## Reward models\nThe MultiTask and MORE heads of this run (first seed) and their calibration on the prompt sources' test sets (Table 2's *RM ECE*)."),
+    ("code", '''with run.timer("data + features"):
+    data = study.prepare(cfg, run)
+display(Markdown(findings.missing_note(data.missing)))
+with run.timer("reward models"):
+    heads = alignment.selection_heads(cfg, data, run)
+    rms = alignment.rm_table(heads, data, cfg)
+run.save_table("rm_table", rms)
+rms.round(4)'''),
+    ("md", "## Sampling and best-of-n selection\nn responses per training-side prompt from the base policy; each RM keeps the one it scores highest."),
+    ("code", '''prompts = alignment.rjs_prompts(data, cfg)
+texts = [p for p, _ in prompts]
+with run.timer("sampling"):
+    candidates = rjs.sample(r.policy, texts, r, cfg.seeds[0])
+with run.timer("scoring candidates"):
+    scores = alignment.score_candidates(texts, candidates, heads, cfg, run.cache_dir)
+selected = {s: rjs.best_of_n(candidates, sc) for s, sc in scores.items()}
+agreement = alignment.pick_agreement(scores)
+cands = alignment.candidate_frame(candidates, scores)
+run.save_table("candidates", cands)
+print(f"MORE and MultiTask picked the same response for {agreement:.0%} of {len(texts)} prompts")
+cands.head(8)'''),
+    ("code", '''fig = plots.scatter_xy(cands, "reward_multitask", "reward_more", "picked_more",
+                      "Reward of every sampled response: MultiTask RM vs MORE RM (colour: picked by MORE)")
+run.save_figure("candidate_rewards", fig)
+fig'''),
+    ("md", "## SFT on the selected responses\nOne fine-tuned policy per RM (transformers `Trainer`, loss on response tokens only)."),
+    ("code", '''with run.timer("SFT"):
+    aligned = alignment.align_policies(cfg, run, texts, selected)
+policies = {"base": r.policy, **{s: str(path) for s, path in aligned.items()}}
+policies'''),
+    ("md", "## Perplexity on the chosen responses of the Helpful and Harmless test sets (Table 2, lower is better)"),
+    ("code", '''ppl_pairs = alignment.held_out_pairs(data, cfg, r.ppl_pairs, cfg.seeds[0])
+with run.timer("perplexity"):
+    ppl = alignment.perplexity_table(cfg, ppl_pairs, policies)
+run.save_table("perplexity", ppl)
+tidy_ppl = ppl.reset_index().melt(id_vars="policy", var_name="test_set", value_name="perplexity")
+fig = plots.metric_bars(tidy_ppl, "perplexity", "Perplexity of test chosen responses", x="test_set", color="policy")
+run.save_figure("perplexity", fig)
+display(ppl.round(3))
+fig'''),
+    ("md", "## The judge: how far can it be trusted?\nAgreement with the human label on held-out test pairs (Appendix D prompt, asked in both orders; a disagreement between orders is a tie) and its position-bias rate."),
+    ("code", '''with run.timer("judges"):
+    judges = alignment.make_judges(cfg, data, run.cache_dir)
+    rel_pairs = alignment.held_out_pairs(data, cfg, cfg.judge.reliability_pairs, cfg.seeds[0] + 2)
+    reliability = alignment.judge_reliability(judges, rel_pairs, cfg)
+run.save_json("judge_reliability", reliability)
+display(*[Markdown(judge.reliability_sentence(rel)) for rel in reliability.values()])'''),
+    ("md", "## MORE vs MultiTask policies: win / tie / lose\nEach aligned policy answers the same held-out test prompts; every judge compares the answers (swap rule), 95% CIs by bootstrap over prompts."),
+    ("code", '''items = alignment.eval_prompts(data, cfg)
+with run.timer("answers"):
+    said = alignment.answers(cfg, {s: policies[s] for s in ("multitask", "more")}, [p for p, _ in items])
+with run.timer("judging"):
+    wtl = alignment.judge_wtl(judges, items, said, cfg)
+run.save_json("win_tie_lose", wtl)
+outcomes = alignment.outcome_frame(wtl)
+fig = plots.metric_bars(outcomes, "share", "MORE vs MultiTask policy: share of prompts won / tied / lost", x="judge", color="outcome")
+run.save_figure("win_tie_lose", fig)
+display(*[Markdown(judge.wtl_sentence(v)) for v in wtl.values()])
+display(Markdown(alignment.drop_policies(cfg, aligned)))
+fig'''),
+    ("md", "## Table 2 · ours beside the paper's\nThe paper's rows are read from `table2_rjs_alignment.csv` at run time; W/T/L (%) is on the MORE row and comes from our configured judge."),
+    ("code", '''primary = cfg.judge.kind if cfg.judge.kind in wtl else next(iter(wtl))
+ours = alignment.table2(rms, ppl, wtl[primary], f"{cfg.model.name} features (policy {r.policy})")
+side = alignment.table2_side_by_side(ours)
+run.save_table("table2_ours", ours)
+run.save_table("table2_vs_paper", side)
+side.round(4)'''),
+    ("md", "## Finding"),
+    ("code", '''finding = alignment.finding(rms, ppl, agreement, reliability, wtl)
+run.save_metrics(rm=rms, perplexity=ppl, pick_agreement=agreement, judge_reliability=reliability, win_tie_lose=wtl,
+                 primary_judge=primary, judge_near_chance=judge.near_chance(reliability[primary]), missing=data.missing,
+                 finding=finding)
+display(Markdown(finding))'''),
+    ("code", "run.finish()"),
+    ("md", "Back to [01 · diversity](01_diversity.ipynb). This is the last notebook of the workbook."),
 ]
 
 NB06 = [
@@ -401,15 +507,14 @@ run.save_figure("when_more_helps", fig)
 fig'''),
     ("md", "## Finding (computed from this run)"),
     ("code", '''finding = findings.finding_when_more_helps(diffs)
-run.save_json("metrics", {"scenarios": described.to_dict("records"), "means": means.to_dict("records"),
-                          "vs_multitask": diffs.to_dict("records"), "finding": finding})
+run.save_metrics(scenarios=described, means=means, vs_multitask=diffs, finding=finding)
 display(Markdown(finding))'''),
     ("code", FINISH),
     ("md", "Back to [01 · diversity](01_diversity.ipynb)."),
 ]
 
 NOTEBOOKS = {"01_diversity": NB01, "02_more_training": NB02, "03_hh_analysis": NB03, "04_k_ablation": NB04,
-             "06_when_more_helps": NB06}
+             "05_alignment": NB05, "06_when_more_helps": NB06}
 
 
 def build(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:

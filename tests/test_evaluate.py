@@ -12,6 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from morelib import evaluate as E, export, model as M, study, tables  # noqa: E402
 from morelib.config import load_config  # noqa: E402
 from morelib.errors import ModelError  # noqa: E402
+from morelib.rms import RMKey  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -21,13 +22,13 @@ def exported(tmp_path_factory):
     cfg = load_config("tiny", {"output_root": str(tmp)})
     data = study.prepare(cfg)
     heads = study.fit(cfg, data, ["multitask"], seeds=[0, 1])
-    folders = {k: export.export_head(h, cfg.model, tmp / k.replace("/", "-")) for k, h in heads.items()}
+    folders = {k: export.export_head(h.head, cfg.model, tmp / str(k).replace("/", "-")) for k, h in heads.items()}
     return cfg, data, heads, folders, tmp
 
 
 def test_numbers_equal_the_workbook(exported):
     cfg, data, heads, folders, _ = exported
-    key = "multitask/seed0"
+    key = RMKey("multitask", seed=0)
     pairs, _ = E.test_pairs(cfg)
     assert {s: len(p) for s, p in pairs.items()} == {s: len(data.pairs[s]["test"]) for s in data.sources}
     report, diffs = E.evaluate_model(str(folders[key]), cfg, pairs)
@@ -42,7 +43,7 @@ def test_numbers_equal_the_workbook(exported):
 
 def test_cli_two_models_writes_paired_report(exported, capsys):
     cfg, _, _, folders, tmp = exported
-    a, b = (str(folders[k]) for k in ("multitask/seed0", "multitask/seed1"))
+    a, b = (str(folders[RMKey("multitask", seed=k)]) for k in (0, 1))
     out = tmp / "report"
     assert E.main(["--model", a, "--model2", b, "--profile", "tiny", "--out", str(out)]) == 0
     report = pd.read_csv(out / "report.csv")

@@ -15,6 +15,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from morelib import export, features, model as M  # noqa: E402
 from morelib.config import load_config  # noqa: E402
 from morelib.data import Pair  # noqa: E402
+from morelib.rms import RMKey  # noqa: E402
 from morelib.train import HeadModel  # noqa: E402
 
 PAIRS = [Pair("\n\nHuman: Hi there\n\nAssistant:", " Hello! How can I help?", " Go away.", "s", "g0"),
@@ -98,7 +99,7 @@ def test_cli_lists_keys_and_exports(tmp_path, capsys):
     assert export.main([str(run)]) == 2
     assert "none: run notebook 02 first" in capsys.readouterr().err
     pf = features.extract([p for p in PAIRS], cfg.model, tmp_path / "cache", progress=False)
-    head_path = export.study.head_file(run / "heads" / export.study.fingerprint(cfg), "more/seed0").with_suffix(".pt")
+    head_path = export.study.head_file(run / "heads" / export.study.fingerprint(cfg), RMKey("more", seed=0)).with_suffix(".pt")
     _head(pf).save(head_path)
     assert export.main([str(run), "nope/seed0", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err

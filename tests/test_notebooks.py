@@ -1,5 +1,6 @@
 """Notebooks 01–04 and 06 run top to bottom under papermill on the tiny profile into one temporary run folder, write their
-metrics/tables/figures, reuse earlier RMs, and stay thin (stored without outputs, no def/class/loops)."""
+metrics/tables/figures and reuse earlier RMs (05 runs in tests/test_notebook05.py); all six (01–06) stay thin (stored
+without outputs, parameters cell first, no def/class/loops) and equal what notebooks/build_notebooks.py writes."""
 import ast
 import json
 from pathlib import Path
@@ -14,18 +15,25 @@ papermill = pytest.importorskip("papermill")
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = ["01_diversity", "02_more_training", "03_hh_analysis", "04_k_ablation", "06_when_more_helps"]
 SYNTHETIC_ONLY = "06_when_more_helps"  # reads no real data
+ALL_NOTEBOOKS = sorted([*NOTEBOOKS, "05_alignment"])  # every notebook the builder writes
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_every_notebook_is_generated():
+    assert sorted(p.stem for p in NB_DIR.glob("0[0-9]_*.ipynb")) == ALL_NOTEBOOKS
+    assert [p.name for p in NB_DIR.glob("build_*.py")] == ["build_notebooks.py"], "one builder writes every notebook"
+
+
+@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
 def test_stored_without_outputs_and_thin(name):
     nb = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert ["parameters" in c.metadata.get("tags", []) for c in code].count(True) == 1
+    assert ["parameters" in c.metadata.get("tags", []) for c in code] == [True] + [False] * (len(code) - 1)
     for cell in code:
         assert not cell.outputs and cell.execution_count is None, "notebooks are stored without outputs"
         tree = ast.parse(cell.source)
         banned = [type(n).__name__ for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.For, ast.While))]
         assert not banned, f"{name}: logic belongs in morelib, found {banned} in:\n{cell.source}"
+        assert "save_json(\"metrics\"" not in cell.source, f"{name}: write metrics.json with run.save_metrics"
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +132,7 @@ def test_stored_notebooks_match_their_generator(tmp_path):
     builder = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(builder)
     builder.main(tmp_path)
-    for name in NOTEBOOKS:
+    for name in ALL_NOTEBOOKS:
         fresh = [c.source for c in nbformat.read(tmp_path / f"{name}.ipynb", as_version=4).cells]
         stored = [c.source for c in nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4).cells]
         assert fresh == stored, f"{name}.ipynb was edited by hand: edit notebooks/build_notebooks.py and rerun it"

@@ -33,7 +33,8 @@ def test_every_notebook_finished_on_the_finetune_tier(run):
 
 
 def test_rms_are_fine_tuned_models_not_heads(run):
-    (folder,) = list((run / "heads").iterdir())
+    # notebook 04 also fits MORE with loss+ normalisation, into its own fingerprint folder
+    (folder,) = [p for p in (run / "heads").iterdir() if (p / "single%3Ahelpful%2Fseed0").exists()]
     assert not list(folder.glob("*.pt")), "feature-tier heads (<key>.pt) in a finetune run"
     for key in ("more%2Fseed0", "multitask%2Fseed0", "single%3Ahelpful%2Fseed0", "more@helpful+harmless%2Fseed0"):
         assert (folder / key / "model" / "config.json").exists(), key

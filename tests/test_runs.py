@@ -46,6 +46,22 @@ def test_save_json_table_figure(cfg):
     assert 'src="plotly.min.js"' in html and (run.dir / "figures" / "plotly.min.js").stat().st_size > 100_000
 
 
+def test_save_metrics_writes_what_the_notebooks_built_inline(cfg):
+    run = runs.open_run(cfg, "", "nb")
+    records = pd.DataFrame({"scheme": ["more", "top"], "ece": [0.1, float("nan")]})
+    indexed = records.set_index("scheme")
+    multi = pd.DataFrame({"a": [1, 2], "b": ["x", "y"], "v": [0.5, 0.25]}).set_index(["a", "b"])
+    run.save_metrics(records=records, indexed=indexed, multi=multi, wide_t=indexed, text="t", n=3, wide=["wide_t"])
+    inline = {"records": records.to_dict("records"), "indexed": indexed.reset_index().to_dict("records"),
+              "multi": multi.reset_index().to_dict("records"), "wide_t": indexed.to_dict(), "text": "t", "n": 3}
+    run.save_json("inline", inline)
+    assert (run.dir / "metrics.json").read_text() == (run.dir / "inline.json").read_text()
+    run.save_metrics(file="other", x=records)
+    assert json.loads((run.dir / "other.json").read_text()) == {"x": [{"scheme": "more", "ece": 0.1}, {"scheme": "top", "ece": None}]}
+    with pytest.raises(RunError, match="wide=\\['nope'\\]"):
+        run.save_metrics(x=records, wide=["nope"])
+
+
 def test_disk_full_leaves_no_partial_file(cfg, monkeypatch):
     run = runs.open_run(cfg, "", "nb")
     run.save_json("metrics", {"old": 1})

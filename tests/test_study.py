@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from morelib import findings, metrics, paper, runs, study, tables, train
+from morelib import findings, metrics, paper, rms, runs, study, tables, train
 from morelib.config import load_config
 from morelib.errors import DataError, RunError
+from morelib.rms import RMKey
 
 
 @pytest.fixture(scope="module")
@@ -28,26 +29,25 @@ def fitted(cfg):
 
 def test_keys_and_reuse_from_run(cfg, fitted, monkeypatch):
     data, _, run, heads = fitted
-    assert set(heads) == {study.head_key(s, k, src) for k in cfg.seeds for s, src in
+    assert set(heads) == {RMKey(s, source=src, seed=k) for k in cfg.seeds for s, src in
                           [("raw", None), ("multitask", None), ("more", None)] + [("single", n) for n in data.sources]}
     monkeypatch.setattr(train, "train_head", lambda *a, **k: pytest.fail("a head of this run was retrained"))
     again = study.fit(cfg, data, ["more", "single"], run=run)
-    key = study.head_key("more", cfg.seeds[0])
-    assert np.array_equal(again[key].w.numpy(), heads[key].w.numpy())
+    key = RMKey("more", seed=cfg.seeds[0])
+    assert np.array_equal(again[key].head.w.numpy(), heads[key].head.w.numpy())
     loaded = study.load_heads(run, ["more", "single"])
-    assert set(loaded) == {k for k in heads if k.startswith(("more/", "single:"))}
-    assert np.array_equal(loaded[key].w.numpy(), heads[key].w.numpy())
-    assert study.parse_key("more@a+b/seed3") == {"scheme": "more", "source": None, "subset": ["a", "b"], "seed": 3}
+    assert set(loaded) == {k for k in heads if k.scheme in ("more", "single")}
+    assert np.array_equal(loaded[key].head.w.numpy(), heads[key].head.w.numpy())
 
 
 def test_manifest_records_each_heads_grad_norm_and_temperature_bounds(cfg, fitted):
     data, _, run, heads = fitted
     norms = run.manifest_extra["heads"]
-    assert set(norms) == set(heads) and norms[study.head_key("raw", cfg.seeds[0])]["grad_norm"] is None
-    key = study.head_key("multitask", cfg.seeds[0])
-    assert norms[key]["grad_norm"] == heads[key].history["grad_norm"] >= 0
+    assert set(norms) == set(map(str, heads)) and norms[str(RMKey("raw", seed=cfg.seeds[0]))]["grad_norm"] is None
+    key = RMKey("multitask", seed=cfg.seeds[0])
+    assert norms[str(key)]["grad_norm"] == heads[key].history["grad_norm"] >= 0
     fits = study.temperature_fits(heads, data)
-    assert set(fits) == {k for k in heads if not k.startswith("raw/")}
+    assert set(fits) == {k for k in heads if k.scheme != "raw"}
     assert all(f.bound in (None, "upper", "lower") and f.T > 0 for f in fits.values())
     assert study.temperatures(heads, data) == {k: f.T for k, f in fits.items()}
 
@@ -56,19 +56,19 @@ def test_top_is_best_single_on_calib(cfg, fitted):
     data, _, _, heads = fitted
     top = study.select_top(heads, data)
     for (seed, test_src), chosen in top.items():
-        accs = {s: metrics.accuracy(heads[study.head_key("single", seed, s)].reward_diff(data.features[test_src]["calib"]))
+        accs = {s: metrics.accuracy(heads[RMKey("single", source=s, seed=seed)].head.reward_diff(data.features[test_src]["calib"]))
                 for s in data.sources}
         assert accs[chosen] == max(accs.values())
     diffs = study.scheme_diffs(heads, data)
     seed, src = next(iter(top))
-    assert np.array_equal(diffs[study.head_key("top", seed)][src], diffs[study.head_key("single", seed, top[(seed, src)])][src])
+    assert np.array_equal(diffs[RMKey("top", seed=seed)][src], diffs[RMKey("single", source=top[(seed, src)], seed=seed)][src])
 
 
 def test_evaluate_matches_direct_metrics_and_temperature_keeps_accuracy(cfg, fitted):
     data, _, _, heads = fitted
     table = study.evaluate(heads, data, cfg, temperature_scaled=True)
-    key, src = study.head_key("more", cfg.seeds[0]), data.sources[0]
-    direct = metrics.evaluate(heads[key].reward_diff(data.features[src]["test"]).numpy())
+    key, src = RMKey("more", seed=cfg.seeds[0]), data.sources[0]
+    direct = metrics.evaluate(heads[key].head.reward_diff(data.features[src]["test"]).numpy())
     row = table[(table.scheme == "more") & (table.seed == cfg.seeds[0]) & (table.test_source == src)].iloc[0]
     assert row["ece_10"] == pytest.approx(direct["ece_10"]) and row["accuracy"] == pytest.approx(direct["accuracy"])
     scaled = table[(table.scheme == "more+T") & (table.seed == cfg.seeds[0]) & (table.test_source == src)].iloc[0]
@@ -83,7 +83,7 @@ def test_compare_is_seed_mean_difference_with_ci(cfg, fitted):
     diffs = study.scheme_diffs(heads, data)
     cmp = tables.compare(diffs, "more", "multitask", cfg, ["ece_10"])
     src = data.sources[0]
-    ece = [metrics.calibration_errors(diffs[study.head_key(s, k)][src], 10)["ece"] for s in ("more", "multitask")
+    ece = [metrics.calibration_errors(diffs[RMKey(s, seed=k)][src], 10)["ece"] for s in ("more", "multitask")
            for k in cfg.seeds]
     row = cmp[cmp.test_source == src].iloc[0]
     n = len(cfg.seeds)
@@ -99,7 +99,7 @@ def test_synthetic_truth_and_outliers(cfg, fitted):
     diffs = study.scheme_diffs(heads, data)
     src = data.sources[0]
     out = tables.outlier_table(diffs, ["more"], [src])
-    direct = [metrics.outliers(diffs[study.head_key("more", k)][src])["pos_count"] for k in cfg.seeds]
+    direct = [metrics.outliers(diffs[RMKey("more", seed=k)][src])["pos_count"] for k in cfg.seeds]
     assert out.loc[(src, "more"), "pos_outlier_count"] == pytest.approx(np.mean(direct))
 
 
@@ -166,8 +166,8 @@ def test_finetune_tier_dispatch(tmp_path):
     data = study.prepare(cfg, run)
     assert not data.features and data.sources, "the finetune tier scores pairs with the model, no frozen features"
     heads = study.fit(cfg, data, ["raw", "more"], run=run, sources=data.sources[:2])
-    key = study.head_key("more", 0, subset=data.sources[:2])
-    assert isinstance(heads[key], study.FinetunedRM) and heads[key].history["lam"].shape[1] == 2
+    key = RMKey("more", subset=data.sources[:2], seed=0)
+    assert isinstance(heads[key], rms.FinetunedRM) and heads[key].history["lam"].shape[1] == 2
     table = study.evaluate(heads, data, cfg, diffs=study.reward_diffs(heads, data, sources=data.sources[:1]))
     assert set(table["scheme"]) == {"raw", "more"} and table["accuracy"].between(0, 1).all()
     again = study.fit(cfg, data, ["more"], run=run, sources=data.sources[:2])
@@ -178,7 +178,7 @@ def test_synthetic_benchmark_trains_heads_even_in_finetune_tier():
     cfg = load_config("tiny", {"train.tier": "finetune", "seeds": [0]})
     data, _ = study.synthetic_data(cfg)
     heads = study.fit(cfg, data, ["more"])
-    assert isinstance(heads[study.head_key("more", 0)], train.HeadModel)
+    assert isinstance(heads[RMKey("more", seed=0)], rms.HeadRM)
 
 
 def test_own_vs_best_other_matches_matrix(cfg, fitted):
@@ -228,8 +228,8 @@ def test_outlier_finding_gives_integer_counts_per_seed_and_a_ci_verdict():
 def test_floor_columns_and_pooled_comparison(cfg, fitted):
     data, _, _, heads = fitted
     table = study.evaluate(heads, data, cfg)
-    key, src = study.head_key("more", cfg.seeds[0]), data.sources[0]
-    d = heads[key].reward_diff(data.features[src]["test"]).numpy()
+    key, src = RMKey("more", seed=cfg.seeds[0]), data.sources[0]
+    d = heads[key].head.reward_diff(data.features[src]["test"]).numpy()
     row = table[(table.scheme == "more") & (table.seed == cfg.seeds[0]) & (table.test_source == src)].iloc[0]
     assert row["ece_10_floor"] == pytest.approx(metrics.ece_floor(d, 10))
     assert row["ece_10_debiased"] == pytest.approx(row["ece_10"] - row["ece_10_floor"])
@@ -240,7 +240,7 @@ def test_floor_columns_and_pooled_comparison(cfg, fitted):
     diffs = study.scheme_diffs(heads, data)
     cmp = tables.compare(diffs, "more", "multitask", cfg, ["accuracy", "ece_10"])
     ece = cmp[cmp.metric == "ece_10"]
-    first = [metrics.ece_floor(diffs[study.head_key("more", k)][src], 10) for k in cfg.seeds]
+    first = [metrics.ece_floor(diffs[RMKey("more", seed=k)][src], 10) for k in cfg.seeds]
     assert ece.iloc[0]["more_floor"] == pytest.approx(np.mean(first)) and cmp["p_value"].between(0, 1).all()
     assert cmp[cmp.metric == "accuracy"]["more_floor"].isna().all()
     pooled = tables.pooled_compare(diffs, "more", "multitask", cfg).set_index("metric")
@@ -254,13 +254,13 @@ def test_floor_columns_and_pooled_comparison(cfg, fitted):
 def test_k_endpoints_and_trend(cfg, fitted):
     data, _, run, heads = fitted
     ends = study.k_endpoints(cfg, data, run, data.sources, tests=data.sources[:2])
-    assert sorted(ends) == [2, len(data.sources)] and set(ends[2]) == {study.head_key(s, k) for s in ("multitask", "more")
+    assert sorted(ends) == [2, len(data.sources)] and set(ends[2]) == {RMKey(s, seed=k) for s in ("multitask", "more")
                                                                         for k in cfg.seeds}
     top = study.scheme_diffs(heads, data)
     trend = tables.k_trend(ends, top, cfg, data.sources[:2])
     assert list(trend["contrast"]) == ["K trend", "K trend", "vs Single-Top"]
     more = trend[(trend.contrast == "K trend") & (trend.scheme == "more")].iloc[0]
-    ece = lambda ds, s: np.mean([metrics.calibration_errors(ds[study.head_key(s, k)][src], 10)["ece"]  # noqa: E731
+    ece = lambda ds, s: np.mean([metrics.calibration_errors(ds[RMKey(s, seed=k)][src], 10)["ece"]  # noqa: E731
                                  for k in cfg.seeds for src in data.sources[:2]])
     assert more["diff"] == pytest.approx(ece(ends[len(data.sources)], "more") - ece(ends[2], "more"))
     assert more["lo"] <= more["diff"] <= more["hi"] and np.isfinite(more["a_floor_p95"])

@@ -18,6 +18,7 @@ from morelib.config import load_config
 from morelib.errors import ConfigError, DataError, TrainingError
 from morelib.features import PairFeatures, extract
 from morelib.losses import batch_grads, bt_loss, head_grad
+from morelib.rms import RMKey
 from morelib.synthetic import make_drift_benchmark
 
 REAL_DATA = Path(os.environ.get("MORE_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -261,8 +262,8 @@ def test_study_seeds_train_on_their_own_subsample(tmp_path):
     cfg = load_config("tiny", {"output_root": str(tmp_path)})
     data = study.prepare(cfg)
     heads = study.fit(cfg, data, ["multitask"], seeds=[0, 1])
-    h0, h1 = heads["multitask/seed0"], heads["multitask/seed1"]
+    h0, h1 = heads[RMKey("multitask", seed=0)].head, heads[RMKey("multitask", seed=1)].head
     assert not torch.allclose(h0.w, h1.w, atol=1e-3)  # polished to the optimum, they differ only through their data
     full = load_config("tiny", {"output_root": str(tmp_path), "train.seed_subsample": 1.0})
     g = study.fit(full, data, ["multitask"], seeds=[0, 1])
-    assert torch.allclose(g["multitask/seed0"].w, g["multitask/seed1"].w, atol=1e-3)
+    assert torch.allclose(g[RMKey("multitask", seed=0)].head.w, g[RMKey("multitask", seed=1)].head.w, atol=1e-3)
