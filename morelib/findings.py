@@ -380,11 +380,13 @@ def finding_when_more_helps(diffs: pd.DataFrame, alpha: float = 0.05) -> str:
     own_text = (f" On each source's OWN drifted labels (the paper's ECE) MORE is significantly lower in "
                 f"{int((own.better > 0).sum())} scenario(s){_names(own[own.better > 0])} and higher in "
                 f"{int((own.better < 0).sum())}{_names(own[own.better < 0])}." if "own_ece" in set(more["metric"]) else "")
-    worse_truth = set(sure[(sure["better"] < 0) & sure["metric"].isin(list(SYNTHETIC_METRICS))]["scenario"])
-    misled = sorted(set(own[own.better > 0]["scenario"]) & worse_truth)
+    worse = sure[(sure["better"] < 0) & sure["metric"].isin(list(SYNTHETIC_METRICS))]
+    misled = [sc for sc in own[own.better > 0]["scenario"] if sc in set(worse["scenario"])]
     if misled:
-        own_text += (f" In {', '.join(misled)} the paper's metric favours MORE while the shared truth favours "
-                     f"MultiTask: there it rewards fitting the drift.")
+        named = [f"{sc} ({', '.join(SYNTHETIC_METRICS[m][0] for m in worse[worse.scenario == sc]['metric'])})"
+                 for sc in misled]
+        own_text += (f" In {', '.join(named)} the paper's metric favours MORE while the shared-truth metric named "
+                     f"favours MultiTask: there the own-label ECE rewards fitting the drift.")
     text = (f"MORE − MultiTask over {n_scen} synthetic scenarios, {seeds} seeds each (paired by seed; mean "
             f"[95% t-CI]; a difference counts when its CI excludes 0 and its Holm-adjusted p < {alpha} over all "
             f"scenarios × metrics). " + "; ".join(parts) + f". {verdict}{own_text}")

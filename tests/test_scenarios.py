@@ -158,5 +158,10 @@ def test_finding_says_when_own_labels_and_shared_truth_disagree():
                          "lo": -0.015, "hi": -0.005, "p": 1e-4, "p_holm": 1e-3, "better": 1, "n_seeds": 10}])
     text = findings.finding_when_more_helps(pd.concat([_diff_rows(-1), own], ignore_index=True))
     assert "MORE is significantly lower in 1 scenario(s) (a)" in text
-    assert "In a the paper's metric favours MORE while the shared truth favours MultiTask" in text
+    assert ("In a (cos(w, r*), shared-truth ECE) the paper's metric favours MORE while the shared-truth metric named "
+            "favours MultiTask") in text
+    # a scenario where only cos favours MultiTask names cos alone (the shared-truth ECE may favour MORE there)
+    mixed = _diff_rows(-1)
+    mixed.loc[(mixed.scenario == "a") & (mixed.metric == "truth_ece"), ["diff", "lo", "hi", "better"]] = [-0.02, -0.025, -0.015, 1]
+    assert "In a (cos(w, r*)) the paper's metric" in findings.finding_when_more_helps(pd.concat([mixed, own], ignore_index=True))
     assert "favours MORE while" not in findings.finding_when_more_helps(pd.concat([_diff_rows(+1), own]))
