@@ -425,21 +425,21 @@ def load_config(profile: str | Path = "default", overrides: dict[str, Any] | Non
     if path.resolve() != (PARAMS_DIR / "default.yaml").resolve():
         raw = _merge(raw, _read_yaml(path))
     raw["profile"] = raw.get("profile", Path(path).stem)
-    for dotted, value in {**(overrides or {}), **kw}.items():
-        _apply_override(raw, dotted, value)
-    cfg = _build(Config, raw)
-    validate(cfg)
-    return cfg
+    return _overridden(raw, {**(overrides or {}), **kw})
 
 
 def with_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
     """A validated copy of `cfg` with dotted `overrides` applied (e.g. {"more.normalization": "loss+"})."""
-    raw = cfg.to_dict()
+    return _overridden(cfg.to_dict(), overrides)
+
+
+def _overridden(raw: dict[str, Any], overrides: dict[str, Any]) -> Config:
+    """The validated Config of plain data `raw` with dotted `overrides` applied."""
     for dotted, value in overrides.items():
         _apply_override(raw, dotted, value)
-    out = _build(Config, raw)
-    validate(out)
-    return out
+    cfg = _build(Config, raw)
+    validate(cfg)
+    return cfg
 
 
 def _check(ok: bool, message: str) -> None:
