@@ -91,3 +91,17 @@ def test_uniform_baseline_lambda_is_named_multitask():
     lam = pd.DataFrame({"rm": "sizeprop/seed0", "scheme": "sizeprop", "seed": 0, "source": ["a", "b"], "lambda": [0.5, 0.5]})
     assert "trains exactly as MultiTask" in findings.finding_baselines(cmp, 5, lambdas=lam)[0]
     assert "trains exactly as MultiTask" not in findings.finding_baselines(cmp, 5, lambdas=lam.assign(**{"lambda": [0.7, 0.3]}))[0]
+
+
+def test_synthetic_finding_words_come_from_a_seed_ci():
+    rows = []
+    for seed, (c_more, c_mt) in enumerate([(0.97, 0.96), (0.975, 0.962), (0.972, 0.965)]):
+        for scheme, c in (("more", c_more), ("multitask", c_mt)):
+            rows.append({"scheme": scheme, "seed": seed, "test_source": "s", "cosine_to_r_star": c,
+                         "true_prob_gap": 0.13 + 0.001 * seed})
+    truth = pd.DataFrame(rows)
+    summary = truth.assign(ece_10=0.03)
+    text = findings.finding_synthetic(truth, summary)
+    assert "cos(w, r*): +0.0100" in text and "(closer to r*)" in text
+    assert "|p̂ − p*|: +0.0000" in text and "(not distinguishable)" in text
+    assert "Closest" not in text
