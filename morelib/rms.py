@@ -56,6 +56,12 @@ class RMKey:
         """`<scheme>[:<source>][@<a+b>]/seed<k>`, e.g. `single:helpful/seed0`, `more@helpful+harmless/seed1`."""
         return f"{self.name}/seed{self.seed}"
 
+    def __lt__(self, other: RMKey) -> bool:
+        """Keys sort as their string forms (so sorted(heads) lists RMs as their files do)."""
+        if not isinstance(other, RMKey):
+            return NotImplemented
+        return str(self) < str(other)
+
     @classmethod
     def parse(cls, text: str) -> RMKey:
         """The key whose string form is `text`; RunError naming the expected shape otherwise."""

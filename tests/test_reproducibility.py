@@ -54,7 +54,7 @@ def _same_study(a: tuple, b: tuple) -> None:
             assert torch.equal(fa.chosen, fb.chosen) and torch.equal(fa.rejected, fb.rejected), (s, side)
     assert sorted(heads_a) == sorted(heads_b)
     for key in heads_a:
-        assert torch.equal(heads_a[key].w, heads_b[key].w), key
+        assert torch.equal(heads_a[key].head.w, heads_b[key].head.w), key
         assert torch.equal(heads_a[key].history["lam"], heads_b[key].history["lam"]), key
     pd.testing.assert_frame_equal(table_a, table_b, check_exact=True)
 

@@ -58,3 +58,8 @@ def test_finetuned_rm_needs_pairs():
     assert not rm.uses_features and rm.history == {} and rm.meta == {}
     with pytest.raises(RunError, match="pairs"):
         rm.reward_diff(None, None)
+
+
+def test_keys_sort_as_their_strings():
+    keys = [RMKey("single", source="helpful", seed=1), RMKey("more", seed=0), RMKey("more", subset=["a", "b"], seed=0)]
+    assert [str(k) for k in sorted(keys)] == sorted(str(k) for k in keys)
