@@ -11,8 +11,10 @@ appends EOS), 8 pairs per step, lr 1e-6, no checkpoints inside the timed steps. 
                transformers 5's `train_sampling_strategy="group_by_length"` (TRL 1.16's RewardConfig has no other
                speed lever for reward models: no padding-free mode). Its batches are exactly what that flag's
                LengthGroupedSampler (`get_length_grouped_indices`, called here with the Trainer's batch size and a
-               seeded generator) gives over the whole pool, read in that order; a TRL user needs a `length` column
-               (max of chosen/rejected tokens), since the sampler cannot infer lengths from chosen_ids/rejected_ids.
+               seeded generator) gives over the whole pool, read in that order. A TRL user needs a `length` column
+               (max of chosen/rejected tokens: the sampler cannot infer lengths from chosen_ids/rejected_ids) AND
+               remove_unused_columns=False (else the Trainer drops that column first and the sampler raises;
+               checked with TRL 1.16 / transformers 5.24 on the tiny model).
   ours       — morelib.finetune(scheme="single") fed the SAME random batches as `trl` (its shipped optimizer, fused
                AdamW): what the trainer alone gives ("ours, random batches" in the report).
   ours+lev   — morelib.finetune as shipped: length-grouped batches (each source's picks sorted by length within a

@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,13 +55,14 @@ from morelib.config import FINETUNE_SCHEMES, Config, load_config, parse_override
 from morelib.errors import ConfigError, TrainingError
 from morelib.data import Pair
 from morelib.losses import head_grad
-from morelib.model import encode, is_encoder, last_token_index, load_reward_model, save_reward_model, score_layer
+from morelib.model import encode, last_token_index, load_reward_model, save_reward_model, score_layer
 from morelib.more import MoreWeighter, more_loss
-from morelib.pairpack import check_tokenizer, collate_packed, model_mask, pack_pairs
+from morelib.pairpack import collate_packed, model_mask, pack_pairs, unshareable
 from morelib.sampling import POOLED, plan_for, plan_steps
 from morelib.splits import load_source_splits
 from morelib.weighting import fixed_weights
 
+log = logging.getLogger(__name__)
 STATE_FILE = "more_state.pt"
 LOG_FILE = "more_log.jsonl"
 RANK_LOG = "lam_rank{rank}.jsonl"  # several processes: every rank's λ per step, to check they agree
@@ -107,8 +109,6 @@ class PairCollator:
     def __init__(self, tokenizer: Any, max_length: int, truncation_side: str, share_prompt: bool = False) -> None:
         self.tokenizer, self.max_length, self.truncation_side = tokenizer, max_length, truncation_side
         self.share_prompt = share_prompt
-        if share_prompt:
-            check_tokenizer(tokenizer)
         self.counts = {"pairs": 0, "tokens": 0, "padded_tokens": 0}  # what this process fed the model (throughput)
 
     def __call__(self, items: list[dict[str, list]]) -> dict[str, torch.Tensor]:
@@ -277,6 +277,14 @@ def pair_lengths(tokenizer: Any, pairs: dict[str, Sequence[Pair]], max_length: i
     return out
 
 
+def share_prompt_ok(model: Any, tokenizer: Any) -> bool:
+    """True when this model and tokenizer can share the prompt; otherwise log why and train unshared."""
+    reason = unshareable(model, tokenizer)
+    if reason is not None:
+        log.info("train.share_prompt: %s, so chosen and rejected are read unshared", reason)
+    return reason is None
+
+
 def optimizer_name() -> str:
     """`adamw_torch_fused` when this transformers and torch support it (AdamW fused=True), else `adamw_torch`."""
     fused_ok = "fused" in inspect.signature(torch.optim.AdamW).parameters
@@ -373,15 +381,14 @@ def finetune(cfg: Config, train_pairs: dict[str, Sequence[Pair]], scheme: str, o
     checkpoint = _resume_state(output_dir, weighter) if resume else None
     model, tokenizer = load_reward_model(cfg.model.name, dtype="fp32", padding_side=cfg.model.padding_side,
                                          device="cpu")
-    if t.share_prompt and is_encoder(model):
-        raise ConfigError(f"train.share_prompt needs a causal decoder; {cfg.model.name} is an encoder")
-    lengths = (pair_lengths(tokenizer, train_pairs, cfg.model.max_length, cfg.model.truncation_side, t.share_prompt)
+    share = t.share_prompt and share_prompt_ok(model, tokenizer)
+    lengths = (pair_lengths(tokenizer, train_pairs, cfg.model.max_length, cfg.model.truncation_side, share)
                if t.group_by_length else None)
     plan = plan_for(train_pairs, cfg, seed, lengths, scheme)
     trainer = MoreTrainer(
         model=model, args=training_args(cfg, output_dir, seed, plan.shape[0]),
         train_dataset=(PooledBatches if scheme == POOLED else BalancedBatches)(train_pairs, plan),
-        data_collator=PairCollator(tokenizer, cfg.model.max_length, cfg.model.truncation_side, t.share_prompt),
+        data_collator=PairCollator(tokenizer, cfg.model.max_length, cfg.model.truncation_side, share),
         callbacks=[MoreStateCallback(weighter), *callbacks],
         scheme=scheme, source_names=names, weighter=weighter, lam=weights)
     model.train()

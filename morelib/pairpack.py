@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from morelib.errors import ConfigError
-from morelib.model import encode
+from morelib.model import encode, is_encoder
 
 
 @dataclass(frozen=True)
@@ -53,12 +53,16 @@ def split_pair(chosen: list[int], rejected: list[int], max_length: int) -> Packe
     return PackedPair(chosen[max(0, p - room):p], c, r)
 
 
-def check_tokenizer(tokenizer: Any) -> None:
-    """ConfigError for a tokenizer that adds special tokens (a BOS would be lost when the prompt is cut on the left)."""
+def unshareable(model: Any, tokenizer: Any) -> str | None:
+    """Why this model/tokenizer cannot share the prompt (None if it can): an encoder (bidirectional attention), an
+    attention without 4D masks, or a tokenizer that adds special tokens (a BOS would be lost when the prompt is cut)."""
+    if is_encoder(model):
+        return f"{model.config.model_type} is an encoder"
+    impl = getattr(model.config, "_attn_implementation", "eager")
+    if impl not in ("sdpa", "eager"):
+        return f"attention {impl!r} takes no 4D block mask"
     added = tokenizer("")["input_ids"]
-    if added:
-        raise ConfigError(f"train.share_prompt needs a tokenizer that adds no special tokens; "
-                          f"{type(tokenizer).__name__} adds {added}: set train.share_prompt false")
+    return f"the tokenizer adds special tokens {added}" if added else None
 
 
 def pack_pairs(tokenizer: Any, chosen: Sequence[str], rejected: Sequence[str], max_length: int) -> list[PackedPair]:

@@ -139,6 +139,16 @@ def test_more_run_with_shared_prompt_logs_the_unshared_losses_and_lambda(tmp_pat
     assert tokens[1] < tokens[0]  # the prompt is read once
 
 
+def test_models_that_cannot_share_fall_back_to_unshared():
+    model, tok = load_reward_model("tiny-random", dtype="fp32", device="cpu")
+    assert pairpack.unshareable(model, tok) is None and ft.share_prompt_ok(model, tok)
+    adds_bos = lambda text: {"input_ids": [1]}  # noqa: E731  (a tokenizer that puts a BOS before every text)
+    assert "special tokens" in pairpack.unshareable(model, adds_bos)
+    model.config._attn_implementation = "flash_attention_2"
+    assert "4D" in pairpack.unshareable(model, tok) and not ft.share_prompt_ok(model, tok)
+
+
 def test_share_prompt_needs_left_truncation():
     with pytest.raises(ConfigError, match="truncation_side"):
-        load_config("tiny", {"train.share_prompt": True, "model.truncation_side": "right"})
+        load_config("tiny", {"train.share_prompt": True, "model.truncation_side": "right", "train.tier": "finetune"})
+    load_config("tiny", {"train.share_prompt": False, "model.truncation_side": "right", "train.tier": "finetune"})
