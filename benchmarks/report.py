@@ -17,7 +17,7 @@ from common import load
 
 GENERATION_TIE = 0.85  # batch sizes within 15% of the fastest are tied (run-to-run spread of one pass here)
 LABELS = {"ours": "ours, random batches", "ours+lev": "ours as shipped (length-grouped)"}  # vs_trl contenders
-CMD = {name: f"{name}.py" for name in ("vs_trl", "more_overhead", "roofline", "scoring", "head_tier", "scaling",
+CMD = {name: f"{name}.py" for name in ("vs_trl", "share_prompt", "more_overhead", "roofline", "scoring", "head_tier", "scaling",
                                        "train_throughput", "generation", "feature_throughput")}
 
 
@@ -68,6 +68,16 @@ def vs_trl_rows(res: dict) -> list[str]:
         if r["trainer"] == "ours+lev":
             out += _best_row(r)
     return out
+
+
+def share_prompt_rows(res: dict) -> list[str]:
+    """One fine-tuning step with train.share_prompt vs without (same pairs): tokens and seconds."""
+    plain, shared = ({r["mode"]: r for r in res["rows"]}[m] for m in ("unshared", "shared"))
+    a = res["args"]
+    return [_row(f"prompt sharing, one step, {a['pairs']} pairs, {a['max_length']} tokens",
+                 f"{shared['x_unshared_wall']:.2f}x wall, {shared['x_unshared_cpu']:.2f}x CPU; real tokens "
+                 f"{plain['real_tokens']} -> {shared['real_tokens']}, padded {plain['padded_tokens']} -> "
+                 f"{shared['padded_tokens']}", "—", None, "share_prompt")]
 
 
 def overhead_rows(res: dict) -> list[str]:
@@ -161,7 +171,7 @@ def feature_rows(res: dict) -> list[str]:
                  "feature_throughput") for r in res["rows"]]
 
 
-SECTIONS = (("vs_trl", vs_trl_rows), ("more_overhead", overhead_rows), ("roofline", roofline_rows),
+SECTIONS = (("vs_trl", vs_trl_rows), ("share_prompt", share_prompt_rows), ("more_overhead", overhead_rows), ("roofline", roofline_rows),
             ("scoring", scoring_rows), ("head_tier", head_rows), ("scaling", scaling_rows),
             ("train_throughput", throughput_rows), ("generation", generation_rows),
             ("feature_throughput", feature_rows))
