@@ -109,6 +109,8 @@ class PairCollator:
     def __init__(self, tokenizer: Any, max_length: int, truncation_side: str, share_prompt: bool = False) -> None:
         self.tokenizer, self.max_length, self.truncation_side = tokenizer, max_length, truncation_side
         self.share_prompt = share_prompt
+        if share_prompt and truncation_side != "left":
+            raise ConfigError(f"share_prompt cuts the shared prompt on the left; truncation_side is {truncation_side!r}")
         self.counts = {"pairs": 0, "tokens": 0, "padded_tokens": 0}  # what this process fed the model (throughput)
 
     def __call__(self, items: list[dict[str, list]]) -> dict[str, torch.Tensor]:
