@@ -23,6 +23,7 @@ bench() {  # bench NAME ARGS...: run benchmarks/NAME.py with ARGS and record its
 }
 bench vs_trl --lengths 256 --steps 2 --rounds 2
 bench vs_trl --lengths 512 --steps 2 --rounds 1
+bench share_prompt --pairs 8 --max-length 256 --rounds 2
 bench more_overhead --head-rounds 5 --ft-rounds 2 --ft-steps 2
 bench roofline --rounds 4
 bench scoring --texts 64 --rounds 2

@@ -269,6 +269,7 @@ class TrainConfig:
     logging_steps: int
     gradient_checkpointing: bool
     group_by_length: bool
+    share_prompt: bool
     head_lr: float
     head_epochs: int
     head_weight_decay: float
@@ -473,6 +474,9 @@ def validate(cfg: Config) -> None:
            "'model.pooling' / 'model.layer' choose frozen features: they need train.tier 'features' "
            f"(got pooling '{cfg.model.pooling}', layer {cfg.model.layer}; fine-tuning scores the last token)")
     _validate_train(cfg.train)
+    _check(not (cfg.train.share_prompt and cfg.train.tier == "finetune") or cfg.model.truncation_side == "left",
+           "'train.share_prompt' cuts the shared prompt on the left: fine-tuning with it needs model.truncation_side "
+           f"'left', got '{cfg.model.truncation_side}' (or set train.share_prompt false)")
     _check(0 < cfg.more.alpha <= 1, f"'more.alpha' must be in (0, 1], got {cfg.more.alpha}")
     _check_subset(cfg.rjs.schemes, TRAINED_SCHEMES, "rjs.schemes")
     for key in ("train_pairs_per_source", "head_epochs", "batch_per_source", "reliability_bins"):

@@ -7,7 +7,9 @@ and the window's batches shuffled with the seed (less padding: −36% / −52% p
 Harmless, benchmarks/README.md §1). The dataset's item i IS batch i and the sampler is sequential, so Trainer's own
 resume logic skips exactly the consumed batches. The optimiser is fused AdamW where the build has it.
 Chosen and rejected texts (prompt + response, truncated on the left, padded on the right) go through ONE forward pass
-as [chosen; rejected]. A forward pre-hook on the score layer captures its input at the last real token, z[2N, h]; the
+as [chosen; rejected]; with `train.share_prompt`, each pair is one row prompt + chosen + rejected with a block mask
+and positions restarting after the prompt (`morelib.pairpack`: same rewards and gradients, the prompt read once).
+A forward pre-hook on the score layer captures its input at the last real token, z[2N, h]; the
 per-source BT losses L_i and closed-form head gradients ∂L_i/∂w (morelib.losses.head_grad on z_w − z_l) feed
 `MoreWeighter`, and the loss is Σ λ_i L_i (`multitask`: λ = 1/K; `fixed`: given λ; `single`: one source).
 `multitask-pooled` (the paper's MultiTask) trains on random batches of K·B pairs from the pooled resampled sources
@@ -35,6 +37,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,10 +57,12 @@ from morelib.data import Pair
 from morelib.losses import head_grad
 from morelib.model import encode, last_token_index, load_reward_model, save_reward_model, score_layer
 from morelib.more import MoreWeighter, more_loss
+from morelib.pairpack import collate_packed, model_mask, pack_pairs, unshareable
 from morelib.sampling import POOLED, plan_for, plan_steps
 from morelib.splits import load_source_splits
 from morelib.weighting import fixed_weights
 
+log = logging.getLogger(__name__)
 STATE_FILE = "more_state.pt"
 LOG_FILE = "more_log.jsonl"
 RANK_LOG = "lam_rank{rank}.jsonl"  # several processes: every rank's λ per step, to check they agree
@@ -97,22 +102,34 @@ class PooledBatches(BalancedBatches):
 
 
 class PairCollator:
-    """Tokenise one balanced batch into input_ids/attention_mask [2N, T] ([chosen; rejected]) and source_ids [N]."""
+    """Tokenise one balanced batch into input_ids/attention_mask [2N, T] ([chosen; rejected]) and source_ids [N];
+    with `share_prompt`, one packed row per pair (`morelib.pairpack`): input_ids/position_ids [N, T], a 4D block
+    attention_mask [N, 1, T, T] and score_at [2N] (the columns of the last chosen / rejected tokens)."""
 
-    def __init__(self, tokenizer: Any, max_length: int, truncation_side: str) -> None:
+    def __init__(self, tokenizer: Any, max_length: int, truncation_side: str, share_prompt: bool = False) -> None:
         self.tokenizer, self.max_length, self.truncation_side = tokenizer, max_length, truncation_side
+        self.share_prompt = share_prompt
+        if share_prompt and truncation_side != "left":
+            raise ConfigError(f"share_prompt cuts the shared prompt on the left; truncation_side is {truncation_side!r}")
         self.counts = {"pairs": 0, "tokens": 0, "padded_tokens": 0}  # what this process fed the model (throughput)
 
     def __call__(self, items: list[dict[str, list]]) -> dict[str, torch.Tensor]:
         chosen = [t for it in items for t in it["chosen"]]
         rejected = [t for it in items for t in it["rejected"]]
+        source_ids = torch.tensor([k for it in items for k in it["source"]])
+        if self.share_prompt:
+            packed = pack_pairs(self.tokenizer, chosen, rejected, self.max_length)
+            batch = collate_packed(packed, self.tokenizer.pad_token_id)
+            self.counts["pairs"] += len(chosen)
+            self.counts["tokens"] += sum(len(x) for x in packed)
+            self.counts["padded_tokens"] += batch["input_ids"].numel()
+            return {**batch, "source_ids": source_ids}
         ids = encode(self.tokenizer, chosen + rejected, self.max_length, self.truncation_side)
         batch = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
         self.counts["pairs"] += len(chosen)
         self.counts["tokens"] += int(batch["attention_mask"].sum())
         self.counts["padded_tokens"] += batch["input_ids"].numel()
-        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
-                "source_ids": torch.tensor([k for it in items for k in it["source"]])}
+        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "source_ids": source_ids}
 
 
 class MoreStateCallback(TrainerCallback):
@@ -149,7 +166,8 @@ class MoreTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Σ_i λ_i L_i over the K sources of this batch (num_items_in_batch unused: every source loss is a mean)."""
         source_ids = inputs["source_ids"]
-        z, rewards = self._pooled_forward(model, inputs["input_ids"], inputs["attention_mask"])
+        packed = {k: inputs[k] for k in ("position_ids", "score_at") if k in inputs}  # train.share_prompt
+        z, rewards = self._pooled_forward(model, inputs["input_ids"], inputs["attention_mask"], **packed)
         n = source_ids.shape[0]
         delta = rewards[:n] - rewards[n:]
         K = len(self.source_names)
@@ -177,11 +195,17 @@ class MoreTrainer(Trainer):
         self._record(share, losses.detach())
         return (loss, {"rewards": rewards}) if return_outputs else loss
 
-    def _pooled_forward(self, model, input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(score-layer input at the last real token z[2N, h], rewards[2N]) with one forward pass of `model`."""
+    def _pooled_forward(self, model, input_ids: torch.Tensor, mask: torch.Tensor,
+                        position_ids: torch.Tensor | None = None,
+                        score_at: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(score-layer input at the last real token z[2N, h], rewards[2N]) with one forward pass of `model`; with
+        `score_at` (packed pairs: 4D `mask`, `position_ids`), z is read at row i mod N, column score_at[i]."""
         inner = self.accelerator.unwrap_model(model)
         layer = score_layer(inner)
         extra = {"use_cache": False} if "use_cache" in inspect.signature(inner.forward).parameters else {}
+        if score_at is not None:
+            mask = model_mask(inner, mask, next(inner.parameters()).dtype)
+            extra["position_ids"] = position_ids
         captured: list[torch.Tensor] = []
         handle = layer.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
         try:
@@ -189,7 +213,10 @@ class MoreTrainer(Trainer):
         finally:
             handle.remove()
         hidden = captured[0]
-        if hidden.dim() == 3:  # decoders score every position; keep the last real token (right padding)
+        if score_at is not None:
+            rows = torch.arange(score_at.shape[0], device=hidden.device) % hidden.shape[0]
+            hidden = hidden[rows, score_at.to(hidden.device)]
+        elif hidden.dim() == 3:  # decoders score every position; keep the last real token (right padding)
             hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), last_token_index(mask)]
         return hidden, layer(hidden).squeeze(-1).float()
 
@@ -236,14 +263,28 @@ class MoreTrainer(Trainer):
 
 
 def pair_lengths(tokenizer: Any, pairs: dict[str, Sequence[Pair]], max_length: int,
-                 truncation_side: str) -> list[torch.Tensor]:
-    """Per source, LongTensor[N_k] of max(tokens of prompt + chosen, tokens of prompt + rejected) after truncation."""
+                 truncation_side: str, share_prompt: bool = False) -> list[torch.Tensor]:
+    """Per source, LongTensor[N_k] of max(tokens of prompt + chosen, tokens of prompt + rejected) after truncation
+    (with `share_prompt`: the tokens of the packed row prompt + chosen + rejected)."""
     out = []
     for source in pairs.values():
+        if share_prompt:
+            packed = pack_pairs(tokenizer, [p.prompt + p.chosen for p in source],
+                                [p.prompt + p.rejected for p in source], max_length)
+            out.append(torch.tensor([len(x) for x in packed]))
+            continue
         texts = [p.prompt + p.chosen for p in source] + [p.prompt + p.rejected for p in source]
         n = torch.tensor([len(ids) for ids in encode(tokenizer, texts, max_length, truncation_side)])
         out.append(torch.maximum(n[: len(source)], n[len(source):]))
     return out
+
+
+def share_prompt_ok(model: Any, tokenizer: Any) -> bool:
+    """True when this model and tokenizer can share the prompt; otherwise log why and train unshared."""
+    reason = unshareable(model, tokenizer)
+    if reason is not None:
+        log.info("train.share_prompt: %s, so chosen and rejected are read unshared", reason)
+    return reason is None
 
 
 def optimizer_name() -> str:
@@ -342,13 +383,14 @@ def finetune(cfg: Config, train_pairs: dict[str, Sequence[Pair]], scheme: str, o
     checkpoint = _resume_state(output_dir, weighter) if resume else None
     model, tokenizer = load_reward_model(cfg.model.name, dtype="fp32", padding_side=cfg.model.padding_side,
                                          device="cpu")
-    lengths = (pair_lengths(tokenizer, train_pairs, cfg.model.max_length, cfg.model.truncation_side)
+    share = t.share_prompt and share_prompt_ok(model, tokenizer)
+    lengths = (pair_lengths(tokenizer, train_pairs, cfg.model.max_length, cfg.model.truncation_side, share)
                if t.group_by_length else None)
     plan = plan_for(train_pairs, cfg, seed, lengths, scheme)
     trainer = MoreTrainer(
         model=model, args=training_args(cfg, output_dir, seed, plan.shape[0]),
         train_dataset=(PooledBatches if scheme == POOLED else BalancedBatches)(train_pairs, plan),
-        data_collator=PairCollator(tokenizer, cfg.model.max_length, cfg.model.truncation_side),
+        data_collator=PairCollator(tokenizer, cfg.model.max_length, cfg.model.truncation_side, share),
         callbacks=[MoreStateCallback(weighter), *callbacks],
         scheme=scheme, source_names=names, weighter=weighter, lam=weights)
     model.train()

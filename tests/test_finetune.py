@@ -85,8 +85,8 @@ def test_collator_concatenates_chosen_then_rejected_right_padded(cfg):
 def test_nan_loss_stops_naming_step_and_keeps_checkpoint(cfg, tmp_path, monkeypatch):
     real = ft.MoreTrainer._pooled_forward
 
-    def poisoned(self, model, input_ids, mask):
-        z, r = real(self, model, input_ids, mask)
+    def poisoned(self, model, input_ids, mask, **packed):  # packed: train.share_prompt's position_ids, score_at
+        z, r = real(self, model, input_ids, mask, **packed)
         return z, r * float("nan") if self.state.global_step == 2 else r
 
     monkeypatch.setattr(ft.MoreTrainer, "_pooled_forward", poisoned)
