@@ -14,7 +14,6 @@ import time
 from types import SimpleNamespace
 
 import common  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
-import torch
 import torch.nn.functional as F
 
 from common import hh_pairs, median, save, table
