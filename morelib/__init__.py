@@ -9,7 +9,8 @@ Layers, first to last:
               metrics (accuracy, ECE; the one input check), stats (bootstrap CIs), temperature (scaling)
   settings    config (params YAML), runs (run folders, provenance), paper (the paper's reported numbers)
   data        formats, groups, data, splits, sampling (batch plans), datacard
-  features    model (backbones), features (pooled backbone features), synthetic (the feature-level benchmark)
+  features    model (backbones), shared_prefix (a pair's common prefix through the KV cache), features (pooled
+              backbone features), synthetic (the feature-level benchmark)
   weighting   more (MORE's λ), weighting (simplex λ check, baselines)
   training    train (feature tier), finetune (full fine-tuning tier)
   evaluation  rms (reward-model keys and the one scoring protocol), diagnostics, findings
@@ -24,7 +25,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("math", ("losses", "solver", "metrics", "stats", "temperature")),
     ("settings", ("config", "runs", "paper")),
     ("data", ("formats", "groups", "data", "splits", "sampling", "datacard")),
-    ("features", ("model", "features", "synthetic")),
+    ("features", ("model", "shared_prefix", "features", "synthetic")),
     ("weighting", ("more", "weighting")),
     ("training", ("train", "finetune")),
     ("evaluation", ("rms", "diagnostics", "findings")),
