@@ -12,8 +12,10 @@ alone, no special tokens), clipped to [1, sequence length] — the response's to
 `layer` indexes the model's hidden states (0 = embeddings, −1 = last, after the final norm); null = the score layer's
 input (the last layer's). The default (last, null) keeps the cache keys of before these options existed; any other
 choice adds itself to the feature-space key, and mean pooling adds m to each text's key.
+Prefix sharing (`model.share_prompt`; not part of any key): `extract` runs each pair's longest common token prefix
+once and both continuations on its KV cache (`shared_prefix`), same tokens, so the same features up to float rounding.
 Checked against: per-text unpadded `model.pooled_features` / `output_hidden_states` runs, and cache hit == fresh run
-(tests/test_features.py).
+(tests/test_features.py); shared == unshared features within 1e-4 (tests/test_shared_prefix.py).
 """
 from __future__ import annotations
 
