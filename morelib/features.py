@@ -253,11 +253,11 @@ def embed_texts(model, tokenizer, texts: Sequence[str], max_length: int, truncat
 
 
 def _shared_rows(model, pad_id: int, ids_a: list[list[int]], ids_b: list[list[int]], layer: int | None,
-                 n_a: Sequence[int] | None, n_b: Sequence[int] | None) -> tuple[Tensor, Tensor]:
+                 n_a: Sequence[int] | None, n_b: Sequence[int] | None, chunk: int) -> tuple[Tensor, Tensor]:
     """Pooled features of one batch of pairs through their shared prefixes: (Tensor[B,h], Tensor[B,h]) float32."""
     cut = [common_prefix(a, b) for a, b in zip(ids_a, ids_b)]
     conts = [part for a, b, p in zip(ids_a, ids_b, cut) for part in (a[p:], b[p:])]
-    states, mask = pair_states(model, [a[:p] for a, p in zip(ids_a, cut)], conts, pad_id, layer)
+    states, mask = pair_states(model, [a[:p] for a, p in zip(ids_a, cut)], conts, pad_id, layer, chunk)
     n = torch.ones(len(conts), dtype=torch.long) if n_a is None else \
         torch.tensor([k for pair in zip(n_a, n_b) for k in pair], dtype=torch.long)
     feats = pool_last_tokens(states, mask, n).float().cpu()
@@ -270,8 +270,8 @@ def embed_pairs(model, tokenizer, texts_a: Sequence[str], texts_b: Sequence[str]
     """Pooled features of paired texts (same prompt), each pair's common token prefix encoded once: 2 × Tensor[N,h].
 
     Equal to `embed_texts` of each side (same truncation, same tokens); a pair sharing fewer than MIN_SHARED tokens
-    (e.g. when truncation cut its texts at different offsets) runs unshared. Batches hold batch_size // 2 pairs,
-    sorted by length, so a continuation batch holds batch_size texts.
+    (e.g. when truncation cut its texts at different offsets) runs unshared. A prefix batch holds batch_size pairs
+    (sorted by shared length); their 2 × batch_size continuations run longest first in batches of batch_size texts.
     """
     _check_layer(model, layer)
     if is_encoder(model):
@@ -288,14 +288,14 @@ def embed_pairs(model, tokenizer, texts_a: Sequence[str], texts_b: Sequence[str]
                            truncation_side, batch_size, bar, layer,
                            None if n_a is None else pick(n_a) + pick(n_b))
         out_a[alone], out_b[alone] = both[:len(alone)], both[len(alone):]
-    shared.sort(key=lambda i: -(len(ids_a[i]) + len(ids_b[i])))
-    step = max(1, batch_size // 2)
+    shared.sort(key=lambda i: -common_prefix(ids_a[i], ids_b[i]))
     with torch.inference_mode():
-        for start in range(0, len(shared), step):
-            chunk = shared[start:start + step]
+        for start in range(0, len(shared), batch_size):
+            chunk = shared[start:start + batch_size]
             pick = (lambda seq: None if seq is None else [seq[i] for i in chunk])
             out_a[chunk], out_b[chunk] = _shared_rows(model, tokenizer.pad_token_id, [ids_a[i] for i in chunk],
-                                                      [ids_b[i] for i in chunk], layer, pick(n_a), pick(n_b))
+                                                      [ids_b[i] for i in chunk], layer, pick(n_a), pick(n_b),
+                                                      batch_size)
             if bar is not None and not bar.disable:
                 bar.update(2 * len(chunk))
                 status.progress(bar.desc, bar.n, bar.total)

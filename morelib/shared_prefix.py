@@ -47,12 +47,20 @@ def _states(model: PreTrainedModel, ids: Tensor, mask: Tensor, positions: Tensor
     return out.last_hidden_state if layer is None else out.hidden_states[layer]
 
 
+def _rows_of(model: PreTrainedModel, cache: DynamicCache, rows: Tensor) -> DynamicCache:
+    """A new cache holding the given batch rows of `cache` (a row may repeat)."""
+    return DynamicCache(ddp_cache_data=[(layer.keys[rows], layer.values[rows]) for layer in cache.layers],
+                        config=model.config)
+
+
 def pair_states(model: PreTrainedModel, prefixes: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]],
-                pad_id: int, layer: int | None = None) -> tuple[Tensor, Tensor]:
+                pad_id: int, layer: int | None = None, chunk: int | None = None) -> tuple[Tensor, Tensor]:
     """States of 2B texts = prefixes[i // 2] + continuations[i], each prefix encoded once: (Tensor[2B,T,h], mask[2B,T]).
 
     Row 2i and 2i+1 continue prefix i; T = longest prefix + longest continuation; the mask marks real tokens (the
-    prefix's, then a gap of padding, then the continuation's), in the order the unshared forward reads them.
+    prefix's, then a gap of padding, then the continuation's), in the order the unshared forward reads them. The
+    continuations run longest first in batches of `chunk` texts (None: all at once), each on its own rows of the prefix
+    cache, so a short continuation is not padded to its partner's length.
     """
     if len(continuations) != 2 * len(prefixes) or not all(prefixes) or not all(continuations):
         raise ValueError(f"pair_states needs B non-empty prefixes and 2B non-empty continuations; got "
@@ -60,12 +68,18 @@ def pair_states(model: PreTrainedModel, prefixes: Sequence[Sequence[int]], conti
     device = next(model.parameters()).device
     cache = DynamicCache(config=model.config)
     p_ids, p_mask = right_pad(prefixes, pad_id, device)
-    p_pos = torch.arange(p_ids.shape[1], device=device).expand_as(p_ids)
-    p_states = _states(model, p_ids, p_mask, p_pos, cache, layer).repeat_interleave(2, dim=0)
-    cache.batch_repeat_interleave(2)
-    c_ids, c_mask = right_pad(continuations, pad_id, device)
-    p_mask = p_mask.repeat_interleave(2, dim=0)
-    c_pos = p_mask.sum(1, keepdim=True) + torch.arange(c_ids.shape[1], device=device)
-    mask = torch.cat([p_mask, c_mask], dim=1)
-    c_states = _states(model, c_ids, mask, c_pos, cache, layer)
-    return torch.cat([p_states, c_states], dim=1), mask
+    width = p_ids.shape[1]
+    p_states = _states(model, p_ids, p_mask, torch.arange(width, device=device).expand_as(p_ids), cache, layer)
+    states = p_states.new_zeros(len(continuations), width + max(map(len, continuations)), p_states.shape[-1])
+    mask = p_mask.new_zeros(states.shape[:2])
+    order = sorted(range(len(continuations)), key=lambda i: -len(continuations[i]))
+    for start in range(0, len(order), chunk or len(order)):
+        rows = torch.tensor(order[start:start + (chunk or len(order))], device=device)
+        own = rows // 2
+        c_ids, c_mask = right_pad([continuations[i] for i in rows.tolist()], pad_id, device)
+        full = torch.cat([p_mask[own], c_mask], dim=1)
+        c_pos = p_mask[own].sum(1, keepdim=True) + torch.arange(c_ids.shape[1], device=device)
+        c_states = _states(model, c_ids, full, c_pos, _rows_of(model, cache, own), layer)
+        states[rows, :width + c_ids.shape[1]] = torch.cat([p_states[own], c_states], dim=1)
+        mask[rows, :full.shape[1]] = full
+    return states, mask

@@ -30,9 +30,9 @@ def shared_calls(monkeypatch):
     """Record how many pairs each call of the shared-prefix forward got."""
     calls: list[int] = []
 
-    def counted(model, prefixes, continuations, pad_id, layer=None):
+    def counted(model, prefixes, continuations, pad_id, layer=None, chunk=None):
         calls.append(len(prefixes))
-        return pair_states(model, prefixes, continuations, pad_id, layer)
+        return pair_states(model, prefixes, continuations, pad_id, layer, chunk)
 
     monkeypatch.setattr(F, "pair_states", counted)
     return calls
@@ -55,6 +55,18 @@ def test_common_prefix_by_hand():
     assert common_prefix([1, 2, 3], [1, 2, 3]) == 2  # identical: one token is left to each continuation
     assert common_prefix([1, 2], [1, 2, 3, 4]) == 1
     assert common_prefix([7], [7]) == 0 and common_prefix([], [1]) == 0 and common_prefix([1], [2]) == 0
+
+
+def test_pair_states_chunks_equal_one_batch():
+    model, tok, _ = F.backbone(CFG.name, CFG.dtype, CFG.padding_side)
+    prefixes, conts = [[5, 6, 7], [8, 9]], [[1], [2, 3, 4, 5], [6, 7], [8]]
+    with torch.inference_mode():
+        whole, mask = pair_states(model, prefixes, conts, tok.pad_token_id)
+        parts, same = pair_states(model, prefixes, conts, tok.pad_token_id, chunk=3)
+        plain = model.base_model(input_ids=torch.tensor([[8, 9, 6, 7]])).last_hidden_state[0]
+    assert torch.equal(mask, same) and mask[3].tolist() == [1, 1, 0, 1, 0, 0, 0]
+    torch.testing.assert_close(parts * mask[..., None], whole * mask[..., None], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(whole[2, mask[2].bool()], plain, atol=1e-5, rtol=1e-4)  # text 2 = [8, 9] + [6, 7]
 
 
 def test_pair_states_rejects_empty_parts():
