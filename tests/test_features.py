@@ -66,7 +66,7 @@ def test_cache_hit_is_identical_and_runs_no_forward(tmp_path, forward_calls):
     second = F.extract(PAIRS, unshared, tmp_path, progress=False)
     assert len(forward_calls) == 5
     assert torch.equal(first.chosen, second.chosen) and torch.equal(first.rejected, second.rejected)
-    shared = F.extract(PAIRS, CFG, tmp_path, progress=False)  # share_prompt keeps the keys: all hits
+    shared = F.extract(PAIRS, replace(CFG, share_prompt=True), tmp_path, progress=False)  # same keys: all hits
     assert len(forward_calls) == 5 and torch.equal(first.chosen, shared.chosen)
     second = F.extract(PAIRS, unshared, tmp_path, progress=False)
     assert len(forward_calls) == 5

@@ -12,8 +12,9 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from morelib import features as F  # noqa: E402
-from morelib.config import ModelConfig  # noqa: E402
+from morelib.config import Config, ModelConfig, load_config  # noqa: E402
 from morelib.data import Pair, load_preferences  # noqa: E402
+from morelib.errors import ConfigError  # noqa: E402
 from morelib.shared_prefix import common_prefix, pair_states  # noqa: E402
 
 CFG = ModelConfig(name="tiny-random", max_length=96, dtype="fp32", batch_size=4, share_prompt=True)
@@ -48,6 +49,13 @@ def _both(pairs, cfg, tmp_path):
 def _close(a, b) -> None:
     """Both sides' features agree within 1e-4 (absolute; fp32)."""
     assert (a.chosen - b.chosen).abs().max() <= 1e-4 and (a.rejected - b.rejected).abs().max() <= 1e-4
+
+
+def test_share_prompt_setting_is_validated():
+    assert Config().model.share_prompt is load_config("default").model.share_prompt is False
+    assert load_config("default", {"model.share_prompt": True}).model.share_prompt is True
+    with pytest.raises(ConfigError, match="'model.share_prompt' must be bool"):
+        load_config("default", {"model.share_prompt": "maybe"})
 
 
 def test_common_prefix_by_hand():
