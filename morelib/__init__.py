@@ -9,7 +9,8 @@ Layers, first to last:
               metrics (accuracy, ECE; the one input check), stats (bootstrap CIs), temperature (scaling)
   settings    config (params YAML), runs (run folders, provenance), paper (the paper's reported numbers)
   data        formats, groups, data, splits, sampling (batch plans), datacard
-  features    model (backbones), pairpack (prompt-sharing rows), features (pooled backbone features), synthetic
+  features    model (backbones), pairpack (prompt-sharing rows for fine-tuning), shared_prefix (a pair's common
+              prefix through the KV cache, for extraction), features (pooled backbone features), synthetic
               (the feature-level benchmark)
   weighting   more (MORE's λ), weighting (simplex λ check, baselines)
   training    train (feature tier), finetune (full fine-tuning tier)
@@ -25,7 +26,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("math", ("losses", "solver", "metrics", "stats", "temperature")),
     ("settings", ("config", "runs", "paper")),
     ("data", ("formats", "groups", "data", "splits", "sampling", "datacard")),
-    ("features", ("model", "pairpack", "features", "synthetic")),
+    ("features", ("model", "pairpack", "shared_prefix", "features", "synthetic")),
     ("weighting", ("more", "weighting")),
     ("training", ("train", "finetune")),
     ("evaluation", ("rms", "diagnostics", "findings")),

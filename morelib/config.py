@@ -248,6 +248,7 @@ class ModelConfig:
     batch_size: int
     pooling: Pooling
     layer: int | None
+    share_prompt: bool
 
 
 @dataclass(frozen=True)
