@@ -86,7 +86,8 @@ def _pooled_text(row: pd.Series, a: str, b: str, metric: str) -> str:
     word = {1: words[0], -1: words[1], 0: "not distinguishable from"}[verdict]
     text = (f"pooled over {int(row['n_sources'])} sources ({int(row['n_pairs'])} test pairs, {int(row['n_seeds'])} "
             f"seeds resampled too) {_name(a)} − {_name(b)} = {row['diff']:+.4f}, 95% CI [{row['lo']:+.4f}, "
-            f"{row['hi']:+.4f}]: {_name(a)} is {word} {_name(b)}")
+            f"{row['hi']:+.4f}]: " + (f"{_name(a)}'s {metric} is {word} {_name(b)}'s" if words == SIZE_WORDS
+                                      else f"{_name(a)} is {word} {_name(b)}"))
     if metric.startswith("ece") and _within_floor(row, a, b):
         text += (f" (both ECEs are within a perfectly calibrated model's spread — noise-floor 95th percentiles "
                  f"{row[f'{a}_floor_p95']:.4f} / {row[f'{b}_floor_p95']:.4f} — so neither is called better)")

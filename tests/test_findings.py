@@ -83,7 +83,7 @@ def test_size_metrics_say_smaller_not_better():
     row = pooled_row(-0.004, -0.001).assign(metric="mean_abs_diff")
     cmp = ece_table([-0.003], [-0.004], [-0.001], [0.001]).assign(metric="mean_abs_diff")
     text = findings.finding_comparison(cmp, "more", "multitask", 5, row)
-    assert "MORE is smaller than MultiTask" in text and "better than" not in text
+    assert "MORE's mean_abs_diff is smaller than MultiTask's" in text and "better than" not in text
 
 
 def test_uniform_baseline_lambda_is_named_multitask():
