@@ -9,7 +9,7 @@
 #   --resume RUN_ID   continue the run outputs/RUN_ID from its first unfinished notebook (same profile, overrides, --only)
 #   --dry-run         validate profile + overrides, print hub access and the notebooks that would run; write nothing
 #
-# The terminal shows each notebook, its current step and feature-extraction progress (morelib.status, also in
+# The terminal shows each notebook, its current step and feature-extraction progress (morelib.core.status, also in
 # <run>/status.log); INFO logs go to <run>/<notebook>/log.txt. The run folder's size is printed at the end.
 #
 # Overrides reach each notebook as ONE string parameter `overrides`, validated there by load_config (papermill alone
@@ -51,21 +51,21 @@ if [ -n "$ONLY" ]; then
   done
 fi
 if [ -n "$RESUME" ]; then
-  RUN="$("$PY" -c 'import sys; from morelib.runs import resume_dir; print(resume_dir(sys.argv[1]))' "$RESUME")"
+  RUN="$("$PY" -c 'import sys; from morelib.core.runs import resume_dir; print(resume_dir(sys.argv[1]))' "$RESUME")"
   PROFILE="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["profile"])' "$RUN/run_all.json")"
   OVERRIDES="$("$PY" -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["overrides"]))' "$RUN/run_all.json")"
   [ ${#PAIRS[@]} -eq 0 ] || { echo "run_all.sh: --resume reuses the run's overrides; drop -p" >&2; exit 2; }
   [ -z "$ONLY" ] || { echo "run_all.sh: --resume reuses the run's --only; drop --only" >&2; exit 2; }
   ONLY="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("only", ""))' "$RUN/run_all.json")"
 else
-  OVERRIDES="$("$PY" -m morelib.runs overrides ${PAIRS[@]+"${PAIRS[@]}"})"
+  OVERRIDES="$("$PY" -m morelib.core.runs overrides ${PAIRS[@]+"${PAIRS[@]}"})"
 fi
 hub_mode "$PROFILE" "$OVERRIDES"  # also validates profile + overrides (load_config) before anything runs
 if [ -n "$DRY" ]; then
   echo "[run_all] dry run: profile $PROFILE, overrides $OVERRIDES, notebooks ${ONLY:-${VALID% }}; nothing written"
   exit 0
 fi
-[ -n "$RESUME" ] || RUN="$("$PY" -m morelib.runs create "$PROFILE" "$OVERRIDES" "$ONLY")"  # a fresh folder, never an existing one
+[ -n "$RESUME" ] || RUN="$("$PY" -m morelib.core.runs create "$PROFILE" "$OVERRIDES" "$ONLY")"  # a fresh folder, never an existing one
 echo "[run_all] run folder: $RUN"
 echo "[run_all] profile: $PROFILE  overrides: $OVERRIDES${ONLY:+  only: $ONLY}"
 

@@ -9,4 +9,6 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromium 
   (apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }) \
     || echo "[tests] chromium could not be installed; the browser test will be skipped"
 fi
+echo "[tests] ruff: format check and lint (line length 120; pyproject.toml)"
+ruff format --check --quiet . && ruff check --quiet .
 exec python -m pytest -q "$@"

@@ -3,6 +3,7 @@
 Every benchmark on this shared 2-core machine alternates the contenders round by round (A, B, A, B, ...) so that
 background load hits both alike, repeats, and reports medians and ratios of medians — never one-off absolute times.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -12,14 +13,15 @@ import platform
 import statistics
 import subprocess
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep: spinning wastes a shared 2-core box
 
 import torch  # noqa: E402  (after the OpenMP setting)
 
-from morelib.hardware import cpu_flags, tcmalloc_active
+from morelib.core.hardware import cpu_flags, tcmalloc_active
 
 RESULTS = Path(os.environ.get("MORE_BENCH_RESULTS", Path(__file__).resolve().parent / "results"))  # JSON folder
 DATA_DIR = str(Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -70,8 +72,9 @@ def timed_cpu(fn: Callable[[], Any]) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def interleave(contenders: Mapping[str, Callable[[], Any]], rounds: int, warmup: int = 1,
-               cpu: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
+def interleave(
+    contenders: Mapping[str, Callable[[], Any]], rounds: int, warmup: int = 1, cpu: dict[str, list[float]] | None = None
+) -> dict[str, list[float]]:
     """Wall seconds per call of each contender, called alternately (order reversed every other round) for `rounds`
     rounds after `warmup` untimed rounds; process CPU seconds per call go into `cpu` when given."""
     for _ in range(warmup):
@@ -136,13 +139,15 @@ def load(name: str) -> dict[str, Any] | None:
 
 def hh_pairs(n: int | None = None, seed: int = 0) -> list:
     """Up to `n` real Anthropic Harmless test pairs (drawn by `seed`, file order) from the shared data folder."""
-    from morelib.data import load_preferences
+    from morelib.data.sources import load_preferences
+
     return load_preferences(*HH, data_dir=os.environ.get("MORE_DATA_DIR", DATA_DIR), limit=n, seed=seed)
 
 
 def token_pairs(tokenizer, pairs: Sequence, max_length: int) -> list[tuple[list[int], list[int]]]:
     """(chosen ids, rejected ids) of prompt + response per pair, left-truncated to `max_length` tokens."""
-    from morelib.model import encode
+    from morelib.backbone.model import encode
+
     chosen = encode(tokenizer, [p.prompt + p.chosen for p in pairs], max_length, "left")
     rejected = encode(tokenizer, [p.prompt + p.rejected for p in pairs], max_length, "left")
     return list(zip(chosen, rejected))

@@ -1,4 +1,4 @@
-"""Generation throughput (new tokens/s) of the RJS policy per batch size, as morelib.rjs.generate samples.
+"""Generation throughput (new tokens/s) of the RJS policy per batch size, as morelib.align.rjs.generate samples.
 
 Usage: python benchmarks/generation.py [--policy smollm2-135m] [--batch-sizes 1 2 4 8 16 32] [--new-tokens 48]
        [--prompts 16] [--rounds 1] [--warmup 0] [--threads N]
@@ -8,31 +8,42 @@ new tokens (min_new_tokens); tokens/s = prompts × new tokens / seconds (prompt 
 Batch sizes are timed interleaved (benchmarks/common.py) after a short warm-up, and the median is reported.
 Prints a markdown table and writes benchmarks/results/generation.json.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 
 import torch
-
 from common import DATA_DIR, interleave, machine, median, save
-from morelib import rjs
-from morelib.data import load_preferences
-from morelib.hardware import set_threads
+
+from morelib.align import rjs
+from morelib.core.hardware import set_threads
+from morelib.data.sources import load_preferences
 
 
 def make_call(policy, tok, prompts: list[str], batch_size: int, new_tokens: int):
     """A zero-argument function generating exactly new_tokens for every prompt, in length-sorted left-padded batches."""
     tok.padding_side = "left"
     texts = sorted((rjs.format_prompt(tok, p) for p in prompts), key=lambda t: -len(tok(t)["input_ids"]))
-    batches = [tok(texts[i:i + batch_size], add_special_tokens=False, padding=True, return_tensors="pt")
-               for i in range(0, len(texts), batch_size)]
+    batches = [
+        tok(texts[i : i + batch_size], add_special_tokens=False, padding=True, return_tensors="pt")
+        for i in range(0, len(texts), batch_size)
+    ]
 
     def call() -> None:
         with torch.inference_mode():
             for batch in batches:
-                policy.generate(**batch, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True,
-                                temperature=0.8, top_p=0.95, pad_token_id=tok.pad_token_id)
+                policy.generate(
+                    **batch,
+                    max_new_tokens=new_tokens,
+                    min_new_tokens=new_tokens,
+                    do_sample=True,
+                    temperature=0.8,
+                    top_p=0.95,
+                    pad_token_id=tok.pad_token_id,
+                )
+
     return call
 
 
@@ -57,19 +68,35 @@ def main() -> None:
     calls = {b: make_call(policy, tok, prompts, b, args.new_tokens) for b in args.batch_sizes}
     make_call(policy, tok, prompts[:2], 2, 4)()  # cheap warm-up: first-call allocations and kernel selection
     times = interleave({str(b): c for b, c in calls.items()}, rounds=args.rounds, warmup=args.warmup)
-    rows = [{"batch": b, "seconds": median(times[str(b)]),
-             "tokens_per_s": len(prompts) * args.new_tokens / median(times[str(b)])}
-            for b in args.batch_sizes]
+    rows = [
+        {
+            "batch": b,
+            "seconds": median(times[str(b)]),
+            "tokens_per_s": len(prompts) * args.new_tokens / median(times[str(b)]),
+        }
+        for b in args.batch_sizes
+    ]
     best = max(rows, key=lambda r: r["tokens_per_s"])
-    print(f"policy {args.policy}, dtype {next(policy.parameters()).dtype}, threads {threads}, "
-          f"{args.new_tokens} new tokens, median of {args.rounds} interleaved rounds, load {machine()['load_avg_1m']:.1f}")
+    print(
+        f"policy {args.policy}, dtype {next(policy.parameters()).dtype}, threads {threads}, "
+        f"{args.new_tokens} new tokens, median of {args.rounds} interleaved rounds, load {machine()['load_avg_1m']:.1f}"
+    )
     print("| batch | seconds | new tokens/s |")
     print("|---|---|---|")
     for r in rows:
         print(f"| {r['batch']} | {r['seconds']:.2f} | {r['tokens_per_s']:.1f} |")
     print(f"best batch size: {best['batch']}")
-    save("generation", {"policy": args.policy, "threads": threads, "new_tokens": args.new_tokens, "rows": rows,
-                        "raw_seconds": times, "best_batch": best["batch"]})
+    save(
+        "generation",
+        {
+            "policy": args.policy,
+            "threads": threads,
+            "new_tokens": args.new_tokens,
+            "rows": rows,
+            "raw_seconds": times,
+            "best_batch": best["batch"],
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -1,27 +1,30 @@
 """Feature-tier speed: reward-head training on 5 × 2,000 pairs and the two explorer refits (λ slider, dataset mix).
 
-Synthetic feature-level data (morelib.synthetic, eq. 4 drift model) at h = 576, SmolLM2-135M's width: the head tier
+Synthetic feature-level data (morelib.study.synthetic, eq. 4 drift model) at h = 576, SmolLM2-135M's width: the head
+tier
 only ever sees pooled features, so real text adds nothing here. Training uses the default profile's schedule
 (`train.head_epochs`, `train.batch_per_source`); the λ refit is `Explorer.set_lambda` (scheme "fixed" with the
 explorer's own schedule, then metrics on every test source), as a slider move triggers it; the mix refit is
-`Explorer.set_mix` on every pair (MultiTask and MORE refitted and evaluated), as a mix-widget change triggers it. Calls are alternated and
+`Explorer.set_mix` on every pair (MultiTask and MORE refitted and evaluated), as a mix-widget change triggers it. Calls
+are alternated and
 repeated; medians of wall and process-CPU seconds are reported.
 
     .venv/bin/python benchmarks/head_tier.py [--rounds 5]
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
 
 import common  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
-
 from common import interleave, median, save, table
-from morelib.config import load_config
-from morelib.explore import Explorer
-from morelib.hardware import set_threads
-from morelib.synthetic import make_drift_benchmark
-from morelib.train import train_head
+
+from morelib.core.config import load_config
+from morelib.core.hardware import set_threads
+from morelib.explore.engine import Explorer
+from morelib.study.synthetic import make_drift_benchmark
+from morelib.train.reward_head import train_head
 
 GOALS = {"train more": 2.0, "train multitask": 2.0, "explorer refit": 1.0, "explorer mix refit": 1.0}
 
@@ -39,21 +42,45 @@ def main(argv: list[str] | None = None) -> dict:
     bench = make_drift_benchmark(args.K, 576, args.pairs, drift=0.5, seed=0, n_calib=10, n_test=500)
     explorer = Explorer(bench.train, bench.test, cfg.train, cfg.explore)
     uniform = [1.0 / args.K] * args.K
-    calls = {"train more": lambda: train_head(bench.train, "more", cfg.train, seed=0),
-             "train multitask": lambda: train_head(bench.train, "multitask", cfg.train, seed=0),
-             "explorer refit": lambda: explorer.set_lambda(uniform),
-             "explorer mix refit": lambda: explorer.set_mix(explorer.available)}
+    calls = {
+        "train more": lambda: train_head(bench.train, "more", cfg.train, seed=0),
+        "train multitask": lambda: train_head(bench.train, "multitask", cfg.train, seed=0),
+        "explorer refit": lambda: explorer.set_lambda(uniform),
+        "explorer mix refit": lambda: explorer.set_mix(explorer.available),
+    }
     cpu: dict[str, list[float]] = {}
     times = interleave(calls, rounds=args.rounds, warmup=1, cpu=cpu)
-    rows = [{"task": name, "K": args.K, "pairs_per_source": args.pairs, "wall_s": median(times[name]),
-             "cpu_s": median(cpu[name]), "goal_s": GOALS[name], "met": median(times[name]) < GOALS[name]}
-            for name in calls]
-    print(table(rows, f"feature tier (h=576, {args.threads} threads, head_epochs={cfg.train.head_epochs}, "
-                      f"explorer head_epochs={cfg.explore.head_epochs})"))
-    result = {"args": vars(args), "rows": rows, "times": times, "cpu": cpu,
-              "schedule": {"head_epochs": cfg.train.head_epochs, "batch_per_source": cfg.train.batch_per_source,
-                           "explore_head_epochs": cfg.explore.head_epochs,
-                           "explore_batch_per_source": cfg.explore.batch_per_source}}
+    rows = [
+        {
+            "task": name,
+            "K": args.K,
+            "pairs_per_source": args.pairs,
+            "wall_s": median(times[name]),
+            "cpu_s": median(cpu[name]),
+            "goal_s": GOALS[name],
+            "met": median(times[name]) < GOALS[name],
+        }
+        for name in calls
+    ]
+    print(
+        table(
+            rows,
+            f"feature tier (h=576, {args.threads} threads, head_epochs={cfg.train.head_epochs}, "
+            f"explorer head_epochs={cfg.explore.head_epochs})",
+        )
+    )
+    result = {
+        "args": vars(args),
+        "rows": rows,
+        "times": times,
+        "cpu": cpu,
+        "schedule": {
+            "head_epochs": cfg.train.head_epochs,
+            "batch_per_source": cfg.train.batch_per_source,
+            "explore_head_epochs": cfg.explore.head_epochs,
+            "explore_batch_per_source": cfg.explore.batch_per_source,
+        },
+    }
     save("head_tier", result)
     return result
 

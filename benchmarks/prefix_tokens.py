@@ -11,17 +11,19 @@ over its sources found here — WebGPT has no local file, and Pythia-1.4B's toke
 SmolLM2-135M's tokenizer stands in (both byte-level BPE; counts differ somewhat, shares less).
 Writes benchmarks/results/prefix_tokens.json.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 
 from common import DATA_DIR, save, table
-from morelib.config import load_config
-from morelib.data import load_preferences
-from morelib.features import MIN_SHARED, backbone
-from morelib.model import encode
-from morelib.shared_prefix import common_prefix
+
+from morelib.backbone.features import MIN_SHARED, backbone
+from morelib.backbone.model import encode
+from morelib.backbone.prompt_sharing import common_prefix
+from morelib.core.config import load_config
+from morelib.data.sources import load_preferences
 
 SOURCES = ("hh-helpful", "hh-harmless", "summarize", "oasst1", "ultrafeedback")
 
@@ -33,8 +35,14 @@ def counts(tokenizer, pairs, max_length: int) -> dict[str, float]:
     prefixes = [common_prefix(a, b) for a, b in zip(chosen, rejected)]
     full = sum(len(a) + len(b) for a, b in zip(chosen, rejected))
     saved = sum(p for p in prefixes if p >= MIN_SHARED)
-    return {"pairs": len(pairs), "tokens_unshared": full, "tokens_shared": full - saved, "saved": saved / full,
-            "fallback_pairs": sum(p < MIN_SHARED for p in prefixes) / len(pairs), "tokens_per_pair": full / len(pairs)}
+    return {
+        "pairs": len(pairs),
+        "tokens_unshared": full,
+        "tokens_shared": full - saved,
+        "saved": saved / full,
+        "fallback_pairs": sum(p < MIN_SHARED for p in prefixes) / len(pairs),
+        "tokens_per_pair": full / len(pairs),
+    }
 
 
 def paper_projection(rows: list[dict], loaders: list[str], max_length: int) -> dict[str, float]:
@@ -42,8 +50,12 @@ def paper_projection(rows: list[dict], loaders: list[str], max_length: int) -> d
     use = [r for r in rows if r["source"] in loaders and r["max_length"] == max_length]
     full = sum(r["tokens_per_pair"] for r in use)
     shared = sum(r["tokens_shared"] / r["pairs"] for r in use)
-    return {"max_length": max_length, "sources": [r["source"] for r in use],
-            "missing": sorted(set(loaders) - {r["source"] for r in use}), "saved": 1 - shared / full}
+    return {
+        "max_length": max_length,
+        "sources": [r["source"] for r in use],
+        "missing": sorted(set(loaders) - {r["source"] for r in use}),
+        "saved": 1 - shared / full,
+    }
 
 
 def main() -> None:
@@ -58,16 +70,33 @@ def main() -> None:
     for source in SOURCES:
         pairs = load_preferences(source, "test", data_dir=args.data_dir, limit=args.pairs, seed=0)
         rows += [{"source": source, "max_length": n, **counts(tokenizer, pairs, n)} for n in args.lengths]
-    print(table([{k: r[k] for k in ("source", "max_length", "pairs", "tokens_per_pair", "saved", "fallback_pairs")}
-                 for r in rows], "tokens saved by prefix sharing (SmolLM2 tokenizer, left truncation)"))
+    print(
+        table(
+            [
+                {k: r[k] for k in ("source", "max_length", "pairs", "tokens_per_pair", "saved", "fallback_pairs")}
+                for r in rows
+            ],
+            "tokens saved by prefix sharing (SmolLM2 tokenizer, left truncation)",
+        )
+    )
     paper = load_config("paper")
     loaders = [s.loader for s in paper.data.sources]
     projection = paper_projection(rows, loaders, paper.model.max_length)
-    print(f"paper profile ({paper.model.name}, {paper.model.max_length} tokens, equal pairs per source): "
-          f"{projection['saved']:.1%} of tokens saved over {', '.join(projection['sources'])} "
-          f"(no local data: {', '.join(projection['missing']) or 'none'}; SmolLM2's tokenizer stands in for Pythia's)")
-    save("prefix_tokens", {"args": vars(args), "tokenizer": "smollm2-135m (stand-in for the paper's Pythia-1.4B)",
-                           "min_shared": MIN_SHARED, "rows": rows, "paper_projection": projection})
+    print(
+        f"paper profile ({paper.model.name}, {paper.model.max_length} tokens, equal pairs per source): "
+        f"{projection['saved']:.1%} of tokens saved over {', '.join(projection['sources'])} "
+        f"(no local data: {', '.join(projection['missing']) or 'none'}; SmolLM2's tokenizer stands in for Pythia's)"
+    )
+    save(
+        "prefix_tokens",
+        {
+            "args": vars(args),
+            "tokenizer": "smollm2-135m (stand-in for the paper's Pythia-1.4B)",
+            "min_shared": MIN_SHARED,
+            "rows": rows,
+            "paper_projection": projection,
+        },
+    )
 
 
 if __name__ == "__main__":

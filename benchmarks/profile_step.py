@@ -5,18 +5,19 @@ step, then one profiled step; prints the operators with the most self CPU time, 
 
     .venv/bin/python benchmarks/profile_step.py [--pairs 4] [--max-length 256]
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
 
 import common  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
+from common import save, table
+from roofline import length_grouped_batch, step_calls
 from torch.profiler import ProfilerActivity, profile
 
-from common import save, table
-from morelib.hardware import set_threads
-from morelib.model import load_reward_model
-from roofline import length_grouped_batch, step_calls
+from morelib.backbone.model import load_reward_model
+from morelib.core.hardware import set_threads
 
 
 def top_ops(fn, n: int) -> list[dict]:
@@ -25,8 +26,15 @@ def top_ops(fn, n: int) -> list[dict]:
         fn()
     events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
     total = sum(e.self_cpu_time_total for e in events)
-    return [{"op": e.key[:60], "self_ms": e.self_cpu_time_total / 1e3, "share": e.self_cpu_time_total / total,
-             "calls": e.count} for e in events[:n]]
+    return [
+        {
+            "op": e.key[:60],
+            "self_ms": e.self_cpu_time_total / 1e3,
+            "share": e.self_cpu_time_total / total,
+            "calls": e.count,
+        }
+        for e in events[:n]
+    ]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -43,8 +51,12 @@ def main(argv: list[str] | None = None) -> dict:
     input_ids, mask = length_grouped_batch(tok, args.max_length, args.pairs)
     train, score = step_calls(model, input_ids, mask)
     train()
-    result = {"args": vars(args), "shape": list(input_ids.shape), "train": top_ops(train, args.top),
-              "score": top_ops(score, args.top)}
+    result = {
+        "args": vars(args),
+        "shape": list(input_ids.shape),
+        "train": top_ops(train, args.top),
+        "score": top_ops(score, args.top),
+    }
     for kind in ("train", "score"):
         print(table(result[kind], f"{kind}: top ops by self CPU time, batch {list(input_ids.shape)}"))
         print()

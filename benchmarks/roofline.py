@@ -12,6 +12,7 @@ ratio to the bf16 peak is printed as well.
 
     .venv/bin/python benchmarks/roofline.py [--rounds 4] [--max-length 256] [--pairs 4]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,11 +20,11 @@ import sys
 
 import common  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 import torch
-
 from common import hh_pairs, interleave, median, save, table, token_pairs
-from morelib.hardware import resolve_dtype, set_threads
-from morelib.losses import bt_loss
-from morelib.model import collate, forward_pooled, load_reward_model
+
+from morelib.backbone.model import collate, forward_pooled, load_reward_model
+from morelib.core.hardware import resolve_dtype, set_threads
+from morelib.train.losses import bt_loss
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 SIZES = {"fp32": 2048, "bf16": 1024}  # square matmul sizes: ~0.2 s fp32 here; bf16 is emulated (no AVX512-BF16/AMX)
@@ -46,7 +47,7 @@ def length_grouped_batch(tokenizer, max_length: int, n_pairs: int) -> tuple[torc
     ids = token_pairs(tokenizer, hh_pairs(400, seed=1), max_length)
     ids.sort(key=lambda cr: max(map(len, cr)))
     mid = len(ids) // 2
-    chunk = ids[mid:mid + n_pairs]
+    chunk = ids[mid : mid + n_pairs]
     return collate(tokenizer, [c for c, _ in chunk] + [r for _, r in chunk], torch.device("cpu"))
 
 
@@ -96,19 +97,45 @@ def main(argv: list[str] | None = None) -> dict:
         gflops_real = mult * n_params * real / median(times[kind]) / 1e9
         gflops_pad = mult * n_params * padded / median(times[kind]) / 1e9
         gflops_cpu = mult * n_params * real / median(cpu[kind]) / 1e9
-        rows.append({"workload": kind, "step_s": median(times[kind]), "cpu_s": median(cpu[kind]), "tokens": real,
-                     "padded_tokens": padded, "model_GFLOP/s": gflops_real, f"MFU_vs_{fast}": gflops_real / peak[fast],
-                     f"MFU_padded_vs_{fast}": gflops_pad / peak[fast], f"MFU_cpu_vs_{fast}": gflops_cpu / per_cpu[fast],
-                     "MFU_vs_bf16": gflops_real / peak["bf16"]})
-    peak_rows = [{"dtype": k, "n": sizes[k], "median_GFLOP/s": peak[k], "best_GFLOP/s": best[k],
-                  "GFLOP/cpu_s": per_cpu[k]} for k in DTYPES]
+        rows.append(
+            {
+                "workload": kind,
+                "step_s": median(times[kind]),
+                "cpu_s": median(cpu[kind]),
+                "tokens": real,
+                "padded_tokens": padded,
+                "model_GFLOP/s": gflops_real,
+                f"MFU_vs_{fast}": gflops_real / peak[fast],
+                f"MFU_padded_vs_{fast}": gflops_pad / peak[fast],
+                f"MFU_cpu_vs_{fast}": gflops_cpu / per_cpu[fast],
+                "MFU_vs_bf16": gflops_real / peak["bf16"],
+            }
+        )
+    peak_rows = [
+        {"dtype": k, "n": sizes[k], "median_GFLOP/s": peak[k], "best_GFLOP/s": best[k], "GFLOP/cpu_s": per_cpu[k]}
+        for k in DTYPES
+    ]
     print(table(peak_rows, f"matmul peak ({args.threads} threads)"))
     print()
-    print(table(rows, f"SmolLM2-135M (N={n_params / 1e6:.1f}M non-embedding, {model.dtype}), "
-                      f"{args.pairs} real pairs/step, max {args.max_length} tokens; goal: training MFU >= 50%"))
-    result = {"args": vars(args), "peaks": peak_rows, "fast_dtype": fast, "model_dtype": str(model.dtype),
-              "auto_dtype": str(resolve_dtype("auto")), "non_embedding_params": n_params, "workloads": rows,
-              "times": times, "cpu": cpu, "goal_train_mfu": 0.5}
+    print(
+        table(
+            rows,
+            f"SmolLM2-135M (N={n_params / 1e6:.1f}M non-embedding, {model.dtype}), "
+            f"{args.pairs} real pairs/step, max {args.max_length} tokens; goal: training MFU >= 50%",
+        )
+    )
+    result = {
+        "args": vars(args),
+        "peaks": peak_rows,
+        "fast_dtype": fast,
+        "model_dtype": str(model.dtype),
+        "auto_dtype": str(resolve_dtype("auto")),
+        "non_embedding_params": n_params,
+        "workloads": rows,
+        "times": times,
+        "cpu": cpu,
+        "goal_train_mfu": 0.5,
+    }
     save("roofline", result)
     return result
 

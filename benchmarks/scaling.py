@@ -11,6 +11,7 @@ stand-in for Pythia's; both are ~50k-entry BPE vocabularies).
 
     .venv/bin/python benchmarks/scaling.py
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,10 +20,8 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import common  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
-
 from common import DATA_DIR, save, table
 
 H100_BF16_TFLOPS = 989.0  # NVIDIA H100 SXM dense bf16 peak (datasheet; 1979 is with 2:4 sparsity)
@@ -35,9 +34,9 @@ def child(n: int, K: int) -> dict:
     """Build K × n synthetic pairs, fit one MORE head; seconds and memory of this process."""
     import torch
 
-    from morelib.config import load_config
-    from morelib.synthetic import make_drift_benchmark
-    from morelib.train import train_head
+    from morelib.core.config import load_config
+    from morelib.study.synthetic import make_drift_benchmark
+    from morelib.train.reward_head import train_head
 
     bench = make_drift_benchmark(K, 576, n, drift=0.5, seed=0, n_calib=10, n_test=10)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -46,29 +45,38 @@ def child(n: int, K: int) -> dict:
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     feats = sum(pf.chosen.numel() + pf.rejected.numel() for pf in bench.train.values()) * 4
-    return {"pairs_per_source": n, "K": K, "fit_wall_s": wall, "fit_cpu_s": cpu, "peak_rss_mb": peak / 1024,
-            "fit_rss_growth_mb": (peak - before) / 1024, "features_mb": feats / 2**20,
-            "threads": torch.get_num_threads()}
+    return {
+        "pairs_per_source": n,
+        "K": K,
+        "fit_wall_s": wall,
+        "fit_cpu_s": cpu,
+        "peak_rss_mb": peak / 1024,
+        "fit_rss_growth_mb": (peak - before) / 1024,
+        "features_mb": feats / 2**20,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def run_child(n: int, K: int) -> dict:
     """One configuration in a fresh interpreter (so ru_maxrss is its own)."""
-    out = subprocess.run([sys.executable, __file__, "--child", str(n), str(K)], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(n), str(K)], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def mean_tokens(max_length: int) -> dict[str, float]:
     """Mean tokens per text (prompt + response, truncated at max_length) of each local source's test pairs."""
-    from morelib.data import load_preferences
-    from morelib.model import encode, load_reward_model
+    from morelib.backbone.model import encode, load_reward_model
+    from morelib.data.sources import load_preferences
 
     _, tok = load_reward_model("smollm2-135m", dtype="fp32")
     out = {}
     for source in LOCAL_SOURCES:
         pairs = load_preferences(source, "test", data_dir=DATA_DIR, limit=500, seed=0)
-        ids = encode(tok, [p.prompt + p.chosen for p in pairs] + [p.prompt + p.rejected for p in pairs],
-                     max_length, "left")
+        ids = encode(
+            tok, [p.prompt + p.chosen for p in pairs] + [p.prompt + p.rejected for p in pairs], max_length, "left"
+        )
         out[source] = sum(map(len, ids)) / len(ids)
     return out
 
@@ -79,12 +87,19 @@ def paper_projection(lengths: dict[str, float]) -> list[dict]:
     n_params = p["total"] - 2 * p["vocab"] * p["d_model"]  # untied embed_in and embed_out
     pairs, L = 5 * 40_000, 512
     rows = []
-    for label, per_text in (("padded to 512", float(L)), ("mean real length", sum(lengths.values()) / len(lengths))):
+    for _label, per_text in (("padded to 512", float(L)), ("mean real length", sum(lengths.values()) / len(lengths))):
         tokens = pairs * 2 * per_text
         flops = 6 * n_params * tokens
         hours = flops / (ASSUMED_MFU * H100_BF16_TFLOPS * 1e12) / 3600
-        rows.append({"tokens_per_text": per_text, "train_tokens": tokens, "PFLOP": flops / 1e15,
-                     "h100_hours_at_40%MFU": hours, "non_embedding_params": n_params})
+        rows.append(
+            {
+                "tokens_per_text": per_text,
+                "train_tokens": tokens,
+                "PFLOP": flops / 1e15,
+                "h100_hours_at_40%MFU": hours,
+                "non_embedding_params": n_params,
+            }
+        )
     return rows
 
 
@@ -108,10 +123,21 @@ def main(argv: list[str] | None = None) -> dict:
     print()
     print(table([{"source": k, "mean_tokens@512": v} for k, v in lengths.items()], "local sources' text lengths"))
     print()
-    print(table(paper, f"paper profile (Pythia-1.4B, 5 x 40k pairs, 512 tokens, 1 epoch) on one H100: 6·N·tokens at "
-                       f"{ASSUMED_MFU:.0%} of {H100_BF16_TFLOPS:.0f} TFLOP/s (projection)"))
-    result = {"args": vars(args), "by_pairs": by_n, "by_K": by_k, "mean_tokens_512": lengths, "paper": paper,
-              "assumptions": {"h100_bf16_tflops": H100_BF16_TFLOPS, "mfu": ASSUMED_MFU}}
+    print(
+        table(
+            paper,
+            f"paper profile (Pythia-1.4B, 5 x 40k pairs, 512 tokens, 1 epoch) on one H100: 6·N·tokens at "
+            f"{ASSUMED_MFU:.0%} of {H100_BF16_TFLOPS:.0f} TFLOP/s (projection)",
+        )
+    )
+    result = {
+        "args": vars(args),
+        "by_pairs": by_n,
+        "by_K": by_k,
+        "mean_tokens_512": lengths,
+        "paper": paper,
+        "assumptions": {"h100_bf16_tflops": H100_BF16_TFLOPS, "mfu": ASSUMED_MFU},
+    }
     save("scaling", result)
     return result
 

@@ -6,6 +6,7 @@ step each. Reports real and padded tokens per step and the median wall and proce
 
     .venv/bin/python benchmarks/share_prompt.py --pairs 8 --max-length 256 --rounds 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,11 +16,11 @@ from types import SimpleNamespace
 
 import common  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 import torch.nn.functional as F
-
 from common import hh_pairs, median, save, table
-from morelib import finetune as ft
-from morelib.hardware import set_threads
-from morelib.model import load_reward_model
+
+from morelib.backbone.model import load_reward_model
+from morelib.core.hardware import set_threads
+from morelib.train import finetune as ft
 
 TRAINER = SimpleNamespace(accelerator=SimpleNamespace(unwrap_model=lambda m: m))
 
@@ -47,8 +48,11 @@ def main(argv: list[str] | None = None) -> dict:
     pairs = hh_pairs(args.pairs)
     model, tok = load_reward_model("smollm2-135m", dtype="fp32", device="cpu")
     model.train()
-    item = {"chosen": [p.prompt + p.chosen for p in pairs], "rejected": [p.prompt + p.rejected for p in pairs],
-            "source": [0] * len(pairs)}
+    item = {
+        "chosen": [p.prompt + p.chosen for p in pairs],
+        "rejected": [p.prompt + p.rejected for p in pairs],
+        "source": [0] * len(pairs),
+    }
     batches, counts = {}, {}
     for mode in ("unshared", "shared"):
         collator = ft.PairCollator(tok, args.max_length, "left", share_prompt=mode == "shared")
@@ -57,16 +61,29 @@ def main(argv: list[str] | None = None) -> dict:
         step(model, batches[mode])  # warm-up
     times: dict[str, list[tuple[float, float]]] = {"unshared": [], "shared": []}
     for r in range(args.rounds):
-        for mode in (("unshared", "shared") if r % 2 == 0 else ("shared", "unshared")):
+        for mode in ("unshared", "shared") if r % 2 == 0 else ("shared", "unshared"):
             times[mode].append(step(model, batches[mode]))
-    rows = [{"mode": m, "real_tokens": counts[m]["tokens"], "padded_tokens": counts[m]["padded_tokens"],
-             "wall_s": median([t[0] for t in times[m]]), "cpu_s": median([t[1] for t in times[m]]),
-             "wall_each": [t[0] for t in times[m]], "cpu_each": [t[1] for t in times[m]]} for m in times]
+    rows = [
+        {
+            "mode": m,
+            "real_tokens": counts[m]["tokens"],
+            "padded_tokens": counts[m]["padded_tokens"],
+            "wall_s": median([t[0] for t in times[m]]),
+            "cpu_s": median([t[1] for t in times[m]]),
+            "wall_each": [t[0] for t in times[m]],
+            "cpu_each": [t[1] for t in times[m]],
+        }
+        for m in times
+    ]
     for row in rows:
         row["x_unshared_wall"] = rows[0]["wall_s"] / row["wall_s"]
         row["x_unshared_cpu"] = rows[0]["cpu_s"] / row["cpu_s"]
-    print(table([{k: v for k, v in r.items() if not k.endswith("_each")} for r in rows],
-                f"one step, SmolLM2 fp32, {args.pairs} Harmless pairs, {args.max_length} tokens"))
+    print(
+        table(
+            [{k: v for k, v in r.items() if not k.endswith("_each")} for r in rows],
+            f"one step, SmolLM2 fp32, {args.pairs} Harmless pairs, {args.max_length} tokens",
+        )
+    )
     result = {"args": vars(args), "rows": rows}
     save("share_prompt", result)
     return result

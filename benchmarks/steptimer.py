@@ -5,6 +5,7 @@ process-CPU seconds since the previous step's end (the first step of a run is ti
 collation, forward, backward and the optimizer step are all inside a step; model loading, dataset preparation and
 saving are not.
 """
+
 from __future__ import annotations
 
 import os

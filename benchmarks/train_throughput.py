@@ -1,13 +1,15 @@
 """Training throughput (issue 3): full fine-tuning pairs/s, feature-cache features/s, one head-tier training.
 
-1. Full fine-tuning of SmolLM2-135M through `morelib.finetune` exactly as shipped (scheme `single` on real Anthropic
+1. Full fine-tuning of SmolLM2-135M through `morelib.train.finetune` exactly as shipped (scheme `single` on real
+Anthropic
    Harmless test pairs, `--pairs` pairs per step, length-grouped plan, fused AdamW), at each `--lengths` max length:
    fp32 for `--steps` steps (the first is warm-up and dropped when there are more), per-step wall and process-CPU
    seconds from `steptimer`. bf16 (Trainer bf16 autocast) runs `--bf16-steps` step(s) only: on a CPU without
    AMX/AVX512-BF16 bf16 matmuls are emulated (~100-200x slower than fp32, roofline.py), so there it runs at
    `--bf16-length` tokens with `--bf16-pairs` pairs, beside an fp32 step of the same shape for the ratio; the single
    step includes the warm-up.
-2. Feature cache: `morelib.features.extract` of `--feature-pairs` fresh pairs (2 texts each) into a temporary cache
+2. Feature cache: `morelib.backbone.features.extract` of `--feature-pairs` fresh pairs (2 texts each) into a temporary
+cache
    (cold: every text embedded), then the same call again (warm: every text read from the cache); backbone loaded
    beforehand, so loading is not timed.
 3. Head tier: one `train_head` MORE fit and one MultiTask fit on K x n synthetic feature pairs (h = 576).
@@ -16,6 +18,7 @@
 Defaults run in about 10 minutes on the loaded 2-core CPU; smoke test: --steps 1 --pairs 1 --lengths 32
 --bf16-length 8 --feature-pairs 2 --feature-length 32 --head-pairs 200 --threads 1 --no-save.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,25 +30,33 @@ from pathlib import Path
 
 import common  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 import steptimer
-
 import torch
-
 from common import hh_pairs, median, save, table, timed_cpu
-from morelib import finetune as ft
-from morelib.config import load_config
-from morelib.features import backbone, extract
-from morelib.hardware import resolve_dtype, set_threads
-from morelib.synthetic import make_drift_benchmark
-from morelib.train import train_head
+
+from morelib.backbone.features import backbone, extract
+from morelib.core.config import load_config
+from morelib.core.hardware import resolve_dtype, set_threads
+from morelib.study.synthetic import make_drift_benchmark
+from morelib.train import finetune as ft
+from morelib.train.reward_head import train_head
 
 MODEL = "smollm2-135m"
 
 
 def finetune_row(pairs: list, timer: steptimer.StepTimer, length: int, B: int, steps: int, bf16: bool) -> dict:
     """Pairs/s (wall and per CPU-second) of `steps` fine-tuning steps of B pairs at max length `length`."""
-    cfg = load_config("default", {"model.name": MODEL, "model.max_length": length, "train.batch_per_source": B,
-                                  "train.steps": steps, "train.save_steps": 10**6, "train.logging_steps": 10**6,
-                                  "train.tier": "finetune"})
+    cfg = load_config(
+        "default",
+        {
+            "model.name": MODEL,
+            "model.max_length": length,
+            "train.batch_per_source": B,
+            "train.steps": steps,
+            "train.save_steps": 10**6,
+            "train.logging_steps": 10**6,
+            "train.tier": "finetune",
+        },
+    )
     label = f"{'bf16' if bf16 else 'fp32'}@{length}x{B}"
     base_args = ft.training_args
 
@@ -64,23 +75,39 @@ def finetune_row(pairs: list, timer: steptimer.StepTimer, length: int, B: int, s
         ft.training_args = base_args
     skip = 1 if steps > 1 else 0
     wall, cpu = timer.timed_steps(label, skip=skip)
-    return {"task": f"finetune {label}", "max_length": length, "pairs_per_step": B, "timed_steps": len(wall),
-            "warmup_included": skip == 0, "s_per_step": median(wall), "pairs/s": B / median(wall),
-            "pairs/cpu_s": B / median(cpu), "step_wall": wall, "step_cpu": cpu}
+    return {
+        "task": f"finetune {label}",
+        "max_length": length,
+        "pairs_per_step": B,
+        "timed_steps": len(wall),
+        "warmup_included": skip == 0,
+        "s_per_step": median(wall),
+        "pairs/s": B / median(wall),
+        "pairs/cpu_s": B / median(cpu),
+        "step_wall": wall,
+        "step_cpu": cpu,
+    }
 
 
 def feature_rows(pairs: list, length: int, batch: int) -> list[dict]:
     """Texts (features) per second of the feature cache, cold then warm, on `pairs` (2 texts per pair)."""
-    mcfg = load_config("default", {"model.name": MODEL, "model.max_length": length,
-                                   "model.batch_size": batch}).model
+    mcfg = load_config("default", {"model.name": MODEL, "model.max_length": length, "model.batch_size": batch}).model
     backbone(mcfg.name, mcfg.dtype, mcfg.padding_side)  # load once, untimed
     rows = []
     with tempfile.TemporaryDirectory() as cache:
         for kind in ("cold", "warm"):
             wall, cpu = timed_cpu(lambda: extract(pairs, mcfg, Path(cache), progress=False))
             n = 2 * len(pairs)
-            rows.append({"task": f"features {kind} cache", "max_length": length, "texts": n, "seconds": wall,
-                         "features/s": n / wall, "features/cpu_s": n / cpu})
+            rows.append(
+                {
+                    "task": f"features {kind} cache",
+                    "max_length": length,
+                    "texts": n,
+                    "seconds": wall,
+                    "features/s": n / wall,
+                    "features/cpu_s": n / cpu,
+                }
+            )
     return rows
 
 
@@ -91,7 +118,7 @@ def head_rows(K: int, n: int) -> list[dict]:
     rows = []
     for scheme in ("more", "multitask"):
         train_head(bench.train, scheme, tcfg, seed=1)  # warm-up (first-call allocations)
-        wall, cpu = timed_cpu(lambda: train_head(bench.train, scheme, tcfg, seed=0))
+        wall, cpu = timed_cpu(lambda s=scheme: train_head(bench.train, s, tcfg, seed=0))
         rows.append({"task": f"head {scheme} {K} x {n}", "seconds": wall, "cpu_s": cpu})
     return rows
 
@@ -103,8 +130,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=int, default=2, help="fp32 steps per length; the first is warm-up when > 1")
     ap.add_argument("--pairs", type=int, default=4, help="pairs per fine-tuning step")
     ap.add_argument("--bf16-steps", type=int, default=1, help="bf16 steps (0 = skip bf16)")
-    ap.add_argument("--bf16-length", type=int, help="bf16 max length (default: 32 where bf16 is emulated, "
-                                                         "else each of --lengths)")
+    ap.add_argument(
+        "--bf16-length", type=int, help="bf16 max length (default: 32 where bf16 is emulated, else each of --lengths)"
+    )
     ap.add_argument("--bf16-pairs", type=int, help="bf16 pairs per step (default: 1 where emulated, else --pairs)")
     ap.add_argument("--feature-pairs", type=int, default=16, help="fresh pairs for the feature cache (2 texts each)")
     ap.add_argument("--feature-length", type=int, default=256)
@@ -119,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     emulated = resolve_dtype("auto", torch.device("cpu")) != torch.bfloat16 and not torch.cuda.is_available()
     pairs = hh_pairs(max(args.pairs * args.steps, 8) + args.feature_pairs, seed=0)
-    ft_pairs, feat_pairs = pairs[args.feature_pairs:], pairs[: args.feature_pairs]
+    ft_pairs, feat_pairs = pairs[args.feature_pairs :], pairs[: args.feature_pairs]
     timer = steptimer.install()
     rows = [finetune_row(ft_pairs, timer, L, args.pairs, args.steps, bf16=False) for L in args.lengths]
     if args.bf16_steps > 0:
@@ -131,11 +159,28 @@ def main(argv: list[str] | None = None) -> dict:
             rows.append(finetune_row(ft_pairs, timer, L, b16_pairs, args.bf16_steps, bf16=True))
     rows += feature_rows(feat_pairs, args.feature_length, args.feature_batch)
     rows += head_rows(args.head_K, args.head_pairs)
-    keys = ("task", "max_length", "pairs_per_step", "timed_steps", "warmup_included", "s_per_step", "pairs/s",
-            "pairs/cpu_s", "texts", "seconds", "features/s", "features/cpu_s", "cpu_s")
+    keys = (
+        "task",
+        "max_length",
+        "pairs_per_step",
+        "timed_steps",
+        "warmup_included",
+        "s_per_step",
+        "pairs/s",
+        "pairs/cpu_s",
+        "texts",
+        "seconds",
+        "features/s",
+        "features/cpu_s",
+        "cpu_s",
+    )
     note = " (bf16 emulated: no AMX/AVX512-BF16; 1 step incl. warm-up)" if emulated and args.bf16_steps else ""
-    print(table([{k: r.get(k, "") for k in keys} for r in rows],
-                f"training throughput, {args.threads} threads, load {os.getloadavg()[0]:.1f}{note}"))
+    print(
+        table(
+            [{k: r.get(k, "") for k in keys} for r in rows],
+            f"training throughput, {args.threads} threads, load {os.getloadavg()[0]:.1f}{note}",
+        )
+    )
     total = time.perf_counter() - start
     print(f"total {total:.0f} s")
     result = {"args": vars(args), "rows": rows, "bf16_emulated": emulated, "total_s": total}

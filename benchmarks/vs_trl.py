@@ -1,4 +1,5 @@
-"""Full fine-tuning throughput: morelib.finetune vs TRL's RewardTrainer, same model, pairs, length, batch, optimizer.
+"""Full fine-tuning throughput: morelib.train.finetune vs TRL's RewardTrainer, same model, pairs, length, batch,
+optimizer.
 
 SmolLM2-135M (fp32: this CPU has no fast bf16), real Anthropic Harmless pairs, prompt + response left-truncated to
 `max_length` tokens by the same tokenizer call (TRL gets the ids pre-tokenised, so it neither drops long pairs nor
@@ -15,10 +16,11 @@ appends EOS), 8 pairs per step, lr 1e-6, no checkpoints inside the timed steps. 
                (max of chosen/rejected tokens: the sampler cannot infer lengths from chosen_ids/rejected_ids) AND
                remove_unused_columns=False (else the Trainer drops that column first and the sampler raises;
                checked with TRL 1.16 / transformers 5.24 on the tiny model).
-  ours       — morelib.finetune(scheme="single") fed the SAME random batches as `trl` (its shipped optimizer, fused
+  ours       — morelib.train.finetune(scheme="single") fed the SAME random batches as `trl` (its shipped optimizer,
+  fused
                AdamW, and train.share_prompt as shipped: one packed prompt + chosen + rejected row per pair): what
                the trainer alone gives ("ours, random batches" in the report). Its padded tokens count those rows.
-  ours+lev   — morelib.finetune as shipped: length-grouped batches (each source's picks sorted by length within a
+  ours+lev   — morelib.train.finetune as shipped: length-grouped batches (each source's picks sorted by length within a
                window of `--window` batches, then the batches shuffled; `train.group_by_length: true`) and fused
                AdamW ("ours as shipped (length-grouped)" in the report).
 Step times come from a callback on every Trainer (benchmarks/steptimer.py); the first step of every run is warm-up.
@@ -33,6 +35,7 @@ goal is judged on x_trl of the steady figures.
     .venv/bin/python benchmarks/vs_trl.py --lengths 256 [--steps 3] [--rounds 2]   # then --lengths 512
 (results of other lengths already in results/vs_trl.json are kept, so the two lengths may run separately)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,14 +48,14 @@ from pathlib import Path
 import common  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 import steptimer
 import torch
-
 from common import hh_pairs, load, median, save, table, token_pairs
-from morelib import finetune as ft
-from morelib.config import load_config
-from morelib.hardware import set_threads
-from morelib.model import load_reward_model
-from morelib.pairpack import pack_pairs
 from transformers.trainer_pt_utils import get_length_grouped_indices
+
+from morelib.backbone.model import load_reward_model
+from morelib.backbone.prompt_sharing import pack_pairs
+from morelib.core.config import load_config
+from morelib.core.hardware import set_threads
+from morelib.train import finetune as ft
 
 CONTENDERS = ("trl", "trl-nockpt", "trl-best", "ours", "ours+lev")
 BASES = {"x_trl": "trl", "x_trl_nockpt": "trl-nockpt", "x_trl_best": "trl-best"}  # ratio columns → their baseline
@@ -97,7 +100,7 @@ def padded_tokens(batch_plan: torch.Tensor, lengths: torch.Tensor, rows: int = 2
 
 
 def run_ours(cfg, pairs: list, plan: torch.Tensor, out: Path) -> None:
-    """morelib.finetune as shipped (its own optimizer: fused AdamW), on exactly these batches."""
+    """morelib.train.finetune as shipped (its own optimizer: fused AdamW), on exactly these batches."""
     ft.plan_for = lambda *_a, **_k: plan
     try:
         ft.finetune(cfg, {"harmless": pairs}, "single", out)
@@ -105,8 +108,9 @@ def run_ours(cfg, pairs: list, plan: torch.Tensor, out: Path) -> None:
         ft.plan_for = _PLAN_FOR
 
 
-def run_trl(ids: list[tuple[list[int], list[int]]], plan: torch.Tensor, max_length: int, out: Path,
-            checkpointing: bool = True) -> None:
+def run_trl(
+    ids: list[tuple[list[int], list[int]]], plan: torch.Tensor, max_length: int, out: Path, checkpointing: bool = True
+) -> None:
     """TRL RewardTrainer for plan.shape[0] steps of batch B, reading pairs in the plan's order.
 
     `checkpointing=True` keeps RewardConfig's default gradient checkpointing (TRL turns it on for reward models).
@@ -116,11 +120,24 @@ def run_trl(ids: list[tuple[list[int], list[int]]], plan: torch.Tensor, max_leng
 
     order = plan.reshape(-1).tolist()
     ds = Dataset.from_dict({"chosen_ids": [ids[i][0] for i in order], "rejected_ids": [ids[i][1] for i in order]})
-    args = RewardConfig(output_dir=str(out), per_device_train_batch_size=plan.shape[2], max_steps=plan.shape[0],
-                        learning_rate=1e-6, lr_scheduler_type="linear", max_length=max_length, bf16=False,
-                        use_cpu=True, save_strategy="no", report_to="none", logging_steps=10**6, disable_tqdm=True,
-                        dataloader_num_workers=0, train_sampling_strategy="sequential", seed=0,
-                        gradient_checkpointing=checkpointing)
+    args = RewardConfig(
+        output_dir=str(out),
+        per_device_train_batch_size=plan.shape[2],
+        max_steps=plan.shape[0],
+        learning_rate=1e-6,
+        lr_scheduler_type="linear",
+        max_length=max_length,
+        bf16=False,
+        use_cpu=True,
+        save_strategy="no",
+        report_to="none",
+        logging_steps=10**6,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        train_sampling_strategy="sequential",
+        seed=0,
+        gradient_checkpointing=checkpointing,
+    )
     model, tok = load_reward_model("smollm2-135m", dtype="fp32")
     RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tok).train()
 
@@ -128,13 +145,19 @@ def run_trl(ids: list[tuple[list[int], list[int]]], plan: torch.Tensor, max_leng
 _PLAN_FOR = ft.plan_for
 
 
-def window_plans(n_pairs: int, lengths: torch.Tensor, ours_lengths: torch.Tensor, args,
-                 r: int) -> dict[str, torch.Tensor]:
+def window_plans(
+    n_pairs: int, lengths: torch.Tensor, ours_lengths: torch.Tensor, args, r: int
+) -> dict[str, torch.Tensor]:
     """Round r's plans: random `--window` batches (trl, trl-nockpt, ours), length-grouped (ours+lev), and TRL's own
     group_by_length epoch over the whole pool (trl-best); ours+lev groups by the row lengths our trainer feeds."""
     rand = random_plan(n_pairs, args.window, args.batch, seed=r)
-    return {"trl": rand, "trl-nockpt": rand, "trl-best": trl_grouped_plan(lengths, args.batch, seed=r),
-            "ours": rand, "ours+lev": length_grouped(rand, ours_lengths, r)}
+    return {
+        "trl": rand,
+        "trl-nockpt": rand,
+        "trl-best": trl_grouped_plan(lengths, args.batch, seed=r),
+        "ours": rand,
+        "ours+lev": length_grouped(rand, ours_lengths, r),
+    }
 
 
 def steady_state(row: dict, expected_padded: float, batch: int) -> dict:
@@ -145,8 +168,11 @@ def steady_state(row: dict, expected_padded: float, batch: int) -> dict:
     """
     wall = median([w / p for w, p in zip(row["wall"], row["padded_steps"])])
     cpu = median([c / p for c, p in zip(row["cpu"], row["padded_steps"])])
-    return {"exp_padded_tok/step": expected_padded, "steady_pairs/s": batch / (wall * expected_padded),
-            "steady_pairs/cpu_s": batch / (cpu * expected_padded)}
+    return {
+        "exp_padded_tok/step": expected_padded,
+        "steady_pairs/s": batch / (wall * expected_padded),
+        "steady_pairs/cpu_s": batch / (cpu * expected_padded),
+    }
 
 
 def bench_length(L: int, args, timer: steptimer.StepTimer, pairs: list, tok) -> list[dict]:
@@ -154,9 +180,18 @@ def bench_length(L: int, args, timer: steptimer.StepTimer, pairs: list, tok) -> 
     ids = token_pairs(tok, pairs, L)
     lengths = torch.tensor([max(len(c), len(r)) for c, r in ids])
     real = torch.tensor([len(c) + len(r) for c, r in ids])
-    cfg = load_config("default", {"model.max_length": L, "train.batch_per_source": args.batch, "train.lr": 1e-6,
-                                  "train.steps": args.steps, "train.save_steps": 10**6,
-                                  "train.logging_steps": 10**6, "train.tier": "finetune"})
+    cfg = load_config(
+        "default",
+        {
+            "model.max_length": L,
+            "train.batch_per_source": args.batch,
+            "train.lr": 1e-6,
+            "train.steps": args.steps,
+            "train.save_steps": 10**6,
+            "train.logging_steps": 10**6,
+            "train.tier": "finetune",
+        },
+    )
     ours_rows, ours_lengths, ours_real = 2, lengths, real  # what our collator feeds: [chosen; rejected] rows ...
     if cfg.train.share_prompt:  # ... or one packed prompt + chosen + rejected row per pair (as shipped)
         packed = pack_pairs(tok, [p.prompt + p.chosen for p in pairs], [p.prompt + p.rejected for p in pairs], L)
@@ -170,8 +205,9 @@ def bench_length(L: int, args, timer: steptimer.StepTimer, pairs: list, tok) -> 
         order = CONTENDERS if r % 2 == 0 else CONTENDERS[::-1]
         for name in order:
             plan = draw(full[name], args.steps, seed=r)
-            n_rows, row_len, real_len = (2, lengths, real) if name.startswith("trl") else (ours_rows, ours_lengths,
-                                                                                           ours_real)
+            n_rows, row_len, real_len = (
+                (2, lengths, real) if name.startswith("trl") else (ours_rows, ours_lengths, ours_real)
+            )
             expected[name].append(sum(padded_tokens(full[name], row_len, n_rows)) / full[name].shape[0])
             tokens[name] += padded_tokens(plan, row_len, n_rows)[1:]
             real_tokens[name] += [int(real_len[b.reshape(-1)].sum()) for b in plan][1:]
@@ -185,10 +221,20 @@ def bench_length(L: int, args, timer: steptimer.StepTimer, pairs: list, tok) -> 
     rows = []
     for name in CONTENDERS:
         wall, cpu = timer.timed_steps(f"{name}@{L}", skip=1)
-        row = {"max_len": L, "trainer": name, "steps": len(wall), "step_s": median(wall),
-               "pairs/s": args.batch / median(wall), "pairs/cpu_s": args.batch / median(cpu),
-               "padded_tok/step": median(tokens[name]), "real_tok/step": median(real_tokens[name]),
-               "wall": wall, "cpu": cpu, "padded_steps": tokens[name], "real_steps": real_tokens[name]}
+        row = {
+            "max_len": L,
+            "trainer": name,
+            "steps": len(wall),
+            "step_s": median(wall),
+            "pairs/s": args.batch / median(wall),
+            "pairs/cpu_s": args.batch / median(cpu),
+            "padded_tok/step": median(tokens[name]),
+            "real_tok/step": median(real_tokens[name]),
+            "wall": wall,
+            "cpu": cpu,
+            "padded_steps": tokens[name],
+            "real_steps": real_tokens[name],
+        }
         rows.append(row | steady_state(row, sum(expected[name]) / len(expected[name]), args.batch))
     by_name = {row["trainer"]: row for row in rows}
     for row in rows:
@@ -218,12 +264,22 @@ def main(argv: list[str] | None = None) -> dict:
     rows = [row for L in args.lengths for row in bench_length(L, args, timer, pairs, tok)]
     hidden = ("wall", "cpu", "padded_steps", "real_steps", "step_s", "x_trl[pairs/cpu_s]", "real_tok/step")
     show = [{k: v for k, v in row.items() if k not in hidden} for row in rows]
-    print(table(show, f"full fine-tuning, SmolLM2-135M fp32, real Harmless pairs, batch {args.batch}, "
-                      f"{args.threads} threads; goals: ours >= {GOAL_X_TRL}x TRL defaults, "
-                      f">= {GOAL_X_TRL_BEST}x TRL best-configured"))
+    print(
+        table(
+            show,
+            f"full fine-tuning, SmolLM2-135M fp32, real Harmless pairs, batch {args.batch}, "
+            f"{args.threads} threads; goals: ours >= {GOAL_X_TRL}x TRL defaults, "
+            f">= {GOAL_X_TRL_BEST}x TRL best-configured",
+        )
+    )
     earlier = [row for row in (load(args.name) or {}).get("rows", []) if row["max_len"] not in args.lengths]
-    result = {"args": vars(args), "rows": earlier + rows, "elapsed_s": time.perf_counter() - t0,
-              "goal_x_trl": GOAL_X_TRL, "goal_x_trl_best": GOAL_X_TRL_BEST}
+    result = {
+        "args": vars(args),
+        "rows": earlier + rows,
+        "elapsed_s": time.perf_counter() - t0,
+        "goal_x_trl": GOAL_X_TRL,
+        "goal_x_trl_best": GOAL_X_TRL_BEST,
+    }
     save(args.name, result)
     return result
 

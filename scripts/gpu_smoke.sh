@@ -23,7 +23,7 @@ OUT="$(mktemp -d "${TMPDIR:-/tmp}/gpu-smoke.XXXXXX")"
 hub_mode "$PROFILE" "{}"
 echo "[gpu_smoke] throughput: one MORE fine-tune on $PROFILE into $OUT"
 START=$(date +%s)
-python -m morelib.finetune --profile "$PROFILE" --scheme more --output-dir "$OUT/more" \
+python -m morelib.train.finetune --profile "$PROFILE" --scheme more --output-dir "$OUT/more" \
   -o "output_root=$OUT" >"$OUT/finetune.log" 2>&1 || { tail -40 "$OUT/finetune.log" >&2; exit 1; }
 python scripts/throughput.py "$OUT/more/throughput.json" ${PEAK:+--peak-tflops "$PEAK"}
 echo "[gpu_smoke] notebooks $ONLY on $PROFILE"

@@ -43,7 +43,7 @@ if [ "${MORE_OFFLINE:-0}" = 1 ]; then export HF_HUB_OFFLINE=1; fi
 # id) and nobody switched it off, else HF_HUB_OFFLINE=1 (a local run never waits on the network). Explicit wins.
 hub_mode() {
   if [ -z "${HF_HUB_OFFLINE:-}" ]; then
-    if [ "$("$VENV/bin/python" -m morelib.runs needs-hub "$1" "$2")" = yes ]; then
+    if [ "$("$VENV/bin/python" -m morelib.core.runs needs-hub "$1" "$2")" = yes ]; then
       export HF_HUB_OFFLINE=0
     else
       export HF_HUB_OFFLINE=1

@@ -7,6 +7,7 @@ real messages, so the doc is regenerated from the code, not typed by hand:
 
     .venv/bin/python tests/test_bad_inputs.py > docs/bad_inputs.md          (add --notebook for the papermill row)
 """
+
 from __future__ import annotations
 
 import errno
@@ -27,12 +28,16 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from morelib import config, datacard, diagnostics, metrics, more, runs, solver, study, train  # noqa: E402
-from morelib.data import DropLog, load_preferences  # noqa: E402
-from morelib.errors import ConfigError, DataError, ModelError, RunError, TrainingError  # noqa: E402
-from morelib.features import PairFeatures, extract  # noqa: E402
-from morelib.formats import Pair  # noqa: E402
-from morelib.model import byte_tokenizer, encode, load_reward_model  # noqa: E402
+from morelib.backbone.features import PairFeatures, extract  # noqa: E402
+from morelib.backbone.model import byte_tokenizer, encode, load_reward_model  # noqa: E402
+from morelib.core import config, runs  # noqa: E402
+from morelib.core.errors import ConfigError, DataError, ModelError, RunError, TrainingError  # noqa: E402
+from morelib.data import datacard
+from morelib.data.formats import Pair  # noqa: E402
+from morelib.data.sources import DropLog, load_preferences  # noqa: E402
+from morelib.evaluation import diagnostics, metrics
+from morelib.study import pipeline
+from morelib.train import more, reward_head, solver
 
 REPO = Path(__file__).resolve().parents[1]
 ROW = {"prompt": "\n\nHuman: hi\n\nAssistant:", "chosen": " hello", "rejected": " go away"}
@@ -53,8 +58,10 @@ class Case:
 
 def _jsonl(tmp: Path, lines: list[str | bytes | dict], name: str = "p.jsonl") -> str:
     """Write JSON lines (dicts are dumped, bytes written raw) to tmp/name; returns the path as a string."""
-    raw = b"".join((json.dumps(x).encode() if isinstance(x, dict) else x.encode() if isinstance(x, str) else x)
-                   + b"\n" for x in lines)
+    raw = b"".join(
+        (json.dumps(x).encode() if isinstance(x, dict) else x.encode() if isinstance(x, str) else x) + b"\n"
+        for x in lines
+    )
     path = tmp / name
     path.write_bytes(gzip.compress(raw) if name.endswith(".gz") else raw)
     return str(path)
@@ -87,6 +94,7 @@ def _tcfg(**kw) -> config.TrainConfig:
 
 
 # ---------------------------------------------------------------- data files
+
 
 def _malformed_json(tmp: Path) -> None:
     _load(_jsonl(tmp, [ROW, '{"prompt": "q", "chosen": " a"']))
@@ -157,8 +165,9 @@ def _unknown_split(tmp: Path) -> None:
 def _missing_split(tmp: Path) -> None:
     root = tmp / "hh-rlhf" / "harmless-base"
     root.mkdir(parents=True)
-    _jsonl(root, [{"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: a\n\nAssistant: c"}],
-           "test.jsonl.gz")
+    _jsonl(
+        root, [{"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: a\n\nAssistant: c"}], "test.jsonl.gz"
+    )
     load_preferences("hh-harmless", "train", data_dir=tmp)
 
 
@@ -172,10 +181,11 @@ def _missing_data_dir(tmp: Path) -> None:
 
 def _no_source_loads(tmp: Path) -> None:
     cfg = _cfg(tmp, **{"data.data_dir": str(tmp)})
-    study.prepare(cfg)
+    pipeline.prepare(cfg)
 
 
 # ---------------------------------------------------------------- config / notebook parameters
+
 
 def _unknown_key(tmp: Path) -> None:
     config.load_config("tiny", {"train.head_lrr": 0.1})
@@ -243,10 +253,11 @@ def _overrides_wrong_type(tmp: Path) -> None:
 
 
 def _batch_exceeds_pairs(tmp: Path) -> None:
-    train.train_head({"a": _feats(n=10)}, "multitask", _tcfg(batch_per_source=64), seed=0)
+    reward_head.train_head({"a": _feats(n=10)}, "multitask", _tcfg(batch_per_source=64), seed=0)
 
 
 # ---------------------------------------------------------------- models and features
+
 
 def _unknown_model(tmp: Path) -> None:
     load_reward_model("smollm-9000")
@@ -284,8 +295,10 @@ def _too_long_texts(tmp: Path) -> str:
     pairs = [Pair("p " * 20, " long answer", " x", "s", "0"), Pair("p", " a", " b", "s", "1")]
     share = datacard.length_stats(pairs, lambda s: tok(s)["input_ids"], max_length=16)["truncated_share"]
     assert share == 0.5
-    return ("cut to max_length on model.truncation_side (left keeps the response end: "
-            f"...{tok.decode(left)[-12:]!r}); datacard.length_stats counts truncated_share = {share}")
+    return (
+        "cut to max_length on model.truncation_side (left keeps the response end: "
+        f"...{tok.decode(left)[-12:]!r}); datacard.length_stats counts truncated_share = {share}"
+    )
 
 
 def _bad_truncation_side(tmp: Path) -> None:
@@ -303,20 +316,21 @@ def _extract_mixed_sources(tmp: Path) -> None:
 
 # ---------------------------------------------------------------- training, MORE, solver
 
+
 def _nan_features(tmp: Path) -> None:
     bad = _feats(source="b", seed=1)
     bad.chosen[3, 2] = float("nan")
-    train.train_head({"a": _feats(), "b": bad}, "more", _tcfg(), seed=0)
+    reward_head.train_head({"a": _feats(), "b": bad}, "more", _tcfg(), seed=0)
 
 
 def _inf_features(tmp: Path) -> None:
     bad = _feats()
     bad.rejected[0, 0] = float("inf")
-    train.train_head({"a": bad}, "single", _tcfg(), seed=0)
+    reward_head.train_head({"a": bad}, "single", _tcfg(), seed=0)
 
 
 def _diverging_head(tmp: Path) -> None:
-    train.train_head({"a": _feats(), "b": _feats(source="b", seed=1)}, "more", _tcfg(head_lr=1e30), seed=0)
+    reward_head.train_head({"a": _feats(), "b": _feats(source="b", seed=1)}, "more", _tcfg(head_lr=1e30), seed=0)
 
 
 def _nan_gradient_more(tmp: Path) -> None:
@@ -326,24 +340,24 @@ def _nan_gradient_more(tmp: Path) -> None:
 
 
 def _unknown_scheme(tmp: Path) -> None:
-    train.train_head({"a": _feats()}, "top", _tcfg(), seed=0)
+    reward_head.train_head({"a": _feats()}, "top", _tcfg(), seed=0)
 
 
 def _single_with_two_sources(tmp: Path) -> None:
-    train.train_head({"a": _feats(), "b": _feats(source="b")}, "single", _tcfg(), seed=0)
+    reward_head.train_head({"a": _feats(), "b": _feats(source="b")}, "single", _tcfg(), seed=0)
 
 
 def _fixed_lambda_negative(tmp: Path) -> None:
-    train.train_head({"a": _feats(), "b": _feats(source="b")}, "fixed", _tcfg(), seed=0, lam=[1.5, -0.5])
+    reward_head.train_head({"a": _feats(), "b": _feats(source="b")}, "fixed", _tcfg(), seed=0, lam=[1.5, -0.5])
 
 
 def _fixed_lambda_wrong_length(tmp: Path) -> None:
-    train.train_head({"a": _feats(), "b": _feats(source="b")}, "fixed", _tcfg(), seed=0, lam=[0.2, 0.3, 0.5])
+    reward_head.train_head({"a": _feats(), "b": _feats(source="b")}, "fixed", _tcfg(), seed=0, lam=[0.2, 0.3, 0.5])
 
 
 def _fixed_lambda_not_summing(tmp: Path) -> str:
     feats = {"a": _feats(), "b": _feats(source="b", seed=1)}
-    head = train.train_head(feats, "fixed", _tcfg(), seed=0, lam=[2.0, 6.0])
+    head = reward_head.train_head(feats, "fixed", _tcfg(), seed=0, lam=[2.0, 6.0])
     lam = head.history["lam"][0].tolist()
     assert lam == pytest.approx([0.25, 0.75])
     return f"train_head scheme 'fixed' rescales λ = [2, 6] to {lam} (the explorer is stricter: see explore-lambda-sum)"
@@ -360,8 +374,8 @@ def _more_k1(tmp: Path) -> str:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(more, "min_norm_gram", no_solver)
         lam = more.MoreWeighter(1).step(torch.randn(1, 5), torch.ones(1))
-        head = train.train_head({"a": _feats()}, "more", _tcfg(), seed=0)
-    single = train.train_head({"a": _feats()}, "single", _tcfg(), seed=0)
+        head = reward_head.train_head({"a": _feats()}, "more", _tcfg(), seed=0)
+    single = reward_head.train_head({"a": _feats()}, "single", _tcfg(), seed=0)
     assert lam.tolist() == [1.0] and bool((head.history["lam"] == 1).all())
     assert torch.equal(head.w, single.w)
     return f"λ = {lam.tolist()} at every step, solver not called; the head equals scheme 'single' exactly"
@@ -373,14 +387,20 @@ def _zero_gradient_source(tmp: Path) -> str:
     raw = solver.min_norm(grads)
     flat = _feats(source="flat")
     flat = PairFeatures(flat.rejected.clone(), flat.rejected, "flat")  # chosen == rejected features: ∇ = 0
-    head = train.train_head({"a": _feats(), "flat": flat}, "more", _tcfg(), seed=0)
+    head = reward_head.train_head({"a": _feats(), "flat": flat}, "more", _tcfg(), seed=0)
     hist = head.history["lam"]
     for weights in (lam, raw, *hist):
-        assert torch.isfinite(weights).all() and (weights >= 0).all() and math.isclose(float(weights.sum()), 1, abs_tol=1e-5)
+        assert (
+            torch.isfinite(weights).all()
+            and (weights >= 0).all()
+            and math.isclose(float(weights.sum()), 1, abs_tol=1e-5)
+        )
     assert not diagnostics.check_lambda_pinned(hist.numpy()).ok, "the stalled MORE run must trip the pinned-λ guard"
-    return (f"finite λ on the simplex: MoreWeighter {[round(x, 3) for x in lam.tolist()]}; in train_head the "
-            f"zero-gradient source takes λ = {hist[-1, 1].item():.3f} (min-norm of a hull containing 0), "
-            "so training stalls — flagged by diagnostics.check_lambda_pinned")
+    return (
+        f"finite λ on the simplex: MoreWeighter {[round(x, 3) for x in lam.tolist()]}; in train_head the "
+        f"zero-gradient source takes λ = {hist[-1, 1].item():.3f} (min-norm of a hull containing 0), "
+        "so training stalls — flagged by diagnostics.check_lambda_pinned"
+    )
 
 
 def _solver_bad_shape(tmp: Path) -> None:
@@ -388,25 +408,26 @@ def _solver_bad_shape(tmp: Path) -> None:
 
 
 def _explore_lambda_sum(tmp: Path) -> None:
-    from morelib import explore  # imported here: the explorer is optional for every other case
+    from morelib.explore import engine  # imported here: the explorer is optional for every other case
 
-    explore.simplex_weights([0.5, 0.6], ["a", "b"])
+    engine.simplex_weights([0.5, 0.6], ["a", "b"])
 
 
 def _explore_lambda_zero(tmp: Path) -> None:
-    from morelib import explore
+    from morelib.explore import engine
 
-    explore.simplex_weights([0.0, 0.0], ["a", "b"], normalise=True)
+    engine.simplex_weights([0.0, 0.0], ["a", "b"], normalise=True)
 
 
 def _explore_mix_empty(tmp: Path) -> None:
-    from morelib import explore
+    from morelib.explore import engine
 
     feats = {"a": _feats(), "b": _feats(source="b", seed=1)}
-    explore.Explorer(feats, feats, _tcfg()).set_mix({"a": 0, "b": 0})
+    engine.Explorer(feats, feats, _tcfg()).set_mix({"a": 0, "b": 0})
 
 
 # ---------------------------------------------------------------- metrics
+
 
 def _metrics_nan(tmp: Path) -> None:
     metrics.evaluate(np.array([0.5, float("nan"), -1.0]))
@@ -425,6 +446,7 @@ def _metrics_bins(tmp: Path) -> None:
 
 
 # ---------------------------------------------------------------- run folders and outputs
+
 
 def _disk_full_on_replace(tmp: Path) -> None:
     run = runs.open_run(_cfg(tmp), str(tmp / "run"), "nb")
@@ -468,157 +490,531 @@ def _resume_missing_run(tmp: Path) -> None:
 
 
 def _study_unknown_source(tmp: Path) -> None:
-    data = study.StudyData(features={"a": {"train": _feats()}})
-    study.fit(_cfg(tmp), data, ["more"], seeds=[0], sources=["a", "webgpt"])
+    data = pipeline.StudyData(features={"a": {"train": _feats()}})
+    pipeline.fit(_cfg(tmp), data, ["more"], seeds=[0], sources=["a", "webgpt"])
 
 
 # ---------------------------------------------------------------- notebooks (papermill)
 
+
 def _papermill_wrong_type(tmp: Path) -> None:
     import papermill as pm
 
-    pm.execute_notebook(str(REPO / "notebooks" / "01_diversity.ipynb"), str(tmp / "out.ipynb"),
-                        parameters={"profile": "tiny", "run_dir": str(tmp / "run"),
-                                    "overrides": '{"train.head_epochs": "many"}'},
-                        kernel_name="python3", progress_bar=False, cwd=str(REPO))
+    pm.execute_notebook(
+        str(REPO / "notebooks" / "01_diversity.ipynb"),
+        str(tmp / "out.ipynb"),
+        parameters={"profile": "tiny", "run_dir": str(tmp / "run"), "overrides": '{"train.head_epochs": "many"}'},
+        kernel_name="python3",
+        progress_bar=False,
+        cwd=str(REPO),
+    )
 
 
 CASES = [
-    Case("malformed-json", "data", "a JSON line that does not parse", DataError,
-         r"p\.jsonl:2: malformed JSON", _malformed_json),
-    Case("json-not-object", "data", "a JSON line that is not an object", DataError,
-         r"p\.jsonl:2: expected a JSON object, got list", _not_an_object),
-    Case("gzip-truncated", "data", "a .jsonl.gz cut short", DataError,
-         r"p\.jsonl\.gz: truncated or corrupt gzip", _truncated_gzip),
-    Case("missing-field", "data", "a row without `rejected`", DataError,
-         r"p\.jsonl:1: missing field 'rejected'", _missing_field),
-    Case("wrong-field-type", "data", "`chosen` is a number", DataError,
-         r"p\.jsonl:2: field 'chosen' must be str, got int", _wrong_field_type),
-    Case("non-utf8", "data", "a line with Latin-1 bytes", DataError,
-         r"p\.jsonl:2: text is not valid UTF-8", _non_utf8),
-    Case("parquet-unreadable", "data", "a .parquet file that is not parquet", DataError,
-         r"p\.parquet: unreadable parquet file", _unreadable_parquet),
+    Case(
+        "malformed-json",
+        "data",
+        "a JSON line that does not parse",
+        DataError,
+        r"p\.jsonl:2: malformed JSON",
+        _malformed_json,
+    ),
+    Case(
+        "json-not-object",
+        "data",
+        "a JSON line that is not an object",
+        DataError,
+        r"p\.jsonl:2: expected a JSON object, got list",
+        _not_an_object,
+    ),
+    Case(
+        "gzip-truncated",
+        "data",
+        "a .jsonl.gz cut short",
+        DataError,
+        r"p\.jsonl\.gz: truncated or corrupt gzip",
+        _truncated_gzip,
+    ),
+    Case(
+        "missing-field",
+        "data",
+        "a row without `rejected`",
+        DataError,
+        r"p\.jsonl:1: missing field 'rejected'",
+        _missing_field,
+    ),
+    Case(
+        "wrong-field-type",
+        "data",
+        "`chosen` is a number",
+        DataError,
+        r"p\.jsonl:2: field 'chosen' must be str, got int",
+        _wrong_field_type,
+    ),
+    Case("non-utf8", "data", "a line with Latin-1 bytes", DataError, r"p\.jsonl:2: text is not valid UTF-8", _non_utf8),
+    Case(
+        "parquet-unreadable",
+        "data",
+        "a .parquet file that is not parquet",
+        DataError,
+        r"p\.parquet: unreadable parquet file",
+        _unreadable_parquet,
+    ),
     Case("empty-source", "data", "an empty file", DataError, r"yielded no pairs", _empty_file),
-    Case("all-rows-dropped", "data", "every row has chosen == rejected", DataError,
-         r"yielded no pairs \(0 loaded, 2 dropped \(chosen == rejected: 2\)\)", _all_rows_dropped),
-    Case("chosen-equals-rejected", "data", "one row with chosen == rejected", None,
-         r"2 loaded, 1 dropped \(chosen == rejected: 1\)", _chosen_equals_rejected),
-    Case("empty-prompt", "data", "one row with a blank prompt", None,
-         r"2 loaded, 1 dropped \(empty prompt: 1\)", _empty_prompt),
-    Case("hh-no-shared-turn", "data", "an HH row whose transcripts share no Assistant turn", None,
-         r"1 loaded, 1 dropped \(no shared Assistant turn: 1\)", _no_shared_turn),
-    Case("unknown-source", "data", "source name `hh-helpfull`", DataError,
-         r"unknown preference source 'hh-helpfull'; valid: hh-helpful", _unknown_source),
-    Case("unknown-split", "data", "split `dev`", DataError, r"unknown split 'dev'.*valid: train, test",
-         _unknown_split),
-    Case("missing-split", "data", "local HH copy with only the test split, train asked", DataError,
-         r"no local 'train' split for 'hh-harmless'.*available: test", _missing_split),
-    Case("missing-source-data", "data", "WebGPT asked, no local copy", DataError,
-         r"no local data for webgpt under", _missing_source_data),
-    Case("missing-data-dir", "data", "data_dir that does not exist", DataError,
-         r"data directory not found", _missing_data_dir),
-    Case("no-source-loads", "data", "study.prepare where no configured source has data", DataError,
-         r"no configured source could be loaded", _no_source_loads),
-    Case("unknown-param", "config", "override `train.head_lrr`", ConfigError,
-         r"unknown parameter 'train.head_lrr' \(did you mean 'head_lr'\?\)", _unknown_key),
-    Case("unknown-section", "config", "override `trian.lr`", ConfigError,
-         r"unknown parameter 'trian' \(did you mean 'train'\?\)", _unknown_section),
-    Case("wrong-param-type", "config", "`train.head_epochs: many`", ConfigError,
-         r"'train.head_epochs' must be int, got str: 'many'", _wrong_type),
-    Case("wrong-param-type-float", "config", "notebook overrides `{\"train.lr\": \"fast\"}`", ConfigError,
-         r"'train.lr' must be float, got str: 'fast'", _wrong_type_float),
-    Case("wrong-param-type-list", "config", "`seeds: 3`", ConfigError, r"'seeds' must be a list, got int",
-         _wrong_type_list),
-    Case("zero-batch", "config", "`train.batch_per_source: 0`", ConfigError,
-         r"'train.batch_per_source' must be positive, got 0", _zero_batch),
-    Case("negative-max-length", "config", "`model.max_length: -1`", ConfigError,
-         r"'model.max_length' must be positive, got -1", _negative_max_length),
-    Case("zero-train-pairs", "config", "a source with `train_pairs: 0`", ConfigError,
-         r"'data.sources\[0\].train_pairs' must be positive, got 0", _zero_train_pairs),
-    Case("zero-synthetic-k", "config", "`data.synthetic.K: 0`", ConfigError,
-         r"'data.synthetic.K' must be positive, got 0", _zero_synthetic_k),
-    Case("split-not-summing", "config", "split fractions 0.8/0.1/0.2", ConfigError,
-         r"'data.split' fractions must sum to 1", _split_not_summing),
-    Case("alpha-out-of-range", "config", "`more.alpha: 0`", ConfigError, r"'more.alpha' must be in \(0, 1\]",
-         _alpha_out_of_range),
-    Case("unknown-profile", "config", "profile `tinny`", ConfigError,
-         r"unknown profile 'tinny' \(did you mean 'tiny'\?\)", _unknown_profile),
-    Case("overrides-not-mapping", "config", "notebook overrides `[1, 2]`", ConfigError,
-         r"'overrides' must be a mapping", _overrides_not_mapping),
-    Case("profile-wrong-type", "config", "notebook parameter `profile = 3` (papermill `-p profile 3`)",
-         ConfigError, r"notebook parameter 'profile' must be a string, got int: 3", _profile_wrong_type),
-    Case("run-dir-wrong-type", "config", "notebook parameter `run_dir = 5`", ConfigError,
-         r"notebook parameter 'run_dir' must be a string, got int: 5", _run_dir_wrong_type),
-    Case("overrides-wrong-type", "config", "notebook parameter `overrides = 5`", ConfigError,
-         r"'overrides' must be a YAML/JSON mapping string or a dict, got int: 5", _overrides_wrong_type),
-    Case("batch-exceeds-pairs", "train", "batch_per_source 64 on a 10-pair source", ConfigError,
-         r"'train.batch_per_source' = 64 exceeds the 10 pairs", _batch_exceeds_pairs),
-    Case("unknown-model", "model", "model name `smollm-9000`", ModelError,
-         r"unknown model 'smollm-9000': not a registry name \(smollm2-135m, minilm-l6, tiny-random\)", _unknown_model),
-    Case("model-folder-no-weights", "model", "model folder with config.json only", ModelError,
-         r"is missing model\.safetensors", _folder_no_weights),
-    Case("model-folder-no-tokenizer", "model", "model folder without tokenizer files", ModelError,
-         r"is missing tokenizer\.json", _folder_no_tokenizer),
-    Case("model-folder-missing-shard", "model", "sharded weights with one shard gone", ModelError,
-         r"is missing model-00002-of-00002\.safetensors \(listed in model\.safetensors\.index\.json\)",
-         _folder_missing_shard),
-    Case("too-long-texts", "model", "texts longer than model.max_length", None, r"truncated_share = 0\.5",
-         _too_long_texts),
-    Case("bad-truncation-side", "model", "truncation_side `middle`", ConfigError,
-         r"truncation_side must be 'left' or 'right'; got 'middle'", _bad_truncation_side),
-    Case("features-shape-mismatch", "model", "chosen [4,3] vs rejected [5,3] features", DataError,
-         r"PairFeatures 'a': chosen \(4, 3\) and rejected \(5, 3\) must both be \[N, h\]", _features_shape_mismatch),
-    Case("extract-mixed-sources", "model", "features.extract on pairs of two sources", DataError,
-         r"extract needs pairs of exactly one source", _extract_mixed_sources),
-    Case("nan-features", "train", "a NaN in one source's features (MORE)", DataError,
-         r"source 'b' has 1 feature row\(s\) with NaN/inf", _nan_features),
-    Case("inf-features", "train", "an inf in the features (single)", DataError,
-         r"source 'a' has 1 feature row\(s\) with NaN/inf", _inf_features),
-    Case("nan-loss", "train", "a diverging head (head_lr = 1e30) makes the BT loss inf/NaN", TrainingError,
-         r"non-finite BT loss at step \d+ for source '(a|b)'", _diverging_head),
-    Case("nan-gradient", "train", "a NaN in source 1's gradient given to MoreWeighter", TrainingError,
-         r"non-finite \(NaN/inf\) value in gradient of source 1", _nan_gradient_more),
-    Case("unknown-scheme", "train", "train_head scheme `top`", ConfigError,
-         r"unknown head scheme 'top' \('top' is 'single' on the best source", _unknown_scheme),
-    Case("single-two-sources", "train", "scheme `single` with two sources", ConfigError,
-         r"scheme 'single' needs exactly one source, got 2", _single_with_two_sources),
-    Case("fixed-lambda-negative", "train", "fixed λ = [1.5, −0.5]", ConfigError,
-         r"fixed λ must be finite and ≥ 0", _fixed_lambda_negative),
-    Case("fixed-lambda-length", "train", "fixed λ with 3 weights for 2 sources", ConfigError,
-         r"fixed λ has 3 weights for 2 sources", _fixed_lambda_wrong_length),
-    Case("fixed-lambda-sum", "train", "fixed λ = [2, 6] (does not sum to 1)", None, r"\[0\.25, 0\.75\]",
-         _fixed_lambda_not_summing),
-    Case("bad-normalization", "train", "MORE normalization `l1`", ConfigError,
-         r"unknown MORE normalization 'l1'; valid: l2, loss, loss\+, none", _bad_normalization),
+    Case(
+        "all-rows-dropped",
+        "data",
+        "every row has chosen == rejected",
+        DataError,
+        r"yielded no pairs \(0 loaded, 2 dropped \(chosen == rejected: 2\)\)",
+        _all_rows_dropped,
+    ),
+    Case(
+        "chosen-equals-rejected",
+        "data",
+        "one row with chosen == rejected",
+        None,
+        r"2 loaded, 1 dropped \(chosen == rejected: 1\)",
+        _chosen_equals_rejected,
+    ),
+    Case(
+        "empty-prompt",
+        "data",
+        "one row with a blank prompt",
+        None,
+        r"2 loaded, 1 dropped \(empty prompt: 1\)",
+        _empty_prompt,
+    ),
+    Case(
+        "hh-no-shared-turn",
+        "data",
+        "an HH row whose transcripts share no Assistant turn",
+        None,
+        r"1 loaded, 1 dropped \(no shared Assistant turn: 1\)",
+        _no_shared_turn,
+    ),
+    Case(
+        "unknown-source",
+        "data",
+        "source name `hh-helpfull`",
+        DataError,
+        r"unknown preference source 'hh-helpfull'; valid: hh-helpful",
+        _unknown_source,
+    ),
+    Case("unknown-split", "data", "split `dev`", DataError, r"unknown split 'dev'.*valid: train, test", _unknown_split),
+    Case(
+        "missing-split",
+        "data",
+        "local HH copy with only the test split, train asked",
+        DataError,
+        r"no local 'train' split for 'hh-harmless'.*available: test",
+        _missing_split,
+    ),
+    Case(
+        "missing-source-data",
+        "data",
+        "WebGPT asked, no local copy",
+        DataError,
+        r"no local data for webgpt under",
+        _missing_source_data,
+    ),
+    Case(
+        "missing-data-dir",
+        "data",
+        "data_dir that does not exist",
+        DataError,
+        r"data directory not found",
+        _missing_data_dir,
+    ),
+    Case(
+        "no-source-loads",
+        "data",
+        "study.prepare where no configured source has data",
+        DataError,
+        r"no configured source could be loaded",
+        _no_source_loads,
+    ),
+    Case(
+        "unknown-param",
+        "config",
+        "override `train.head_lrr`",
+        ConfigError,
+        r"unknown parameter 'train.head_lrr' \(did you mean 'head_lr'\?\)",
+        _unknown_key,
+    ),
+    Case(
+        "unknown-section",
+        "config",
+        "override `trian.lr`",
+        ConfigError,
+        r"unknown parameter 'trian' \(did you mean 'train'\?\)",
+        _unknown_section,
+    ),
+    Case(
+        "wrong-param-type",
+        "config",
+        "`train.head_epochs: many`",
+        ConfigError,
+        r"'train.head_epochs' must be int, got str: 'many'",
+        _wrong_type,
+    ),
+    Case(
+        "wrong-param-type-float",
+        "config",
+        'notebook overrides `{"train.lr": "fast"}`',
+        ConfigError,
+        r"'train.lr' must be float, got str: 'fast'",
+        _wrong_type_float,
+    ),
+    Case(
+        "wrong-param-type-list",
+        "config",
+        "`seeds: 3`",
+        ConfigError,
+        r"'seeds' must be a list, got int",
+        _wrong_type_list,
+    ),
+    Case(
+        "zero-batch",
+        "config",
+        "`train.batch_per_source: 0`",
+        ConfigError,
+        r"'train.batch_per_source' must be positive, got 0",
+        _zero_batch,
+    ),
+    Case(
+        "negative-max-length",
+        "config",
+        "`model.max_length: -1`",
+        ConfigError,
+        r"'model.max_length' must be positive, got -1",
+        _negative_max_length,
+    ),
+    Case(
+        "zero-train-pairs",
+        "config",
+        "a source with `train_pairs: 0`",
+        ConfigError,
+        r"'data.sources\[0\].train_pairs' must be positive, got 0",
+        _zero_train_pairs,
+    ),
+    Case(
+        "zero-synthetic-k",
+        "config",
+        "`data.synthetic.K: 0`",
+        ConfigError,
+        r"'data.synthetic.K' must be positive, got 0",
+        _zero_synthetic_k,
+    ),
+    Case(
+        "split-not-summing",
+        "config",
+        "split fractions 0.8/0.1/0.2",
+        ConfigError,
+        r"'data.split' fractions must sum to 1",
+        _split_not_summing,
+    ),
+    Case(
+        "alpha-out-of-range",
+        "config",
+        "`more.alpha: 0`",
+        ConfigError,
+        r"'more.alpha' must be in \(0, 1\]",
+        _alpha_out_of_range,
+    ),
+    Case(
+        "unknown-profile",
+        "config",
+        "profile `tinny`",
+        ConfigError,
+        r"unknown profile 'tinny' \(did you mean 'tiny'\?\)",
+        _unknown_profile,
+    ),
+    Case(
+        "overrides-not-mapping",
+        "config",
+        "notebook overrides `[1, 2]`",
+        ConfigError,
+        r"'overrides' must be a mapping",
+        _overrides_not_mapping,
+    ),
+    Case(
+        "profile-wrong-type",
+        "config",
+        "notebook parameter `profile = 3` (papermill `-p profile 3`)",
+        ConfigError,
+        r"notebook parameter 'profile' must be a string, got int: 3",
+        _profile_wrong_type,
+    ),
+    Case(
+        "run-dir-wrong-type",
+        "config",
+        "notebook parameter `run_dir = 5`",
+        ConfigError,
+        r"notebook parameter 'run_dir' must be a string, got int: 5",
+        _run_dir_wrong_type,
+    ),
+    Case(
+        "overrides-wrong-type",
+        "config",
+        "notebook parameter `overrides = 5`",
+        ConfigError,
+        r"'overrides' must be a YAML/JSON mapping string or a dict, got int: 5",
+        _overrides_wrong_type,
+    ),
+    Case(
+        "batch-exceeds-pairs",
+        "train",
+        "batch_per_source 64 on a 10-pair source",
+        ConfigError,
+        r"'train.batch_per_source' = 64 exceeds the 10 pairs",
+        _batch_exceeds_pairs,
+    ),
+    Case(
+        "unknown-model",
+        "model",
+        "model name `smollm-9000`",
+        ModelError,
+        r"unknown model 'smollm-9000': not a registry name \(smollm2-135m, minilm-l6, tiny-random\)",
+        _unknown_model,
+    ),
+    Case(
+        "model-folder-no-weights",
+        "model",
+        "model folder with config.json only",
+        ModelError,
+        r"is missing model\.safetensors",
+        _folder_no_weights,
+    ),
+    Case(
+        "model-folder-no-tokenizer",
+        "model",
+        "model folder without tokenizer files",
+        ModelError,
+        r"is missing tokenizer\.json",
+        _folder_no_tokenizer,
+    ),
+    Case(
+        "model-folder-missing-shard",
+        "model",
+        "sharded weights with one shard gone",
+        ModelError,
+        r"is missing model-00002-of-00002\.safetensors \(listed in model\.safetensors\.index\.json\)",
+        _folder_missing_shard,
+    ),
+    Case(
+        "too-long-texts",
+        "model",
+        "texts longer than model.max_length",
+        None,
+        r"truncated_share = 0\.5",
+        _too_long_texts,
+    ),
+    Case(
+        "bad-truncation-side",
+        "model",
+        "truncation_side `middle`",
+        ConfigError,
+        r"truncation_side must be 'left' or 'right'; got 'middle'",
+        _bad_truncation_side,
+    ),
+    Case(
+        "features-shape-mismatch",
+        "model",
+        "chosen [4,3] vs rejected [5,3] features",
+        DataError,
+        r"PairFeatures 'a': chosen \(4, 3\) and rejected \(5, 3\) must both be \[N, h\]",
+        _features_shape_mismatch,
+    ),
+    Case(
+        "extract-mixed-sources",
+        "model",
+        "features.extract on pairs of two sources",
+        DataError,
+        r"extract needs pairs of exactly one source",
+        _extract_mixed_sources,
+    ),
+    Case(
+        "nan-features",
+        "train",
+        "a NaN in one source's features (MORE)",
+        DataError,
+        r"source 'b' has 1 feature row\(s\) with NaN/inf",
+        _nan_features,
+    ),
+    Case(
+        "inf-features",
+        "train",
+        "an inf in the features (single)",
+        DataError,
+        r"source 'a' has 1 feature row\(s\) with NaN/inf",
+        _inf_features,
+    ),
+    Case(
+        "nan-loss",
+        "train",
+        "a diverging head (head_lr = 1e30) makes the BT loss inf/NaN",
+        TrainingError,
+        r"non-finite BT loss at step \d+ for source '(a|b)'",
+        _diverging_head,
+    ),
+    Case(
+        "nan-gradient",
+        "train",
+        "a NaN in source 1's gradient given to MoreWeighter",
+        TrainingError,
+        r"non-finite \(NaN/inf\) value in gradient of source 1",
+        _nan_gradient_more,
+    ),
+    Case(
+        "unknown-scheme",
+        "train",
+        "train_head scheme `top`",
+        ConfigError,
+        r"unknown head scheme 'top' \('top' is 'single' on the best source",
+        _unknown_scheme,
+    ),
+    Case(
+        "single-two-sources",
+        "train",
+        "scheme `single` with two sources",
+        ConfigError,
+        r"scheme 'single' needs exactly one source, got 2",
+        _single_with_two_sources,
+    ),
+    Case(
+        "fixed-lambda-negative",
+        "train",
+        "fixed λ = [1.5, −0.5]",
+        ConfigError,
+        r"fixed λ must be finite and ≥ 0",
+        _fixed_lambda_negative,
+    ),
+    Case(
+        "fixed-lambda-length",
+        "train",
+        "fixed λ with 3 weights for 2 sources",
+        ConfigError,
+        r"fixed λ has 3 weights for 2 sources",
+        _fixed_lambda_wrong_length,
+    ),
+    Case(
+        "fixed-lambda-sum",
+        "train",
+        "fixed λ = [2, 6] (does not sum to 1)",
+        None,
+        r"\[0\.25, 0\.75\]",
+        _fixed_lambda_not_summing,
+    ),
+    Case(
+        "bad-normalization",
+        "train",
+        "MORE normalization `l1`",
+        ConfigError,
+        r"unknown MORE normalization 'l1'; valid: l2, loss, loss\+, none",
+        _bad_normalization,
+    ),
     Case("more-k1", "train", "MORE with K = 1", None, r"solver not called", _more_k1),
-    Case("zero-gradient-source", "train", "a source whose gradient is exactly 0", None,
-         r"finite λ on the simplex", _zero_gradient_source),
-    Case("explore-lambda-sum", "explore", "explorer λ = [0.5, 0.6] (sums to 1.1)", ConfigError,
-         r"λ must sum to 1 \(got 1\.1 for \['a', 'b'\]\); pass normalise=True", _explore_lambda_sum),
-    Case("explore-lambda-zero", "explore", "explorer λ all zero (normalise=True)", ConfigError,
-         r"λ is all zero for sources \['a', 'b'\]", _explore_lambda_zero),
-    Case("explore-mix-empty", "explore", "explorer mix with 0 pairs of every source", ConfigError,
-         r"the mix is empty", _explore_mix_empty),
-    Case("solver-empty", "train", "min_norm on a [0, h] gradient matrix", ValueError,
-         r"grads must have shape \[K, h\] with K >= 1", _solver_bad_shape),
-    Case("metrics-nan", "metrics", "Δ with a NaN", ValueError,
-         r"reward_diff has 1 non-finite \(NaN/inf\) value\(s\), first at index 1", _metrics_nan),
+    Case(
+        "zero-gradient-source",
+        "train",
+        "a source whose gradient is exactly 0",
+        None,
+        r"finite λ on the simplex",
+        _zero_gradient_source,
+    ),
+    Case(
+        "explore-lambda-sum",
+        "explore",
+        "explorer λ = [0.5, 0.6] (sums to 1.1)",
+        ConfigError,
+        r"λ must sum to 1 \(got 1\.1 for \['a', 'b'\]\); pass normalise=True",
+        _explore_lambda_sum,
+    ),
+    Case(
+        "explore-lambda-zero",
+        "explore",
+        "explorer λ all zero (normalise=True)",
+        ConfigError,
+        r"λ is all zero for sources \['a', 'b'\]",
+        _explore_lambda_zero,
+    ),
+    Case(
+        "explore-mix-empty",
+        "explore",
+        "explorer mix with 0 pairs of every source",
+        ConfigError,
+        r"the mix is empty",
+        _explore_mix_empty,
+    ),
+    Case(
+        "solver-empty",
+        "train",
+        "min_norm on a [0, h] gradient matrix",
+        ValueError,
+        r"grads must have shape \[K, h\] with K >= 1",
+        _solver_bad_shape,
+    ),
+    Case(
+        "metrics-nan",
+        "metrics",
+        "Δ with a NaN",
+        ValueError,
+        r"reward_diff has 1 non-finite \(NaN/inf\) value\(s\), first at index 1",
+        _metrics_nan,
+    ),
     Case("metrics-empty", "metrics", "empty Δ", ValueError, r"reward_diff is empty", _metrics_empty),
     Case("metrics-2d", "metrics", "Δ of shape [3, 2]", ValueError, r"reward_diff must have shape \[N\]", _metrics_2d),
     Case("metrics-bins", "metrics", "n_bins = 0", ValueError, r"n_bins must be a positive int, got 0", _metrics_bins),
-    Case("disk-full-replace", "runs", "disk full when the finished file is moved into place", RunError,
-         r"could not write .*metrics\.json: \[Errno 28\] No space left on device", _disk_full_on_replace),
-    Case("disk-full-write", "runs", "disk full half-way through writing a table", RunError,
-         r"could not write .*t\.csv: \[Errno 28\] No space left on device", _disk_full_mid_write),
-    Case("bad-notebook-name", "runs", "notebook name `../escape`", RunError,
-         r"notebook name must be a plain folder name", _bad_notebook_name),
-    Case("resume-missing-run", "runs", "resume a run id that does not exist", RunError,
-         r"no run to resume at .*run_all\.json", _resume_missing_run),
-    Case("study-unknown-source", "runs", "study.fit on a source that is not loaded", DataError,
-         r"sources \['webgpt'\] are not available", _study_unknown_source),
-    Case("papermill-wrong-type", "notebooks", "notebook 01 run by papermill with overrides "
-         "`{\"train.head_epochs\": \"many\"}`", None, r"ConfigError.*'train.head_epochs' must be int, got str",
-         _papermill_wrong_type, slow=True),
+    Case(
+        "disk-full-replace",
+        "runs",
+        "disk full when the finished file is moved into place",
+        RunError,
+        r"could not write .*metrics\.json: \[Errno 28\] No space left on device",
+        _disk_full_on_replace,
+    ),
+    Case(
+        "disk-full-write",
+        "runs",
+        "disk full half-way through writing a table",
+        RunError,
+        r"could not write .*t\.csv: \[Errno 28\] No space left on device",
+        _disk_full_mid_write,
+    ),
+    Case(
+        "bad-notebook-name",
+        "runs",
+        "notebook name `../escape`",
+        RunError,
+        r"notebook name must be a plain folder name",
+        _bad_notebook_name,
+    ),
+    Case(
+        "resume-missing-run",
+        "runs",
+        "resume a run id that does not exist",
+        RunError,
+        r"no run to resume at .*run_all\.json",
+        _resume_missing_run,
+    ),
+    Case(
+        "study-unknown-source",
+        "runs",
+        "study.fit on a source that is not loaded",
+        DataError,
+        r"sources \['webgpt'\] are not available",
+        _study_unknown_source,
+    ),
+    Case(
+        "papermill-wrong-type",
+        "notebooks",
+        'notebook 01 run by papermill with overrides `{"train.head_epochs": "many"}`',
+        None,
+        r"ConfigError.*'train.head_epochs' must be int, got str",
+        _papermill_wrong_type,
+        slow=True,
+    ),
 ]
 
 
@@ -650,11 +1046,12 @@ def test_case(case: Case, tmp_path: Path) -> None:
 
 
 def test_nan_loss_leaves_no_saved_head(tmp_path: Path) -> None:
-    data = study.StudyData(features={"a": {"train": _feats()}, "b": {"train": _feats(source="b", seed=1)}})
-    run = runs.open_run(_cfg(tmp_path, **{"train.head_lr": 1e30, "train.batch_per_source": 8}),
-                        str(tmp_path / "run"), "nb")
+    data = pipeline.StudyData(features={"a": {"train": _feats()}, "b": {"train": _feats(source="b", seed=1)}})
+    run = runs.open_run(
+        _cfg(tmp_path, **{"train.head_lr": 1e30, "train.batch_per_source": 8}), str(tmp_path / "run"), "nb"
+    )
     with pytest.raises(TrainingError, match="non-finite BT loss"):
-        study.fit(run.cfg, data, ["more"], seeds=[0], run=run)
+        pipeline.fit(run.cfg, data, ["more"], seeds=[0], run=run)
     assert not list(run.heads_dir.rglob("*.pt")), "a failed fit must not save a head"
 
 
@@ -683,9 +1080,11 @@ def markdown(with_notebook: bool = False) -> str:
         "",
         "Generated by `.venv/bin/python tests/test_bad_inputs.py --notebook > docs/bad_inputs.md` from the cases "
         "tested in `tests/test_bad_inputs.py`; messages are the real ones (temporary folders shown as `<tmp>`).",
-        "Every error is a `morelib.errors` class (`MoreError` subclasses; `ConfigError`, `DataError` and `ModelError` "
+        "Every error is a `morelib.core.errors` class (`MoreError` subclasses; `ConfigError`, `DataError` and "
+        "`ModelError` "
         "are also `ValueError`s, `TrainingError` a `RuntimeError`) except metric/solver input checks, which raise "
-        "plain `ValueError`. *handled* = no exception: a counted drop (logged on logger `morelib.data` and kept in "
+        "plain `ValueError`. *handled* = no exception: a counted drop (logged on logger `morelib.data.sources` and "
+        "kept in "
         "the run manifest's data counts) or a documented fallback. No case leaves a partial or overwritten file.",
         "",
         "| case | area | input | raises | message |",

@@ -6,6 +6,7 @@ status line changed. A screenshot lands in the test's run folder; with MORE_UPDA
 it is also copied to docs/explorer.png. Skipped when /usr/bin/chromium or Playwright is absent. Playwright never
 downloads a browser here: it drives the system chromium through `executable_path`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,8 +28,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 TOKEN = "explore-test-token"
 SCREENSHOT_LIMIT = 300_000  # bytes: docs/explorer.png stays small enough for the README
 
@@ -38,8 +47,8 @@ playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright 
 
 CELLS = [
     """from morelib import explore, explore_ui
-from morelib.config import load_config
-from morelib.synthetic import make_drift_benchmark""",
+from morelib.core.config import load_config
+from morelib.study.synthetic import make_drift_benchmark""",
     """cfg = load_config("tiny", {"explore.train_pairs_per_source": 400, "explore.head_epochs": 4,
                            "explore.batch_per_source": 50, "explore.debounce_ms": 150})
 bench = make_drift_benchmark(3, 32, 400, 1.0, seed=0, n_calib=10, n_test=300, names=["helpful", "harmless", "oasst1"])
@@ -100,17 +109,34 @@ def our_kernels(runtime: Path) -> list[int]:
 def lab(tmp_path):
     """A JupyterLab server on 127.0.0.1 serving tmp_path; shut down (kernels included) at teardown."""
     port, runtime = free_port(), tmp_path / "runtime"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "JUPYTER_RUNTIME_DIR": str(runtime),
-           "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"), "IPYTHONDIR": str(tmp_path / "ipython"),
-           "JUPYTERLAB_SETTINGS_DIR": str(lab_settings(tmp_path / "lab-settings")),
-           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "JUPYTER_RUNTIME_DIR": str(runtime),
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
+        "IPYTHONDIR": str(tmp_path / "ipython"),
+        "JUPYTERLAB_SETTINGS_DIR": str(lab_settings(tmp_path / "lab-settings")),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces"),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
     work = tmp_path / "work"
     work.mkdir()
     write_notebook(work)
-    cmd = [str(Path(sys.executable).with_name("jupyter-lab")), "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-           "--port-retries=0", f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={work}",
-           "--expose-app-in-browser", "--LabApp.news_url=None", "--LabApp.extension_manager=readonly",
-           "--ServerApp.terminals_enabled=False", "--allow-root"]
+    cmd = [
+        str(Path(sys.executable).with_name("jupyter-lab")),
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--port-retries=0",
+        f"--IdentityProvider.token={TOKEN}",
+        f"--ServerApp.root_dir={work}",
+        "--expose-app-in-browser",
+        "--LabApp.news_url=None",
+        "--LabApp.extension_manager=readonly",
+        "--ServerApp.terminals_enabled=False",
+        "--allow-root",
+    ]
     log = (tmp_path / "jupyter.log").open("w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -144,22 +170,28 @@ def figure_numbers(page) -> list[list[float]]:
 
 def wait_for_new_numbers(page, before: list[list[float]]) -> None:
     """Wait (page timeout) until the figure's bar values differ from `before`: the status line changes first."""
-    page.wait_for_function("""(old) => {
+    page.wait_for_function(
+        """(old) => {
         const gd = document.querySelector('.js-plotly-plot');
         return JSON.stringify([gd.data[1].y, gd.data[2].y].map(a => Array.from(a))) !== old;
-    }""", arg=json.dumps(before[1:]))
+    }""",
+        arg=json.dumps(before[1:]),
+    )
 
 
 def kernel_print(page, expression: str) -> str:
     """What the notebook's kernel prints for `expression` (run outside the notebook's cells)."""
-    return page.evaluate("""async (code) => {
+    return page.evaluate(
+        """async (code) => {
         const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
         const future = kernel.requestExecute({code: code, silent: false, store_history: false});
         let text = '';
         future.onIOPub = (msg) => { if (msg.header.msg_type === 'stream') { text += msg.content.text; } };
         await future.done;
         return text;
-    }""", f"print({expression})")
+    }""",
+        f"print({expression})",
+    )
 
 
 def status_text(page) -> str:
@@ -179,8 +211,9 @@ def open_and_run_all(page, base: str) -> None:
     page.evaluate("() => window.jupyterapp.commands.execute('application:toggle-left-area')")
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
     page.wait_for_selector(".explore-status")
-    page.wait_for_function("() => { const g = document.querySelector('.js-plotly-plot'); "
-                           "return g && g.data && g.data.length > 2; }")
+    page.wait_for_function(
+        "() => { const g = document.querySelector('.js-plotly-plot'); return g && g.data && g.data.length > 2; }"
+    )
 
 
 def drag_first_slider(page, presses: int = 30) -> None:
@@ -196,8 +229,12 @@ def test_slider_moves_the_figure(lab, tmp_path):
     shot = lab["work"] / "run" / "explorer.png"
     with playwright_sync.sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1000, "height": 1100})
+            str(tmp_path / "chromium-profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1000, "height": 1100},
+        )
         try:
             page = context.new_page()
             page.set_default_timeout(60_000)

@@ -1,4 +1,6 @@
-"""Tests of morelib.data / morelib.formats: real files (lossless HH, Table 4 counts), hub-format fixtures, bad input."""
+"""Tests of morelib.data.sources / morelib.data.formats: real files (lossless HH, Table 4 counts), hub-format fixtures,
+bad input."""
+
 from __future__ import annotations
 
 import gzip
@@ -8,14 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from morelib import data, formats
-from morelib.data import DropLog, Pair, load_preferences
-from morelib.errors import DataError
+from morelib.core.errors import DataError
+from morelib.data import formats, sources
+from morelib.data.sources import DropLog, Pair, load_preferences
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DATA = Path(os.environ.get("MORE_DATA_DIR") or Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
-needs_data = pytest.mark.skipif(not (DATA / "hh-rlhf").is_dir(),
-                                reason=f"real data folder {DATA} absent (set MORE_DATA_DIR to run these)")
+needs_data = pytest.mark.skipif(
+    not (DATA / "hh-rlhf").is_dir(), reason=f"real data folder {DATA} absent (set MORE_DATA_DIR to run these)"
+)
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -28,15 +31,19 @@ def _jsonl(path: Path) -> list[dict]:
 @pytest.fixture
 def hub(monkeypatch):
     """Replace the hub with the fixture files; returns the list of (repo, split, kwargs) calls."""
-    files = {"Anthropic/hh-rlhf": "hub_hh.jsonl", "OpenAssistant/oasst1": "hub_oasst1.jsonl",
-             "openai/webgpt_comparisons": "hub_webgpt.jsonl", "openai/summarize_from_feedback": "hub_summarize.jsonl"}
+    files = {
+        "Anthropic/hh-rlhf": "hub_hh.jsonl",
+        "OpenAssistant/oasst1": "hub_oasst1.jsonl",
+        "openai/webgpt_comparisons": "hub_webgpt.jsonl",
+        "openai/summarize_from_feedback": "hub_summarize.jsonl",
+    }
     calls = []
 
     def fake(repo, split, **kwargs):
         calls.append((repo, split, kwargs))
         return _jsonl(FIXTURES / files[repo])
 
-    monkeypatch.setattr(data, "load_hub", fake)
+    monkeypatch.setattr(sources, "load_hub", fake)
     monkeypatch.delenv("MORE_DATA_DIR", raising=False)
     return calls
 
@@ -45,9 +52,15 @@ def hub(monkeypatch):
 
 
 @needs_data
-@pytest.mark.parametrize("source,subset,expected,equal", [
-    ("hh-harmless", "harmless-base", 2312, 0), ("hh-helpful", "helpful-base", 2352, 2),
-    ("hh-helpful-online", "helpful-online", 1135, 2), ("hh-helpful-rejection-sampled", "helpful-rejection-sampled", 2717, 32)])
+@pytest.mark.parametrize(
+    "source,subset,expected,equal",
+    [
+        ("hh-harmless", "harmless-base", 2312, 0),
+        ("hh-helpful", "helpful-base", 2352, 2),
+        ("hh-helpful-online", "helpful-online", 1135, 2),
+        ("hh-helpful-rejection-sampled", "helpful-rejection-sampled", 2717, 32),
+    ],
+)
 def test_hh_real_files_lossless(source, subset, expected, equal):
     raw = _jsonl(DATA / "hh-rlhf" / subset / "test.jsonl.gz")
     log = DropLog()
@@ -117,7 +130,9 @@ def test_hub_hh(hub):
     pairs = load_preferences("hh-harmless", "test", data_dir="hub", report=log)
     assert hub == [("Anthropic/hh-rlhf", "test", {"data_dir": "harmless-base"})]
     assert len(pairs) == 3 and log.dropped["hh-harmless"] == {"chosen == rejected": 1}
-    assert pairs[1].prompt == "\n\nHuman: Hi\n\nAssistant: Hello! How can I help?\n\nHuman: Tell me a joke.\n\nAssistant:"
+    assert (
+        pairs[1].prompt == "\n\nHuman: Hi\n\nAssistant: Hello! How can I help?\n\nHuman: Tell me a joke.\n\nAssistant:"
+    )
     assert (pairs[1].chosen, pairs[1].rejected) == (" Why did the chicken cross the road?", " No.")
     # divergence inside the response: the prompt still ends at the Assistant marker
     assert (pairs[2].chosen, pairs[2].rejected) == (" One, two.", " One, two, three.")
@@ -131,15 +146,19 @@ def test_hub_oasst_flat_rows_match_tree_export(hub):
     second = first + " Put it in boiling water for 8 minutes.\n\nHuman: And for a soft yolk?\n\nAssistant:"
     assert sorted(flat, key=lambda p: len(p.prompt)) == [
         Pair(first, " Put it in boiling water for 8 minutes.", " Use a microwave.", "oasst1", "p1"),
-        Pair(second, " About six minutes.", " Ten minutes.", "oasst1", "p1")]
+        Pair(second, " About six minutes.", " Ten minutes.", "oasst1", "p1"),
+    ]
     assert log.dropped["oasst1"] == {"other language": 1}
     every = load_preferences("oasst1", "test", data_dir="hub", lang=None)
     assert len(every) == 3 and {p.group for p in every} == {"p1", "q1"}
     records = formats.read_records(FIXTURES / "oasst_tree.jsonl")  # the same messages as an export tree
     walked = [p for w, r in records for p in formats.oasst_record_pairs(r, w, "oasst1") if isinstance(p, Pair)]
     assert set(walked) == set(flat)
-    every_lang = [p for w, r in formats.read_records(FIXTURES / "oasst_tree.jsonl")
-                  for p in formats.oasst_tree_pairs(r, w, "oasst1", lang=None)]
+    every_lang = [
+        p
+        for w, r in formats.read_records(FIXTURES / "oasst_tree.jsonl")
+        for p in formats.oasst_tree_pairs(r, w, "oasst1", lang=None)
+    ]
     assert len(every_lang) == 3
 
 
@@ -151,15 +170,20 @@ def test_local_oasst_hub_parquet_layout(tmp_path):
     folder.mkdir(parents=True)
     rows = _jsonl(FIXTURES / "hub_oasst1.jsonl")
     keep = ["message_id", "parent_id", "text", "role", "lang", "deleted", "rank", "synthetic", "message_tree_id"]
-    pq.write_table(pa.Table.from_pylist([{k: r[k] for k in keep} for r in rows]), folder / "validation-00000-of-00001.parquet")
+    pq.write_table(
+        pa.Table.from_pylist([{k: r[k] for k in keep} for r in rows]), folder / "validation-00000-of-00001.parquet"
+    )
     pairs = load_preferences("oasst1", "test", data_dir=tmp_path)
-    assert len(pairs) == 2 and {p.chosen for p in pairs} == {" Put it in boiling water for 8 minutes.", " About six minutes."}
+    assert len(pairs) == 2 and {p.chosen for p in pairs} == {
+        " Put it in boiling water for 8 minutes.",
+        " About six minutes.",
+    }
     with pytest.raises(DataError, match="no local 'train' split for 'oasst1'.*available: test"):
         load_preferences("oasst1", "train", data_dir=tmp_path)
 
 
 def test_hub_webgpt_ties_dropped_and_test_carved(hub, monkeypatch):
-    monkeypatch.setattr(data, "WEBGPT_TEST_PAIRS", 1)
+    monkeypatch.setattr(sources, "WEBGPT_TEST_PAIRS", 1)
     log = DropLog()
     test = load_preferences("webgpt", "test", data_dir="hub", report=log)
     train = load_preferences("webgpt", "train", data_dir="hub", report=DropLog())
@@ -169,21 +193,35 @@ def test_hub_webgpt_ties_dropped_and_test_carved(hub, monkeypatch):
     assert len(test) + len(train) + lost == 3
     assert not {p.group for p in test} & {p.group for p in train}
     paris = [p for p in test + train if "France" in p.prompt]
-    assert paris == [Pair("\n\nHuman: What is the capital of France?\n\nAssistant:", " Paris.", " Lyon.", "webgpt",
-                          "What is the capital of France?")]
+    assert paris == [
+        Pair(
+            "\n\nHuman: What is the capital of France?\n\nAssistant:",
+            " Paris.",
+            " Lyon.",
+            "webgpt",
+            "What is the capital of France?",
+        )
+    ]
 
 
 def test_hub_summarize(hub, monkeypatch):
-    monkeypatch.setattr(data, "SUMMARIZE_TEST_PAIRS", 2)
+    monkeypatch.setattr(sources, "SUMMARIZE_TEST_PAIRS", 2)
     log = DropLog()
     train = load_preferences("summarize", "train", data_dir="hub", report=log)
     assert hub[0] == ("openai/summarize_from_feedback", "train", {"name": "comparisons"})
     assert len(train) == 3 and log.dropped["summarize"] == {"chosen == rejected": 1}
-    assert train[0] == Pair("SUBREDDIT: r/relationships\nTITLE: Roommate eats my food\nPOST: My roommate keeps eating my "
-                            "food and I do not know how to bring it up.\n\nTL;DR:",
-                            " Roommate eats my food, how to talk about it?", " I have a roommate.", "summarize", "t3_abc")
+    assert train[0] == Pair(
+        "SUBREDDIT: r/relationships\nTITLE: Roommate eats my food\nPOST: My roommate keeps eating my "
+        "food and I do not know how to bring it up.\n\nTL;DR:",
+        " Roommate eats my food, how to talk about it?",
+        " I have a roommate.",
+        "summarize",
+        "t3_abc",
+    )
     assert train[1].chosen == " Roommate keeps eating my food; want advice on raising it."
-    assert train[2].prompt == "TITLE: Storm hits coast\nARTICLE: A storm hit the coast on Monday, closing roads.\n\nTL;DR:"
+    assert (
+        train[2].prompt == "TITLE: Storm hits coast\nARTICLE: A storm hit the coast on Monday, closing roads.\n\nTL;DR:"
+    )
     test = load_preferences("summarize", "test", data_dir="hub")
     assert hub[-1][1] == "validation" and len(test) == 2
 
@@ -224,19 +262,27 @@ def test_generic_parquet(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.table({"prompt": ["Q1", "Q2"], "chosen": ["a", "b"], "rejected": ["c", "d"]}), tmp_path / "p.parquet")
+    pq.write_table(
+        pa.table({"prompt": ["Q1", "Q2"], "chosen": ["a", "b"], "rejected": ["c", "d"]}), tmp_path / "p.parquet"
+    )
     pairs = load_preferences(str(tmp_path / "p.parquet"), "train")
     assert [(p.prompt, p.chosen, p.rejected) for p in pairs] == [("Q1", "a", "c"), ("Q2", "b", "d")]
 
 
-@pytest.mark.parametrize("lines,match", [
-    ([ROW, '{"prompt": "Q", "chosen": '], r"p\.jsonl:2: malformed JSON"),
-    ([json.dumps({"prompt": "Q", "chosen": "a"})], r"p\.jsonl:1: missing field 'rejected'"),
-    ([json.dumps({"prompt": "Q", "chosen": 3, "rejected": "b"})], r"p\.jsonl:1: field 'chosen' must be str, got int"),
-    (["[1, 2]"], r"p\.jsonl:1: expected a JSON object"),
-    ([], "yielded no pairs"),
-    ([json.dumps({"prompt": " ", "chosen": "a", "rejected": "b"})], r"yielded no pairs .*empty prompt: 1"),
-])
+@pytest.mark.parametrize(
+    "lines,match",
+    [
+        ([ROW, '{"prompt": "Q", "chosen": '], r"p\.jsonl:2: malformed JSON"),
+        ([json.dumps({"prompt": "Q", "chosen": "a"})], r"p\.jsonl:1: missing field 'rejected'"),
+        (
+            [json.dumps({"prompt": "Q", "chosen": 3, "rejected": "b"})],
+            r"p\.jsonl:1: field 'chosen' must be str, got int",
+        ),
+        (["[1, 2]"], r"p\.jsonl:1: expected a JSON object"),
+        ([], "yielded no pairs"),
+        ([json.dumps({"prompt": " ", "chosen": "a", "rejected": "b"})], r"yielded no pairs .*empty prompt: 1"),
+    ],
+)
 def test_bad_rows(tmp_path, lines, match):
     path = _write(tmp_path / "p.jsonl", lines)
     with pytest.raises(DataError, match=match):
@@ -271,7 +317,10 @@ def test_unknown_source_split_and_folder(tmp_path):
 def test_missing_local_split_names_available(tmp_path):
     folder = tmp_path / "hh-rlhf" / "harmless-base"
     folder.mkdir(parents=True)
-    _write(folder / "test.jsonl", [json.dumps({"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: a\n\nAssistant: c"})])
+    _write(
+        folder / "test.jsonl",
+        [json.dumps({"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: a\n\nAssistant: c"})],
+    )
     assert len(load_preferences("hh-harmless", "test", data_dir=tmp_path)) == 1
     with pytest.raises(DataError, match="no local 'train' split for 'hh-harmless'.*available: test"):
         load_preferences("hh-harmless", "train", data_dir=tmp_path)
@@ -282,8 +331,10 @@ def test_missing_local_split_names_available(tmp_path):
 def test_hh_without_shared_assistant_turn_is_counted(tmp_path):
     folder = tmp_path / "hh-rlhf" / "harmless-base"
     folder.mkdir(parents=True)
-    rows = [{"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: z\n\nAssistant: b"},
-            {"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: a\n\nAssistant: c"}]
+    rows = [
+        {"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: z\n\nAssistant: b"},
+        {"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: a\n\nAssistant: c"},
+    ]
     _write(folder / "test.jsonl", [json.dumps(r) for r in rows])
     log = DropLog()
     assert len(load_preferences("hh-harmless", "test", data_dir=tmp_path, report=log)) == 1

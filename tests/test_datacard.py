@@ -1,4 +1,5 @@
-"""Tests of morelib.datacard: Table 4 matching, counts per split, truncation share and length quantiles by hand."""
+"""Tests of morelib.data.datacard: Table 4 matching, counts per split, truncation share and length quantiles by hand."""
+
 from __future__ import annotations
 
 import math
@@ -6,13 +7,14 @@ import math
 import pandas as pd
 import pytest
 
-from morelib.data import Pair
-from morelib.datacard import data_card, length_stats, paper_row, read_table4
-from morelib.errors import DataError
-from morelib.splits import SplitReport
+from morelib.core.errors import DataError
+from morelib.data.datacard import data_card, length_stats, paper_row, read_table4
+from morelib.data.sources import Pair
+from morelib.data.splits import SplitReport
 
-TABLE4 = pd.DataFrame({"dataset": ["Anthropic Helpful", "OpenAssistant Oasst1"], "train_pairs": [43774, 18165],
-                       "test_pairs": [2352, 957]})
+TABLE4 = pd.DataFrame(
+    {"dataset": ["Anthropic Helpful", "OpenAssistant Oasst1"], "train_pairs": [43774, 18165], "test_pairs": [2352, 957]}
+)
 
 
 def _pair(prompt_words: int, chosen_words: int, rejected_words: int) -> Pair:
@@ -37,11 +39,17 @@ def test_paper_row_matching():
 def test_data_card_rows(tmp_path):
     path = tmp_path / "t4.csv"
     TABLE4.to_csv(path, index=False)
-    splits = {"helpful": {"train": [_pair(1, 1, 2)] * 3, "calib": [], "test": [_pair(5, 1, 1)]},
-              "ultrafeedback": {"train": [_pair(1, 1, 1)], "calib": [], "test": [_pair(1, 1, 1)]}}
-    report = SplitReport(available={"train": 9, "calib": 0, "test": 1},
-                         drops={"hh-helpful": {"loaded": 4, "dropped": {"chosen == rejected": 2}}})
-    card = data_card(splits, {"helpful": "Anthropic Helpful"}, path, str.split, max_length=4, reports={"helpful": report})
+    splits = {
+        "helpful": {"train": [_pair(1, 1, 2)] * 3, "calib": [], "test": [_pair(5, 1, 1)]},
+        "ultrafeedback": {"train": [_pair(1, 1, 1)], "calib": [], "test": [_pair(1, 1, 1)]},
+    }
+    report = SplitReport(
+        available={"train": 9, "calib": 0, "test": 1},
+        drops={"hh-helpful": {"loaded": 4, "dropped": {"chosen == rejected": 2}}},
+    )
+    card = data_card(
+        splits, {"helpful": "Anthropic Helpful"}, path, str.split, max_length=4, reports={"helpful": report}
+    )
     helpful = card.set_index("source").loc["helpful"]
     assert (helpful["train"], helpful["calib"], helpful["test"]) == (3, 0, 1)
     assert (helpful["paper_train"], helpful["paper_test"]) == (43774, 2352)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import stats as sps
 
-from morelib import diagnostics
+from morelib.evaluation import diagnostics
 
 
 def test_length_only_reward_reproduces_longer_baseline():

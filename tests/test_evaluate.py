@@ -1,4 +1,6 @@
-"""Tests of morelib.evaluate: an exported tiny head scores exactly as the workbook evaluates it (floors included); bad models."""
+"""Tests of morelib.cli.evaluate: an exported tiny head scores exactly as the workbook evaluates it (floors included);
+bad models."""
+
 from __future__ import annotations
 
 import os
@@ -9,10 +11,13 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from morelib import evaluate as E, export, model as M, study, tables  # noqa: E402
-from morelib.config import load_config  # noqa: E402
-from morelib.errors import ModelError  # noqa: E402
-from morelib.rms import RMKey  # noqa: E402
+from morelib.backbone import model as M  # noqa: E402
+from morelib.cli import evaluate as E
+from morelib.cli import export
+from morelib.core.config import load_config  # noqa: E402
+from morelib.core.errors import ModelError  # noqa: E402
+from morelib.study import pipeline, tables
+from morelib.train.reward_models import RMKey  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +25,8 @@ def exported(tmp_path_factory):
     """Tiny profile data, two multitask heads (seeds 0, 1) exported as HF folders, and the workbook's tables."""
     tmp = tmp_path_factory.mktemp("evaluate")
     cfg = load_config("tiny", {"output_root": str(tmp)})
-    data = study.prepare(cfg)
-    heads = study.fit(cfg, data, ["multitask"], seeds=[0, 1])
+    data = pipeline.prepare(cfg)
+    heads = pipeline.fit(cfg, data, ["multitask"], seeds=[0, 1])
     folders = {k: export.export_head(h.head, cfg.model, tmp / str(k).replace("/", "-")) for k, h in heads.items()}
     return cfg, data, heads, folders, tmp
 
@@ -32,7 +37,7 @@ def test_numbers_equal_the_workbook(exported):
     pairs, _ = E.test_pairs(cfg)
     assert {s: len(p) for s, p in pairs.items()} == {s: len(data.pairs[s]["test"]) for s in data.sources}
     report, diffs = E.evaluate_model(str(folders[key]), cfg, pairs)
-    ours = study.evaluate({key: heads[key]}, data, cfg).set_index("test_source")
+    ours = pipeline.evaluate({key: heads[key]}, data, cfg).set_index("test_source")
     for col in ("accuracy", "ece_10", "ace_10", "mce_10", "brier", "log_loss", "ece_10_floor", "ece_10_debiased"):
         np.testing.assert_allclose(report[col], ours.loc[report.index, col], atol=1e-4, err_msg=col)
     bias = tables.length_bias({key: heads[key]}, data, ["multitask"]).set_index("test_source")

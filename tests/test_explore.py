@@ -1,7 +1,8 @@
-"""Explorer state (morelib.explore) and widget layer (morelib.explore_ui) without a browser.
+"""Explorer state (morelib.explore.engine) and widget layer (morelib.explore.widgets) without a browser.
 
 Every fit is compared with a direct `train.train_head` + `metrics.evaluate` on the same features and settings.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -11,10 +12,12 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from morelib import explore, explore_ui, metrics, train
-from morelib.config import load_config
-from morelib.errors import ConfigError, RunError
-from morelib.synthetic import make_drift_benchmark
+from morelib.core.config import load_config
+from morelib.core.errors import ConfigError, RunError
+from morelib.evaluation import metrics
+from morelib.explore import engine, widgets
+from morelib.study.synthetic import make_drift_benchmark
+from morelib.train import reward_head
 
 NAMES = ("a", "b", "c")
 
@@ -22,8 +25,15 @@ NAMES = ("a", "b", "c")
 @pytest.fixture(scope="module")
 def cfg():
     """Tiny profile with a short explorer schedule that keeps every training pair."""
-    return load_config("tiny", {"explore.train_pairs_per_source": 400, "explore.head_epochs": 3,
-                                "explore.batch_per_source": 40, "explore.debounce_ms": 20})
+    return load_config(
+        "tiny",
+        {
+            "explore.train_pairs_per_source": 400,
+            "explore.head_epochs": 3,
+            "explore.batch_per_source": 40,
+            "explore.debounce_ms": 20,
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +45,13 @@ def bench():
 @pytest.fixture
 def ex(cfg, bench, tmp_path):
     """A fresh explorer saving into a temporary run folder."""
-    return explore.Explorer(bench.train, bench.test, cfg.train, cfg.explore, out_dir=tmp_path)
+    return engine.Explorer(bench.train, bench.test, cfg.train, cfg.explore, out_dir=tmp_path)
 
 
 def direct(bench, cfg, scheme, lam=None, train_by_source=None):
     """Metrics per test source of a head trained directly by train_head with the explorer's settings."""
-    tcfg = explore.explore_train_config(cfg.train, cfg.explore)
-    head = train.train_head(train_by_source or bench.train, scheme, tcfg, cfg.explore.seed, lam=lam)
+    tcfg = engine.explore_train_config(cfg.train, cfg.explore)
+    head = reward_head.train_head(train_by_source or bench.train, scheme, tcfg, cfg.explore.seed, lam=lam)
     return {s: metrics.evaluate(head.reward_diff(pf), bins=(10,)) for s, pf in bench.test.items()}
 
 
@@ -69,8 +79,15 @@ def test_lambda_must_sum_to_one_unless_normalised(ex):
     assert raw.metrics == ex.set_lambda([0.5, 0.25, 0.25]).metrics
 
 
-@pytest.mark.parametrize("lam, message", [([0, 0, 0], "all zero"), ([0.5, 0.5], "2 weights for 3 sources"),
-                                           ([1.5, -0.5, 0], "≥ 0"), ([np.nan, 0.5, 0.5], "finite")])
+@pytest.mark.parametrize(
+    "lam, message",
+    [
+        ([0, 0, 0], "all zero"),
+        ([0.5, 0.5], "2 weights for 3 sources"),
+        ([1.5, -0.5, 0], "≥ 0"),
+        ([np.nan, 0.5, 0.5], "finite"),
+    ],
+)
 def test_bad_lambda_is_named(ex, lam, message):
     with pytest.raises(ConfigError, match=message):
         ex.set_lambda(lam, normalise=True)
@@ -92,17 +109,17 @@ def test_presets(ex):
 
 def test_more_history_given_is_used_and_checked(cfg, bench):
     history = torch.tensor([[0.2, 0.3, 0.5], [0.1, 0.1, 0.8]])
-    ex = explore.Explorer(bench.train, bench.test, cfg.train, cfg.explore, more_history=history)
+    ex = engine.Explorer(bench.train, bench.test, cfg.train, cfg.explore, more_history=history)
     np.testing.assert_allclose(ex.presets()["more"], [0.1, 0.1, 0.8], rtol=1e-6)
     with pytest.raises(ConfigError, match="shape"):
-        explore.Explorer(bench.train, bench.test, cfg.train, cfg.explore, more_history=torch.ones(4, 2))
+        engine.Explorer(bench.train, bench.test, cfg.train, cfg.explore, more_history=torch.ones(4, 2))
 
 
 def test_cap_takes_a_seeded_subset(bench, cfg):
     small = load_config("tiny", {"explore.train_pairs_per_source": 100})
-    ex = explore.Explorer(bench.train, bench.test, cfg.train, small.explore)
+    ex = engine.Explorer(bench.train, bench.test, cfg.train, small.explore)
     assert ex.available == {"a": 100, "b": 100, "c": 100}
-    again = explore.Explorer(bench.train, bench.test, cfg.train, small.explore)
+    again = engine.Explorer(bench.train, bench.test, cfg.train, small.explore)
     assert torch.equal(ex.train["c"].chosen, again.train["c"].chosen)
 
 
@@ -122,9 +139,15 @@ def test_partial_mix_drops_sources_and_subsamples(ex, bench, cfg):
     assert ex.metrics("mix")["scheme"].tolist() == ["multitask"] * 3 + ["more"] * 3
 
 
-@pytest.mark.parametrize("pairs, include, message", [
-    ([0, 0, 0], None, "mix is empty"), ([10, 10, 10], [], "mix is empty"),
-    ({"a": 121}, None, "0…120"), ({"z": 5}, None, "unknown source")])
+@pytest.mark.parametrize(
+    "pairs, include, message",
+    [
+        ([0, 0, 0], None, "mix is empty"),
+        ([10, 10, 10], [], "mix is empty"),
+        ({"a": 121}, None, "0…120"),
+        ({"z": 5}, None, "unknown source"),
+    ],
+)
 def test_bad_mix_is_named(ex, pairs, include, message):
     with pytest.raises(ConfigError, match=message):
         ex.set_mix(pairs, include)
@@ -148,7 +171,7 @@ def test_save_appends_and_restores(ex):
 
 
 def test_save_without_run_folder_is_named(cfg, bench):
-    ex = explore.Explorer(bench.train, bench.test, cfg.train, cfg.explore)
+    ex = engine.Explorer(bench.train, bench.test, cfg.train, cfg.explore)
     ex.set_lambda([1 / 3] * 3)
     with pytest.raises(RunError, match="out_dir"):
         ex.save()
@@ -157,16 +180,16 @@ def test_save_without_run_folder_is_named(cfg, bench):
 
 
 def test_static_figures_show_the_fits(ex):
-    fig = explore_ui.lambda_figure(ex)
+    fig = widgets.lambda_figure(ex)
     assert type(fig) is go.Figure
     assert list(fig.data[1].y) == [ex.current.metrics[s]["accuracy"] for s in NAMES]
     assert list(fig.data[2].y) == [ex.current.metrics[s]["ece_10"] for s in NAMES]
-    mix = explore_ui.mix_figure(ex)
+    mix = widgets.mix_figure(ex)
     assert list(mix.data[5].y) == [ex.mix["more"].metrics[s]["accuracy"] for s in NAMES]
 
 
 def test_widget_updates_the_same_figure_in_place(ex):
-    ui = explore_ui.ExplorerUI(ex)
+    ui = widgets.ExplorerUI(ex)
     fig, before = ui.lambda_fig, ui.lambda_status.value
     assert isinstance(fig, go.FigureWidget)
     ui.sliders[2].value = 0.9  # no running event loop here: the update runs at once
@@ -188,7 +211,7 @@ def test_widget_updates_the_same_figure_in_place(ex):
 
 
 def test_more_preset_stays_exactly_mores_lambda(ex):
-    ui = explore_ui.ExplorerUI(ex, views=("lambda",))
+    ui = widgets.ExplorerUI(ex, views=("lambda",))
     ece_range = ui.lambda_fig.layout.yaxis2.range
     preset = ex.presets()["more"]
     assert not np.allclose(preset, np.round(preset, 2))  # the preset is not on the sliders' 0.01 grid
@@ -201,7 +224,9 @@ def test_more_preset_stays_exactly_mores_lambda(ex):
     steps = len(ex.more_trajectory())
     assert f"step {steps - 1} of {steps - 1}" in ui.step_note.value
     ui.step.value = 0
-    assert "step 0 of" in ui.step_note.value and np.array_equal(ex.current.lam, ex.more_lambda(0) / ex.more_lambda(0).sum())
+    assert "step 0 of" in ui.step_note.value and np.array_equal(
+        ex.current.lam, ex.more_lambda(0) / ex.more_lambda(0).sum()
+    )
     ui.preset_buttons["uniform"].click()
     assert "not a MORE step" in ui.step_note.value
     ui.sliders[0].value = 0.8  # a real drag refits and leaves MORE's trajectory
@@ -213,7 +238,7 @@ def test_debouncer_coalesces_a_drag():
     calls = []
 
     async def drag():
-        debounce = explore_ui.Debouncer(lambda: calls.append(1), 0.02)
+        debounce = widgets.Debouncer(lambda: calls.append(1), 0.02)
         for _ in range(5):
             debounce.trigger()
             await asyncio.sleep(0.001)
@@ -224,14 +249,18 @@ def test_debouncer_coalesces_a_drag():
 
 
 def test_from_study_uses_the_study_more_head(cfg):
-    from morelib import study
+    from morelib.study import pipeline
 
-    data, _ = study.synthetic_data(cfg)
-    head = train.train_head({s: data.features[s]["train"] for s in data.sources}, "more",
-                            explore.explore_train_config(cfg.train, cfg.explore), seed=0)
-    ex = explore.Explorer.from_study(data, cfg, more_head=head)
+    data, _ = pipeline.synthetic_data(cfg)
+    head = reward_head.train_head(
+        {s: data.features[s]["train"] for s in data.sources},
+        "more",
+        engine.explore_train_config(cfg.train, cfg.explore),
+        seed=0,
+    )
+    ex = engine.Explorer.from_study(data, cfg, more_head=head)
     np.testing.assert_allclose(ex.more_trajectory(), head.history["lam"].double().numpy())
     assert ex.names == data.sources and set(ex.test) == set(data.sources)
     head.history["source_names"] = list(reversed(data.sources))
     with pytest.raises(ConfigError, match="more_head was trained on"):
-        explore.Explorer.from_study(data, cfg, more_head=head)
+        engine.Explorer.from_study(data, cfg, more_head=head)

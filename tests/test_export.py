@@ -1,4 +1,5 @@
-"""Tests of morelib.export: the exported HF folder scores like the head (tiny-random, real SmolLM2), card, CLI."""
+"""Tests of morelib.cli.export: the exported HF folder scores like the head (tiny-random, real SmolLM2), card, CLI."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -12,15 +13,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
-from morelib import export, features, model as M  # noqa: E402
-from morelib.config import load_config  # noqa: E402
-from morelib.data import Pair  # noqa: E402
-from morelib.rms import RMKey  # noqa: E402
-from morelib.train import HeadModel  # noqa: E402
+from morelib.backbone import features  # noqa: E402
+from morelib.backbone import model as M
+from morelib.cli import export
+from morelib.core.config import load_config  # noqa: E402
+from morelib.data.sources import Pair  # noqa: E402
+from morelib.train.reward_head import HeadModel  # noqa: E402
+from morelib.train.reward_models import RMKey  # noqa: E402
 
-PAIRS = [Pair("\n\nHuman: Hi there\n\nAssistant:", " Hello! How can I help?", " Go away.", "s", "g0"),
-         Pair("\n\nHuman: Tell me about the sea.\n\nAssistant:", " It covers most of the planet " * 12, " Water.", "s", "g1"),
-         Pair("\n\nHuman: ok\n\nAssistant:", " Sure.", " I refuse to answer that question at all.", "s", "g2")]
+PAIRS = [
+    Pair("\n\nHuman: Hi there\n\nAssistant:", " Hello! How can I help?", " Go away.", "s", "g0"),
+    Pair(
+        "\n\nHuman: Tell me about the sea.\n\nAssistant:", " It covers most of the planet " * 12, " Water.", "s", "g1"
+    ),
+    Pair("\n\nHuman: ok\n\nAssistant:", " Sure.", " I refuse to answer that question at all.", "s", "g2"),
+]
 
 
 def _head(pf: features.PairFeatures, seed: int = 0) -> HeadModel:
@@ -28,8 +35,14 @@ def _head(pf: features.PairFeatures, seed: int = 0) -> HeadModel:
     gen = torch.Generator().manual_seed(seed)
     z = torch.cat([pf.chosen, pf.rejected])
     mean, scale = z.mean(0) + 0.5, z.std(0) + 0.1
-    return HeadModel(torch.randn(pf.dim, generator=gen), 0.3, mean, scale,
-                     {"lam": torch.tensor([[0.4, 0.6]]), "source_names": ["a", "b"]}, {"scheme": "more", "seed": 0})
+    return HeadModel(
+        torch.randn(pf.dim, generator=gen),
+        0.3,
+        mean,
+        scale,
+        {"lam": torch.tensor([[0.4, 0.6]]), "source_names": ["a", "b"]},
+        {"scheme": "more", "seed": 0},
+    )
 
 
 def _hf_logits(folder, pairs) -> torch.Tensor:
@@ -42,7 +55,8 @@ def _hf_logits(folder, pairs) -> torch.Tensor:
 
 
 def _check_round_trip(model_cfg, tmp_path, pairs, via_score: bool = True):
-    """Exported logits + reward_offset equal the head's rewards, through HF's forward and morelib.model.score."""
+    """Exported logits + reward_offset equal the head's rewards, through HF's forward and
+    morelib.backbone.model.score."""
     pf = features.extract(pairs, model_cfg, tmp_path / "cache", progress=False)
     head = _head(pf)
     folder = export.export_head(head, model_cfg, tmp_path / "rm", {"key": "more/seed0"})
@@ -52,8 +66,13 @@ def _check_round_trip(model_cfg, tmp_path, pairs, via_score: bool = True):
     if not via_score:
         return folder, head
     net, tok = M.load_reward_model(folder, dtype="fp32")
-    ours = M.score(net, tok, [p.prompt for p in pairs for _ in (0, 1)],
-                   [r for p in pairs for r in (p.chosen, p.rejected)], max_length=model_cfg.max_length)
+    ours = M.score(
+        net,
+        tok,
+        [p.prompt for p in pairs for _ in (0, 1)],
+        [r for p in pairs for r in (p.chosen, p.rejected)],
+        max_length=model_cfg.max_length,
+    )
     torch.testing.assert_close(ours + offset, expected, atol=1e-4, rtol=1e-4)
     return folder, head
 
@@ -99,7 +118,9 @@ def test_cli_lists_keys_and_exports(tmp_path, capsys):
     assert export.main([str(run)]) == 2
     assert "none: run notebook 02 first" in capsys.readouterr().err
     pf = features.extract([p for p in PAIRS], cfg.model, tmp_path / "cache", progress=False)
-    head_path = export.study.head_file(run / "heads" / export.study.fingerprint(cfg), RMKey("more", seed=0)).with_suffix(".pt")
+    head_path = export.pipeline.head_file(
+        run / "heads" / export.pipeline.fingerprint(cfg), RMKey("more", seed=0)
+    ).with_suffix(".pt")
     _head(pf).save(head_path)
     assert export.main([str(run), "nope/seed0", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err

@@ -1,4 +1,6 @@
-"""Tests of morelib.features: PairFeatures, the content-keyed cache (hits, corruption, keys) and batching order."""
+"""Tests of morelib.backbone.features: PairFeatures, the content-keyed cache (hits, corruption, keys) and batching
+order."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,15 +13,23 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from morelib import features as F  # noqa: E402
-from morelib.config import ModelConfig  # noqa: E402
-from morelib.data import Pair  # noqa: E402
-from morelib.errors import ConfigError, DataError  # noqa: E402
-from morelib.model import pooled_features  # noqa: E402
+from morelib.backbone import features as F  # noqa: E402
+from morelib.backbone.model import pooled_features  # noqa: E402
+from morelib.core.config import ModelConfig  # noqa: E402
+from morelib.core.errors import ConfigError, DataError  # noqa: E402
+from morelib.data.sources import Pair  # noqa: E402
 
 CFG = ModelConfig(name="tiny-random", max_length=64, dtype="fp32", batch_size=3)
-PAIRS = [Pair(prompt=f"\n\nHuman: question {i}{' padding' * i}\n\nAssistant:", chosen=f" good answer {i}",
-              rejected=f" bad{'!' * (3 * i)}", source="toy", group=str(i)) for i in range(7)]
+PAIRS = [
+    Pair(
+        prompt=f"\n\nHuman: question {i}{' padding' * i}\n\nAssistant:",
+        chosen=f" good answer {i}",
+        rejected=f" bad{'!' * (3 * i)}",
+        source="toy",
+        group=str(i),
+    )
+    for i in range(7)
+]
 
 
 @pytest.fixture
@@ -46,10 +56,12 @@ def _oracle(texts: list[str], max_length: int) -> torch.Tensor:
 def test_extract_matches_unpadded_single_runs_in_input_order(tmp_path):
     pf = F.extract(PAIRS, CFG, tmp_path, progress=False)
     assert pf.chosen.shape == (7, 32) and pf.chosen.dtype == torch.float32
-    torch.testing.assert_close(pf.chosen, _oracle([p.prompt + p.chosen for p in PAIRS], CFG.max_length),
-                               atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(pf.rejected, _oracle([p.prompt + p.rejected for p in PAIRS], CFG.max_length),
-                               atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        pf.chosen, _oracle([p.prompt + p.chosen for p in PAIRS], CFG.max_length), atol=1e-5, rtol=1e-4
+    )
+    torch.testing.assert_close(
+        pf.rejected, _oracle([p.prompt + p.rejected for p in PAIRS], CFG.max_length), atol=1e-5, rtol=1e-4
+    )
     assert pf.source == "toy"
 
 
@@ -88,7 +100,7 @@ def test_corrupted_shard_is_rebuilt(tmp_path, forward_calls, caplog):
     raw[-8:] = b"\xff" * 8  # flip the last feature values: the header still parses, the checksum does not match
     shard.write_bytes(bytes(raw))
     calls = len(forward_calls)
-    with caplog.at_level(logging.WARNING, logger="morelib.features"):
+    with caplog.at_level(logging.WARNING, logger="morelib.backbone.features"):
         again = F.extract(PAIRS, CFG, tmp_path, progress=False)
     assert "checksum" in caplog.text
     assert len(forward_calls) > calls
@@ -99,7 +111,7 @@ def test_truncated_shard_is_rebuilt(tmp_path, caplog):
     first = F.extract_texts(["one", "two"], CFG, tmp_path, progress=False)
     (shard,) = list(tmp_path.glob("*/shard-*.safetensors"))
     shard.write_bytes(shard.read_bytes()[:20])
-    with caplog.at_level(logging.WARNING, logger="morelib.features"):
+    with caplog.at_level(logging.WARNING, logger="morelib.backbone.features"):
         again = F.extract_texts(["one", "two"], CFG, tmp_path, progress=False)
     assert "unreadable" in caplog.text
     assert torch.equal(first, again)
@@ -120,13 +132,14 @@ def test_key_changes_with_max_length_and_truncation(tmp_path, forward_calls):
 
 
 def _hidden_oracle(pairs: list[Pair], side: str, layer: int, mean: bool) -> torch.Tensor:
-    """Per-text unpadded forward with output_hidden_states: the layer's last token, or the mean of its response tokens."""
+    """Per-text unpadded forward with output_hidden_states: the layer's last token, or the mean of its response
+    tokens."""
     model, tok, _ = F.backbone(CFG.name, CFG.dtype, CFG.padding_side)
     rows = []
     with torch.inference_mode():
         for p in pairs:
             response = getattr(p, side)
-            ids = torch.tensor([tok(p.prompt + response)["input_ids"][-CFG.max_length:]])
+            ids = torch.tensor([tok(p.prompt + response)["input_ids"][-CFG.max_length :]])
             hidden = model(input_ids=ids, output_hidden_states=True).hidden_states[layer][0]
             m = min(len(tok(response, add_special_tokens=False)["input_ids"]), ids.shape[1]) if mean else 1
             rows.append(hidden[-m:].mean(0))
@@ -141,7 +154,9 @@ def test_pooling_and_layer_match_unpadded_hidden_states(tmp_path, pooling, layer
         expected = _hidden_oracle(PAIRS, side, -1 if layer is None else layer, pooling == "mean")
         torch.testing.assert_close(getattr(pf, side), expected, atol=1e-5, rtol=1e-4)
     if (pooling, layer) == ("last", -1):  # the last hidden state (after the final norm) is the score layer's input
-        torch.testing.assert_close(pf.chosen, F.extract(PAIRS, CFG, tmp_path, progress=False).chosen, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            pf.chosen, F.extract(PAIRS, CFG, tmp_path, progress=False).chosen, atol=1e-5, rtol=1e-4
+        )
 
 
 def test_pool_last_tokens_by_hand():
@@ -157,8 +172,10 @@ def test_default_feature_key_is_unchanged_and_choices_change_it(tmp_path):
     assert F.model_key(CFG, identity, torch.float32) == before.hexdigest()  # caches written before stay valid
     assert F.model_key(replace(CFG, share_prompt=not CFG.share_prompt), identity, torch.float32) == before.hexdigest()
     assert F.text_key("k", "text") == hashlib.sha256(b"k\0text").hexdigest()
-    keys = {F.model_key(replace(CFG, pooling=p, layer=l), identity, torch.float32)
-            for p, l in [("last", None), ("mean", None), ("last", -1), ("last", 1), ("mean", 1)]}
+    keys = {
+        F.model_key(replace(CFG, pooling=p, layer=layer), identity, torch.float32)
+        for p, layer in [("last", None), ("mean", None), ("last", -1), ("last", 1), ("mean", 1)]
+    }
     assert len(keys) == 5
     with pytest.raises(ConfigError, match="'model.layer' = 3 is out of range"):
         F.extract(PAIRS, replace(CFG, layer=3), tmp_path, progress=False)  # 2 layers → 3 hidden states

@@ -1,7 +1,8 @@
-"""Verdict logic of morelib.findings on constructed tables: no verdict word without a CI that supports it."""
+"""Verdict logic of morelib.study.findings on constructed tables: no verdict word without a CI that supports it."""
+
 import pandas as pd
 
-from morelib import findings
+from morelib.study import findings
 
 
 def ece_table(diffs, los, his, ps, more=None, multitask=None, floor_p95=0.0):
@@ -9,31 +10,62 @@ def ece_table(diffs, los, his, ps, more=None, multitask=None, floor_p95=0.0):
     n = len(diffs)
     more = more or [0.05] * n
     multitask = multitask or [m - d for m, d in zip(more, diffs)]
-    return pd.DataFrame({"metric": "ece_10", "test_source": [f"s{i}" for i in range(n)], "more": more,
-                         "multitask": multitask, "diff": diffs, "lo": los, "hi": his, "p_value": ps,
-                         "more_floor_p95": floor_p95, "multitask_floor_p95": floor_p95})
+    return pd.DataFrame(
+        {
+            "metric": "ece_10",
+            "test_source": [f"s{i}" for i in range(n)],
+            "more": more,
+            "multitask": multitask,
+            "diff": diffs,
+            "lo": los,
+            "hi": his,
+            "p_value": ps,
+            "more_floor_p95": floor_p95,
+            "multitask_floor_p95": floor_p95,
+        }
+    )
 
 
 def pooled_row(lo, hi, more=0.05, multitask=0.06, floor_p95=0.0):
-    return pd.DataFrame({"metric": ["ece_10"], "more": [more], "multitask": [multitask], "diff": [(lo + hi) / 2],
-                         "lo": [lo], "hi": [hi], "se": [(hi - lo) / 3.92], "mde": [2.8 * (hi - lo) / 3.92],
-                         "n_sources": [4], "n_pairs": [1600], "n_seeds": [5], "more_floor_p95": [floor_p95],
-                         "multitask_floor_p95": [floor_p95]})
+    return pd.DataFrame(
+        {
+            "metric": ["ece_10"],
+            "more": [more],
+            "multitask": [multitask],
+            "diff": [(lo + hi) / 2],
+            "lo": [lo],
+            "hi": [hi],
+            "se": [(hi - lo) / 3.92],
+            "mde": [2.8 * (hi - lo) / 3.92],
+            "n_sources": [4],
+            "n_pairs": [1600],
+            "n_seeds": [5],
+            "more_floor_p95": [floor_p95],
+            "multitask_floor_p95": [floor_p95],
+        }
+    )
 
 
 def test_mixed_significant_signs_never_hold():
     """MORE significantly better on 1 source, significantly worse on 3: no "holds", even with a favourable pooled CI."""
-    cmp = ece_table([-0.03, 0.02, 0.02, 0.02], [-0.04, 0.01, 0.01, 0.01], [-0.02, 0.03, 0.03, 0.03],
-                    [0.001, 0.001, 0.002, 0.003])
+    cmp = ece_table(
+        [-0.03, 0.02, 0.02, 0.02], [-0.04, 0.01, 0.01, 0.01], [-0.02, 0.03, 0.03, 0.03], [0.001, 0.001, 0.002, 0.003]
+    )
     for pooled in (None, pooled_row(-0.01, -0.002)):
         text = findings.finding_more_vs_multitask(cmp, 5, pooled)
         assert "holds" not in text and "does NOT hold" in text and "significantly lower on 3 source(s)" in text
 
 
 def test_holds_only_with_a_ci_in_mores_favour_and_no_significant_loss():
-    cmp = ece_table([-0.01, -0.005, 0.002, -0.003], [-0.02, -0.012, -0.004, -0.01], [-0.001, 0.002, 0.008, 0.004],
-                    [0.03, 0.2, 0.5, 0.4])
-    assert "holds on this run by the pooled paired CI" in findings.finding_more_vs_multitask(cmp, 5, pooled_row(-0.008, -0.001))
+    cmp = ece_table(
+        [-0.01, -0.005, 0.002, -0.003],
+        [-0.02, -0.012, -0.004, -0.01],
+        [-0.001, 0.002, 0.008, 0.004],
+        [0.03, 0.2, 0.5, 0.4],
+    )
+    assert "holds on this run by the pooled paired CI" in findings.finding_more_vs_multitask(
+        cmp, 5, pooled_row(-0.008, -0.001)
+    )
     assert "NOT established" in findings.finding_more_vs_multitask(cmp, 5, pooled_row(-0.008, 0.001))
     # without a pooled CI: the one raw-significant source (p = 0.03) does not survive Holm over 4 sources
     assert "NOT established" in findings.finding_more_vs_multitask(cmp, 5)
@@ -49,17 +81,31 @@ def test_ece_within_the_floor_is_never_better():
 
 def test_pooled_comparison_words_follow_the_ci():
     cmp = ece_table([0.01], [0.005], [0.015], [0.001])
-    assert "MORE is worse than MultiTask" in findings.finding_comparison(cmp, "more", "multitask", 3, pooled_row(0.005, 0.015))
+    assert "MORE is worse than MultiTask" in findings.finding_comparison(
+        cmp, "more", "multitask", 3, pooled_row(0.005, 0.015)
+    )
     assert "no overall verdict" in findings.finding_comparison(cmp, "more", "multitask", 3)
 
 
 def test_k_trend_from_point_means_alone_says_nothing():
-    ks = pd.DataFrame({"scheme": ["more", "more"], "K": [2, 4], "ece_10": [0.06, 0.03], "test_source": "helpful", "seed": 0})
+    ks = pd.DataFrame(
+        {"scheme": ["more", "more"], "K": [2, 4], "ece_10": [0.06, 0.03], "test_source": "helpful", "seed": 0}
+    )
     text = findings.finding_k_ablation(ks, pd.Series({"helpful": 0.05}), [])
     assert ": falls" not in text and "below it" not in text and "no CI: trend not assessed" in text
-    trend = pd.DataFrame({"contrast": ["K trend", "vs Single-Top"], "scheme": ["more", "more"], "diff": [-0.03, -0.02],
-                          "lo": [-0.05, -0.03], "hi": [-0.01, -0.01], "a": [0.03, 0.03], "b": [0.06, 0.05],
-                          "a_floor_p95": [0.02, 0.02], "b_floor_p95": [0.02, 0.02]})
+    trend = pd.DataFrame(
+        {
+            "contrast": ["K trend", "vs Single-Top"],
+            "scheme": ["more", "more"],
+            "diff": [-0.03, -0.02],
+            "lo": [-0.05, -0.03],
+            "hi": [-0.01, -0.01],
+            "a": [0.03, 0.03],
+            "b": [0.06, 0.05],
+            "a_floor_p95": [0.02, 0.02],
+            "b_floor_p95": [0.02, 0.02],
+        }
+    )
     assert ": falls" in findings.finding_k_ablation(ks, pd.Series({"helpful": 0.05}), [], trend=trend)
     flat = trend.assign(hi=[0.01, 0.01])
     text = findings.finding_k_ablation(ks, pd.Series({"helpful": 0.05}), [], trend=flat)
@@ -87,18 +133,34 @@ def test_size_metrics_say_smaller_not_better():
 
 
 def test_uniform_baseline_lambda_is_named_multitask():
-    cmp = ece_table([0.0], [-0.001], [0.001], [0.9]).rename(columns={"multitask": "baseline_value"}).assign(baseline="sizeprop")
-    lam = pd.DataFrame({"rm": "sizeprop/seed0", "scheme": "sizeprop", "seed": 0, "source": ["a", "b"], "lambda": [0.5, 0.5]})
+    cmp = (
+        ece_table([0.0], [-0.001], [0.001], [0.9])
+        .rename(columns={"multitask": "baseline_value"})
+        .assign(baseline="sizeprop")
+    )
+    lam = pd.DataFrame(
+        {"rm": "sizeprop/seed0", "scheme": "sizeprop", "seed": 0, "source": ["a", "b"], "lambda": [0.5, 0.5]}
+    )
     assert "trains exactly as MultiTask" in findings.finding_baselines(cmp, 5, lambdas=lam)[0]
-    assert "trains exactly as MultiTask" not in findings.finding_baselines(cmp, 5, lambdas=lam.assign(**{"lambda": [0.7, 0.3]}))[0]
+    assert (
+        "trains exactly as MultiTask"
+        not in findings.finding_baselines(cmp, 5, lambdas=lam.assign(**{"lambda": [0.7, 0.3]}))[0]
+    )
 
 
 def test_synthetic_finding_words_come_from_a_seed_ci():
     rows = []
     for seed, (c_more, c_mt) in enumerate([(0.97, 0.96), (0.975, 0.962), (0.972, 0.965)]):
         for scheme, c in (("more", c_more), ("multitask", c_mt)):
-            rows.append({"scheme": scheme, "seed": seed, "test_source": "s", "cosine_to_r_star": c,
-                         "true_prob_gap": 0.13 + 0.001 * seed})
+            rows.append(
+                {
+                    "scheme": scheme,
+                    "seed": seed,
+                    "test_source": "s",
+                    "cosine_to_r_star": c,
+                    "true_prob_gap": 0.13 + 0.001 * seed,
+                }
+            )
     truth = pd.DataFrame(rows)
     summary = truth.assign(ece_10=0.03)
     text = findings.finding_synthetic(truth, summary)

@@ -1,5 +1,6 @@
 """Full fine-tuning tier on the tiny random model: Trainer loop, λ/loss logs, HF folder, MORE state in checkpoints,
 NaN guard keeping the last good checkpoint, and SIGKILL mid-epoch + resume = uninterrupted run (bit-identical, CPU)."""
+
 import json
 import os
 import subprocess
@@ -10,23 +11,37 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from morelib import finetune as ft
-from morelib import sampling
-from morelib.config import load_config
-from morelib.data import Pair
-from morelib.errors import ConfigError, TrainingError
+from morelib.core.config import load_config
+from morelib.core.errors import ConfigError, TrainingError
+from morelib.data import sampling
+from morelib.data.sources import Pair
+from morelib.train import finetune as ft
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-OVERRIDES = {"train.batch_per_source": 2, "train.steps": 4, "train.save_steps": 2, "train.logging_steps": 1,
-             "train.lr": 1e-3, "model.max_length": 48}
+OVERRIDES = {
+    "train.batch_per_source": 2,
+    "train.steps": 4,
+    "train.save_steps": 2,
+    "train.logging_steps": 1,
+    "train.lr": 1e-3,
+    "model.max_length": 48,
+}
 
 
 def _pairs(n: int = 6) -> dict[str, list[Pair]]:
     words = ["kind", "rude", "safe", "risky", "short", "long", "clear", "vague"]
     out = {}
     for k, src in enumerate(["helpful", "harmless", "oasst1"]):
-        out[src] = [Pair(f"Q{k}.{i}: say something? ", f"A {words[i % 4]} answer {i}.", f"meh {words[4 + i % 4]}",
-                         src, f"g{k}{i}") for i in range(n)]
+        out[src] = [
+            Pair(
+                f"Q{k}.{i}: say something? ",
+                f"A {words[i % 4]} answer {i}.",
+                f"meh {words[4 + i % 4]}",
+                src,
+                f"g{k}{i}",
+            )
+            for i in range(n)
+        ]
     return out
 
 
@@ -49,7 +64,8 @@ def _weights(folder):
 def test_more_run_saves_hf_folder_logs_and_state(more_run):
     out, final = more_run
     trained = _weights(final)
-    from morelib.model import load_reward_model
+    from morelib.backbone.model import load_reward_model
+
     start = load_reward_model("tiny-random", dtype="fp32", device="cpu")[0].state_dict()
     changed = [k for k in start if not torch.equal(start[k], trained[k])]
     assert "score.weight" in changed and len(changed) > len(start) // 2
@@ -72,7 +88,8 @@ def test_plan_is_balanced_and_seeded(cfg):
 
 
 def test_collator_concatenates_chosen_then_rejected_right_padded(cfg):
-    from morelib.model import load_reward_model
+    from morelib.backbone.model import load_reward_model
+
     _, tok = load_reward_model("tiny-random", device="cpu")
     item = ft.BalancedBatches(_pairs(), ft.plan_for(_pairs(), cfg, 0))[0]
     batch = ft.PairCollator(tok, 16, "left")([item])
@@ -112,8 +129,8 @@ KILLED_RUN = textwrap.dedent("""
     from transformers import TrainerCallback
     sys.path.insert(0, {tests!r})
     from test_finetune import OVERRIDES, _pairs
-    from morelib import finetune as ft
-    from morelib.config import load_config
+    from morelib.train import finetune as ft
+    from morelib.core.config import load_config
 
     class Kill(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
@@ -164,7 +181,8 @@ def test_plan_for_groups_only_when_configured(cfg):
 
 
 def test_pair_lengths_take_the_longer_side_after_truncation():
-    from morelib.model import encode, load_reward_model
+    from morelib.backbone.model import encode, load_reward_model
+
     _, tok = load_reward_model("tiny-random", device="cpu")
     pairs = {"a": [Pair("Q? ", " yes", " no, and a much longer rejected answer", "a", "g")]}
     (n,) = ft.pair_lengths(tok, pairs, 16, "left")

@@ -4,6 +4,7 @@ process, the same λ on both ranks (head gradients all-reduced before the min-no
 accelerate 1.15's `--cpu --num_processes 2` starts ONE process (multi-CPU needs mpirun there), so the test launches
 `--multi_gpu --num_processes 2` with ACCELERATE_USE_CPU=true: torchrun starts two ranks and Trainer picks gloo on CPU.
 """
+
 import json
 import os
 import shutil
@@ -16,15 +17,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from morelib import finetune as ft
-from morelib.config import data_root, load_config
+from morelib.core.config import data_root, load_config
+from morelib.train import finetune as ft
 
 PROFILE = "tiny-finetune"
 PLAN_STEPS = 4
 ACCELERATE = Path(sys.executable).with_name("accelerate")
-pytestmark = pytest.mark.skipif(not ACCELERATE.exists() or data_root(load_config(PROFILE)) is None
-                                or not data_root(load_config(PROFILE)).is_dir(),
-                                reason="needs .venv/bin/accelerate and the local data folder")
+pytestmark = pytest.mark.skipif(
+    not ACCELERATE.exists() or data_root(load_config(PROFILE)) is None or not data_root(load_config(PROFILE)).is_dir(),
+    reason="needs .venv/bin/accelerate and the local data folder",
+)
 
 
 def _free_port() -> int:
@@ -35,12 +37,37 @@ def _free_port() -> int:
 
 def _launch(out: Path, *extra: str) -> None:
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-           "-m", "morelib.finetune", "--profile", PROFILE, "--scheme", "more", "--output-dir", str(out),
-           "-o", f"train.steps={PLAN_STEPS}", "-o", "train.save_steps=1", *extra]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240,
-                          cwd=Path(__file__).resolve().parents[1])
+    cmd = [
+        str(ACCELERATE),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        "-m",
+        "morelib.train.finetune",
+        "--profile",
+        PROFILE,
+        "--scheme",
+        "more",
+        "--output-dir",
+        str(out),
+        "-o",
+        f"train.steps={PLAN_STEPS}",
+        "-o",
+        "train.save_steps=1",
+        *extra,
+    ]
+    done = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=240, cwd=Path(__file__).resolve().parents[1]
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
@@ -68,8 +95,9 @@ def test_both_ranks_use_the_same_lambda(two_ranks):
     assert torch.equal(lam0, lam1)
     assert torch.allclose(lam0.sum(1), torch.ones(2), atol=1e-6)
     logged = [json.loads(x) for x in (two_ranks / ft.LOG_FILE).read_text().splitlines()]
-    table = torch.tensor([[r[f"lam/{s}"] for s in ("helpful", "harmless", "oasst1")] for r in logged],
-                         dtype=torch.float64)
+    table = torch.tensor(
+        [[r[f"lam/{s}"] for s in ("helpful", "harmless", "oasst1")] for r in logged], dtype=torch.float64
+    )
     assert torch.allclose(table, lam0.double(), atol=1e-6)
 
 

@@ -1,11 +1,12 @@
-"""Tests of morelib.hardware: dtype choice (AMX/CUDA), explicit overrides, threads, tcmalloc lookup."""
+"""Tests of morelib.core.hardware: dtype choice (AMX/CUDA), explicit overrides, threads, tcmalloc lookup."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from morelib import hardware as H
-from morelib.errors import ConfigError
+from morelib.core import hardware as H
+from morelib.core.errors import ConfigError
 
 
 def test_auto_dtype_follows_amx(monkeypatch):

@@ -1,5 +1,7 @@
-"""Tests of morelib.judge: the swap-and-tie rule and W/T/L counting (scripted judge), verdict parsing, the Appendix D
+"""Tests of morelib.align.judge: the swap-and-tie rule and W/T/L counting (scripted judge), verdict parsing, the
+Appendix D
 prompt against the paper text, the HTTP judge against a fake local server, the local LM judge on tiny-random."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +16,8 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from morelib import judge, rjs  # noqa: E402
-from morelib.errors import ModelError  # noqa: E402
+from morelib.align import judge, rjs  # noqa: E402
+from morelib.core.errors import ModelError  # noqa: E402
 
 PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper" / "paper.txt"
 
@@ -33,8 +35,10 @@ class ScriptedJudge:
         return self.script[(a, b)]
 
 
-@pytest.mark.parametrize("first, second, outcome", [("A", "B", "win"), ("B", "A", "lose"), ("A", "A", "tie"),
-                                                    ("B", "B", "tie"), ("?", "B", "tie")])
+@pytest.mark.parametrize(
+    "first, second, outcome",
+    [("A", "B", "win"), ("B", "A", "lose"), ("A", "A", "tie"), ("B", "B", "tie"), ("?", "B", "tie")],
+)
 def test_swap_rule(first, second, outcome):
     j = ScriptedJudge({("x", "y"): first, ("y", "x"): second})
     assert judge.compare_swapped(j, "p", "x", "y", "helpful") == outcome
@@ -79,14 +83,17 @@ def test_reliability_and_sentences_follow_the_numbers():
     assert "MORE policy is preferred" in judge.wtl_sentence(rel_good)
 
 
-@pytest.mark.parametrize("reply, verdict", [
-    ("Comparison: A is clearer.\nMore helpful: B", "B"),
-    ('Comparison: x\nMore harmless: "A"', "A"),
-    ("Comparison: both fine\nMore helpful: **A**", "A"),
-    ("I think\nB", "B"),
-    ("no idea", "?"),
-    ("", "?"),
-])
+@pytest.mark.parametrize(
+    "reply, verdict",
+    [
+        ("Comparison: A is clearer.\nMore helpful: B", "B"),
+        ('Comparison: x\nMore harmless: "A"', "A"),
+        ("Comparison: both fine\nMore helpful: **A**", "A"),
+        ("I think\nB", "B"),
+        ("no idea", "?"),
+        ("", "?"),
+    ],
+)
 def test_parse_verdict(reply, verdict):
     assert judge.parse_verdict(reply) == verdict
 
@@ -96,7 +103,7 @@ def test_parse_verdict(reply, verdict):
 def test_prompt_is_the_papers_appendix_d_listing(aspect, listing):
     text = PAPER.read_text()
     start = re.search(listing.replace(" ", r"\s") + r": GPT4 evaluation for", text).start()
-    body = text[text.index("\n", start) + 1:]
+    body = text[text.index("\n", start) + 1 :]
     end = body.index(f'More {aspect}: <"A" or "B">') + len(f'More {aspect}: <"A" or "B">')
     expected = body[:end].replace("{prompt}", "Q?").replace("{response_A}", "ra").replace("{response_B}", "rb")
     assert judge.judge_prompt(" Q? ", " ra", "rb ", aspect) == expected
@@ -160,13 +167,18 @@ def test_local_judge_on_tiny_random_returns_valid_verdicts():
     lp_a, lp_b = j.log_probs("\n\nHuman: hi\n\nAssistant:", "Hello!", "Go away.", "helpful")
     assert lp_a < 0 and lp_b < 0 and torch.isfinite(torch.tensor([lp_a, lp_b])).all()
     assert j.prefer("\n\nHuman: hi\n\nAssistant:", "Hello!", "Go away.", "helpful") == ("A" if lp_a >= lp_b else "B")
-    assert judge.compare_swapped(j, "\n\nHuman: hi\n\nAssistant:", "Hello!", "Go away.", "harmless") in ("win", "tie", "lose")
+    assert judge.compare_swapped(j, "\n\nHuman: hi\n\nAssistant:", "Hello!", "Go away.", "harmless") in (
+        "win",
+        "tie",
+        "lose",
+    )
 
 
 def test_gold_rm_judge_is_position_free():
     j = judge.GoldRMJudge(lambda prompts, responses: torch.tensor([float(len(r)) for r in responses]))
-    out = judge.win_tie_lose(j, ["p"] * 3, ["long answer", "s", "same"], ["short", "longer", "same"],
-                             ["helpful"] * 3, n_boot=50)
+    out = judge.win_tie_lose(
+        j, ["p"] * 3, ["long answer", "s", "same"], ["short", "longer", "same"], ["helpful"] * 3, n_boot=50
+    )
     assert (out["win"], out["lose"], out["tie"], out["identical"]) == (1, 1, 1, 1)
     assert out["position_bias_rate"] == 0.0
 
@@ -183,4 +195,6 @@ def test_local_judge_single_token_answers_match_a_full_forward():
     assert two == pytest.approx(tuple(manual), abs=1e-4)
     j.options = [[j.options[0][1]], [j.options[1][1]]]  # "A", "B" alone: single-token fast path
     one = j.log_probs(*args)
-    assert one == pytest.approx((float(full[0][len(ctx) - 1, j.options[0][0]]), float(full[0][len(ctx) - 1, j.options[1][0]])), abs=1e-4)
+    assert one == pytest.approx(
+        (float(full[0][len(ctx) - 1, j.options[0][0]]), float(full[0][len(ctx) - 1, j.options[1][0]])), abs=1e-4
+    )

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from morelib import losses
+from morelib.train import losses
 
 
 def test_bt_loss_hand_values():

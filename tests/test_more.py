@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from morelib import losses, more, solver
-from morelib.errors import ConfigError, TrainingError
+from morelib.core.errors import ConfigError, TrainingError
+from morelib.train import losses, more, solver
 
 
 def rand(*shape, seed=0):
@@ -53,10 +53,14 @@ def test_huge_and_tiny_gradients_fall_back_to_the_rescaled_path():
 def test_normalizations_match_paper_definitions():
     g = torch.tensor([[3.0, 4.0], [0.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
     L = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
-    torch.testing.assert_close(more.normalize(g, L, "l2"), torch.tensor([[0.6, 0.8], [0, 0], [1, 0]], dtype=torch.float64))
+    torch.testing.assert_close(
+        more.normalize(g, L, "l2"), torch.tensor([[0.6, 0.8], [0, 0], [1, 0]], dtype=torch.float64)
+    )
     share = (L + 1) / (L + 1).sum()
     torch.testing.assert_close(more.normalize(g, L, "loss"), g / share[:, None])
-    torch.testing.assert_close(more.normalize(g, L, "loss+"), torch.tensor([[0.6 / 0.5, 0.8 / 0.5], [0, 0], [0.5, 0]], dtype=torch.float64))
+    torch.testing.assert_close(
+        more.normalize(g, L, "loss+"), torch.tensor([[0.6 / 0.5, 0.8 / 0.5], [0, 0], [0.5, 0]], dtype=torch.float64)
+    )
     assert more.normalize(g, L, "none") is g
 
 

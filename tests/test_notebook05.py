@@ -1,6 +1,7 @@
 """Notebook 05 runs under papermill on the tiny profile into a temporary run folder (fitting its own heads, since the
 folder has none from notebook 02) and writes Table 2 beside the paper's, judge reliability and W/T/L with sane values.
 Its thinness is checked with the other notebooks' in tests/test_notebooks.py."""
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,13 @@ def test_notebook05_runs_on_tiny(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     run_dir = tmp_path / "run"
     overrides = json.dumps({"output_root": str(tmp_path / "outputs")})
-    papermill.execute_notebook(str(NOTEBOOK), str(tmp_path / "out.ipynb"), cwd=str(REPO / "notebooks"),
-                               parameters={"profile": "tiny", "run_dir": str(run_dir), "overrides": overrides},
-                               progress_bar=False)
+    papermill.execute_notebook(
+        str(NOTEBOOK),
+        str(tmp_path / "out.ipynb"),
+        cwd=str(REPO / "notebooks"),
+        parameters={"profile": "tiny", "run_dir": str(run_dir), "overrides": overrides},
+        progress_bar=False,
+    )
     out = run_dir / "05_alignment"
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) >= {"rm", "perplexity", "pick_agreement", "judge_reliability", "win_tie_lose", "finding"}

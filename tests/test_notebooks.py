@@ -1,10 +1,13 @@
-"""Notebooks 01–04 and 06 run top to bottom under papermill on the tiny profile into one temporary run folder, write their
-metrics/tables/figures and reuse earlier RMs (05 runs in tests/test_notebook05.py); all six (01–06) stay thin (stored
-without outputs, parameters cell first, no def/class/loops) and equal what notebooks/build_notebooks.py writes."""
+"""Notebooks 01–04 and 06 run top to bottom under papermill on the tiny profile into one temporary run folder, write
+their metrics/tables/figures and reuse earlier RMs (05 runs in tests/test_notebook05.py); all six (01–06) stay thin
+(stored without outputs, parameters cell first, no def/class/loops) and each .ipynb is in sync with its jupytext
+percent-format .py twin, also after a save through JupyterLab's contents manager."""
+
 import ast
 import json
 from pathlib import Path
 
+import jupytext
 import nbformat
 import numpy as np
 import pandas as pd
@@ -18,9 +21,10 @@ SYNTHETIC_ONLY = "06_when_more_helps"  # reads no real data
 ALL_NOTEBOOKS = sorted([*NOTEBOOKS, "05_alignment"])  # every notebook the builder writes
 
 
-def test_every_notebook_is_generated():
+def test_every_notebook_is_a_pair():
     assert sorted(p.stem for p in NB_DIR.glob("0[0-9]_*.ipynb")) == ALL_NOTEBOOKS
-    assert [p.name for p in NB_DIR.glob("build_*.py")] == ["build_notebooks.py"], "one builder writes every notebook"
+    assert sorted(p.stem for p in NB_DIR.glob("0[0-9]_*.py")) == ALL_NOTEBOOKS
+    assert not list(NB_DIR.glob("build_*.py")), "notebooks are edited as text pairs, not generated"
 
 
 @pytest.mark.parametrize("name", ALL_NOTEBOOKS)
@@ -31,9 +35,13 @@ def test_stored_without_outputs_and_thin(name):
     for cell in code:
         assert not cell.outputs and cell.execution_count is None, "notebooks are stored without outputs"
         tree = ast.parse(cell.source)
-        banned = [type(n).__name__ for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.For, ast.While))]
+        banned = [
+            type(n).__name__
+            for n in ast.walk(tree)
+            if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.For, ast.While))
+        ]
         assert not banned, f"{name}: logic belongs in morelib, found {banned} in:\n{cell.source}"
-        assert "save_json(\"metrics\"" not in cell.source, f"{name}: write metrics.json with run.save_metrics"
+        assert 'save_json("metrics"' not in cell.source, f"{name}: write metrics.json with run.save_metrics"
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +56,14 @@ def run_dir(tmp_path_factory):
             mp.setenv(key, value)
         for name in NOTEBOOKS:
             (run / name).mkdir(parents=True)
-            papermill.execute_notebook(str(NB_DIR / f"{name}.ipynb"), str(run / name / f"{name}.ipynb"),
-                                       cwd=str(NB_DIR), progress_bar=False, kernel_name="python3",
-                                       parameters={"profile": "tiny", "run_dir": str(run), "overrides": overrides})
+            papermill.execute_notebook(
+                str(NB_DIR / f"{name}.ipynb"),
+                str(run / name / f"{name}.ipynb"),
+                cwd=str(NB_DIR),
+                progress_bar=False,
+                kernel_name="python3",
+                parameters={"profile": "tiny", "run_dir": str(run), "overrides": overrides},
+            )
             heads[name] = sorted(p.name for p in (run / "heads").rglob("*.pt"))
     return run, heads
 
@@ -115,7 +128,9 @@ def test_baselines_k2_degeneracy_and_when_more_helps(run_dir):
     m6 = _metrics(run, "06_when_more_helps")
     diffs = pd.DataFrame(m6["vs_multitask"])
     assert diffs["scenario"].nunique() >= 4 and (diffs["lo"] <= diffs["diff"] + 1e-12).all()
-    assert (diffs["diff"] <= diffs["hi"] + 1e-12).all() and {"more", "sizeprop", "tuned", "famo"} <= set(diffs["scheme"])
+    assert (diffs["diff"] <= diffs["hi"] + 1e-12).all() and {"more", "sizeprop", "tuned", "famo"} <= set(
+        diffs["scheme"]
+    )
     assert "MORE − MultiTask over" in m6["finding"]
 
 
@@ -125,30 +140,58 @@ def test_later_notebooks_reuse_earlier_heads(run_dir):
     assert heads["03_hh_analysis"] == heads["02_more_training"], "03 must reuse 02's RMs, not train new ones"
 
 
-def test_stored_notebooks_match_their_generator(tmp_path):
-    import importlib.util
+@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
+def test_ipynb_and_py_twins_are_in_sync(name):
+    text = jupytext.read(NB_DIR / f"{name}.py")
+    stored = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4)
+    assert [(c.cell_type, c.source) for c in text.cells] == [(c.cell_type, c.source) for c in stored.cells], (
+        f"{name}.py and {name}.ipynb differ: run `jupytext --sync notebooks/{name}.py`"
+    )
+    assert "parameters" in text.cells[[c.cell_type for c in text.cells].index("code")].metadata.get("tags", [])
 
-    spec = importlib.util.spec_from_file_location("build_notebooks", NB_DIR / "build_notebooks.py")
-    builder = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(builder)
-    builder.main(tmp_path)
-    for name in ALL_NOTEBOOKS:
-        fresh = [c.source for c in nbformat.read(tmp_path / f"{name}.ipynb", as_version=4).cells]
-        stored = [c.source for c in nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4).cells]
-        assert fresh == stored, f"{name}.ipynb was edited by hand: edit notebooks/build_notebooks.py and rerun it"
+
+def test_a_jupyterlab_save_updates_both_twins(tmp_path):
+    """JupyterLab saves through jupytext's contents manager: an edited cell lands in the .ipynb AND the .py twin."""
+    from jupyter_server.services.contents.filemanager import FileContentsManager
+    from jupytext.sync_contentsmanager import build_sync_jupytext_contents_manager_class
+
+    for suffix in (".ipynb", ".py"):
+        (tmp_path / f"02_more_training{suffix}").write_bytes((NB_DIR / f"02_more_training{suffix}").read_bytes())
+    (tmp_path / "jupytext.toml").write_bytes((NB_DIR.parent / "jupytext.toml").read_bytes())
+    manager = build_sync_jupytext_contents_manager_class(FileContentsManager)(root_dir=str(tmp_path))
+    model = manager.get("02_more_training.ipynb")
+    model["content"].cells[-1].source += "\n# edited in JupyterLab"
+    manager.save(model, "02_more_training.ipynb")
+    assert "# edited in JupyterLab" in (tmp_path / "02_more_training.py").read_text()
+    assert (
+        nbformat.read(tmp_path / "02_more_training.ipynb", as_version=4)
+        .cells[-1]
+        .source.endswith("# edited in JupyterLab")
+    )
+    (tmp_path / "02_more_training.py").write_text(
+        (tmp_path / "02_more_training.py").read_text().replace("# edited in JupyterLab", "# edited as text")
+    )
+    reread = manager.get("02_more_training.ipynb")["content"]
+    assert reread.cells[-1].source.endswith("# edited as text"), "the newer .py twin wins when JupyterLab opens it"
 
 
 def _tree_hashes(root: Path) -> dict[str, str]:
     import hashlib
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and not p.relative_to(root).parts[0].startswith("interactive-")}
+
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.relative_to(root).parts[0].startswith("interactive-")
+    }
 
 
 def test_executed_notebooks_show_no_info_log_lines(run_dir):
     run, _ = run_dir
     for name in NOTEBOOKS:
         nb = nbformat.read(run / name / f"{name}.ipynb", as_version=4)
-        streams = [o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"]
+        streams = [
+            o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"
+        ]
         assert not [s for s in streams if "INFO " in s], f"{name} shows INFO log lines"
         assert (run / name / "log.txt").exists()
 
@@ -159,9 +202,14 @@ def test_rerun_against_a_finished_run_leaves_its_files_untouched(run_dir):
     (run / name / ".done").touch()  # as run_all.sh marks a finished notebook
     before = _tree_hashes(run)
     out = run.parent / "rerun.ipynb"
-    papermill.execute_notebook(str(NB_DIR / f"{name}.ipynb"), str(out), cwd=str(NB_DIR), progress_bar=False,
-                               kernel_name="python3", parameters={"profile": "tiny", "run_dir": str(run),
-                                                                  "overrides": json.dumps({"output_root": str(run.parent)})})
+    papermill.execute_notebook(
+        str(NB_DIR / f"{name}.ipynb"),
+        str(out),
+        cwd=str(NB_DIR),
+        progress_bar=False,
+        kernel_name="python3",
+        parameters={"profile": "tiny", "run_dir": str(run), "overrides": json.dumps({"output_root": str(run.parent)})},
+    )
     assert _tree_hashes(run) == before, "an interactive rerun changed the finished run's files"
     reruns = list(run.glob(f"interactive-*/{name}/metrics.json"))
     assert len(reruns) == 1

@@ -1,6 +1,7 @@
 """The GPU batch path in CI: `./run_all.sh --profile tiny-finetune` runs notebooks 01–05 on the fine-tuning tier (tiny
 random model, a few Trainer steps) into a temporary folder, and every finding comes from fully fine-tuned RMs; and
 `scripts/gpu_smoke.sh --cpu-tiny` (the GPU smoke script at tiny size on CPU) prints its throughput figures."""
+
 import json
 import os
 import subprocess
@@ -17,8 +18,13 @@ ENV = {**os.environ, "MORE_NO_APT": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PAR
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("ft-outputs")
-    done = subprocess.run([str(ROOT / "run_all.sh"), "--profile", "tiny-finetune", "-p", "output_root", str(root)],
-                          env=ENV, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [str(ROOT / "run_all.sh"), "--profile", "tiny-finetune", "-p", "output_root", str(root)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     (folder,) = [p for p in root.iterdir() if p.name.startswith("tiny-finetune-")]
     return folder
@@ -28,8 +34,10 @@ def test_every_notebook_finished_on_the_finetune_tier(run):
     for name in NOTEBOOKS:
         assert (run / name / ".done").exists() and (run / name / "metrics.json").exists(), name
         assert json.loads((run / name / "manifest.json").read_text())["profile"] == "tiny-finetune"
-    assert "tier: finetune" in (run / "config.yaml").read_text() or "tier: finetune" in \
-        (run / "01_diversity" / "config.yaml").read_text()
+    assert (
+        "tier: finetune" in (run / "config.yaml").read_text()
+        or "tier: finetune" in (run / "01_diversity" / "config.yaml").read_text()
+    )
 
 
 def test_rms_are_fine_tuned_models_not_heads(run):
@@ -58,8 +66,13 @@ def test_findings_come_from_the_fine_tuned_rms(run):
 
 
 def test_gpu_smoke_script_at_tiny_size_on_cpu(tmp_path):
-    done = subprocess.run([str(ROOT / "scripts" / "gpu_smoke.sh"), "--cpu-tiny"], env={**ENV, "TMPDIR": str(tmp_path)},
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "gpu_smoke.sh"), "--cpu-tiny"],
+        env={**ENV, "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     out = done.stdout
     assert "pairs/s" in out and "peak GPU memory: n/a (CPU)" in out and "MFU" in out

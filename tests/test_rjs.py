@@ -1,4 +1,6 @@
-"""Tests of morelib.rjs: label mask, perplexity vs a manual cross-entropy, seeded sampling, best-of-n, SFT on tiny-random."""
+"""Tests of morelib.align.rjs: label mask, perplexity vs a manual cross-entropy, seeded sampling, best-of-n, SFT on
+tiny-random."""
+
 from __future__ import annotations
 
 import math
@@ -9,12 +11,14 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from morelib import rjs  # noqa: E402
-from morelib.config import load_config  # noqa: E402
-from morelib.errors import ModelError  # noqa: E402
+from morelib.align import rjs  # noqa: E402
+from morelib.core.config import load_config  # noqa: E402
+from morelib.core.errors import ModelError  # noqa: E402
 
-PROMPTS = ["\n\nHuman: hi there\n\nAssistant:",
-           "\n\nHuman: What is 2+2?\n\nAssistant: 4\n\nHuman: Are you sure?\n\nAssistant:"]
+PROMPTS = [
+    "\n\nHuman: hi there\n\nAssistant:",
+    "\n\nHuman: What is 2+2?\n\nAssistant: 4\n\nHuman: Are you sure?\n\nAssistant:",
+]
 RESPONSES = [" Hello! How can I help?", " Yes, two plus two is four."]
 
 

@@ -1,18 +1,24 @@
 """RM identity and protocol: RMKey prints today's key strings and parses them back; bad keys fail clearly; a head and
 a fine-tuned RM answer the same `reward_diff` / `rewards` calls."""
+
 import dataclasses
 
 import numpy as np
 import pytest
 import torch
 
-from morelib import features, rms, train
-from morelib.errors import RunError
-from morelib.rms import RMKey
+from morelib.backbone import features
+from morelib.core.errors import RunError
+from morelib.train import reward_head, reward_models
+from morelib.train.reward_models import RMKey
 
-CASES = [(RMKey("more", seed=0), "more/seed0"), (RMKey("single", source="helpful", seed=0), "single:helpful/seed0"),
-         (RMKey("more", subset=["helpful", "harmless"], seed=1), "more@helpful+harmless/seed1"),
-         (RMKey("more+T", seed=12), "more+T/seed12"), (RMKey("single+T", source="oasst1", seed=2), "single+T:oasst1/seed2")]
+CASES = [
+    (RMKey("more", seed=0), "more/seed0"),
+    (RMKey("single", source="helpful", seed=0), "single:helpful/seed0"),
+    (RMKey("more", subset=["helpful", "harmless"], seed=1), "more@helpful+harmless/seed1"),
+    (RMKey("more+T", seed=12), "more+T/seed12"),
+    (RMKey("single+T", source="oasst1", seed=2), "single+T:oasst1/seed2"),
+]
 
 
 @pytest.mark.parametrize(("key", "text"), CASES)
@@ -34,8 +40,15 @@ def test_bad_key_strings_fail_naming_the_shape(text):
         RMKey.parse(text)
 
 
-@pytest.mark.parametrize("kwargs", [{"scheme": "", "seed": 0}, {"scheme": "a/b", "seed": 0}, {"scheme": "more", "seed": True},
-                                    {"scheme": "more", "seed": "0"}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"scheme": "", "seed": 0},
+        {"scheme": "a/b", "seed": 0},
+        {"scheme": "more", "seed": True},
+        {"scheme": "more", "seed": "0"},
+    ],
+)
 def test_bad_fields_fail(kwargs):
     with pytest.raises(RunError):
         RMKey(**kwargs)
@@ -44,8 +57,8 @@ def test_bad_fields_fail(kwargs):
 def test_head_rm_scores_like_its_head():
     gen = torch.Generator().manual_seed(0)
     pf = features.PairFeatures(torch.randn(20, 5, generator=gen), torch.randn(20, 5, generator=gen), "a")
-    head = train.HeadModel(torch.randn(5, generator=gen), 0.2, torch.zeros(5), torch.full((5,), 2.0))
-    rm = rms.HeadRM(head)
+    head = reward_head.HeadModel(torch.randn(5, generator=gen), 0.2, torch.zeros(5), torch.full((5,), 2.0))
+    rm = reward_models.HeadRM(head)
     d = rm.reward_diff(None, pf)
     assert d.dtype == np.float64 and np.array_equal(d, head.reward_diff(pf).numpy().astype(np.float64))
     assert torch.equal(rm.rewards([], [], pf.chosen), head.reward(pf.chosen)) and rm.uses_features
@@ -54,7 +67,7 @@ def test_head_rm_scores_like_its_head():
 
 
 def test_finetuned_rm_needs_pairs():
-    rm = rms.FinetunedRM("nowhere", model_cfg=None)
+    rm = reward_models.FinetunedRM("nowhere", model_cfg=None)
     assert not rm.uses_features and rm.history == {} and rm.meta == {}
     with pytest.raises(RunError, match="pairs"):
         rm.reward_diff(None, None)

@@ -1,4 +1,5 @@
 """Run folders: fresh never-overwritten folders, atomic writes that leave no partial file, complete manifests."""
+
 import errno
 import json
 import os
@@ -8,9 +9,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from morelib import alignment, runs, status
-from morelib.config import load_config
-from morelib.errors import ConfigError, RunError
+from morelib.align import alignment
+from morelib.core import runs, status
+from morelib.core.config import load_config
+from morelib.core.errors import ConfigError, RunError
 
 
 @pytest.fixture
@@ -52,12 +54,20 @@ def test_save_metrics_writes_what_the_notebooks_built_inline(cfg):
     indexed = records.set_index("scheme")
     multi = pd.DataFrame({"a": [1, 2], "b": ["x", "y"], "v": [0.5, 0.25]}).set_index(["a", "b"])
     run.save_metrics(records=records, indexed=indexed, multi=multi, wide_t=indexed, text="t", n=3, wide=["wide_t"])
-    inline = {"records": records.to_dict("records"), "indexed": indexed.reset_index().to_dict("records"),
-              "multi": multi.reset_index().to_dict("records"), "wide_t": indexed.to_dict(), "text": "t", "n": 3}
+    inline = {
+        "records": records.to_dict("records"),
+        "indexed": indexed.reset_index().to_dict("records"),
+        "multi": multi.reset_index().to_dict("records"),
+        "wide_t": indexed.to_dict(),
+        "text": "t",
+        "n": 3,
+    }
     run.save_json("inline", inline)
     assert (run.dir / "metrics.json").read_text() == (run.dir / "inline.json").read_text()
     run.save_metrics(file="other", x=records)
-    assert json.loads((run.dir / "other.json").read_text()) == {"x": [{"scheme": "more", "ece": 0.1}, {"scheme": "top", "ece": None}]}
+    assert json.loads((run.dir / "other.json").read_text()) == {
+        "x": [{"scheme": "more", "ece": 0.1}, {"scheme": "top", "ece": None}]
+    }
     with pytest.raises(RunError, match="wide=\\['nope'\\]"):
         run.save_metrics(x=records, wide=["nope"])
 
@@ -103,8 +113,11 @@ def test_start_validates_overrides(tmp_path):
 
 
 def test_run_all_cli_helpers(tmp_path, monkeypatch):
-    assert json.loads(runs._main(["overrides", "train.head_lr=0.5", "seeds=[0, 1]", "data.data_dir=a=b"])) == \
-        {"train.head_lr": 0.5, "seeds": [0, 1], "data.data_dir": "a=b"}
+    assert json.loads(runs._main(["overrides", "train.head_lr=0.5", "seeds=[0, 1]", "data.data_dir=a=b"])) == {
+        "train.head_lr": 0.5,
+        "seeds": [0, 1],
+        "data.data_dir": "a=b",
+    }
     with pytest.raises(ConfigError, match="must look like key=value"):
         runs._main(["overrides", "train.head_lr"])
     root = runs._main(["create", "tiny", json.dumps({"output_root": str(tmp_path)})])

@@ -1,13 +1,14 @@
-"""Tests of morelib.sampling: balanced plans cover every pair and keep sources independent, seeded subsamples,
+"""Tests of morelib.data.sampling: balanced plans cover every pair and keep sources independent, seeded subsamples,
 length grouping keeps balance and each window's pairs while cutting padding. (Pooled plans: tests/test_pooled.py;
 plan_for from a config: tests/test_finetune.py.)"""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from morelib import sampling
-from morelib.errors import ConfigError
+from morelib.core.errors import ConfigError
+from morelib.data import sampling
 
 
 def test_batch_plan_is_balanced_covering_and_independent_of_other_sources():
@@ -58,7 +59,8 @@ def test_length_grouping_keeps_balance_and_pairs_and_cuts_padding():
     assert grouped.shape == plan.shape and torch.equal(grouped, sampling.length_grouped(plan, lengths, seed=0))
     for start, stop in ((0, 64), (64, 100)):  # each window holds the same multiset of pairs per source
         for k in range(2):
-            assert torch.equal(plan[start:stop, k].reshape(-1).sort().values,
-                               grouped[start:stop, k].reshape(-1).sort().values)
+            assert torch.equal(
+                plan[start:stop, k].reshape(-1).sort().values, grouped[start:stop, k].reshape(-1).sort().values
+            )
     assert _padded(grouped, lengths) < 0.7 * _padded(plan, lengths)
     assert not torch.equal(grouped[:, 0, 0].diff().sign(), -torch.ones(S - 1, dtype=torch.long))  # batches shuffled

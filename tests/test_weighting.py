@@ -1,5 +1,7 @@
-"""Tests of morelib.weighting and the head schemes built on it: size-proportional λ, the simplex grid, FAMO against
+"""Tests of morelib.train.baselines and the head schemes built on it: size-proportional λ, the simplex grid, FAMO
+against
 its paper's Algorithm 1 written out independently, and `tuned` picking the grid point with the best calibration loss."""
+
 from __future__ import annotations
 
 import math
@@ -9,12 +11,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from morelib import train as T
-from morelib import weighting
-from morelib.config import load_config
-from morelib.errors import ConfigError
-from morelib.features import PairFeatures
-from morelib.synthetic import bt_pairs
+from morelib.backbone.features import PairFeatures
+from morelib.core.config import load_config
+from morelib.core.errors import ConfigError
+from morelib.study.synthetic import bt_pairs
+from morelib.train import baselines
+from morelib.train import reward_head as T
 
 
 @pytest.fixture(scope="module")
@@ -23,28 +25,28 @@ def tcfg():
 
 
 def test_size_proportional_is_n_over_total():
-    lam = weighting.size_proportional([50, 150, 300])
+    lam = baselines.size_proportional([50, 150, 300])
     assert torch.allclose(lam, torch.tensor([0.1, 0.3, 0.6]))
     with pytest.raises(ConfigError, match="positive pair count"):
-        weighting.size_proportional([10, 0])
+        baselines.size_proportional([10, 0])
 
 
 def test_simplex_grid_points_sizes_and_uniform():
-    grid = weighting.simplex_grid(3, 0.5, max_points=10)
+    grid = baselines.simplex_grid(3, 0.5, max_points=10)
     expected = {(1, 0, 0), (0, 1, 0), (0, 0, 1), (0.5, 0.5, 0), (0.5, 0, 0.5), (0, 0.5, 0.5)}
     # m = 2 is not a multiple of K = 3: the uniform λ is added in front
     assert torch.allclose(grid[0], torch.full((3,), 1 / 3))
     assert {tuple(round(v, 6) for v in row) for row in grid[1:].tolist()} == expected
-    assert weighting.grid_size(3, 0.5) == len(grid) == 7
-    full = weighting.simplex_grid(4, 0.25, max_points=35)
-    assert len(full) == math.comb(7, 3) == weighting.grid_size(4, 0.25)  # uniform (¼, ¼, ¼, ¼) is on this grid
+    assert baselines.grid_size(3, 0.5) == len(grid) == 7
+    full = baselines.simplex_grid(4, 0.25, max_points=35)
+    assert len(full) == math.comb(7, 3) == baselines.grid_size(4, 0.25)  # uniform (¼, ¼, ¼, ¼) is on this grid
     assert torch.allclose(full.sum(1), torch.ones(len(full))) and (full >= 0).all()
-    sampled = weighting.simplex_grid(8, 0.5, max_points=12, seed=3)
+    sampled = baselines.simplex_grid(8, 0.5, max_points=12, seed=3)
     assert sampled.shape == (12, 8) and torch.allclose(sampled[0], torch.full((8,), 1 / 8))
     assert torch.allclose(sampled.sum(1), torch.ones(12), atol=1e-6)
-    assert torch.equal(sampled, weighting.simplex_grid(8, 0.5, max_points=12, seed=3))
+    assert torch.equal(sampled, baselines.simplex_grid(8, 0.5, max_points=12, seed=3))
     with pytest.raises(ConfigError, match="1/m"):
-        weighting.simplex_grid(3, 0.3, 10)
+        baselines.simplex_grid(3, 0.3, 10)
 
 
 def _paper_famo(losses_before, losses_after, beta, gamma):
@@ -66,7 +68,7 @@ def test_famo_matches_the_papers_update_rule():
     rng = np.random.default_rng(0)
     before = rng.uniform(0.2, 1.5, size=(40, 4))
     after = before * rng.uniform(0.6, 1.05, size=(40, 4))
-    famo = weighting.Famo(4, lr=0.3, decay=0.05)
+    famo = baselines.Famo(4, lr=0.3, decay=0.05)
     lams, xis = [], []
     for b, a in zip(before, after):
         lams.append(famo.weights(torch.tensor(b)).double().numpy())
@@ -82,7 +84,7 @@ def test_famo_direction_is_the_gradient_of_the_weighted_log_losses():
     """Σ λ_i ∇ℓ_i = ∇_θ Σ_i z_i log ℓ_i / c (the reference code's get_weighted_loss), by autograd."""
     torch.manual_seed(0)
     a, theta = torch.randn(3, 5, dtype=torch.float64), torch.randn(5, dtype=torch.float64, requires_grad=True)
-    famo = weighting.Famo(3)
+    famo = baselines.Famo(3)
     famo.xi = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)
     losses = F.softplus(a @ theta)
     grads = torch.stack([torch.autograd.grad(losses[i], theta, retain_graph=True)[0] for i in range(3)])

@@ -1,0 +1,304 @@
+"""Notebook 05's study (paper §5.4, Table 2): RJS alignment with the MultiTask and MORE reward models of this run.
+
+Steps: H&H training-side prompts → n samples each from the base policy → best-of-n by each RM (cached-feature RMs
+score new responses through the same frozen backbone: `HeadModel.reward(features.extract_texts(...))`) → SFT of
+the policy on each RM's picks → perplexity of base and aligned policies on H&H test chosen responses → answers of
+the aligned policies on held-out H&H test prompts judged MORE vs MultiTask (swap rule), each judge's reliability
+measured on held-out human-labelled pairs → our Table 2 beside the paper's.
+The RMs are notebook 02's heads when this run has them (`study.fit` reloads saved heads), else fitted here.
+The gold-RM judge is a MultiTask head fitted on the *calibration* split with another seed, so it took no part in
+selection (it shares the frozen backbone with the selection RMs, so it is not independent of them).
+Checked by tests/test_notebook05.py (papermill on the tiny profile) and the unit tests of rjs/judge.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from morelib.align import judge, rjs
+from morelib.backbone import features
+from morelib.core.config import MIX_SCHEMES, Config
+from morelib.core.errors import DataError
+from morelib.core.runs import Run
+from morelib.data import paper
+from morelib.study import pipeline
+from morelib.train import reward_head
+from morelib.train.reward_models import RewardModel, RMKey
+
+ASPECT_OF = {"harmless": "harmless"}  # every other source is judged on helpfulness
+
+
+def _sample_prompts(
+    data: pipeline.StudyData, sources: Sequence[str], split: str, n: int, seed: int
+) -> list[tuple[str, str]]:
+    """n distinct prompts (prompt, source) of `split`, split evenly over `sources` (seeded, remainder to the first)."""
+    absent = [s for s in sources if s not in data.pairs]
+    if absent:
+        raise DataError(
+            f"alignment prompt sources {absent} are not loaded (have {list(data.pairs)}; missing: {data.missing})"
+        )
+    rng = np.random.default_rng(seed)
+    out = []
+    for k, src in enumerate(sources):
+        want = n // len(sources) + (1 if k < n % len(sources) else 0)
+        unique = list(dict.fromkeys(p.prompt for p in data.pairs[src][split]))
+        out += [(unique[i], src) for i in rng.permutation(len(unique))[:want]]
+    return out
+
+
+def rjs_prompts(data: pipeline.StudyData, cfg: Config) -> list[tuple[str, str]]:
+    """cfg.rjs.n_prompts training-side prompts (prompt, source) from cfg.rjs.prompt_sources (paper: H&H train)."""
+    return _sample_prompts(data, cfg.rjs.prompt_sources, "train", cfg.rjs.n_prompts, cfg.seeds[0])
+
+
+def eval_prompts(data: pipeline.StudyData, cfg: Config) -> list[tuple[str, str]]:
+    """cfg.rjs.n_eval_prompts held-out test prompts (prompt, aspect) for the judge."""
+    picked = _sample_prompts(data, cfg.rjs.prompt_sources, "test", cfg.rjs.n_eval_prompts, cfg.seeds[0] + 1)
+    return [(p, ASPECT_OF.get(src, "helpful")) for p, src in picked]
+
+
+def held_out_pairs(data: pipeline.StudyData, cfg: Config, n: int, seed: int) -> dict[str, list]:
+    """Up to n test pairs per prompt source (seeded): the human-labelled pairs for perplexity and judge reliability."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for src in cfg.rjs.prompt_sources:
+        pairs = data.pairs[src]["test"]
+        out[src] = [pairs[i] for i in sorted(rng.permutation(len(pairs))[:n])]
+    return out
+
+
+def selection_heads(cfg: Config, data: pipeline.StudyData, run: Run | None) -> dict[str, RewardModel]:
+    """The RMs that select responses, one per cfg.rjs.schemes (first seed): this run's saved heads, else fitted now."""
+    heads = pipeline.fit(cfg, data, cfg.rjs.schemes, seeds=[cfg.seeds[0]], run=run)
+    return {k.scheme: h for k, h in heads.items()}
+
+
+def gold_head(cfg: Config, data: pipeline.StudyData, cache_dir: Path | None = None) -> reward_head.HeadModel:
+    """A MultiTask head on every source's calibration split, seed max(seeds)+1: it took no part in selection.
+
+    Its input is the frozen base backbone's features (`cfg.model`); on the fine-tuning tier they are extracted here.
+    """
+    cache = cache_dir if cache_dir is not None else Path(cfg.output_root) / "cache"
+    calib = {
+        s: data.features[s]["calib"]
+        if data.features
+        else features.extract(data.pairs[s]["calib"], cfg.model, cache, progress=False)
+        for s in data.sources
+    }
+    return reward_head.train_head(calib, "multitask", cfg.train, max(cfg.seeds) + 1)
+
+
+def rm_table(heads: dict[str, RewardModel], data: pipeline.StudyData, cfg: Config) -> pd.DataFrame:
+    """Per scheme: ECE (10 bins) and accuracy on each prompt source's test set and their mean (Table 2's RM ECE)."""
+    keyed = {RMKey(s, seed=cfg.seeds[0]): h for s, h in heads.items()}
+    diffs = pipeline.reward_diffs(keyed, data, "test", sources=cfg.rjs.prompt_sources)
+    table = pipeline.evaluate(keyed, data, cfg, diffs=diffs)
+    wide = table.pivot_table(index="scheme", columns="test_source", values=["ece_10", "accuracy"])
+    wide.columns = [f"{m}_{s}" for m, s in wide.columns]
+    wide["rm_ece"] = table.groupby("scheme")["ece_10"].mean()
+    return wide
+
+
+def scorer(
+    head: reward_head.HeadModel, cfg: Config, cache_dir: Path
+) -> Callable[[Sequence[str], Sequence[str]], torch.Tensor]:
+    """r(prompt, response) → Tensor[N] through the frozen backbone (text = prompt + " " + stripped response)."""
+
+    def score(prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
+        texts = [p + " " + r.strip() for p, r in zip(prompts, responses)]
+        with torch.no_grad():
+            return head.reward(features.extract_texts(texts, cfg.model, cache_dir, progress=False))
+
+    return score
+
+
+def score_candidates(
+    prompts: Sequence[str],
+    candidates: Sequence[Sequence[str]],
+    heads: dict[str, RewardModel],
+    cfg: Config,
+    cache_dir: Path,
+) -> dict[str, torch.Tensor]:
+    """Rewards [P, n] of every candidate under every RM (backbone features extracted once, shared by the heads)."""
+    n = len(candidates[0])
+    texts = [p + " " + c.strip() for p, cands in zip(prompts, candidates) for c in cands]
+    needed = any(h.uses_features for h in heads.values())
+    feats = features.extract_texts(texts, cfg.model, cache_dir, progress=True) if needed else None
+    ask = [p for p, cands in zip(prompts, candidates) for _ in cands]
+    answers = [" " + c.strip() for cands in candidates for c in cands]  # prompt + answer = the texts above
+    return {s: h.rewards(ask, answers, feats).reshape(len(prompts), n) for s, h in heads.items()}
+
+
+def candidate_frame(candidates: Sequence[Sequence[str]], scores: dict[str, torch.Tensor]) -> pd.DataFrame:
+    """Tidy candidates: prompt index, sample index, each RM's reward and whether it picked the sample."""
+    rows = []
+    for i, cands in enumerate(candidates):
+        for j, text in enumerate(cands):
+            row = {"prompt": i, "sample": j, "response": text, "length_chars": len(text)}
+            for s, sc in scores.items():
+                row[f"reward_{s}"] = float(sc[i, j])
+                row[f"picked_{s}"] = bool(int(sc[i].argmax()) == j)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pick_agreement(scores: dict[str, torch.Tensor], a: str = "more", b: str = "multitask") -> float:
+    """Share of prompts where RMs a and b pick the same candidate."""
+    return float((scores[a].argmax(dim=1) == scores[b].argmax(dim=1)).double().mean())
+
+
+def align_policies(cfg: Config, run: Run, prompts: Sequence[str], selected: dict[str, list[str]]) -> dict[str, Path]:
+    """SFT the base policy on each RM's picks; {scheme: folder of the aligned policy} under <run>/05…/policies/."""
+    return {
+        s: rjs.sft(cfg.rjs.policy, prompts, picks, run.dir / "policies" / s, cfg.rjs, cfg.seeds[0])
+        for s, picks in selected.items()
+    }
+
+
+def drop_policies(cfg: Config, aligned: dict[str, Path]) -> str:
+    """Delete the fine-tuned policy folders unless `rjs.keep_policies`; a sentence saying what happened."""
+    if cfg.rjs.keep_policies:
+        return f"Fine-tuned policies kept (rjs.keep_policies): {', '.join(str(p) for p in aligned.values())}."
+    for folder in aligned.values():
+        shutil.rmtree(folder, ignore_errors=True)
+    return (
+        "Fine-tuned policy folders deleted after use to keep the run small; set `rjs.keep_policies: true` to keep them."
+    )
+
+
+def perplexity_table(cfg: Config, pairs: dict[str, list], policies: dict[str, str | Path]) -> pd.DataFrame:
+    """Perplexity of each policy (rows) on each source's test chosen responses (columns ppl_<source>)."""
+    rows = []
+    for name, where in policies.items():
+        policy, tok = rjs.load_causal_lm(where, cfg.rjs.dtype)
+        row = {"policy": name}
+        for src, ps in pairs.items():
+            row[f"ppl_{src}"] = rjs.perplexity(
+                policy, tok, [p.prompt for p in ps], [p.chosen for p in ps], cfg.rjs.max_length, cfg.rjs.gen_batch_size
+            )
+        rows.append(row)
+        del policy
+    return pd.DataFrame(rows).set_index("policy")
+
+
+def answers(cfg: Config, policies: dict[str, str | Path], prompts: Sequence[str]) -> dict[str, list[str]]:
+    """One sampled answer per prompt from each policy (same seed for all, so differences come from the weights)."""
+    return {
+        name: [c[0] for c in rjs.sample(where, prompts, cfg.rjs, cfg.seeds[0] + 1, n=1)]
+        for name, where in policies.items()
+    }
+
+
+def make_judges(cfg: Config, data: pipeline.StudyData, cache_dir: Path) -> dict[str, judge.Judge]:
+    """The configured judge (judge.kind) and, when judge.gold_rm, the held-out gold-RM judge."""
+    j = cfg.judge  # j.kind is one of config.JUDGE_KINDS (config.validate)
+    out: dict[str, judge.Judge] = {}
+    if j.kind == "openai":
+        out["openai"] = judge.openai_judge(j.model, j.base_url, j.api_key_env, j.timeout_s, j.max_query_chars)
+    elif j.kind == "local":
+        model, tok = rjs.load_causal_lm(j.model, cfg.rjs.dtype)
+        out["local"] = judge.LocalLMJudge(model, tok, f"local:{j.model}", j.max_query_chars)
+    if j.kind == "gold-rm" or j.gold_rm:
+        out["gold-rm"] = judge.GoldRMJudge(
+            scorer(gold_head(cfg, data, cache_dir), cfg, cache_dir), "gold-rm (calib-split head)"
+        )
+    return out
+
+
+def judge_reliability(judges: dict[str, judge.Judge], pairs: dict[str, list], cfg: Config) -> dict[str, dict]:
+    """Each judge's agreement with human labels and position-bias rate on the held-out test pairs."""
+    flat = [(p, ASPECT_OF.get(src, "helpful")) for src, ps in pairs.items() for p in ps]
+    return {
+        name: judge.reliability(
+            j,
+            [p.prompt for p, _ in flat],
+            [p.chosen for p, _ in flat],
+            [p.rejected for p, _ in flat],
+            [a for _, a in flat],
+            cfg.n_boot,
+            cfg.seeds[0],
+        )
+        for name, j in judges.items()
+    }
+
+
+def judge_wtl(
+    judges: dict[str, judge.Judge],
+    items: Sequence[tuple[str, str]],
+    said: dict[str, list[str]],
+    cfg: Config,
+    a: str = "more",
+    b: str = "multitask",
+) -> dict[str, dict]:
+    """W/T/L of policy a's answers against policy b's, per judge (swap rule, bootstrap CIs over prompts)."""
+    prompts, aspects = [p for p, _ in items], [s for _, s in items]
+    return {
+        name: judge.win_tie_lose(j, prompts, said[a], said[b], aspects, cfg.n_boot, cfg.seeds[0])
+        for name, j in judges.items()
+    }
+
+
+def outcome_frame(results: dict[str, dict]) -> pd.DataFrame:
+    """Tidy win/tie/lose shares with CIs per judge (for bar plots)."""
+    return pd.DataFrame(
+        [
+            {
+                "judge": name,
+                "outcome": o,
+                "share": r[f"{o}_share"],
+                "share_lo": r[f"{o}_lo"],
+                "share_hi": r[f"{o}_hi"],
+                "count": r[o],
+            }
+            for name, r in results.items()
+            for o in ("win", "tie", "lose")
+        ]
+    )
+
+
+def table2(rms: pd.DataFrame, ppl: pd.DataFrame, wtl: dict | None, label: str) -> pd.DataFrame:
+    """Our Table 2 rows (base, MultiTask, MORE): RM ECE, PPL helpful/harmless, W/T/L % on the MORE row."""
+    rows = []
+    for name in ppl.index:
+        row = {
+            "rm_base_model": label,
+            "scheme": {"base": "-", "multitask": "MultiTask", "more": "MORE"}.get(name, name),
+            "rm_ece": float(rms.loc[name, "rm_ece"]) if name in rms.index else np.nan,
+            "ppl_helpful": ppl.loc[name].get("ppl_helpful", np.nan),
+            "ppl_harmless": ppl.loc[name].get("ppl_harmless", np.nan),
+        }
+        for o in ("win", "tie", "lose"):
+            row[f"gpt4_{o}"] = 100 * wtl[f"{o}_share"] if (wtl is not None and name == "more") else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def table2_side_by_side(ours: pd.DataFrame) -> pd.DataFrame:
+    """Paper Table 2 (read from its CSV at run time) stacked above our rows, with a `who` column."""
+    theirs = paper.read("table2").assign(who="paper (Alpaca-7B policy)")
+    return pd.concat([theirs, ours.assign(who="ours")], ignore_index=True)[["who", *theirs.columns.drop("who")]]
+
+
+def finding(
+    rms: pd.DataFrame, ppl: pd.DataFrame, agreement: float, reliabilities: dict[str, dict], wtls: dict[str, dict]
+) -> str:
+    """The notebook's finding from the numbers: RM ECE, PPL vs base, pick agreement, each judge's reliability and
+    W/T/L."""
+    ece = ", ".join(f"{n} {rms.loc[n, 'rm_ece']:.4f}" for n in MIX_SCHEMES if n in rms.index)
+    ppl_txt = "; ".join(
+        f"{n}: " + ", ".join(f"{c[4:]} {ppl.loc[n, c]:.2f} (base {ppl.loc['base', c]:.2f})" for c in ppl.columns)
+        for n in MIX_SCHEMES
+        if n in ppl.index
+    )
+    same = " (so both RMs fine-tuned the policy on identical data)" if agreement == 1.0 else ""
+    judged = " ".join(judge.reliability_sentence(reliabilities[k]) + " " + judge.wtl_sentence(wtls[k]) for k in wtls)
+    return (
+        f"RM ECE (mean over the prompt sources' test sets): {ece}. MORE and MultiTask picked the same response "
+        f"for {agreement:.0%} of the prompts{same}. Perplexity on test chosen responses — {ppl_txt}. " + judged
+    )

@@ -1,0 +1,361 @@
+"""Rejection-sampling (RJS) alignment, paper §5.4: sample n responses per prompt, keep the best by a reward model,
+fine-tune the policy on the kept responses (the RJS loss: −log π(y_best | x), response tokens only), and measure
+the perplexity of a policy on the chosen responses of the Helpful and Harmless test sets (Table 2).
+
+The policy is an ordinary `AutoModelForCausalLM`: `smollm2-135m` is the dequantised SmolLM2 folder that
+`morelib.backbone.model` builds once (its causal-LM weights; the reward head is ignored), `tiny-random` a seeded 2-layer
+Llama
+with the byte tokenizer (tests only), anything else a local folder or hub id. HH prompts ("\\n\\nHuman:
+…\\n\\nAssistant:")
+are turned into chat messages and rendered with the policy's chat template when it has one; sampling, SFT and
+perplexity all tokenise prompt and response the same way (`encode_example`), so the SFT label mask and the
+perplexity both cover exactly the response tokens (+ the end-of-turn token).
+Checked in tests/test_rjs.py: perplexity against a per-example manual cross-entropy, SFT changes parameters,
+generation is seeded and returns n strings per prompt.
+# NOTE(paper): the paper aligns Alpaca-7B on H&H training prompts; the CPU default is SmolLM2-135M-Instruct.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainingArguments,
+)
+
+from morelib.backbone import model as rm_model
+from morelib.core.config import RJSConfig
+from morelib.core.errors import ConfigError, ModelError
+from morelib.core.hardware import default_device, resolve_dtype
+
+IGNORE = -100  # label of tokens that take no part in the loss (prompt and padding)
+TURN = re.compile(r"\n\n(Human|Assistant):")
+HH_STOP = "\n\nHuman:"  # a policy without a chat template may start the next human turn; cut there
+
+
+def _tiny_causal() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The tiny-random registry backbone as a causal LM (seeded 2-layer, 32-wide Llama; byte tokenizer)."""
+    tok = rm_model.byte_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    with rm_model._seeded(rm_model.HEAD_SEED):
+        return LlamaForCausalLM(config), tok
+
+
+def policy_folder(name: str) -> Path:
+    """The dequantised SmolLM2 folder morelib.backbone.model caches (built on first use)."""
+    if name != "smollm2-135m":
+        raise ModelError(f"policy_folder knows only 'smollm2-135m', got {name!r}")
+    folder = rm_model.cache_root() / "models" / "smollm2-135m"
+    if not (folder / "config.json").is_file():
+        rm_model.load_reward_model("smollm2-135m", dtype="fp32", device="cpu")
+    return folder
+
+
+def load_causal_lm(
+    name: str | Path, dtype: str = "auto", device: torch.device | str | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """(policy, tokenizer): an AutoModelForCausalLM in eval mode with a pad token; registry name, folder or hub id."""
+    device = torch.device(device) if device is not None else default_device()
+    name = str(name)
+    if name == "tiny-random":
+        policy, tok = _tiny_causal()
+    else:
+        source = policy_folder(name) if name == "smollm2-135m" else Path(name).expanduser()
+        if source.is_dir():
+            rm_model.check_folder(source)
+        elif "/" not in name or source.is_absolute() or name.startswith("."):
+            raise ModelError(f"unknown policy '{name}': not smollm2-135m, tiny-random, a folder or a hub id")
+        try:
+            policy = AutoModelForCausalLM.from_pretrained(source if source.is_dir() else name)
+            tok = AutoTokenizer.from_pretrained(source if source.is_dir() else name)
+        except OSError as err:
+            raise ModelError(f"policy '{name}' could not be loaded as a causal LM: {err}") from err
+    rm_model.set_pad_token(policy, tok)
+    policy.generation_config.pad_token_id = tok.pad_token_id
+    return policy.to(device=device, dtype=resolve_dtype(dtype, device)).eval(), tok
+
+
+def hh_messages(prompt: str) -> list[dict[str, str]]:
+    """Chat messages of an HH dialogue prompt ("\\n\\nHuman: …\\n\\nAssistant:"); a plain prompt is one user turn."""
+    parts = TURN.split(prompt)
+    if len(parts) < 3:
+        return [{"role": "user", "content": prompt.strip()}]
+    messages = []
+    for speaker, text in zip(parts[1::2], parts[2::2]):
+        if text.strip():
+            messages.append({"role": "user" if speaker == "Human" else "assistant", "content": text.strip()})
+    return messages
+
+
+def format_prompt(tok: PreTrainedTokenizerBase, prompt: str) -> str:
+    """The text a policy continues: its chat template with a generation prompt, else the raw HH prompt."""
+    if getattr(tok, "chat_template", None):
+        return tok.apply_chat_template(hh_messages(prompt), tokenize=False, add_generation_prompt=True)
+    return prompt
+
+
+def response_text(tok: PreTrainedTokenizerBase, response: str) -> str:
+    """The response as the policy writes it: stripped (a leading space without a chat template) + end of turn."""
+    lead = "" if getattr(tok, "chat_template", None) else " "
+    return lead + response.strip() + (tok.eos_token or "")
+
+
+def clean_response(text: str) -> str:
+    """A decoded continuation cut before any next human turn, stripped."""
+    return text.split(HH_STOP)[0].strip()
+
+
+def encode_example(tok: PreTrainedTokenizerBase, prompt: str, response: str, max_length: int) -> dict[str, list[int]]:
+    """input_ids and labels (IGNORE on prompt tokens) of prompt ⊕ response; prompt cut on the left to fit max_length."""
+    p_ids = tok(format_prompt(tok, prompt), add_special_tokens=False)["input_ids"]
+    r_ids = tok(response_text(tok, response), add_special_tokens=False)["input_ids"][: max_length - 1]
+    p_ids = p_ids[-(max_length - len(r_ids)) :]
+    return {"input_ids": p_ids + r_ids, "labels": [IGNORE] * len(p_ids) + r_ids}
+
+
+def generate(
+    policy: PreTrainedModel,
+    tok: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    n: int = 4,
+    max_new_tokens: int = 48,
+    temperature: float = 0.8,
+    top_p: float = 0.95,
+    batch_size: int = 16,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[list[str]]:
+    """n sampled responses per prompt, list[P][n] of str; left-padded length-sorted batches, batch b seeded seed+b.
+
+    temperature 0 means greedy decoding (then the n responses are equal).
+    """
+    if n < 1 or batch_size < 1 or max_new_tokens < 1:
+        raise ValueError(f"generate needs n, batch_size, max_new_tokens ≥ 1; got {n}, {batch_size}, {max_new_tokens}")
+    texts = [format_prompt(tok, p) for p in prompts]
+    ids = tok(texts, add_special_tokens=False)["input_ids"]
+    jobs = sorted(((i, j) for i in range(len(prompts)) for j in range(n)), key=lambda ij: -len(ids[ij[0]]))
+    out = [[""] * n for _ in prompts]
+    device = next(policy.parameters()).device
+    sampling = (
+        {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+    )
+    with (
+        rm_model.tokenizer_side(tok, "padding_side", "left"),
+        torch.inference_mode(),
+        tqdm(total=len(jobs), disable=not progress, unit="response", desc="sampling") as bar,
+    ):
+        for b, start in enumerate(range(0, len(jobs), batch_size)):
+            chunk = jobs[start : start + batch_size]
+            batch = tok.pad({"input_ids": [ids[i] for i, _ in chunk]}, return_tensors="pt").to(device)
+            with rm_model._seeded(seed + b, device):
+                seqs = policy.generate(
+                    **batch,
+                    max_new_tokens=max_new_tokens,
+                    pad_token_id=tok.pad_token_id,
+                    eos_token_id=tok.eos_token_id,
+                    **sampling,
+                )
+            new = tok.batch_decode(seqs[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+            for (i, j), text in zip(chunk, new):
+                out[i][j] = clean_response(text)
+            bar.update(len(chunk))
+    return out
+
+
+def vllm_available() -> bool:
+    """True when vLLM is importable and a CUDA GPU is present."""
+    return torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None
+
+
+def generate_vllm(
+    policy_path: str | Path,
+    prompts: Sequence[str],
+    n: int,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    seed: int,
+) -> list[list[str]]:
+    """n responses per prompt with vLLM (GPU only; untested on the CPU machine), list[P][n] of str."""
+    from vllm import LLM, SamplingParams
+
+    llm = LLM(model=str(policy_path), seed=seed)
+    tok = llm.get_tokenizer()
+    params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, seed=seed)
+    outputs = llm.generate([format_prompt(tok, p) for p in prompts], params)
+    return [[clean_response(c.text) for c in o.outputs] for o in outputs]
+
+
+def sample(
+    policy_name: str | Path,
+    prompts: Sequence[str],
+    cfg: RJSConfig,
+    seed: int,
+    n: int | None = None,
+    progress: bool = True,
+) -> list[list[str]]:
+    """Responses list[P][n] from a policy by name/folder: vLLM on a GPU when importable (cfg.backend auto|vllm), else
+    HF."""
+    n = cfg.n_samples if n is None else n
+    if cfg.backend == "vllm" and not vllm_available():
+        raise ConfigError("rjs.backend 'vllm' needs the vllm package and a CUDA GPU; use 'auto' or 'hf' here")
+    if cfg.backend == "vllm" or (cfg.backend == "auto" and vllm_available()):
+        path = policy_folder(str(policy_name)) if str(policy_name) == "smollm2-135m" else policy_name
+        return generate_vllm(path, prompts, n, cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed)
+    policy, tok = load_causal_lm(policy_name, cfg.dtype)
+    return generate(
+        policy, tok, prompts, n, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.gen_batch_size, seed, progress
+    )
+
+
+def best_of_n(candidates: Sequence[Sequence[str]], scores: torch.Tensor | Sequence[Sequence[float]]) -> list[str]:
+    """The highest-scoring candidate per prompt (first one on ties); candidates [P][n], scores [P, n]."""
+    s = torch.as_tensor(scores, dtype=torch.float64)
+    if s.dim() != 2 or s.shape[0] != len(candidates) or any(len(c) != s.shape[1] for c in candidates):
+        raise ValueError(
+            f"best_of_n needs scores [P, n] matching candidates; got {tuple(s.shape)} for "
+            f"{len(candidates)} prompts of sizes {sorted({len(c) for c in candidates})}"
+        )
+    if not torch.isfinite(s).all():
+        raise ValueError("best_of_n got non-finite scores")
+    return [cands[int(k)] for cands, k in zip(candidates, s.argmax(dim=1))]
+
+
+def _collate(
+    tok: PreTrainedTokenizerBase, examples: Sequence[dict[str, list[int]]], side: str = "right"
+) -> dict[str, torch.Tensor]:
+    """Pad examples on `side` into input_ids, attention_mask and labels (IGNORE on padding) [B, T]."""
+    width = max(len(e["input_ids"]) for e in examples)
+    ids = torch.full((len(examples), width), tok.pad_token_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, e in enumerate(examples):
+        k = len(e["input_ids"])
+        cols = slice(0, k) if side == "right" else slice(width - k, width)
+        ids[row, cols], labels[row, cols], mask[row, cols] = torch.tensor(e["input_ids"]), torch.tensor(e["labels"]), 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def sft(
+    policy_name: str | Path,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    out_dir: str | Path,
+    cfg: RJSConfig,
+    seed: int = 0,
+) -> Path:
+    """Fine-tune the policy on (prompt, response) pairs with transformers' Trainer, loss on response tokens only.
+
+    Trains in fp32 (bf16 weights would round away lr·grad updates); writes an ordinary HF causal-LM folder and
+    `sft_log.json` (Trainer's log history) to out_dir, and returns out_dir.
+    """
+    from datasets import Dataset
+
+    if len(prompts) != len(responses) or not prompts:
+        raise ValueError(f"sft needs as many responses as prompts (> 0); got {len(prompts)} and {len(responses)}")
+    out_dir = Path(out_dir)
+    policy, tok = load_causal_lm(policy_name, dtype="fp32")
+    examples = Dataset.from_list([encode_example(tok, p, r, cfg.max_length) for p, r in zip(prompts, responses)])
+    args = TrainingArguments(
+        output_dir=str(out_dir / "trainer"),
+        num_train_epochs=cfg.sft_epochs,
+        learning_rate=cfg.sft_lr,
+        per_device_train_batch_size=cfg.sft_batch_size,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=seed,
+        data_seed=seed,
+        use_cpu=not torch.cuda.is_available(),
+        remove_unused_columns=False,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(
+        model=policy.train(), args=args, train_dataset=examples, data_collator=lambda batch: _collate(tok, batch)
+    )
+    trainer.train()
+    shutil.rmtree(out_dir / "trainer", ignore_errors=True)  # save_strategy "no": only Trainer's empty folder is there
+    policy.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    (out_dir / "sft_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    return out_dir
+
+
+def response_nll(
+    policy: PreTrainedModel,
+    tok: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    max_length: int = 512,
+    batch_size: int = 8,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed negative log-likelihood (nats) and token count of each response given its prompt, Tensors [N].
+
+    Rows are left-padded (position ids skip the padding), so every response ends the row and only the last
+    (longest response + 1) positions need logits: the vocabulary projection is skipped over the prompts.
+    """
+    if len(prompts) != len(responses) or not prompts:
+        raise ValueError(f"need as many responses as prompts (> 0); got {len(prompts)} and {len(responses)}")
+    examples = [encode_example(tok, p, r, max_length) for p, r in zip(prompts, responses)]
+    device = next(policy.parameters()).device
+    nll, count = [], []
+    with torch.inference_mode():
+        for start in range(0, len(examples), batch_size):
+            batch = {k: v.to(device) for k, v in _collate(tok, examples[start : start + batch_size], "left").items()}
+            keep = int((batch["labels"] != IGNORE).sum(dim=1).max()) + 1
+            positions = (batch["attention_mask"].cumsum(dim=1) - 1).clamp(min=0)
+            logits = policy(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                position_ids=positions,
+                logits_to_keep=keep,
+            ).logits.float()
+            target = batch["labels"][:, -keep + 1 :]
+            loss = F.cross_entropy(logits[:, :-1].transpose(1, 2), target, ignore_index=IGNORE, reduction="none")
+            nll.append(loss.sum(dim=1).cpu())
+            count.append((target != IGNORE).sum(dim=1).cpu())
+    return torch.cat(nll).double(), torch.cat(count)
+
+
+def perplexity(
+    policy: PreTrainedModel,
+    tok: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    max_length: int = 512,
+    batch_size: int = 8,
+) -> float:
+    """Token-level perplexity exp(Σ NLL / Σ tokens) of the responses given their prompts (response tokens only)."""
+    nll, count = response_nll(policy, tok, prompts, responses, max_length, batch_size)
+    return math.exp(float(nll.sum()) / max(int(count.sum()), 1))

@@ -1,0 +1,4 @@
+"""The reward model's backbone: model (loading, tokenising, last-token and mean pooling, saving), prompt_sharing (a
+pair's common prompt read once, in both tiers) and features (the frozen backbone's pooled features, cached on disk:
+the feature tier's input).
+"""

@@ -1,0 +1,400 @@
+"""Run folders: one never-overwritten folder per run, atomic writes, provenance manifest and a timing table.
+
+Layout (STYLE.md): `outputs/<profile>-<YYYYmmdd-HHMMSS>-<git7>/` holds `config.yaml`, `heads/` (reward models shared by
+the notebooks of the run) and one folder per notebook with `manifest.json`, `metrics.json`, `tables/*.csv`,
+`figures/*.html` (+ `.png` where a static renderer exists), `timings.csv` and the executed notebook. Every file is
+written to a temporary name in the same folder and moved into place with `os.replace`, so a crash or a full disk
+leaves either the old file or none — never a partial one (checked by monkeypatching the writer in tests/test_runs.py).
+Modelled on lm-evaluation-harness' result provenance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import json
+import logging
+import math
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from transformers.utils import logging as hf_logging
+
+from morelib.core import status
+from morelib.core.config import PARAMS_DIR, Config, check_notebook_params, load_config, parse_overrides
+from morelib.core.errors import ConfigError, RunError
+
+log = logging.getLogger(__name__)
+REPO_ROOT = PARAMS_DIR.parent
+PACKAGES = ("torch", "transformers", "accelerate", "datasets", "numpy", "scipy", "pandas", "plotly", "papermill")
+DONE_MARKER = ".done"
+LOG_FILE = "log.txt"  # <run>/<notebook>/log.txt: every INFO line of the notebook's kernel
+STATUS_FILE = "status.log"  # <run>/status.log: the steps and progress lines run_all.sh shows on the terminal
+INTERACTIVE_PREFIX = "interactive-"  # <run>/interactive-<stamp>/: a rerun against a finished notebook writes here
+_PNG_SKIPPED: list[str] = []
+
+
+def git_commit(short: bool = False) -> str:
+    """The repository's HEAD commit (7 characters if `short`), or 'nogit' outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "nogit"
+    sha = out.stdout.strip() if out.returncode == 0 else ""
+    if not sha:
+        return "nogit"
+    return sha[:7] if short else sha
+
+
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
+    """Installed versions of the packages that shape results ('absent' when not installed)."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def machine() -> dict[str, Any]:
+    """Where the run happened: host, OS, Python, CPU count and accelerator."""
+    info: dict[str, Any] = {
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
+    try:
+        import torch
+
+        info["cuda"] = torch.cuda.is_available()
+        info["gpu"] = torch.cuda.get_device_name(0) if info["cuda"] else None
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        info["cuda"] = False
+    return info
+
+
+def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> Path:
+    """Write `path` via `write(fileobj)` into a temp file beside it, then `os.replace`; on any error no file is left."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise RunError(f"could not write {path}: {err}") from err
+        raise
+    return path
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON data from numpy/torch scalars, tuples and Paths (non-finite floats become None)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _json_part(value: Any, wide: bool) -> Any:
+    """A metrics.json part: a DataFrame as records (its index as columns unless a plain range) or, when `wide`, as
+    {column: {index: value}}; anything else unchanged."""
+    if not isinstance(value, pd.DataFrame):
+        return value
+    if wide:
+        return value.to_dict()
+    return (value if isinstance(value.index, pd.RangeIndex) else value.reset_index()).to_dict("records")
+
+
+def new_run_id(cfg: Config) -> str:
+    """`<profile>-<YYYYmmdd-HHMMSS>-<git7>` for a fresh run of `cfg`."""
+    return f"{cfg.profile}-{datetime.now():%Y%m%d-%H%M%S}-{git_commit(short=True)}"
+
+
+def create_run_dir(cfg: Config, root: str | Path | None = None) -> Path:
+    """Create a new, empty run folder under `root` (default cfg.output_root); never reuses an existing one."""
+    base = Path(root or cfg.output_root)
+    if not base.is_absolute():
+        base = REPO_ROOT / base
+    base.mkdir(parents=True, exist_ok=True)
+    run_id = new_run_id(cfg)
+    for n in range(1000):
+        path = base / (run_id if n == 0 else f"{run_id}-{n}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise RunError(f"could not find a free run folder name for {run_id} under {base}")
+
+
+def latest_run_dir(cfg: Config) -> Path:
+    """The most recent run folder of cfg.profile under cfg.output_root."""
+    base = Path(cfg.output_root)
+    base = base if base.is_absolute() else REPO_ROOT / base
+    runs = sorted(p for p in base.glob(f"{cfg.profile}-*") if p.is_dir())
+    if not runs:
+        raise RunError(f"no earlier '{cfg.profile}' run under {base}; pass run_dir='' to start one")
+    return runs[-1]
+
+
+@dataclass
+class Run:
+    """One notebook's view of a run folder: where it writes and what it has timed."""
+
+    root: Path
+    notebook: str
+    cfg: Config
+    timings: list[tuple[str, float]] = field(default_factory=list)
+    manifest_extra: dict[str, Any] = field(default_factory=dict)
+    sub: str = ""  # "interactive-<stamp>" when this notebook already finished in the run: its files stay untouched
+
+    @property
+    def dir(self) -> Path:
+        """This notebook's folder inside the run (inside `sub` for an interactive rerun)."""
+        return self.root / self.sub / self.notebook if self.sub else self.root / self.notebook
+
+    @property
+    def heads_dir(self) -> Path:
+        """Folder of reward models shared by all notebooks of the run."""
+        return self.root / "heads"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Content-keyed feature cache shared across runs (outputs/cache)."""
+        base = Path(self.cfg.output_root)
+        return (base if base.is_absolute() else REPO_ROOT / base) / "cache"
+
+    def save_json(self, name: str, data: Any) -> Path:
+        """Write `data` as `<notebook>/<name>.json` (e.g. name='metrics')."""
+        text = json.dumps(_jsonable(data), indent=2, sort_keys=True, allow_nan=False)
+        return atomic_write(self.dir / f"{name}.json", lambda fh: fh.write(text + "\n"))
+
+    def save_metrics(self, *, file: str = "metrics", wide: Sequence[str] = (), **parts: Any) -> Path:
+        """Write `<notebook>/<file>.json` from named parts: a DataFrame as records (a non-range index becomes columns),
+        or as {column: {index: value}} when its name is in `wide`; any other value as given."""
+        unknown = [name for name in wide if name not in parts]
+        if unknown:
+            raise RunError(f"save_metrics: wide={unknown} names no part (parts: {sorted(parts)})")
+        return self.save_json(file, {name: _json_part(value, name in wide) for name, value in parts.items()})
+
+    def save_table(self, name: str, table: pd.DataFrame) -> pd.DataFrame:
+        """Write `table` as `<notebook>/tables/<name>.csv` and return it (a cell can end with the call)."""
+        if not isinstance(table, pd.DataFrame):
+            raise RunError(f"save_table('{name}') needs a pandas DataFrame, got {type(table).__name__}")
+        text = table.to_csv(index=not isinstance(table.index, pd.RangeIndex))
+        atomic_write(self.dir / "tables" / f"{name}.csv", lambda fh: fh.write(text))
+        return table
+
+    def save_figure(self, name: str, fig: Any) -> Any:
+        """Write a plotly figure as `<notebook>/figures/<name>.html` (plotly.js beside it) and PNG; return it."""
+        figdir = self.dir / "figures"
+        js = figdir / "plotly.min.js"
+        if not js.exists():
+            from plotly.offline import get_plotlyjs
+
+            atomic_write(js, lambda fh: fh.write(get_plotlyjs()))
+        html = fig.to_html(include_plotlyjs="directory", full_html=True)
+        atomic_write(figdir / f"{name}.html", lambda fh: fh.write(html))
+        self._save_png(figdir / f"{name}.png", fig)
+        return fig
+
+    def _save_png(self, path: Path, fig: Any) -> None:
+        """Write a static PNG when a renderer (kaleido) is installed; otherwise log once and skip."""
+        try:
+            png = fig.to_image(format="png")
+        except (ImportError, ValueError, RuntimeError) as err:
+            if not _PNG_SKIPPED:
+                log.info(
+                    "PNG figures skipped: no static renderer (plotly's kaleido) here; HTML written (%s)",
+                    type(err).__name__,
+                )
+                _PNG_SKIPPED.append(str(err))
+            return
+        atomic_write(path, lambda fh: fh.write(png), mode="wb")
+
+    def save_manifest(self, **extra: Any) -> Path:
+        """Write `<notebook>/manifest.json`: config, git commit, packages, seeds, machine, timings and `extra`."""
+        self.manifest_extra.update(extra)
+        manifest = {
+            "run_id": self.root.name,
+            "notebook": self.notebook,
+            "profile": self.cfg.profile,
+            "git_commit": git_commit(),
+            "seeds": list(self.cfg.seeds),
+            "config": self.cfg.to_dict(),
+            "packages": package_versions(),
+            "machine": machine(),
+            "written": datetime.now().isoformat(timespec="seconds"),
+            "timings_s": dict(self.timings),
+            **self.manifest_extra,
+        }
+        return self.save_json("manifest", manifest)
+
+    @contextlib.contextmanager
+    def timer(self, step: str) -> Iterator[None]:
+        """Time the enclosed block as `step` in this notebook's timing table."""
+        start = time.perf_counter()
+        status.report(f"step: {step}")
+        try:
+            yield
+        finally:
+            self.timings.append((step, round(time.perf_counter() - start, 3)))
+
+    def timing_table(self) -> pd.DataFrame:
+        """Seconds per timed step, with a total row."""
+        table = pd.DataFrame(self.timings, columns=["step", "seconds"])
+        total = pd.DataFrame([("total", round(float(table["seconds"].sum()), 3))], columns=["step", "seconds"])
+        return pd.concat([table, total], ignore_index=True)
+
+    def finish(self) -> pd.DataFrame:
+        """Save the timing table and manifest; return the timing table (for display)."""
+        table = self.timing_table()
+        self.save_table("timings", table)
+        self.save_manifest()
+        return table
+
+    def is_done(self, notebook: str) -> bool:
+        """Whether `notebook` completed in this run (run_all.sh marks completion)."""
+        return (self.root / notebook / DONE_MARKER).exists()
+
+
+def open_run(cfg: Config, run_dir: str | Path | None, notebook: str) -> Run:
+    """Open the run folder `run_dir` (created when empty/None; 'latest' = newest of this profile) for `notebook`."""
+    if not notebook or "/" in notebook:
+        raise RunError(f"notebook name must be a plain folder name, got {notebook!r}")
+    if run_dir in (None, ""):
+        root = create_run_dir(cfg)
+    elif str(run_dir) == "latest":
+        root = latest_run_dir(cfg)
+    else:
+        root = Path(run_dir)
+        root.mkdir(parents=True, exist_ok=True)
+    sub = f"{INTERACTIVE_PREFIX}{datetime.now():%Y%m%d-%H%M%S}" if (root / notebook / DONE_MARKER).exists() else ""
+    run = Run(root=root.resolve(), notebook=notebook, cfg=cfg, sub=sub)
+    config_file = root / "config.yaml"
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    if not config_file.exists():
+        atomic_write(config_file, lambda fh: fh.write(text))
+    elif config_file.read_text() != text:
+        atomic_write(run.dir / "config.yaml", lambda fh: fh.write(text))
+    run.dir.mkdir(parents=True, exist_ok=True)
+    if sub:
+        log.warning(
+            "%s already finished in %s: this rerun writes into %s and reuses the run's RMs", notebook, root, run.dir
+        )
+    return run
+
+
+def log_to_file(run: Run, level: int = logging.INFO) -> Path:
+    """Send log lines of `level` and above to `<notebook dir>/log.txt`; only warnings reach the notebook's output.
+
+    Also points status lines (`morelib.core.status`) at `<run>/status.log` and turns off transformers' progress bars.
+    """
+    path = run.dir / LOG_FILE
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    to_file = logging.FileHandler(path)
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    visible = logging.StreamHandler()
+    visible.setLevel(logging.WARNING)
+    visible.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(to_file)
+    root.addHandler(visible)
+    root.setLevel(level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    hf_logging.disable_progress_bar()
+    status.set_target(run.root / run.sub / STATUS_FILE, run.notebook + (f" ({run.sub})" if run.sub else ""))
+    return path
+
+
+def start(profile: str, run_dir: str, overrides: str | dict | None, notebook: str, **params: Any) -> Run:
+    """Validate a notebook's parameters (load_config; its own `params` by config.check_notebook_params) and open its
+    run folder (run.cfg is the config)."""
+    for name, value in (("profile", profile), ("run_dir", run_dir)):
+        if not isinstance(value, (str, Path)) and not (name == "run_dir" and value is None):
+            raise ConfigError(f"notebook parameter '{name}' must be a string, got {type(value).__name__}: {value!r}")
+    cfg = load_config(profile, parse_overrides(overrides))
+    check_notebook_params(cfg, **params)
+    return open_run(cfg, run_dir, notebook)
+
+
+def resume_dir(run_id: str, root: str | Path | None = None) -> Path:
+    """The existing run folder `run_id` (under `root`, default outputs/) to continue; RunError if absent."""
+    base = Path(root) if root else REPO_ROOT / "outputs"
+    path = Path(run_id) if Path(run_id).is_absolute() else base / run_id
+    if not (path / "run_all.json").exists():
+        raise RunError(f"no run to resume at {path} (expected {path / 'run_all.json'} written by run_all.sh)")
+    return path
+
+
+def hub_needs(cfg: Config) -> list[str]:
+    """What this run fetches from the Hugging Face hub: 'data' (data_dir: hub) and model ids that are neither
+    registry names (no '/') nor local folders (model, RJS policy, local judge)."""
+    models = [cfg.model.name, cfg.rjs.policy] + ([cfg.judge.model] if cfg.judge.kind == "local" else [])
+    hub = [
+        m
+        for m in dict.fromkeys(models)
+        if "/" in m and not m.startswith((".", "/", "~")) and not Path(m).expanduser().is_dir()
+    ]
+    return (["data"] if cfg.data.data_dir == "hub" else []) + hub
+
+
+def _main(argv: list[str]) -> str:
+    """CLI for run_all.sh: `overrides K=V ...` → validated-later JSON; `create PROFILE JSON` → new run folder;
+    `needs-hub PROFILE JSON` → yes/no (scripts/setup.sh's hub_mode)."""
+    if argv[:1] == ["overrides"]:
+        return json.dumps(parse_overrides(argv[1:]))
+    if argv[:1] == ["create"] and len(argv) in (3, 4):
+        overrides = parse_overrides(argv[2])
+        cfg = load_config(argv[1], overrides)
+        root = create_run_dir(cfg)
+        spec = {
+            "profile": argv[1],
+            "overrides": overrides,
+            "git_commit": git_commit(),
+            "only": argv[3] if len(argv) == 4 else "",
+        }
+        atomic_write(root / "run_all.json", lambda fh: fh.write(json.dumps(spec, indent=2) + "\n"))
+        return str(root)
+    if argv[:1] == ["needs-hub"] and len(argv) == 3:
+        return "yes" if hub_needs(load_config(argv[1], parse_overrides(argv[2]))) else "no"
+    raise RunError(
+        f"usage: python -m morelib.core.runs overrides K=V ... | create PROFILE OVERRIDES_JSON [ONLY] | "
+        f"needs-hub PROFILE OVERRIDES_JSON (got {argv})"
+    )
+
+
+if __name__ == "__main__":
+    import sys
+
+    try:
+        print(_main(sys.argv[1:]))
+    except ConfigError as err:
+        sys.exit(f"config error: {err}")

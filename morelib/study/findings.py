@@ -1,0 +1,602 @@
+"""Findings: one sentence per notebook section, formatted from the numbers just computed — never written in advance.
+
+Each function takes a table from `morelib.study.tables`/`morelib.study.pipeline` and says what it shows on THIS run,
+including when
+the paper's claim does not hold (e.g. MORE not better calibrated than MultiTask), with values, CIs and seed counts.
+Every verdict word ("better", "holds", "falls", "below", "fewer") comes from a 95% CI that excludes 0: the pooled paired
+CI of `tables.pooled_compare` where given, per-source paired CIs with Holm's correction over the tested sources
+otherwise; and an ECE is never called better when both ECEs are within a perfectly calibrated model's spread (at or
+below the noise floor's 95th percentile, `metrics.ece_floor_stats`). Without a CI a finding reports numbers only.
+Checked in tests/test_study.py and tests/test_findings.py: opposite inputs give opposite verdicts; mixed significant
+signs, point-mean-only trends and floor-level ECEs give no verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from morelib.evaluation import stats
+from morelib.evaluation.stats import mean_and_ci_over_seeds
+
+# mean |Δ| counts as lower-is-better in the paper's sense (§5.3: smaller absolute rewards = less over-rewarding).
+SIZE_METRICS = ("mean_abs_diff", "outlier_count")  # distribution shape: the CI says "smaller", not "better"
+SIZE_WORDS = ("smaller than", "larger than")
+LOWER_IS_BETTER = ("ece", "ace", "mce", "brier", "log_loss", "true_prob_gap", "mean_abs_diff", "outlier_count")
+NAMES = {"raw": "Raw", "top": "Single-Top", "multitask": "MultiTask", "more": "MORE", "single": "Single"}
+ALPHA = 0.05  # family-wise error rate of the per-source Holm correction (matches the 95% CIs)
+
+
+def _name(scheme: str) -> str:
+    """Display name of a scheme ('more+T' → 'MORE+T')."""
+    base, plus, rest = scheme.partition("+")
+    return NAMES.get(base, base) + plus + rest
+
+
+def _lower_better(metric: str) -> bool:
+    """Whether smaller values of `metric` are better."""
+    return metric.startswith(LOWER_IS_BETTER)
+
+
+def _verdict(lo: float, hi: float, lower_better: bool) -> int:
+    """+1 when the CI of a − b says a is better, −1 when worse, 0 when it includes 0."""
+    if lo > 0:
+        return -1 if lower_better else 1
+    if hi < 0:
+        return 1 if lower_better else -1
+    return 0
+
+
+def _holm_verdicts(rows: pd.DataFrame, lower_better: bool) -> list[int]:
+    """Per-source +1 (a better) / −1 (worse) / 0 after Holm's correction of the rows' two-sided `p_value`s (0 where a
+    p-value is missing: no correction, no verdict)."""
+    if "p_value" not in rows or rows["p_value"].isna().any():
+        return [0] * len(rows)
+    adjusted = stats.holm(rows["p_value"].to_numpy())
+    return [_verdict(r.lo, r.hi, lower_better) if q < ALPHA else 0 for r, q in zip(rows.itertuples(), adjusted)]
+
+
+def _within_floor(row: Any, a: str, b: str) -> bool:
+    """Whether both ECEs of a row are at or below their noise floor's 95th percentile (False when no floor is given)."""
+    try:
+        return bool(row[a] <= row[f"{a}_floor_p95"] and row[b] <= row[f"{b}_floor_p95"])
+    except (KeyError, TypeError):
+        return False
+
+
+def _pooled_row(pooled: pd.DataFrame | None, metric: str) -> pd.Series | None:
+    """The pooled-comparison row of `metric`, or None."""
+    if pooled is None or pooled.empty:
+        return None
+    rows = pooled[pooled["metric"] == metric]
+    return rows.iloc[0] if len(rows) else None
+
+
+def _pooled_verdict(row: pd.Series, a: str, b: str, metric: str) -> int:
+    """+1 / −1 / 0 from a pooled CI of a − b; 0 for an ECE when both are within their noise floor's spread."""
+    verdict = _verdict(row["lo"], row["hi"], _lower_better(metric))
+    return 0 if metric.startswith("ece") and _within_floor(row, a, b) else verdict
+
+
+def _pooled_text(row: pd.Series, a: str, b: str, metric: str) -> str:
+    """'pooled paired 95% CI of A − B ... — A better than B' (the words chosen by the CI and the floor)."""
+    verdict = _pooled_verdict(row, a, b, metric)
+    words = SIZE_WORDS if str(metric).startswith(SIZE_METRICS) else ("better than", "worse than")
+    word = {1: words[0], -1: words[1], 0: "not distinguishable from"}[verdict]
+    text = (
+        f"pooled over {int(row['n_sources'])} sources ({int(row['n_pairs'])} test pairs, {int(row['n_seeds'])} "
+        f"seeds resampled too) {_name(a)} − {_name(b)} = {row['diff']:+.4f}, 95% CI [{row['lo']:+.4f}, "
+        f"{row['hi']:+.4f}]: "
+        + (
+            f"{_name(a)}'s {metric} is {word} {_name(b)}'s"
+            if words == SIZE_WORDS
+            else f"{_name(a)} is {word} {_name(b)}"
+        )
+    )
+    if metric.startswith("ece") and _within_floor(row, a, b):
+        text += (
+            f" (both ECEs are within a perfectly calibrated model's spread — noise-floor 95th percentiles "
+            f"{row[f'{a}_floor_p95']:.4f} / {row[f'{b}_floor_p95']:.4f} — so neither is called better)"
+        )
+    return text
+
+
+def finding_comparison(cmp: pd.DataFrame, a: str, b: str, seeds: int, pooled: pd.DataFrame | None = None) -> str:
+    """Sentence per metric: a vs b averaged over test sources, the pooled paired CI if given, and on how many sources
+    the per-source 95% CI favours either (raw and after Holm's correction)."""
+    parts = []
+    for metric, rows in cmp.groupby("metric", sort=False):
+        lower = _lower_better(str(metric))
+        verdicts = [_verdict(r.lo, r.hi, lower) for r in rows.itertuples()]
+        wins = [r.test_source for r, v in zip(rows.itertuples(), verdicts) if v > 0]
+        losses = [r.test_source for r, v in zip(rows.itertuples(), verdicts) if v < 0]
+        holm = _holm_verdicts(rows, lower)
+        mean_a, mean_b = rows[a].mean(), rows[b].mean()
+        row = _pooled_row(pooled, str(metric))
+        overall = (
+            _pooled_text(row, a, b, str(metric))
+            if row is not None
+            else f"mean difference {mean_a - mean_b:+.4f} (no pooled CI: no overall verdict)"
+        )
+        text = (
+            f"{metric}: {_name(a)} {mean_a:.4f} vs {_name(b)} {mean_b:.4f} averaged over {len(rows)} test sources "
+            f"({seeds} seed(s)) — {overall}; the paired 95% CI favours {_name(a)} on "
+            f"{len(wins)} source(s){_list(wins)} and {_name(b)} on {len(losses)}{_list(losses)}, "
+            f"and includes 0 on the other {len(rows) - len(wins) - len(losses)}"
+        )
+        if "p_value" in rows and not rows["p_value"].isna().any():
+            text += (
+                f"; after Holm's correction over {len(rows)} sources: {holm.count(1)} for {_name(a)}, "
+                f"{holm.count(-1)} for {_name(b)}"
+            )
+        floor_level = [
+            r.test_source for _, r in rows.iterrows() if str(metric).startswith("ece") and _within_floor(r, a, b)
+        ]
+        if floor_level:
+            text += (
+                f"; on {len(floor_level)} source(s){_list(floor_level)} both ECEs are within a perfectly "
+                f"calibrated model's spread, so neither is better there"
+            )
+        parts.append(text + ".")
+    return " ".join(parts)
+
+
+def _list(items: Sequence[str]) -> str:
+    """' (a, b)' or ''."""
+    return f" ({', '.join(items)})" if items else ""
+
+
+def _significant_sources(ece: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Sources where MORE's ECE is significantly lower / higher than MultiTask's after Holm's correction, never counting
+    a source where both ECEs are within the noise floor's spread."""
+    verdicts = _holm_verdicts(ece, lower_better=True)
+    floor = [_within_floor(r, "more", "multitask") for _, r in ece.iterrows()]
+    better = [r.test_source for r, v, f in zip(ece.itertuples(), verdicts, floor) if v > 0 and not f]
+    worse = [r.test_source for r, v, f in zip(ece.itertuples(), verdicts, floor) if v < 0 and not f]
+    return better, worse
+
+
+def finding_more_vs_multitask(cmp: pd.DataFrame, seeds: int, pooled: pd.DataFrame | None = None) -> str:
+    """MORE vs MultiTask (paper §5.2: comparable accuracy, significantly lower ECE) as measured here.
+
+    "holds" only when MORE's ECE is significantly lower — by the pooled paired CI when `pooled` is given, else on at
+    least one source after Holm's correction — AND no source is significantly worse (Holm), AND the two ECEs are not
+    both within the noise floor's spread.
+    """
+    text = finding_comparison(cmp, "more", "multitask", seeds, pooled)
+    ece = cmp[cmp["metric"].str.startswith("ece")]
+    if ece.empty:
+        return text
+    metric = str(ece["metric"].iloc[0])
+    ece = ece[ece["metric"] == metric]
+    better, worse = _significant_sources(ece)
+    row = _pooled_row(pooled, metric)
+    overall = _pooled_verdict(row, "more", "multitask", metric) if row is not None else (1 if better else 0)
+    basis = "the pooled paired CI" if row is not None else f"{len(better)} source(s) after Holm's correction"
+    if worse:
+        claim = (
+            f"MultiTask's ECE is significantly lower on {len(worse)} source(s){_list(worse)} (Holm-corrected): "
+            f"the paper's claim (MORE better calibrated than MultiTask) does NOT hold on this run."
+        )
+    elif overall > 0:
+        claim = (
+            f"The paper's claim (MORE better calibrated than MultiTask) holds on this run by {basis}, with no "
+            f"source significantly worse."
+        )
+    elif overall < 0:
+        claim = (
+            "MORE's ECE is significantly higher than MultiTask's: "
+            "the paper's calibration claim does NOT hold on this run."
+        )
+    elif row is not None and _verdict(row["lo"], row["hi"], True) > 0:
+        claim = (
+            "The pooled CI favours MORE, but both ECEs are within a perfectly calibrated model's spread at this N: "
+            "the paper's calibration claim is NOT established on this run."
+        )
+    else:
+        claim = (
+            "No CI establishes a calibration difference: the paper's calibration claim is NOT established on this run."
+        )
+    return f"{text} {claim}"
+
+
+def finding_power(
+    pooled: pd.DataFrame, paper_effect: dict[str, float], base_model: str = "Pythia-1.4B", metric: str = "ece_10"
+) -> str:
+    """Whether this run could have seen the paper's ECE effect: the pooled comparison's minimum detectable difference
+    (80% power, two-sided 5%) beside the paper's MultiTask − MORE ECE gap (`paper.ece_effect`)."""
+    row = _pooled_row(pooled, metric)
+    if row is None:
+        return f"Power unavailable: no pooled {metric} comparison."
+    effect = paper_effect["effect"]
+    power = stats.power_at(effect, row["se"]) if row["se"] > 0 else float("nan")
+    could = row["mde"] <= abs(effect)
+    return (
+        f"Power: pooled over {int(row['n_pairs'])} test pairs ({int(row['n_sources'])} sources, {int(row['n_seeds'])} "
+        f"seeds), the bootstrap SE of the {metric} difference is {row['se']:.4f}, so the smallest difference this run "
+        f"detects with 80% power (two-sided 5%) is {row['mde']:.4f}. The paper's effect ({base_model}: MultiTask "
+        f"{paper_effect['multitask']:.4f} → MORE {paper_effect['more']:.4f}, a gap of {effect:.4f}) is "
+        f"{'at or above' if could else 'below'} that: this run {'could' if could else 'could NOT'} have seen an "
+        f"effect of the paper's size (power ≈ {power:.0%} for a true gap of {effect:.4f})."
+    )
+
+
+def finding_diversity(matrix: pd.DataFrame, leads: pd.DataFrame | None = None) -> str:
+    """Fig 1: whether each single-source RM is best on its own test source, and how much it loses elsewhere;
+    `leads` (tables.own_vs_best_other) adds how many of those leads a paired 95% CI confirms."""
+    single = matrix.drop(index="raw", errors="ignore")
+    own = [s for s in single.index if s in single.columns]
+    if not own:
+        return "No single-source RM shares a name with a test source; the diversity matrix cannot be read."
+    diag = np.array([single.loc[s, s] for s in own])
+    off = np.array([single.loc[s, t] for s in own for t in single.columns if t != s])
+    best_own = [s for s in own if single[s].idxmax() == s]
+    text = (
+        f"The RM trained on a source is the most accurate on that source's test set for {len(best_own)} of "
+        f"{len(own)} sources{_list(best_own)}; mean in-domain accuracy {diag.mean():.3f} vs "
+        f"{off.mean():.3f} on the other sources (difference {diag.mean() - off.mean():+.3f})."
+    )
+    if leads is not None and not leads.empty:
+        sure = leads[leads["lo"] > 0]["test_source"].tolist()
+        text += (
+            f" The in-domain lead over the best other RM has a paired 95% CI above 0 on {len(sure)} of "
+            f"{len(leads)} sources{_list(sure)}."
+        )
+        if "own_lo" in leads:
+            above = leads[leads["own_lo"] > 0.5]["test_source"].tolist()
+            text += (
+                f" The in-domain accuracy's 95% CI lies above chance (0.5) on {len(above)} of {len(leads)} "
+                f"sources{_list(above)}."
+            )
+    if "raw" in matrix.index:
+        text += f" The untrained (raw) RM averages {matrix.loc['raw'].mean():.3f} (chance = 0.5)."
+    return text
+
+
+def finding_temperature(
+    summary: pd.DataFrame,
+    metric: str = "ece_10",
+    pooled_before: pd.DataFrame | None = None,
+    pooled_after: pd.DataFrame | None = None,
+) -> str:
+    """Whether MORE's calibration advantage over MultiTask survives temperature scaling fitted on calibration pairs;
+    the verdict comes from the pooled paired CIs of MORE − MultiTask before and after (`tables.pooled_compare`)."""
+    means = summary.groupby("scheme")[metric].mean()
+    need = ["more", "multitask", "more+T", "multitask+T"]
+    if not all(s in means for s in need):
+        return f"Temperature scaling comparison unavailable (have schemes {sorted(means.index)})."
+    before, after = means["more"] - means["multitask"], means["more+T"] - means["multitask+T"]
+    text = (
+        f"{metric} before temperature scaling: MORE {means['more']:.4f}, MultiTask {means['multitask']:.4f} "
+        f"(MORE − MultiTask {before:+.4f}); after (T fitted on the calibration split): MORE {means['more+T']:.4f}, "
+        f"MultiTask {means['multitask+T']:.4f} ({after:+.4f})."
+    )
+    row_b, row_a = _pooled_row(pooled_before, metric), _pooled_row(pooled_after, metric)
+    if row_b is None or row_a is None:
+        return text + " No pooled CI was given, so no verdict on whether recalibration changes the comparison."
+    v_b = _pooled_verdict(row_b, "more", "multitask", metric)
+    v_a = _pooled_verdict(row_a, "more+T", "multitask+T", metric)
+    if v_b > 0:
+        verdict = (
+            "MORE's advantage survives recalibration"
+            if v_a > 0
+            else "post-hoc recalibration alone closes the gap MORE had"
+        )
+    else:
+        verdict = "there is no established MORE advantage for recalibration to erase"
+    return (
+        f"{text} Before: {_pooled_text(row_b, 'more', 'multitask', metric)}. After: "
+        f"{_pooled_text(row_a, 'more+T', 'multitask+T', metric)}. So {verdict}."
+    )
+
+
+def finding_synthetic(truth: pd.DataFrame, summary: pd.DataFrame, a: str = "more", b: str = "multitask") -> str:
+    """Synthetic benchmark (true r* known): cosine to r*, gap to the true probabilities and ECE per scheme, and a − b
+    paired by seed (mean and t-CI over seeds; a verdict word only when the CI excludes 0)."""
+    cos = truth.groupby("scheme", sort=False)["cosine_to_r_star"].mean()
+    gap = truth.groupby("scheme", sort=False)["true_prob_gap"].mean()
+    ece = summary.groupby("scheme", sort=False)["ece_10"].mean()
+    parts = [
+        f"{_name(s)}: cos(w, r*) {cos[s]:.3f}, |p̂ − p*| {gap[s]:.4f}, ECE {ece.get(s, np.nan):.4f}" for s in cos.index
+    ]
+    text = f"On the symmetric synthetic drift benchmark — {'; '.join(parts)}."
+    if not {a, b} <= set(cos.index):
+        return text
+    for metric, label, good, bad in (
+        ("cosine_to_r_star", "cos(w, r*)", "closer to r*", "further from r*"),
+        ("true_prob_gap", "|p̂ − p*|", "closer to p*", "further from p*"),
+    ):
+        per_seed = truth.groupby(["scheme", "seed"])[metric].mean().unstack("scheme")
+        mean, lo, hi = mean_and_ci_over_seeds((per_seed[a] - per_seed[b]).dropna().to_numpy())
+        sign = 1 if metric == "cosine_to_r_star" else -1
+        better, worse = (lo > 0, hi < 0) if sign > 0 else (hi < 0, lo > 0)
+        word = "one seed: no CI" if np.isnan(lo) else good if better else bad if worse else "not distinguishable"
+        text += (
+            f" {_name(a)} − {_name(b)} {label}: {mean:+.4f}, 95% t-CI over {len(per_seed)} seeds "
+            f"[{lo:+.4f}, {hi:+.4f}] ({word})."
+        )
+    return text + " Notebook 06 asks when the weighting matters, across asymmetric scenarios."
+
+
+def _per_seed(counts: pd.DataFrame, src: str, scheme: str) -> str:
+    """'+3/−1, +2/−0 (seeds 0, 1)': one scheme's integer positive/negative outlier counts per seed on one source."""
+    rows = counts[(counts["test_source"] == src) & (counts["scheme"] == scheme)].sort_values("seed")
+    per = ", ".join(f"+{int(r.pos_outlier_count)}/−{int(r.neg_outlier_count)}" for r in rows.itertuples())
+    return f"{per} (seeds {', '.join(str(int(s)) for s in rows['seed'])})"
+
+
+def finding_outliers(
+    counts: pd.DataFrame, cmp: pd.DataFrame | None = None, a: str = "more", b: str = "multitask"
+) -> str:
+    """Paper Table 1: does `a` (MORE) give fewer extreme reward differences than `b` here? Counts per seed (integers,
+    `tables.outlier_counts`); "fewer"/"more" only from the paired 95% CI of the outlier-count difference (`cmp`: rows
+    of metric `outlier_count` from `tables.compare`)."""
+    parts = []
+    for src in dict.fromkeys(counts["test_source"]):
+        have = set(counts.loc[counts["test_source"] == src, "scheme"])
+        if not {a, b} <= have:
+            continue
+        n = int(counts.loc[counts["test_source"] == src, "n"].iloc[0])
+        text = (
+            f"on {src} ({n} test pairs), outliers +pos/−neg per seed: {_name(a)} {_per_seed(counts, src, a)}, "
+            f"{_name(b)} {_per_seed(counts, src, b)}"
+        )
+        rows = cmp[(cmp["metric"] == "outlier_count") & (cmp["test_source"] == src)] if cmp is not None else []
+        if len(rows):
+            r = rows.iloc[0]
+            word = {
+                1: f"{_name(a)} has fewer outliers than {_name(b)}",
+                -1: f"{_name(a)} has more outliers than {_name(b)}",
+                0: f"{_name(a)}'s outlier count is not distinguishable from {_name(b)}'s",
+            }[_verdict(r["lo"], r["hi"], lower_better=True)]
+            text += (
+                f"; seed-mean count difference {r['diff']:+.2f}, paired 95% CI [{r['lo']:+.2f}, {r['hi']:+.2f}]: {word}"
+            )
+        else:
+            text += " (no CI of the difference: no verdict)"
+        parts.append(text)
+    if not parts:
+        return f"Outlier comparison unavailable: {_name(a)} and {_name(b)} rows are both needed."
+    return "Reward-difference outliers (beyond 1.5·IQR): " + "; ".join(parts) + "."
+
+
+def _trend_word(row: pd.Series | None) -> str:
+    """'falls' / 'rises' / 'no change the CI can confirm' from a K-trend row (K=max − K=min); 'no CI' without one."""
+    if row is None:
+        return "no CI: trend not assessed"
+    ci = f"K-trend {row['diff']:+.4f}, pooled paired 95% CI [{row['lo']:+.4f}, {row['hi']:+.4f}]"
+    verdict = _verdict(row["lo"], row["hi"], lower_better=True)
+    if verdict != 0 and _within_floor(row, "a", "b"):
+        return f"{ci}: both ends within the noise floor's spread, no trend called"
+    return f"{ci}: " + {1: "falls", -1: "rises", 0: "no change the CI can confirm"}[verdict]
+
+
+def _trend_row(trend: pd.DataFrame | None, contrast: str, scheme: str) -> pd.Series | None:
+    """The row of `tables.k_trend` for one contrast and scheme, or None."""
+    if trend is None or trend.empty:
+        return None
+    rows = trend[(trend["contrast"] == contrast) & (trend["scheme"] == scheme)]
+    return rows.iloc[0] if len(rows) else None
+
+
+def finding_k_ablation(
+    ks: pd.DataFrame,
+    top_ece: pd.Series,
+    skipped: Sequence[str],
+    metric: str = "ece_10",
+    trend: pd.DataFrame | None = None,
+) -> str:
+    """Fig 6: does MORE's ECE on H&H fall as sources are added, and does it end below Single-Top? Verdicts only from
+    the pooled paired CIs of `tables.k_trend` (K=max − K=min per scheme, MORE at K=max − Single-Top)."""
+    means = ks.groupby(["scheme", "K"])[metric].mean().unstack("K")
+    k_min, k_max = means.columns.min(), means.columns.max()
+    text = []
+    for scheme in means.index:
+        first, last = means.loc[scheme, k_min], means.loc[scheme, k_max]
+        text.append(
+            f"{_name(scheme)} {first:.4f} at K={k_min} → {last:.4f} at K={k_max} "
+            f"({_trend_word(_trend_row(trend, 'K trend', scheme))})"
+        )
+    out = f"H&H {metric} (mean over test sources and seeds): " + "; ".join(text) + "."
+    if {"more", "multitask"} <= set(means.index) and np.isclose(
+        means.loc["more", k_min], means.loc["multitask", k_min]
+    ):
+        out += (
+            (
+                f" At K={k_min} MORE equals MultiTask: with l2 normalisation the min-norm weights of two unit "
+                f"gradients are always (½, ½)."
+            )
+            if k_min == 2
+            else f" At K={k_min} MORE equals MultiTask."
+        )
+    if "more" in means.index and len(top_ece):
+        row = _trend_row(trend, "vs Single-Top", "more")
+        if row is None:
+            word = "not compared by a CI with"
+        elif _within_floor(row, "a", "b"):
+            word = "within the noise floor's spread, as is,"
+        else:
+            word = {1: "below", -1: "above", 0: "not distinguishable from"}[_verdict(row["lo"], row["hi"], True)]
+        ci = (
+            ""
+            if row is None
+            else f" (MORE − Single-Top {row['diff']:+.4f}, 95% CI [{row['lo']:+.4f}, {row['hi']:+.4f}])"
+        )
+        out += (
+            f" Single-Top's H&H {metric} is {top_ece.mean():.4f}: MORE at K={k_max} is {word} it{ci} "
+            f"(paper Fig 6: ECE falls with K and MORE ends below Top)."
+        )
+    if skipped:
+        out += f" Skipped (not available here): {', '.join(skipped)}."
+    return out
+
+
+def missing_note(missing: dict[str, str]) -> str:
+    """Which configured sources are missing and what therefore could not be tested."""
+    if not missing:
+        return "All of the paper's sources are available and configured."
+    names = "; ".join(f"**{k}** ({v})" for k, v in missing.items())
+    return (
+        f"Not measured here: {names} — so their test columns of Table 3 / the radar chart, their row of the diversity "
+        f"matrix, and their step in the K-ablation (Fig 6) are not measured; averages are over the available "
+        f"sources only and are not directly comparable to the paper's five-source averages."
+    )
+
+
+SYNTHETIC_METRICS = {
+    "cosine_to_r_star": ("cos(w, r*)", "closer to r*", "further from r*"),
+    "truth_ece": ("shared-truth ECE", "better calibrated to p*", "worse calibrated to p*"),
+}
+
+
+def _scenario_list(rows: pd.DataFrame) -> str:
+    """'a (+0.0123 [+0.0100, +0.0150]), b (…)' of paired-difference rows, or 'none'."""
+    if rows.empty:
+        return "none"
+    return ", ".join(f"{r.scenario} ({r.diff:+.4f} [{r.lo:+.4f}, {r.hi:+.4f}])" for r in rows.itertuples())
+
+
+def finding_when_more_helps(diffs: pd.DataFrame, alpha: float = 0.05) -> str:
+    """Synthetic scenarios: where MORE − MultiTask is significant (t-CI over seeds excludes 0 AND Holm-adjusted
+    p < alpha over every scenario × metric), on cos(w, r*) and the shared-truth ECE; the baselines counted the same
+    way."""
+    more = diffs[diffs["scheme"] == "more"]
+    if more.empty:
+        return "MORE was not fitted in the scenario sweep: no comparison."
+    sure = more[(more["better"] != 0) & (more["p_holm"] < alpha)]
+    n_scen, seeds = more["scenario"].nunique(), int(more["n_seeds"].min())
+    parts, helped = [], set()
+    for metric, (label, good, bad) in SYNTHETIC_METRICS.items():
+        rows = sure[sure["metric"] == metric]
+        wins, losses = rows[rows["better"] > 0], rows[rows["better"] < 0]
+        helped |= set(wins["scenario"])
+        parts.append(
+            f"{label}: MORE {good} than MultiTask in {len(wins)} scenario(s) — {_scenario_list(wins)}; "
+            f"{bad} in {len(losses)} — {_scenario_list(losses)}; no significant difference in the other "
+            f"{n_scen - len(wins) - len(losses)}"
+        )
+    verdict = (
+        f"MORE helps (on at least one of the two) only in: {', '.join(sorted(helped))}."
+        if helped
+        else "MORE does not significantly beat MultiTask on either metric in any scenario here."
+    )
+    own = sure[sure["metric"] == "own_ece"]
+    own_text = (
+        f" On each source's OWN drifted labels (the paper's ECE) MORE is significantly lower in "
+        f"{int((own.better > 0).sum())} scenario(s){_names(own[own.better > 0])} and higher in "
+        f"{int((own.better < 0).sum())}{_names(own[own.better < 0])}."
+        if "own_ece" in set(more["metric"])
+        else ""
+    )
+    worse = sure[(sure["better"] < 0) & sure["metric"].isin(list(SYNTHETIC_METRICS))]
+    misled = [sc for sc in own[own.better > 0]["scenario"] if sc in set(worse["scenario"])]
+    if misled:
+        named = [
+            f"{sc} ({', '.join(SYNTHETIC_METRICS[m][0] for m in worse[worse.scenario == sc]['metric'])})"
+            for sc in misled
+        ]
+        own_text += (
+            f" In {', '.join(named)} the paper's metric favours MORE while the shared-truth metric named "
+            f"favours MultiTask: there the own-label ECE rewards fitting the drift."
+        )
+    text = (
+        f"MORE − MultiTask over {n_scen} synthetic scenarios, {seeds} seeds each (paired by seed; mean "
+        f"[95% t-CI]; a difference counts when its CI excludes 0 and its Holm-adjusted p < {alpha} over all "
+        f"scenarios × metrics). " + "; ".join(parts) + f". {verdict}{own_text}"
+    )
+    return text + " " + _baseline_counts(diffs[diffs["scheme"] != "more"], alpha)
+
+
+def _names(rows: pd.DataFrame) -> str:
+    """' (a, b)' of the scenarios in `rows`, or ''."""
+    return _list(list(rows["scenario"]))
+
+
+def _baseline_counts(diffs: pd.DataFrame, alpha: float) -> str:
+    """How many scenarios each other scheme significantly beats / trails MultiTask on cos(w, r*) and shared-truth
+    ECE."""
+    out = []
+    for scheme, rows in diffs.groupby("scheme", sort=False):
+        sure = rows[(rows["better"] != 0) & (rows["p_holm"] < alpha)]
+        counts = [
+            f"{SYNTHETIC_METRICS[m][0]} better in {int((sure[sure.metric == m].better > 0).sum())}, worse in "
+            f"{int((sure[sure.metric == m].better < 0).sum())}"
+            for m in SYNTHETIC_METRICS
+        ]
+        out.append(f"{_name(str(scheme))} vs MultiTask: {'; '.join(counts)} of {rows['scenario'].nunique()}")
+    return ("Baselines, same rule — " + " | ".join(out) + ".") if out else ""
+
+
+K2_TOL = 1e-5  # |λ − ½| above this at K = 2 under l2 is more than float32 rounding of the min-norm solve
+
+
+def finding_k2_degeneracy(
+    lam_l2: pd.DataFrame,
+    lam_alt: pd.DataFrame,
+    ks: pd.DataFrame,
+    ks_alt: pd.DataFrame,
+    alt: str = "loss+",
+    metric: str = "ece_10",
+) -> str:
+    """K = 2 with l2 normalisation: the measured λ of MORE's K = 2 heads (tables.lambda_range) and what the `alt`
+    normalisation changes; `ks`/`ks_alt` tidy K-ablation tables (scheme, seed, K, metric) of l2 and `alt`."""
+    if lam_l2.empty:
+        return "No K = 2 MORE head with a λ history: the K = 2 degeneracy cannot be checked on this run."
+    dev, steps = lam_l2["max_dev_uniform"].max(), int(lam_l2["steps"].sum())
+    text = (
+        f"At K = 2 with l2 normalisation MORE's λ stayed within {dev:.1e} of (½, ½) over all {steps} steps of its "
+        f"{len(lam_l2)} K = 2 head(s)"
+    )
+    text += (
+        ": the min-norm point of two unit gradients g₁, g₂ is λ₁ = (1 − g₁·g₂)/(2 − 2 g₁·g₂) = ½ whatever their "
+        "angle, so MORE trains as MultiTask there (true of the paper and its code too)."
+        if dev < K2_TOL
+        else f", more than the {K2_TOL:g} float rounding allows: unexpected, since the min-norm point of two unit "
+        "gradients is their midpoint — check the normalisation of this run."
+    )
+    if not lam_alt.empty:
+        text += (
+            f" With `{alt}` normalisation λ₁ ranged over [{lam_alt['lam1_min'].min():.3f}, "
+            f"{lam_alt['lam1_max'].max():.3f}] (largest |λ − ½| {lam_alt['max_dev_uniform'].max():.3f})."
+        )
+    if not ks_alt.empty:
+        k = int(min(ks["K"].max(), ks_alt["K"].max()))
+        a = ks_alt[ks_alt["K"] == k].groupby("seed")[metric].mean()
+        b = ks[(ks["K"] == k) & (ks["scheme"] == "more")].groupby("seed")[metric].mean()
+        mean, lo, hi = mean_and_ci_over_seeds((a - b.reindex(a.index)).to_numpy())
+        word = (
+            ("lower than" if hi < 0 else "higher than" if lo > 0 else "not distinguishable from")
+            if np.isfinite(lo)
+            else "untestable (one seed) against"
+        )
+        text += (
+            f" At K = {k}, MORE({alt}) − MORE(l2) {metric} = {mean:+.4f} [95% t-CI over {len(a)} seed(s) "
+            f"{lo:+.4f}, {hi:+.4f}]: MORE's {metric} with {alt} is {word} with l2 there."
+        )
+    return text
+
+
+def finding_baselines(cmp: pd.DataFrame, seeds: int, a: str = "more", lambdas: pd.DataFrame | None = None) -> list[str]:
+    """One `finding_comparison` sentence per baseline of `tables.compare_each`, or one saying none was fitted; a
+    baseline
+    whose λ (`tables.chosen_lambdas`) is uniform in every RM is named MultiTask in disguise."""
+    if cmp.empty:
+        return ["The weighting baselines (sizeprop, tuned, famo) are feature-tier only: not fitted in this run."]
+    out = []
+    for b, rows in cmp.groupby("baseline", sort=False):
+        text = finding_comparison(rows.drop(columns="baseline").rename(columns={"baseline_value": b}), a, str(b), seeds)
+        lam = None if lambdas is None else lambdas.loc[lambdas["scheme"] == b]
+        if (
+            lam is not None
+            and not lam.empty
+            and bool(lam.groupby("rm")["lambda"].apply(lambda x: np.allclose(x, 1.0 / len(x), atol=1e-6)).all())
+        ):
+            text = (
+                f"{b}'s λ is uniform in every RM here (equal training sizes), so {b} trains exactly as MultiTask "
+                f"and its rows repeat MultiTask's. " + text
+            )
+        out.append(text)
+    return out

@@ -1,0 +1,575 @@
+"""Result tables of the notebooks (paper Tables 1, 3, 4 and Fig 1's matrix), built from tidy metrics or reward
+differences.
+
+Every number shown next to a scheme is a mean over seeds; differences between schemes carry a paired bootstrap 95% CI
+over the same test pairs (`morelib.evaluation.stats`), the metric being averaged over seeds inside each resample;
+`pooled_compare`
+gives one stratified paired CI over all test sources that resamples seeds too. Every ECE carries its noise floor (the
+ECE of a perfectly calibrated model on the same pairs, `metrics.ece_floor_stats`) and its debiased value (ECE − floor).
+Checked in tests/test_study.py against hand-built tables and direct metric calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from morelib.backbone import features
+from morelib.core.config import Config
+from morelib.core.errors import RunError
+from morelib.data import datacard
+from morelib.evaluation import diagnostics, metrics, stats
+from morelib.study.pipeline import StudyData
+from morelib.train.reward_models import RewardModel, RMKey, sort_key
+
+Diffs = dict[RMKey, dict[str, np.ndarray]]  # reward differences Δ [N] per RM and test source (study.scheme_diffs)
+FLOOR_SUFFIXES = (
+    "floor",
+    "floor_p95",
+    "debiased",
+)  # columns beside an ECE: its noise floor, the floor's p95, ECE − floor
+
+
+def summary(
+    table: pd.DataFrame, columns: Sequence[str] = ("accuracy", "ece_10"), by: Sequence[str] = ("scheme", "test_source")
+) -> pd.DataFrame:
+    """Mean, standard deviation over seeds and seed count of each metric per `by` group (tidy, one row a group); an ECE
+    column whose `<ece>_floor`, `<ece>_floor_p95`, `<ece>_debiased` are in `table` gets their seed means beside it."""
+    grouped = table.groupby(list(by), sort=False)
+    out = grouped[list(columns)].mean()
+    sd = grouped[list(columns)].std(ddof=1).fillna(0.0)
+    order = []
+    for m in columns:
+        out[f"{m}_sd"] = sd[m]
+        extra = [f"{m}_{s}" for s in FLOOR_SUFFIXES if f"{m}_{s}" in table.columns]
+        out[extra] = grouped[extra].mean() if extra else out[extra]
+        order += [m, f"{m}_sd", *extra]
+    out["seeds"] = grouped["seed"].nunique()
+    return out[order + ["seeds"]].reset_index()
+
+
+def table3(
+    table: pd.DataFrame, schemes: Sequence[str] = ("raw", "top", "multitask", "more"), ece: str = "ece_10"
+) -> pd.DataFrame:
+    """Paper Table 3 layout: accuracy per test source, their average, and ECE averaged over test sources (seed
+    means)."""
+    part = table[table["scheme"].isin(schemes)]
+    acc = part.pivot_table(index="scheme", columns="test_source", values="accuracy", aggfunc="mean", sort=False)
+    acc["avg"] = acc.mean(axis=1)
+    acc["ece"] = part.groupby("scheme", sort=False)[ece].mean()
+    for suffix in ("floor", "debiased"):
+        if f"{ece}_{suffix}" in part:
+            acc[f"ece_{suffix}"] = part.groupby("scheme", sort=False)[f"{ece}_{suffix}"].mean()
+    return acc.reindex([s for s in schemes if s in acc.index])
+
+
+def accuracy_matrix(table: pd.DataFrame) -> pd.DataFrame:
+    """K×K accuracy (seed mean) of each single-source RM (rows) on each test source (columns), plus a `raw` row."""
+    single = table[table["scheme"] == "single"]
+    matrix = single.pivot_table(
+        index="train_source", columns="test_source", values="accuracy", aggfunc="mean", sort=False
+    )
+    raw = table[table["scheme"] == "raw"]
+    if not raw.empty:
+        matrix.loc["raw"] = raw.groupby("test_source")["accuracy"].mean()
+    return matrix[[c for c in matrix.index if c in matrix.columns]]
+
+
+def own_vs_best_other(diffs: Diffs, matrix: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """Per test source: accuracy of the RM trained on it (with a bootstrap 95% CI over test pairs, `own_lo`/`own_hi`)
+    minus the best other single-source RM there, with a paired bootstrap 95% CI (seed means) — the uncertainty behind
+    Fig 1's "each RM is best on its own source"."""
+    rows = []
+    singles = matrix.drop(index="raw", errors="ignore")
+    for src in (s for s in singles.columns if s in singles.index and len(singles.index) > 1):
+        other = singles[src].drop(index=src).idxmax()
+        cmp = compare(diffs, f"single:{src}", f"single:{other}", cfg, ["accuracy"], [src]).iloc[0]
+        correct = (_stacked(diffs, f"single:{src}", src) > 0).mean(axis=1)  # seed-mean correctness per test pair
+        _, own_lo, own_hi = stats.bootstrap_ci(correct, n_boot=cfg.n_boot, seed=cfg.seeds[0])
+        rows.append(
+            {
+                "test_source": src,
+                "own": cmp[f"single:{src}"],
+                "own_lo": own_lo,
+                "own_hi": own_hi,
+                "best_other": other,
+                "best_other_accuracy": cmp[f"single:{other}"],
+                "diff": cmp["diff"],
+                "lo": cmp["lo"],
+                "hi": cmp["hi"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _stacked(diffs: Diffs, scheme: str, source: str) -> np.ndarray:
+    """Reward differences of `scheme` on `source` stacked over seeds: [N pairs, S seeds] (same test pairs per seed)."""
+    cols = [by_src[source] for key, by_src in sorted(diffs.items(), key=sort_key) if key.name == scheme]
+    if not cols:
+        raise RunError(f"no reward differences for scheme '{scheme}' on '{source}' (have {sorted(diffs)})")
+    return np.stack(cols, axis=1)
+
+
+def _outlier_count(d: np.ndarray) -> int:
+    """Positive plus negative box-plot outliers of Δ (metrics.outliers)."""
+    out = metrics.outliers(d)
+    return out["pos_count"] + out["neg_count"]
+
+
+def _batched_outlier_count(d: np.ndarray) -> np.ndarray:
+    """`_outlier_count` of every row of [..., N] at once (same linear quartiles and 1.5·IQR fences)."""
+    q1, q3 = np.percentile(d, 25, axis=-1, keepdims=True), np.percentile(d, 75, axis=-1, keepdims=True)
+    return ((d > q3 + 1.5 * (q3 - q1)) | (d < q1 - 1.5 * (q3 - q1))).sum(axis=-1).astype(np.float64)
+
+
+METRIC_FNS = {
+    "accuracy": metrics.accuracy,
+    "ece_10": lambda d: metrics.calibration_errors(d, 10)["ece"],
+    "ece_5": lambda d: metrics.calibration_errors(d, 5)["ece"],
+    "ece_20": lambda d: metrics.calibration_errors(d, 20)["ece"],
+    "log_loss": metrics.log_loss,
+    "mean_abs_diff": lambda d: float(np.mean(np.abs(d))),
+    "outlier_count": _outlier_count,
+}
+BATCHED_FNS = {
+    "accuracy": metrics.batched_accuracy,
+    "ece_5": partial(metrics.batched_ece, n_bins=5),
+    "ece_10": partial(metrics.batched_ece, n_bins=10),
+    "ece_20": partial(metrics.batched_ece, n_bins=20),
+    "log_loss": lambda d: np.mean(np.logaddexp(0.0, -d), axis=-1),
+    "mean_abs_diff": lambda d: np.mean(np.abs(d), axis=-1),
+    "outlier_count": _batched_outlier_count,
+}
+
+
+def _seed_mean(metric: str) -> Callable[[np.ndarray], float]:
+    """A metric over [N, S] stacked reward differences: the metric of each seed column, averaged over seeds."""
+    fn = METRIC_FNS[metric]
+    return lambda x: float(np.mean([fn(x[:, j]) for j in range(x.shape[1])]))
+
+
+def compare(
+    diffs: Diffs,
+    a: str,
+    b: str,
+    cfg: Config,
+    columns: Sequence[str] = ("accuracy", "ece_10"),
+    sources: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Scheme `a` − scheme `b` per test source and metric (seed means) with a paired bootstrap 95% CI over test pairs.
+
+    Metrics: accuracy, ece_5/10/20, log_loss, mean_abs_diff (mean |Δ|), outlier_count (pos + neg box-plot outliers).
+    Columns: metric, test_source, a, b, diff, lo, hi, p_value (two-sided bootstrap share); ECE rows also carry each
+    scheme's noise floor, its 95th percentile and the debiased ECE (`<a>_floor`, `<a>_floor_p95`, `<a>_debiased`, same
+    for b; seed means), NaN on other metrics.
+    """
+    if sources is None:
+        sources = _sources_of(diffs, a)
+    rows = []
+    for metric in columns:
+        fn = _seed_mean(metric)
+        for src in sources:
+            xa, xb = _stacked(diffs, a, src), _stacked(diffs, b, src)
+            ci = stats.paired_bootstrap_diff(xa, xb, fn, n_boot=cfg.n_boot, seed=cfg.seeds[0])
+            floors = {**_floor_fields(xa, a, metric), **_floor_fields(xb, b, metric)}
+            rows.append({"metric": metric, "test_source": src, a: fn(xa), b: fn(xb), **_ci_fields(ci), **floors})
+    table = pd.DataFrame(rows)
+    for name in (f"{s}_{x}" for s in (a, b) for x in FLOOR_SUFFIXES):
+        table[name] = table[name] if name in table else np.nan
+    return table
+
+
+def _sources_of(diffs: Diffs, scheme: str) -> list[str]:
+    """Test sources on which `scheme` has reward differences, sorted."""
+    return sorted({s for key, by in diffs.items() if key.name == scheme for s in by})
+
+
+def _ece_bins(metric: str) -> int | None:
+    """Bin count of an `ece_<B>` metric name, None for any other metric."""
+    return int(metric.split("_")[1]) if metric.startswith("ece_") else None
+
+
+def _floor_fields(x: np.ndarray, scheme: str, metric: str) -> dict[str, float]:
+    """`<scheme>_floor`, `_floor_p95` and `_debiased` of an ECE metric on [N, S] differences (seed means); {}
+    otherwise."""
+    bins = _ece_bins(metric)
+    if bins is None:
+        return {}
+    per_seed = [metrics.ece_floor_stats(x[:, j], bins) for j in range(x.shape[1])]
+    floor = float(np.mean([f["floor"] for f in per_seed]))
+    return {
+        f"{scheme}_floor": floor,
+        f"{scheme}_floor_p95": float(np.mean([f["p95"] for f in per_seed])),
+        f"{scheme}_debiased": _seed_mean(metric)(x) - floor,
+    }
+
+
+def _ci_fields(ci: Any) -> dict[str, float]:
+    """`diff`, `lo`, `hi` and `p_value` (two-sided, NaN if absent) from what stats.paired_bootstrap_diff returns."""
+    if isinstance(ci, dict):
+        return {
+            "diff": float(ci["diff"]),
+            "lo": float(ci["lo"]),
+            "hi": float(ci["hi"]),
+            "p_value": float(ci.get("p_two_sided", np.nan)),
+        }
+    return {"diff": float(ci.estimate), "lo": float(ci.lo), "hi": float(ci.hi), "p_value": np.nan}
+
+
+def _pooled_floor(diffs: Diffs, scheme: str, sources: Sequence[str], bins: int) -> dict[str, float]:
+    """`<scheme>_floor` and `<scheme>_floor_p95` of the pooled ECE (mean over sources of seed-mean ECE): the null
+    ECEs of every (source, seed) averaged simulation by simulation, so the p95 is that of the pooled statistic."""
+    null = np.mean(
+        [
+            np.mean([metrics.ece_null_samples(x[:, j], bins) for j in range(x.shape[1])], axis=0)
+            for x in (_stacked(diffs, scheme, s) for s in sources)
+        ],
+        axis=0,
+    )
+    return {f"{scheme}_floor": float(null.mean()), f"{scheme}_floor_p95": float(np.quantile(null, 0.95))}
+
+
+def pooled_compare(
+    diffs: Diffs,
+    a: str,
+    b: str,
+    cfg: Config,
+    columns: Sequence[str] = ("accuracy", "ece_10"),
+    sources: Sequence[str] | None = None,
+    power: float = 0.8,
+) -> pd.DataFrame:
+    """One pooled, paired comparison of schemes `a` − `b` over all test sources per metric
+    (`stats.pooled_paired_bootstrap`:
+    pairs resampled within each source, seeds resampled, paired throughout).
+
+    Statistic: the mean over test sources of the seed-mean metric (each source weighs the same). Columns: metric, a, b,
+    diff, lo, hi (95%), se, p_value, mde (the smallest true difference a two-sided 5% test detects with probability
+    `power`, from se), n_boot, n_sources, n_seeds, n_pairs; ECE rows also `<a>_floor`, `<a>_floor_p95` (same for b).
+    """
+    sources = list(_sources_of(diffs, a) if sources is None else sources)
+    rows = []
+    for metric in columns:
+        if metric not in BATCHED_FNS:
+            raise RunError(f"no pooled comparison for metric '{metric}' (valid: {', '.join(BATCHED_FNS)})")
+        xa = {s: _stacked(diffs, a, s) for s in sources}
+        xb = {s: _stacked(diffs, b, s) for s in sources}
+        out = stats.pooled_paired_bootstrap(xa, xb, BATCHED_FNS[metric], n_boot=cfg.n_boot, seed=cfg.seeds[0])
+        row = {
+            "metric": metric,
+            a: out.pop("a"),
+            b: out.pop("b"),
+            **out,
+            "mde": stats.minimum_detectable_effect(out["se"], power=power),
+        }
+        bins = _ece_bins(metric)
+        if bins is not None:
+            row.update({**_pooled_floor(diffs, a, sources, bins), **_pooled_floor(diffs, b, sources, bins)})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+OUTLIER_COLUMNS = {
+    "pos_count": "pos_outlier_count",
+    "pos_mean": "pos_outlier_mean",
+    "neg_count": "neg_outlier_count",
+    "neg_mean": "neg_outlier_mean",
+}
+
+
+def top_reference(table: pd.DataFrame, sources: Sequence[str], metric: str = "ece_10") -> pd.DataFrame:
+    """Single-Top's `metric` per test source in `sources` (seed mean): the dashed reference lines of Fig 6."""
+    top = table[(table["scheme"] == "top") & table["test_source"].isin(list(sources))]
+    if top.empty:
+        raise RunError(f"no Single-Top rows for test sources {list(sources)}: fit 'top' first")
+    return top.groupby("test_source", sort=False)[metric].mean().reset_index()
+
+
+def _tested(diffs: Diffs, schemes: Sequence[str], sources: Sequence[str]) -> Iterator[tuple[RMKey, str, np.ndarray]]:
+    """(key, test source, Δ [N]) of every RM of `schemes` on each of `sources` it was tested on."""
+    for key, by_src in diffs.items():
+        if key.scheme in schemes:
+            for src in (s for s in sources if s in by_src):
+                yield key, src, by_src[src]
+
+
+def outlier_table(
+    diffs: Diffs,
+    schemes: Sequence[str] = ("top", "multitask", "more"),
+    sources: Sequence[str] = ("helpful", "harmless"),
+) -> pd.DataFrame:
+    """Paper Table 1 layout per (test source, scheme): ECE with its noise floor and debiased value (ece_floor,
+    ece_debiased) and positive/negative reward-difference outliers (seed means)."""
+    rows = []
+    for key, src, d in _tested(diffs, schemes, sources):
+        out, ece, floor = metrics.outliers(d), metrics.calibration_errors(d, 10)["ece"], metrics.ece_floor(d, 10)
+        rows.append(
+            {
+                "test_source": src,
+                "scheme": key.scheme,
+                "seed": key.seed,
+                "n": len(d),
+                "ece": ece,
+                "ece_floor": floor,
+                "ece_debiased": ece - floor,
+                **{new: out[old] for old, new in OUTLIER_COLUMNS.items()},
+            }
+        )
+    if not rows:
+        raise RunError(f"no reward differences for schemes {list(schemes)} on sources {list(sources)}")
+    table = pd.DataFrame(rows).groupby(["test_source", "scheme"], sort=False).mean(numeric_only=True)
+    return table.drop(columns="seed").reindex([(s, m) for s in sources for m in schemes if (s, m) in table.index])
+
+
+def outlier_counts(
+    diffs: Diffs,
+    schemes: Sequence[str] = ("top", "multitask", "more"),
+    sources: Sequence[str] = ("helpful", "harmless"),
+) -> pd.DataFrame:
+    """Integer outlier counts per (test source, scheme, seed): pos_outlier_count, neg_outlier_count and n (pairs)."""
+    rows = []
+    for key, src, d in _tested(diffs, schemes, sources):
+        out = metrics.outliers(d)
+        rows.append(
+            {
+                "test_source": src,
+                "scheme": key.scheme,
+                "seed": key.seed,
+                "n": len(d),
+                "pos_outlier_count": out["pos_count"],
+                "neg_outlier_count": out["neg_count"],
+            }
+        )
+    if not rows:
+        raise RunError(f"no reward differences for schemes {list(schemes)} on sources {list(sources)}")
+    return pd.DataFrame(rows).sort_values(["test_source", "scheme", "seed"], ignore_index=True)
+
+
+def k_trend(
+    ends: dict[int, Diffs], top: Diffs | None, cfg: Config, sources: Sequence[str], metric: str = "ece_10"
+) -> pd.DataFrame:
+    """Pooled paired CIs behind Fig 6's verdicts: each scheme at the largest K minus itself at the smallest K, and MORE
+    at
+    the largest K minus Single-Top (if `top` is given), over test `sources`.
+
+    ends: {K: reward differences keyed `RMKey(<scheme>, seed=k)`} for the smallest and largest K (`study.k_endpoints`).
+    Columns: contrast, scheme, reference, K, metric, a, b (pooled values), a_floor_p95, b_floor_p95 (ECE metrics),
+    diff, lo, hi, se, p_value, n_sources, n_pairs, n_seeds.
+    """
+    k_lo, k_hi = min(ends), max(ends)
+    rows = []
+    schemes = sorted({k.name for k in ends[k_hi]})
+    for scheme in schemes:  # each end relabelled `<scheme>@K<k>` so both ends sit in one comparison
+        pair = {
+            key.with_scheme(f"{scheme}@K{k}"): d
+            for k in (k_hi, k_lo)
+            for key, d in ends[k].items()
+            if key.name == scheme
+        }
+        rows.append(
+            _contrast(
+                pair,
+                f"{scheme}@K{k_hi}",
+                f"{scheme}@K{k_lo}",
+                cfg,
+                sources,
+                metric,
+                {"contrast": "K trend", "scheme": scheme, "reference": f"K={k_lo}", "K": k_hi},
+            )
+        )
+    if top is not None and any(k.name == "more" for k in ends[k_hi]):
+        pair = {
+            **{k: d for k, d in ends[k_hi].items() if k.name == "more"},
+            **{k: d for k, d in top.items() if k.name == "top"},
+        }
+        rows.append(
+            _contrast(
+                pair,
+                "more",
+                "top",
+                cfg,
+                sources,
+                metric,
+                {"contrast": "vs Single-Top", "scheme": "more", "reference": "top", "K": k_hi},
+            )
+        )
+    return pd.DataFrame(rows)
+
+
+def _contrast(
+    diffs: Diffs, a: str, b: str, cfg: Config, sources: Sequence[str], metric: str, label: dict[str, Any]
+) -> dict[str, Any]:
+    """One labelled row of `pooled_compare` with the schemes' values under the neutral names a and b."""
+    row = pooled_compare(diffs, a, b, cfg, [metric], sources).iloc[0]
+    floors = {
+        f"{side}_floor_p95": row[f"{name}_floor_p95"]
+        for side, name in (("a", a), ("b", b))
+        if f"{name}_floor_p95" in row
+    }
+    return {
+        **label,
+        "metric": metric,
+        "a": row[a],
+        "b": row[b],
+        **floors,
+        **{k: row[k] for k in ("diff", "lo", "hi", "se", "p_value", "n_sources", "n_pairs", "n_seeds")},
+    }
+
+
+def diff_frame(diffs: Diffs, schemes: Sequence[str], sources: Sequence[str], seed: int) -> pd.DataFrame:
+    """Tidy reward differences (scheme, test_source, reward_diff, correct) of one seed, for box plots and histograms."""
+    parts = []
+    for key, by_src in diffs.items():
+        name = f"{key.scheme}:{key.source}" if key.source else key.scheme
+        if key.seed != seed or (key.scheme not in schemes and name not in schemes):
+            continue
+        for src in (s for s in sources if s in by_src):
+            d = by_src[src]
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "scheme": name,
+                        "test_source": src,
+                        "reward_diff": d,
+                        "abs_reward_diff": np.abs(d),
+                        "ranked": np.where(d > 0, "correct", "wrong"),
+                    }
+                )
+            )
+    return pd.concat(parts, ignore_index=True)
+
+
+def reliability_curves(diffs: Diffs, schemes: Sequence[str], n_bins: int = 10) -> dict[str, dict[str, np.ndarray]]:
+    """Reliability-diagram data per scheme, pooling every seed and test source of that scheme."""
+    out = {}
+    for scheme in schemes:
+        keys = [key for key in diffs if key.name == scheme]
+        if keys:
+            # every seed scores the same pairs: the consistency band counts them once (repeats = seeds)
+            out[scheme] = metrics.reliability(
+                np.concatenate([d for key in keys for d in diffs[key].values()]), n_bins, repeats=len(keys)
+            )
+    return out
+
+
+def data_card(data: StudyData, cfg: Config) -> pd.DataFrame:
+    """Pairs per source and split used here beside the paper's Table 4 sizes, drops, and the missing sources; in the
+    feature tier also token-length quantiles and the share of pairs truncated at cfg.model.max_length."""
+    tokenize = None
+    if cfg.train.tier == "features":
+        _, tok, _ = features.backbone(cfg.model.name, cfg.model.dtype, cfg.model.padding_side)
+        tokenize = lambda text: tok(text, add_special_tokens=True)["input_ids"]  # noqa: E731
+    card = datacard.data_card(
+        data.pairs, data.labels, reports=data.reports, tokenizer=tokenize, max_length=cfg.model.max_length
+    )
+    card["status"] = "ok"
+    missing = [
+        {"source": s.name, "label": s.label, "status": f"missing: {data.missing[s.name]}"}
+        for s in cfg.data.sources
+        if s.name in data.missing
+    ]
+    table = pd.concat([card, pd.DataFrame(missing)], ignore_index=True) if missing else card
+    return table.set_index("source")
+
+
+def guards(heads: dict[RMKey, RewardModel], data: StudyData, cfg: Config) -> pd.DataFrame:
+    """Training guards of every RM (chance accuracy, reward collapse, pinned λ): one row per RM and guard."""
+    d = cfg.diagnostics
+    rows = []
+    for key, head in heads.items():
+        hist = head.history
+        acc = np.asarray(hist["acc"]).mean(axis=1) if np.asarray(hist.get("acc", [])).size else np.empty(0)
+        results = [diagnostics.check_chance_accuracy(acc, d.chance_after_steps, d.chance_band)]
+        if head.uses_features and data.features:
+            rewards = np.concatenate(
+                [head.rewards([], [], data.features[s]["test"].chosen).numpy() for s in data.sources]
+            )
+            results.append(diagnostics.check_reward_collapse(rewards, d.collapse_tol))
+        if key.scheme == "more":
+            results.append(diagnostics.check_lambda_pinned(hist.get("lam", []), d.pinned_tol))
+        rows += [{"rm": str(key), "guard": r.name, "ok": r.ok, "message": r.message} for r in results]
+    return pd.DataFrame(rows)
+
+
+def _lengths(data: StudyData, source: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """Chosen/rejected response lengths of a source's test pairs: tokens from the features, else words from the text."""
+    pf = data.features[source]["test"]
+    if getattr(pf, "chosen_len", None) is not None and getattr(pf, "rejected_len", None) is not None:
+        return np.asarray(pf.chosen_len), np.asarray(pf.rejected_len), "tokens"
+    pairs = data.pairs[source]["test"]
+    return (
+        np.array([len(p.chosen.split()) for p in pairs]),
+        np.array([len(p.rejected.split()) for p in pairs]),
+        "words",
+    )
+
+
+def length_bias(heads: dict[RMKey, RewardModel], data: StudyData, schemes: Sequence[str]) -> pd.DataFrame:
+    """Length-bias report (diagnostics.length_bias) per RM of `schemes` and test source, rows averaged over seeds
+    (RMs that score frozen features only: a fine-tuned RM gets no row)."""
+    rows = []
+    for key, head in heads.items():
+        if key.scheme not in schemes or not head.uses_features:
+            continue
+        for src in data.sources:
+            if src not in data.pairs:
+                continue
+            pf = data.features[src]["test"]
+            lc, lr, unit = _lengths(data, src)
+            report = diagnostics.length_bias(
+                head.rewards([], [], pf.chosen).numpy(), head.rewards([], [], pf.rejected).numpy(), lc, lr
+            )
+            rows.append({"scheme": key.scheme, "test_source": src, "length_unit": unit, **report})
+    if not rows:
+        return pd.DataFrame(columns=["scheme", "test_source"])
+    return pd.DataFrame(rows).groupby(["scheme", "test_source", "length_unit"], sort=False).mean().reset_index()
+
+
+def lambda_range(heads: dict[RMKey, RewardModel]) -> pd.DataFrame:
+    """Per RM: K, steps, the range of λ_1 and the largest |λ_i − 1/K| over every training step (from its history)."""
+    rows = []
+    for key, head in heads.items():
+        lam = np.asarray(head.history.get("lam", np.empty((0, 0))), dtype=np.float64)
+        if lam.ndim != 2 or lam.size == 0:
+            continue
+        rows.append(
+            {
+                "rm": str(key),
+                "scheme": key.scheme,
+                "seed": key.seed,
+                "K": lam.shape[1],
+                "steps": lam.shape[0],
+                "lam1_min": float(lam[:, 0].min()),
+                "lam1_max": float(lam[:, 0].max()),
+                "max_dev_uniform": float(np.abs(lam - 1.0 / lam.shape[1]).max()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def chosen_lambdas(heads: dict[RMKey, RewardModel], schemes: Sequence[str] = ("sizeprop", "tuned")) -> pd.DataFrame:
+    """The fixed λ each RM of `schemes` trained with (one row per RM and source): size-proportional or grid-tuned."""
+    rows = []
+    for key, head in heads.items():
+        if key.scheme in schemes and "lam" in head.meta:
+            names = head.history["source_names"]
+            rows += [
+                {"rm": str(key), "scheme": key.scheme, "seed": key.seed, "source": s, "lambda": float(lam)}
+                for s, lam in zip(names, head.meta["lam"])
+            ]
+    return pd.DataFrame(rows, columns=["rm", "scheme", "seed", "source", "lambda"])
+
+
+def compare_each(diffs: Diffs, a: str, others: Sequence[str], cfg: Config) -> pd.DataFrame:
+    """`compare(diffs, a, b, cfg)` for every b in `others`, stacked: column `baseline` names b, `baseline_value` holds
+    b's metric (paired bootstrap CIs over the same test pairs); empty when `others` is."""
+    parts = [compare(diffs, a, b, cfg).rename(columns={b: "baseline_value"}).assign(baseline=b) for b in others]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["baseline", "baseline_value"])
+
+
+def with_variant(table: pd.DataFrame, variant: pd.DataFrame, label: str) -> pd.DataFrame:
+    """`table` with the rows of `variant` appended, their scheme renamed to `label` (e.g. MORE with loss+)."""
+    return pd.concat([table, variant.assign(scheme=label)], ignore_index=True)

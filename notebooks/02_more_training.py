@@ -1,0 +1,225 @@
+# %% [markdown]
+# # 02 · MORE vs MultiTask on mixed preferences (paper §4–5.2, Fig 4, Table 3)
+#
+# **Question.** Trained on all sources at once, does MORE (per-source head gradients → momentum → normalise →
+# min-norm λ) keep MultiTask's accuracy while lowering calibration error, as the paper reports? Schemes: `raw`,
+# `top` (best single-source RM per test source, chosen on the calibration split), `multitask` (λ = 1/K), `more`.
+# Every difference comes with a paired bootstrap 95% CI over the same test pairs, and seeds are averaged; one pooled
+# CI over all test sources resamples pairs within each source and the seeds too. Every ECE stands beside its noise floor
+# (the ECE a perfectly calibrated model gets on the same pairs) and its debiased value (ECE − floor).
+
+# %% tags=["parameters"]
+profile = "tiny"  # params profile: tiny (tests), default (this CPU), paper (GPU), or a path to a YAML file
+run_dir = ""  # run folder to write into and reuse RMs from; empty: a new run; latest: the newest run of this profile
+overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {train.head_lr: 0.02}; checked by load_config
+paper_model = "Pythia-1.4B"  # paper row set to show beside ours: Pythia-1.4B, Pythia-2.8B or LLaMa-7B
+
+# %%
+from IPython.display import Markdown, display
+
+from morelib.core import runs
+from morelib.data import paper
+from morelib.study import findings, pipeline, plots, tables
+from morelib.train import reward_models
+
+run = runs.start(profile, run_dir, overrides, "02_more_training", paper_model=paper_model)
+runs.log_to_file(run)  # INFO lines go to <run>/02_more_training/log.txt; warnings stay visible here
+cfg = run.cfg
+print(f"run folder: {run.root}  (profile {cfg.profile}, seeds {list(cfg.seeds)})")
+
+# %%
+with run.timer("data + features"):
+    data = pipeline.prepare(cfg, run)
+display(Markdown(findings.missing_note(pipeline.unavailable(data, cfg))))
+
+# %%
+with run.timer("fit raw/top/multitask/more + baselines sizeprop/tuned/famo"):
+    baselines = pipeline.baselines(cfg)  # sizeprop, tuned, famo (feature tier only)
+    heads = pipeline.fit(cfg, data, ["raw", "top", "multitask", "more", *baselines], run=run)
+with run.timer("evaluate (+ temperature scaling)"):
+    table = pipeline.evaluate(heads, data, cfg, temperature_scaled=True)
+    diffs = pipeline.scheme_diffs(heads, data)
+run.save_table("metrics_tidy", table)
+summary = tables.summary(table, ["accuracy", "ece_5", "ece_10", "ece_20", "ace_10", "mce_10"])
+run.save_table("summary", summary).round(4)
+
+# %% [markdown]
+# ## Table 3 · ours beside the paper's
+# Accuracy per test source (fraction), its average, and ECE (10 bins) averaged over test sources.
+
+# %%
+ours = tables.table3(table, ["raw", "top", "multitask", "more", *baselines])
+side = paper.side_by_side(ours, paper.table3(paper_model), ours_only=["ece_floor", "ece_debiased"])
+run.save_table("table3_ours", ours)
+run.save_table("table3_vs_paper", side).round(4)
+
+# %% [markdown]
+# ## Fig 4 · accuracy and ECE per test source (mean ± sd over seeds; grey: the ECE noise floor)
+
+# %%
+plain = summary[summary["scheme"].isin(["raw", "top", "multitask", "more"])]
+fig = plots.metric_bars(plain, "accuracy", "Accuracy per test source")
+run.save_figure("fig4_accuracy", fig)
+
+# %%
+fig = plots.metric_bars(plain, "ece_10", "ECE (10 bins) per test source")
+run.save_figure("fig4_ece", fig)
+
+# %% [markdown]
+# ## MORE vs MultiTask, MORE vs Single-Top: paired bootstrap 95% CIs
+# First the pooled comparison (all test sources, pairs resampled within each source, seeds resampled, paired
+# throughout; `mde` = the smallest difference this run detects with 80% power), then the CI per test source.
+
+# %%
+with run.timer("bootstrap CIs"):
+    pooled = tables.pooled_compare(diffs, "more", "multitask", cfg)
+    pooled_top = tables.pooled_compare(diffs, "more", "top", cfg)
+    more_vs_mt = tables.compare(diffs, "more", "multitask", cfg)
+    more_vs_top = tables.compare(diffs, "more", "top", cfg)
+run.save_table("pooled_more_vs_multitask", pooled)
+run.save_table("pooled_more_vs_top", pooled_top)
+run.save_table("more_vs_multitask", more_vs_mt)
+run.save_table("more_vs_top", more_vs_top)
+finding = findings.finding_more_vs_multitask(more_vs_mt, len(cfg.seeds), pooled)
+finding_power = findings.finding_power(pooled, paper.ece_effect(paper_model), paper_model)
+display(
+    pooled.round(4),
+    more_vs_mt.round(4),
+    Markdown(finding),
+    Markdown(finding_power),
+    Markdown(findings.finding_comparison(more_vs_top, "more", "top", len(cfg.seeds), pooled_top)),
+)
+
+# %% [markdown]
+# ## Baselines beside MORE: size-proportional λ, a tuned fixed λ, FAMO
+# `sizeprop`: λ_i = n_i/Σn (plain mixing). `tuned`: the fixed λ of a coarse simplex grid (step `train.tuned_step`)
+# whose head has the lowest calibration-split log-loss (mean over sources) — "a tuned weighted sum is enough" (Xin et
+# al., NeurIPS 2022; Kurin et al., 2022). `famo`: FAMO (Liu et al., NeurIPS 2023) on the head's per-source losses.
+# Their rows are in Table 3 above; below, the λ they trained with and MORE against each (paired bootstrap 95% CIs).
+
+# %%
+lambdas = tables.chosen_lambdas(heads)
+run.save_table("baseline_lambdas", lambdas)
+with run.timer("bootstrap CIs (baselines)"):
+    more_vs_baselines = tables.compare_each(diffs, "more", baselines, cfg)
+run.save_table("more_vs_baselines", more_vs_baselines)
+baseline_findings = findings.finding_baselines(more_vs_baselines, len(cfg.seeds), lambdas=lambdas)
+display(lambdas.round(3), *[Markdown(t) for t in baseline_findings])
+
+# %% [markdown]
+# ## Training dynamics · λ and per-source losses of MORE (first seed)
+
+# %%
+fig = plots.training_curves(
+    heads[reward_models.RMKey("more", seed=cfg.seeds[0])].history, "MORE: λ and batch loss per source"
+)
+run.save_figure("lambda_trajectory", fig)
+
+# %% [markdown]
+# ## Reliability diagrams (all test sources and seeds pooled), before and after temperature scaling
+# Shaded: where 95% of a perfectly calibrated model's bin accuracies would fall on these pairs.
+
+# %%
+all_diffs = {**diffs, **pipeline.scheme_diffs(heads, data, temperature_scaled=True)}
+curves = tables.reliability_curves(all_diffs, ["top", "multitask", "more", "multitask+T", "more+T"])
+fig = plots.reliability_diagrams(curves, "Reliability (10 bins)")
+run.save_figure("reliability", fig)
+
+# %% [markdown]
+# ## Does MORE's calibration gain survive post-hoc temperature scaling (T fitted on the calibration split)?
+
+# %%
+with run.timer("bootstrap CIs (temperature-scaled)"):
+    pooled_t = tables.pooled_compare(all_diffs, "more+T", "multitask+T", cfg, ["ece_10"])
+run.save_table("pooled_more_vs_multitask_T", pooled_t)
+finding_t = findings.finding_temperature(summary, pooled_before=pooled, pooled_after=pooled_t)
+display(pooled_t.round(4), Markdown(finding_t))
+
+# %% [markdown]
+# ## Synthetic drift benchmark (paper eq. 4): the truth is known
+# K sources share a reward direction r* and each adds its own drift. Here we can measure how close each RM's
+# direction is to r* and how far its probabilities are from the true preference probabilities.
+
+# %%
+with run.timer("synthetic benchmark"):
+    syn_data, bench = pipeline.synthetic_data(cfg)
+    syn_heads = pipeline.fit(cfg, syn_data, ["raw", "top", "multitask", "more"])
+    syn_table = pipeline.evaluate(syn_heads, syn_data, cfg, temperature_scaled=True)
+    syn_truth = pipeline.synthetic_truth(syn_heads, syn_data, bench)
+syn_summary = tables.summary(syn_table, ["accuracy", "ece_10"])
+syn_truth_summary = tables.summary(syn_truth, ["cosine_to_r_star", "true_prob_gap"])
+run.save_table("synthetic_summary", syn_summary)
+run.save_table("synthetic_truth", syn_truth_summary)
+finding_syn = findings.finding_synthetic(syn_truth, syn_summary)
+display(syn_truth_summary.round(4), Markdown(finding_syn))
+
+# %%
+fig = plots.scatter_xy(
+    syn_truth,
+    "cosine_to_r_star",
+    "true_prob_gap",
+    "scheme",
+    "Synthetic: distance to r* vs gap to the true probabilities (one point per seed and source)",
+)
+run.save_figure("synthetic_truth", fig)
+
+# %% [markdown]
+# ## Diagnostics · length bias and training guards
+
+# %%
+bias = tables.length_bias(heads, data, ["single", "multitask", "more"])
+run.save_table("length_bias", bias).round(3)
+
+# %%
+guards = tables.guards(heads, data, cfg)
+run.save_table("guards", guards)
+
+# %% [markdown]
+# ## Explore λ
+
+# %% [markdown]
+# Refit the reward head with **fixed** loss weights λ (one slider per source, normalised to sum 1) and watch
+# accuracy, ECE, reliability and reward differences per test source move. Presets: uniform (= MultiTask),
+# size-proportional (plain mixing) and MORE's learned λ, whose trajectory the *MORE step* slider replays. Each refit
+# uses the short head schedule of `explore` in the params (shown in the status line); choices can be saved to
+# `tables/explore_saved.csv` of this run and reloaded. The first figure is a static snapshot (uniform λ) that renders
+# without a widget front-end; the widget below it needs JupyterLab (see docs/explorer.md).
+
+# %%
+from morelib.explore import engine, widgets
+
+explorer = engine.Explorer.from_study(data, cfg, run, more_head=heads[reward_models.RMKey("more", seed=cfg.seeds[0])])
+with run.timer("explorer: uniform-λ refit"):
+    explorer.set_lambda(explorer.presets()["uniform"])
+fig = widgets.lambda_figure(explorer)
+run.save_figure("explore_lambda", fig)
+
+# %%
+widgets.show(explorer, views=("lambda",))
+
+# %% [markdown]
+# ## Findings (computed from this run)
+
+# %%
+run.save_metrics(
+    summary=summary,
+    table3=ours,
+    more_vs_multitask=more_vs_mt,
+    more_vs_top=more_vs_top,
+    pooled_more_vs_multitask=pooled,
+    power=finding_power,
+    synthetic=syn_truth_summary,
+    guards=guards,
+    findings=[finding, finding_t, finding_syn],
+    baseline_findings=baseline_findings,
+    more_vs_baselines=more_vs_baselines,
+    baseline_lambdas=lambdas,
+    wide=["table3"],
+)
+display(Markdown(finding), Markdown(finding_power), Markdown(finding_t), Markdown(finding_syn))
+
+# %%
+run.finish()
+
+# %% [markdown]
+# Next: [03 · H&H analysis](03_hh_analysis.ipynb).

@@ -1,0 +1,118 @@
+# %% [markdown]
+# # 04 · More sources, lower ECE? (paper §5.3, Fig 6)
+#
+# **Question.** The paper trains MORE on Helpful & Harmless (K = 2) and adds OASST1, WebGPT and Summarize one at a
+# time; ECE on Helpful and Harmless falls with K and ends below Single-Top (dashed). Here the same ladder, with
+# MultiTask alongside; a source missing on this machine is skipped and named.
+
+# %% tags=["parameters"]
+profile = "tiny"  # params profile: tiny (tests), default (this CPU), paper (GPU), or a path to a YAML file
+run_dir = ""  # run folder to write into and reuse RMs from; empty: a new run; latest: the newest run of this profile
+overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {train.head_lr: 0.02}; checked by load_config
+k_order = ["helpful", "harmless", "oasst1", "webgpt", "summarize"]  # the order sources are added (paper Fig 6)
+hh_sources = ["helpful", "harmless"]  # test sets whose ECE is tracked
+
+# %%
+from IPython.display import Markdown, display
+
+from morelib.core import runs
+from morelib.study import findings, pipeline, plots, tables
+
+run = runs.start(profile, run_dir, overrides, "04_k_ablation", k_order=k_order, hh_sources=hh_sources)
+runs.log_to_file(run)  # INFO lines go to <run>/04_k_ablation/log.txt; warnings stay visible here
+cfg = run.cfg
+print(f"run folder: {run.root}  (profile {cfg.profile}, seeds {list(cfg.seeds)})")
+
+# %%
+with run.timer("data + features"):
+    data = pipeline.prepare(cfg, run)
+display(Markdown(findings.missing_note(pipeline.unavailable(data, cfg))))
+
+# %%
+with run.timer("K-ablation fits"):
+    ks, skipped = pipeline.k_ablation(cfg, data, run, k_order, tests=hh_sources)
+    top_heads = pipeline.fit(cfg, data, ["top"], run=run)
+    top_ref = tables.top_reference(pipeline.evaluate(top_heads, data, cfg), hh_sources)
+run.save_table("k_ablation_tidy", ks)
+k_summary = tables.summary(ks, ["ece_10", "accuracy"], by=("scheme", "test_source", "K"))
+run.save_table("k_ablation", k_summary).round(4)
+
+# %% [markdown]
+# ## Fig 6 · ECE on H&H vs number of sources (mean ± sd over seeds; Single-Top dashed; grey: ECE noise floor)
+
+# %%
+fig = plots.ece_vs_k(k_summary, top_ref, "ECE on Helpful & Harmless vs K")
+run.save_figure("fig6_ece_vs_k", fig)
+
+# %% [markdown]
+# ## Finding (computed from this run) vs the paper's claim
+# Each trend and the comparison with Single-Top come from a pooled paired bootstrap CI (pairs and seeds resampled): the
+# largest K minus the smallest, and MORE at the largest K minus Single-Top.
+
+# %%
+with run.timer("K trend: pooled paired CIs"):
+    ends = pipeline.k_endpoints(cfg, data, run, k_order, tests=hh_sources)
+    trend = tables.k_trend(ends, pipeline.scheme_diffs(top_heads, data), cfg, hh_sources)
+run.save_table("k_trend", trend)
+finding = findings.finding_k_ablation(ks, top_ref.set_index("test_source")["ece_10"], skipped, trend=trend)
+run.save_metrics(k_ablation=k_summary, top_reference=top_ref, k_trend=trend, skipped=skipped, finding=finding)
+display(trend.round(4), Markdown(finding))
+
+# %% [markdown]
+# ## The K = 2 degeneracy, and the non-degenerate `loss+` normalisation
+# With the paper's l2 normalisation every source gradient is scaled to unit length before the min-norm solve, and the
+# min-norm point of two unit vectors is always their midpoint: at K = 2 MORE's λ is (½, ½) and MORE trains exactly as
+# MultiTask (in the paper and its reference code too). `more.normalization: loss+` (g_i/(‖g_i‖·L_i)) keeps the
+# sources' losses in the weighting, so λ can move at K = 2. Below: MORE's measured λ at K = 2 under both, and the
+# K-curve of MORE with loss+ beside l2's (its heads are keyed by their own config fingerprint, so they never collide).
+
+# %%
+from morelib.core import config
+
+cfg_alt = config.with_overrides(cfg, {"more.normalization": "loss+"})
+with run.timer("K-ablation, MORE with loss+ normalisation"):
+    ks_alt, _ = pipeline.k_ablation(cfg_alt, data, run, k_order, tests=hh_sources, schemes=["more"])
+    lam_l2 = tables.lambda_range(pipeline.k_ablation_heads(cfg, data, run, k_order, 2))
+    lam_alt = tables.lambda_range(pipeline.k_ablation_heads(cfg_alt, data, run, k_order, 2))
+k_both = tables.summary(
+    tables.with_variant(ks, ks_alt, "more[loss+]"), ["ece_10", "accuracy"], by=("scheme", "test_source", "K")
+)
+run.save_table("k_ablation_lossplus_tidy", ks_alt)
+run.save_table("k_ablation_l2_vs_lossplus", k_both)
+fig = plots.ece_vs_k(k_both, top_ref, "ECE on H&H vs K: MORE with l2 (paper) and loss+ normalisation, MultiTask")
+run.save_figure("fig6_ece_vs_k_normalisations", fig)
+
+# %%
+finding_k2 = findings.finding_k2_degeneracy(lam_l2, lam_alt, ks, ks_alt)
+run.save_metrics(
+    file="k2_degeneracy",
+    lambda_l2=lam_l2,
+    lambda_lossplus=lam_alt,
+    k_ablation_l2_vs_lossplus=k_both,
+    finding=finding_k2,
+)
+display(lam_l2.round(6), lam_alt.round(4), Markdown(finding_k2))
+
+# %% [markdown]
+# ## Explore the mix
+# Choose how many training pairs each source contributes (0 leaves it out) and which sources take part; MultiTask and
+# MORE are refitted on that mix and shown side by side, evaluated on every test source. The static figure is the full
+# mix; the widget below it refits on every change.
+
+# %%
+from morelib.explore import engine, widgets
+
+mix_explorer = engine.Explorer.from_study(data, cfg, run)
+with run.timer("explorer: MultiTask vs MORE on the full mix"):
+    mix_explorer.set_mix(mix_explorer.available)
+fig = widgets.mix_figure(mix_explorer)
+run.save_figure("explore_mix", fig)
+
+# %%
+widgets.show(mix_explorer, views=("mix",))
+
+# %%
+run.finish()
+
+# %% [markdown]
+# Next: [05 · alignment](05_alignment.ipynb) (rejection sampling with these RMs).
