@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import yaml
 
-from morelib.core.errors import ConfigError
+from morelib.core.errors import ConfigError, DataError
 
 PARAMS_DIR = Path(__file__).resolve().parents[2] / "params"
 DEFAULT_DATA_ROOT = PARAMS_DIR.parents[1] / "shared" / "data"  # ../shared/data beside the repository
@@ -40,6 +40,17 @@ Pooling = Literal[
 JudgeKind = Literal["local", "openai", "gold-rm"]
 RJSBackend = Literal["auto", "hf", "vllm"]
 PaperModel = Literal["Pythia-1.4B", "Pythia-2.8B", "LLaMa-7B"]  # base models of the paper's Tables 1/3/5/6
+Loader = Literal[  # the named sources of morelib.data.sources (it checks this list against its SOURCES at import)
+    "hh-helpful",
+    "hh-harmless",
+    "hh-helpful-online",
+    "hh-helpful-rejection-sampled",
+    "oasst1",
+    "webgpt",
+    "summarize",
+    "ultrafeedback",
+]
+LOCAL_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")  # a data.sources loader may also be a local file of these kinds
 
 SCHEMES: tuple[str, ...] = typing.get_args(Scheme)
 NORMALIZATIONS: tuple[str, ...] = typing.get_args(Normalization)
@@ -47,6 +58,7 @@ POOLINGS: tuple[str, ...] = typing.get_args(Pooling)
 JUDGE_KINDS: tuple[str, ...] = typing.get_args(JudgeKind)
 RJS_BACKENDS: tuple[str, ...] = typing.get_args(RJSBackend)
 PAPER_MODELS: tuple[str, ...] = typing.get_args(PaperModel)
+LOADERS: tuple[str, ...] = typing.get_args(Loader)
 # Named subsets of SCHEMES, one per consumer (tests/test_config.py checks each is a subset):
 HEAD_SCHEMES = tuple(s for s in SCHEMES if s != "top")  # train.train_head ('top' = 'single' on the best source)
 TRAINED_SCHEMES = tuple(s for s in HEAD_SCHEMES if s != "fixed")  # study.fit trains these for every seed (and 'top')
@@ -462,6 +474,8 @@ def validate(cfg: Config) -> None:
     """Check every enumerated value, value ranges and combinations that types alone cannot express."""
     _check_choices(cfg)
     _check(len(cfg.seeds) > 0, "'seeds' must list at least one seed")
+    repeated = sorted({s for s in cfg.seeds if cfg.seeds.count(s) > 1})
+    _check(not repeated, f"'seeds' repeats {repeated} in {list(cfg.seeds)}: each seed is one fit, list each once")
     _check(cfg.n_boot > 0, f"'n_boot' must be positive, got {cfg.n_boot}")
     split = cfg.data.split
     for name in ("train", "calib", "test"):
@@ -470,6 +484,7 @@ def validate(cfg: Config) -> None:
     names = [s.name for s in cfg.data.sources]
     _check(len(names) == len(set(names)), f"'data.sources' names must be unique, got {names}")
     for i, src in enumerate(cfg.data.sources):
+        _check_loader(src.loader, f"data.sources[{i}].loader")
         for key in ("train_pairs", "calib_pairs", "test_pairs"):
             n = getattr(src, key)
             _check(
@@ -498,6 +513,12 @@ def validate(cfg: Config) -> None:
         _check(getattr(cfg.explore, key) > 0, f"'explore.{key}' must be positive, got {getattr(cfg.explore, key)}")
     _check(cfg.explore.debounce_ms >= 0, f"'explore.debounce_ms' must be ≥ 0, got {cfg.explore.debounce_ms}")
     _validate_sweep(cfg.synthetic_scenarios)
+
+
+def _check_loader(loader: str, where: str) -> None:
+    """DataError (the data loaders' own error) naming the valid loaders, unless `loader` is one or a local file."""
+    if loader not in LOADERS and not loader.endswith(LOCAL_SUFFIXES):
+        raise DataError(_choice_error(loader, LOADERS, where) + f" (or a path ending in {', '.join(LOCAL_SUFFIXES)})")
 
 
 def _choice_error(value: Any, choices: Sequence[Any], where: str, prefix: str = "") -> str:

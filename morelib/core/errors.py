@@ -18,6 +18,13 @@ class DataError(MoreError, ValueError):
     """A preference file or source is malformed, missing or empty."""
 
 
+class MissingDataError(DataError):
+    """A configured source has no data here: no files for it under the data root, or the hub cannot serve it.
+
+    The one `DataError` a study may report as a missing source and carry on; a file that is there but unreadable is a
+    plain `DataError` naming file and line, and stops the run."""
+
+
 class ModelError(MoreError, ValueError):
     """A model name is unknown or a model folder is incomplete."""
 

@@ -5,6 +5,10 @@ the notebooks of the run) and one folder per notebook with `manifest.json`, `met
 `figures/*.html` (+ `.png` where a static renderer exists), `timings.csv` and the executed notebook. Every file is
 written to a temporary name in the same folder and moved into place with `os.replace`, so a crash or a full disk
 leaves either the old file or none — never a partial one (checked by monkeypatching the writer in tests/test_runs.py).
+Written files get the mode a plain `open` gives (0666 minus the umask; `share`), so a run or a cache folder can be
+read by others. `run_all.sh` works through the CLI at the bottom: a run's `config.yaml` is written when the folder is
+created, a resume runs the notebooks on that saved config (naming what changed in the profile since), and
+relative paths in overrides mean what the caller typed.
 Modelled on lm-evaluation-harness' result provenance.
 """
 
@@ -18,6 +22,7 @@ import math
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -31,8 +36,8 @@ import yaml
 from transformers.utils import logging as hf_logging
 
 from morelib.core import status
-from morelib.core.config import PARAMS_DIR, Config, check_notebook_params, load_config, parse_overrides
-from morelib.core.errors import ConfigError, RunError
+from morelib.core.config import PARAMS_DIR, Config, check_notebook_params, data_root, load_config, parse_overrides
+from morelib.core.errors import ConfigError, DataError, MoreError, RunError
 
 log = logging.getLogger(__name__)
 REPO_ROOT = PARAMS_DIR.parent
@@ -41,6 +46,9 @@ DONE_MARKER = ".done"
 LOG_FILE = "log.txt"  # <run>/<notebook>/log.txt: every INFO line of the notebook's kernel
 STATUS_FILE = "status.log"  # <run>/status.log: the steps and progress lines run_all.sh shows on the terminal
 INTERACTIVE_PREFIX = "interactive-"  # <run>/interactive-<stamp>/: a rerun against a finished notebook writes here
+CONFIG_FILE = "config.yaml"  # <run>/config.yaml: the run's whole config, written at creation; a resume runs on it
+LOCK_FILE = ".lock"  # <run>/.lock: run_all.sh holds a flock on it while it works on the run
+PATH_KEYS = ("output_root", "data.data_dir")  # overrides that name a folder: resolved against the caller's directory
 _PNG_SKIPPED: list[str] = []
 
 
@@ -86,6 +94,14 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def share(path: Path) -> Path:
+    """Give a written file the mode `open` would (0666 minus the umask): mkstemp and safetensors write 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+    return path
+
+
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> Path:
     """Write `path` via `write(fileobj)` into a temp file beside it, then `os.replace`; on any error no file is left."""
     path = Path(path)
@@ -96,6 +112,7 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> P
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        share(Path(tmp))
         os.replace(tmp, path)
     except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
@@ -284,6 +301,11 @@ class Run:
         return (self.root / notebook / DONE_MARKER).exists()
 
 
+def config_text(cfg: Config) -> str:
+    """The YAML of a run's config.yaml (load_config reads it back as a profile)."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
 def open_run(cfg: Config, run_dir: str | Path | None, notebook: str) -> Run:
     """Open the run folder `run_dir` (created when empty/None; 'latest' = newest of this profile) for `notebook`."""
     if not notebook or "/" in notebook:
@@ -297,12 +319,12 @@ def open_run(cfg: Config, run_dir: str | Path | None, notebook: str) -> Run:
         root.mkdir(parents=True, exist_ok=True)
     sub = f"{INTERACTIVE_PREFIX}{datetime.now():%Y%m%d-%H%M%S}" if (root / notebook / DONE_MARKER).exists() else ""
     run = Run(root=root.resolve(), notebook=notebook, cfg=cfg, sub=sub)
-    config_file = root / "config.yaml"
-    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    config_file = root / CONFIG_FILE
+    text = config_text(cfg)
     if not config_file.exists():
         atomic_write(config_file, lambda fh: fh.write(text))
     elif config_file.read_text() != text:
-        atomic_write(run.dir / "config.yaml", lambda fh: fh.write(text))
+        atomic_write(run.dir / CONFIG_FILE, lambda fh: fh.write(text))
     run.dir.mkdir(parents=True, exist_ok=True)
     if sub:
         log.warning(
@@ -346,12 +368,91 @@ def start(profile: str, run_dir: str, overrides: str | dict | None, notebook: st
 
 
 def resume_dir(run_id: str, root: str | Path | None = None) -> Path:
-    """The existing run folder `run_id` (under `root`, default outputs/) to continue; RunError if absent."""
+    """The existing run folder `run_id` (a path, or an id under `root`, default outputs/) to continue; RunError if
+    absent."""
     base = Path(root) if root else REPO_ROOT / "outputs"
     path = Path(run_id) if Path(run_id).is_absolute() else base / run_id
     if not (path / "run_all.json").exists():
-        raise RunError(f"no run to resume at {path} (expected {path / 'run_all.json'} written by run_all.sh)")
+        raise RunError(
+            f"no run to resume at {path} (expected {path / 'run_all.json'} written by run_all.sh); a run made "
+            f"with -p output_root DIR lives in DIR: pass its path, e.g. ./run_all.sh --resume DIR/{Path(run_id).name}"
+        )
     return path
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a.b.c": value} of a nested config dict."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_changes(saved: Config, profile: str, overrides: dict[str, Any]) -> list[str]:
+    """What `profile` + `overrides` give now that differs from a run's saved config: ["key: saved → now", ...]."""
+    try:
+        now = load_config(profile, overrides)
+    except MoreError as err:
+        return [f"profile '{profile}' no longer loads ({err})"]
+    old, new = _flat(saved.to_dict()), _flat(now.to_dict())
+    return [
+        f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)
+    ]
+
+
+def resume_plan(run_id: str, root: str | Path | None = None) -> dict[str, str]:
+    """What `run_all.sh --resume` runs: the run folder, its saved config.yaml as the notebooks' profile (no overrides),
+    its --only and data root, and `note`, naming what the profile would give now that differs (not used)."""
+    run = resume_dir(run_id, root)
+    spec = json.loads((run / "run_all.json").read_text())
+    plan = {"run": str(run), "only": spec.get("only", ""), "data_root": spec.get("data_root", ""), "note": ""}
+    saved = run / CONFIG_FILE
+    if not saved.is_file():  # made before run_all wrote config.yaml at creation, and stopped before a notebook opened
+        return {**plan, "profile": spec["profile"], "overrides": json.dumps(spec["overrides"])}
+    try:
+        cfg = load_config(saved)
+    except ConfigError as err:
+        raise RunError(
+            f"cannot resume {run}: its saved {saved.name} no longer loads with this code ({err}); it was made at "
+            f"commit {spec.get('git_commit', '?')[:7]}: start a new run, or check that commit out to resume it"
+        ) from err
+    changes = config_changes(cfg, spec["profile"], spec["overrides"])
+    if changes:
+        plan["note"] = (
+            f"the profile '{spec['profile']}' changed since this run started ({'; '.join(changes)}); the resume "
+            f"keeps the run's saved {saved} so its notebooks agree: start a new run for the new settings"
+        )
+    return {**plan, "profile": str(saved), "overrides": "{}"}
+
+
+def resolve_paths(overrides: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Overrides with the relative folders of PATH_KEYS made absolute against `base` (the caller's directory), so they
+    mean what the user typed wherever a notebook runs ("hub" and null stay)."""
+    out = dict(overrides)
+    for key in PATH_KEYS:
+        value = out.get(key)
+        if isinstance(value, str) and value not in ("", "hub"):
+            out[key] = str((base / Path(value).expanduser()).resolve())
+    return out
+
+
+def preflight(cfg: Config) -> None:
+    """Checks run_all.sh makes before a run folder exists: the local data folder is there (unless data comes from the
+    hub or the run needs no real data)."""
+    root = data_root(cfg)
+    if root is None or root.is_dir():
+        return
+    origin = (
+        "data.data_dir"
+        if cfg.data.data_dir
+        else "MORE_DATA_DIR"
+        if os.environ.get("MORE_DATA_DIR")
+        else "the default ../shared/data"
+    )
+    raise DataError(f"data directory not found: {root} (from {origin}); nothing was created")
 
 
 def hub_needs(cfg: Config) -> list[str]:
@@ -366,35 +467,54 @@ def hub_needs(cfg: Config) -> list[str]:
     return (["data"] if cfg.data.data_dir == "hub" else []) + hub
 
 
+def create(profile: str, overrides: dict[str, Any], only: str = "") -> Path:
+    """A fresh run folder for run_all.sh with its config.yaml (what every notebook of the run loads) and run_all.json
+    (profile, overrides, --only, data root, commit)."""
+    cfg = load_config(profile, overrides)
+    preflight(cfg)
+    root = create_run_dir(cfg)
+    atomic_write(root / CONFIG_FILE, lambda fh: fh.write(config_text(cfg)))
+    data = data_root(cfg)
+    spec = {
+        "profile": profile,
+        "overrides": overrides,
+        "git_commit": git_commit(),
+        "only": only,
+        "data_root": str(data.resolve()) if data is not None else "hub",
+    }
+    atomic_write(root / "run_all.json", lambda fh: fh.write(json.dumps(spec, indent=2) + "\n"))
+    return root
+
+
 def _main(argv: list[str]) -> str:
-    """CLI for run_all.sh: `overrides K=V ...` → validated-later JSON; `create PROFILE JSON` → new run folder;
+    """CLI for run_all.sh: `overrides K=V ...` → JSON (relative folders resolved against the current directory);
+    `check PROFILE JSON` → validates and preflights, printing a summary; `create PROFILE JSON [ONLY]` → new run folder;
+    `resume RUN_ID` → run, profile, overrides, only, data root (one a line; a changed profile named on stderr);
     `needs-hub PROFILE JSON` → yes/no (scripts/setup.sh's hub_mode)."""
     if argv[:1] == ["overrides"]:
-        return json.dumps(parse_overrides(argv[1:]))
+        return json.dumps(resolve_paths(parse_overrides(argv[1:]), Path.cwd()))
+    if argv[:1] == ["check"] and len(argv) == 3:
+        cfg = load_config(argv[1], parse_overrides(argv[2]))
+        preflight(cfg)
+        root = data_root(cfg)
+        return f"config valid: profile {cfg.profile}, sources {cfg.source_names()}, data {root or 'hub'}"
     if argv[:1] == ["create"] and len(argv) in (3, 4):
-        overrides = parse_overrides(argv[2])
-        cfg = load_config(argv[1], overrides)
-        root = create_run_dir(cfg)
-        spec = {
-            "profile": argv[1],
-            "overrides": overrides,
-            "git_commit": git_commit(),
-            "only": argv[3] if len(argv) == 4 else "",
-        }
-        atomic_write(root / "run_all.json", lambda fh: fh.write(json.dumps(spec, indent=2) + "\n"))
-        return str(root)
+        return str(create(argv[1], parse_overrides(argv[2]), argv[3] if len(argv) == 4 else ""))
+    if argv[:1] == ["resume"] and len(argv) == 2:
+        plan = resume_plan(argv[1])
+        if plan["note"]:
+            print(f"[run_all] note: {plan['note']}", file=sys.stderr)
+        return "\n".join(plan[k] for k in ("run", "profile", "overrides", "only", "data_root"))
     if argv[:1] == ["needs-hub"] and len(argv) == 3:
         return "yes" if hub_needs(load_config(argv[1], parse_overrides(argv[2]))) else "no"
     raise RunError(
-        f"usage: python -m morelib.core.runs overrides K=V ... | create PROFILE OVERRIDES_JSON [ONLY] | "
-        f"needs-hub PROFILE OVERRIDES_JSON (got {argv})"
+        f"usage: python -m morelib.core.runs overrides K=V ... | check PROFILE OVERRIDES_JSON | create PROFILE "
+        f"OVERRIDES_JSON [ONLY] | resume RUN_ID | needs-hub PROFILE OVERRIDES_JSON (got {argv})"
     )
 
 
 if __name__ == "__main__":
-    import sys
-
     try:
         print(_main(sys.argv[1:]))
-    except ConfigError as err:
-        sys.exit(f"config error: {err}")
+    except MoreError as err:
+        sys.exit(f"{type(err).__name__}: {err}")

@@ -11,7 +11,8 @@ Drop policy (every drop is counted in a `DropLog` and logged, never silent): row
 tied scores/ranks (WebGPT, UltraFeedback, OASST), HH rows with no shared Assistant turn, rows with an empty prompt,
 and OASST prompts in another language. Everything else that is wrong raises `DataError` naming file:line:
 missing field, wrong field type, malformed JSON, non-UTF-8 text, truncated gzip; so do an unknown source, a missing
-split, missing local files and a source that yields no pairs.
+split and a source that yields no pairs. A source with no files under the data root (or a hub split that cannot be
+loaded) raises `MissingDataError`, the one error a study reports as a missing source and carries on from.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from morelib.core.config import data_root
-from morelib.core.errors import DataError, offline_hint
+from morelib.core.config import LOADERS, LOCAL_SUFFIXES, data_root
+from morelib.core.errors import DataError, MissingDataError, offline_hint
 from morelib.data import formats
 from morelib.data.formats import Pair
 from morelib.data.groups import carve_groups
@@ -118,7 +119,8 @@ SOURCES: dict[str, SourceInfo] = {
 }
 # Summarize records carry their original split; the hub's validation = the original valid1 + valid2.
 _SUMMARIZE_RECORD_SPLITS = {"train": ("train",), "test": ("valid1", "valid2", "validation", "test")}
-_LOCAL_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
+if tuple(SOURCES) != LOADERS:  # config.LOADERS names these sources for validation, in this order
+    raise DataError(f"config.LOADERS {LOADERS} must list the sources of morelib.data.sources: {tuple(SOURCES)}")
 
 
 @dataclass
@@ -150,10 +152,10 @@ class DropLog:
 
 def _check_source(source: str, split: str) -> None:
     """DataError for an unknown source name or split."""
-    if source not in SOURCES and not str(source).endswith(_LOCAL_SUFFIXES):
+    if source not in SOURCES and not str(source).endswith(LOCAL_SUFFIXES):
         raise DataError(
             f"unknown preference source '{source}'; valid: {', '.join(SOURCES)}, "
-            f"or a path ending in {', '.join(_LOCAL_SUFFIXES)}"
+            f"or a path ending in {', '.join(LOCAL_SUFFIXES)}"
         )
     if split not in SPLITS:
         raise DataError(f"unknown split '{split}' for '{source}'; valid: {', '.join(SPLITS)}")
@@ -168,9 +170,9 @@ def local_files(source: str, split: str, root: Path) -> list[Path]:
             return found
     have = [s for s in SPLITS if any(any(root.glob(p)) for p in SOURCES[source].local.get(s, ()))]
     if have:
-        raise DataError(f"no local '{split}' split for '{source}' under {root}; available: {', '.join(have)}")
+        raise MissingDataError(f"no local '{split}' split for '{source}' under {root}; available: {', '.join(have)}")
     looked = [p for s in SPLITS for p in SOURCES[source].local.get(s, ())]
-    raise DataError(f"no local data for {source} under {root} (looked for: {', '.join(dict.fromkeys(looked))})")
+    raise MissingDataError(f"no local data for {source} under {root} (looked for: {', '.join(dict.fromkeys(looked))})")
 
 
 def local_splits(source: str, root: Path) -> list[str]:
@@ -179,7 +181,7 @@ def local_splits(source: str, root: Path) -> list[str]:
     for split in SPLITS:
         try:
             next(iter(_local_records(source, split, root)))
-        except (DataError, StopIteration):
+        except (MissingDataError, StopIteration):  # a file that is there but unreadable still raises
             continue
         have.append(split)
     return have
@@ -205,7 +207,7 @@ def _local_records(source: str, split: str, root: Path) -> Iterator[tuple[str, d
                 continue
             yield where, record
     if source == "summarize" and not seen & set(_SUMMARIZE_RECORD_SPLITS[split]):
-        raise DataError(
+        raise MissingDataError(
             f"no local '{split}' split for 'summarize' under {root}; its records' splits: "
             f"{', '.join(sorted(str(s) for s in seen))}"
         )
@@ -247,7 +249,7 @@ def load_hub(repo: str, split: str, **kwargs: Any) -> Iterable[dict[str, Any]]:
     try:
         return datasets.load_dataset(repo, split=split, **kwargs)
     except Exception as err:  # datasets raises many unrelated types for offline/missing repos
-        raise DataError(
+        raise MissingDataError(
             f"cannot load hub dataset {repo} {kwargs or ''} split '{split}': {err}{offline_hint()}"
         ) from err
 

@@ -1,12 +1,14 @@
 """The study the notebooks run (paper §3–5.3): load sources, extract features once, fit RMs once per run, evaluate.
 
 Notebooks call only these functions, so each reads like a section of the paper. `prepare` loads every configured
-source (a missing one, e.g. WebGPT offline, is reported in `StudyData.missing`, never faked) and extracts features
-through the content-keyed cache in `outputs/cache`. `fit` trains the reward heads of a scheme for every seed and saves
-them under `<run>/heads/<config fingerprint>/`, so later notebooks of the same run reuse them instead of retraining.
+source (a missing one — no files for it here, e.g. WebGPT offline — is reported on the terminal and in
+`StudyData.missing`, never faked; a source whose file is there but unreadable stops the run naming file and line) and
+extracts features through the content-keyed cache in `outputs/cache`. `fit` trains the reward heads of a scheme for
+every seed and saves them under `<run>/heads/<config fingerprint>/`, so later notebooks of the same run reuse them
+instead of retraining, and lists them in the notebook's manifest (`head_files`: what an export may take).
 `evaluate` gives a tidy table (one row per RM, seed and test source). The Single-Top scheme of Table 3 is the
-single-source
-RM with the best *calibration-split* accuracy on each test source (NOTE(paper): the paper picks it on test).
+single-source RM with the best *calibration-split* accuracy on each test source (NOTE(paper): the paper picks it on
+test).
 Checked in tests/test_study.py against direct calls to train/metrics on the synthetic benchmark.
 """
 
@@ -27,8 +29,9 @@ import pandas as pd
 
 from morelib.backbone import features
 from morelib.backbone.features import PairFeatures
+from morelib.core import status
 from morelib.core.config import TRAINED_SCHEMES, Config
-from morelib.core.errors import DataError, RunError
+from morelib.core.errors import DataError, MissingDataError, RunError
 from morelib.core.runs import Run
 from morelib.data import paper, sampling, splits
 from morelib.data.sources import Pair
@@ -72,9 +75,10 @@ def prepare(cfg: Config, run: Run | None = None) -> StudyData:
         report = splits.SplitReport()
         try:
             data.pairs[spec.name] = splits.load_source_splits(spec, cfg.data, cfg.seeds[0], report)
-        except DataError as err:
+        except MissingDataError as err:  # no files there; a broken file raises DataError and stops the run
             data.missing[spec.name] = str(err)
             log.warning("source %s missing: %s", spec.name, err)
+            status.report(f"source {spec.name} missing, left out of this run: {err}")
             continue
         data.counts[spec.name] = report.to_dict()
         data.reports[spec.name] = report
@@ -250,7 +254,22 @@ def fit(
         run.manifest_extra.setdefault("heads", {}).update(
             {str(k): {"grad_norm": h.meta.get("grad_norm")} for k, h in heads.items()}
         )
+        record_head_files(run, [saved_head(folder, key, cfg) for key in heads])
     return heads
+
+
+def saved_head(folder: Path, key: RMKey, cfg: Config) -> Path:
+    """Where `_fit_one` keeps the RM `key` in a run's heads folder: a .pt file (feature tier) or a folder."""
+    path = head_file(folder, key)
+    return path if cfg.train.tier == "finetune" else path.with_suffix(".pt")
+
+
+def record_head_files(run: Run, paths: Sequence[Path]) -> None:
+    """Add the saved RMs this notebook used to its manifest's `head_files` (paths under the run folder), so an export
+    offers exactly the RMs the run's notebooks evaluated."""
+    have = set(run.manifest_extra.get("head_files", []))
+    have |= {str(p.relative_to(run.root)) for p in paths if p.exists() and p.is_relative_to(run.root)}
+    run.manifest_extra["head_files"] = sorted(have)
 
 
 def load_heads(run: Run, schemes: Sequence[str] | None = None) -> dict[RMKey, RewardModel]:
