@@ -1,26 +1,36 @@
 #!/usr/bin/env bash
 # Run the workbook's notebooks (01..06) in order through papermill into a fresh run folder outputs/<profile>-<stamp>-<git7>/.
 #
-#   ./run_all.sh [--profile NAME] [--only 02,03] [-p key value ...] [--resume RUN_ID] [--dry-run]
+#   ./run_all.sh [--profile NAME] [--only 02,03] [-p key value ...] [--resume RUN] [--dry-run]
 #
 #   --profile NAME    params profile (default: default = this CPU; tiny = tests; paper = GPU) or a YAML path
 #   --only LIST       comma-separated notebook numbers to run (e.g. 01,02); the others are skipped
 #   -p KEY VALUE      a dotted config override (value parsed as YAML), e.g. -p train.head_lr 0.02 -p seeds '[0]'
-#   --resume RUN_ID   continue the run outputs/RUN_ID from its first unfinished notebook (same profile, overrides, --only)
-#   --dry-run         validate profile + overrides, print hub access and the notebooks that would run; write nothing
+#   --resume RUN      continue outputs/RUN (or the run folder at path RUN) from its first unfinished notebook, on the
+#                     run's saved config.yaml and --only (a profile edited since is named, not used)
+#   --dry-run         validate profile + overrides and the data folder, print what would run; write nothing
+#
+# Relative paths (a profile file, MORE_DATA_DIR, -p output_root / data.data_dir, a --resume path) mean what they
+# say from the directory you run the script in. Every notebook of a run loads the run's config.yaml; a lock
+# (<run>/.lock) keeps two run_all.sh off one run. Ctrl-C stops the run with a short line: nothing unfinished is
+# marked done.
 #
 # The terminal shows each notebook, its current step and feature-extraction progress (morelib.core.status, also in
 # <run>/status.log); INFO logs go to <run>/<notebook>/log.txt. The run folder's size is printed at the end.
 #
-# Overrides reach each notebook as ONE string parameter `overrides`, validated there by load_config (papermill alone
-# would only warn about an unknown parameter). A notebook that fails stops the run: the script exits non-zero and
-# names the executed notebook that holds the traceback. Completed notebooks are marked with <run>/<notebook>/.done.
+# The profile and overrides are validated before the run folder is made (exit 2 when invalid); the folder's
+# config.yaml then reaches each notebook as its `profile` parameter, validated again there by load_config. A notebook
+# that fails stops the run: the script exits non-zero and says where the traceback is (or what papermill left when it
+# could not write the notebook). Completed notebooks are marked with <run>/<notebook>/.done.
 set -euo pipefail
+CALLER="$(pwd)"
 cd "$(dirname "$0")"
 ROOT="$(pwd)"
 source scripts/setup.sh
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+# abspath P: P resolved against the caller's directory (it need not exist)
+abspath() { (cd "$CALLER" && realpath -m -- "$1"); }
 
 PROFILE="default"
 ONLY=""
@@ -40,6 +50,9 @@ while [ $# -gt 0 ]; do
 done
 
 PY="$ROOT/.venv/bin/python"
+case "$PROFILE" in *.yaml|*.yml|*/*) PROFILE="$(abspath "$PROFILE")" ;; esac
+if [ -n "${MORE_DATA_DIR:-}" ]; then export MORE_DATA_DIR="$(abspath "$MORE_DATA_DIR")"; fi
+case "$RESUME" in */*) RESUME="$(abspath "$RESUME")" ;; esac
 NOTEBOOKS=(notebooks/0[0-9]_*.ipynb)
 VALID="$(for NB in "${NOTEBOOKS[@]}"; do B="$(basename "$NB")"; printf '%s ' "${B:0:2}"; done)"
 if [ -n "$ONLY" ]; then
@@ -51,23 +64,41 @@ if [ -n "$ONLY" ]; then
   done
 fi
 if [ -n "$RESUME" ]; then
-  RUN="$("$PY" -c 'import sys; from morelib.core.runs import resume_dir; print(resume_dir(sys.argv[1]))' "$RESUME")"
-  PROFILE="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["profile"])' "$RUN/run_all.json")"
-  OVERRIDES="$("$PY" -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["overrides"]))' "$RUN/run_all.json")"
-  [ ${#PAIRS[@]} -eq 0 ] || { echo "run_all.sh: --resume reuses the run's overrides; drop -p" >&2; exit 2; }
+  [ ${#PAIRS[@]} -eq 0 ] || { echo "run_all.sh: --resume reuses the run's saved config; drop -p" >&2; exit 2; }
   [ -z "$ONLY" ] || { echo "run_all.sh: --resume reuses the run's --only; drop --only" >&2; exit 2; }
-  ONLY="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("only", ""))' "$RUN/run_all.json")"
+  PLAN="$("$PY" -m morelib.core.runs resume "$RESUME")" || exit 2  # run, profile, overrides, only, data root
+  { read -r RUN; read -r PROFILE; read -r OVERRIDES; read -r ONLY; read -r DATA_ROOT; } <<< "$PLAN"
+  if [ "$DATA_ROOT" != hub ] && [ -n "$DATA_ROOT" ]; then
+    if [ -n "${MORE_DATA_DIR:-}" ] && [ "$MORE_DATA_DIR" != "$DATA_ROOT" ]; then
+      echo "[run_all] note: MORE_DATA_DIR=$MORE_DATA_DIR differs from the run's data folder; the resume reads $DATA_ROOT" >&2
+    fi
+    export MORE_DATA_DIR="$DATA_ROOT"
+  fi
 else
-  OVERRIDES="$("$PY" -m morelib.core.runs overrides ${PAIRS[@]+"${PAIRS[@]}"})"
+  OVERRIDES="$(cd "$CALLER" && "$PY" -m morelib.core.runs overrides ${PAIRS[@]+"${PAIRS[@]}"})" || exit 2
 fi
-hub_mode "$PROFILE" "$OVERRIDES"  # also validates profile + overrides (load_config) before anything runs
+# Validate profile + overrides and check the data folder before anything is created (exit 2 on a bad config).
+CHECK="$("$PY" -m morelib.core.runs check "$PROFILE" "$OVERRIDES")" || exit 2
+hub_mode "$PROFILE" "$OVERRIDES"
 if [ -n "$DRY" ]; then
-  echo "[run_all] dry run: profile $PROFILE, overrides $OVERRIDES, notebooks ${ONLY:-${VALID% }}; nothing written"
+  echo "[run_all] dry run: $CHECK; profile $PROFILE, overrides $OVERRIDES, notebooks ${ONLY:-${VALID% }}; nothing written"
   exit 0
 fi
-[ -n "$RESUME" ] || RUN="$("$PY" -m morelib.core.runs create "$PROFILE" "$OVERRIDES" "$ONLY")"  # a fresh folder, never an existing one
+if [ -z "$RESUME" ]; then
+  RUN="$("$PY" -m morelib.core.runs create "$PROFILE" "$OVERRIDES" "$ONLY")" || exit 2  # a fresh folder, never an existing one
+  echo "[run_all] profile: $PROFILE  overrides: $OVERRIDES${ONLY:+  only: $ONLY}"
+fi
 echo "[run_all] run folder: $RUN"
-echo "[run_all] profile: $PROFILE  overrides: $OVERRIDES${ONLY:+  only: $ONLY}"
+# One run_all.sh per run: a second one (two --resume at once) would write the same notebooks and heads.
+exec 9>>"$RUN/.lock"
+if ! flock -n 9; then
+  echo "run_all.sh: another run_all.sh is working on $RUN (it holds $RUN/.lock); wait for it to finish" >&2
+  exit 2
+fi
+# How to continue this run: by id when it lives in outputs/, else by its path.
+if [ "$(dirname "$RUN")" = "$ROOT/outputs" ]; then RESUME_AS="$(basename "$RUN")"; else RESUME_AS="$RUN"; fi
+CURRENT=""
+trap 'echo "[run_all] interrupted${CURRENT:+ during $CURRENT}: it is not marked done; continue with: ./run_all.sh --resume $RESUME_AS" >&2; exit 130' INT
 
 declare -a TIMES=()
 for NB in "${NOTEBOOKS[@]}"; do
@@ -84,10 +115,14 @@ for NB in "${NOTEBOOKS[@]}"; do
   OUT="$RUN/$NAME/$NAME.ipynb"
   echo "[run_all] $NAME → $OUT"
   START=$(date +%s)
-  if ! "$PY" -m papermill "$NB" "$OUT" --cwd notebooks --log-level WARNING \
-      -r profile "$PROFILE" -r run_dir "$RUN" -r overrides "$OVERRIDES"; then
-    echo "[run_all] FAILED: $NAME — the traceback is in $OUT" >&2
-    echo "[run_all] fix it, then continue with: ./run_all.sh --resume $(basename "$RUN")" >&2
+  CURRENT="$NAME"
+  RC=0  # every notebook loads the run's config.yaml, so a resume and a fresh run run the same settings
+  "$PY" -m morelib.cli.run_notebook "$NB" "$OUT" "$RUN/config.yaml" "$RUN" "{}" || RC=$?
+  if [ "$RC" -eq 130 ]; then
+    echo "[run_all] interrupted during $NAME: it is not marked done; continue with: ./run_all.sh --resume $RESUME_AS" >&2
+    exit 130
+  elif [ "$RC" -ne 0 ]; then
+    echo "[run_all] FAILED: $NAME (see the line above); fix it, then continue with: ./run_all.sh --resume $RESUME_AS" >&2
     exit 1
   fi
   touch "$RUN/$NAME/.done"

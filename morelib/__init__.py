@@ -10,7 +10,7 @@ earlier ones, every import is at module top level, and there is no cycle (tests/
   study       pipeline, synthetic, scenarios, tables, findings, plots
   explore     engine, widgets
   align       rjs, judge, alignment
-  cli         export, evaluate
+  cli         export, evaluate, run_notebook
 Entry points: `python -m morelib.export`, `python -m morelib.evaluate`, `accelerate launch -m morelib.finetune`.
 """
 

@@ -8,7 +8,8 @@ have a bias-free score layer, so c is written to `config.json` as `reward_offset
 rewards minus c — Bradley–Terry rewards are defined up to a constant, so every reward difference, accuracy and
 calibration figure is the head's exactly. The tokenizer is saved with the feature tier's truncation (left side,
 `model_max_length` = max_length) and right padding, so `tok(texts, truncation=True, padding=True)` reproduces it.
-Checked against the head's rewards on tiny-random and SmolLM2 (tests/test_export.py).
+Only RMs the run's finished notebooks evaluated (their manifests' `head_files`) are offered, and a non-empty destination
+is refused unless `--force`. Checked against the head's rewards on tiny-random and SmolLM2 (tests/test_export.py).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from morelib.train.reward_head import HeadModel
 from morelib.train.reward_models import HeadRM, RMKey
 
 META_FILE = "morelib_export.json"
+MANIFEST = "manifest.json"
 
 
 def folded_score(head: HeadModel) -> tuple[torch.Tensor, float]:
@@ -132,14 +134,45 @@ def export_head(head: HeadModel, model_cfg: Any, folder: str | Path, info: dict[
     return folder
 
 
+def evaluated_files(run_dir: Path) -> set[str] | None:
+    """Head files (paths under the run) the run's own notebooks used, from their manifests' `head_files`; None when no
+    manifest lists any (a run made before manifests did)."""
+    files: set[str] = set()
+    listed = False
+    for manifest in sorted(run_dir.glob(f"*/{MANIFEST}")):  # <run>/<notebook>/: not interactive-*/ reruns
+        data = json.loads(manifest.read_text())
+        listed |= "head_files" in data
+        files |= set(data.get("head_files", []))
+    return files if listed else None
+
+
 def run_heads(run_dir: Path) -> tuple[Any, dict[RMKey, Path]]:
-    """(config, {key: head file}) of the RMs fitted in a run folder under its config.yaml."""
-    if not (run_dir / "config.yaml").is_file():
-        raise RunError(f"{run_dir} is not a run folder (no config.yaml)")
-    cfg = load_config(run_dir / "config.yaml")
+    """(config, {key: head file}) of the RMs a run's notebooks fitted and evaluated under its config.yaml.
+
+    A head file a notebook's manifest does not list (left by an attempt that was killed, or by a rerun with other
+    settings) is not offered."""
+    if not (run_dir / runs.CONFIG_FILE).is_file():
+        raise RunError(f"{run_dir} is not a run folder (no {runs.CONFIG_FILE})")
+    cfg = load_config(run_dir / runs.CONFIG_FILE)
     folder = run_dir / "heads" / pipeline.fingerprint(cfg)
     files = sorted(folder.glob("*.pt")) if folder.is_dir() else []
+    used = evaluated_files(run_dir)
+    if used is not None:
+        files = [p for p in files if str(p.relative_to(run_dir)) in used]
     return cfg, {RMKey.parse(unquote(p.name[:-3])): p for p in files}
+
+
+def check_destination(out_dir: Path, force: bool) -> None:
+    """RunError for a destination that exists and is not an empty folder, unless `force`."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunError(f"destination {out_dir} is a file, not a folder")
+    entries = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
+    if entries and not force:
+        shown = ", ".join(entries[:5]) + (", …" if len(entries) > 5 else "")
+        raise RunError(
+            f"destination {out_dir.resolve()} is not empty ({len(entries)} entries: {shown}); the export would "
+            "overwrite its README.md, config.json and weights: choose a new or empty folder, or pass --force"
+        )
 
 
 def _data_counts(run_dir: Path) -> dict[str, Any] | None:
@@ -159,23 +192,29 @@ def test_metrics(cfg: Any, run_dir: Path, key: RMKey, head: HeadModel) -> list[d
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: python -m morelib.cli.export RUN_DIR KEY OUT_DIR (lists the run's keys when KEY is missing or unknown)."""
+    """CLI: python -m morelib.cli.export RUN_DIR KEY OUT_DIR [--force] (lists the run's keys when KEY is missing or
+    unknown; a non-empty OUT_DIR is refused without --force)."""
     parser = argparse.ArgumentParser(prog="python -m morelib.cli.export", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("key", nargs="?", help="RM key as the run names it (rms.RMKey), e.g. more/seed0")
     parser.add_argument("out_dir", nargs="?", type=Path)
+    parser.add_argument("--force", action="store_true", help="write into a non-empty OUT_DIR (files are replaced)")
     args = parser.parse_args(argv)
     try:
         cfg, heads = run_heads(args.run_dir)
         key = next((k for k in heads if str(k) == args.key), None)
         if key is None or args.out_dir is None:
-            listed = "\n  ".join(map(str, heads)) or "(none: run notebook 02 first)"
+            listed = (
+                "\n  ".join(map(str, heads))
+                or "(none that a finished notebook of this run evaluated: run notebook 02 first)"
+            )
             print(
                 f"{'unknown key ' + repr(args.key) if args.key else 'no key given'}; RMs of {args.run_dir}:\n  "
-                f"{listed}\nusage: python -m morelib.cli.export RUN_DIR KEY OUT_DIR",
+                f"{listed}\nusage: python -m morelib.cli.export RUN_DIR KEY OUT_DIR [--force]",
                 file=sys.stderr,
             )
             return 2
+        check_destination(args.out_dir, args.force)
         head = HeadModel.load(heads[key])
         out = export_head(
             head,

@@ -518,7 +518,7 @@ def validate(cfg: Config) -> None:
 def _check_loader(loader: str, where: str) -> None:
     """DataError (the data loaders' own error) naming the valid loaders, unless `loader` is one or a local file."""
     if loader not in LOADERS and not loader.endswith(LOCAL_SUFFIXES):
-        raise DataError(_choice_error(loader, LOADERS, where) + f" (or a path ending in {', '.join(LOCAL_SUFFIXES)})")
+        raise DataError(_choice_error(loader, (*LOADERS, f"a path ending in {'|'.join(LOCAL_SUFFIXES)}"), where))
 
 
 def _choice_error(value: Any, choices: Sequence[Any], where: str, prefix: str = "") -> str:
