@@ -10,12 +10,16 @@ real messages, so the doc is regenerated from the code, not typed by hand:
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import gzip
+import io
 import json
 import math
 import os
 import re
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -25,12 +29,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors import SafetensorError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from morelib.backbone import features  # noqa: E402
 from morelib.backbone.features import PairFeatures, extract  # noqa: E402
 from morelib.backbone.model import byte_tokenizer, encode, load_reward_model  # noqa: E402
-from morelib.core import config, runs  # noqa: E402
+from morelib.cli import export, run_notebook  # noqa: E402
+from morelib.core import config, runs, status  # noqa: E402
 from morelib.core.errors import ConfigError, DataError, ModelError, RunError, TrainingError  # noqa: E402
 from morelib.data import datacard
 from morelib.data.formats import Pair  # noqa: E402
@@ -38,6 +45,7 @@ from morelib.data.sources import DropLog, load_preferences  # noqa: E402
 from morelib.evaluation import diagnostics, metrics
 from morelib.study import pipeline
 from morelib.train import more, reward_head, solver
+from morelib.train.reward_models import RMKey
 
 REPO = Path(__file__).resolve().parents[1]
 ROW = {"prompt": "\n\nHuman: hi\n\nAssistant:", "chosen": " hello", "rejected": " go away"}
@@ -492,6 +500,218 @@ def _resume_missing_run(tmp: Path) -> None:
 def _study_unknown_source(tmp: Path) -> None:
     data = pipeline.StudyData(features={"a": {"train": _feats()}})
     pipeline.fit(_cfg(tmp), data, ["more"], seeds=[0], sources=["a", "webgpt"])
+
+
+# ---------------------------------------------------------------- issue 28: faults (sources, resume, export, paths)
+
+
+def _hh_root(tmp: Path, n: int = 60, broken: str = "") -> Path:
+    """A local data root with helpful-base and harmless-base test files of `n` rows each; `broken` = 'json' breaks
+    line 2 of harmless, 'gzip' cuts its .gz short. OASST and Summarize have no files (missing)."""
+    root = tmp / "data"
+    for subset in ("helpful-base", "harmless-base"):
+        rows = [
+            {
+                "chosen": f"\n\nHuman: q{i} {subset}\n\nAssistant: yes {i}",
+                "rejected": f"\n\nHuman: q{i} {subset}\n\nAssistant: no",
+            }
+            for i in range(n)
+        ]
+        folder = root / "hh-rlhf" / subset
+        folder.mkdir(parents=True)
+        if subset == "harmless-base" and broken == "gzip":
+            path = Path(_jsonl(folder, rows, "test.jsonl.gz"))
+            path.write_bytes(path.read_bytes()[:-40])
+            continue
+        lines = [json.dumps(r) for r in rows]
+        if subset == "harmless-base" and broken == "json":
+            lines[1] += "}"
+        (folder / "test.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def _corrupt_source_file(tmp: Path) -> None:
+    pipeline.prepare(_cfg(tmp, **{"data.data_dir": str(_hh_root(tmp, broken="json"))}))
+
+
+def _truncated_source_gzip(tmp: Path) -> None:
+    pipeline.prepare(_cfg(tmp, **{"data.data_dir": str(_hh_root(tmp, broken="gzip"))}))
+
+
+def _missing_source_reported(tmp: Path) -> str:
+    status.set_target(tmp / "status.log", "nb")
+    try:
+        data = pipeline.prepare(_cfg(tmp, **{"data.data_dir": str(_hh_root(tmp))}))
+    finally:
+        status.set_target(None, "")
+    lines = (tmp / "status.log").read_text().splitlines()
+    assert data.sources == ["helpful", "harmless"] and sorted(data.missing) == ["oasst1", "summarize"]
+    return f"run goes on with {data.sources}; terminal: {lines[0].split('] ', 1)[1]}"
+
+
+def _unknown_loader(tmp: Path) -> None:
+    src = {"name": "helpful", "label": "H", "loader": "hh-helpfull"}
+    config.load_config("tiny", {"data.sources": [src]})
+
+
+def _repeated_seeds(tmp: Path) -> None:
+    config.load_config("tiny", {"seeds": [0, 0]})
+
+
+def _resume_changed_profile(tmp: Path) -> str:
+    profile = tmp / "mytiny.yaml"
+    profile.write_text(f"profile: mytiny\noutput_root: {tmp / 'out'}\ntrain: {{head_epochs: 5}}\n")
+    run = runs.create(str(profile), {}, "01")
+    profile.write_text(f"profile: mytiny\noutput_root: {tmp / 'out'}\ntrain: {{head_epochs: 7}}\n")
+    plan = runs.resume_plan(str(run))
+    assert config.load_config(plan["profile"]).train.head_epochs == 5 and plan["overrides"] == "{}"
+    return plan["note"].replace(run.name, "<run>")
+
+
+def _exported_run(tmp: Path) -> Path:
+    """A run folder whose notebook 02 evaluated more/seed0, with single:helpful/seed0 left by a killed attempt."""
+    cfg = _cfg(tmp)
+    run = runs.open_run(cfg, str(tmp / "run"), "02_more_training")
+    folder = run.heads_dir / pipeline.fingerprint(cfg)
+    for key in (RMKey("more", seed=0), RMKey("single", source="helpful", seed=0)):
+        reward_head.train_head({"a": _feats(h=32)}, "single", _tcfg(), seed=0).save(
+            pipeline.saved_head(folder, key, cfg)
+        )
+    pipeline.record_head_files(run, [pipeline.saved_head(folder, RMKey("more", seed=0), cfg)])
+    run.save_manifest()
+    return run.root
+
+
+def _export_unevaluated_head(tmp: Path) -> str:
+    _, heads = export.run_heads(_exported_run(tmp))
+    assert list(map(str, heads)) == ["more/seed0"]
+    return "offered: more/seed0 only; single:helpful/seed0 (a head file no finished notebook evaluated) is not listed"
+
+
+def _export_nonempty_destination(tmp: Path) -> None:
+    run = _exported_run(tmp)
+    (tmp / "dest").mkdir()
+    (tmp / "dest" / "README.md").write_text("my project")
+    try:
+        export.check_destination(tmp / "dest", force=False)
+    finally:
+        assert (tmp / "dest" / "README.md").read_text() == "my project"
+        assert export.main([str(run), "more/seed0", str(tmp / "dest")]) == 1
+
+
+def _cached_backbone(tmp: Path, cut: bool) -> None:
+    folder = tmp / "models" / "smollm2-135m"
+    folder.mkdir(parents=True)
+    model, tok = load_reward_model("tiny-random", dtype="fp32", device="cpu")
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    weights = folder / "model.safetensors"
+    if cut:
+        weights.write_bytes(weights.read_bytes()[:-1000])
+    else:
+        weights.unlink()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MORE_CACHE_DIR", str(tmp))
+        load_reward_model("smollm2-135m")
+
+
+def _cached_backbone_truncated(tmp: Path) -> None:
+    _cached_backbone(tmp, cut=True)
+
+
+def _cached_backbone_deleted(tmp: Path) -> None:
+    _cached_backbone(tmp, cut=False)
+
+
+def _feature_cache_full(tmp: Path) -> None:
+    def full(*_a, **_k):
+        raise SafetensorError("Error while serializing: IoError(No space left on device (os error 28))")
+
+    pairs = [Pair("p", " a", " b", "s", "0")]
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(features, "save_file", full)
+            extract(pairs, config.ModelConfig(name="tiny-random"), tmp / "cache")
+    finally:
+        assert not [p for p in (tmp / "cache").rglob("*") if p.is_file()], "no partial shard left"
+
+
+def _notebook_cut_off(tmp: Path) -> str:
+    out = tmp / "run" / "01_diversity" / "01_diversity.ipynb"
+    out.parent.mkdir(parents=True)
+
+    def full_disk(_nb, path, **_k):
+        Path(path).write_text('{"cells": [{"cell_type": "code", "sou')
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    err = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stderr(err):
+        mp.setattr(run_notebook.pm, "execute_notebook", full_disk)
+        code = run_notebook.run(REPO / "notebooks" / "01_diversity.ipynb", out, "tiny", str(out.parent.parent), "{}")
+    assert code == run_notebook.NOT_WRITTEN
+    return f"exit {code}: " + re.sub(r"\(\d+ MB free", "(N MB free", err.getvalue().strip())
+
+
+def _run_all(tmp: Path, *args: str, cwd: Path | None = None, **env: str) -> tuple[int, str]:
+    """(exit code, stderr + stdout without [setup] lines) of ./run_all.sh with `args`, run from `cwd`."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("MORE_DATA_DIR",)}
+    done = subprocess.run(
+        [str(REPO / "run_all.sh"), *args],
+        cwd=cwd or tmp,
+        env={**clean, "MORE_NO_APT": "1", **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    text = "\n".join(line for line in (done.stderr + done.stdout).splitlines() if not line.startswith("[setup]"))
+    assert "Traceback" not in text, text
+    return done.returncode, text
+
+
+def _dry_run_invalid(tmp: Path) -> str:
+    code, text = _run_all(tmp, "--profile", "tiny", "--dry-run", "-p", "train.lr", "0")
+    assert code == 2, text
+    return f"exit {code}: {text}"
+
+
+def _relative_paths(tmp: Path) -> str:
+    (tmp / "mytiny.yaml").write_text("profile: mytiny\nseeds: [0]\n")
+    data = os.path.relpath(REPO.parent / "shared" / "data", tmp)
+    code, text = _run_all(tmp, "--profile", "mytiny.yaml", "--dry-run", "-p", "output_root", "out", MORE_DATA_DIR=data)
+    assert code == 0 and str(tmp / "out") in text and not (tmp / "out").exists(), text
+    return f"exit {code}: {text}".replace(str(REPO.parent.resolve()), "<repo>/..")
+
+
+def _missing_data_dir_early(tmp: Path) -> str:
+    code, text = _run_all(tmp, "--profile", "tiny", "-p", "output_root", "out", MORE_DATA_DIR="nowhere")
+    assert code == 2 and not (tmp / "out").exists(), text
+    return f"exit {code}: {text}"
+
+
+def _resume_unknown(tmp: Path) -> str:
+    code, text = _run_all(tmp, "--resume", "nope")
+    assert code == 2, text
+    return f"exit {code}: {text}".replace(str(REPO), "<repo>")
+
+
+def _resume_elsewhere(tmp: Path) -> str:
+    run = runs.create("tiny", {"output_root": str(tmp / "out")}, "01")
+    code, text = _run_all(tmp, "--resume", run.name)
+    assert code == 2, text
+    (run / "01_diversity").mkdir()
+    (run / "01_diversity" / runs.DONE_MARKER).touch()
+    again, done = _run_all(tmp, "--resume", f"out/{run.name}")
+    assert again == 0 and "01_diversity already complete" in done, done
+    return f"by id: exit {code}: {text}; by path out/<id>: exit 0, the run continues".replace(str(REPO), "<repo>")
+
+
+def _two_resumes(tmp: Path) -> str:
+    run = runs.create("tiny", {"output_root": str(tmp / "out")}, "01")
+    with open(run / runs.LOCK_FILE, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        code, text = _run_all(tmp, "--resume", str(run))
+    assert code == 2, text
+    return f"exit {code}: {text}".replace(run.name, "<id>")
 
 
 # ---------------------------------------------------------------- notebooks (papermill)
@@ -1007,6 +1227,149 @@ CASES = [
         _study_unknown_source,
     ),
     Case(
+        "corrupt-source-file",
+        "data",
+        "pipeline.prepare: line 2 of a configured source's file (harmless) is broken",
+        DataError,
+        r"harmless-base/test\.jsonl:2: malformed JSON \(Extra data",
+        _corrupt_source_file,
+    ),
+    Case(
+        "truncated-source-gzip",
+        "data",
+        "pipeline.prepare: a configured source's .jsonl.gz is cut short",
+        DataError,
+        r"harmless-base/test\.jsonl\.gz: truncated or corrupt gzip",
+        _truncated_source_gzip,
+    ),
+    Case(
+        "missing-source-reported",
+        "data",
+        "pipeline.prepare: two configured sources have no files under the data root",
+        None,
+        r"source oasst1 missing, left out of this run: no local data for oasst1",
+        _missing_source_reported,
+    ),
+    Case(
+        "unknown-loader",
+        "config",
+        "`data.sources[0].loader: hh-helpfull`",
+        DataError,
+        r"'data.sources\[0\].loader' must be one of hh-helpful, .*got 'hh-helpfull' \(did you mean 'hh-helpful'\?\)",
+        _unknown_loader,
+    ),
+    Case("repeated-seeds", "config", "`seeds: [0, 0]`", ConfigError, r"'seeds' repeats \[0\]", _repeated_seeds),
+    Case(
+        "resume-changed-profile",
+        "runs",
+        "the profile file's head_epochs edited 5 → 7 before a resume",
+        None,
+        r"train.head_epochs: 5 → 7.*keeps the run's saved",
+        _resume_changed_profile,
+    ),
+    Case(
+        "export-unevaluated-head",
+        "runs",
+        "export of a run holding a head no finished notebook evaluated (a killed attempt's)",
+        None,
+        r"offered: more/seed0 only",
+        _export_unevaluated_head,
+    ),
+    Case(
+        "export-nonempty-destination",
+        "runs",
+        "export into a folder holding README.md (e.g. `.` in the repo)",
+        RunError,
+        r"destination .*dest is not empty \(1 entries: README\.md\).*pass --force",
+        _export_nonempty_destination,
+    ),
+    Case(
+        "cached-backbone-truncated",
+        "model",
+        "the dequantised backbone's model.safetensors in the model cache is cut short",
+        ModelError,
+        r"cached backbone in .*smollm2-135m is incomplete or damaged .*delete that folder",
+        _cached_backbone_truncated,
+    ),
+    Case(
+        "cached-backbone-deleted",
+        "model",
+        "the dequantised backbone's weights deleted, config.json left",
+        ModelError,
+        r"cached backbone in .*smollm2-135m is incomplete .*missing model\.safetensors.*delete that folder",
+        _cached_backbone_deleted,
+    ),
+    Case(
+        "feature-cache-full",
+        "model",
+        "the feature cache's disk is full (safetensors' own error)",
+        RunError,
+        r"could not write a feature cache shard into .*No space left on device",
+        _feature_cache_full,
+    ),
+    Case(
+        "notebook-cut-off",
+        "runs",
+        "papermill cannot finish the executed notebook (disk full)",
+        None,
+        r"exit 3: .*papermill left a cut-off file \(\d+ bytes, not a readable notebook\)",
+        _notebook_cut_off,
+    ),
+    Case(
+        "dry-run-invalid",
+        "run_all",
+        "`./run_all.sh --profile tiny --dry-run -p train.lr 0`",
+        None,
+        r"exit 2: ConfigError: 'train.lr' and 'train.head_lr' must be positive",
+        _dry_run_invalid,
+        slow=True,
+    ),
+    Case(
+        "relative-paths",
+        "run_all",
+        "`MORE_DATA_DIR=<relative> ./run_all.sh --profile mytiny.yaml -p output_root out --dry-run` elsewhere",
+        None,
+        r"exit 0: .*data /",
+        _relative_paths,
+        slow=True,
+    ),
+    Case(
+        "missing-data-dir-early",
+        "run_all",
+        "`MORE_DATA_DIR=nowhere ./run_all.sh --profile tiny -p output_root out`",
+        None,
+        r"exit 2: DataError: data directory not found: .*nowhere \(from MORE_DATA_DIR\); nothing was created",
+        _missing_data_dir_early,
+        slow=True,
+    ),
+    Case(
+        "resume-unknown",
+        "run_all",
+        "`./run_all.sh --resume nope`",
+        None,
+        r"exit 2: RunError: no run to resume at .*nope",
+        _resume_unknown,
+        slow=True,
+    ),
+    Case(
+        "resume-elsewhere",
+        "run_all",
+        "`./run_all.sh --resume <id>` of a run made with `-p output_root out`",
+        None,
+        r"pass its path.*by path out/<id>: exit 0",
+        _resume_elsewhere,
+        slow=True,
+    ),
+    Case(
+        "two-resumes",
+        "run_all",
+        "`./run_all.sh --resume <run>` while another run_all.sh holds the run",
+        None,
+        r"exit 2: .*another run_all.sh is working on",
+        _two_resumes,
+        slow=True,
+    ),
+    Case(
         "papermill-wrong-type",
         "notebooks",
         'notebook 01 run by papermill with overrides `{"train.head_epochs": "many"}`',
@@ -1053,6 +1416,12 @@ def test_nan_loss_leaves_no_saved_head(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="non-finite BT loss"):
         pipeline.fit(run.cfg, data, ["more"], seeds=[0], run=run)
     assert not list(run.heads_dir.rglob("*.pt")), "a failed fit must not save a head"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES if c.area == "run_all"])
+def test_run_all_case(case: Case, tmp_path: Path) -> None:
+    assert re.search(case.match, str(case.run(tmp_path.resolve()))), case.input
 
 
 @pytest.mark.slow

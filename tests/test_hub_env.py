@@ -17,7 +17,7 @@ def _hub_line(tmp_path: Path, profile: str, **env: str) -> str:
     clean = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "MORE_OFFLINE")}
     done = subprocess.run(
         [str(ROOT / "run_all.sh"), "--profile", profile, "--dry-run", "-p", "output_root", str(tmp_path)],
-        env={**clean, "MORE_NO_APT": "1", **env},
+        env={**clean, "MORE_NO_APT": "1", "MORE_DATA_DIR": str(tmp_path), **env},  # the dry run checks the folder
         capture_output=True,
         text=True,
         timeout=120,

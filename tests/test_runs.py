@@ -10,9 +10,11 @@ import plotly.graph_objects as go
 import pytest
 
 from morelib.align import alignment
+from morelib.backbone import features
 from morelib.core import runs, status
 from morelib.core.config import load_config
-from morelib.core.errors import ConfigError, RunError
+from morelib.core.errors import ConfigError, DataError, RunError
+from morelib.data.formats import Pair
 
 
 @pytest.fixture
@@ -116,7 +118,7 @@ def test_run_all_cli_helpers(tmp_path, monkeypatch):
     assert json.loads(runs._main(["overrides", "train.head_lr=0.5", "seeds=[0, 1]", "data.data_dir=a=b"])) == {
         "train.head_lr": 0.5,
         "seeds": [0, 1],
-        "data.data_dir": "a=b",
+        "data.data_dir": str(Path.cwd() / "a=b"),  # a relative folder means the caller's: run_all.sh runs this there
     }
     with pytest.raises(ConfigError, match="must look like key=value"):
         runs._main(["overrides", "train.head_lr"])
@@ -182,3 +184,62 @@ def test_drop_policies_keeps_them_only_when_asked(tmp_path):
     assert "kept" in alignment.drop_policies(load_config("tiny", {"rjs.keep_policies": True}), folders)
     assert folders["more"].exists()
     assert "deleted" in alignment.drop_policies(load_config("tiny"), folders) and not folders["more"].exists()
+
+
+def test_written_files_are_readable_by_others(cfg, tmp_path):
+    old = os.umask(0o022)
+    try:
+        run = runs.open_run(cfg, str(tmp_path / "r"), "nb")
+        run.save_json("metrics", {"a": 1})
+        run.finish()
+        shard_dir = tmp_path / "cache"
+        features.extract([Pair("p", " a", " b", "s", "0")], cfg.model, shard_dir, progress=False)
+    finally:
+        os.umask(old)
+    files = [run.root / "config.yaml", run.dir / "metrics.json", run.dir / "manifest.json"]
+    files += list(shard_dir.rglob("shard-*.safetensors"))
+    assert len(files) == 4 and {oct(p.stat().st_mode & 0o777) for p in files} == {"0o644"}
+
+
+def test_resolve_paths_uses_the_callers_directory(tmp_path):
+    out = runs.resolve_paths({"output_root": "out", "data.data_dir": "hub", "train.lr": 0.1}, tmp_path)
+    assert out == {"output_root": str(tmp_path / "out"), "data.data_dir": "hub", "train.lr": 0.1}
+    assert runs.resolve_paths({"data.data_dir": "../d"}, tmp_path)["data.data_dir"] == str(tmp_path.parent / "d")
+
+
+def test_create_writes_the_config_every_notebook_loads(tmp_path, monkeypatch):
+    monkeypatch.setenv("MORE_DATA_DIR", str(tmp_path))
+    run = runs.create("tiny", {"output_root": str(tmp_path / "o"), "train.head_epochs": 3}, "01")
+    spec = json.loads((run / "run_all.json").read_text())
+    assert spec["data_root"] == str(tmp_path) and spec["only"] == "01"
+    saved = load_config(run / runs.CONFIG_FILE)
+    assert saved.train.head_epochs == 3 and saved.profile == "tiny"
+    reopened = runs.open_run(saved, str(run), "01_diversity")
+    assert not (reopened.dir / runs.CONFIG_FILE).exists()  # the notebook's config is the run's: no copy beside it
+    plan = runs.resume_plan(str(run))
+    assert (plan["profile"], plan["overrides"], plan["only"], plan["note"]) == (
+        str(run / "config.yaml"),
+        "{}",
+        "01",
+        "",
+    )
+
+
+def test_resume_keeps_the_saved_config_and_names_the_change(tmp_path):
+    profile = tmp_path / "p.yaml"
+    profile.write_text(f"profile: p\noutput_root: {tmp_path / 'o'}\ntrain: {{head_epochs: 5}}\n")
+    run = runs.create(str(profile), {"seeds": [0]}, "")
+    profile.write_text(f"profile: p\noutput_root: {tmp_path / 'o'}\ntrain: {{head_epochs: 7}}\n")
+    plan = runs.resume_plan(str(run))
+    assert load_config(plan["profile"]).train.head_epochs == 5 and load_config(plan["profile"]).seeds == (0,)
+    assert "train.head_epochs: 5 → 7" in plan["note"]
+    profile.unlink()
+    assert "no longer loads" in runs.resume_plan(str(run))["note"]
+
+
+def test_preflight_names_a_missing_data_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("MORE_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match=r"data directory not found: .*nowhere \(from MORE_DATA_DIR\)"):
+        runs.create("tiny", {"output_root": str(tmp_path / "o")})
+    assert not (tmp_path / "o").exists()
+    runs.preflight(load_config("tiny", {"data.data_dir": "hub"}))  # the hub needs no local folder
