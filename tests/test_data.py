@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from morelib.core.errors import DataError
+from morelib.core.config import LOADERS
+from morelib.core.errors import DataError, MissingDataError
 from morelib.data import formats, sources
 from morelib.data.sources import DropLog, Pair, load_preferences
 
@@ -234,7 +235,7 @@ def test_hub_unreachable_is_a_data_error(monkeypatch):
         raise ConnectionError("offline")
 
     monkeypatch.setattr("datasets.load_dataset", offline)
-    with pytest.raises(DataError, match="cannot load hub dataset Anthropic/hh-rlhf"):
+    with pytest.raises(MissingDataError, match="cannot load hub dataset Anthropic/hh-rlhf"):
         load_preferences("hh-helpful", "test", data_dir="hub")
 
 
@@ -322,9 +323,9 @@ def test_missing_local_split_names_available(tmp_path):
         [json.dumps({"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: a\n\nAssistant: c"})],
     )
     assert len(load_preferences("hh-harmless", "test", data_dir=tmp_path)) == 1
-    with pytest.raises(DataError, match="no local 'train' split for 'hh-harmless'.*available: test"):
+    with pytest.raises(MissingDataError, match="no local 'train' split for 'hh-harmless'.*available: test"):
         load_preferences("hh-harmless", "train", data_dir=tmp_path)
-    with pytest.raises(DataError, match="no local data for hh-helpful"):
+    with pytest.raises(MissingDataError, match="no local data for hh-helpful"):
         load_preferences("hh-helpful", "test", data_dir=tmp_path)
 
 
@@ -339,3 +340,19 @@ def test_hh_without_shared_assistant_turn_is_counted(tmp_path):
     log = DropLog()
     assert len(load_preferences("hh-harmless", "test", data_dir=tmp_path, report=log)) == 1
     assert log.to_dict() == {"hh-harmless": {"loaded": 1, "dropped": {"no shared Assistant turn": 1}}}
+
+
+def test_a_broken_file_is_not_a_missing_source(tmp_path):
+    """Missing means no files there (MissingDataError, a study carries on); a file that is there but unreadable is a
+    plain DataError naming file and line, even where only the splits present are probed."""
+    folder = tmp_path / "hh-rlhf" / "harmless-base"
+    folder.mkdir(parents=True)
+    _write(folder / "test.jsonl", ['{"chosen": "\\n\\nHuman: a'])
+    assert sources.local_splits("hh-helpful", tmp_path) == []
+    with pytest.raises(DataError, match=r"harmless-base/test\.jsonl:1: malformed JSON") as info:
+        sources.local_splits("hh-harmless", tmp_path)
+    assert not isinstance(info.value, MissingDataError)
+
+
+def test_loaders_of_the_config_are_the_sources():
+    assert LOADERS == tuple(sources.SOURCES)

