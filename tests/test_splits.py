@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from morelib.core.config import DataConfig, SourceSpec, SplitSpec
-from morelib.core.errors import DataError
+from morelib.core.errors import DataError, MissingDataError
 from morelib.data import sources
 from morelib.data.groups import carve_groups, unit_hash
 from morelib.data.sources import Pair
@@ -112,7 +112,7 @@ def test_default_sources_on_local_data():
 @needs_data
 def test_webgpt_reported_missing_locally():
     cfg = DataConfig(data_dir=str(DATA))
-    with pytest.raises(DataError, match="no local data for webgpt"):
+    with pytest.raises(MissingDataError, match="no local data for webgpt"):
         load_source_splits(SourceSpec("webgpt", "WebGPT", "webgpt"), cfg, 0)
 
 
@@ -189,3 +189,15 @@ def test_hub_mode_keeps_real_test_and_carves_calib(monkeypatch):
     assert len(out["test"]) == 100 and len(out["train"]) + len(out["calib"]) == 200
     assert 0.15 < len(out["calib"]) / 200 < 0.35  # calib share = 0.2 / (0.6 + 0.2) of train
     _assert_disjoint(out)
+
+
+def test_a_broken_extra_file_stops_the_source_instead_of_vanishing(tmp_path):
+    """An extra train file (helpful-online) that is there but cut short is an error naming it, not a silent skip."""
+    _hh_file(tmp_path / "hh-rlhf" / "helpful-base" / "test.jsonl.gz", [(f"q{i}", f"a{i}", f"b{i}") for i in range(50)])
+    online = tmp_path / "hh-rlhf" / "helpful-online" / "test.jsonl.gz"
+    _hh_file(online, [(f"q{i}", f"x{i}", f"y{i}") for i in range(200)])
+    online.write_bytes(online.read_bytes()[:-40])
+    spec = SourceSpec("helpful", "Helpful", "hh-helpful", 10, 10)
+    with pytest.raises(DataError, match=r"helpful-online/test\.jsonl\.gz: truncated or corrupt gzip") as info:
+        load_source_splits(spec, DataConfig(data_dir=str(tmp_path)), 0)
+    assert not isinstance(info.value, MissingDataError)
