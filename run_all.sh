@@ -98,7 +98,7 @@ fi
 # How to continue this run: by id when it lives in outputs/, else by its path.
 if [ "$(dirname "$RUN")" = "$ROOT/outputs" ]; then RESUME_AS="$(basename "$RUN")"; else RESUME_AS="$RUN"; fi
 CURRENT=""
-trap 'echo "[run_all] interrupted${CURRENT:+ during $CURRENT}: it is not marked done; continue with: ./run_all.sh --resume $RESUME_AS" >&2; exit 130' INT
+trap 'echo "[run_all] interrupted${CURRENT:+ during $CURRENT}: nothing unfinished is marked done; continue with: ./run_all.sh --resume $RESUME_AS" >&2; exit 130' INT
 
 declare -a TIMES=()
 for NB in "${NOTEBOOKS[@]}"; do
@@ -119,7 +119,7 @@ for NB in "${NOTEBOOKS[@]}"; do
   RC=0  # every notebook loads the run's config.yaml, so a resume and a fresh run run the same settings
   "$PY" -m morelib.cli.run_notebook "$NB" "$OUT" "$RUN/config.yaml" "$RUN" "{}" || RC=$?
   if [ "$RC" -eq 130 ]; then
-    echo "[run_all] interrupted during $NAME: it is not marked done; continue with: ./run_all.sh --resume $RESUME_AS" >&2
+    echo "[run_all] interrupted during $NAME: nothing unfinished is marked done; continue with: ./run_all.sh --resume $RESUME_AS" >&2
     exit 130
   elif [ "$RC" -ne 0 ]; then
     echo "[run_all] FAILED: $NAME (see the line above); fix it, then continue with: ./run_all.sh --resume $RESUME_AS" >&2

@@ -411,7 +411,8 @@ def resume_plan(run_id: str, root: str | Path | None = None) -> dict[str, str]:
     plan = {"run": str(run), "only": spec.get("only", ""), "data_root": spec.get("data_root", ""), "note": ""}
     saved = run / CONFIG_FILE
     if not saved.is_file():  # made before run_all wrote config.yaml at creation, and stopped before a notebook opened
-        return {**plan, "profile": spec["profile"], "overrides": json.dumps(spec["overrides"])}
+        cfg = load_config(spec["profile"], spec["overrides"])
+        atomic_write(saved, lambda fh: fh.write(config_text(cfg)))
     try:
         cfg = load_config(saved)
     except ConfigError as err:
