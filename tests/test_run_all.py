@@ -12,7 +12,11 @@ import subprocess
 import time
 from pathlib import Path
 
+import nbformat
+import papermill as pm
 import pytest
+
+from morelib.cli import run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MORE_DATA_DIR") or ROOT.parent / "shared" / "data")
@@ -74,3 +78,30 @@ def test_interrupt_then_resume_from_another_folder(tmp_path):
         ["helpful", "harmless", "oasst1", "summarize"]
     )
     assert json.loads((run / "run_all.json").read_text())["data_root"] == str(DATA.resolve())
+
+
+def test_run_notebook_exit_codes_and_lines(tmp_path, monkeypatch, capsys):
+    """Ctrl-C → 130 and no output (run_all.sh says it); a failed cell → 1 naming the error and where the traceback
+    is; papermill's own failure to write → 3 saying what it left."""
+    out = tmp_path / "01_x" / "01_x.ipynb"
+    out.parent.mkdir()
+    nb = ROOT / "notebooks" / "01_diversity.ipynb"
+
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_notebook.pm, "execute_notebook", interrupted)
+    assert run_notebook.run(nb, out, "tiny", str(tmp_path), "{}") == 130 and capsys.readouterr().err == ""
+
+    def cell_failed(_nb, path, **_k):
+        nbformat.write(nbformat.v4.new_notebook(), path)
+        raise pm.PapermillExecutionError(3, 1, "runs.start(...)", "ConfigError", "'seeds' repeats [0]\n", [])
+
+    monkeypatch.setattr(run_notebook.pm, "execute_notebook", cell_failed)
+    assert run_notebook.run(nb, out, "tiny", str(tmp_path), "{}") == 1
+    assert capsys.readouterr().err.strip() == (
+        f"[run_all] 01_x: ConfigError: 'seeds' repeats [0] (the traceback is in {out})"
+    )
+    out.write_text('{"cells": [')
+    assert run_notebook.left_behind(out) == "a cut-off file (11 bytes, not a readable notebook)"
+    assert run_notebook.left_behind(tmp_path / "none.ipynb") == "no notebook"
