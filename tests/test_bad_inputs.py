@@ -1329,7 +1329,7 @@ CASES = [
         "run_all",
         "`MORE_DATA_DIR=<relative> ./run_all.sh --profile mytiny.yaml -p output_root out --dry-run` elsewhere",
         None,
-        r"exit 0: .*data /",
+        r"exit 0: .*profile mytiny, .*data \S*shared/data;.*\"output_root\": \"\S*/out\"",
         _relative_paths,
         slow=True,
     ),
