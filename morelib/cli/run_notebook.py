@@ -4,13 +4,18 @@
 notebook's folder) with the parameters profile, run_dir and overrides, as `papermill -r` would. Exit codes: 0 done;
 1 a cell failed (the traceback is in OUT); 3 papermill could not write OUT (a full disk: the line says what it left);
 130 interrupted (Ctrl-C), without papermill's and ZMQ's tracebacks. What went wrong is said in one line on stderr.
+The kernel runs in its own session (jupyter_client), out of the terminal's Ctrl-C: on SIGINT this process kills it
+first, so it cannot log a ZMQ traceback while papermill closes its sockets, and then goes quiet (run_all.sh says it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -42,9 +47,40 @@ def _free_space(folder: Path) -> str:
         return ""
 
 
+def _children() -> list[int]:
+    """Pids of this process's children (the kernel), read from /proc (none where /proc is absent)."""
+    pids: list[int] = []
+    for path in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+        with contextlib.suppress(OSError, ValueError):
+            pids += [int(pid) for pid in path.read_text().split()]
+    return pids
+
+
+def _on_interrupt(_signum: int, _frame: object) -> None:
+    """SIGINT: kill the kernel's process group, silence this process's output, raise KeyboardInterrupt."""
+    for pid in _children():
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)  # a kernel leads its own session, so its group id is its pid
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    quiet = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(quiet, 1)
+    os.dup2(quiet, 2)
+    raise KeyboardInterrupt
+
+
 def run(notebook: Path, out: Path, profile: str, run_dir: str, overrides: str) -> int:
     """Execute `notebook` into `out`; return an exit code of the module docstring and say what failed on stderr."""
     logging.getLogger("papermill").setLevel(logging.WARNING)
+    previous = signal.signal(signal.SIGINT, _on_interrupt)
+    try:
+        return _execute(notebook, out, profile, run_dir, overrides)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _execute(notebook: Path, out: Path, profile: str, run_dir: str, overrides: str) -> int:
+    """`run` without the SIGINT handler."""
     params = {"profile": profile, "run_dir": run_dir, "overrides": overrides}
     try:
         pm.execute_notebook(str(notebook), str(out), parameters=params, cwd=str(notebook.parent))
