@@ -702,7 +702,8 @@ def _resume_elsewhere(tmp: Path) -> str:
     (run / "01_diversity" / runs.DONE_MARKER).touch()
     again, done = _run_all(tmp, "--resume", f"out/{run.name}")
     assert again == 0 and "01_diversity already complete" in done, done
-    return f"by id: exit {code}: {text}; by path out/<id>: exit 0, the run continues".replace(str(REPO), "<repo>")
+    message = f"by id: exit {code}: {text}; by path out/<id>: exit 0, the run continues"
+    return message.replace(str(REPO), "<repo>").replace(run.name, "<id>")
 
 
 def _two_resumes(tmp: Path) -> str:
