@@ -38,7 +38,14 @@ from morelib.backbone.features import PairFeatures, extract  # noqa: E402
 from morelib.backbone.model import byte_tokenizer, encode, load_reward_model  # noqa: E402
 from morelib.cli import export, run_notebook  # noqa: E402
 from morelib.core import config, runs, status  # noqa: E402
-from morelib.core.errors import ConfigError, DataError, ModelError, RunError, TrainingError  # noqa: E402
+from morelib.core.errors import (  # noqa: E402
+    ConfigError,
+    DataError,
+    MissingDataError,
+    ModelError,
+    RunError,
+    TrainingError,
+)
 from morelib.data import datacard
 from morelib.data.formats import Pair  # noqa: E402
 from morelib.data.sources import DropLog, load_preferences  # noqa: E402
@@ -827,7 +834,7 @@ CASES = [
         "missing-split",
         "data",
         "local HH copy with only the test split, train asked",
-        DataError,
+        MissingDataError,
         r"no local 'train' split for 'hh-harmless'.*available: test",
         _missing_split,
     ),
@@ -835,7 +842,7 @@ CASES = [
         "missing-source-data",
         "data",
         "WebGPT asked, no local copy",
-        DataError,
+        MissingDataError,
         r"no local data for webgpt under",
         _missing_source_data,
     ),
