@@ -28,7 +28,7 @@ from transformers import AutoConfig
 from morelib.backbone.features import response_lengths
 from morelib.backbone.model import REGISTRY, load_reward_model, score
 from morelib.core.config import Config, load_config
-from morelib.core.errors import DataError, ModelError, MoreError
+from morelib.core.errors import DataError, MissingDataError, ModelError, MoreError
 from morelib.data import splits
 from morelib.data.sources import Pair
 from morelib.evaluation import diagnostics, metrics, stats
@@ -75,7 +75,7 @@ def test_pairs(cfg: Config) -> tuple[dict[str, list[Pair]], dict[str, str]]:
     for spec in cfg.data.sources:
         try:
             found[spec.name] = splits.load_source_splits(spec, cfg.data, cfg.seeds[0])["test"]
-        except DataError as err:
+        except MissingDataError as err:  # no files there; a broken file stops the evaluation naming file and line
             missing[spec.name] = str(err)
     if not found:
         raise DataError(f"no configured source of profile '{cfg.profile}' could be loaded: {missing}")
