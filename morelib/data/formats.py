@@ -69,7 +69,8 @@ def _parse_line(raw: bytes, where: str) -> dict[str, Any]:
     try:
         record = json.loads(text)
     except json.JSONDecodeError as err:
-        raise DataError(f"{where}: malformed JSON ({err.msg} at column {err.colno})") from err
+        at = "" if err.msg.endswith(" at") else " at"  # "Invalid control character at" names no place by itself
+        raise DataError(f"{where}: malformed JSON ({err.msg}{at} column {err.colno})") from err
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
     return record
