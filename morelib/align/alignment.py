@@ -88,7 +88,7 @@ def gold_head(cfg: Config, data: pipeline.StudyData, cache_dir: Path | None = No
     calib = {
         s: data.features[s]["calib"]
         if data.features
-        else features.extract(data.pairs[s]["calib"], cfg.model, cache, False, cfg.head.share_prompt)
+        else features.extract(data.pairs[s]["calib"], cfg.model, cache, False, share_prompt=cfg.head.share_prompt)
         for s in data.sources
     }
     return reward_head.train_head(calib, "multitask", cfg.train, cfg.head, max(cfg.seeds) + 1)

@@ -5,7 +5,9 @@ dataclass takes its field defaults from it (`_defaults_from`), so `Config()` equ
 profiles (`tiny`, `paper`) are short diffs of it. Every enumerated parameter has one `Literal` type here (schemes,
 normalisations, tiers, dtypes, judge kinds, RJS backends, …), checked for every field in `validate`. Dotted
 overrides (`{"head.lr": 1e-3}`) are applied last. An unknown key, a wrong type or an impossible value raises one
-`ConfigError` naming the key (and the closest valid key). Modelled on alignment-handbook's typed recipes.
+`ConfigError` naming the key (and the closest valid key). Training settings live in three sections: `train` (what
+both tiers share), `head` (the feature tier) and `finetune` (the fine-tuning tier); a key from before that split raises
+"'train.head_lr' was renamed to 'head.lr'" (`RENAMED`). Modelled on alignment-handbook's typed recipes.
 """
 
 from __future__ import annotations

@@ -83,9 +83,8 @@ def prepare(cfg: Config, run: Run | None = None) -> StudyData:
             log.info(
                 "features of %s (%s pairs) from %s", name, "/".join(str(len(sides[s])) for s in SIDES), cfg.model.name
             )
-            data.features[name] = {
-                s: features.extract(sides[s], cfg.model, cache, True, cfg.head.share_prompt) for s in SIDES
-            }
+            share = cfg.head.share_prompt
+            data.features[name] = {s: features.extract(sides[s], cfg.model, cache, share_prompt=share) for s in SIDES}
     if not data.sources:
         raise DataError(f"no configured source could be loaded: {data.missing}")
     if run is not None:
@@ -165,7 +164,7 @@ def rm_features(
             pairs = data.pairs[name][side]
             idx = (keep or {}).get(name, {}).get(side)
             picked = pairs if idx is None else [pairs[i] for i in idx]
-            out[name][side] = features.extract(picked, model_cfg, cache, True, cfg.head.share_prompt)
+            out[name][side] = features.extract(picked, model_cfg, cache, share_prompt=cfg.head.share_prompt)
     return out
 
 
