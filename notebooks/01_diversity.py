@@ -85,7 +85,7 @@ run.save_figure("fig3b_correct_vs_wrong", fig)
 with run.timer("bootstrap CIs"):
     own = tables.own_vs_best_other(diffs, matrix, cfg)
 run.save_table("own_vs_best_other", own)
-finding = findings.finding_diversity(matrix, own)
+finding = findings.diversity(matrix, own)
 run.save_metrics(
     accuracy_matrix=matrix,
     own_vs_best_other=own,
