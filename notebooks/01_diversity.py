@@ -42,7 +42,7 @@ run.save_table("data_card", card)
 with run.timer("fit single + raw"):
     heads = pipeline.fit(cfg, data, ["raw", "single"], run=run)
 with run.timer("evaluate"):
-    table = pipeline.evaluate(heads, data, cfg)
+    table = pipeline.metric_table(heads, data, cfg)
 run.save_table("metrics_tidy", table)
 matrix = tables.accuracy_matrix(table)
 run.save_table("accuracy_matrix", matrix).round(3)

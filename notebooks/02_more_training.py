@@ -37,7 +37,7 @@ with run.timer("fit raw/top/multitask/more + baselines sizeprop/tuned/famo"):
     baselines = pipeline.baselines(cfg)  # sizeprop, tuned, famo (feature tier only)
     heads = pipeline.fit(cfg, data, ["raw", "top", "multitask", "more", *baselines], run=run)
 with run.timer("evaluate (+ temperature scaling)"):
-    table = pipeline.evaluate(heads, data, cfg, temperature_scaled=True)
+    table = pipeline.metric_table(heads, data, cfg, temperature_scaled=True)
     diffs = pipeline.scheme_diffs(heads, data)
 run.save_table("metrics_tidy", table)
 summary = tables.summary(table, ["accuracy", "ece_5", "ece_10", "ece_20", "ace_10", "mce_10"])
@@ -144,7 +144,7 @@ display(pooled_t.round(4), Markdown(finding_t))
 with run.timer("synthetic benchmark"):
     syn_data, bench = pipeline.synthetic_data(cfg)
     syn_heads = pipeline.fit(cfg, syn_data, ["raw", "top", "multitask", "more"])
-    syn_table = pipeline.evaluate(syn_heads, syn_data, cfg, temperature_scaled=True)
+    syn_table = pipeline.metric_table(syn_heads, syn_data, cfg, temperature_scaled=True)
     syn_truth = pipeline.synthetic_truth(syn_heads, syn_data, bench)
 syn_summary = tables.summary(syn_table, ["accuracy", "ece_10"])
 syn_truth_summary = tables.summary(syn_truth, ["cosine_to_r_star", "true_prob_gap"])

@@ -32,7 +32,7 @@ display(Markdown(findings.missing_note(pipeline.unavailable(data, cfg))))
 with run.timer("K-ablation fits"):
     ks, skipped = pipeline.k_ablation(cfg, data, run, k_order, tests=hh_sources)
     top_heads = pipeline.fit(cfg, data, ["top"], run=run)
-    top_ref = tables.top_reference(pipeline.evaluate(top_heads, data, cfg), hh_sources)
+    top_ref = tables.top_reference(pipeline.metric_table(top_heads, data, cfg), hh_sources)
 run.save_table("k_ablation_tidy", ks)
 k_summary = tables.summary(ks, ["ece_10", "accuracy"], by=("scheme", "test_source", "K"))
 run.save_table("k_ablation", k_summary).round(4)

@@ -63,9 +63,7 @@ def test_holds_only_with_a_ci_in_mores_favour_and_no_significant_loss():
         [-0.001, 0.002, 0.008, 0.004],
         [0.03, 0.2, 0.5, 0.4],
     )
-    assert "holds on this run by the pooled paired CI" in findings.more_vs_multitask(
-        cmp, 5, pooled_row(-0.008, -0.001)
-    )
+    assert "holds on this run by the pooled paired CI" in findings.more_vs_multitask(cmp, 5, pooled_row(-0.008, -0.001))
     assert "NOT established" in findings.more_vs_multitask(cmp, 5, pooled_row(-0.008, 0.001))
     # without a pooled CI: the one raw-significant source (p = 0.03) does not survive Holm over 4 sources
     assert "NOT established" in findings.more_vs_multitask(cmp, 5)
@@ -81,9 +79,7 @@ def test_ece_within_the_floor_is_never_better():
 
 def test_pooled_comparison_words_follow_the_ci():
     cmp = ece_table([0.01], [0.005], [0.015], [0.001])
-    assert "MORE is worse than MultiTask" in findings.comparison(
-        cmp, "more", "multitask", 3, pooled_row(0.005, 0.015)
-    )
+    assert "MORE is worse than MultiTask" in findings.comparison(cmp, "more", "multitask", 3, pooled_row(0.005, 0.015))
     assert "no overall verdict" in findings.comparison(cmp, "more", "multitask", 3)
 
 
@@ -143,8 +139,7 @@ def test_uniform_baseline_lambda_is_named_multitask():
     )
     assert "trains exactly as MultiTask" in findings.baselines(cmp, 5, lambdas=lam)[0]
     assert (
-        "trains exactly as MultiTask"
-        not in findings.baselines(cmp, 5, lambdas=lam.assign(**{"lambda": [0.7, 0.3]}))[0]
+        "trains exactly as MultiTask" not in findings.baselines(cmp, 5, lambdas=lam.assign(**{"lambda": [0.7, 0.3]}))[0]
     )
 
 

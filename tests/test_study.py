@@ -79,11 +79,11 @@ def test_top_is_best_single_on_calib(cfg, fitted):
     )
 
 
-def test_evaluate_matches_direct_metrics_and_temperature_keeps_accuracy(cfg, fitted):
+def test_metric_table_matches_direct_metrics_and_temperature_keeps_accuracy(cfg, fitted):
     data, _, _, heads = fitted
-    table = pipeline.evaluate(heads, data, cfg, temperature_scaled=True)
+    table = pipeline.metric_table(heads, data, cfg, temperature_scaled=True)
     key, src = RMKey("more", seed=cfg.seeds[0]), data.sources[0]
-    direct = metrics.evaluate(heads[key].head.reward_diff(data.features[src]["test"]).numpy())
+    direct = metrics.all_metrics(heads[key].head.reward_diff(data.features[src]["test"]).numpy())
     row = table[(table.scheme == "more") & (table.seed == cfg.seeds[0]) & (table.test_source == src)].iloc[0]
     assert row["ece_10"] == pytest.approx(direct["ece_10"]) and row["accuracy"] == pytest.approx(direct["accuracy"])
     scaled = table[(table.scheme == "more+T") & (table.seed == cfg.seeds[0]) & (table.test_source == src)].iloc[0]
@@ -219,7 +219,7 @@ def test_finetune_tier_dispatch(tmp_path):
     heads = pipeline.fit(cfg, data, ["raw", "more"], run=run, sources=data.sources[:2])
     key = RMKey("more", subset=data.sources[:2], seed=0)
     assert isinstance(heads[key], reward_models.FinetunedRM) and heads[key].history["lam"].shape[1] == 2
-    table = pipeline.evaluate(heads, data, cfg, diffs=pipeline.reward_diffs(heads, data, sources=data.sources[:1]))
+    table = pipeline.metric_table(heads, data, cfg, diffs=pipeline.reward_diffs(heads, data, sources=data.sources[:1]))
     assert set(table["scheme"]) == {"raw", "more"} and table["accuracy"].between(0, 1).all()
     again = pipeline.fit(cfg, data, ["more"], run=run, sources=data.sources[:2])
     assert again[key].path == heads[key].path, "a finished fine-tuned RM is reused, not retrained"
@@ -234,7 +234,7 @@ def test_synthetic_benchmark_trains_heads_even_in_finetune_tier():
 
 def test_own_vs_best_other_matches_matrix(cfg, fitted):
     data, _, _, heads = fitted
-    table = pipeline.evaluate(heads, data, cfg)
+    table = pipeline.metric_table(heads, data, cfg)
     matrix = tables.accuracy_matrix(table)
     own = tables.own_vs_best_other(pipeline.scheme_diffs(heads, data), matrix, cfg)
     assert list(own["test_source"]) == data.sources
@@ -305,7 +305,7 @@ def test_outlier_finding_gives_integer_counts_per_seed_and_a_ci_verdict():
 
 def test_floor_columns_and_pooled_comparison(cfg, fitted):
     data, _, _, heads = fitted
-    table = pipeline.evaluate(heads, data, cfg)
+    table = pipeline.metric_table(heads, data, cfg)
     key, src = RMKey("more", seed=cfg.seeds[0]), data.sources[0]
     d = heads[key].head.reward_diff(data.features[src]["test"]).numpy()
     row = table[(table.scheme == "more") & (table.seed == cfg.seeds[0]) & (table.test_source == src)].iloc[0]

@@ -98,7 +98,7 @@ def rm_table(heads: dict[str, RewardModel], data: pipeline.StudyData, cfg: Confi
     """Per scheme: ECE (10 bins) and accuracy on each prompt source's test set and their mean (Table 2's RM ECE)."""
     keyed = {RMKey(s, seed=cfg.seeds[0]): h for s, h in heads.items()}
     diffs = pipeline.reward_diffs(keyed, data, "test", sources=cfg.rjs.prompt_sources)
-    table = pipeline.evaluate(keyed, data, cfg, diffs=diffs)
+    table = pipeline.metric_table(keyed, data, cfg, diffs=diffs)
     wide = table.pivot_table(index="scheme", columns="test_source", values=["ece_10", "accuracy"])
     wide.columns = [f"{m}_{s}" for m, s in wide.columns]
     wide["rm_ece"] = table.groupby("scheme")["ece_10"].mean()

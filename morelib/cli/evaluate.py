@@ -133,7 +133,7 @@ def source_report(rc: np.ndarray, rr: np.ndarray, lc: np.ndarray, lr: np.ndarray
     }
 
 
-def evaluate_model(name_or_path: str, cfg: Config, pairs: dict[str, list[Pair]]) -> tuple[pd.DataFrame, dict]:
+def model_report(name_or_path: str, cfg: Config, pairs: dict[str, list[Pair]]) -> tuple[pd.DataFrame, dict]:
     """(per-source report, {source: Δ [N]}) of one reward model on the test pairs."""
     check_one_logit(name_or_path)
     net, tok = load_reward_model(name_or_path, cfg.model.dtype, cfg.model.padding_side)
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs, missing = test_pairs(cfg)
         reports, diffs = {}, {}
         for name in filter(None, (args.model, args.model2)):
-            reports[name], diffs[name] = evaluate_model(name, cfg, pairs)
+            reports[name], diffs[name] = model_report(name, cfg, pairs)
         comparison = paired(diffs[args.model], diffs[args.model2], cfg.n_boot) if args.model2 else None
         write_report(args.out, reports, diffs, comparison, missing)
     except (MoreError, OSError) as err:

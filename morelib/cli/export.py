@@ -154,7 +154,7 @@ def _data_counts(run_dir: Path) -> dict[str, Any] | None:
 def test_metrics(cfg: Any, run_dir: Path, key: RMKey, head: HeadModel) -> list[dict[str, Any]]:
     """Accuracy and ECE (10 bins) of the head on each test source of the run's data (features from the cache)."""
     data = pipeline.prepare(cfg, runs.Run(root=run_dir, notebook="export", cfg=cfg))
-    table = pipeline.evaluate({key: HeadRM(head)}, data, cfg)
+    table = pipeline.metric_table({key: HeadRM(head)}, data, cfg)
     return table[["test_source", "n", "accuracy", "ece_10", "brier", "log_loss"]].round(4).to_dict("records")
 
 

@@ -14,7 +14,7 @@ Layers: `Explorer` is pure state (no widgets); `ExplorerUI` wraps it in ipywidge
 place; `lambda_figure` / `mix_figure` draw the same panels as plain go.Figure for papermill and static viewers.
 On the fine-tuning tier the heads are refitted on the pooled features of a fine-tuned RM's backbone
 (`Explorer.from_study`), so the sliders stay live after a GPU run.
-Checked in tests/test_explore.py (equal to a direct train_head + metrics.evaluate) and tests/test_browser.py (JupyterLab
+Checked in tests/test_explore.py (equal to a direct train_head + metrics.all_metrics) and tests/test_browser.py (JupyterLab
 in headless chromium: moving a slider changes the shown metrics).
 """
 
@@ -50,7 +50,7 @@ SAVED_CSV = "explore_saved.csv"
 class Fit:
     """One refit: scheme, λ [K] (fixed, or MORE's final), training pairs per source, and its test-set results.
 
-    metrics[test_source] = `metrics.evaluate` with the explorer's bin count; diffs[test_source] = Δ [N];
+    metrics[test_source] = `metrics.all_metrics` with the explorer's bin count; diffs[test_source] = Δ [N];
     reliability[test_source] = `metrics.reliability`, pooled_reliability over all test pairs; lam_history
     [steps, K]; seconds = refit + evaluation time.
     """
@@ -201,7 +201,7 @@ class Explorer:
             scheme=scheme,
             lam=history[-1] if lam is None else lam,
             pairs={n: len(pf) for n, pf in train_by_source.items()},
-            metrics={s: metrics.evaluate(d, bins=(nb,)) for s, d in diffs.items()},
+            metrics={s: metrics.all_metrics(d, bins=(nb,)) for s, d in diffs.items()},
             diffs=diffs,
             reliability={s: metrics.reliability(d, nb) for s, d in diffs.items()},
             pooled_reliability=metrics.reliability(np.concatenate(list(diffs.values())), nb),
