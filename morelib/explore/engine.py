@@ -14,8 +14,8 @@ Layers: `Explorer` is pure state (no widgets); `ExplorerUI` wraps it in ipywidge
 place; `lambda_figure` / `mix_figure` draw the same panels as plain go.Figure for papermill and static viewers.
 On the fine-tuning tier the heads are refitted on the pooled features of a fine-tuned RM's backbone
 (`Explorer.from_study`), so the sliders stay live after a GPU run.
-Checked in tests/test_explore.py (equal to a direct train_head + metrics.all_metrics) and tests/test_browser.py (JupyterLab
-in headless chromium: moving a slider changes the shown metrics).
+Checked in tests/test_explore.py (equal to a direct train_head + metrics.all_metrics) and tests/test_browser.py
+(JupyterLab in headless chromium: moving a slider changes the shown metrics).
 """
 
 from __future__ import annotations

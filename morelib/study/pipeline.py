@@ -5,8 +5,8 @@ source (a missing one, e.g. WebGPT offline, is reported in `StudyData.missing`, 
 through the content-keyed cache in `outputs/cache`. `fit` trains the reward heads of a scheme for every seed and saves
 them under `<run>/heads/<config fingerprint>/`, so later notebooks of the same run reuse them instead of retraining.
 `metric_table` gives a tidy table (one row per RM, seed and test source). The Single-Top scheme of Table 3 is the
-single-source RM with the best *calibration-split* accuracy on each test source (NOTE(paper): the paper picks it on test).
-Checked in tests/test_study.py against direct calls to train/metrics on the synthetic benchmark.
+single-source RM with the best *calibration-split* accuracy on each test source (NOTE(paper): the paper picks it on
+test). Checked in tests/test_study.py against direct calls to train/metrics on the synthetic benchmark.
 """
 
 from __future__ import annotations
