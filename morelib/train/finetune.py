@@ -53,7 +53,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.training_args import OptimizerNames
 
-from morelib.backbone.model import encode, last_token_index, load_reward_model, save_reward_model, score_layer
+from morelib.backbone.model import at_last_token, encode, load_reward_model, save_reward_model, score_layer
 from morelib.backbone.prompt_sharing import collate_packed, model_mask, pack_pairs, unshareable
 from morelib.core.config import FINETUNE_SCHEMES, Config, load_config, parse_overrides
 from morelib.core.errors import ConfigError, TrainingError
@@ -250,7 +250,7 @@ class MoreTrainer(Trainer):
             rows = torch.arange(score_at.shape[0], device=hidden.device) % hidden.shape[0]
             hidden = hidden[rows, score_at.to(hidden.device)]
         elif hidden.dim() == 3:  # decoders score every position; keep the last real token (right padding)
-            hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), last_token_index(mask)]
+            hidden = at_last_token(hidden, mask)
         return hidden, layer(hidden).squeeze(-1).float()
 
     def _weights(self, z: torch.Tensor, source_ids: torch.Tensor, losses: torch.Tensor, step: int) -> torch.Tensor:
