@@ -462,7 +462,7 @@ def data_card(data: StudyData, cfg: Config) -> pd.DataFrame:
     if cfg.train.tier == "features":
         _, tok, _ = features.backbone(cfg.model.name, cfg.model.dtype, cfg.model.padding_side)
         tokenize = lambda text: tok(text, add_special_tokens=True)["input_ids"]  # noqa: E731
-    card = datacard.data_card(
+    card = datacard.source_rows(
         data.pairs, data.labels, reports=data.reports, tokenizer=tokenize, max_length=cfg.model.max_length
     )
     card["status"] = "ok"
