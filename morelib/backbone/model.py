@@ -22,6 +22,7 @@ and full fine-tuning agree; encoders always pad on the right.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -32,6 +33,7 @@ import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
@@ -151,32 +153,40 @@ def byte_tokenizer() -> PreTrainedTokenizerBase:
     return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
 
 
-def _tiny_random() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A seeded 2-layer, 32-wide Llama reward model with the byte tokenizer (tests only; rewards are noise)."""
+TINY_LLAMA = dict(  # the tiny-random backbone: small enough for unit tests on CPU, Llama-shaped like SmolLM2
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=2048,
+    tie_word_embeddings=False,
+)
+
+
+def tiny_random(
+    head: type[PreTrainedModel] = LlamaForSequenceClassification, **config: Any
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A seeded 2-layer, 32-wide Llama (`TINY_LLAMA`) with the byte tokenizer and the given head class — a reward
+    model by default, `LlamaForCausalLM` for RJS's policy; `config` adds LlamaConfig keys. Tests only: outputs are
+    noise."""
     tokenizer = byte_tokenizer()
-    config = LlamaConfig(
+    llama = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        num_labels=1,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=False,
+        **TINY_LLAMA,
+        **config,
     )
     with _seeded(HEAD_SEED):
-        model = LlamaForSequenceClassification(config)
-    return model, tokenizer
+        return head(llama), tokenizer
 
 
 REGISTRY: dict[str, Callable[[], tuple[PreTrainedModel, PreTrainedTokenizerBase]]] = {
     "smollm2-135m": _smollm2,
     "minilm-l6": _minilm,
-    "tiny-random": _tiny_random,
+    "tiny-random": functools.partial(tiny_random, LlamaForSequenceClassification, num_labels=1),
 }
 
 
