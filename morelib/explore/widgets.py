@@ -24,10 +24,8 @@ from plotly.subplots import make_subplots
 from morelib.core.config import MIX_SCHEMES
 from morelib.core.errors import MoreError
 from morelib.explore.engine import Explorer, Fit
+from morelib.study.plots import PALETTE, SCHEME_COLORS, TEMPLATE
 
-TEMPLATE = "plotly_white"
-SCHEME_COLORS = {"multitask": "#ff7f0e", "more": "#2ca02c"}
-PALETTE = ("#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#d62728")
 PANELS = ("accuracy per test source", "ECE per test source", "reliability (σ(Δ), both orders)", "reward difference Δ")
 SLIDER_STEP, SLIDER_DECIMALS = 0.01, 2  # λ slider resolution; sliders show λ rounded to it, refits use the exact λ
 LABEL_STYLE = {"description_width": "initial"}  # full source names ("ultrafeedback"), never cut to "ultrafeed…"
