@@ -419,6 +419,15 @@ def synthetic_truth(heads: dict[RMKey, HeadRM], data: StudyData, bench: Any) -> 
     return pd.DataFrame(rows)
 
 
+def _present(data: StudyData, order: Sequence[str], need: int) -> list[str]:
+    """The sources of `order` this run has, in that order; DataError when fewer than `need` (the K-ablation's one
+    check)."""
+    present = [s for s in order if s in data.sources]
+    if len(present) < need:
+        raise DataError(f"the K-ablation needs at least {need} available sources of {list(order)}; have {present}")
+    return present
+
+
 def k_ablation(
     cfg: Config,
     data: StudyData,
@@ -432,7 +441,7 @@ def k_ablation(
 
     Returns the tidy metrics table (with columns K and added) and the list of skipped sources with reasons.
     """
-    present = [s for s in order if s in data.sources]
+    present = _present(data, order, start)
     skipped = [
         f"{s} ({'missing: ' + data.missing[s] if s in data.missing else 'not configured'})"
         for s in order
@@ -444,8 +453,6 @@ def k_ablation(
         heads = fit(cfg, data, schemes, run=run, sources=subset)
         table = metric_table(heads, data, cfg, diffs=reward_diffs(heads, data, "test", sources=tests))
         tables.append(table.assign(K=k, added=subset[-1]))
-    if not tables:
-        raise DataError(f"K-ablation needs at least {start} available sources of {list(order)}; have {present}")
     return pd.concat(tables, ignore_index=True), skipped
 
 
@@ -460,9 +467,7 @@ def k_endpoints(
 ) -> dict[int, dict[RMKey, dict[str, np.ndarray]]]:
     """Test reward differences of `schemes` at the smallest (start) and largest K of `k_ablation` (the same fits, reused
     from the run), keyed `<scheme>/seed<k>` without the subset: {K: {key: {test source: Δ [N]}}}."""
-    present = [s for s in order if s in data.sources]
-    if len(present) < start:
-        raise DataError(f"K-ablation needs at least {start} available sources of {list(order)}; have {present}")
+    present = _present(data, order, start)
     out = {}
     for k in (start, len(present)):
         heads = fit(cfg, data, schemes, run=run, sources=present[:k])
@@ -476,10 +481,7 @@ def k_ablation_heads(
     cfg: Config, data: StudyData, run: Run | None, order: Sequence[str], K: int, schemes: Sequence[str] = ("more",)
 ) -> dict[RMKey, RewardModel]:
     """The RMs `k_ablation` fitted on the first K available sources of `order` (reloaded from the run when present)."""
-    present = [s for s in order if s in data.sources]
-    if len(present) < K:
-        raise DataError(f"need {K} available sources of {list(order)} for the K = {K} step; have {present}")
-    return fit(cfg, data, schemes, run=run, sources=present[:K])
+    return fit(cfg, data, schemes, run=run, sources=_present(data, order, K)[:K])
 
 
 FEATURE_ONLY = ("sizeprop", "tuned", "famo")
