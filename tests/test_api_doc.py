@@ -1,6 +1,5 @@
 """docs/api.md matches the code: every backticked `module.name` it mentions (a morelib module, then an attribute)
-exists,
-or is a dotted params key of that section (`judge.kind`, `data.sources`)."""
+exists, or is a dotted params key of that section (`judge.kind`, `data.sources`)."""
 
 import dataclasses
 import importlib

@@ -4,12 +4,10 @@ the perplexity of a policy on the chosen responses of the Helpful and Harmless t
 
 The policy is an ordinary `AutoModelForCausalLM`: `smollm2-135m` is the dequantised SmolLM2 folder that
 `morelib.backbone.model` builds once (its causal-LM weights; the reward head is ignored), `tiny-random` a seeded 2-layer
-Llama
-with the byte tokenizer (tests only), anything else a local folder or hub id. HH prompts ("\\n\\nHuman:
-…\\n\\nAssistant:")
-are turned into chat messages and rendered with the policy's chat template when it has one; sampling, SFT and
-perplexity all tokenise prompt and response the same way (`encode_example`), so the SFT label mask and the
-perplexity both cover exactly the response tokens (+ the end-of-turn token).
+Llama (`model.tiny_random`) with the byte tokenizer (tests only), anything else a local folder or hub id. HH prompts
+("\\n\\nHuman:…\\n\\nAssistant:") are turned into chat messages and rendered with the policy's chat template when it has
+one; sampling, SFT and perplexity all tokenise prompt and response the same way (`encode_example`), so the SFT label
+mask and the perplexity both cover exactly the response tokens (+ the end-of-turn token).
 Checked in tests/test_rjs.py: perplexity against a per-example manual cross-entropy, SFT changes parameters,
 generation is seeded and returns n strings per prompt.
 # NOTE(paper): the paper aligns Alpaca-7B on H&H training prompts; the CPU default is SmolLM2-135M-Instruct.

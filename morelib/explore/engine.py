@@ -1,4 +1,4 @@
-"""Interactive explorer (issue 7): refit the reward head with chosen source weights λ, or on a chosen data mix.
+"""Interactive explorer: refit the reward head with chosen source weights λ, or on a chosen data mix.
 
 The λ explorer trains the feature-tier head on Σ_i λ_i L_i with λ held fixed (`train_head` scheme "fixed", paper
 Eq. 8 without MORE's update) and shows accuracy and ECE per test source, a reliability diagram and the reward-difference
@@ -8,8 +8,8 @@ then refits MultiTask and MORE on that mix side by side.
 λ convention: `Explorer.set_lambda(lam)` takes weights on the simplex (≥ 0, summing to 1 within 1e-5) and raises
 ConfigError otherwise; `normalise=True` divides raw ≥ 0 weights by their sum (the sliders use it).
 All-zero λ → ConfigError.
-Refits use `ExploreConfig.head_epochs` / `batch_per_source` (fewer, larger steps than the study: ≤ 1 s per refit on
-2 CPU cores for 5 sources × 2,000 pairs, h = 576), shown in the status line.
+Refits use `ExploreConfig.head_epochs` / `batch_per_source` (fewer, larger steps than the study); each update's measured
+time is shown in the status line (measured update times: docs/explorer.md).
 Layers: `Explorer` is pure state (no widgets); `ExplorerUI` wraps it in ipywidgets and plotly FigureWidgets updated in
 place; `lambda_figure` / `mix_figure` draw the same panels as plain go.Figure for papermill and static viewers.
 On the fine-tuning tier the heads are refitted on the pooled features of a fine-tuned RM's backbone

@@ -1,4 +1,4 @@
-"""Widget layer of the explorer (issue 7): sliders and one plotly figure per view, updated in place.
+"""Widget layer of the explorer: sliders and one plotly figure per view, updated in place.
 
 `lambda_figure` / `mix_figure` draw the panels of an `explore.Explorer` as plain `go.Figure`s (papermill, static
 viewers); `ExplorerUI` shows the same panels as `go.FigureWidget`s whose traces are updated inside `batch_update` on

@@ -100,10 +100,9 @@ class PooledBatches(BalancedBatches):
 
 
 class PairCollator:
-    """Tokenise one balanced batch into input_ids/attention_mask [2N, T] ([chosen; rejected]) and source_ids [N];
-    with `share_prompt`, one packed row per pair (`morelib.backbone.prompt_sharing`): input_ids/position_ids [N, T], a
-    4D block
-    attention_mask [N, 1, T, T] and score_at [2N] (the columns of the last chosen / rejected tokens)."""
+    """Tokenise one balanced batch into input_ids/attention_mask [2N, T] ([chosen; rejected]) and source_ids [N]; with
+    `share_prompt`, one packed row per pair (`morelib.backbone.prompt_sharing`): input_ids/position_ids [N, T], a 4D
+    block attention_mask [N, 1, T, T] and score_at [2N] (the columns of the last chosen / rejected tokens)."""
 
     def __init__(self, tokenizer: Any, max_length: int, truncation_side: str, share_prompt: bool = False) -> None:
         self.tokenizer, self.max_length, self.truncation_side = tokenizer, max_length, truncation_side
