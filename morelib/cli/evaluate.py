@@ -1,7 +1,7 @@
 """Evaluate any Hugging Face reward model the workbook's way: the profile's test pairs, CIs, calibration, length bias.
 
 `python -m morelib.cli.evaluate --model PATH_OR_NAME [--model2 PATH_OR_NAME] [--profile default] [--out DIR]` scores the
-test split of every configured source (the very pairs `study.prepare` holds: split seed = the profile's first seed)
+test split of every configured source (the very pairs `pipeline.prepare` holds: split seed = the profile's first seed)
 with an `AutoModelForSequenceClassification` of one logit, at the profile's max_length and truncation side, and
 writes per source: accuracy with a bootstrap CI, ECE/ACE/MCE (10 bins) beside the ECE a perfectly calibrated model
 would get on the same N (noise floor), Brier, log-loss, the "longer response wins" baseline and the RM's length bias
@@ -70,7 +70,7 @@ def check_one_logit(name_or_path: str) -> None:
 
 
 def test_pairs(cfg: Config) -> tuple[dict[str, list[Pair]], dict[str, str]]:
-    """({source: test pairs}, {source: why missing}) exactly as study.prepare splits them."""
+    """({source: test pairs}, {source: why missing}) exactly as pipeline.prepare splits them."""
     found, missing = {}, {}
     for spec in cfg.data.sources:
         try:

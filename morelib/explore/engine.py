@@ -142,11 +142,11 @@ class Explorer:
         more_head: RewardModel | None = None,
         backbone: RewardModel | None = None,
     ) -> Explorer:
-        """An explorer over a `study.StudyData` (train and test splits); MORE's trajectory from `more_head` if given.
+        """An explorer over a `pipeline.StudyData` (train and test splits); MORE's trajectory from `more_head` if given.
 
         Fine-tuning tier (no frozen features in `data`): heads are refitted on the pooled last-layer features of a
         fine-tuned backbone — `backbone`, else `more_head`, else this run's MORE RM of the first seed (reused from the
-        run, trained if absent) — extracted through the feature cache (`study.rm_features`).
+        run, trained if absent) — extracted through the feature cache (`pipeline.rm_features`).
         """
         if data.features:
             tr = {s: data.features[s]["train"] for s in data.sources}

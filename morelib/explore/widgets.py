@@ -1,6 +1,6 @@
 """Widget layer of the explorer: sliders and one plotly figure per view, updated in place.
 
-`lambda_figure` / `mix_figure` draw the panels of an `explore.Explorer` as plain `go.Figure`s (papermill, static
+`lambda_figure` / `mix_figure` draw the panels of an `engine.Explorer` as plain `go.Figure`s (papermill, static
 viewers); `ExplorerUI` shows the same panels as `go.FigureWidget`s whose traces are updated inside `batch_update` on
 every change (never re-created), with one slider per source, presets, MORE's λ trajectory on a step slider, the mix
 controls, save/reload, and a status line with the metrics and the measured update time.

@@ -279,7 +279,7 @@ def calib_log_loss(head: HeadModel, calib: dict[str, PairFeatures]) -> float:
 def _tuned_head(
     train: dict[str, PairFeatures], calib: dict[str, PairFeatures], tcfg: TrainConfig, seed: int
 ) -> HeadModel:
-    """The `fixed` head of the grid λ (weighting.simplex_grid) with the lowest `calib_log_loss` (first on a tie)."""
+    """The `fixed` head of the grid λ (baselines.simplex_grid) with the lowest `calib_log_loss` (first on a tie)."""
     grid = simplex_grid(len(train), tcfg.tuned_step, tcfg.tuned_max_points, seed)
     best, best_loss, losses = None, math.inf, []
     for lam in grid:
