@@ -55,9 +55,8 @@ log = logging.getLogger(__name__)
 SHARD_ROWS = 1024  # texts per cache shard: an interrupted extraction keeps every finished shard
 MIN_SHARED = 8  # prefix sharing: a pair whose texts share fewer leading tokens runs unshared (one forward each);
 # below this the saving does not pay for the second forward and the cache copy
-# Threads: extraction runs in ONE process with torch's default intra-op threads (every usable core). Measured on idle
-# cores of this 2-core CPU (harmless train texts, 128 tokens): 1 process × 2 threads 8.50 texts/s vs 2 processes ×
-# 1 thread 8.84 texts/s in total — within noise, so no multi-process extraction.
+# Threads: extraction runs in ONE process with torch's default intra-op threads (every usable core); two 1-thread
+# processes measured no faster (README.md, "This machine, honestly").
 
 
 @dataclass

@@ -43,7 +43,7 @@ from morelib.train.losses import batch_grads
 from morelib.train.more import MoreWeighter
 
 RAW_INIT_STD = 0.02  # transformers' default initializer_range for the score layer
-HEAD_THREADS = 1  # K·B×h matmuls are tiny: one thread is faster than two busy ones (measured, docstring of train_head)
+HEAD_THREADS = 1  # K·B×h matmuls are tiny: one thread beats two busy ones (benchmarks/README.md, levers table)
 _ADAM_BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8
 POLISH_TOL, POLISH_MAX_ITER = 1e-7, 500  # L-BFGS stops at max |∂/∂w| ≤ this (~15–30 iterations here)
 _CHUNK_STEPS = 128  # steps whose batches are gathered at once (128·K·B·h floats)
