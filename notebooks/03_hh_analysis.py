@@ -78,9 +78,9 @@ display(pooled_mt.round(4), pooled_top.round(4), vs_mt.round(4), vs_top.round(4)
 
 # %%
 texts = [
-    findings.finding_outliers(counts, vs_mt),
-    findings.finding_comparison(vs_mt, "more", "multitask", len(cfg.seeds), pooled_mt),
-    findings.finding_comparison(vs_top, "more", "top", len(cfg.seeds), pooled_top),
+    findings.outliers(counts, vs_mt),
+    findings.comparison(vs_mt, "more", "multitask", len(cfg.seeds), pooled_mt),
+    findings.comparison(vs_top, "more", "top", len(cfg.seeds), pooled_top),
 ]
 run.save_metrics(
     outliers=outliers,

@@ -435,7 +435,7 @@ def _explore_mix_empty(tmp: Path) -> None:
 
 
 def _metrics_nan(tmp: Path) -> None:
-    metrics.evaluate(np.array([0.5, float("nan"), -1.0]))
+    metrics.all_metrics(np.array([0.5, float("nan"), -1.0]))
 
 
 def _metrics_empty(tmp: Path) -> None:

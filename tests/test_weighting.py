@@ -1,6 +1,6 @@
 """Tests of morelib.train.baselines and the head schemes built on it: size-proportional λ, the simplex grid, FAMO
-against
-its paper's Algorithm 1 written out independently, and `tuned` picking the grid point with the best calibration loss."""
+against its paper's Algorithm 1 written out independently, and `tuned` picking the grid point with the best calibration
+loss."""
 
 from __future__ import annotations
 

@@ -1,13 +1,12 @@
-"""The study the notebooks run (paper §3–5.3): load sources, extract features once, fit RMs once per run, evaluate.
+"""The study the notebooks run (paper §3–5.3): load sources, extract features once, fit RMs once per run, score them.
 
 Notebooks call only these functions, so each reads like a section of the paper. `prepare` loads every configured
 source (a missing one, e.g. WebGPT offline, is reported in `StudyData.missing`, never faked) and extracts features
 through the content-keyed cache in `outputs/cache`. `fit` trains the reward heads of a scheme for every seed and saves
 them under `<run>/heads/<config fingerprint>/`, so later notebooks of the same run reuse them instead of retraining.
-`evaluate` gives a tidy table (one row per RM, seed and test source). The Single-Top scheme of Table 3 is the
-single-source
-RM with the best *calibration-split* accuracy on each test source (NOTE(paper): the paper picks it on test).
-Checked in tests/test_study.py against direct calls to train/metrics on the synthetic benchmark.
+`metric_table` gives a tidy table (one row per RM, seed and test source). The Single-Top scheme of Table 3 is the
+single-source RM with the best *calibration-split* accuracy on each test source (NOTE(paper): the paper picks it on
+test). Checked in tests/test_study.py against direct calls to train/metrics on the synthetic benchmark.
 """
 
 from __future__ import annotations
@@ -345,7 +344,7 @@ def temperature_fits(heads: dict[RMKey, RewardModel], data: StudyData) -> dict[R
     return out
 
 
-def evaluate(
+def metric_table(
     heads: dict[RMKey, RewardModel],
     data: StudyData,
     cfg: Config,
@@ -353,8 +352,7 @@ def evaluate(
     diffs: dict[RMKey, dict[str, np.ndarray]] | None = None,
 ) -> pd.DataFrame:
     """Tidy test metrics: one row per (scheme, seed, train_source, test_source) with accuracy, ECE/ACE/MCE (each ECE
-    with
-    its noise floor, floor p95 and debiased value: `metrics.evaluate(floor=True)`), Brier, NLL."""
+    with its noise floor, floor p95 and debiased value: `metrics.all_metrics(floor=True)`), Brier, NLL."""
     if diffs is None:
         diffs = scheme_diffs(heads, data, "test")
         if temperature_scaled and cfg.train.temperature_scaling:
@@ -373,7 +371,7 @@ def evaluate(
                     "train_source": train_src,
                     "test_source": test_src,
                     "n": len(d),
-                    **metrics.evaluate(d, floor=True),
+                    **metrics.all_metrics(d, floor=True),
                 }
             )
     return pd.DataFrame(rows)
@@ -455,7 +453,7 @@ def k_ablation(
     for k in range(start, len(present) + 1):
         subset = present[:k]
         heads = fit(cfg, data, schemes, run=run, sources=subset)
-        table = evaluate(heads, data, cfg, diffs=reward_diffs(heads, data, "test", sources=tests))
+        table = metric_table(heads, data, cfg, diffs=reward_diffs(heads, data, "test", sources=tests))
         tables.append(table.assign(K=k, added=subset[-1]))
     return pd.concat(tables, ignore_index=True), skipped
 
