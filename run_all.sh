@@ -5,7 +5,7 @@
 #
 #   --profile NAME    params profile (default: default = this CPU; tiny = tests; paper = GPU) or a YAML path
 #   --only LIST       comma-separated notebook numbers to run (e.g. 01,02); the others are skipped
-#   -p KEY VALUE      a dotted config override (value parsed as YAML), e.g. -p train.head_lr 0.02 -p seeds '[0]'
+#   -p KEY VALUE      a dotted config override (value parsed as YAML), e.g. -p head.lr 0.02 -p seeds '[0]'
 #   --resume RUN      continue outputs/RUN (or the run folder at path RUN) from its first unfinished notebook, on the
 #                     run's saved config.yaml and --only (a profile edited since is named, not used)
 #   --dry-run         validate profile + overrides and the data folder, print what would run; write nothing

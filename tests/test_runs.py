@@ -106,22 +106,22 @@ def test_manifest_and_timings(cfg):
 
 
 def test_start_validates_overrides(tmp_path):
-    run = runs.start("tiny", str(tmp_path / "r"), '{"train.head_lr": 0.5}', "nb")
-    assert run.cfg.train.head_lr == 0.5
-    with pytest.raises(ConfigError, match="train.head_lrr"):
-        runs.start("tiny", str(tmp_path / "r"), '{"train.head_lrr": 0.5}', "nb")
+    run = runs.start("tiny", str(tmp_path / "r"), '{"head.lr": 0.5}', "nb")
+    assert run.cfg.head.lr == 0.5
+    with pytest.raises(ConfigError, match="head.lrr"):
+        runs.start("tiny", str(tmp_path / "r"), '{"head.lrr": 0.5}', "nb")
     with pytest.raises(ConfigError, match="overrides"):
         runs.start("tiny", str(tmp_path / "r"), "[1, 2]", "nb")
 
 
 def test_run_all_cli_helpers(tmp_path, monkeypatch):
-    assert json.loads(runs._main(["overrides", "train.head_lr=0.5", "seeds=[0, 1]", "data.data_dir=a=b"])) == {
-        "train.head_lr": 0.5,
+    assert json.loads(runs._main(["overrides", "head.lr=0.5", "seeds=[0, 1]", "data.data_dir=a=b"])) == {
+        "head.lr": 0.5,
         "seeds": [0, 1],
         "data.data_dir": str(Path.cwd() / "a=b"),  # a relative folder means the caller's: run_all.sh runs this there
     }
     with pytest.raises(ConfigError, match="must look like key=value"):
-        runs._main(["overrides", "train.head_lr"])
+        runs._main(["overrides", "head.lr"])
     root = runs._main(["create", "tiny", json.dumps({"output_root": str(tmp_path)})])
     spec = json.loads((Path(root) / "run_all.json").read_text())
     assert spec["profile"] == "tiny" and spec["overrides"] == {"output_root": str(tmp_path)}
@@ -202,18 +202,18 @@ def test_written_files_are_readable_by_others(cfg, tmp_path):
 
 
 def test_resolve_paths_uses_the_callers_directory(tmp_path):
-    out = runs.resolve_paths({"output_root": "out", "data.data_dir": "hub", "train.lr": 0.1}, tmp_path)
-    assert out == {"output_root": str(tmp_path / "out"), "data.data_dir": "hub", "train.lr": 0.1}
+    out = runs.resolve_paths({"output_root": "out", "data.data_dir": "hub", "head.lr": 0.1}, tmp_path)
+    assert out == {"output_root": str(tmp_path / "out"), "data.data_dir": "hub", "head.lr": 0.1}
     assert runs.resolve_paths({"data.data_dir": "../d"}, tmp_path)["data.data_dir"] == str(tmp_path.parent / "d")
 
 
 def test_create_writes_the_config_every_notebook_loads(tmp_path, monkeypatch):
     monkeypatch.setenv("MORE_DATA_DIR", str(tmp_path))
-    run = runs.create("tiny", {"output_root": str(tmp_path / "o"), "train.head_epochs": 3}, "01")
+    run = runs.create("tiny", {"output_root": str(tmp_path / "o"), "head.epochs": 3}, "01")
     spec = json.loads((run / "run_all.json").read_text())
     assert spec["data_root"] == str(tmp_path) and spec["only"] == "01"
     saved = load_config(run / runs.CONFIG_FILE)
-    assert saved.train.head_epochs == 3 and saved.profile == "tiny"
+    assert saved.head.epochs == 3 and saved.profile == "tiny"
     reopened = runs.open_run(saved, str(run), "01_diversity")
     assert not (reopened.dir / runs.CONFIG_FILE).exists()  # the notebook's config is the run's: no copy beside it
     plan = runs.resume_plan(str(run))
@@ -227,12 +227,12 @@ def test_create_writes_the_config_every_notebook_loads(tmp_path, monkeypatch):
 
 def test_resume_keeps_the_saved_config_and_names_the_change(tmp_path):
     profile = tmp_path / "p.yaml"
-    profile.write_text(f"profile: p\noutput_root: {tmp_path / 'o'}\ntrain: {{head_epochs: 5}}\n")
+    profile.write_text(f"profile: p\noutput_root: {tmp_path / 'o'}\nhead: {{epochs: 5}}\n")
     run = runs.create(str(profile), {"seeds": [0]}, "")
-    profile.write_text(f"profile: p\noutput_root: {tmp_path / 'o'}\ntrain: {{head_epochs: 7}}\n")
+    profile.write_text(f"profile: p\noutput_root: {tmp_path / 'o'}\nhead: {{epochs: 7}}\n")
     plan = runs.resume_plan(str(run))
-    assert load_config(plan["profile"]).train.head_epochs == 5 and load_config(plan["profile"]).seeds == (0,)
-    assert "train.head_epochs: 5 → 7" in plan["note"]
+    assert load_config(plan["profile"]).head.epochs == 5 and load_config(plan["profile"]).seeds == (0,)
+    assert "head.epochs: 5 → 7" in plan["note"]
     profile.unlink()
     assert "no longer loads" in runs.resume_plan(str(run))["note"]
 
