@@ -89,7 +89,8 @@ def _execute(notebook: Path, out: Path, profile: str, run_dir: str, overrides: s
     except pm.PapermillExecutionError as err:
         state = left_behind(out)
         where = f"the traceback is in {out}" if state == "a readable notebook" else f"papermill left {state} at {out}"
-        print(f"[run_all] {out.stem}: {err.ename}: {err.evalue.strip()} ({where})", file=sys.stderr)
+        what = err.evalue.strip() or f"no message: did the kernel die? its log is {out.parent / 'log.txt'}"
+        print(f"[run_all] {out.stem}: {err.ename}: {what} ({where})", file=sys.stderr)
         return CELL_FAILED
     except OSError as err:  # writing OUT failed (ENOSPC, EROFS, ...)
         print(
