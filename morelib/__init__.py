@@ -2,10 +2,10 @@
 
 One folder per pipeline stage, in the order `STAGES` gives; a module imports only modules of its own stage or of
 earlier ones, every import is at module top level, and there is no cycle (tests/test_architecture.py checks all three):
-  core        errors, status, hardware, config, runs
+  core        errors, status, facts, hardware, config, runs
   data        formats, sources, groups, splits, sampling, paper, datacard
   backbone    model, prompt_sharing, features
-  train       losses, solver, more, baselines, head, finetune, reward_models
+  train       losses, solver, more, baselines, head, updates, finetune, reward_models
   evaluation  metrics, stats, temperature, diagnostics
   study       pipeline, synthetic, scenarios, tables, findings, plots
   explore     engine, widgets
