@@ -1,11 +1,20 @@
 """The global batch of one update split over processes and micro-batches, and checkpoints by progress
-(morelib.train.updates), checked with expected values written out and against a brute-force enumeration."""
+(morelib.train.updates), checked with expected values written out and against a brute-force enumeration; on the tiny
+model, accumulated micro-batches train as one batch (λ once per update over all of them)."""
 
 from __future__ import annotations
 
-import pytest
+import json
+from pathlib import Path
 
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from morelib.core.config import load_config
 from morelib.core.errors import ConfigError
+from morelib.data.sources import Pair
+from morelib.train import finetune as ft
 from morelib.train import updates as U
 
 
@@ -64,3 +73,40 @@ def test_bad_splits_named():
         U.split_batch(16, 0)
     with pytest.raises(ConfigError, match="max_device_pairs"):
         U.split_batch(16, 2, max_per_device=0)
+
+
+def _pairs(n: int = 6) -> dict[str, list[Pair]]:
+    words = ["kind", "rude", "safe", "risky", "short", "long", "clear", "vague"]
+    return {
+        src: [
+            Pair(f"Q{k}.{i}: say? ", f"A {words[i % 4]} answer {i}.", f"meh {words[4 + i % 4]}", src, f"g{k}{i}")
+            for i in range(n)
+        ]
+        for k, src in enumerate(["helpful", "harmless", "oasst1"])
+    }
+
+
+def _lams(out: Path) -> torch.Tensor:
+    rows = [json.loads(x) for x in (out / ft.LOG_FILE).read_text().splitlines()]
+    return torch.tensor([[r[f"lam/{s}"] for s in ("helpful", "harmless", "oasst1")] for r in rows])
+
+
+def test_accumulated_micro_batches_train_as_one_batch(tmp_path):
+    """MORE on 2 micro-batches of 1 pair per source (λ solved once over both) = MORE on one batch of 2 per source."""
+    base = {
+        "train.batch_per_source": 2,
+        "finetune.steps": 3,
+        "finetune.logging_steps": 1,
+        "finetune.save_steps": 100,
+        "finetune.lr": 1e-3,
+        "model.max_length": 48,
+    }
+    whole_cfg = load_config("tiny", base)
+    accum_cfg = load_config("tiny", {**base, "finetune.max_device_pairs": 3})  # 3 sources: 1 pair each per forward
+    assert (ft.batch_split(accum_cfg, 3, 1).per_device, ft.batch_split(accum_cfg, 3, 1).grad_accum) == (1, 2)
+    whole = ft.finetune(whole_cfg, _pairs(), "more", tmp_path / "whole", seed=0)
+    accum = ft.finetune(accum_cfg, _pairs(), "more", tmp_path / "accum", seed=0)
+    assert _lams(tmp_path / "whole").shape == (3, 3)
+    assert torch.allclose(_lams(tmp_path / "whole"), _lams(tmp_path / "accum"), atol=1e-5)
+    a, b = load_file(str(whole / "model.safetensors")), load_file(str(accum / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
