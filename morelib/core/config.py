@@ -443,8 +443,6 @@ RENAMED: dict[str, str] = {  # old dotted key → its new name (issue 25 split `
     "train.lr": "finetune.lr",
     "train.weight_decay": "finetune.weight_decay",
     "train.warmup_ratio": "finetune.warmup_ratio",
-    "train.grad_accum": "finetune.max_device_pairs (accumulation follows from it and the processes, issue 31)",
-    "finetune.grad_accum": "finetune.max_device_pairs (accumulation follows from it and the processes, issue 31)",
     "train.save_steps": "finetune.save_steps",
     "train.logging_steps": "finetune.logging_steps",
     "train.gradient_checkpointing": "finetune.gradient_checkpointing",
@@ -453,12 +451,27 @@ RENAMED: dict[str, str] = {  # old dotted key → its new name (issue 25 split `
 }
 
 
+_ACCUMULATION = (
+    "gradient accumulation now follows from train.batch_per_source (pairs per update), the number of processes and "
+    "finetune.max_device_pairs"
+)
+REMOVED: dict[str, str] = {  # old dotted key → what replaced it (issue 31: the global batch per update)
+    "train.grad_accum": _ACCUMULATION,
+    "finetune.grad_accum": _ACCUMULATION,
+}
+
+
 def _reject_renamed(raw: dict[str, Any], where: str) -> None:
-    """ConfigError naming the first key of the nested mapping `raw` that RENAMED moved, and its new name."""
+    """ConfigError naming the first key of the nested mapping `raw` that RENAMED moved (and its new name) or that
+    REMOVED dropped (and what replaced it)."""
     for old, new in RENAMED.items():
         section, key = old.split(".")
         if isinstance(raw.get(section), dict) and key in raw[section]:
             raise ConfigError(f"{where}: '{old}' was renamed to '{new}'")
+    for old, why in REMOVED.items():
+        section, key = old.split(".")
+        if isinstance(raw.get(section), dict) and key in raw[section]:
+            raise ConfigError(f"{where}: '{old}' was removed: {why}")
 
 
 def profile_path(profile: str | Path) -> Path:
