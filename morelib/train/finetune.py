@@ -514,7 +514,7 @@ def finetune(
         if t.group_by_length
         else None
     )
-    split = batch_split(cfg, len(names), PartialState().num_processes)
+    split = batch_split(cfg, len(names), TrainingArguments(output_dir=str(output_dir), report_to=[]).world_size)
     plan = plan_for(train_pairs, split_config(cfg, split), seed, lengths, scheme)
     log.info("%s: %d updates; %s", scheme, plan.shape[0], split.describe())
     trainer = MoreTrainer(
