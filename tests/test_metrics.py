@@ -210,7 +210,7 @@ def test_debiased_ece_recovers_a_known_ece_where_plug_in_and_excess_miss_it(targ
     and removes over 40% of the plug-in bias at 0.02."""
     rng = np.random.default_rng(4)
     population = rng.normal(0.3, 1.0, size=3000)
-    t = metrics.overconfident_truth(population, target)
+    t = metrics.miscalibrated_truth(population, target)
     assert population_ece(population, 1 / (1 + np.exp(-t * population))) == pytest.approx(target, abs=1e-9)
     plug, debiased, excess = [], [], []
     for rep in range(150):
@@ -234,8 +234,10 @@ def test_plug_in_attenuates_a_true_gap_less_as_n_grows():
     assert 0.3 < shares[0] < shares[1] < shares[2] and shares[2] == pytest.approx(1.0, abs=0.05), shares
     with pytest.raises(ValueError, match="ece_high > ece_low"):
         metrics.plugin_gap_attenuation(population, 0.03, 0.04, 100)
+    t = metrics.miscalibrated_truth(population, 0.3)  # beyond any overconfident model here: underconfident
+    assert t > 1 and population_ece(population, 1 / (1 + np.exp(-t * population))) == pytest.approx(0.3, abs=1e-9)
     with pytest.raises(ValueError, match="target_ece"):
-        metrics.overconfident_truth(population, 0.9)
+        metrics.miscalibrated_truth(population, 0.9)
 
 
 def test_evaluate_with_floor_and_reliability_band():

@@ -176,6 +176,8 @@ def test_minimum_detectable_effect_and_power():
     assert stats.minimum_detectable_effect(0.01) == pytest.approx((1.959964 + 0.841621) * 0.01, rel=1e-5)
     assert stats.power_at(stats.minimum_detectable_effect(0.004), 0.004) == pytest.approx(0.8, abs=1e-3)
     assert stats.power_at(0.0, 0.01) == pytest.approx(0.05)
+    assert stats.minimum_detectable_effect(0.01, df=4) == pytest.approx((2.776445 + 0.940965) * 0.01, rel=1e-5)
+    assert stats.power_at(stats.minimum_detectable_effect(0.004, df=6), 0.004, df=6) == pytest.approx(0.8, abs=2e-3)
 
 
 @pytest.mark.parametrize(

@@ -233,17 +233,19 @@ def _binned_gap_ece(x: np.ndarray, true_win: np.ndarray, n_bins: int) -> float:
     return float(np.abs(np.bincount(ids, weights=np.concatenate([w, -w]), minlength=n_bins)).sum() / (2 * x.size))
 
 
-def overconfident_truth(reward_diff: ArrayLike, target_ece: float, n_bins: int = 10) -> float:
-    """The t ∈ [0, 1] for which a model predicting σ(Δ) while the truth is σ(t·Δ) has binned ECE `target_ece` over these
-    pairs (bisection; ECE grows as t falls); ValueError when no t in [0, 1] reaches it."""
+def miscalibrated_truth(reward_diff: ArrayLike, target_ece: float, n_bins: int = 10) -> float:
+    """The t for which a model predicting σ(Δ) while the truth is σ(t·Δ) has binned ECE `target_ece` over these pairs:
+    overconfident (t ∈ [0, 1]) when that reaches it, else underconfident (t > 1); bisection, ECE being monotone in t
+    on each side. ValueError when no t ≤ 1000 reaches it."""
     x = as_reward_diff(reward_diff)
-    top = _binned_gap_ece(x, np.full(x.size, 0.5), n_bins)
-    if not 0.0 <= target_ece <= top:
-        raise ValueError(f"target_ece must be in [0, {top:.4f}] for these reward differences, got {target_ece!r}")
-    lo, hi = 0.0, 1.0
-    for _ in range(50):
+    ece = lambda t: _binned_gap_ece(x, expit(t * x), n_bins)  # noqa: E731
+    lo, hi = (0.0, 1.0) if target_ece <= ece(0.0) else (1.0, 1000.0)
+    if not 0.0 <= target_ece <= max(ece(lo), ece(hi)):
+        raise ValueError(f"target_ece {target_ece!r} is out of reach for these reward differences")
+    grows_up = ece(hi) > ece(lo)
+    for _ in range(60):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if _binned_gap_ece(x, expit(mid * x), n_bins) > target_ece else (lo, mid)
+        lo, hi = (mid, hi) if (ece(mid) < target_ece) == grows_up else (lo, mid)
     return (lo + hi) / 2
 
 
@@ -252,7 +254,7 @@ def plugin_gap_attenuation(
 ) -> float:
     """Share of a true ECE gap (ece_high − ece_low) that the plug-in ECE shows on n test pairs, in expectation.
 
-    Two overconfident models (`overconfident_truth`) with those true binned ECEs over the reward differences given
+    Two miscalibrated models (`miscalibrated_truth`) with those true binned ECEs over the reward differences given
     (e.g. a run's test Δ); each simulation draws n of them with replacement and labels from each model's truth (the
     same draws for both), and scores both plug-in ECEs. Returns mean(plug-in gap) / true gap: below 1 when the plug-in
     bias, largest for the better-calibrated model, eats part of the gap (Roelofs et al. 2022).
@@ -265,7 +267,7 @@ def plugin_gap_attenuation(
     draw = x[rng.integers(0, x.size, size=(n_sim, n))]
     u = rng.random((n_sim, n))
     plug = [
-        batched_ece(np.where(u < expit(overconfident_truth(x, e, n_bins) * draw), draw, -draw), n_bins).mean()
+        batched_ece(np.where(u < expit(miscalibrated_truth(x, e, n_bins) * draw), draw, -draw), n_bins).mean()
         for e in (ece_high, ece_low)
     ]
     return float((plug[0] - plug[1]) / (ece_high - ece_low))

@@ -1,14 +1,15 @@
 """Uncertainty of workbook numbers: percentile bootstrap over test pairs, paired RM comparison, t-interval over seeds,
-one pooled paired comparison over all test sources and seeds, Holm's correction and the detectable effect (power).
+one pooled paired comparison over test sources and seeds with a two-component interval, Holm's correction, power.
 
 Follows rliable/lm-eval-harness practice (an error bar next to every metric, an explicit random state):
 resampling draws test-pair indices with an explicit `numpy.random.Generator(seed)`; `paired_bootstrap_diff`
-draws the SAME indices for both reward models so pair difficulty cancels. `pooled_paired_bootstrap` also resamples
-seeds (seed k of one scheme stays paired with seed k of the other), so its CI covers test-pair and seed variance.
+draws the SAME indices for both reward models so pair difficulty cancels. `pooled_paired_bootstrap` adds the second
+source of variance, the training run: se² = between-seed variance of the per-seed differences / S + the paired
+pair-bootstrap variance of the seed-mean difference, with a t quantile on Welch–Satterthwaite df (`two_component_se`).
 Not in the paper (it reports point values).
 Checked in tests/test_stats.py: constant data gives zero-width intervals, coverage on normal samples, scipy's
-t-interval,
-the pooled CI's coverage of a known difference, Holm against hand values.
+t-interval, the pooled CI's coverage of a known difference where test pairs dominate and where seeds dominate (5 and
+20 seeds), the two components and df by hand, Holm against hand values.
 """
 
 from __future__ import annotations
@@ -224,20 +225,20 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     return out
 
 
-def minimum_detectable_effect(se: float, level: float = 0.95, power: float = 0.8) -> float:
-    """Smallest true difference a two-sided test at 1 − level detects with probability `power`: (z_(1+level)/2 +
-    z_power)·se."""
+def minimum_detectable_effect(se: float, level: float = 0.95, power: float = 0.8, df: float = float("inf")) -> float:
+    """Smallest true difference a two-sided test at 1 − level detects with probability `power`:
+    (t_df((1+level)/2) + t_df(power))·se (normal quantiles when df = ∞)."""
     _check_settings(1, level)
-    if not 0.0 < power < 1.0 or not np.isfinite(se) or se < 0:
-        raise ValueError(f"need 0 < power < 1 and a finite se ≥ 0, got power={power!r}, se={se!r}")
-    return float((sps.norm.ppf((1 + level) / 2) + sps.norm.ppf(power)) * se)
+    if not 0.0 < power < 1.0 or not np.isfinite(se) or se < 0 or not df > 0:
+        raise ValueError(f"need 0 < power < 1, a finite se ≥ 0 and df > 0, got power={power!r}, se={se!r}, df={df!r}")
+    return float((sps.t.ppf((1 + level) / 2, df) + sps.t.ppf(power, df)) * se)
 
 
-def power_at(effect: float, se: float, level: float = 0.95) -> float:
+def power_at(effect: float, se: float, level: float = 0.95, df: float = float("inf")) -> float:
     """Probability that a two-sided test at 1 − level detects a true difference `effect` when its estimate has sd
-    `se`."""
+    `se` and the test uses a t quantile on `df` degrees of freedom (normal when df = ∞)."""
     _check_settings(1, level)
-    if not np.isfinite(se) or se <= 0:
-        raise ValueError(f"se must be finite and > 0, got {se!r}")
-    z = sps.norm.ppf((1 + level) / 2)
-    return float(sps.norm.cdf(abs(effect) / se - z) + sps.norm.cdf(-abs(effect) / se - z))
+    if not np.isfinite(se) or se <= 0 or not df > 0:
+        raise ValueError(f"se must be finite and > 0 and df > 0, got se={se!r}, df={df!r}")
+    q = sps.t.ppf((1 + level) / 2, df)
+    return float(sps.t.cdf(abs(effect) / se - q, df) + sps.t.cdf(-abs(effect) / se - q, df))
