@@ -32,6 +32,7 @@ Normalization = Literal[
     "l2", "loss", "loss+", "none"
 ]  # MORE's gradient normalisation before eq. 9 (morelib.train.more)
 Tier = Literal["features", "finetune"]
+SeedResample = Literal["bootstrap", "halves", "subsample"]  # how each seed draws its training pairs (sampling.py)
 Dtype = Literal["auto", "bf16", "fp32", "fp16"]
 Side = Literal["left", "right"]
 Pooling = Literal[
@@ -283,6 +284,7 @@ class TrainConfig:
     head_epochs: int
     head_weight_decay: float
     seed_subsample: float
+    seed_resample: SeedResample
     temperature_scaling: bool
     single_batch: int | None
     tuned_step: float

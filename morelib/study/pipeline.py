@@ -113,9 +113,12 @@ def head_file(folder: Path, key: RMKey) -> Path:
 
 
 def seed_pairs(pairs: list[Pair], cfg: Config, seed: int, source: str) -> list[Pair]:
-    """The training pairs of `source` that seed `seed` trains on (`train.seed_subsample` of them; see
+    """The training pairs of `source` that seed `seed` trains on (`train.seed_resample`, `train.seed_subsample`; see
     sampling.seed_indices)."""
-    return [pairs[i] for i in sampling.seed_indices(len(pairs), cfg.train.seed_subsample, seed, source).tolist()]
+    t = cfg.train
+    return [
+        pairs[i] for i in sampling.seed_indices(len(pairs), t.seed_subsample, seed, source, t.seed_resample).tolist()
+    ]
 
 
 def _fit_one(cfg: Config, data: StudyData, key: RMKey, sources: list[str], folder: Path | None) -> RewardModel:
@@ -128,7 +131,9 @@ def _fit_one(cfg: Config, data: StudyData, key: RMKey, sources: list[str], folde
         return HeadRM(reward_head.HeadModel.load(path))
     by_source = {
         s: data.features[s]["train"].subset(
-            sampling.seed_indices(len(data.features[s]["train"]), cfg.train.seed_subsample, seed, s)
+            sampling.seed_indices(
+                len(data.features[s]["train"]), cfg.train.seed_subsample, seed, s, cfg.train.seed_resample
+            )
         )
         for s in sources
     }
