@@ -195,3 +195,12 @@ def test_minimum_detectable_effect_and_power():
 def test_pooled_bootstrap_bad_inputs(a, b, msg):
     with pytest.raises(ValueError, match=msg):
         stats.pooled_paired_bootstrap(a, b, metrics.batched_accuracy, n_boot=10)
+
+
+def test_tost_needs_the_90_percent_interval_inside_the_margin():
+    inside = stats.tost(0.001, 0.002, 30.0, margin=0.005)
+    assert (inside["lo"], inside["hi"]) == pytest.approx(sps.t.interval(0.9, 30.0, loc=0.001, scale=0.002))
+    assert inside["equivalent"] == 1.0 and inside["p"] < 0.05
+    wide = stats.tost(0.001, 0.004, 30.0, margin=0.005)  # 95% CI includes 0, yet equivalence is not shown
+    assert wide["equivalent"] == 0.0 and wide["p"] > 0.05
+    assert wide["p"] == pytest.approx(sps.t.cdf((0.001 - 0.005) / 0.004, 30.0))

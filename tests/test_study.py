@@ -246,7 +246,7 @@ def test_own_vs_best_other_matches_matrix(cfg, fitted):
     assert "paired 95% CI above 0" in text and "CI lies above chance" in text
 
 
-def test_temperature_finding_reports_a_closed_gap_and_a_kept_one():
+def test_temperature_finding_closes_a_gap_only_by_an_equivalence_test():
     import pandas as pd
 
     from morelib.study import findings
@@ -265,6 +265,8 @@ def test_temperature_finding_reports_a_closed_gap_and_a_kept_one():
             "diff": [(lo + hi) / 2],  # noqa: E731
             "lo": [lo],
             "hi": [hi],
+            "se": [(hi - lo) / 3.92],
+            "df": [float("inf")],
             "n_sources": [2],
             "n_pairs": [300],
             "n_seeds": [3],
@@ -277,7 +279,13 @@ def test_temperature_finding_reports_a_closed_gap_and_a_kept_one():
     kept = findings.finding_temperature(
         rows(0.040), pooled_before=before, pooled_after=pooled("more+T", "multitask+T", -0.015, -0.005)
     )
-    assert "closes the gap" in closed and "survives recalibration" in kept
+    assert "closes the gap" in closed and "90% CI [-0.0033, +0.0043]" in closed and "±0.0050" in closed
+    assert "survives recalibration" in kept
+    # the after-CI includes 0 but is too wide for equivalence at ±0.005: "no longer established", never "closes"
+    wide = findings.finding_temperature(
+        rows(0.0502), pooled_before=before, pooled_after=pooled("more+T", "multitask+T", -0.009, 0.010)
+    )
+    assert "no longer established" in wide and "closes" not in wide and "equivalence test fails" in wide
     assert "no verdict" in findings.finding_temperature(rows(0.040)), "means alone never choose the verdict"
 
 

@@ -215,6 +215,19 @@ def pooled_paired_bootstrap(
     }
 
 
+def tost(diff: float, se: float, df: float, margin: float, alpha: float = 0.05) -> dict[str, float]:
+    """Two one-sided tests of |true difference| < margin (Schuirmann 1987): equivalent when the (1 − 2α) t-interval
+    lies inside (−margin, margin). Returns lo, hi (that interval), p (the larger one-sided p) and equivalent (0/1)."""
+    if not margin > 0 or not 0 < alpha < 0.5 or not np.isfinite(se) or se < 0:
+        raise ValueError(f"need margin > 0, 0 < alpha < 0.5 and a finite se ≥ 0, got {margin!r}, {alpha!r}, {se!r}")
+    lo, hi, _ = t_interval(diff, se, df, 1 - 2 * alpha)
+    if se == 0:
+        p = 0.0 if abs(diff) < margin else 1.0
+    else:
+        p = float(max(sps.t.sf((diff + margin) / se, df), sps.t.cdf((diff - margin) / se, df)))
+    return {"lo": lo, "hi": hi, "p": p, "equivalent": float(-margin < lo and hi < margin)}
+
+
 def holm(p_values: Sequence[float]) -> np.ndarray:
     """Holm–Bonferroni adjusted p-values [m] (step-down, monotone, capped at 1), in the input order."""
     p = as_finite(p_values, "p_values", vector=False).ravel()
