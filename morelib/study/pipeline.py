@@ -121,6 +121,12 @@ def seed_pairs(pairs: list[Pair], cfg: Config, seed: int, source: str) -> list[P
     ]
 
 
+def available_train(data: StudyData, source: str) -> int:
+    """Training pairs of `source` on its split before any `train_pairs` cap (the split report's `available`), else the
+    pairs its features hold (synthetic data): the n_i of the `sizeprop` baseline."""
+    return int(data.counts.get(source, {}).get("available", {}).get("train", len(data.features[source]["train"])))
+
+
 def _fit_one(cfg: Config, data: StudyData, key: RMKey, sources: list[str], folder: Path | None) -> RewardModel:
     """Load the RM `key` from `folder` if it was fitted earlier in this run, else train (and save) it."""
     if cfg.train.tier == "finetune" and data.pairs:  # feature-only data (the synthetic benchmark) trains heads
@@ -138,7 +144,8 @@ def _fit_one(cfg: Config, data: StudyData, key: RMKey, sources: list[str], folde
         for s in sources
     }
     calib = {s: data.features[s]["calib"] for s in sources} if scheme == "tuned" else None  # λ chosen on calib
-    head = reward_head.train_head(by_source, scheme, cfg.train, seed, calib=calib, more=cfg.more)
+    sizes = {s: available_train(data, s) for s in sources} if scheme == "sizeprop" else None
+    head = reward_head.train_head(by_source, scheme, cfg.train, seed, calib=calib, more=cfg.more, sizes=sizes)
     if path is not None:
         head.save(path)
     return HeadRM(head)
