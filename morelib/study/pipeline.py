@@ -362,8 +362,8 @@ def evaluate(
     diffs: dict[RMKey, dict[str, np.ndarray]] | None = None,
 ) -> pd.DataFrame:
     """Tidy test metrics: one row per (scheme, seed, train_source, test_source) with accuracy, ECE/ACE/MCE (each ECE
-    with
-    its noise floor, floor p95 and debiased value: `metrics.evaluate(floor=True)`), Brier, NLL."""
+    with its noise floor, floor p95, excess over the floor and debiased value: `metrics.evaluate(floor=True)`), Brier,
+    NLL."""
     if diffs is None:
         diffs = scheme_diffs(heads, data, "test")
         if temperature_scaled and cfg.train.temperature_scaling:
@@ -398,6 +398,19 @@ def synthetic_data(cfg: Config, seed: int | None = None) -> tuple[StudyData, Any
         data.labels[name] = name
         data.counts[name] = {"used": {s: int(bench.split(s)[name].chosen.shape[0]) for s in SIDES}}
     return data, bench
+
+
+def synthetic_study(cfg: Config, schemes: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(tidy test metrics, truth table) of `schemes` on the synthetic benchmark with ONE benchmark instance per seed
+    (`synthetic_data(cfg, seed)`), as notebook 06 draws them: the spread over seeds then covers the benchmark draw
+    (r*, drifts, pairs) as well as the training resample, so a seed CI speaks for the benchmark, not one instance."""
+    tables, truths = [], []
+    for seed in cfg.seeds:
+        data, bench = synthetic_data(cfg, seed)
+        heads = fit(cfg, data, schemes, seeds=[seed])
+        tables.append(evaluate(heads, data, cfg, temperature_scaled=True))
+        truths.append(synthetic_truth(heads, data, bench))
+    return pd.concat(tables, ignore_index=True), pd.concat(truths, ignore_index=True)
 
 
 def serving_head(key: RMKey, test_source: str, top: dict[tuple[int, str], str]) -> RMKey:
