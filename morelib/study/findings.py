@@ -354,17 +354,18 @@ def _after_recalibration(row: pd.Series, verdict: int, margin: float) -> str:
 
 
 def finding_synthetic(truth: pd.DataFrame, summary: pd.DataFrame, a: str = "more", b: str = "multitask") -> str:
-    """Synthetic benchmark (true r* known): cosine to r*, gap to the true probabilities and ECE per scheme, and a − b
-    paired by seed (mean and t-CI over seeds; a verdict word only when the CI excludes 0)."""
+    """Synthetic benchmark (true r* known, one instance per seed): the verdict first — a − b paired by seed on
+    cos(w, r*) and |p̂ − p*| (mean and t-CI over seeds; a verdict word only when the CI excludes 0) — then the means."""
     cos = truth.groupby("scheme", sort=False)["cosine_to_r_star"].mean()
     gap = truth.groupby("scheme", sort=False)["true_prob_gap"].mean()
     ece = summary.groupby("scheme", sort=False)["ece_10"].mean()
     parts = [
-        f"{_name(s)}: cos(w, r*) {cos[s]:.3f}, |p̂ − p*| {gap[s]:.4f}, ECE {ece.get(s, np.nan):.4f}" for s in cos.index
+        f"- {_name(s)}: cos(w, r*) {cos[s]:.3f}, |p̂ − p*| {gap[s]:.4f}, ECE {ece.get(s, np.nan):.4f}" for s in cos.index
     ]
-    text = f"On the symmetric synthetic drift benchmark — {'; '.join(parts)}."
+    detail = "Means over seeds and sources:\n\n" + "\n".join(parts)
     if not {a, b} <= set(cos.index):
-        return text
+        return f"On the symmetric synthetic drift benchmark {_name(a)} and {_name(b)} were not both fitted.\n\n{detail}"
+    clauses = []
     for metric, label, good, bad in (
         ("cosine_to_r_star", "cos(w, r*)", "closer to r*", "further from r*"),
         ("true_prob_gap", "|p̂ − p*|", "closer to p*", "further from p*"),
@@ -374,11 +375,12 @@ def finding_synthetic(truth: pd.DataFrame, summary: pd.DataFrame, a: str = "more
         sign = 1 if metric == "cosine_to_r_star" else -1
         better, worse = (lo > 0, hi < 0) if sign > 0 else (hi < 0, lo > 0)
         word = "one seed: no CI" if np.isnan(lo) else good if better else bad if worse else "not distinguishable"
-        text += (
-            f" {_name(a)} − {_name(b)} {label}: {mean:+.4f}, 95% t-CI over {len(per_seed)} seeds "
-            f"[{lo:+.4f}, {hi:+.4f}] ({word})."
-        )
-    return text + " Notebook 06 asks when the weighting matters, across asymmetric scenarios."
+        clauses.append(f"{label}: {mean:+.4f}, 95% t-CI over {len(per_seed)} seeds [{lo:+.4f}, {hi:+.4f}] ({word})")
+    return (
+        f"On the symmetric synthetic drift benchmark (one instance per seed), {_name(a)} − {_name(b)} "
+        f"{'; '.join(clauses)}.\n\n{detail}\n\nNotebook 06 asks when the weighting matters, across asymmetric "
+        f"scenarios."
+    )
 
 
 def _per_seed(counts: pd.DataFrame, src: str, scheme: str) -> str:
