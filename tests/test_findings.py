@@ -85,8 +85,8 @@ def test_a_significant_difference_inside_the_floor_is_reported_as_significant():
     establishes"), then the caveat, and the paper's claim does not hold."""
     cmp = ece_table([0.01, 0.01], [0.005, 0.005], [0.015, 0.015], [0.001, 0.001], floor_p95=0.08)
     text = findings.finding_more_vs_multitask(cmp, 5, pooled_row(0.005, 0.015, floor_p95=0.08))
-    lead = text.split("\n")[0]
-    assert "significantly higher than MultiTask's" in lead and "does NOT hold" in lead
+    lead = findings.headline(text)
+    assert "\n" not in lead and "significantly higher than MultiTask's" in lead and "does NOT hold" in lead
     assert lead.index("significantly higher") < lead.index("within a perfectly calibrated")
     assert "not distinguishable" not in lead and "No CI establishes" not in text
     assert "MORE's ece_10 is significantly higher than MultiTask's: pooled MORE − MultiTask = +0.0100" in text

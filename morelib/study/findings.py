@@ -1,14 +1,17 @@
-"""Findings: one sentence per notebook section, formatted from the numbers just computed — never written in advance.
+"""Findings: one verdict per notebook section, formatted from the numbers just computed — never written in advance.
 
 Each function takes a table from `morelib.study.tables`/`morelib.study.pipeline` and says what it shows on THIS run,
-including when
-the paper's claim does not hold (e.g. MORE not better calibrated than MultiTask), with values, CIs and seed counts.
-Every verdict word ("better", "holds", "falls", "below", "fewer") comes from a 95% CI that excludes 0: the pooled paired
-CI of `tables.pooled_compare` where given, per-source paired CIs with Holm's correction over the tested sources
-otherwise; and an ECE is never called better when both ECEs are within a perfectly calibrated model's spread (at or
-below the noise floor's 95th percentile, `metrics.ece_floor_stats`). Without a CI a finding reports numbers only.
-Checked in tests/test_study.py and tests/test_findings.py: opposite inputs give opposite verdicts; mixed significant
-signs, point-mean-only trends and floor-level ECEs give no verdict.
+including when the paper's claim does not hold. Layout (markdown): the first paragraph is ONE plain verdict sentence
+with its CI (`headline` returns it, for the README); the detail follows as a list or a small per-source table.
+Every verdict word comes from a 95% CI that excludes 0: the pooled two-component CI of `tables.pooled_compare` where
+given, per-source two-component CIs with Holm's correction over the tested sources otherwise. A significant ECE
+difference is reported as significant; when both ECEs are within a perfectly calibrated model's spread (at or below the
+noise floor's 95th percentile, `metrics.ece_floor_stats`) that caveat follows it and the paper's claim is not called
+established. "Closes the gap" needs an equivalence test (TOST at a stated margin); a scenario better on one metric and
+significantly worse on another is a trade-off, not "helps". Without a CI a finding reports numbers only.
+Checked in tests/test_study.py, tests/test_findings.py and tests/test_scenarios.py: each builds the table and checks
+the sentence — opposite inputs give opposite verdicts; mixed signs, point-mean-only trends and floor-level ECEs give
+no "better"; the three contradictions of issue 24 stay fixed.
 """
 
 from __future__ import annotations
@@ -32,6 +35,11 @@ ALPHA = 0.05  # family-wise error rate of the per-source Holm correction (matche
 # ECE difference treated as no difference by the equivalence test (TOST) of `finding_temperature`: below every MultiTask
 # − MORE gap of the paper's Table 3 (smallest: Pythia-2.8B) and about a tenth of its ECE levels
 EQUIVALENCE_MARGIN = 0.005
+
+
+def headline(finding: str) -> str:
+    """The verdict sentence of a finding: its first paragraph."""
+    return finding.strip().split("\n\n", 1)[0]
 
 
 def _name(scheme: str) -> str:
