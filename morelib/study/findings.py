@@ -440,7 +440,7 @@ def _trend_word(row: pd.Series | None) -> str:
     ci = f"K-trend {row['diff']:+.4f}, pooled paired 95% CI [{row['lo']:+.4f}, {row['hi']:+.4f}]"
     verdict = _verdict(row["lo"], row["hi"], lower_better=True)
     if verdict != 0 and _within_floor(row, "a", "b"):
-        return f"{ci}: both ends within the noise floor's spread, no trend called"
+        return f"{ci}: a significant change, but both ends are within the noise floor's spread, so no trend is called"
     return f"{ci}: " + {1: "falls", -1: "rises", 0: "no change the CI can confirm"}[verdict]
 
 
@@ -487,7 +487,8 @@ def finding_k_ablation(
         if row is None:
             word = "not compared by a CI with"
         elif _within_floor(row, "a", "b"):
-            word = "within the noise floor's spread, as is,"
+            sig = _verdict(row["lo"], row["hi"], True) != 0
+            word = f"{'significantly different from, but ' if sig else ''}within the noise floor's spread, as is,"
         else:
             word = {1: "below", -1: "above", 0: "not distinguishable from"}[_verdict(row["lo"], row["hi"], True)]
         ci = (
