@@ -213,3 +213,22 @@ def test_tost_needs_the_90_percent_interval_inside_the_margin():
     wide = stats.tost(0.001, 0.004, 30.0, margin=0.005)  # 95% CI includes 0, yet equivalence is not shown
     assert wide["equivalent"] == 0.0 and wide["p"] > 0.05
     assert wide["p"] == pytest.approx(sps.t.cdf((0.001 - 0.005) / 0.004, 30.0))
+
+
+@pytest.mark.parametrize("n_bins", [5, 10])
+def test_pair_additive_metrics_equal_the_batched_ones_and_bootstrap_identically(n_bins):
+    """The count-matrix bootstrap of a PairAdditive metric gives the same replicates as re-scoring every resample."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(0.2, 1.3, size=(4, 57))
+    x[0, :3] = 0.0
+    ece = metrics.additive_ece(n_bins)
+    np.testing.assert_allclose(ece(x), metrics.batched_ece(x, n_bins), rtol=1e-12)
+    np.testing.assert_allclose(metrics.ADDITIVE_ACCURACY(x), metrics.batched_accuracy(x), rtol=1e-12)
+    a, b = {"s": x.T, "t": x.T[:40] * 1.5}, {"s": x.T * 0.7, "t": x.T[:40]}
+    for fast, slow in (
+        (ece, lambda d: metrics.batched_ece(d, n_bins)),
+        (metrics.ADDITIVE_ACCURACY, metrics.batched_accuracy),
+    ):
+        out_fast = stats.pooled_paired_bootstrap(a, b, fast, n_boot=150, seed=2)
+        out_slow = stats.pooled_paired_bootstrap(a, b, slow, n_boot=150, seed=2)
+        assert out_fast == pytest.approx(out_slow, rel=1e-9, abs=1e-12)
