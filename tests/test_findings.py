@@ -150,6 +150,10 @@ def test_power_lists_each_paper_gap_with_its_attenuated_size_and_power():
     assert "Pythia-1.4B: gap 0.0177 (MultiTask 0.0541 → MORE 0.0364) shows as 0.0124" in text
     assert "(70% of it): power 85% — could be seen" in text
     assert "(60% of it): power 31% — could NOT reliably be seen" in text
+    # CI [−0.0100, 0.0000]: excludes a seen MORE advantage of 0.0124, not one of 0.0054
+    assert text.count("the pooled CI excludes a MORE advantage this large") == 1
+    narrow = findings.finding_power(pooled_row(-0.002, 0.001).assign(se=0.0007, mde=0.002, df=30.0), power)
+    assert narrow.count("the pooled CI excludes a MORE advantage this large") == 2
     assert "Power unavailable" in findings.finding_power(pooled.assign(metric="accuracy"))
 
 

@@ -254,7 +254,8 @@ def _calibration_claim(ece: pd.DataFrame, row: pd.Series | None, metric: str) ->
 def finding_power(pooled: pd.DataFrame, power: pd.DataFrame | None = None, metric: str = "ece_10") -> str:
     """Whether this run could have seen the paper's ECE effects: the pooled comparison's minimum detectable difference
     (80% power, two-sided 5%, from the two-component se and its df) and, per paper base model (`tables.paper_power`),
-    the power for its MultiTask − MORE gap as a plug-in ECE gap at this run's N (attenuated)."""
+    the power for its MultiTask − MORE gap as a plug-in ECE gap at this run's N (attenuated), and whether the pooled
+    MORE − MultiTask CI excludes a MORE advantage of that seen size (its lower bound above −seen gap)."""
     row = _pooled_row(pooled, metric)
     if row is None:
         return f"Power unavailable: no pooled {metric} comparison."
@@ -269,6 +270,7 @@ def finding_power(pooled: pd.DataFrame, power: pd.DataFrame | None = None, metri
         f"{r.base_model}: gap {r.gap:.4f} (MultiTask {r.multitask:.4f} → MORE {r.more:.4f}) shows as "
         f"{r.seen_gap:.4f} in plug-in ECE at this N ({r.attenuation:.0%} of it): power {r.power:.0%}"
         f"{' — could be seen' if r.seen_gap >= r.mde else ' — could NOT reliably be seen'}"
+        f"{'; the pooled CI excludes a MORE advantage this large' if row['lo'] > -r.seen_gap else ''}"
         for r in power.itertuples()
     ]
     return text + " For the paper's gaps (Table 3):\n\n" + "\n".join(f"- {i}" for i in items)
