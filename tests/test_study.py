@@ -253,6 +253,20 @@ def test_synthetic_benchmark_trains_heads_even_in_finetune_tier():
     assert isinstance(heads[RMKey("more", seed=0)], reward_models.HeadRM)
 
 
+def test_synthetic_study_draws_one_benchmark_instance_per_seed(cfg):
+    """Issue 24: notebook 02's synthetic verdict, like notebook 06's, draws a benchmark per seed (its r* differs)."""
+    table, truth = pipeline.synthetic_study(cfg, ["multitask"])
+    assert sorted(truth["seed"].unique()) == sorted(cfg.seeds) and sorted(table["seed"].unique()) == sorted(cfg.seeds)
+    r0, r1 = (pipeline.synthetic_data(cfg, s)[1].r_star for s in cfg.seeds[:2])
+    assert not np.allclose(r0, r1)
+    one = pipeline.synthetic_truth(
+        pipeline.fit(cfg, pipeline.synthetic_data(cfg, cfg.seeds[1])[0], ["multitask"], seeds=[cfg.seeds[1]]),
+        *pipeline.synthetic_data(cfg, cfg.seeds[1]),
+    )
+    mine = truth[truth["seed"] == cfg.seeds[1]].reset_index(drop=True)
+    assert mine["cosine_to_r_star"].to_numpy() == pytest.approx(one["cosine_to_r_star"].to_numpy())
+
+
 def test_own_vs_best_other_matches_matrix(cfg, fitted):
     data, _, _, heads = fitted
     table = pipeline.evaluate(heads, data, cfg)
