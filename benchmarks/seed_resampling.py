@@ -35,7 +35,7 @@ def head_metrics(train: dict, bench, cfg, seed: int) -> dict[str, float]:
     """Accuracy, ECE-10, cos(w, r*) of a MultiTask head and MORE − MultiTask accuracy, on the pooled test pairs."""
     out = {}
     for scheme in ("multitask", "more"):
-        head = train_head(train, scheme, cfg.train, seed, more=cfg.more)
+        head = train_head(train, scheme, cfg.train, cfg.head, seed, more=cfg.more)
         d = np.concatenate([head.reward_diff(pf).double().numpy() for pf in bench.test.values()])
         out[scheme] = (metrics.accuracy(d), metrics.calibration_errors(d)["ece"], head)
     w = (out["multitask"][2].w / out["multitask"][2].scale).double()
@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append({"method": f"{method} ({fraction:g})", **est})
     ratios = [{"method": r["method"], **{k: r[k] / rows[0][k] for k in keys}} for r in rows[1:]]
     print(table(rows, f"variance over heads (K={args.K}, dim={args.dim}, {args.pairs} pairs/source)"))
-    print(table(ratios, f"estimate / truth (truth from R={args.R} sets: relative sd ≈ {np.sqrt(2 / (args.R - 1)):.2f})"))
+    print(
+        table(ratios, f"estimate / truth (truth from R={args.R} sets: relative sd ≈ {np.sqrt(2 / (args.R - 1)):.2f})")
+    )
     result = {"args": vars(args), "variances": rows, "ratio_to_truth": ratios}
     save("seed_resampling", result)
     return result

@@ -1,17 +1,18 @@
 """Findings: one verdict per notebook section, formatted from the numbers just computed — never written in advance.
 
-Each function takes a table from `morelib.study.tables`/`morelib.study.pipeline` and says what it shows on THIS run,
-including when the paper's claim does not hold. Layout (markdown): the first paragraph is ONE plain verdict sentence
-with its CI (`headline` returns it, for the README); the detail follows as a list or a small per-source table.
+Each function takes a table from `morelib.study.tables`/`morelib.study.pipeline` (or notebook 05's judge results
+from `morelib.align`) and says what it shows on THIS run, including when the paper's claim does not hold. Layout
+(markdown): the first paragraph is ONE plain verdict sentence with its CI (`headline` returns it, for the README); the
+detail follows as a list or a small per-source table.
 Every verdict word comes from a 95% CI that excludes 0: the pooled two-component CI of `tables.pooled_compare` where
 given, per-source two-component CIs with Holm's correction over the tested sources otherwise. A significant ECE
 difference is reported as significant; when both ECEs are within a perfectly calibrated model's spread (at or below the
 noise floor's 95th percentile, `metrics.ece_floor_stats`) that caveat follows it and the paper's claim is not called
 established. "Closes the gap" needs an equivalence test (TOST at a stated margin); a scenario better on one metric and
 significantly worse on another is a trade-off, not "helps". Without a CI a finding reports numbers only.
-Checked in tests/test_study.py, tests/test_findings.py and tests/test_scenarios.py: each builds the table and checks
-the sentence — opposite inputs give opposite verdicts; mixed signs, point-mean-only trends and floor-level ECEs give
-no "better"; the three contradictions of issue 24 stay fixed.
+Checked in tests/test_study.py, tests/test_findings.py, tests/test_scenarios.py and tests/test_judge.py: each builds
+the table and checks the sentence — opposite inputs give opposite verdicts; mixed signs, point-mean-only trends and
+floor-level ECEs give no "better"; the three contradictions of issue 24 stay fixed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from morelib.core.config import MIX_SCHEMES
 from morelib.evaluation import stats
 from morelib.evaluation.stats import mean_and_ci_over_seeds
 
@@ -32,7 +34,7 @@ ECE_WORDS = ("significantly lower than", "significantly higher than")  # the CI'
 LOWER_IS_BETTER = ("ece", "ace", "mce", "brier", "log_loss", "true_prob_gap", "mean_abs_diff", "outlier_count")
 NAMES = {"raw": "Raw", "top": "Single-Top", "multitask": "MultiTask", "more": "MORE", "single": "Single"}
 ALPHA = 0.05  # family-wise error rate of the per-source Holm correction (matches the 95% CIs)
-# ECE difference treated as no difference by the equivalence test (TOST) of `finding_temperature`: below every MultiTask
+# ECE difference treated as no difference by the equivalence test (TOST) of `temperature`: below every MultiTask
 # − MORE gap of the paper's Table 3 (smallest: Pythia-2.8B) and about a tenth of its ECE levels
 EQUIVALENCE_MARGIN = 0.005
 
@@ -169,7 +171,7 @@ def _detail(rows: pd.DataFrame, a: str, b: str, metric: str, seeds: int) -> str:
     return text + ".\n\n" + "\n".join([header, *lines])
 
 
-def finding_comparison(cmp: pd.DataFrame, a: str, b: str, seeds: int, pooled: pd.DataFrame | None = None) -> str:
+def comparison(cmp: pd.DataFrame, a: str, b: str, seeds: int, pooled: pd.DataFrame | None = None) -> str:
     """Per metric: one verdict sentence from the pooled CI (or none without it), then the per-source detail — how many
     sources each per-source CI favours (raw and after Holm's correction) and a markdown table of those CIs."""
     parts = []
@@ -201,16 +203,16 @@ def _significant_sources(ece: pd.DataFrame) -> tuple[list[str], list[str]]:
     return better, worse
 
 
-def finding_more_vs_multitask(cmp: pd.DataFrame, seeds: int, pooled: pd.DataFrame | None = None) -> str:
+def more_vs_multitask(cmp: pd.DataFrame, seeds: int, pooled: pd.DataFrame | None = None) -> str:
     """MORE vs MultiTask (paper §5.2: comparable accuracy, significantly lower ECE) as measured here: the claim's
-    verdict with its CI first, then `finding_comparison`'s per-metric sentences and per-source tables.
+    verdict with its CI first, then `comparison`'s per-metric sentences and per-source tables.
 
     "holds" only when MORE's ECE is significantly lower — by the pooled paired CI when `pooled` is given, else on at
     least one source after Holm's correction — AND no source is significantly worse (Holm), AND the two ECEs are not
     both within the noise floor's spread. A significant difference inside the floor is reported as significant first,
     then the caveat.
     """
-    text = finding_comparison(cmp, "more", "multitask", seeds, pooled)
+    text = comparison(cmp, "more", "multitask", seeds, pooled)
     ece = cmp[cmp["metric"].str.startswith("ece")]
     if ece.empty:
         return text
@@ -251,7 +253,7 @@ def _calibration_claim(ece: pd.DataFrame, row: pd.Series | None, metric: str) ->
     )
 
 
-def finding_power(pooled: pd.DataFrame, power: pd.DataFrame | None = None, metric: str = "ece_10") -> str:
+def power(pooled: pd.DataFrame, paper_gaps: pd.DataFrame | None = None, metric: str = "ece_10") -> str:
     """Whether this run could have seen the paper's ECE effects: the pooled comparison's minimum detectable difference
     (80% power, two-sided 5%, from the two-component se and its df) and, per paper base model (`tables.paper_power`),
     the power for its MultiTask − MORE gap as a plug-in ECE gap at this run's N (attenuated), and whether the pooled
@@ -264,19 +266,19 @@ def finding_power(pooled: pd.DataFrame, power: pd.DataFrame | None = None, metri
         f"seeds), the se of the {metric} difference is {row['se']:.4f} (seeds and test pairs), so the smallest "
         f"difference this run detects with 80% power (two-sided 5%) is {row['mde']:.4f}."
     )
-    if power is None or power.empty:
+    if paper_gaps is None or paper_gaps.empty:
         return text
     items = [
         f"{r.base_model}: gap {r.gap:.4f} (MultiTask {r.multitask:.4f} → MORE {r.more:.4f}) shows as "
         f"{r.seen_gap:.4f} in plug-in ECE at this N ({r.attenuation:.0%} of it): power {r.power:.0%}"
         f"{' — could be seen' if r.seen_gap >= r.mde else ' — could NOT reliably be seen'}"
         f"{'; the pooled CI excludes a MORE advantage this large' if row['lo'] > -r.seen_gap else ''}"
-        for r in power.itertuples()
+        for r in paper_gaps.itertuples()
     ]
     return text + " For the paper's gaps (Table 3):\n\n" + "\n".join(f"- {i}" for i in items)
 
 
-def finding_diversity(matrix: pd.DataFrame, leads: pd.DataFrame | None = None) -> str:
+def diversity(matrix: pd.DataFrame, leads: pd.DataFrame | None = None) -> str:
     """Fig 1: whether each single-source RM is best on its own test source, and how much it loses elsewhere;
     `leads` (tables.own_vs_best_other) adds how many of those leads a paired 95% CI confirms."""
     single = matrix.drop(index="raw", errors="ignore")
@@ -308,7 +310,7 @@ def finding_diversity(matrix: pd.DataFrame, leads: pd.DataFrame | None = None) -
     return text
 
 
-def finding_temperature(
+def temperature(
     summary: pd.DataFrame,
     metric: str = "ece_10",
     pooled_before: pd.DataFrame | None = None,
@@ -363,7 +365,7 @@ def _after_recalibration(row: pd.Series, verdict: int, margin: float) -> str:
     )
 
 
-def finding_synthetic(truth: pd.DataFrame, summary: pd.DataFrame, a: str = "more", b: str = "multitask") -> str:
+def synthetic(truth: pd.DataFrame, summary: pd.DataFrame, a: str = "more", b: str = "multitask") -> str:
     """Synthetic benchmark (true r* known, one instance per seed): the verdict first — a − b paired by seed on
     cos(w, r*) and |p̂ − p*| (mean and t-CI over seeds; a verdict word only when the CI excludes 0) — then the means."""
     cos = truth.groupby("scheme", sort=False)["cosine_to_r_star"].mean()
@@ -400,9 +402,7 @@ def _per_seed(counts: pd.DataFrame, src: str, scheme: str) -> str:
     return f"{per} (seeds {', '.join(str(int(s)) for s in rows['seed'])})"
 
 
-def finding_outliers(
-    counts: pd.DataFrame, cmp: pd.DataFrame | None = None, a: str = "more", b: str = "multitask"
-) -> str:
+def outliers(counts: pd.DataFrame, cmp: pd.DataFrame | None = None, a: str = "more", b: str = "multitask") -> str:
     """Paper Table 1: does `a` (MORE) give fewer extreme reward differences than `b` here? Counts per seed (integers,
     `tables.outlier_counts`); "fewer"/"more" only from the paired 95% CI of the outlier-count difference (`cmp`: rows
     of metric `outlier_count` from `tables.compare`)."""
@@ -454,7 +454,7 @@ def _trend_row(trend: pd.DataFrame | None, contrast: str, scheme: str) -> pd.Ser
     return rows.iloc[0] if len(rows) else None
 
 
-def finding_k_ablation(
+def k_ablation(
     ks: pd.DataFrame,
     top_ece: pd.Series,
     skipped: Sequence[str],
@@ -532,7 +532,7 @@ def _scenario_list(rows: pd.DataFrame) -> str:
     return ", ".join(f"{r.scenario} ({r.diff:+.4f} [{r.lo:+.4f}, {r.hi:+.4f}])" for r in rows.itertuples())
 
 
-def finding_when_more_helps(diffs: pd.DataFrame, alpha: float = 0.05) -> str:
+def when_more_helps(diffs: pd.DataFrame, alpha: float = 0.05) -> str:
     """Synthetic scenarios: where MORE − MultiTask is significant (t-CI over seeds excludes 0 AND Holm-adjusted
     p < alpha over every scenario × metric), on cos(w, r*) and the shared-truth ECE; the baselines counted the same
     way."""
@@ -621,7 +621,7 @@ def _baseline_counts(diffs: pd.DataFrame, alpha: float) -> str:
 K2_TOL = 1e-5  # |λ − ½| above this at K = 2 under l2 is more than float32 rounding of the min-norm solve
 
 
-def finding_k2_degeneracy(
+def k2_degeneracy(
     lam_l2: pd.DataFrame,
     lam_alt: pd.DataFrame,
     ks: pd.DataFrame,
@@ -667,15 +667,14 @@ def finding_k2_degeneracy(
     return text
 
 
-def finding_baselines(cmp: pd.DataFrame, seeds: int, a: str = "more", lambdas: pd.DataFrame | None = None) -> list[str]:
-    """One `finding_comparison` sentence per baseline of `tables.compare_each`, or one saying none was fitted; a
-    baseline
+def baselines(cmp: pd.DataFrame, seeds: int, a: str = "more", lambdas: pd.DataFrame | None = None) -> list[str]:
+    """One `comparison` sentence per baseline of `tables.compare_each`, or one saying none was fitted; a baseline
     whose λ (`tables.chosen_lambdas`) is uniform in every RM is named MultiTask in disguise."""
     if cmp.empty:
         return ["The weighting baselines (sizeprop, tuned, famo) are feature-tier only: not fitted in this run."]
     out = []
     for b, rows in cmp.groupby("baseline", sort=False):
-        text = finding_comparison(rows.drop(columns="baseline").rename(columns={"baseline_value": b}), a, str(b), seeds)
+        text = comparison(rows.drop(columns="baseline").rename(columns={"baseline_value": b}), a, str(b), seeds)
         lam = None if lambdas is None else lambdas.loc[lambdas["scheme"] == b]
         if (
             lam is not None
@@ -688,3 +687,72 @@ def finding_baselines(cmp: pd.DataFrame, seeds: int, a: str = "more", lambdas: p
             )
         out.append(text)
     return out
+
+
+def _ci(x: float, lo: float, hi: float) -> str:
+    """'+0.12 (95% CI −0.05 to +0.30)'."""
+    return f"{x:+.2f} (95% CI {lo:+.2f} to {hi:+.2f})"
+
+
+def near_chance(rel: dict) -> bool:
+    """Whether a judge's net agreement with humans (agree − disagree share, `judge.reliability`) has a CI holding 0."""
+    return rel["net_lo"] <= 0.0 <= rel["net_hi"]
+
+
+def judge_agreement(rel: dict) -> str:
+    """A judge's reliability from `judge.reliability` output: agreement with human labels, position bias, and whether
+    it is near chance (paper §5.4 trusts GPT-4; an offline judge must earn it)."""
+    if near_chance(rel):
+        verdict = (
+            "that is indistinguishable from chance, so its win/tie/lose verdict on the aligned policies "
+            "below carries no information"
+        )
+    elif rel["net"] > 0:
+        verdict = "better than chance"
+    else:
+        verdict = "worse than chance (it prefers the human-rejected response)"
+    bias = (
+        f" (its two orders disagreed on {rel['position_bias_rate']:.0%} of the pairs it was asked; it answered "
+        f'"A" {rel["first_position_share"]:.0%} of the time)'
+        if rel["asked"]
+        else ""
+    )
+    return (
+        f"Judge **{rel['judge']}** agreed with the human label on {rel['win']} of {rel['n']} held-out test pairs, "
+        f"contradicted it on {rel['lose']} and tied on {rel['tie']}{bias}: net agreement "
+        f"{_ci(rel['net'], rel['net_lo'], rel['net_hi'])} — {verdict}."
+    )
+
+
+def policy_wtl(wtl: dict, a: str = "MORE", b: str = "MultiTask") -> str:
+    """Paper Table 2's W/T/L of policy a against policy b from `judge.win_tie_lose` output; the verdict from net's
+    CI."""
+    if wtl["net_lo"] <= 0.0 <= wtl["net_hi"]:
+        verdict = f"no detectable difference between the {a} and {b} policies"
+    else:
+        verdict = f"the {a} policy is {'preferred' if wtl['net'] > 0 else 'dispreferred'} over the {b} policy"
+    same = f"; {wtl['identical']} pairs of answers were identical" if wtl["identical"] else ""
+    return (
+        f"Judged by **{wtl['judge']}** on {wtl['n']} held-out prompts, {a} vs {b}: {wtl['win']} wins, "
+        f"{wtl['tie']} ties, {wtl['lose']} losses ({wtl['win_share']:.0%}/{wtl['tie_share']:.0%}/"
+        f"{wtl['lose_share']:.0%}{same}); net {_ci(wtl['net'], wtl['net_lo'], wtl['net_hi'])} — {verdict}."
+    )
+
+
+def alignment(
+    rms: pd.DataFrame, ppl: pd.DataFrame, agreement: float, reliabilities: dict[str, dict], wtls: dict[str, dict]
+) -> str:
+    """Notebook 05 (paper §5.4, Table 2): RM ECE, perplexity against the base policy, pick agreement, and each
+    judge's reliability and W/T/L (tables of `morelib.align.alignment`)."""
+    ece = ", ".join(f"{n} {rms.loc[n, 'rm_ece']:.4f}" for n in MIX_SCHEMES if n in rms.index)
+    ppl_txt = "; ".join(
+        f"{n}: " + ", ".join(f"{c[4:]} {ppl.loc[n, c]:.2f} (base {ppl.loc['base', c]:.2f})" for c in ppl.columns)
+        for n in MIX_SCHEMES
+        if n in ppl.index
+    )
+    same = " (so both RMs fine-tuned the policy on identical data)" if agreement == 1.0 else ""
+    judged = " ".join(judge_agreement(reliabilities[k]) + " " + policy_wtl(wtls[k]) for k in wtls)
+    return (
+        f"RM ECE (mean over the prompt sources' test sets): {ece}. MORE and MultiTask picked the same response "
+        f"for {agreement:.0%} of the prompts{same}. Perplexity on test chosen responses — {ppl_txt}. " + judged
+    )

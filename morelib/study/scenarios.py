@@ -1,9 +1,8 @@
 """The "when does MORE help?" sweep: named synthetic scenarios (params `synthetic_scenarios`) × seeds × schemes.
 
 Each scenario is the eq. 4 drift benchmark (`morelib.study.synthetic`) with per-source train sizes, label scales, drift
-norms
-and drift directions. Every scheme's head is scored against the SHARED truth, not only against each source's drifted
-labels (which reward fitting the drift):
+norms and drift directions. Every scheme's head is scored against the SHARED truth, not only against each source's
+drifted labels (which reward fitting the drift):
 - `cosine_to_r_star`: cos(w/scale, r*) of the head's direction in feature space;
 - `truth_ece`: the binned calibration gap against p* = σ(r*·(z_chosen − z_rejected)) on all sources' test pairs pooled:
   both ordered pairs (σ(Δ̂), p*) and (σ(−Δ̂), 1 − p*), equal-width (a, b] bins of the prediction (as
@@ -108,7 +107,7 @@ def run_scenario(cfg: Config, spec: ScenarioSpec, seeds: Sequence[int]) -> pd.Da
         bench = benchmark(sweep, spec, seed)
         for scheme in sweep.schemes:
             calib = bench.calib if scheme == "tuned" else None
-            head = reward_head.train_head(bench.train, scheme, tcfg, seed, calib=calib, more=cfg.more)
+            head = reward_head.train_head(bench.train, scheme, tcfg, cfg.head, seed, calib=calib, more=cfg.more)
             lam = head.history["lam"].double().mean(0).tolist()
             rows.append(
                 {

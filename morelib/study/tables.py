@@ -1,5 +1,4 @@
-"""Result tables of the notebooks (paper Tables 1, 3, 4 and Fig 1's matrix), built from tidy metrics or reward
-differences.
+"""Result tables of the notebooks (paper Tables 1, 3, 4, Fig 1's matrix) from tidy metrics or reward differences.
 
 Every number shown next to a scheme is a mean over seeds; differences between schemes carry a two-component 95% CI
 (`stats.pooled_paired_bootstrap`: between-seed variance / S + paired bootstrap variance over the same test pairs, t
@@ -418,8 +417,7 @@ def k_trend(
     ends: dict[int, Diffs], top: Diffs | None, cfg: Config, sources: Sequence[str], metric: str = "ece_10"
 ) -> pd.DataFrame:
     """Pooled paired CIs behind Fig 6's verdicts: each scheme at the largest K minus itself at the smallest K, and MORE
-    at
-    the largest K minus Single-Top (if `top` is given), over test `sources`.
+    at the largest K minus Single-Top (if `top` is given), over test `sources`.
 
     ends: {K: reward differences keyed `RMKey(<scheme>, seed=k)`} for the smallest and largest K (`study.k_endpoints`).
     Columns: contrast, scheme, reference, K, metric, a, b (pooled values), a_floor_p95, b_floor_p95 (ECE metrics),
@@ -528,7 +526,7 @@ def data_card(data: StudyData, cfg: Config) -> pd.DataFrame:
     if cfg.train.tier == "features":
         _, tok, _ = features.backbone(cfg.model.name, cfg.model.dtype, cfg.model.padding_side)
         tokenize = lambda text: tok(text, add_special_tokens=True)["input_ids"]  # noqa: E731
-    card = datacard.data_card(
+    card = datacard.source_rows(
         data.pairs, data.labels, reports=data.reports, tokenizer=tokenize, max_length=cfg.model.max_length
     )
     card["status"] = "ok"
