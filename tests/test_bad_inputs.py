@@ -634,7 +634,7 @@ CASES = [
     Case(
         "no-source-loads",
         "data",
-        "study.prepare where no configured source has data",
+        "pipeline.prepare where no configured source has data",
         DataError,
         r"no configured source could be loaded",
         _no_source_loads,
@@ -1014,7 +1014,7 @@ CASES = [
     Case(
         "study-unknown-source",
         "runs",
-        "study.fit on a source that is not loaded",
+        "pipeline.fit on a source that is not loaded",
         DataError,
         r"sources \['webgpt'\] are not available",
         _study_unknown_source,
