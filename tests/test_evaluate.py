@@ -38,7 +38,8 @@ def test_numbers_equal_the_workbook(exported):
     assert {s: len(p) for s, p in pairs.items()} == {s: len(data.pairs[s]["test"]) for s in data.sources}
     report, diffs = E.model_report(str(folders[key]), cfg, pairs)
     ours = pipeline.metric_table({key: heads[key]}, data, cfg).set_index("test_source")
-    for col in ("accuracy", "ece_10", "ace_10", "mce_10", "brier", "log_loss", "ece_10_floor", "ece_10_debiased"):
+    cols = ("accuracy", "ece_10", "ace_10", "mce_10", "brier", "log_loss", "ece_10_floor", "ece_10_excess")
+    for col in (*cols, "ece_10_debiased"):
         np.testing.assert_allclose(report[col], ours.loc[report.index, col], atol=1e-4, err_msg=col)
     bias = tables.length_bias({key: heads[key]}, data, ["multitask"]).set_index("test_source")
     for col in ("longer_baseline_accuracy", "rm_prefers_longer", "spearman"):
@@ -55,8 +56,9 @@ def test_cli_two_models_writes_paired_report(exported, capsys):
     assert set(report["model"]) == {a, b} and {"ece_10_floor", "longer_baseline_accuracy"} <= set(report.columns)
     paired = pd.read_csv(out / "paired.csv")
     row = paired[(paired.test_source == "all") & (paired.metric == "accuracy")].iloc[0]
-    acc = report.groupby("model").apply(lambda t: (t.accuracy * t.n).sum() / t.n.sum())
+    acc = report.groupby("model")["accuracy"].mean()  # the stratified estimator: every source weighs the same
     assert row["diff"] == pytest.approx(acc[a] - acc[b], abs=1e-9) and row["lo"] <= row["diff"] <= row["hi"]
+    assert row["n_sources"] == report["test_source"].nunique() and row["n_seeds"] == 1
     assert (out / "reliability_model1.html").exists() and (out / "reliability_model2.html").exists()
 
 

@@ -6,7 +6,9 @@ with an `AutoModelForSequenceClassification` of one logit, at the profile's max_
 writes per source: accuracy with a bootstrap CI, ECE/ACE/MCE (10 bins) beside the ECE a perfectly calibrated model
 would get on the same N (noise floor), Brier, log-loss, the "longer response wins" baseline and the RM's length bias
 (diagnostics.length_bias; lengths in the RM's own tokens); reliability diagrams as HTML. Two models → a paired
-bootstrap of their accuracy and ECE differences on the same pairs (stats.paired_bootstrap_diff).
+bootstrap of their accuracy and ECE differences on the same pairs, per source and pooled over sources with the
+notebooks' stratified estimator (stats.pooled_paired_bootstrap: each source weighs the same, pairs resampled within
+it; one checkpoint each, so the interval covers test pairs only).
 Checked against the workbook's own evaluation of an exported head (tests/test_evaluate.py).
 """
 
@@ -16,6 +18,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,7 @@ SHOWN = (
     "accuracy_hi",
     f"ece_{N_BINS}",
     f"ece_{N_BINS}_floor",
+    f"ece_{N_BINS}_excess",
     f"ece_{N_BINS}_debiased",
     "brier",
     "log_loss",
@@ -114,7 +118,8 @@ def source_report(rc: np.ndarray, rr: np.ndarray, lc: np.ndarray, lr: np.ndarray
         **{f"{k}_{N_BINS}": v for k, v in cal.items()},
         f"ece_{N_BINS}_floor": floor["floor"],
         f"ece_{N_BINS}_floor_p95": floor["p95"],
-        f"ece_{N_BINS}_debiased": cal["ece"] - floor["floor"],
+        f"ece_{N_BINS}_excess": cal["ece"] - floor["floor"],
+        f"ece_{N_BINS}_debiased": metrics.debiased_ece(diff, N_BINS),
         "brier": metrics.brier(diff),
         "log_loss": metrics.log_loss(diff),
         "longer_baseline_accuracy": bias["longer_baseline_accuracy"],
@@ -149,15 +154,15 @@ def model_report(name_or_path: str, cfg: Config, pairs: dict[str, list[Pair]]) -
 
 
 def paired(diffs_a: dict[str, np.ndarray], diffs_b: dict[str, np.ndarray], n_boot: int) -> pd.DataFrame:
-    """Model A − model B per source and pooled, accuracy and ECE, paired bootstrap CI over the same pairs."""
-    ece = lambda d: metrics.calibration_errors(d, N_BINS)["ece"]  # noqa: E731
-    groups = {**diffs_a, "all": None}
+    """Model A − model B per source and pooled ("all": mean over sources, each weighing the same), accuracy and ECE,
+    paired over the same pairs by `stats.pooled_paired_bootstrap` (the notebooks' stratified estimator)."""
+    fns = {"accuracy": metrics.batched_accuracy, f"ece_{N_BINS}": partial(metrics.batched_ece, n_bins=N_BINS)}
+    groups = {**{s: [s] for s in diffs_a}, "all": list(diffs_a)}
     rows = []
-    for source in groups:
-        a = np.concatenate(list(diffs_a.values())) if source == "all" else diffs_a[source]
-        b = np.concatenate(list(diffs_b.values())) if source == "all" else diffs_b[source]
-        for name, fn in (("accuracy", metrics.accuracy), (f"ece_{N_BINS}", ece)):
-            rows.append({"test_source": source, "metric": name, **stats.paired_bootstrap_diff(a, b, fn, n_boot)})
+    for source, members in groups.items():
+        a, b = ({s: d[s][:, None] for s in members} for d in (diffs_a, diffs_b))
+        for name, fn in fns.items():
+            rows.append({"test_source": source, "metric": name, **stats.pooled_paired_bootstrap(a, b, fn, n_boot)})
     return pd.DataFrame(rows)
 
 

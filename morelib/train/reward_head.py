@@ -208,6 +208,7 @@ def train_head(
     callback: Callback | None = None,
     calib: dict[str, PairFeatures] | None = None,
     more: MoreConfig | None = None,
+    sizes: dict[str, int] | None = None,
 ) -> HeadModel:
     """Fit a reward head on per-source training features with the given scheme (see module docstring).
 
@@ -216,6 +217,8 @@ def train_head(
     callback(step, lam[K], loss[K]) runs after every step; returning False stops training early.
     `calib` (scheme `tuned` only): per-source calibration features on which the grid's λ is chosen.
     `more` (scheme `more` only): MORE's α and normalisation, default params/default.yaml's `more` section.
+    `sizes` (scheme `sizeprop` only): each source's AVAILABLE training pairs, which set λ_i = n_i/Σn (default: the pairs
+    in `train`, which a per-source cap makes equal); ConfigError unless it names exactly the training sources.
     Raises TrainingError naming the step and source when a loss becomes NaN/inf.
     """
     with _threads(HEAD_THREADS), torch.no_grad():
@@ -226,7 +229,10 @@ def train_head(
         if scheme == "tuned":
             return _tuned_head(train, calib, tcfg, hcfg, seed)
         if scheme == "sizeprop":
-            by_size = size_proportional([pf.chosen.shape[0] for pf in train.values()])
+            n = sizes if sizes is not None else {name: pf.chosen.shape[0] for name, pf in train.items()}
+            if set(n) != set(train):
+                raise ConfigError(f"sizeprop sizes must name the training sources {list(train)}, got {list(n)}")
+            by_size = size_proportional([n[name] for name in train])
             head = train_head(train, "fixed", tcfg, hcfg, seed, by_size, callback)
             head.meta |= {"scheme": "sizeprop", "lam": head.history["lam"][0].tolist()}
             return head
