@@ -46,8 +46,8 @@ def write(path, rows, kind):
 @pytest.mark.parametrize(("name", "kind"), [("a.json", "array"), ("a.jsonl", "lines"), ("a.parquet", "parquet")])
 def test_trl_rows_in_every_container(tmp_path, name, kind):
     pairs = pairs_files.read_pairs(write(tmp_path / name, TRL, kind))
-    assert pairs == [Pair("\n\nHuman: Name a colour.\n\nAssistant:", " Blue.", " A colour is a thing that is seen.", "a",
-                          "Name a colour.")]  # fmt: skip
+    prompt = "\n\nHuman: Name a colour.\n\nAssistant:"
+    assert pairs == [Pair(prompt, " Blue.", " A colour is a thing that is seen.", "a", "Name a colour.")]
 
 
 def test_json_file_of_json_lines(tmp_path):
@@ -56,8 +56,8 @@ def test_json_file_of_json_lines(tmp_path):
 
 def test_judge_layout_label_names_the_better_output(tmp_path):
     pairs = pairs_files.read_pairs(write(tmp_path / "llmbar.jsonl", JUDGE, "lines"))
-    assert [(p.chosen, p.rejected) for p in pairs] == [(" 4", " 5, after careful thought."),
-                                                      (" hi", " Greetings, dear friend!")]  # fmt: skip
+    expected = [(" 4", " 5, after careful thought."), (" hi", " Greetings, dear friend!")]
+    assert [(p.chosen, p.rejected) for p in pairs] == expected
     assert pairs[0].prompt == "\n\nHuman: Add 2+2.\n\nAssistant:" and {p.source for p in pairs} == {"llmbar"}
 
 
