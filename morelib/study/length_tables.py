@@ -19,6 +19,7 @@ import pandas as pd
 from morelib.core.config import Config
 from morelib.core.errors import RunError
 from morelib.evaluation import length
+from morelib.study import tables
 from morelib.study.pipeline import StudyData
 from morelib.train.reward_models import RewardModel, RMKey
 
@@ -83,6 +84,11 @@ def calibrated_diffs(diffs: Diffs, data: StudyData, fits: dict[RMKey, length.Len
             by_src[src] = fit.apply_diff(d, lc, lr)
         out[key.with_scheme(key.scheme + SUFFIX)] = by_src
     return out
+
+
+def table3_with(table: pd.DataFrame, calibrated: pd.DataFrame, schemes: Sequence[str]) -> pd.DataFrame:
+    """Table 3's layout (`tables.table3`) of the tidy test metrics plus the `+L` RMs' rows (`pipeline.evaluate`)."""
+    return tables.table3(pd.concat([table, calibrated], ignore_index=True), schemes)
 
 
 def seed_columns(diffs: Diffs, scheme: str, source: str) -> np.ndarray:
