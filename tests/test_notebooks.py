@@ -109,7 +109,7 @@ def test_metric_keys_and_ranges(run_dir):
         and length_vs["after_floor"].notna().any()
     )
     split = pd.DataFrame(m2["length_split"])
-    assert (split["vs_longer_lo"] <= split["vs_longer_hi"]).all() and len(m2["length_findings"]) == 4
+    assert (split["vs_longer_lo"] <= split["vs_longer_hi"]).all() and len(m2["length_findings"]) == 6
     m3 = _metrics(run, "03_hh_analysis")
     outliers = pd.DataFrame(m3["outliers"])
     assert set(outliers["test_source"]) == {"helpful", "harmless"} and (outliers["pos_outlier_count"] >= 0).all()
