@@ -317,6 +317,8 @@ def evaluate_all(args: argparse.Namespace) -> tuple[dict, dict, pd.DataFrame | N
         if args.length_calibrate:
             used = [s for s in (trained or calib) if s in calib]
             pooled = [p for s in used for p in calib[s]]
+            if not pooled:
+                raise DataError(f"no calibration pairs of {trained or list(calib)} to fit {name}'s length term on")
             fit, table = length_calibrate(scorer, pooled, scores, args.length_calibrate, cfg)
             calibrated[name] = (fit_record(fit, used), table)
     names = list(scorers)
