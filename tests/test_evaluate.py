@@ -61,6 +61,8 @@ def test_cli_two_models_writes_paired_report(exported, capsys):
     assert set(report["model"]) == {a, b} and {"ece_10_floor", "longer_baseline_accuracy"} <= set(report.columns)
     paired = pd.read_csv(out / "paired.csv")
     row = paired[(paired.test_source == "all") & (paired.metric == "accuracy")].iloc[0]
+    assert (report.test_source == "worst").sum() == 2  # one worst-source row per model
+    report = report[report.test_source != "worst"]
     acc = report.groupby("model").apply(lambda t: (t.accuracy * t.n).sum() / t.n.sum())
     assert row["diff"] == pytest.approx(acc[a] - acc[b], abs=1e-9) and row["lo"] <= row["diff"] <= row["hi"]
     assert (out / "reliability_model1.html").exists() and (out / "reliability_model2.html").exists()
