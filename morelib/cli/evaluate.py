@@ -135,7 +135,7 @@ def head_scorer(head: HeadRM, cfg: Config, cache: Path) -> Scorer:
     """Scores of pairs by a feature-tier head on its backbone features (content-keyed cache; lengths in tokens)."""
 
     def one_source(pairs: list[Pair]) -> Scores:
-        pf = features.extract(pairs, cfg.model, cache, progress=True)
+        pf = features.extract(pairs, cfg.model, cache, progress=True, share_prompt=cfg.head.share_prompt)
         rc, rr = (head.rewards([], [], f).double().numpy() for f in (pf.chosen, pf.rejected))
         return rc, rr, np.asarray(pf.chosen_len, dtype=np.float64), np.asarray(pf.rejected_len, dtype=np.float64)
 
