@@ -20,7 +20,7 @@ from IPython.display import Markdown, display
 
 from morelib.core import runs
 from morelib.data import paper
-from morelib.study import findings, pipeline, plots, tables
+from morelib.study import findings, length_tables, pipeline, plots, tables
 from morelib.train import reward_models
 
 run = runs.start(profile, run_dir, overrides, "02_more_training", paper_model=paper_model)
@@ -178,6 +178,39 @@ guards = tables.guards(heads, data, cfg)
 run.save_table("guards", guards)
 
 # %% [markdown]
+# ## Length · post-hoc length calibration and length-controlled accuracy
+# Post-hoc length calibration (Huang et al., ICLR 2025, arXiv 2409.17407), a baseline beside temperature scaling:
+# each RM's reward–length relation is fitted by locally weighted regression on the calibration pairs of the sources
+# it was trained on and subtracted from its rewards (`<scheme>+L`); the test pairs are never seen by the fit. First the
+# fitted slopes (reward per token, 95% bootstrap CI), then Table 3 with the calibrated rows, then before/after per
+# source (accuracy, ECE with its floor, share of pairs where the RM prefers the longer response; paired 95% CIs).
+
+# %%
+with run.timer("length calibration"):
+    length_fits = length_tables.length_fits(heads, data, ["multitask", "more"], cfg)
+    length_diffs = length_tables.calibrated_diffs(diffs, data, length_fits)
+    length_rows = pipeline.metric_table(heads, data, cfg, diffs=length_diffs)
+    length_vs = length_tables.before_after({**diffs, **length_diffs}, ["multitask", "more"], data, cfg)
+run.save_table("length_fits", length_tables.fit_table(length_fits))
+table3_length = length_tables.table3_with(table, length_rows, ["multitask", "more", "multitask+L", "more+L"])
+run.save_table("table3_length_calibrated", table3_length)
+run.save_table("length_calibration", length_vs)
+display(length_tables.fit_table(length_fits).round(5), table3_length.round(4), length_vs.round(4))
+
+# %% [markdown]
+# Length-controlled accuracy: accuracy on pairs whose chosen response is the longer one and on pairs where it is the
+# shorter one (bootstrap 95% CIs), and each RM against the "longer wins" rule on the same pairs (paired 95% CI).
+
+# %%
+with run.timer("length-controlled accuracy"):
+    length_split = length_tables.length_split(
+        {**diffs, **length_diffs}, ["multitask", "more", "multitask+L", "more+L"], data, cfg
+    )
+run.save_table("length_split", length_split)
+length_findings = length_tables.finding_length_alone(length_split) + length_tables.finding_calibration(length_vs)
+display(length_split.round(3), *[Markdown(t) for t in length_findings])
+
+# %% [markdown]
 # ## Explore λ
 
 # %% [markdown]
@@ -218,7 +251,11 @@ run.save_metrics(
     baseline_findings=baseline_findings,
     more_vs_baselines=more_vs_baselines,
     baseline_lambdas=lambdas,
-    wide=["table3"],
+    table3_length_calibrated=table3_length,
+    length_calibration=length_vs,
+    length_split=length_split,
+    length_findings=length_findings,
+    wide=["table3", "table3_length_calibrated"],
 )
 display(Markdown(finding), Markdown(finding_power), Markdown(finding_t), Markdown(finding_syn))
 

@@ -104,6 +104,14 @@ def test_metric_keys_and_ranges(run_dir):
     assert len(power) == 3 and power["power"].between(0, 1).all() and np.isfinite(power["attenuation"]).all()
     assert pd.DataFrame(m2["synthetic"])["cosine_to_r_star"].between(-1, 1).all()
     assert len(m2["findings"]) == 3 and all(m2["findings"])
+    assert {"multitask+L", "more+L"} <= set(m2["table3_length_calibrated"]["avg"])
+    length_vs = pd.DataFrame(m2["length_calibration"])
+    assert (
+        set(length_vs["metric"]) == {"accuracy", "ece_10", "rm_prefers_longer"}
+        and length_vs["after_floor"].notna().any()
+    )
+    split = pd.DataFrame(m2["length_split"])
+    assert (split["vs_longer_lo"] <= split["vs_longer_hi"]).all() and len(m2["length_findings"]) == 6
     m3 = _metrics(run, "03_hh_analysis")
     outliers = pd.DataFrame(m3["outliers"])
     assert set(outliers["test_source"]) == {"helpful", "harmless"} and (outliers["pos_outlier_count"] >= 0).all()
