@@ -87,7 +87,7 @@ def calibrated_diffs(diffs: Diffs, data: StudyData, fits: dict[RMKey, length.Len
 
 
 def table3_with(table: pd.DataFrame, calibrated: pd.DataFrame, schemes: Sequence[str]) -> pd.DataFrame:
-    """Table 3's layout (`tables.table3`) of the tidy test metrics plus the `+L` RMs' rows (`pipeline.evaluate`)."""
+    """Table 3's layout (`tables.table3`) of the tidy test metrics plus the `+L` RMs' rows (`pipeline.metric_table`)."""
     return tables.table3(pd.concat([table, calibrated], ignore_index=True), schemes)
 
 
