@@ -8,7 +8,7 @@ when fine-tuning); `plan_for` builds a fine-tuning run's plan from the config; `
 resample of a source. Every draw uses its own torch.Generator, so one seed gives one plan anywhere.
 NOTE(paper): oversampling lays whole shuffled copies end to end (each pair ⌊n/N⌋ or ⌈n/N⌉ times) rather than drawing
 with replacement, so no pair of a small source is left out.
-Checked in tests/test_train.py (balance, coverage, per-source independence, seeds), tests/test_pooled.py (pooled
+Checked in tests/test_reward_head.py (balance, coverage, per-source independence, seeds), tests/test_pooled.py (pooled
 sizes) and tests/test_finetune.py (length grouping keeps B per source and the window's multiset; plan_for).
 """
 
