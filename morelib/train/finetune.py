@@ -27,7 +27,7 @@ Checked in tests/test_finetune.py (tiny random model): losses/λ logged, HF fold
 + resume = uninterrupted run (bit-identical on CPU), length grouping keeps B per source per step and the pairs'
 multiset; tests/test_finetune_multiproc.py (two gloo processes): updates = plan steps, each rank half of every batch,
 equal λ on both ranks, resume; tests/test_updates.py: the split, and 2 accumulated micro-batches = one batch (λ and
-weights); tests/test_pairpack.py: packed rows give the unshared rewards and gradients.
+weights); tests/test_prompt_sharing.py: packed rows give the unshared rewards and gradients.
 
 Multi-GPU: `accelerate launch -m morelib.train.finetune --profile paper --scheme more --output-dir outputs/ft-more`.
 """
