@@ -8,7 +8,8 @@
 #   -p KEY VALUE      a dotted config override (value parsed as YAML), e.g. -p head.lr 0.02 -p seeds '[0]'
 #   --resume RUN      continue outputs/RUN (or the run folder at path RUN) from its first unfinished notebook, on the
 #                     run's saved config.yaml and --only (a profile edited since is named, not used)
-#   --dry-run         validate profile + overrides and the data folder, print what would run; write nothing
+#   --dry-run         validate profile + overrides and the data folder, print what would run and, on the finetune
+#                     tier, every fine-tune's plan (updates, pairs per update, checkpoints, GPU-hours); write nothing
 #
 # Relative paths (a profile file, MORE_DATA_DIR, -p output_root / data.data_dir, a --resume path) mean what they
 # say from the directory you run the script in. Every notebook of a run loads the run's config.yaml; a lock
@@ -28,7 +29,7 @@ cd "$(dirname "$0")"
 ROOT="$(pwd)"
 source scripts/setup.sh
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
 # abspath P: P resolved against the caller's directory (it need not exist)
 abspath() { (cd "$CALLER" && realpath -m -- "$1"); }
 
@@ -82,6 +83,11 @@ CHECK="$("$PY" -m morelib.core.runs check "$PROFILE" "$OVERRIDES")" || exit 2
 hub_mode "$PROFILE" "$OVERRIDES"
 if [ -n "$DRY" ]; then
   echo "[run_all] dry run: $CHECK; profile $PROFILE, overrides $OVERRIDES, notebooks ${ONLY:-${VALID% }}; nothing written"
+  TIER="$("$PY" -c 'import sys; from morelib.core.config import load_config, parse_overrides; print(load_config(sys.argv[1], parse_overrides(sys.argv[2])).train.tier)' "$PROFILE" "$OVERRIDES")"
+  if [ "$TIER" = finetune ]; then  # the notebooks fine-tune in their own process: one process per fine-tune
+    "$PY" -m morelib.finetune --plan --profile "$PROFILE" --overrides "$OVERRIDES" --world-size 1
+    echo "[run_all] the same fine-tunes on W GPUs: python -m morelib.finetune --plan --profile $PROFILE --world-size W"
+  fi
   exit 0
 fi
 if [ -z "$RESUME" ]; then

@@ -46,10 +46,10 @@ from morelib.core.errors import (  # noqa: E402
     RunError,
     TrainingError,
 )
-from morelib.data import datacard
+from morelib.data import datacard, pairs_files
 from morelib.data.formats import Pair  # noqa: E402
 from morelib.data.sources import DropLog, load_preferences  # noqa: E402
-from morelib.evaluation import diagnostics, metrics
+from morelib.evaluation import diagnostics, length, metrics
 from morelib.study import pipeline
 from morelib.train import more, reward_head, solver
 from morelib.train.reward_models import RMKey
@@ -126,6 +126,23 @@ def _truncated_gzip(tmp: Path) -> None:
 
 def _missing_field(tmp: Path) -> None:
     _load(_jsonl(tmp, [{"prompt": "q", "chosen": " a"}]))
+
+
+def _pairs_file_missing_field(tmp: Path) -> None:
+    judge = {"input": "q", "output_1": "a", "output_2": "b", "label": 1}
+    pairs_files.read_pairs(_jsonl(tmp, [judge, {k: v for k, v in judge.items() if k != "output_2"}], "llmbar.jsonl"))
+
+
+def _pairs_file_unknown_layout(tmp: Path) -> None:
+    pairs_files.read_pairs(_jsonl(tmp, [{"question": "q", "answer": "a"}], "qa.jsonl"))
+
+
+def _pairs_file_bad_label(tmp: Path) -> None:
+    pairs_files.read_pairs(_jsonl(tmp, [{"input": "q", "output_1": "a", "output_2": "b", "label": 0}], "j.jsonl"))
+
+
+def _length_fit_constant(tmp: Path) -> None:
+    length.fit([1.0, 2.0], [0.0, 1.0], [7, 7], [7, 7])
 
 
 def _wrong_field_type(tmp: Path) -> None:
@@ -775,6 +792,38 @@ CASES = [
         DataError,
         r"p\.jsonl:1: missing field 'rejected'",
         _missing_field,
+    ),
+    Case(
+        "pairs-file-missing-field",
+        "data",
+        "`--pairs` file: row 2 lacks `output_2` (judge layout)",
+        DataError,
+        r"llmbar\.jsonl: row 2: missing field 'output_2'",
+        _pairs_file_missing_field,
+    ),
+    Case(
+        "pairs-file-unknown-layout",
+        "data",
+        "`--pairs` file whose rows match no layout",
+        DataError,
+        r"qa\.jsonl: row 1: fields \['answer', 'question'\] match no pairs layout",
+        _pairs_file_unknown_layout,
+    ),
+    Case(
+        "pairs-file-bad-label",
+        "data",
+        "`--pairs` judge row with label 0",
+        DataError,
+        r"j\.jsonl: row 1: field 'label' must be 1 or 2",
+        _pairs_file_bad_label,
+    ),
+    Case(
+        "length-fit-constant",
+        "metrics",
+        "length calibration where every response has one length",
+        DataError,
+        r"all 4 calibration responses have length 7",
+        _length_fit_constant,
     ),
     Case(
         "wrong-field-type",

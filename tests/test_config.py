@@ -59,6 +59,12 @@ def test_rename_table_points_at_real_keys():
     assert not set(config.RENAMED) & fields
 
 
+@pytest.mark.parametrize("old", sorted(config.REMOVED))
+def test_removed_keys_say_what_replaced_them(old):
+    with pytest.raises(ConfigError, match=rf"^override: '{old}' was removed: gradient accumulation now follows"):
+        load_config("tiny", {old: 2})
+
+
 def test_the_tiers_have_their_own_sections():
     cfg = load_config("default")
     assert (cfg.head.lr, cfg.head.epochs, cfg.head.weight_decay, cfg.head.share_prompt) == (0.003, 5, 2.0, False)
@@ -113,7 +119,7 @@ def test_impossible_values(key, value, pattern):
 def test_pair_caps_null_means_all_and_zero_fails():
     cfg = load_config("default")
     assert all(s.test_pairs is None and s.calib_pairs == 200 and s.train_pairs == 400 for s in cfg.data.sources)
-    assert len(cfg.seeds) == 5
+    assert len(cfg.seeds) == 20  # issue 24: the seed part of every CI needs seeds
     src = {"name": "h", "label": "H", "loader": "hh-helpful", "train_pairs": 5, "calib_pairs": None, "test_pairs": None}
     assert load_config("tiny", {"data.sources": [src]}).data.sources[0].calib_pairs is None
     with pytest.raises(ConfigError, match=r"'data.sources\[0\].test_pairs' must be positive, got 0"):
