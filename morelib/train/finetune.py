@@ -10,9 +10,9 @@ Chosen and rejected texts (prompt + response, truncated on the left, padded on t
 as [chosen; rejected]; with `train.share_prompt`, each pair is one row prompt + chosen + rejected with a block mask
 and positions restarting after the prompt (`morelib.backbone.prompt_sharing`: same rewards and gradients, the prompt
 read once).
-A forward pre-hook on the score layer captures its input at the last real token, z[2N, h]; the
-per-source BT losses L_i and closed-form head gradients ∂L_i/∂w (morelib.train.losses.head_grad on z_w − z_l) feed
-`MoreWeighter`, and the loss is Σ λ_i L_i (`multitask`: λ = 1/K; `fixed`: given λ; `single`: one source).
+A forward pre-hook on the score layer captures its input at the last real token, z[2N, h]; the per-source BT losses
+L_i and closed-form head gradients ∂L_i/∂w (morelib.train.losses.source_head_grads on z_w − z_l) feed `MoreWeighter`,
+and the loss is Σ λ_i L_i (`multitask`: λ = 1/K; `fixed`: given λ; `single`: one source).
 `multitask-pooled` (the paper's MultiTask) trains on random batches of K·B pairs from the pooled resampled sources
 with the plain batch-mean loss; its log shows each source's share of the batch as λ.
 Several processes (`accelerate launch --num_processes W`): the Trainer deals the plan's batches round-robin to the
@@ -61,7 +61,7 @@ from morelib.data.sampling import POOLED, plan_for, plan_steps
 from morelib.data.sources import Pair
 from morelib.data.splits import load_source_splits
 from morelib.train.baselines import fixed_weights
-from morelib.train.losses import head_grad
+from morelib.train.losses import source_head_grads
 from morelib.train.more import MoreWeighter, more_loss
 
 log = logging.getLogger(__name__)
@@ -260,7 +260,7 @@ class MoreTrainer(Trainer):
         n = source_ids.shape[0]
         w = score_layer(self.accelerator.unwrap_model(self.model)).weight.detach().float()[0]
         diff = z[:n] - z[n:]
-        grads = torch.stack([head_grad(diff[source_ids == k], w) for k in range(len(self.source_names))])
+        grads = source_head_grads(diff, source_ids, w, len(self.source_names))
         if self.accelerator.num_processes > 1:
             grads = self.accelerator.reduce(grads, reduction="mean")
             losses = self.accelerator.reduce(losses, reduction="mean")
