@@ -158,7 +158,7 @@ def test_fit_trains_top_blocks_keeps_best_epoch(cfg, more_rm):
     assert h["lam"].shape == (2 * 2, 3) and torch.allclose(h["lam"].sum(1), torch.ones(4))
     assert len(h["calib_nll"]) == 2 and h["epoch"] == min(range(2), key=h["calib_nll"].__getitem__)
     torch.testing.assert_close(h["lam_final"], h["lam"][2 * h["epoch"] : 2 * h["epoch"] + 2].mean(0))
-    calib = {s: blocks._rows(rm.cache, p) for s, p in _pairs(tag="c").items()}
+    calib = blocks.pair_rows(rm.cache, _pairs(tag="c"), extract=False)
     assert blocks.calib_nll(rm.top, calib) == pytest.approx(h["calib_nll"][h["epoch"]], abs=1e-6)
     assert rm.meta["trainable_parameters"] == blocks.trainable_parameters(cfg)
     assert rm.reward_diff(_pairs()["helpful"]).shape == (4,)

@@ -236,9 +236,17 @@ def _check_inputs(
         )
 
 
-def _rows(cache: StateCache, pairs: Sequence[Pair]) -> Rows:
-    """Cached states of prompt + chosen and prompt + rejected of each pair."""
-    return cache.load([p.prompt + p.chosen for p in pairs]), cache.load([p.prompt + p.rejected for p in pairs])
+def pair_rows(cache: StateCache, pairs: dict[Any, Sequence[Pair]], extract: bool = True) -> dict[Any, Rows]:
+    """Per source, the cached states of prompt + chosen and of prompt + rejected of each pair (one read of the cache;
+    with `extract`, the texts the cache lacks are extracted first)."""
+    texts = [p.prompt + side for ps in pairs.values() for p in ps for side in (p.chosen, p.rejected)]
+    if extract:
+        cache.extract(texts)
+    states, out, start = cache.load(texts), {}, 0
+    for name, ps in pairs.items():
+        block, start = states[start : start + 2 * len(ps)], start + 2 * len(ps)
+        out[name] = (block[0::2], block[1::2])
+    return out
 
 
 def _step(
@@ -327,10 +335,8 @@ def fit(
     b = cfg.blocks
     cache = StateCache(cfg.model, b.k, cache_dir, b.cache_dtype, b.batch_size)
     names = list(train)
-    pairs = [p for s in names for p in (*train[s], *calib[s])]
-    cache.extract([p.prompt + p.chosen for p in pairs] + [p.prompt + p.rejected for p in pairs])
-    rows = {s: _rows(cache, train[s]) for s in names}
-    calib_rows = {s: _rows(cache, calib[s]) for s in names}
+    both = pair_rows(cache, {**{("train", s): train[s] for s in names}, **{("calib", s): calib[s] for s in names}})
+    rows, calib_rows = ({s: both[(side, s)] for s in names} for side in ("train", "calib"))
     meta: dict[str, Any] = {
         "scheme": scheme,
         "seed": seed,
