@@ -133,13 +133,35 @@ def test_more_lambda_equals_finetune_tier(cfg, tmp_path):
         n = len(batch["source_ids"])
         losses = torch.stack([F.softplus(-(r[:n] - r[n:])[batch["source_ids"] == k]).mean() for k in range(K)])
         lam_ft = trainer._weights(z.detach().float(), batch["source_ids"], losses.detach().float(), step + 1)
-        texts = data[step]["chosen"] + data[step]["rejected"]
-        cache.extract(texts)
-        _, lam_blocks, delta = blocks._step(top, cache.load(texts), K, weighter, torch.full((K,), 1 / K))
+        item = data[step]
+        cache.extract(item["chosen"] + item["rejected"])
+        chosen, rejected = (
+            [cache.load(item[side][k * B : (k + 1) * B]) for k in range(K)] for side in ("chosen", "rejected")
+        )
+        lam_blocks, delta = blocks._step(top, chosen, rejected, weighter, torch.full((K,), 1 / K))
         torch.testing.assert_close(delta.flatten(), (r[:n] - r[n:]).detach(), atol=1e-5, rtol=0)
         torch.testing.assert_close(lam_blocks, lam_ft, atol=1e-5, rtol=0)
         moved |= not torch.allclose(lam_ft, torch.full((K,), 1 / K), atol=1e-3)
     assert moved  # λ left the uniform point, so the comparison is not trivially uniform = uniform
+
+
+def test_step_gradient_is_autograd_of_weighted_loss(cfg, tmp_path, monkeypatch):
+    """The per-source, micro-batched gradient equals autograd of Σ λ_i L_i on the whole batch in one forward."""
+    monkeypatch.setattr(blocks, "MICRO_PAIRS", 2)
+    pairs, lam = _pairs(n=3), torch.tensor([0.2, 0.3, 0.5])
+    cache = H.StateCache(cfg.model, 1, tmp_path, "fp32")
+    rows = blocks.pair_rows(cache, pairs)
+    top = blocks.TopBlocks(cache.model, 1)
+    chosen, rejected = ([r[side] for r in rows.values()] for side in (0, 1))
+    z, r = top(*blocks.pad_states([x for c in chosen for x in c] + [x for c in rejected for x in c]))
+    delta = (r[:9] - r[9:]).view(3, 3)
+    (lam * F.softplus(-delta).mean(1)).sum().backward()
+    expected = [p.grad.clone() for p in top.parameters()]
+    lam_out, delta_out = blocks._step(top, chosen, rejected, None, lam)
+    assert torch.equal(lam_out, lam)
+    torch.testing.assert_close(delta_out, delta.detach(), atol=1e-6, rtol=0)
+    for p, g in zip(top.parameters(), expected):
+        torch.testing.assert_close(p.grad, g, atol=1e-7, rtol=1e-5)
 
 
 @pytest.fixture(scope="module")

@@ -45,10 +45,12 @@ from morelib.data.sampling import batch_plan
 from morelib.data.sources import Pair
 from morelib.train.baselines import fixed_weights, simplex_grid, size_proportional
 from morelib.train.losses import source_head_grads
-from morelib.train.more import MoreWeighter, more_loss
+from morelib.train.more import MoreWeighter
 
 SCORE_INIT_STD = 0.02  # transformers' initializer_range: the score layer a HF sequence classifier starts from
 SCORE_BATCH = 32  # texts per forward when scoring (no backward: larger batches than training are cheap)
+MICRO_PAIRS = 16  # pairs per forward + backward in training: SmolLM2 k = 1 kept ~7 GB of activations for a whole
+# K·B = 320-pair batch (B = 64); one source's 16 pairs at a time keep it under 1 GB at any B, for the same gradient
 Rows = tuple[list[Tensor], list[Tensor]]  # one source's cached states: (chosen [T_i, h] each, rejected [T_i, h] each)
 
 
@@ -249,23 +251,47 @@ def pair_rows(cache: StateCache, pairs: dict[Any, Sequence[Pair]], extract: bool
     return out
 
 
+def _source_grad(top: TopBlocks, chosen: Sequence[Tensor], rejected: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    """Back-propagate one source's mean BT loss into .grad, MICRO_PAIRS pairs per forward (bounded memory at any B);
+    returns (z_w − z_l [B, h], Δ [B]) detached."""
+    diffs, deltas, B = [], [], len(chosen)
+    for start in range(0, B, MICRO_PAIRS):
+        c, r = chosen[start : start + MICRO_PAIRS], rejected[start : start + MICRO_PAIRS]
+        z, rewards = top(*pad_states([*c, *r]))
+        delta = rewards[: len(c)] - rewards[len(c) :]
+        (F.softplus(-delta).sum() / B).backward()
+        diffs.append((z[: len(c)] - z[len(c) :]).detach().float())
+        deltas.append(delta.detach())
+    return torch.cat(diffs), torch.cat(deltas)
+
+
 def _step(
-    top: TopBlocks, batch: list[Tensor], K: int, weighter: MoreWeighter | None, lam: Tensor
-) -> tuple[Tensor, Tensor, Tensor]:
-    """(objective Σ λ_i L_i, λ [K], Δ [K, B]) of one balanced batch: states of K·B chosen then K·B rejected texts."""
-    z, r = top(*pad_states(batch))
-    n = len(batch) // 2
-    delta = (r[:n] - r[n:]).view(K, -1)
+    top: TopBlocks, chosen: list[list[Tensor]], rejected: list[list[Tensor]], weighter: MoreWeighter | None, lam: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Set .grad of top's parameters to ∇ Σ λ_i L_i of one balanced batch (chosen[i], rejected[i]: source i's B
+    texts' states); returns (λ [K], Δ [K, B]). Each ∇L_i is kept apart, so MORE's λ can weigh them after the pass."""
+    params, K = list(top.parameters()), len(chosen)
+    grads, diffs, deltas = [], [], []
+    for i in range(K):
+        for p in params:
+            p.grad = None
+        diff, delta = _source_grad(top, chosen[i], rejected[i])
+        grads.append([p.grad for p in params])
+        diffs.append(diff)
+        deltas.append(delta)
+    delta = torch.stack(deltas)
     losses = F.softplus(-delta).mean(1)
     if not torch.isfinite(losses).all():
         raise TrainingError(
-            f"non-finite BT loss for source index(es) {torch.nonzero(~torch.isfinite(losses)).tolist()}"
+            f"non-finite BT loss for source index(es) {torch.nonzero(~torch.isfinite(losses))[:, 0].tolist()}"
         )
     if weighter is not None:
         source_ids = torch.arange(K).repeat_interleave(delta.shape[1])
         w = top.score.weight.detach().float()[0]
-        lam = weighter.step(source_head_grads((z[:n] - z[n:]).detach().float(), source_ids, w, K), losses.detach())
-    return more_loss(losses, lam), lam, delta.detach()
+        lam = weighter.step(source_head_grads(torch.cat(diffs), source_ids, w, K), losses)
+    for j, p in enumerate(params):
+        p.grad = sum(lam[i].item() * grads[i][j] for i in range(K))
+    return lam, delta
 
 
 def _fit_once(
@@ -296,13 +322,13 @@ def _fit_once(
         average = AveragedModel(top)
         top.train()
         for i, step in enumerate(plan[epoch * per_epoch : (epoch + 1) * per_epoch]):
-            batch = [train[s][side][j] for side in (0, 1) for s, row in zip(names, step.tolist()) for j in row]
+            chosen, rejected = (
+                [[train[s][side][j] for j in row] for s, row in zip(names, step.tolist())] for side in (0, 1)
+            )
             try:
-                loss, lam_t, delta = _step(top, batch, K, weighter, weights)
+                lam_t, delta = _step(top, chosen, rejected, weighter, weights)
             except TrainingError as err:
                 raise TrainingError(f"blocks tier, step {epoch * per_epoch + i}: {err} (sources {names})") from err
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
             opt.step()
             average.update_parameters(top)
             log["lam"].append(lam_t.detach().float())
