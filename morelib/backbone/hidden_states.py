@@ -178,9 +178,19 @@ class StateCache:
                 chunk = order[start : start + self.batch_size]
                 input_ids, mask = collate(self.tokenizer, [ids[i] for i in chunk], device)
                 states = hidden_states(self.model, input_ids, mask)[self.layer]
+                self._check_range(states)
                 for row, i in enumerate(chunk):
                     out[i] = states[row][mask[row].bool()].to("cpu", STORE_DTYPES[self.store]).clone()
         return out
+
+    def _check_range(self, states: Tensor) -> None:
+        """ConfigError when states exceed the stored dtype's range (fp16: 65504; LMs have a few huge activations)."""
+        top = float(states.abs().max())
+        if top > torch.finfo(STORE_DTYPES[self.store]).max:
+            raise ConfigError(
+                f"hidden states entering block {self.layer} of {self.model_cfg.name} reach {top:.4g}, beyond "
+                f"{self.store}'s range: set blocks.cache_dtype to bf16 or fp32"
+            )
 
     def _write(self, keys: list[str], rows: list[Tensor]) -> None:
         """Write one shard atomically (tmp file + rename), named by its keys."""
