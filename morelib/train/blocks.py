@@ -294,6 +294,34 @@ def _step(
     return lam, delta
 
 
+def _epoch(
+    top: TopBlocks,
+    opt: torch.optim.Optimizer,
+    steps: Tensor,
+    train: dict[str, Rows],
+    weighter: MoreWeighter | None,
+    weights: Tensor,
+    log: dict[str, list],
+) -> AveragedModel:
+    """One pass over the plan's steps [S, K, B] (λ, loss, accuracy appended to `log`); returns its averaged iterates."""
+    names, average = list(train), AveragedModel(top)
+    top.train()
+    for step in steps:
+        chosen, rejected = (
+            [[train[s][side][j] for j in row] for s, row in zip(names, step.tolist())] for side in (0, 1)
+        )
+        try:
+            lam, delta = _step(top, chosen, rejected, weighter, weights)
+        except TrainingError as err:
+            raise TrainingError(f"blocks tier, step {len(log['lam'])}: {err} (sources {names})") from err
+        opt.step()
+        average.update_parameters(top)
+        log["lam"].append(lam.detach().float())
+        log["loss"].append(F.softplus(-delta).mean(1))
+        log["acc"].append((delta > 0).float().mean(1))
+    return average
+
+
 def _fit_once(
     cache: StateCache,
     train: dict[str, Rows],
@@ -319,24 +347,13 @@ def _fit_once(
     log: dict[str, list] = {"lam": [], "loss": [], "acc": [], "calib_nll": []}
     best: tuple[float, dict[str, Tensor] | None, int] = (math.inf, None, 0)
     for epoch in range(b.epochs):
-        average = AveragedModel(top)
-        top.train()
-        for i, step in enumerate(plan[epoch * per_epoch : (epoch + 1) * per_epoch]):
-            chosen, rejected = (
-                [[train[s][side][j] for j in row] for s, row in zip(names, step.tolist())] for side in (0, 1)
-            )
-            try:
-                lam_t, delta = _step(top, chosen, rejected, weighter, weights)
-            except TrainingError as err:
-                raise TrainingError(f"blocks tier, step {epoch * per_epoch + i}: {err} (sources {names})") from err
-            opt.step()
-            average.update_parameters(top)
-            log["lam"].append(lam_t.detach().float())
-            log["loss"].append(F.softplus(-delta).mean(1))
-            log["acc"].append((delta > 0).float().mean(1))
+        steps = plan[epoch * per_epoch : (epoch + 1) * per_epoch]
+        average = _epoch(top, opt, steps, train, weighter, weights, log)
         log["calib_nll"].append(calib_nll(average.module.eval(), calib))
         if log["calib_nll"][-1] < best[0]:
             best = (log["calib_nll"][-1], copy.deepcopy(average.module.state_dict()), epoch)
+    if best[1] is None:
+        raise TrainingError(f"blocks tier: the calibration NLL is not finite after any epoch: {log['calib_nll']}")
     top.load_state_dict(best[1])
     history = {k: torch.stack(log[k]) for k in ("lam", "loss", "acc")}
     kept = history["lam"][best[2] * per_epoch : (best[2] + 1) * per_epoch]
