@@ -51,9 +51,9 @@ def finetune_row(pairs: list, timer: steptimer.StepTimer, length: int, B: int, s
             "model.name": MODEL,
             "model.max_length": length,
             "train.batch_per_source": B,
-            "train.steps": steps,
-            "train.save_steps": 10**6,
-            "train.logging_steps": 10**6,
+            "finetune.steps": steps,
+            "finetune.save_steps": 10**6,
+            "finetune.logging_steps": 10**6,
             "train.tier": "finetune",
         },
     )
@@ -114,11 +114,11 @@ def feature_rows(pairs: list, length: int, batch: int) -> list[dict]:
 def head_rows(K: int, n: int) -> list[dict]:
     """Seconds of one MORE and one MultiTask head fit on K × n synthetic pairs (h = 576, default schedule)."""
     bench = make_drift_benchmark(K, 576, n, drift=0.5, seed=0, n_calib=10, n_test=10)
-    tcfg = load_config("default").train
+    cfg = load_config("default")
     rows = []
     for scheme in ("more", "multitask"):
-        train_head(bench.train, scheme, tcfg, seed=1)  # warm-up (first-call allocations)
-        wall, cpu = timed_cpu(lambda s=scheme: train_head(bench.train, s, tcfg, seed=0))
+        train_head(bench.train, scheme, cfg.train, cfg.head, seed=1)  # warm-up (first-call allocations)
+        wall, cpu = timed_cpu(lambda s=scheme: train_head(bench.train, s, cfg.train, cfg.head, seed=0))
         rows.append({"task": f"head {scheme} {K} x {n}", "seconds": wall, "cpu_s": cpu})
     return rows
 

@@ -9,7 +9,7 @@
 # %% tags=["parameters"]
 profile = "tiny"  # params profile: tiny (tests), default (this CPU), paper (GPU), or a path to a YAML file
 run_dir = ""  # run folder to write into and reuse RMs from; empty: a new run; latest: the newest run of this profile
-overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {train.head_lr: 0.02}; checked by load_config
+overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {head.lr: 0.02}; checked by load_config
 focus_source = "harmless"  # test set of the reward-difference plots (paper Fig 3 uses Harmless)
 
 # %%

@@ -11,7 +11,7 @@
 # %% tags=["parameters"]
 profile = "tiny"  # params profile: tiny (tests), default (this CPU), paper (GPU), or a path to a YAML file
 run_dir = ""  # run folder to write into and reuse RMs from; empty: a new run; latest: the newest run of this profile
-overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {train.head_lr: 0.02}; checked by load_config
+overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {head.lr: 0.02}; checked by load_config
 paper_model = "Pythia-1.4B"  # paper row set to show beside ours: Pythia-1.4B, Pythia-2.8B or LLaMa-7B
 
 # %%

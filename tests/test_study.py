@@ -212,7 +212,9 @@ def test_k_ablation_finding_and_smaller_abs_diff_is_better():
 
 
 def test_finetune_tier_dispatch(tmp_path):
-    cfg = load_config("tiny", {"output_root": str(tmp_path), "train.tier": "finetune", "train.steps": 2, "seeds": [0]})
+    cfg = load_config(
+        "tiny", {"output_root": str(tmp_path), "train.tier": "finetune", "finetune.steps": 2, "seeds": [0]}
+    )
     run = runs.open_run(cfg, "", "ft")
     data = pipeline.prepare(cfg, run)
     assert not data.features and data.sources, "the finetune tier scores pairs with the model, no frozen features"

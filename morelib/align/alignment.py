@@ -88,10 +88,10 @@ def gold_head(cfg: Config, data: pipeline.StudyData, cache_dir: Path | None = No
     calib = {
         s: data.features[s]["calib"]
         if data.features
-        else features.extract(data.pairs[s]["calib"], cfg.model, cache, progress=False)
+        else features.extract(data.pairs[s]["calib"], cfg.model, cache, False, share_prompt=cfg.head.share_prompt)
         for s in data.sources
     }
-    return reward_head.train_head(calib, "multitask", cfg.train, max(cfg.seeds) + 1)
+    return reward_head.train_head(calib, "multitask", cfg.train, cfg.head, max(cfg.seeds) + 1)
 
 
 def rm_table(heads: dict[str, RewardModel], data: pipeline.StudyData, cfg: Config) -> pd.DataFrame:

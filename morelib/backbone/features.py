@@ -12,7 +12,7 @@ alone, no special tokens), clipped to [1, sequence length] — the response's to
 `layer` indexes the model's hidden states (0 = embeddings, −1 = last, after the final norm); null = the score layer's
 input (the last layer's). The default (last, null) keeps the cache keys of before these options existed; any other
 choice adds itself to the feature-space key, and mean pooling adds m to each text's key.
-Prefix sharing (`model.share_prompt`; not part of any key): `extract` runs each pair's longest common token prefix
+Prefix sharing (`head.share_prompt`; not part of any key): `extract` runs each pair's longest common token prefix
 once and both continuations on its KV cache (`shared_prefix`), same tokens, so the same features up to float rounding.
 Checked against: per-text unpadded `model.pooled_features` / `output_hidden_states` runs, and cache hit == fresh run
 (tests/test_features.py); shared == unshared features within 1e-4 (tests/test_shared_prefix.py).
@@ -392,12 +392,13 @@ def extract_texts(
     progress: bool = True,
     n_pool: Sequence[int] | None = None,
     pairs: Sequence[tuple[int, int]] = (),
+    share_prompt: bool = False,
 ) -> Tensor:
     """Pooled features of texts, Tensor[N,h] float32, computed only for texts missing from the cache.
 
     Mean pooling needs `n_pool[N]`: how many final tokens of each text (its response) to average. `pairs` lists
-    (i, j) index pairs of texts sharing a prompt: with `model.share_prompt`, a pair whose texts are both missing is
-    computed through its shared token prefix (`embed_pairs`); the features and their cache keys are the same.
+    (i, j) index pairs of texts sharing a prompt: with `share_prompt` (`head.share_prompt`), a pair whose texts are
+    both missing is computed through its shared token prefix (`embed_pairs`); the features and cache keys are the same.
     """
     model, tokenizer, identity = backbone(model_cfg.name, model_cfg.dtype, model_cfg.padding_side)
     pooling, layer = _choice(model_cfg)
@@ -410,7 +411,7 @@ def extract_texts(
     keys = [text_key(mkey, t, n) for t, n in zip(texts, n_pool)]
     found = _cached(folder, keys)
     missing = list(dict.fromkeys(k for k in keys if k not in found))
-    share = getattr(model_cfg, "share_prompt", False) and not is_encoder(model)
+    share = share_prompt and not is_encoder(model)
     duo = _pairs_of(keys, pairs, set(missing)) if share else []
     in_duo = {k for pair in duo for k in pair}
     missing = [k for k in missing if k not in in_duo]
@@ -466,8 +467,11 @@ def response_lengths(tokenizer, responses: Sequence[str]) -> Tensor:
     return torch.tensor([len(x) for x in ids], dtype=torch.long)
 
 
-def extract(pairs: Sequence, model_cfg, cache_dir: str | Path, progress: bool = True) -> PairFeatures:
-    """PairFeatures of pairs of ONE source: features of prompt + chosen and prompt + rejected, cached."""
+def extract(
+    pairs: Sequence, model_cfg, cache_dir: str | Path, progress: bool = True, share_prompt: bool = False
+) -> PairFeatures:
+    """PairFeatures of pairs of ONE source: features of prompt + chosen and prompt + rejected, cached; `share_prompt`
+    (`head.share_prompt`) reads each pair's common token prefix once (same features)."""
     sources = sorted({p.source for p in pairs})
     if len(sources) != 1:
         raise DataError(f"extract needs pairs of exactly one source; got {len(pairs)} pairs from {sources or 'none'}")
@@ -475,5 +479,7 @@ def extract(pairs: Sequence, model_cfg, cache_dir: str | Path, progress: bool = 
     _, tokenizer, _ = backbone(model_cfg.name, model_cfg.dtype, model_cfg.padding_side)
     lengths = response_lengths(tokenizer, [p.chosen for p in pairs] + [p.rejected for p in pairs])
     n = len(pairs)
-    feats = extract_texts(texts, model_cfg, cache_dir, progress, lengths.tolist(), [(i, n + i) for i in range(n)])
+    feats = extract_texts(
+        texts, model_cfg, cache_dir, progress, lengths.tolist(), [(i, n + i) for i in range(n)], share_prompt
+    )
     return PairFeatures(feats[:n], feats[n:], sources[0], lengths[:n], lengths[n:])

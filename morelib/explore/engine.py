@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from morelib.backbone.features import PairFeatures
-from morelib.core.config import MIX_SCHEMES, Config, ExploreConfig, MoreConfig, TrainConfig
+from morelib.core.config import MIX_SCHEMES, Config, ExploreConfig, HeadConfig, MoreConfig, TrainConfig
 from morelib.core.errors import ConfigError, RunError
 from morelib.core.runs import atomic_write
 from morelib.evaluation import metrics
@@ -70,9 +70,12 @@ class Fit:
         return float(np.mean([m[key] for m in self.metrics.values()]))
 
 
-def explore_train_config(tcfg: TrainConfig, ecfg: ExploreConfig) -> TrainConfig:
-    """The study's training settings with the explorer's faster head schedule (epochs, batch per source)."""
-    return dataclasses.replace(tcfg, head_epochs=ecfg.head_epochs, batch_per_source=ecfg.batch_per_source)
+def explore_configs(tcfg: TrainConfig, hcfg: HeadConfig, ecfg: ExploreConfig) -> tuple[TrainConfig, HeadConfig]:
+    """The study's training and head settings with the explorer's faster head schedule (batch per source, epochs)."""
+    return (
+        dataclasses.replace(tcfg, batch_per_source=ecfg.batch_per_source),
+        dataclasses.replace(hcfg, epochs=ecfg.head_epochs),
+    )
 
 
 def _seeded_orders(by_source: Mapping[str, PairFeatures], seed: int) -> dict[str, torch.Tensor]:
@@ -107,6 +110,7 @@ class Explorer:
         train_by_source: Mapping[str, PairFeatures],
         test_by_source: Mapping[str, PairFeatures],
         tcfg: TrainConfig,
+        hcfg: HeadConfig,
         ecfg: ExploreConfig | None = None,
         out_dir: str | Path | None = None,
         more_history: torch.Tensor | np.ndarray | None = None,
@@ -120,7 +124,7 @@ class Explorer:
             raise ConfigError("Explorer needs at least one training source and one test source")
         self.ecfg = ecfg or ExploreConfig()
         self.more = more or MoreConfig()
-        self.tcfg = explore_train_config(tcfg, self.ecfg)
+        self.tcfg, self.hcfg = explore_configs(tcfg, hcfg, self.ecfg)
         self.names = list(train_by_source)
         self.test = dict(test_by_source)
         picks = capped_subsets({n: len(pf) for n, pf in train_by_source.items()}, self.ecfg)
@@ -162,6 +166,7 @@ class Explorer:
             tr,
             te,
             cfg.train,
+            cfg.head,
             cfg.explore,
             out_dir=run.dir if run is not None else None,
             more_history=history,
@@ -178,8 +183,8 @@ class Explorer:
     @property
     def settings(self) -> str:
         """The refit schedule, for the status line."""
-        t = self.tcfg
-        return f"head_epochs={t.head_epochs}, batch_per_source={t.batch_per_source}, head_lr={t.head_lr:g}"
+        t, h = self.tcfg, self.hcfg
+        return f"head_epochs={h.epochs}, batch_per_source={t.batch_per_source}, head_lr={h.lr:g}"
 
     def fit(self, train_by_source: Mapping[str, PairFeatures], scheme: str, lam: np.ndarray | None = None) -> Fit:
         """Train one head (scheme "fixed" with λ, "multitask" or "more") and evaluate it on every test source."""
@@ -190,6 +195,7 @@ class Explorer:
             dict(train_by_source),
             scheme,
             tcfg,
+            self.hcfg,
             self.ecfg.seed,
             lam=None if lam is None else lam.tolist(),
             more=self.more,

@@ -83,7 +83,8 @@ def prepare(cfg: Config, run: Run | None = None) -> StudyData:
             log.info(
                 "features of %s (%s pairs) from %s", name, "/".join(str(len(sides[s])) for s in SIDES), cfg.model.name
             )
-            data.features[name] = {s: features.extract(sides[s], cfg.model, cache, progress=True) for s in SIDES}
+            share = cfg.head.share_prompt
+            data.features[name] = {s: features.extract(sides[s], cfg.model, cache, share_prompt=share) for s in SIDES}
     if not data.sources:
         raise DataError(f"no configured source could be loaded: {data.missing}")
     if run is not None:
@@ -102,8 +103,10 @@ def unavailable(data: StudyData, cfg: Config) -> dict[str, str]:
 
 
 def fingerprint(cfg: Config) -> str:
-    """12-hex digest of everything a trained head depends on (data, model, training and MORE settings)."""
-    blob = json.dumps({k: cfg.to_dict()[k] for k in ("data", "model", "train", "more")}, sort_keys=True)
+    """12-hex digest of everything a trained head depends on (data, model, both tiers' training and MORE settings)."""
+    blob = json.dumps(
+        {k: cfg.to_dict()[k] for k in ("data", "model", "train", "head", "finetune", "more")}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -133,7 +136,7 @@ def _fit_one(cfg: Config, data: StudyData, key: RMKey, sources: list[str], folde
         for s in sources
     }
     calib = {s: data.features[s]["calib"] for s in sources} if scheme == "tuned" else None  # λ chosen on calib
-    head = reward_head.train_head(by_source, scheme, cfg.train, seed, calib=calib, more=cfg.more)
+    head = reward_head.train_head(by_source, scheme, cfg.train, cfg.head, seed, calib=calib, more=cfg.more)
     if path is not None:
         head.save(path)
     return HeadRM(head)
@@ -161,7 +164,7 @@ def rm_features(
             pairs = data.pairs[name][side]
             idx = (keep or {}).get(name, {}).get(side)
             picked = pairs if idx is None else [pairs[i] for i in idx]
-            out[name][side] = features.extract(picked, model_cfg, cache, progress=True)
+            out[name][side] = features.extract(picked, model_cfg, cache, share_prompt=cfg.head.share_prompt)
     return out
 
 
@@ -421,6 +424,14 @@ def synthetic_truth(heads: dict[RMKey, HeadRM], data: StudyData, bench: Any) -> 
     return pd.DataFrame(rows)
 
 
+def sources_in_order(data: StudyData, order: Sequence[str], K: int) -> list[str]:
+    """The sources of `order` this study has, in that order; DataError unless there are at least K."""
+    present = [s for s in order if s in data.sources]
+    if len(present) < K:
+        raise DataError(f"K-ablation needs at least {K} available sources of {list(order)}; have {present}")
+    return present
+
+
 def k_ablation(
     cfg: Config,
     data: StudyData,
@@ -434,7 +445,7 @@ def k_ablation(
 
     Returns the tidy metrics table (with columns K and added) and the list of skipped sources with reasons.
     """
-    present = [s for s in order if s in data.sources]
+    present = sources_in_order(data, order, start)
     skipped = [
         f"{s} ({'missing: ' + data.missing[s] if s in data.missing else 'not configured'})"
         for s in order
@@ -446,8 +457,6 @@ def k_ablation(
         heads = fit(cfg, data, schemes, run=run, sources=subset)
         table = evaluate(heads, data, cfg, diffs=reward_diffs(heads, data, "test", sources=tests))
         tables.append(table.assign(K=k, added=subset[-1]))
-    if not tables:
-        raise DataError(f"K-ablation needs at least {start} available sources of {list(order)}; have {present}")
     return pd.concat(tables, ignore_index=True), skipped
 
 
@@ -462,9 +471,7 @@ def k_endpoints(
 ) -> dict[int, dict[RMKey, dict[str, np.ndarray]]]:
     """Test reward differences of `schemes` at the smallest (start) and largest K of `k_ablation` (the same fits, reused
     from the run), keyed `<scheme>/seed<k>` without the subset: {K: {key: {test source: Δ [N]}}}."""
-    present = [s for s in order if s in data.sources]
-    if len(present) < start:
-        raise DataError(f"K-ablation needs at least {start} available sources of {list(order)}; have {present}")
+    present = sources_in_order(data, order, start)
     out = {}
     for k in (start, len(present)):
         heads = fit(cfg, data, schemes, run=run, sources=present[:k])
@@ -478,10 +485,7 @@ def k_ablation_heads(
     cfg: Config, data: StudyData, run: Run | None, order: Sequence[str], K: int, schemes: Sequence[str] = ("more",)
 ) -> dict[RMKey, RewardModel]:
     """The RMs `k_ablation` fitted on the first K available sources of `order` (reloaded from the run when present)."""
-    present = [s for s in order if s in data.sources]
-    if len(present) < K:
-        raise DataError(f"need {K} available sources of {list(order)} for the K = {K} step; have {present}")
-    return fit(cfg, data, schemes, run=run, sources=present[:K])
+    return fit(cfg, data, schemes, run=run, sources=sources_in_order(data, order, K)[:K])
 
 
 FEATURE_ONLY = ("sizeprop", "tuned", "famo")

@@ -108,7 +108,7 @@ def run_scenario(cfg: Config, spec: ScenarioSpec, seeds: Sequence[int]) -> pd.Da
         bench = benchmark(sweep, spec, seed)
         for scheme in sweep.schemes:
             calib = bench.calib if scheme == "tuned" else None
-            head = reward_head.train_head(bench.train, scheme, tcfg, seed, calib=calib, more=cfg.more)
+            head = reward_head.train_head(bench.train, scheme, tcfg, cfg.head, seed, calib=calib, more=cfg.more)
             lam = head.history["lam"].double().mean(0).tolist()
             rows.append(
                 {

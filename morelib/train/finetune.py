@@ -2,12 +2,12 @@
 
 One Trainer step = one balanced batch: B = `batch_per_source` pairs from each of K sources (paper: 5 × 16), taken
 from a plan fixed by the seed (`morelib.data.sampling.plan_for`: `batch_plan`, the same plan as the feature tier). With
-`train.group_by_length`, each source's picks inside every window of 64 batches are sorted by token length and re-cut,
+`finetune.group_by_length`, each source's picks inside every window of 64 batches are sorted by token length and re-cut,
 and the window's batches shuffled with the seed (less padding: −36% / −52% padded tokens at 256 / 512 tokens on
 Harmless, benchmarks/README.md §1). The dataset's item i IS batch i and the sampler is sequential, so Trainer's own
 resume logic skips exactly the consumed batches. The optimiser is fused AdamW where the build has it.
 Chosen and rejected texts (prompt + response, truncated on the left, padded on the right) go through ONE forward pass
-as [chosen; rejected]; with `train.share_prompt`, each pair is one row prompt + chosen + rejected with a block mask
+as [chosen; rejected]; with `finetune.share_prompt`, each pair is one row prompt + chosen + rejected with a block mask
 and positions restarting after the prompt (`morelib.backbone.prompt_sharing`: same rewards and gradients, the prompt
 read once).
 A forward pre-hook on the score layer captures its input at the last real token, z[2N, h]; the per-source BT losses
@@ -183,7 +183,7 @@ class MoreTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Σ_i λ_i L_i over the K sources of this batch (num_items_in_batch unused: every source loss is a mean)."""
         source_ids = inputs["source_ids"]
-        packed = {k: inputs[k] for k in ("position_ids", "score_at") if k in inputs}  # train.share_prompt
+        packed = {k: inputs[k] for k in ("position_ids", "score_at") if k in inputs}  # finetune.share_prompt
         z, rewards = self._pooled_forward(model, inputs["input_ids"], inputs["attention_mask"], **packed)
         n = source_ids.shape[0]
         delta = rewards[:n] - rewards[n:]
@@ -318,7 +318,7 @@ def share_prompt_ok(model: Any, tokenizer: Any) -> bool:
     """True when this model and tokenizer can share the prompt; otherwise log why and train unshared."""
     reason = unshareable(model, tokenizer)
     if reason is not None:
-        log.info("train.share_prompt: %s, so chosen and rejected are read unshared", reason)
+        log.info("finetune.share_prompt: %s, so chosen and rejected are read unshared", reason)
     return reason is None
 
 
@@ -342,7 +342,7 @@ def training_args(
 
     max_steps = `optimizer_steps` with world_size = the processes of `accelerate launch` (default: the arguments' own).
     """
-    t = cfg.train
+    t = cfg.finetune
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     args = TrainingArguments(
         output_dir=str(output_dir),
@@ -379,7 +379,7 @@ def describe_plan(
     pairs per step and per source, optimizer steps per process and checkpoint steps (checked for the paper profile)."""
     plan = plan_for({name: [None] * n for name, n in sizes.items()}, cfg, seed, None, scheme)
     steps, per_epoch = plan_steps(sizes, cfg)
-    updates = optimizer_steps(plan.shape[0], cfg.train.grad_accum, world_size)
+    updates = optimizer_steps(plan.shape[0], cfg.finetune.grad_accum, world_size)
     used = plan.reshape(plan.shape[0], -1) if scheme == POOLED else plan
     return {
         "scheme": scheme,
@@ -390,7 +390,7 @@ def describe_plan(
         "pairs_per_step": int(used[0].numel()),
         "pairs_per_source": cfg.train.resample_pairs or max(sizes.values()),
         "optimizer_steps": updates,
-        "checkpoints": list(range(cfg.train.save_steps, updates + 1, cfg.train.save_steps)),
+        "checkpoints": list(range(cfg.finetune.save_steps, updates + 1, cfg.finetune.save_steps)),
     }
 
 
@@ -446,7 +446,7 @@ def finetune(
     _check_inputs(train_pairs, scheme, lam)
     seed = cfg.seeds[0] if seed is None else seed
     output_dir = Path(output_dir)
-    names, t = list(train_pairs), cfg.train
+    names, t = list(train_pairs), cfg.finetune
     weighter = MoreWeighter(len(names), cfg.more.alpha, cfg.more.normalization) if scheme == "more" else None
     weights = fixed_weights(lam, names) if scheme == "fixed" else torch.full((len(names),), 1.0 / len(names))
     existing = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
@@ -509,7 +509,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     ap.add_argument("--output-dir", required=True, type=Path)
     ap.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output-dir")
     ap.add_argument("--seed", type=int, help="default: the profile's first seed")
-    ap.add_argument("-o", "--override", action="append", default=[], help="dotted key=value, e.g. train.lr=1e-5")
+    ap.add_argument("-o", "--override", action="append", default=[], help="dotted key=value, e.g. finetune.lr=1e-5")
     args = ap.parse_args(argv)
     cfg = load_config(args.profile, parse_overrides(args.override))
     seed = cfg.seeds[0] if args.seed is None else args.seed

@@ -14,9 +14,9 @@ Baselines (`morelib.train.baselines`): `sizeprop` λ_i = n_i/Σn; `tuned` the fi
 has
 the lowest calibration log-loss (mean over sources of each source's calib mean −log σ(Δ)); `famo` FAMO's λ.
 The loss Σ λ_i L_i + ½·l2·‖w‖² is minimised by Adam with closed-form gradients (no autograd: the head is linear);
-the L2 term is coupled into the gradient, as torch.optim.Adam's weight_decay does. l2 = head_weight_decay · h / N
+the L2 term is coupled into the gradient, as torch.optim.Adam's weight_decay does. l2 = head.weight_decay · h / N
 (h features, N distinct training pairs over all sources): the MAP estimate under a prior w ~ N(0,
-I/(head_weight_decay·h))
+I/(head.weight_decay·h))
 on standardised features, i.e. a prior reward-difference scale that depends on neither h nor N. One setting then fits
 both 450 real 576-d pairs (5-fold CV on SmolLM2 HH-harmless features: best NLL) and 10,000 synthetic 64-d pairs;
 re-checked by 5-fold CV on each of the default profile's five sources (250 pairs, 128 tokens): the per-source optimum
@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from morelib.backbone.features import PairFeatures
-from morelib.core.config import HEAD_SCHEMES, MoreConfig, TrainConfig
+from morelib.core.config import HEAD_SCHEMES, HeadConfig, MoreConfig, TrainConfig
 from morelib.core.errors import ConfigError, DataError, TrainingError
 from morelib.data.sampling import POOLED, batch_plan, pooled_plan
 from morelib.train.baselines import Famo, fixed_weights, simplex_grid, size_proportional
@@ -213,6 +213,7 @@ def train_head(
     train: dict[str, PairFeatures],
     scheme: str,
     tcfg: TrainConfig,
+    hcfg: HeadConfig,
     seed: int,
     lam: Sequence[float] | None = None,
     callback: Callback | None = None,
@@ -220,6 +221,8 @@ def train_head(
     more: MoreConfig | None = None,
 ) -> HeadModel:
     """Fit a reward head on per-source training features with the given scheme (see module docstring).
+
+    `tcfg`: the batch plan and the baselines' settings; `hcfg`: the head's Adam lr, epochs and weight decay.
 
     callback(step, lam[K], loss[K]) runs after every step; returning False stops training early.
     `calib` (scheme `tuned` only): per-source calibration features on which the grid's λ is chosen.
@@ -232,11 +235,10 @@ def train_head(
         if scheme == "raw":
             return _raw_head(train, seed)
         if scheme == "tuned":
-            return _tuned_head(train, calib, tcfg, seed)
+            return _tuned_head(train, calib, tcfg, hcfg, seed)
         if scheme == "sizeprop":
-            head = train_head(
-                train, "fixed", tcfg, seed, size_proportional([pf.chosen.shape[0] for pf in train.values()]), callback
-            )
+            by_size = size_proportional([pf.chosen.shape[0] for pf in train.values()])
+            head = train_head(train, "fixed", tcfg, hcfg, seed, by_size, callback)
             head.meta |= {"scheme": "sizeprop", "lam": head.history["lam"][0].tolist()}
             return head
         names = list(train)
@@ -245,22 +247,21 @@ def train_head(
         sizes = {n: pf.chosen.shape[0] for n, pf in train.items()}
         offsets = torch.tensor([0] + list(sizes.values())[:-1]).cumsum(0)
         w = torch.zeros(diffs.shape[1])
-        l2 = tcfg.head_weight_decay * diffs.shape[1] / diffs.shape[0]
+        l2 = hcfg.weight_decay * diffs.shape[1] / diffs.shape[0]
+        adam = _Adam(w, hcfg.lr, l2)
         if scheme == POOLED:  # one pooled group of K·B pairs per step, plain mean BT loss
-            codes = pooled_plan(sizes, tcfg.batch_per_source, tcfg.head_epochs, tcfg.resample_pairs, seed)
+            codes = pooled_plan(sizes, tcfg.batch_per_source, hcfg.epochs, tcfg.resample_pairs, seed)
             stride = max(sizes.values())
             plan = offsets[codes // stride] + codes % stride
-            history = _fit(diffs, plan, w, "multitask", [POOLED], tcfg, None, callback, l2)
+            history = _fit(diffs, plan, "multitask", [POOLED], tcfg, None, callback, adam)
             lam_end = torch.full(
                 (len(names),), 1.0 / len(names)
             )  # resampled to one size, the pool weighs sources equally
         else:
-            plan = batch_plan(sizes, tcfg.batch_per_source, tcfg.head_epochs, tcfg.resample_pairs, seed)
+            plan = batch_plan(sizes, tcfg.batch_per_source, hcfg.epochs, tcfg.resample_pairs, seed)
             plan = (plan + offsets[None, :, None]).flatten(1)
-            history = _fit(diffs, plan, w, scheme, names, tcfg, lam, callback, l2, more)
-            lam_end = history["lam"][-(len(plan) // tcfg.head_epochs) :].mean(
-                0
-            )  # last epoch's λ (constant unless MORE)
+            history = _fit(diffs, plan, scheme, names, tcfg, lam, callback, adam, more)
+            lam_end = history["lam"][-(len(plan) // hcfg.epochs) :].mean(0)  # last epoch's λ (constant unless MORE)
         by_source = diffs.split(list(sizes.values()))
         w.copy_(polish(by_source, w, lam_end, l2))
         grad_norm = full_grad_norm(by_source, w, lam_end, l2)
@@ -268,9 +269,9 @@ def train_head(
     meta = {
         "scheme": scheme,
         "seed": seed,
-        "head_lr": tcfg.head_lr,
-        "head_epochs": tcfg.head_epochs,
-        "head_weight_decay": tcfg.head_weight_decay,
+        "head_lr": hcfg.lr,
+        "head_epochs": hcfg.epochs,
+        "head_weight_decay": hcfg.weight_decay,
         "l2": l2,
         "batch_per_source": tcfg.batch_per_source,
         "grad_norm": grad_norm,
@@ -288,13 +289,13 @@ def calib_log_loss(head: HeadModel, calib: dict[str, PairFeatures]) -> float:
 
 
 def _tuned_head(
-    train: dict[str, PairFeatures], calib: dict[str, PairFeatures], tcfg: TrainConfig, seed: int
+    train: dict[str, PairFeatures], calib: dict[str, PairFeatures], tcfg: TrainConfig, hcfg: HeadConfig, seed: int
 ) -> HeadModel:
     """The `fixed` head of the grid λ (weighting.simplex_grid) with the lowest `calib_log_loss` (first on a tie)."""
     grid = simplex_grid(len(train), tcfg.tuned_step, tcfg.tuned_max_points, seed)
     best, best_loss, losses = None, math.inf, []
     for lam in grid:
-        head = train_head(train, "fixed", tcfg, seed, lam)
+        head = train_head(train, "fixed", tcfg, hcfg, seed, lam)
         losses.append(calib_log_loss(head, {s: calib[s] for s in train}))
         if losses[-1] < best_loss:
             best, best_loss = head, losses[-1]
@@ -355,21 +356,19 @@ def full_grad_norm(diffs: Sequence[torch.Tensor], w: torch.Tensor, lam: torch.Te
 def _fit(
     diffs: torch.Tensor,
     plan: torch.Tensor,
-    w: torch.Tensor,
     scheme: str,
     names: list[str],
     tcfg: TrainConfig,
     lam: Sequence[float] | None,
     callback: Callback | None,
-    l2: float,
+    adam: _Adam,
     more: MoreConfig | None = None,
 ) -> dict[str, Any]:
-    """Run the planned steps on standardised diffs[ΣN, h] with plan[steps, K·B] and L2 `l2`; updates w in place."""
-    K, h = len(names), diffs.shape[1]
+    """Run the planned steps on standardised diffs[ΣN, h] with plan[steps, K·B]; `adam` updates its w in place."""
+    K, h, w = len(names), diffs.shape[1], adam.w
     weighter = MoreWeighter(K, more.alpha, more.normalization) if scheme == "more" else None
     famo = Famo(K, tcfg.famo_lr, tcfg.famo_decay) if scheme == "famo" else None
     weights = fixed_weights(lam, names) if scheme == "fixed" else torch.full((K,), 1.0 / K)
-    adam = _Adam(w, tcfg.head_lr, l2)
     lams, deltas, stopped = [], [], False
     for chunk in plan.split(_CHUNK_STEPS):
         X = diffs[chunk].view(len(chunk), K, -1, h)  # one gather per chunk: per-step indexing dominated the run time
