@@ -281,20 +281,6 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-<<<<<<< HEAD
-@_defaults_from("blocks")
-class BlocksConfig:
-    """The blocks tier: the backbone's top k blocks + final norm + score layer trained on cached hidden states."""
-
-    k: int
-    lr: float
-    head_lr: float
-    weight_decay: float
-    epochs: int
-    batch_size: int
-    cache_dtype: StoreDtype
-    tuned_max_points: int
-=======
 @_defaults_from("head")
 class HeadConfig:
     """The feature tier: a reward head trained on frozen backbone features (morelib.train.reward_head)."""
@@ -321,7 +307,21 @@ class FinetuneConfig:
     gradient_checkpointing: bool
     group_by_length: bool
     share_prompt: bool
->>>>>>> main
+
+
+@dataclass(frozen=True)
+@_defaults_from("blocks")
+class BlocksConfig:
+    """The blocks tier: the backbone's top k blocks + final norm + score layer trained on cached hidden states."""
+
+    k: int
+    lr: float
+    head_lr: float
+    weight_decay: float
+    epochs: int
+    batch_size: int
+    cache_dtype: StoreDtype
+    tuned_max_points: int
 
 
 @dataclass(frozen=True)
@@ -409,12 +409,9 @@ class Config:
     data: DataConfig
     model: ModelConfig
     train: TrainConfig
-<<<<<<< HEAD
-    blocks: BlocksConfig
-=======
     head: HeadConfig
     finetune: FinetuneConfig
->>>>>>> main
+    blocks: BlocksConfig
     more: MoreConfig
     rjs: RJSConfig
     judge: JudgeConfig
@@ -559,12 +556,9 @@ def validate(cfg: Config) -> None:
         f"(got pooling '{cfg.model.pooling}', layer {cfg.model.layer}; fine-tuning scores the last token)",
     )
     _validate_train(cfg.train)
-<<<<<<< HEAD
-    _validate_blocks(cfg.blocks)
-=======
     _validate_head(cfg.head)
     _validate_finetune(cfg.finetune)
->>>>>>> main
+    _validate_blocks(cfg.blocks)
     _check(
         not (cfg.finetune.share_prompt and cfg.train.tier == "finetune") or cfg.model.truncation_side == "left",
         "'finetune.share_prompt' cuts the shared prompt on the left: fine-tuning with it needs model.truncation_side "
@@ -618,15 +612,6 @@ def _validate_train(t: TrainConfig) -> None:
     _check(t.famo_lr > 0 and t.famo_decay >= 0, "'train.famo_lr' must be > 0 and 'train.famo_decay' ≥ 0")
 
 
-<<<<<<< HEAD
-def _validate_blocks(b: BlocksConfig) -> None:
-    """Range checks of the blocks tier (k above the backbone's layer count is checked where the model is loaded)."""
-    _check(b.k >= 1, f"'blocks.k' must be ≥ 1 (the top k transformer blocks are trained), got {b.k}")
-    _check(b.lr > 0 and b.head_lr > 0, f"'blocks.lr' and 'blocks.head_lr' must be positive, got {b.lr}, {b.head_lr}")
-    _check(b.weight_decay >= 0, f"'blocks.weight_decay' must be ≥ 0, got {b.weight_decay}")
-    for key in ("epochs", "batch_size", "tuned_max_points"):
-        _check(getattr(b, key) > 0, f"'blocks.{key}' must be positive, got {getattr(b, key)}")
-=======
 def _validate_head(h: HeadConfig) -> None:
     """Range checks of the feature tier's head schedule."""
     _check(h.lr > 0, f"'head.lr' must be positive, got {h.lr}")
@@ -649,7 +634,15 @@ def _check_grid(step: float, max_points: int, section: str) -> None:
         f"'{section}.tuned_step' must be 1/m for a positive integer m (e.g. 0.25), got {step}",
     )
     _check(max_points > 0, f"'{section}.tuned_max_points' must be positive, got {max_points}")
->>>>>>> main
+
+
+def _validate_blocks(b: BlocksConfig) -> None:
+    """Range checks of the blocks tier (k above the backbone's layer count is checked where the model is loaded)."""
+    _check(b.k >= 1, f"'blocks.k' must be ≥ 1 (the top k transformer blocks are trained), got {b.k}")
+    _check(b.lr > 0 and b.head_lr > 0, f"'blocks.lr' and 'blocks.head_lr' must be positive, got {b.lr}, {b.head_lr}")
+    _check(b.weight_decay >= 0, f"'blocks.weight_decay' must be ≥ 0, got {b.weight_decay}")
+    for key in ("epochs", "batch_size", "tuned_max_points"):
+        _check(getattr(b, key) > 0, f"'blocks.{key}' must be positive, got {getattr(b, key)}")
 
 
 def data_root(cfg: Config | DataConfig | str | Path | None) -> Path | None:
