@@ -6,19 +6,20 @@ on a CPU. The states entering block L−k are cached once per text (`morelib.bac
 norm and the rotary embedding, fed those states as `inputs_embeds` with the full model's attention mask and position
 ids; the reward is the score layer at the last real token, so its forward is the full model's (1e-4, fp32 states).
 One step = one balanced batch of B pairs per source (`morelib.data.sampling.batch_plan`, seeded). Per-source BT losses
-L_i are weighted as in the fine-tuning tier: `more` — MoreWeighter (momentum, normalisation, min-norm) on each
-source's closed-form score-layer gradient (`losses.source_head_grads` of z_w − z_l, z = the score layer's input, the
-function `morelib.train.finetune` uses); `multitask` λ = 1/K; `fixed` the given λ; `sizeprop` λ_i = n_i/Σn; `single`
-one source. The loss Σ λ_i L_i trains blocks, norm and score layer with AdamW (`blocks.lr`; `blocks.head_lr` for the
-score layer). The problem is not convex, so there is no polish at a fixed λ: every epoch's iterates are averaged
-(torch.optim.swa_utils.AveragedModel), and the epoch whose average has the lowest calibration NLL (mean over sources
-of each source's mean −log σ(Δ)) is kept, for every scheme alike. `tuned`: the `fixed` fit of the simplex-grid λ
-(`train.tuned_step`, at most `blocks.tuned_max_points` points, uniform first) with the lowest calibration NLL.
-Seeds vary the score layer's init (N(0, 0.02), as transformers initialises it) and the batch plan; MultiTask and MORE
-of one seed share both.
+L_i are weighted as in the fine-tuning tier: `more` — MoreWeighter (momentum, normalisation, min-norm) on each source's
+closed-form score-layer gradient (`losses.source_head_grads` of z_w − z_l, z = the score layer's input, the function
+`morelib.train.finetune` uses); `multitask` λ = 1/K; `fixed` the given λ; `sizeprop` λ_i = n_i/Σn; `single` one source.
+The loss Σ λ_i L_i trains blocks, norm and score layer with AdamW (`blocks.lr`; `blocks.head_lr` for the score layer);
+its gradient is formed as Σ λ_i ∇L_i from one backward pass per source of at most MICRO_PAIRS pairs each (the same
+gradient as one pass over the batch, at bounded memory; λ is known only after every source's z). The problem is not
+convex, so there is no polish at a fixed λ: every epoch's iterates are averaged (torch.optim.swa_utils.AveragedModel),
+and the epoch whose average has the lowest calibration NLL (mean over sources of each source's mean −log σ(Δ)) is kept,
+for every scheme alike. `tuned`: the `fixed` fit of the simplex-grid λ (`train.tuned_step`, at most
+`blocks.tuned_max_points` points, uniform first) with the lowest calibration NLL. Seeds vary the score layer's init
+(N(0, 0.02), as transformers initialises it) and the batch plan; MultiTask and MORE of one seed share both.
 Checked in tests/test_blocks.py (tiny random Llama): forward from cached states = the full model (1e-4); MORE's λ =
 the fine-tuning tier's on the same batch and weights; MORE with K = 1 = single; export through morelib.cli.export
-reproduced by `transformers` (1e-4); bad k, scheme and cache errors.
+reproduced by `transformers` (1e-4); the per-source gradient = autograd of Σ λ_i L_i; bad k, scheme and cache errors.
 # NOTE(paper): the paper fine-tunes every weight; this tier trains the top k blocks only (what 2 CPU cores allow).
 """
 
