@@ -1,16 +1,14 @@
 """Training throughput (issue 3): full fine-tuning pairs/s, feature-cache features/s, one head-tier training.
 
 1. Full fine-tuning of SmolLM2-135M through `morelib.train.finetune` exactly as shipped (scheme `single` on real
-Anthropic
-   Harmless test pairs, `--pairs` pairs per step, length-grouped plan, fused AdamW), at each `--lengths` max length:
-   fp32 for `--steps` steps (the first is warm-up and dropped when there are more), per-step wall and process-CPU
-   seconds from `steptimer`. bf16 (Trainer bf16 autocast) runs `--bf16-steps` step(s) only: on a CPU without
+   Anthropic Harmless test pairs, `--pairs` pairs per step, length-grouped plan, fused AdamW), at each `--lengths` max
+   length: fp32 for `--steps` steps (the first is warm-up and dropped when there are more), per-step wall and
+   process-CPU seconds from `steptimer`. bf16 (Trainer bf16 autocast) runs `--bf16-steps` step(s) only: on a CPU without
    AMX/AVX512-BF16 bf16 matmuls are emulated (~100-200x slower than fp32, roofline.py), so there it runs at
    `--bf16-length` tokens with `--bf16-pairs` pairs, beside an fp32 step of the same shape for the ratio; the single
    step includes the warm-up.
 2. Feature cache: `morelib.backbone.features.extract` of `--feature-pairs` fresh pairs (2 texts each) into a temporary
-cache
-   (cold: every text embedded), then the same call again (warm: every text read from the cache); backbone loaded
+   cache (cold: every text embedded), then the same call again (warm: every text read from the cache); backbone loaded
    beforehand, so loading is not timed.
 3. Head tier: one `train_head` MORE fit and one MultiTask fit on K x n synthetic feature pairs (h = 576).
 

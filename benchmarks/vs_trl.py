@@ -17,19 +17,17 @@ appends EOS), 8 pairs per step, lr 1e-6, no checkpoints inside the timed steps. 
                remove_unused_columns=False (else the Trainer drops that column first and the sampler raises;
                checked with TRL 1.16 / transformers 5.24 on the tiny model).
   ours       — morelib.train.finetune(scheme="single") fed the SAME random batches as `trl` (its shipped optimizer,
-  fused
-               AdamW, and finetune.share_prompt as shipped: one packed prompt + chosen + rejected row per pair): what
-               the trainer alone gives ("ours, random batches" in the report). Its padded tokens count those rows.
+               fused AdamW, and finetune.share_prompt as shipped: one packed prompt + chosen + rejected row per pair):
+               what the trainer alone gives ("ours, random batches" in the report). Its padded tokens count those rows.
   ours+lev   — morelib.train.finetune as shipped: length-grouped batches (each source's picks sorted by length within a
                window of `--window` batches, then the batches shuffled; `finetune.group_by_length: true`) and fused
                AdamW ("ours as shipped (length-grouped)" in the report).
 Step times come from a callback on every Trainer (benchmarks/steptimer.py); the first step of every run is warm-up.
-Batches of a run are drawn at random from a `--window`-batch plan of that kind (random or grouped), so a few timed
-steps see the steady-state length distribution (trl-best: its epoch plan over the whole pool, as TRL would read
-it). pairs/s = 8 / median step wall time; pairs/CPU-s uses process CPU
-time (less sensitive to other jobs on this shared machine). steady_* = 8 / (median seconds per padded token × the
-mean padded tokens per step over the whole window), which removes the luck of which few batches were drawn; the
-goal is judged on x_trl of the steady figures.
+Batches of a run are drawn at random from a `--window`-batch plan of that kind (random or grouped), so a few timed steps
+see the steady-state length distribution (trl-best: its epoch plan over the whole pool, as TRL would read it). pairs/s =
+8 / median step wall time; pairs/CPU-s uses process CPU time (less sensitive to other jobs on this shared machine).
+steady_* = 8 / (median seconds per padded token × the mean padded tokens per step over the whole window), which removes
+the luck of which few batches were drawn; the goal is judged on x_trl of the steady figures.
 
     .venv/bin/pip install -r requirements-bench.txt -c requirements.txt
     .venv/bin/python benchmarks/vs_trl.py --lengths 256 [--steps 3] [--rounds 2]   # then --lengths 512

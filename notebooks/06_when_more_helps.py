@@ -61,7 +61,7 @@ run.save_figure("when_more_helps", fig)
 # ## Finding (computed from this run)
 
 # %%
-finding = findings.finding_when_more_helps(diffs)
+finding = findings.when_more_helps(diffs)
 run.save_metrics(scenarios=described, means=means, vs_multitask=diffs, finding=finding)
 display(Markdown(finding))
 

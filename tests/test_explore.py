@@ -1,6 +1,6 @@
 """Explorer state (morelib.explore.engine) and widget layer (morelib.explore.widgets) without a browser.
 
-Every fit is compared with a direct `train.train_head` + `metrics.evaluate` on the same features and settings.
+Every fit is compared with a direct `train.train_head` + `metrics.all_metrics` on the same features and settings.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def direct(bench, cfg, scheme, lam=None, train_by_source=None):
     """Metrics per test source of a head trained directly by train_head with the explorer's settings."""
     tcfg, hcfg = engine.explore_configs(cfg.train, cfg.head, cfg.explore)
     head = reward_head.train_head(train_by_source or bench.train, scheme, tcfg, hcfg, cfg.explore.seed, lam=lam)
-    return {s: metrics.evaluate(head.reward_diff(pf), bins=(10,)) for s, pf in bench.test.items()}
+    return {s: metrics.all_metrics(head.reward_diff(pf), bins=(10,)) for s, pf in bench.test.items()}
 
 
 def test_set_lambda_changes_metrics_and_equals_direct_refit(ex, bench, cfg):

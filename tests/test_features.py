@@ -158,13 +158,6 @@ def test_pooling_and_layer_match_unpadded_hidden_states(tmp_path, pooling, layer
         )
 
 
-def test_pool_last_tokens_by_hand():
-    hidden = torch.arange(12.0).view(2, 3, 2)  # rows: right-padded [a b pad], left-padded [pad c d]
-    mask = torch.tensor([[1, 1, 0], [0, 1, 1]])
-    out = F.pool_last_tokens(hidden, mask, torch.tensor([5, 1]))  # 5 > real length → every real token
-    torch.testing.assert_close(out, torch.tensor([[1.0, 2.0], [10.0, 11.0]]))
-
-
 def test_default_feature_key_is_unchanged_and_choices_change_it(tmp_path):
     _, _, identity = F.backbone(CFG.name, CFG.dtype, CFG.padding_side)
     before = hashlib.sha256("\0".join([CFG.name, identity, "fp32", str(CFG.max_length), CFG.truncation_side]).encode())

@@ -11,7 +11,7 @@ from morelib.core import runs
 from morelib.core.config import load_config
 from morelib.core.errors import DataError, RunError
 from morelib.data import paper
-from morelib.evaluation import metrics
+from morelib.evaluation import metrics, stats
 from morelib.study import findings, pipeline, tables
 from morelib.train import reward_head, reward_models
 from morelib.train.reward_models import RMKey
@@ -79,11 +79,11 @@ def test_top_is_best_single_on_calib(cfg, fitted):
     )
 
 
-def test_evaluate_matches_direct_metrics_and_temperature_keeps_accuracy(cfg, fitted):
+def test_metric_table_matches_direct_metrics_and_temperature_keeps_accuracy(cfg, fitted):
     data, _, _, heads = fitted
-    table = pipeline.evaluate(heads, data, cfg, temperature_scaled=True)
+    table = pipeline.metric_table(heads, data, cfg, temperature_scaled=True)
     key, src = RMKey("more", seed=cfg.seeds[0]), data.sources[0]
-    direct = metrics.evaluate(heads[key].head.reward_diff(data.features[src]["test"]).numpy())
+    direct = metrics.all_metrics(heads[key].head.reward_diff(data.features[src]["test"]).numpy())
     row = table[(table.scheme == "more") & (table.seed == cfg.seeds[0]) & (table.test_source == src)].iloc[0]
     assert row["ece_10"] == pytest.approx(direct["ece_10"]) and row["accuracy"] == pytest.approx(direct["accuracy"])
     scaled = table[(table.scheme == "more+T") & (table.seed == cfg.seeds[0]) & (table.test_source == src)].iloc[0]
@@ -109,6 +109,27 @@ def test_compare_is_seed_mean_difference_with_ci(cfg, fitted):
     n = len(cfg.seeds)
     assert row["diff"] == pytest.approx(np.mean(ece[:n]) - np.mean(ece[n:]))
     assert row["lo"] <= row["hi"]
+    # the per-source CI Holm reads is the two-component one (seed spread + test pairs), not pairs with seeds fixed
+    stack = {s: {src: tables._stacked(diffs, s, src)} for s in ("more", "multitask")}
+    same = stats.pooled_paired_bootstrap(stack["more"], stack["multitask"], tables.BATCHED_FNS["ece_10"], cfg.n_boot)
+    assert (row["lo"], row["hi"], row["se"], row["df"]) == pytest.approx(
+        (same["lo"], same["hi"], same["se"], same["df"])
+    )
+    per_seed = np.subtract(ece[:n], ece[n:])
+    assert row["se"] ** 2 >= per_seed.var(ddof=1) / n - 1e-15
+
+
+def test_paper_power_reads_every_paper_gap_and_attenuates_it(cfg, fitted):
+    data, _, _, heads = fitted
+    diffs = pipeline.scheme_diffs(heads, data)
+    pooled = tables.pooled_compare(diffs, "more", "multitask", cfg, ["ece_10"])
+    power = tables.paper_power(diffs, pooled)
+    t3 = paper.read("table3")
+    assert list(power["base_model"]) == list(t3["base_model"].drop_duplicates())
+    for r in power.itertuples():
+        eff = paper.ece_effect(r.base_model)
+        assert r.gap == pytest.approx(eff["effect"]) and 0 < r.attenuation < 1.2
+        assert r.power == pytest.approx(stats.power_at(r.gap * r.attenuation, pooled["se"][0], df=pooled["df"][0]))
 
 
 def test_synthetic_truth_and_outliers(cfg, fitted):
@@ -148,12 +169,12 @@ def test_findings_follow_the_numbers():
         }
     )
     worse = better.assign(more=[0.07, 0.08], diff=[0.02, 0.02], lo=[0.01, 0.01], hi=[0.03, 0.04])
-    assert "holds on this run" in findings.finding_more_vs_multitask(better, 3)
-    assert "does NOT hold" in findings.finding_more_vs_multitask(worse, 3)
-    assert "favours MORE on 2" in findings.finding_more_vs_multitask(better, 3)
+    assert "holds on this run" in findings.more_vs_multitask(better, 3)
+    assert "does NOT hold" in findings.more_vs_multitask(worse, 3)
+    assert "favours MORE on 2" in findings.more_vs_multitask(better, 3)
     matrix = pd.DataFrame([[0.7, 0.5], [0.4, 0.8]], index=["a", "b"], columns=["a", "b"])
-    assert "for 2 of 2 sources" in findings.finding_diversity(matrix)
-    assert "for 0 of 2 sources" in findings.finding_diversity(matrix.T.rename(index={"a": "b", "b": "a"}))
+    assert "for 2 of 2 sources" in findings.diversity(matrix)
+    assert "for 0 of 2 sources" in findings.diversity(matrix.T.rename(index={"a": "b", "b": "a"}))
     assert "WebGPT" not in findings.missing_note({}) and "webgpt" in findings.missing_note({"webgpt": "x"})
 
 
@@ -193,7 +214,7 @@ def test_k_ablation_finding_and_smaller_abs_diff_is_better():
             "hi": [-0.01, 0.03, -0.001],
         }
     )
-    text = findings.finding_k_ablation(ks, pd.Series({"helpful": 0.04}), ["webgpt (missing)"], trend=trend)
+    text = findings.k_ablation(ks, pd.Series({"helpful": 0.04}), ["webgpt (missing)"], trend=trend)
     assert "MORE 0.0500 at K=2 → 0.0300 at K=3 (K-trend" in text and ": falls)" in text and "below it" in text
     assert "(½, ½)" in text and "no change the CI can confirm" in text
     assert "webgpt" in text
@@ -208,7 +229,7 @@ def test_k_ablation_finding_and_smaller_abs_diff_is_better():
             "hi": [-0.2],
         }
     )
-    assert "favours MORE on 1" in findings.finding_comparison(cmp, "more", "top", 1)
+    assert "favours MORE on 1" in findings.comparison(cmp, "more", "top", 1)
 
 
 def test_finetune_tier_dispatch(tmp_path):
@@ -221,7 +242,7 @@ def test_finetune_tier_dispatch(tmp_path):
     heads = pipeline.fit(cfg, data, ["raw", "more"], run=run, sources=data.sources[:2])
     key = RMKey("more", subset=data.sources[:2], seed=0)
     assert isinstance(heads[key], reward_models.FinetunedRM) and heads[key].history["lam"].shape[1] == 2
-    table = pipeline.evaluate(heads, data, cfg, diffs=pipeline.reward_diffs(heads, data, sources=data.sources[:1]))
+    table = pipeline.metric_table(heads, data, cfg, diffs=pipeline.reward_diffs(heads, data, sources=data.sources[:1]))
     assert set(table["scheme"]) == {"raw", "more"} and table["accuracy"].between(0, 1).all()
     again = pipeline.fit(cfg, data, ["more"], run=run, sources=data.sources[:2])
     assert again[key].path == heads[key].path, "a finished fine-tuned RM is reused, not retrained"
@@ -234,9 +255,23 @@ def test_synthetic_benchmark_trains_heads_even_in_finetune_tier():
     assert isinstance(heads[RMKey("more", seed=0)], reward_models.HeadRM)
 
 
+def test_synthetic_study_draws_one_benchmark_instance_per_seed(cfg):
+    """Issue 24: notebook 02's synthetic verdict, like notebook 06's, draws a benchmark per seed (its r* differs)."""
+    table, truth = pipeline.synthetic_study(cfg, ["multitask"])
+    assert sorted(truth["seed"].unique()) == sorted(cfg.seeds) and sorted(table["seed"].unique()) == sorted(cfg.seeds)
+    r0, r1 = (pipeline.synthetic_data(cfg, s)[1].r_star for s in cfg.seeds[:2])
+    assert not np.allclose(r0, r1)
+    one = pipeline.synthetic_truth(
+        pipeline.fit(cfg, pipeline.synthetic_data(cfg, cfg.seeds[1])[0], ["multitask"], seeds=[cfg.seeds[1]]),
+        *pipeline.synthetic_data(cfg, cfg.seeds[1]),
+    )
+    mine = truth[truth["seed"] == cfg.seeds[1]].reset_index(drop=True)
+    assert mine["cosine_to_r_star"].to_numpy() == pytest.approx(one["cosine_to_r_star"].to_numpy())
+
+
 def test_own_vs_best_other_matches_matrix(cfg, fitted):
     data, _, _, heads = fitted
-    table = pipeline.evaluate(heads, data, cfg)
+    table = pipeline.metric_table(heads, data, cfg)
     matrix = tables.accuracy_matrix(table)
     own = tables.own_vs_best_other(pipeline.scheme_diffs(heads, data), matrix, cfg)
     assert list(own["test_source"]) == data.sources
@@ -244,11 +279,11 @@ def test_own_vs_best_other_matches_matrix(cfg, fitted):
         assert row.own == pytest.approx(matrix.loc[row.test_source, row.test_source])
         assert row.best_other_accuracy == pytest.approx(matrix[row.test_source].drop(["raw", row.test_source]).max())
         assert row.own_lo <= row.own <= row.own_hi  # percentile bootstrap of the seed-mean correctness
-    text = findings.finding_diversity(matrix, own)
+    text = findings.diversity(matrix, own)
     assert "paired 95% CI above 0" in text and "CI lies above chance" in text
 
 
-def test_temperature_finding_reports_a_closed_gap_and_a_kept_one():
+def test_temperature_finding_closes_a_gap_only_by_an_equivalence_test():
     import pandas as pd
 
     from morelib.study import findings
@@ -267,20 +302,28 @@ def test_temperature_finding_reports_a_closed_gap_and_a_kept_one():
             "diff": [(lo + hi) / 2],  # noqa: E731
             "lo": [lo],
             "hi": [hi],
+            "se": [(hi - lo) / 3.92],
+            "df": [float("inf")],
             "n_sources": [2],
             "n_pairs": [300],
             "n_seeds": [3],
         }
     )
     before = pooled("more", "multitask", -0.015, -0.005)
-    closed = findings.finding_temperature(
+    closed = findings.temperature(
         rows(0.0502), pooled_before=before, pooled_after=pooled("more+T", "multitask+T", -0.004, 0.005)
     )
-    kept = findings.finding_temperature(
+    kept = findings.temperature(
         rows(0.040), pooled_before=before, pooled_after=pooled("more+T", "multitask+T", -0.015, -0.005)
     )
-    assert "closes the gap" in closed and "survives recalibration" in kept
-    assert "no verdict" in findings.finding_temperature(rows(0.040)), "means alone never choose the verdict"
+    assert "closes the gap" in closed and "90% CI [-0.0033, +0.0043]" in closed and "±0.0050" in closed
+    assert "survives recalibration" in kept
+    # the after-CI includes 0 but is too wide for equivalence at ±0.005: "no longer established", never "closes"
+    wide = findings.temperature(
+        rows(0.0502), pooled_before=before, pooled_after=pooled("more+T", "multitask+T", -0.009, 0.010)
+    )
+    assert "no longer established" in wide and "closes" not in wide and "equivalence test fails" in wide
+    assert "no verdict" in findings.temperature(rows(0.040)), "means alone never choose the verdict"
 
 
 def test_outlier_finding_gives_integer_counts_per_seed_and_a_ci_verdict():
@@ -297,22 +340,23 @@ def test_outlier_finding_gives_integer_counts_per_seed_and_a_ci_verdict():
     cmp = pd.DataFrame(
         {"metric": ["outlier_count"], "test_source": ["helpful"], "diff": [-1.5], "lo": [-3.0], "hi": [-0.5]}
     )
-    text = findings.finding_outliers(counts, cmp)
+    text = findings.outliers(counts, cmp)
     assert "MORE +0/−1, +2/−1 (seeds 0, 1)" in text and "n=" not in text and "nan" not in text
     assert "MORE has fewer outliers than MultiTask" in text
-    wide = findings.finding_outliers(counts, cmp.assign(hi=0.5))
+    wide = findings.outliers(counts, cmp.assign(hi=0.5))
     assert "MORE's outlier count is not distinguishable" in wide and "fewer" not in wide
-    assert "no verdict" in findings.finding_outliers(counts) and "fewer" not in findings.finding_outliers(counts)
+    assert "no verdict" in findings.outliers(counts) and "fewer" not in findings.outliers(counts)
 
 
 def test_floor_columns_and_pooled_comparison(cfg, fitted):
     data, _, _, heads = fitted
-    table = pipeline.evaluate(heads, data, cfg)
+    table = pipeline.metric_table(heads, data, cfg)
     key, src = RMKey("more", seed=cfg.seeds[0]), data.sources[0]
     d = heads[key].head.reward_diff(data.features[src]["test"]).numpy()
     row = table[(table.scheme == "more") & (table.seed == cfg.seeds[0]) & (table.test_source == src)].iloc[0]
     assert row["ece_10_floor"] == pytest.approx(metrics.ece_floor(d, 10))
-    assert row["ece_10_debiased"] == pytest.approx(row["ece_10"] - row["ece_10_floor"])
+    assert row["ece_10_excess"] == pytest.approx(row["ece_10"] - row["ece_10_floor"])
+    assert row["ece_10_debiased"] == pytest.approx(metrics.debiased_ece(d, 10))
     summ = tables.summary(table, ["accuracy", "ece_10"])
     assert list(summ.columns[2:]) == [
         "accuracy",
@@ -321,10 +365,11 @@ def test_floor_columns_and_pooled_comparison(cfg, fitted):
         "ece_10_sd",
         "ece_10_floor",
         "ece_10_floor_p95",
+        "ece_10_excess",
         "ece_10_debiased",
         "seeds",
     ]
-    assert {"ece_floor", "ece_debiased"} <= set(tables.table3(table).columns)
+    assert {"ece_floor", "ece_excess", "ece_debiased"} <= set(tables.table3(table).columns)
     diffs = pipeline.scheme_diffs(heads, data)
     cmp = tables.compare(diffs, "more", "multitask", cfg, ["accuracy", "ece_10"])
     ece = cmp[cmp.metric == "ece_10"]
@@ -334,7 +379,9 @@ def test_floor_columns_and_pooled_comparison(cfg, fitted):
     pooled = tables.pooled_compare(diffs, "more", "multitask", cfg).set_index("metric")
     for metric in ("accuracy", "ece_10"):
         assert pooled.loc[metric, "diff"] == pytest.approx(cmp[cmp.metric == metric]["diff"].mean())
-        assert pooled.loc[metric, "mde"] == pytest.approx(2.8016 * pooled.loc[metric, "se"], rel=1e-3)
+        se, df = pooled.loc[metric, "se"], pooled.loc[metric, "df"]
+        assert pooled.loc[metric, "mde"] == pytest.approx(stats.minimum_detectable_effect(se, df=df), rel=1e-9)
+        assert se**2 == pytest.approx(pooled.loc[metric, "se_seed"] ** 2 + pooled.loc[metric, "se_pairs"] ** 2)
     assert pooled.loc["ece_10", "more_floor"] == pytest.approx(ece["more_floor"].mean())
     assert pooled.loc["ece_10", "n_pairs"] == sum(len(data.features[s]["test"].chosen) for s in data.sources)
 

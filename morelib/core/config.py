@@ -34,6 +34,7 @@ Normalization = Literal[
     "l2", "loss", "loss+", "none"
 ]  # MORE's gradient normalisation before eq. 9 (morelib.train.more)
 Tier = Literal["features", "finetune"]
+SeedResample = Literal["bootstrap", "halves", "subsample"]  # how each seed draws its training pairs (sampling.py)
 Dtype = Literal["auto", "bf16", "fp32", "fp16"]
 StoreDtype = Literal["fp16", "bf16", "fp32"]  # on-disk dtype of cached hidden states (morelib.backbone.hidden_states)
 Side = Literal["left", "right"]
@@ -272,6 +273,7 @@ class TrainConfig:
     batch_per_source: int
     resample_pairs: int | None
     seed_subsample: float
+    seed_resample: SeedResample
     temperature_scaling: bool
     single_batch: int | None
     tuned_step: float

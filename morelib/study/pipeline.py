@@ -1,13 +1,12 @@
-"""The study the notebooks run (paper §3–5.3): load sources, extract features once, fit RMs once per run, evaluate.
+"""The study the notebooks run (paper §3–5.3): load sources, extract features once, fit RMs once per run, score them.
 
 Notebooks call only these functions, so each reads like a section of the paper. `prepare` loads every configured
 source (a missing one, e.g. WebGPT offline, is reported in `StudyData.missing`, never faked) and extracts features
 through the content-keyed cache in `outputs/cache`. `fit` trains the reward heads of a scheme for every seed and saves
 them under `<run>/heads/<config fingerprint>/`, so later notebooks of the same run reuse them instead of retraining.
-`evaluate` gives a tidy table (one row per RM, seed and test source). The Single-Top scheme of Table 3 is the
-single-source
-RM with the best *calibration-split* accuracy on each test source (NOTE(paper): the paper picks it on test).
-Checked in tests/test_study.py against direct calls to train/metrics on the synthetic benchmark.
+`metric_table` gives a tidy table (one row per RM, seed and test source). The Single-Top scheme of Table 3 is the
+single-source RM with the best *calibration-split* accuracy on each test source (NOTE(paper): the paper picks it on
+test). Checked in tests/test_study.py against direct calls to train/metrics on the synthetic benchmark.
 """
 
 from __future__ import annotations
@@ -116,9 +115,18 @@ def head_file(folder: Path, key: RMKey) -> Path:
 
 
 def seed_pairs(pairs: list[Pair], cfg: Config, seed: int, source: str) -> list[Pair]:
-    """The training pairs of `source` that seed `seed` trains on (`train.seed_subsample` of them; see
+    """The training pairs of `source` that seed `seed` trains on (`train.seed_resample`, `train.seed_subsample`; see
     sampling.seed_indices)."""
-    return [pairs[i] for i in sampling.seed_indices(len(pairs), cfg.train.seed_subsample, seed, source).tolist()]
+    t = cfg.train
+    return [
+        pairs[i] for i in sampling.seed_indices(len(pairs), t.seed_subsample, seed, source, t.seed_resample).tolist()
+    ]
+
+
+def available_train(data: StudyData, source: str) -> int:
+    """Training pairs of `source` on its split before any `train_pairs` cap (the split report's `available`), else the
+    pairs its features hold (synthetic data): the n_i of the `sizeprop` baseline."""
+    return int(data.counts.get(source, {}).get("available", {}).get("train", len(data.features[source]["train"])))
 
 
 def _fit_one(cfg: Config, data: StudyData, key: RMKey, sources: list[str], folder: Path | None) -> RewardModel:
@@ -131,12 +139,15 @@ def _fit_one(cfg: Config, data: StudyData, key: RMKey, sources: list[str], folde
         return HeadRM(reward_head.HeadModel.load(path))
     by_source = {
         s: data.features[s]["train"].subset(
-            sampling.seed_indices(len(data.features[s]["train"]), cfg.train.seed_subsample, seed, s)
+            sampling.seed_indices(
+                len(data.features[s]["train"]), cfg.train.seed_subsample, seed, s, cfg.train.seed_resample
+            )
         )
         for s in sources
     }
     calib = {s: data.features[s]["calib"] for s in sources} if scheme == "tuned" else None  # λ chosen on calib
-    head = reward_head.train_head(by_source, scheme, cfg.train, cfg.head, seed, calib=calib, more=cfg.more)
+    sizes = {s: available_train(data, s) for s in sources} if scheme == "sizeprop" else None
+    head = reward_head.train_head(by_source, scheme, cfg.train, cfg.head, seed, calib=calib, more=cfg.more, sizes=sizes)
     if path is not None:
         head.save(path)
     return HeadRM(head)
@@ -345,7 +356,7 @@ def temperature_fits(heads: dict[RMKey, RewardModel], data: StudyData) -> dict[R
     return out
 
 
-def evaluate(
+def metric_table(
     heads: dict[RMKey, RewardModel],
     data: StudyData,
     cfg: Config,
@@ -353,8 +364,8 @@ def evaluate(
     diffs: dict[RMKey, dict[str, np.ndarray]] | None = None,
 ) -> pd.DataFrame:
     """Tidy test metrics: one row per (scheme, seed, train_source, test_source) with accuracy, ECE/ACE/MCE (each ECE
-    with
-    its noise floor, floor p95 and debiased value: `metrics.evaluate(floor=True)`), Brier, NLL."""
+    with its noise floor, floor p95, excess over the floor and debiased value: `metrics.all_metrics(floor=True)`),
+    Brier, NLL."""
     if diffs is None:
         diffs = scheme_diffs(heads, data, "test")
         if temperature_scaled and cfg.train.temperature_scaling:
@@ -373,7 +384,7 @@ def evaluate(
                     "train_source": train_src,
                     "test_source": test_src,
                     "n": len(d),
-                    **metrics.evaluate(d, floor=True),
+                    **metrics.all_metrics(d, floor=True),
                 }
             )
     return pd.DataFrame(rows)
@@ -389,6 +400,19 @@ def synthetic_data(cfg: Config, seed: int | None = None) -> tuple[StudyData, Any
         data.labels[name] = name
         data.counts[name] = {"used": {s: int(bench.split(s)[name].chosen.shape[0]) for s in SIDES}}
     return data, bench
+
+
+def synthetic_study(cfg: Config, schemes: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(tidy test metrics, truth table) of `schemes` on the synthetic benchmark with ONE benchmark instance per seed
+    (`synthetic_data(cfg, seed)`), as notebook 06 draws them: the spread over seeds then covers the benchmark draw
+    (r*, drifts, pairs) as well as the training resample, so a seed CI speaks for the benchmark, not one instance."""
+    tables, truths = [], []
+    for seed in cfg.seeds:
+        data, bench = synthetic_data(cfg, seed)
+        heads = fit(cfg, data, schemes, seeds=[seed])
+        tables.append(metric_table(heads, data, cfg, temperature_scaled=True))
+        truths.append(synthetic_truth(heads, data, bench))
+    return pd.concat(tables, ignore_index=True), pd.concat(truths, ignore_index=True)
 
 
 def serving_head(key: RMKey, test_source: str, top: dict[tuple[int, str], str]) -> RMKey:
@@ -455,7 +479,7 @@ def k_ablation(
     for k in range(start, len(present) + 1):
         subset = present[:k]
         heads = fit(cfg, data, schemes, run=run, sources=subset)
-        table = evaluate(heads, data, cfg, diffs=reward_diffs(heads, data, "test", sources=tests))
+        table = metric_table(heads, data, cfg, diffs=reward_diffs(heads, data, "test", sources=tests))
         tables.append(table.assign(K=k, added=subset[-1]))
     return pd.concat(tables, ignore_index=True), skipped
 

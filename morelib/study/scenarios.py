@@ -1,9 +1,8 @@
 """The "when does MORE help?" sweep: named synthetic scenarios (params `synthetic_scenarios`) × seeds × schemes.
 
 Each scenario is the eq. 4 drift benchmark (`morelib.study.synthetic`) with per-source train sizes, label scales, drift
-norms
-and drift directions. Every scheme's head is scored against the SHARED truth, not only against each source's drifted
-labels (which reward fitting the drift):
+norms and drift directions. Every scheme's head is scored against the SHARED truth, not only against each source's
+drifted labels (which reward fitting the drift):
 - `cosine_to_r_star`: cos(w/scale, r*) of the head's direction in feature space;
 - `truth_ece`: the binned calibration gap against p* = σ(r*·(z_chosen − z_rejected)) on all sources' test pairs pooled:
   both ordered pairs (σ(Δ̂), p*) and (σ(−Δ̂), 1 − p*), equal-width (a, b] bins of the prediction (as

@@ -1,35 +1,24 @@
-"""Reward-model training, feature tier: a linear reward head on frozen backbone features (paper §4–5, Eqs. 2, 8–9).
+"""Reward-model training, feature tier: a linear reward head on frozen backbone features (paper §4–5, eqs. 2, 8–9).
 
-r(z) = w·(z − mean)/scale + b on pooled features z[h]; standardisation statistics come from the training features.
-Every trained scheme sees the same balanced batches (`morelib.data.sampling.batch_plan`: B = `batch_per_source` pairs
-per source and step, each source resampled to a common size, seeded per source) and differs only in the weights λ
-of the per-source BT losses L_i: `multitask` λ = 1/K, `fixed` λ = the given weights normalised to sum 1, `more` λ
-from `MoreWeighter` on the closed-form head gradients (paper §4: MORE uses reward-head gradients only), `single` one
-source (λ = [1]); `raw` is the untrained, seeded head a HF sequence classifier starts from (score weights N(0, 0.02),
-no standardisation).
-`multitask-pooled` is the paper's and reference code's MultiTask: every source resampled to the common size, pooled,
-shuffled and cut into batches of K·B (so a batch holds a random number of pairs of each source), loss = the batch mean;
-its history has one column, `source_names` = ["multitask-pooled"].
-Baselines (`morelib.train.baselines`): `sizeprop` λ_i = n_i/Σn; `tuned` the fixed λ of a coarse simplex grid whose head
-has
-the lowest calibration log-loss (mean over sources of each source's calib mean −log σ(Δ)); `famo` FAMO's λ.
-The loss Σ λ_i L_i + ½·l2·‖w‖² is minimised by Adam with closed-form gradients (no autograd: the head is linear);
-the L2 term is coupled into the gradient, as torch.optim.Adam's weight_decay does. l2 = head.weight_decay · h / N
-(h features, N distinct training pairs over all sources): the MAP estimate under a prior w ~ N(0,
-I/(head.weight_decay·h))
-on standardised features, i.e. a prior reward-difference scale that depends on neither h nor N. One setting then fits
-both 450 real 576-d pairs (5-fold CV on SmolLM2 HH-harmless features: best NLL) and 10,000 synthetic 64-d pairs;
-re-checked by 5-fold CV on each of the default profile's five sources (250 pairs, 128 tokens): the per-source optimum
-ranges 0.5–16 and 2.0 is within 0.02 nats of each.
-Adam on batches of 16 hovers ~0.01 nats of training loss above the optimum (real SmolLM2 features, issue 15), so every
-trained head then gets a full-batch float64 L-BFGS `polish` to the exact optimum at fixed λ: λ = the scheme's weights,
-and for MORE the mean of its per-step λ over the last epoch (MORE's λ still comes only from its balanced batches).
-`history["grad_norm"]` (also in `meta`) is the final full-batch gradient norm, `history["lam_final"]` the λ polished at.
-The bias b cancels in every BT loss and stays 0.
-Checked in tests/test_train.py: gradients vs autograd, Adam vs torch.optim.Adam, MORE with K = 1 = single,
-fixed uniform λ = multitask, seeds, accuracy on the synthetic drift benchmark (morelib.study.synthetic), and a single
-head on
-real SmolLM2 features within 0.005 nats of test log-loss of an independent scipy L-BFGS optimum.
+r(z) = w·(z − mean)/scale + b on pooled features z[h], standardised with the training features' statistics (b cancels in
+every BT loss and stays 0). Each step takes one balanced batch (`morelib.data.sampling.batch_plan`: B pairs per source,
+each source resampled to a common size) and minimises
+    Σ_i λ_i L_i(w) + ½·l2·‖w‖²,  L_i = mean over source i's pairs of −log σ(r(z_w) − r(z_l)),  l2 = wd·h/N
+(wd the head's weight decay, h features, N distinct training pairs: the MAP estimate under a prior w ~ N(0, I/(wd·h)) on
+standardised features, a reward-difference scale that depends on neither h nor N) by Adam on closed-form gradients (the
+head is linear: no autograd; the L2 term coupled into the gradient as torch.optim.Adam's weight_decay).
+The schemes differ only in λ: `multitask` 1/K; `fixed` the given weights normalised to sum 1; `single` [1]; `more` from
+`MoreWeighter` on the per-source head gradients (paper §4); the baselines `sizeprop`, `tuned`, `famo`
+(`morelib.train.baselines`). `multitask-pooled` is the paper's and reference code's MultiTask: random pooled batches of
+K·B pairs, plain batch-mean loss, one history column. `raw` is the untrained, seeded head an HF sequence classifier
+starts from (score weights N(0, 0.02), no standardisation).
+After Adam every trained head gets a full-batch float64 L-BFGS `polish` to the exact optimum at fixed λ: the scheme's λ,
+for MORE and FAMO the mean of their per-step λ over the last epoch (`history["lam_final"]`); `history["grad_norm"]`
+(also in `meta`) is the final full-batch gradient norm. How wd and the schedule were chosen, and Adam's measured gap to
+the optimum: README.md, "Compute tiers".
+Checked in tests/test_reward_head.py: gradients vs autograd, Adam vs torch.optim.Adam, MORE with K = 1 = single, fixed uniform
+λ = multitask, seeds, accuracy on the synthetic drift benchmark (morelib.study.synthetic), and a single head on real
+SmolLM2 features within 0.005 nats of test log-loss of an independent scipy L-BFGS optimum.
 # NOTE(paper): the paper fine-tunes the whole model (see morelib.train.finetune); this tier trains the head only.
 """
 
@@ -54,7 +43,7 @@ from morelib.train.losses import batch_grads
 from morelib.train.more import MoreWeighter
 
 RAW_INIT_STD = 0.02  # transformers' default initializer_range for the score layer
-HEAD_THREADS = 1  # K·B×h matmuls are tiny: one thread is faster than two busy ones (measured, docstring of train_head)
+HEAD_THREADS = 1  # K·B×h matmuls are tiny: one thread beats two busy ones (benchmarks/README.md, levers table)
 _ADAM_BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8
 POLISH_TOL, POLISH_MAX_ITER = 1e-7, 500  # L-BFGS stops at max |∂/∂w| ≤ this (~15–30 iterations here)
 _CHUNK_STEPS = 128  # steps whose batches are gathered at once (128·K·B·h floats)
@@ -219,6 +208,7 @@ def train_head(
     callback: Callback | None = None,
     calib: dict[str, PairFeatures] | None = None,
     more: MoreConfig | None = None,
+    sizes: dict[str, int] | None = None,
 ) -> HeadModel:
     """Fit a reward head on per-source training features with the given scheme (see module docstring).
 
@@ -227,6 +217,8 @@ def train_head(
     callback(step, lam[K], loss[K]) runs after every step; returning False stops training early.
     `calib` (scheme `tuned` only): per-source calibration features on which the grid's λ is chosen.
     `more` (scheme `more` only): MORE's α and normalisation, default params/default.yaml's `more` section.
+    `sizes` (scheme `sizeprop` only): each source's AVAILABLE training pairs, which set λ_i = n_i/Σn (default: the pairs
+    in `train`, which a per-source cap makes equal); ConfigError unless it names exactly the training sources.
     Raises TrainingError naming the step and source when a loss becomes NaN/inf.
     """
     with _threads(HEAD_THREADS), torch.no_grad():
@@ -237,7 +229,10 @@ def train_head(
         if scheme == "tuned":
             return _tuned_head(train, calib, tcfg, hcfg, seed)
         if scheme == "sizeprop":
-            by_size = size_proportional([pf.chosen.shape[0] for pf in train.values()])
+            n = sizes if sizes is not None else {name: pf.chosen.shape[0] for name, pf in train.items()}
+            if set(n) != set(train):
+                raise ConfigError(f"sizeprop sizes must name the training sources {list(train)}, got {list(n)}")
+            by_size = size_proportional([n[name] for name in train])
             head = train_head(train, "fixed", tcfg, hcfg, seed, by_size, callback)
             head.meta |= {"scheme": "sizeprop", "lam": head.history["lam"][0].tolist()}
             return head
@@ -291,7 +286,7 @@ def calib_log_loss(head: HeadModel, calib: dict[str, PairFeatures]) -> float:
 def _tuned_head(
     train: dict[str, PairFeatures], calib: dict[str, PairFeatures], tcfg: TrainConfig, hcfg: HeadConfig, seed: int
 ) -> HeadModel:
-    """The `fixed` head of the grid λ (weighting.simplex_grid) with the lowest `calib_log_loss` (first on a tie)."""
+    """The `fixed` head of the grid λ (baselines.simplex_grid) with the lowest `calib_log_loss` (first on a tie)."""
     grid = simplex_grid(len(train), tcfg.tuned_step, tcfg.tuned_max_points, seed)
     best, best_loss, losses = None, math.inf, []
     for lam in grid:
