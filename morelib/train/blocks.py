@@ -39,7 +39,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from morelib.backbone.features import backbone
 from morelib.backbone.hidden_states import SHARD_TEXTS, StateCache, check_k, n_blocks
-from morelib.backbone.model import is_encoder, last_token_index, score_layer
+from morelib.backbone.model import at_last_token, is_encoder, score_layer
 from morelib.core.config import BLOCKS_SCHEMES, Config
 from morelib.core.errors import ConfigError, DataError, ModelError, RunError, TrainingError
 from morelib.data.sampling import batch_plan
@@ -106,8 +106,7 @@ class TopBlocks(nn.Module):
         """(score-layer input at the last real token z [B, h], rewards [B]) of right-padded states [B, T, h]."""
         positions = (mask.long().cumsum(1) - 1).clamp(min=0)
         out = self.decoder(inputs_embeds=states, attention_mask=mask, position_ids=positions, use_cache=False)
-        hidden = out.last_hidden_state
-        z = hidden[torch.arange(hidden.shape[0], device=hidden.device), last_token_index(mask)]
+        z = at_last_token(out.last_hidden_state, mask)
         return z, self.score(z).squeeze(-1)
 
 
