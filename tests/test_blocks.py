@@ -27,6 +27,7 @@ from morelib.data.sources import Pair  # noqa: E402
 from morelib.train import blocks  # noqa: E402
 from morelib.train import finetune as ft  # noqa: E402
 from morelib.train.more import MoreWeighter  # noqa: E402
+from morelib.train.updates import BatchSplit  # noqa: E402
 
 OVERRIDES = {"blocks.cache_dtype": "fp32", "blocks.epochs": 2, "blocks.lr": 1e-3, "blocks.head_lr": 1e-2}
 TEXTS = [
@@ -124,7 +125,7 @@ def test_more_lambda_equals_finetune_tier(cfg, tmp_path):
     collator = ft.PairCollator(cache.tokenizer, cfg.model.max_length, cfg.model.truncation_side, share_prompt=False)
     trainer = ft.MoreTrainer(
         model=model,
-        args=ft.training_args(cfg, tmp_path / "ft", 0, len(plan)),
+        args=ft.training_args(cfg, tmp_path / "ft", 0, len(plan), BatchSplit(B, 1, B, 1)),
         train_dataset=data,
         data_collator=collator,
         scheme="more",
@@ -139,7 +140,7 @@ def test_more_lambda_equals_finetune_tier(cfg, tmp_path):
         z, r = trainer._pooled_forward(model, batch["input_ids"], batch["attention_mask"])
         n = len(batch["source_ids"])
         losses = torch.stack([F.softplus(-(r[:n] - r[n:])[batch["source_ids"] == k]).mean() for k in range(K)])
-        lam_ft = trainer._weights(z.detach().float(), batch["source_ids"], losses.detach().float(), step + 1)
+        lam_ft = trainer._solve(trainer._head_grads(z.detach().float(), batch["source_ids"]), losses.detach(), step + 1)
         item = data[step]
         cache.extract(item["chosen"] + item["rejected"])
         chosen, rejected = (

@@ -303,8 +303,9 @@ class FinetuneConfig:
     lr: float
     weight_decay: float
     warmup_ratio: float
-    grad_accum: int
-    save_steps: int
+    max_device_pairs: int | None
+    save_every: float
+    save_steps: int | None
     logging_steps: int
     gradient_checkpointing: bool
     group_by_length: bool
@@ -462,7 +463,6 @@ RENAMED: dict[str, str] = {  # old dotted key → its new name (issue 25 split `
     "train.lr": "finetune.lr",
     "train.weight_decay": "finetune.weight_decay",
     "train.warmup_ratio": "finetune.warmup_ratio",
-    "train.grad_accum": "finetune.grad_accum",
     "train.save_steps": "finetune.save_steps",
     "train.logging_steps": "finetune.logging_steps",
     "train.gradient_checkpointing": "finetune.gradient_checkpointing",
@@ -471,12 +471,27 @@ RENAMED: dict[str, str] = {  # old dotted key → its new name (issue 25 split `
 }
 
 
+_ACCUMULATION = (
+    "gradient accumulation now follows from train.batch_per_source (pairs per update), the number of processes and "
+    "finetune.max_device_pairs"
+)
+REMOVED: dict[str, str] = {  # old dotted key → what replaced it (issue 31: the global batch per update)
+    "train.grad_accum": _ACCUMULATION,
+    "finetune.grad_accum": _ACCUMULATION,
+}
+
+
 def _reject_renamed(raw: dict[str, Any], where: str) -> None:
-    """ConfigError naming the first key of the nested mapping `raw` that RENAMED moved, and its new name."""
+    """ConfigError naming the first key of the nested mapping `raw` that RENAMED moved (and its new name) or that
+    REMOVED dropped (and what replaced it)."""
     for old, new in RENAMED.items():
         section, key = old.split(".")
         if isinstance(raw.get(section), dict) and key in raw[section]:
             raise ConfigError(f"{where}: '{old}' was renamed to '{new}'")
+    for old, why in REMOVED.items():
+        section, key = old.split(".")
+        if isinstance(raw.get(section), dict) and key in raw[section]:
+            raise ConfigError(f"{where}: '{old}' was removed: {why}")
 
 
 def profile_path(profile: str | Path) -> Path:
@@ -627,6 +642,14 @@ def _validate_finetune(f: FinetuneConfig) -> None:
     _check(f.epochs > 0, f"'finetune.epochs' must be positive, got {f.epochs}")
     _check(f.steps is None or f.steps > 0, f"'finetune.steps' must be positive or null, got {f.steps}")
     _check(f.weight_decay >= 0, f"'finetune.weight_decay' must be ≥ 0, got {f.weight_decay}")
+    _check(0 < f.save_every <= 1, f"'finetune.save_every' must be a share of the updates in (0, 1], got {f.save_every}")
+    _check(
+        f.save_steps is None or f.save_steps > 0, f"'finetune.save_steps' must be positive or null, got {f.save_steps}"
+    )
+    _check(
+        f.max_device_pairs is None or f.max_device_pairs > 0,
+        f"'finetune.max_device_pairs' must be positive or null, got {f.max_device_pairs}",
+    )
 
 
 def _check_grid(step: float, max_points: int, section: str) -> None:
