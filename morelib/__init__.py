@@ -4,8 +4,8 @@ One folder per pipeline stage, in the order `STAGES` gives; a module imports onl
 earlier ones, every import is at module top level, and there is no cycle (tests/test_architecture.py checks all three):
   core        errors, status, facts, hardware, config, runs
   data        formats, sources, groups, splits, sampling, paper, datacard, pairs_files
-  backbone    model, prompt_sharing, features
-  train       losses, solver, more, baselines, reward_head, updates, finetune, reward_models
+  backbone    model, prompt_sharing, features, hidden_states
+  train       losses, solver, more, baselines, reward_head, updates, finetune, blocks, reward_models
   evaluation  metrics, stats, temperature, diagnostics, length
   study       pipeline, synthetic, scenarios, tables, length_tables, findings, gpu_plan, plots
   explore     engine, widgets

@@ -33,7 +33,7 @@ from safetensors import SafetensorError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from morelib.backbone import features  # noqa: E402
+from morelib.backbone import features, hidden_states  # noqa: E402
 from morelib.backbone.features import PairFeatures, extract  # noqa: E402
 from morelib.backbone.model import byte_tokenizer, encode, load_reward_model  # noqa: E402
 from morelib.cli import export, run_notebook  # noqa: E402
@@ -51,7 +51,7 @@ from morelib.data.formats import Pair  # noqa: E402
 from morelib.data.sources import DropLog, load_preferences  # noqa: E402
 from morelib.evaluation import diagnostics, length, metrics
 from morelib.study import pipeline
-from morelib.train import more, reward_head, solver
+from morelib.train import blocks, more, reward_head, solver
 from morelib.train.reward_models import RMKey
 
 REPO = Path(__file__).resolve().parents[1]
@@ -742,6 +742,40 @@ def _two_resumes(tmp: Path) -> str:
         code, text = _run_all(tmp, "--resume", str(run))
     assert code == 2, text
     return f"exit {code}: {text}".replace(run.name, "<id>")
+
+
+# ---------------------------------------------------------------- blocks tier
+
+
+def _blocks_pairs() -> dict[str, list[Pair]]:
+    """Two sources of two pairs each."""
+    return {s: [Pair(f"q{i} ", f" good {i}", f" bad {i}", s, f"{s}{i}") for i in range(2)] for s in ("a", "b")}
+
+
+def _blocks_k_too_large(tmp: Path) -> None:
+    blocks.fit(_cfg(tmp, **{"blocks.k": 3}), _blocks_pairs(), _blocks_pairs(), "more", 0, 2, tmp / "cache")
+
+
+def _blocks_k_zero(tmp: Path) -> None:
+    _cfg(tmp, **{"blocks.k": 0})
+
+
+def _blocks_states_missing(tmp: Path) -> None:
+    blocks.BlocksRM.load(_blocks_rm(tmp), _cfg(tmp), tmp / "empty-cache").cache.load(["\n\nHuman: hi"])
+
+
+def _blocks_rm(tmp: Path) -> Path:
+    """A blocks-tier RM fitted on the tiny model (states cached under tmp/cache), saved to tmp/rm.pt."""
+    cfg = _cfg(tmp, **{"blocks.epochs": 1})
+    return blocks.fit(cfg, _blocks_pairs(), _blocks_pairs(), "multitask", 0, 2, tmp / "cache").save(tmp / "rm.pt")
+
+
+def _blocks_states_other_model(tmp: Path) -> None:
+    cfg = _cfg(tmp)
+    folder = hidden_states.StateCache(cfg.model, 1, tmp / "cache").folder
+    manifest = json.loads((folder / hidden_states.MANIFEST).read_text())
+    (folder / hidden_states.MANIFEST).write_text(json.dumps({**manifest, "model": "smollm2-135m", "identity": "x"}))
+    blocks.fit(cfg, _blocks_pairs(), _blocks_pairs(), "more", 0, 2, tmp / "cache")
 
 
 # ---------------------------------------------------------------- notebooks (papermill)
@@ -1438,6 +1472,38 @@ CASES = [
         r"exit 2: .*another run_all.sh is working on",
         _two_resumes,
         slow=True,
+    ),
+    Case(
+        "blocks-k-too-large",
+        "train",
+        "`blocks.k: 3` on the 2-block tiny model",
+        ConfigError,
+        r"'blocks.k' = 3 is larger than the 2 transformer blocks of tiny-random",
+        _blocks_k_too_large,
+    ),
+    Case(
+        "blocks-k-zero",
+        "config",
+        "`blocks.k: 0`",
+        ConfigError,
+        r"'blocks.k' must be ≥ 1 \(the top k transformer blocks are trained\), got 0",
+        _blocks_k_zero,
+    ),
+    Case(
+        "blocks-states-missing",
+        "train",
+        "a saved blocks-tier RM read with an empty hidden-state cache, a text never extracted",
+        DataError,
+        r"1 of 1 texts have no cached hidden states entering block 1 of tiny-random",
+        _blocks_states_missing,
+    ),
+    Case(
+        "blocks-states-other-model",
+        "train",
+        "a hidden-state cache folder whose manifest names another backbone",
+        DataError,
+        r"the cached hidden states in .* are from another backbone or layer: model 'smollm2-135m'",
+        _blocks_states_other_model,
     ),
     Case(
         "papermill-wrong-type",

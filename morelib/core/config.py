@@ -36,6 +36,7 @@ Normalization = Literal[
 Tier = Literal["features", "finetune"]
 SeedResample = Literal["bootstrap", "halves", "subsample"]  # how each seed draws its training pairs (sampling.py)
 Dtype = Literal["auto", "bf16", "fp32", "fp16"]
+StoreDtype = Literal["fp16", "bf16", "fp32"]  # on-disk dtype of cached hidden states (morelib.backbone.hidden_states)
 Side = Literal["left", "right"]
 Pooling = Literal[
     "last", "mean"
@@ -66,6 +67,7 @@ LOADERS: tuple[str, ...] = typing.get_args(Loader)
 HEAD_SCHEMES = tuple(s for s in SCHEMES if s != "top")  # train.train_head ('top' = 'single' on the best source)
 TRAINED_SCHEMES = tuple(s for s in HEAD_SCHEMES if s != "fixed")  # study.fit trains these for every seed (and 'top')
 FINETUNE_SCHEMES = ("single", "multitask", "more", "fixed", "multitask-pooled")  # morelib.train.finetune
+BLOCKS_SCHEMES = ("single", "multitask", "more", "fixed", "sizeprop", "tuned")  # morelib.train.blocks
 SWEEP_SCHEMES = ("multitask", "more", "sizeprop", "tuned", "famo")  # notebook 06's scenario sweep
 MIX_SCHEMES = ("multitask", "more")  # the pair the explorer's mix view and the alignment summary compare
 
@@ -323,6 +325,21 @@ class FinetuneConfig:
 
 
 @dataclass(frozen=True)
+@_defaults_from("blocks")
+class BlocksConfig:
+    """The blocks tier: the backbone's top k blocks + final norm + score layer trained on cached hidden states."""
+
+    k: int
+    lr: float
+    head_lr: float
+    weight_decay: float
+    epochs: int
+    batch_size: int
+    cache_dtype: StoreDtype
+    tuned_max_points: int
+
+
+@dataclass(frozen=True)
 @_defaults_from("more")
 class MoreConfig:
     """MORE's source weighting (paper §4): how the head gradients entering eq. 9's min-norm λ are prepared."""
@@ -409,6 +426,7 @@ class Config:
     train: TrainConfig
     head: HeadConfig
     finetune: FinetuneConfig
+    blocks: BlocksConfig
     more: MoreConfig
     rjs: RJSConfig
     judge: JudgeConfig
@@ -572,6 +590,7 @@ def validate(cfg: Config) -> None:
     _validate_train(cfg.train)
     _validate_head(cfg.head)
     _validate_finetune(cfg.finetune)
+    _validate_blocks(cfg.blocks)
     _check(
         not (cfg.finetune.share_prompt and cfg.train.tier == "finetune") or cfg.model.truncation_side == "left",
         "'finetune.share_prompt' cuts the shared prompt on the left: fine-tuning with it needs model.truncation_side "
@@ -661,6 +680,15 @@ def _check_grid(step: float, max_points: int, section: str) -> None:
         f"'{section}.tuned_step' must be 1/m for a positive integer m (e.g. 0.25), got {step}",
     )
     _check(max_points > 0, f"'{section}.tuned_max_points' must be positive, got {max_points}")
+
+
+def _validate_blocks(b: BlocksConfig) -> None:
+    """Range checks of the blocks tier (k above the backbone's layer count is checked where the model is loaded)."""
+    _check(b.k >= 1, f"'blocks.k' must be ≥ 1 (the top k transformer blocks are trained), got {b.k}")
+    _check(b.lr > 0 and b.head_lr > 0, f"'blocks.lr' and 'blocks.head_lr' must be positive, got {b.lr}, {b.head_lr}")
+    _check(b.weight_decay >= 0, f"'blocks.weight_decay' must be ≥ 0, got {b.weight_decay}")
+    for key in ("epochs", "batch_size", "tuned_max_points"):
+        _check(getattr(b, key) > 0, f"'blocks.{key}' must be positive, got {getattr(b, key)}")
 
 
 def data_root(cfg: Config | DataConfig | str | Path | None) -> Path | None:

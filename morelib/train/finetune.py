@@ -1,20 +1,20 @@
 """Reward-model training, full fine-tuning tier: every weight trained with transformers' Trainer (paper §4–5.1).
 
-One optimizer update = one balanced batch: B pairs from each of K sources (`train.batch_per_source`; paper: 5 × 16)
-from the seed's plan (`morelib.data.sampling.plan_for`, the feature tier's plan, optionally length-grouped per window
-of 64 batches), whatever the number of processes W (`accelerate launch --num_processes W`): `morelib.train.updates`
-gives each process micro-batches of b pairs per source and a accumulation steps, W·a·b = B (b = B/W, a = 1 when W
-divides B and the micro-batch fits `finetune.max_device_pairs`; else the nearest split, which `describe_plan` states).
-The dataset's item g is slice g mod (W·a) of plan batch ⌊g / (W·a)⌋ and the sampler is sequential, so max_steps = plan
-steps, one epoch is one epoch, and the Trainer's own resume skips exactly the consumed micro-batches. Checkpoints come
-every `finetune.save_every` of the updates (or every `finetune.save_steps`). Chosen and rejected texts (prompt +
-response, truncated on the left) go through ONE forward pass as [chosen; rejected], or with prompt sharing as one
-packed row per pair (`morelib.backbone.prompt_sharing`: same rewards and gradients, the prompt read once). A forward
-pre-hook on the score layer captures its input z[2N, h] at the last real token; the per-source BT losses L_i and
-closed-form head gradients ∂L_i/∂w (`morelib.train.losses.head_grad` on z_w − z_l) feed `MoreWeighter`, and the loss
-is Σ λ_i L_i (paper eq. 9; `multitask` λ = 1/K, `fixed` the given λ, `single` one source; `multitask-pooled`, the
-paper's MultiTask, trains on random pooled batches of K·B pairs with the plain batch-mean loss and logs each source's
-share of the batch as λ).
+One optimizer update = one balanced batch: B pairs from each of K sources (`train.batch_per_source`; paper: 5 × 16) from
+the seed's plan (`morelib.data.sampling.plan_for`, the feature tier's plan, optionally length-grouped per window of 64
+batches), whatever the number of processes W (`accelerate launch --num_processes W`): `morelib.train.updates` gives each
+process micro-batches of b pairs per source and a accumulation steps, W·a·b = B (b = B/W, a = 1 when W divides B and the
+micro-batch fits `finetune.max_device_pairs`; else the nearest split, which `describe_plan` states). The dataset's item
+g is slice g mod (W·a) of plan batch ⌊g / (W·a)⌋ and the sampler is sequential, so max_steps = plan steps, one epoch is
+one epoch, and the Trainer's own resume skips exactly the consumed micro-batches. Checkpoints come every
+`finetune.save_every` of the updates (or every `finetune.save_steps`). Chosen and rejected texts (prompt + response,
+truncated on the left) go through ONE forward pass as [chosen; rejected], or with prompt sharing as one packed row per
+pair (`morelib.backbone.prompt_sharing`: same rewards and gradients, the prompt read once). A forward pre-hook on the
+score layer captures its input z[2N, h] at the last real token; the per-source BT losses L_i and closed-form head
+gradients ∂L_i/∂w (`morelib.train.losses.source_head_grads` on z_w − z_l) feed `MoreWeighter`, and the loss is Σ λ_i L_i
+(paper eq. 9; `multitask` λ = 1/K, `fixed` the given λ, `single` one source; `multitask-pooled`, the paper's MultiTask,
+trains on random pooled batches of K·B pairs with the plain batch-mean loss and logs each source's share of the batch as
+λ).
 MORE's λ is solved once per update over the whole global batch: the head gradients [K, h] and losses [K] are averaged
 over the update's micro-batches (with a > 1 from one no-grad forward of each, before the first backward, in
 `get_batch_samples`) and all-reduced (mean; every process holds b pairs per source, so it is the union's gradient)
@@ -59,7 +59,7 @@ from morelib.data.sampling import POOLED, plan_for, plan_steps
 from morelib.data.sources import Pair
 from morelib.data.splits import load_source_splits
 from morelib.train.baselines import fixed_weights
-from morelib.train.losses import head_grad
+from morelib.train.losses import source_head_grads
 from morelib.train.more import MoreWeighter, more_loss
 from morelib.train.updates import (
     BatchSplit,
@@ -304,7 +304,7 @@ class MoreTrainer(Trainer):
         n = source_ids.shape[0]
         w = score_layer(self.accelerator.unwrap_model(self.model)).weight.detach().float()[0]
         diff = z[:n] - z[n:]
-        return torch.stack([head_grad(diff[source_ids == k], w) for k in range(len(self.source_names))])
+        return source_head_grads(diff, source_ids, w, len(self.source_names))
 
     def _solve(self, grads: torch.Tensor, losses: torch.Tensor, step: int) -> torch.Tensor:
         """MORE's λ[K] of update `step` from this process's head gradients [K, h] and losses [K], averaged over
