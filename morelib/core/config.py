@@ -32,6 +32,10 @@ Normalization = Literal[
     "l2", "loss", "loss+", "none"
 ]  # MORE's gradient normalisation before eq. 9 (morelib.train.more)
 Tier = Literal["features", "finetune"]
+HeadKind = Literal[
+    "linear", "mlp"
+]  # feature tier: the reward head alone | a shared MLP trunk + head (morelib.train.mlp_head)
+CapacityTier = Literal["linear", "mlp", "blocks"]  # rungs of the capacity curve (morelib.study.capacity)
 Dtype = Literal["auto", "bf16", "fp32", "fp16"]
 Side = Literal["left", "right"]
 Pooling = Literal[
@@ -45,6 +49,8 @@ SCHEMES: tuple[str, ...] = typing.get_args(Scheme)
 NORMALIZATIONS: tuple[str, ...] = typing.get_args(Normalization)
 POOLINGS: tuple[str, ...] = typing.get_args(Pooling)
 JUDGE_KINDS: tuple[str, ...] = typing.get_args(JudgeKind)
+HEAD_KINDS: tuple[str, ...] = typing.get_args(HeadKind)
+CAPACITY_TIERS: tuple[str, ...] = typing.get_args(CapacityTier)
 RJS_BACKENDS: tuple[str, ...] = typing.get_args(RJSBackend)
 PAPER_MODELS: tuple[str, ...] = typing.get_args(PaperModel)
 # Named subsets of SCHEMES, one per consumer (tests/test_config.py checks each is a subset):
@@ -52,6 +58,7 @@ HEAD_SCHEMES = tuple(s for s in SCHEMES if s != "top")  # train.train_head ('top
 TRAINED_SCHEMES = tuple(s for s in HEAD_SCHEMES if s != "fixed")  # study.fit trains these for every seed (and 'top')
 FINETUNE_SCHEMES = ("single", "multitask", "more", "fixed", "multitask-pooled")  # morelib.train.finetune
 SWEEP_SCHEMES = ("multitask", "more", "sizeprop", "tuned", "famo")  # notebook 06's scenario sweep
+CAPACITY_SCHEMES = ("multitask", "more", "tuned")  # notebook 07's capacity curve (multitask and more required)
 MIX_SCHEMES = ("multitask", "more")  # the pair the explorer's mix view and the alignment summary compare
 
 
@@ -292,6 +299,32 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+@_defaults_from("head")
+class HeadConfig:
+    """The feature tier's reward model: the linear head alone, or a shared MLP trunk (depth × [Linear(width) + GELU])
+    before it, trained with AdamW; the trunk's epoch is chosen on calibration NLL."""
+
+    kind: HeadKind
+    width: int
+    depth: int
+    mlp_lr: float
+    mlp_epochs: int
+    mlp_weight_decay: float
+
+
+@dataclass(frozen=True)
+@_defaults_from("capacity")
+class CapacityConfig:
+    """The capacity curve (notebook 07): MultiTask, MORE and tuned per tier and batch per source."""
+
+    tiers: tuple[CapacityTier, ...]
+    batch_per_source: tuple[int, ...]
+    schemes: tuple[Scheme, ...]
+    tuned_step: float
+    tuned_max_points: int
+
+
+@dataclass(frozen=True)
 @_defaults_from("more")
 class MoreConfig:
     """MORE's source weighting (paper §4): how the head gradients entering eq. 9's min-norm λ are prepared."""
@@ -376,6 +409,8 @@ class Config:
     data: DataConfig
     model: ModelConfig
     train: TrainConfig
+    head: HeadConfig
+    capacity: CapacityConfig
     more: MoreConfig
     rjs: RJSConfig
     judge: JudgeConfig
@@ -498,6 +533,41 @@ def validate(cfg: Config) -> None:
         _check(getattr(cfg.explore, key) > 0, f"'explore.{key}' must be positive, got {getattr(cfg.explore, key)}")
     _check(cfg.explore.debounce_ms >= 0, f"'explore.debounce_ms' must be ≥ 0, got {cfg.explore.debounce_ms}")
     _validate_sweep(cfg.synthetic_scenarios)
+    _validate_head(cfg.head)
+    _validate_capacity(cfg.capacity)
+
+
+def _validate_head(h: HeadConfig) -> None:
+    """Range checks of the head section (a trunk needs at least one layer of at least one unit)."""
+    _check(h.width > 0, f"'head.width' must be a positive number of hidden units, got {h.width}")
+    _check(h.depth >= 1, f"'head.depth' must be ≥ 1 hidden layer, got {h.depth} (for no trunk use head.kind linear)")
+    _check(h.mlp_lr > 0, f"'head.mlp_lr' must be positive, got {h.mlp_lr}")
+    _check(h.mlp_epochs > 0, f"'head.mlp_epochs' must be positive, got {h.mlp_epochs}")
+    _check(h.mlp_weight_decay >= 0, f"'head.mlp_weight_decay' must be ≥ 0, got {h.mlp_weight_decay}")
+
+
+def _validate_capacity(c: CapacityConfig) -> None:
+    """Range checks of the capacity section: tiers and batch sizes listed once each, schemes with multitask and more."""
+    _check(
+        len(c.tiers) > 0 and len(set(c.tiers)) == len(c.tiers),
+        f"'capacity.tiers' must list distinct tiers, got {list(c.tiers)}",
+    )
+    _check(
+        len(c.batch_per_source) > 0
+        and all(b > 0 for b in c.batch_per_source)
+        and len(set(c.batch_per_source)) == len(c.batch_per_source),
+        f"'capacity.batch_per_source' must list distinct positive batch sizes, got {list(c.batch_per_source)}",
+    )
+    _check_subset(c.schemes, CAPACITY_SCHEMES, "capacity.schemes")
+    _check(
+        {"multitask", "more"} <= set(c.schemes),
+        f"'capacity.schemes' must include multitask and more, got {list(c.schemes)}",
+    )
+    _check(
+        0 < c.tuned_step <= 1 and abs(round(1 / c.tuned_step) * c.tuned_step - 1) < 1e-9,
+        f"'capacity.tuned_step' must be 1/m for a positive integer m (e.g. 0.5), got {c.tuned_step}",
+    )
+    _check(c.tuned_max_points > 0, f"'capacity.tuned_max_points' must be positive, got {c.tuned_max_points}")
 
 
 def _choice_error(value: Any, choices: Sequence[Any], where: str, prefix: str = "") -> str:

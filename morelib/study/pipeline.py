@@ -34,7 +34,7 @@ from morelib.data import paper, sampling, splits
 from morelib.data.sources import Pair
 from morelib.evaluation import metrics, temperature
 from morelib.study import synthetic
-from morelib.train import finetune, reward_head
+from morelib.train import finetune, mlp_head, reward_head
 from morelib.train.reward_models import FinetunedRM, HeadRM, RewardModel, RMKey
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def unavailable(data: StudyData, cfg: Config) -> dict[str, str]:
 
 def fingerprint(cfg: Config) -> str:
     """12-hex digest of everything a trained head depends on (data, model, training and MORE settings)."""
-    blob = json.dumps({k: cfg.to_dict()[k] for k in ("data", "model", "train", "more")}, sort_keys=True)
+    blob = json.dumps({k: cfg.to_dict()[k] for k in ("data", "model", "train", "head", "more")}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -125,15 +125,19 @@ def _fit_one(cfg: Config, data: StudyData, key: RMKey, sources: list[str], folde
     scheme, seed = key.scheme, key.seed
     path = head_file(folder, key).with_suffix(".pt") if folder is not None else None
     if path is not None and path.exists():
-        return HeadRM(reward_head.HeadModel.load(path))
+        return HeadRM(mlp_head.load_head(path))
     by_source = {
         s: data.features[s]["train"].subset(
             sampling.seed_indices(len(data.features[s]["train"]), cfg.train.seed_subsample, seed, s)
         )
         for s in sources
     }
-    calib = {s: data.features[s]["calib"] for s in sources} if scheme == "tuned" else None  # λ chosen on calib
-    head = reward_head.train_head(by_source, scheme, cfg.train, seed, calib=calib, more=cfg.more)
+    calib = {s: data.features[s]["calib"] for s in sources}  # `tuned` chooses λ on it, the mlp tier its epoch
+    if cfg.head.kind == "mlp":
+        head = mlp_head.train_mlp(by_source, scheme, cfg.train, cfg.head, seed, calib, more=cfg.more)
+    else:
+        calib = calib if scheme == "tuned" else None
+        head = reward_head.train_head(by_source, scheme, cfg.train, seed, calib=calib, more=cfg.more)
     if path is not None:
         head.save(path)
     return HeadRM(head)
@@ -263,7 +267,7 @@ def load_heads(run: Run, schemes: Sequence[str] | None = None) -> dict[RMKey, Re
         key = RMKey.parse(unquote(path.name[:-3] if path.suffix == ".pt" else path.name))
         if schemes is None or key.scheme in schemes:
             heads[key] = (
-                HeadRM(reward_head.HeadModel.load(path))
+                HeadRM(mlp_head.load_head(path))
                 if path.suffix == ".pt"
                 else _finetune_one(run.cfg, StudyData(), key, [], folder)
             )
