@@ -210,6 +210,9 @@ class SyntheticSpec:
 class ScenarioSpec:
     """One synthetic scenario (morelib.study.scenarios): K sources, each with its own train size, label scale c_k, drift
     norm (× ‖r*‖) and share of the drift along r* (negative: opposes r*); a number applies to every source.
+    `nonlinear` (a share in [0, 1]) switches to the latent benchmark (`synthetic.make_latent_benchmark`: every drift
+    in quadratic features of a shared latent, r* with that share of its variance on quadratic features); `head` is the
+    reward model every scheme fits (linear | mlp, the `head` section's trunk).
 
     An item of the `synthetic_scenarios.scenarios` list: the item defaults (the symmetric scenario) live here."""
 
@@ -220,6 +223,8 @@ class ScenarioSpec:
     source_scale: float | tuple[float, ...] = 1.0
     drift: float | tuple[float, ...] = 0.5
     drift_along: float | tuple[float, ...] = 0.0
+    nonlinear: float | None = None
+    head: HeadKind = "linear"
 
 
 @dataclass(frozen=True)
@@ -707,6 +712,15 @@ def _validate_sweep(sweep: ScenarioSweep) -> None:
     for i, sc in enumerate(sweep.scenarios):
         where = f"synthetic_scenarios.scenarios[{i}] ({sc.name})"
         _check(sc.K >= 2, f"'{where}.K' must be ≥ 2, got {sc.K}")
+        _check(
+            sc.nonlinear is None
+            or (
+                0 <= sc.nonlinear <= 1
+                and not any(sc.drift_along if isinstance(sc.drift_along, tuple) else (sc.drift_along,))
+            ),
+            f"'{where}.nonlinear' must be a share in [0, 1] (or null: the linear eq. 4 benchmark), and a latent "
+            f"scenario's drifts have no direction along r* (drift_along 0), got {sc.nonlinear}, {sc.drift_along}",
+        )
         for key, (lo, hi) in _SCENARIO_BOUNDS.items():
             value = getattr(sc, key)
             values = value if isinstance(value, tuple) else (value,) * sc.K
