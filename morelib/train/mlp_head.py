@@ -175,13 +175,13 @@ def _tuned(
 
 def _plan(sizes: dict[str, int], scheme: str, tcfg: TrainConfig, epochs: int, seed: int) -> torch.Tensor:
     """Row indices [steps, K·B] into the concatenated sources: the balanced plan (source-major per step), or the pooled
-    plan for `multitask-pooled` — the linear head's plans, resampled to the largest source."""
+    plan for `multitask-pooled` — the linear head's plans."""
     offsets = torch.tensor([0] + list(sizes.values())[:-1]).cumsum(0)
     if scheme == POOLED:
-        codes = pooled_plan(sizes, tcfg.batch_per_source, epochs, None, seed)
+        codes = pooled_plan(sizes, tcfg.batch_per_source, epochs, tcfg.resample_pairs, seed)
         stride = max(sizes.values())
         return offsets[codes // stride] + codes % stride
-    plan = batch_plan(sizes, tcfg.batch_per_source, epochs, None, seed)
+    plan = batch_plan(sizes, tcfg.batch_per_source, epochs, tcfg.resample_pairs, seed)
     return (plan + offsets[None, :, None]).flatten(1)
 
 
