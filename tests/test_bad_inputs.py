@@ -36,7 +36,7 @@ from morelib.data import datacard
 from morelib.data.formats import Pair  # noqa: E402
 from morelib.data.sources import DropLog, load_preferences  # noqa: E402
 from morelib.evaluation import diagnostics, metrics
-from morelib.study import pipeline
+from morelib.study import capacity, pipeline
 from morelib.train import more, reward_head, solver
 
 REPO = Path(__file__).resolve().parents[1]
@@ -209,6 +209,14 @@ def _wrong_type_list(tmp: Path) -> None:
 
 def _zero_batch(tmp: Path) -> None:
     config.load_config("tiny", {"train.batch_per_source": 0})
+
+
+def _zero_mlp_width(tmp: Path) -> None:
+    config.load_config("tiny", {"head.kind": "mlp", "head.width": 0})
+
+
+def _unavailable_capacity_tier(tmp: Path) -> None:
+    capacity.tier_config(config.load_config("tiny"), "blocks", 16)
 
 
 def _negative_max_length(tmp: Path) -> None:
@@ -681,6 +689,22 @@ CASES = [
         ConfigError,
         r"'train.batch_per_source' must be positive, got 0",
         _zero_batch,
+    ),
+    Case(
+        "zero-mlp-width",
+        "config",
+        "`head.width: 0` (mlp tier)",
+        ConfigError,
+        r"'head.width' must be a positive number of hidden units, got 0",
+        _zero_mlp_width,
+    ),
+    Case(
+        "unavailable-capacity-tier",
+        "config",
+        "`capacity.tiers` names a tier this build cannot train",
+        ConfigError,
+        r"capacity tier 'blocks' cannot run in this build",
+        _unavailable_capacity_tier,
     ),
     Case(
         "negative-max-length",
