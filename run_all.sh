@@ -5,7 +5,7 @@
 #
 #   --profile NAME    params profile (default: default = this CPU; tiny = tests; paper = GPU) or a YAML path
 #   --only LIST       comma-separated notebook numbers to run (e.g. 01,02); the others are skipped
-#   -p KEY VALUE      a dotted config override (value parsed as YAML), e.g. -p train.head_lr 0.02 -p seeds '[0]'
+#   -p KEY VALUE      a dotted config override (value parsed as YAML), e.g. -p head.lr 0.02 -p seeds '[0]'
 #   --resume RUN_ID   continue the run outputs/RUN_ID from its first unfinished notebook (same profile, overrides, --only)
 #   --dry-run         validate profile + overrides, print hub access and the notebooks that would run; write nothing
 #

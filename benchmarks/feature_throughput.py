@@ -5,8 +5,8 @@ Usage: python benchmarks/feature_throughput.py [--model smollm2-135m] [--pairs 4
 Run it again under LD_PRELOAD=$(python -c "from morelib.core.hardware import tcmalloc_path; print(tcmalloc_path())")
 to measure tcmalloc. Prints one markdown table row per setting (no cache is used: every text is computed) and writes
 benchmarks/results/feature_throughput.json. bf16 where it is emulated (no AMX) runs on --slow-pairs pairs at one batch.
-"pairs per CPU-s" divides
-by this process's CPU time, which estimates the uncontended rate when other jobs share the cores (with 1 thread).
+"pairs per CPU-s" divides by this process's CPU time, which estimates the uncontended rate when other jobs share the
+cores (with 1 thread).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Synthetic feature-level data (morelib.study.synthetic, eq. 4 drift model) at h = 576, SmolLM2-135M's width: the head
 tier
 only ever sees pooled features, so real text adds nothing here. Training uses the default profile's schedule
-(`train.head_epochs`, `train.batch_per_source`); the λ refit is `Explorer.set_lambda` (scheme "fixed" with the
+(`head.epochs`, `train.batch_per_source`); the λ refit is `Explorer.set_lambda` (scheme "fixed" with the
 explorer's own schedule, then metrics on every test source), as a slider move triggers it; the mix refit is
 `Explorer.set_mix` on every pair (MultiTask and MORE refitted and evaluated), as a mix-widget change triggers it. Calls
 are alternated and
@@ -40,11 +40,11 @@ def main(argv: list[str] | None = None) -> dict:
     set_threads(args.threads)
     cfg = load_config("default")
     bench = make_drift_benchmark(args.K, 576, args.pairs, drift=0.5, seed=0, n_calib=10, n_test=500)
-    explorer = Explorer(bench.train, bench.test, cfg.train, cfg.explore)
+    explorer = Explorer(bench.train, bench.test, cfg.train, cfg.head, cfg.explore)
     uniform = [1.0 / args.K] * args.K
     calls = {
-        "train more": lambda: train_head(bench.train, "more", cfg.train, seed=0),
-        "train multitask": lambda: train_head(bench.train, "multitask", cfg.train, seed=0),
+        "train more": lambda: train_head(bench.train, "more", cfg.train, cfg.head, seed=0),
+        "train multitask": lambda: train_head(bench.train, "multitask", cfg.train, cfg.head, seed=0),
         "explorer refit": lambda: explorer.set_lambda(uniform),
         "explorer mix refit": lambda: explorer.set_mix(explorer.available),
     }
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(
         table(
             rows,
-            f"feature tier (h=576, {args.threads} threads, head_epochs={cfg.train.head_epochs}, "
+            f"feature tier (h=576, {args.threads} threads, head_epochs={cfg.head.epochs}, "
             f"explorer head_epochs={cfg.explore.head_epochs})",
         )
     )
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
         "times": times,
         "cpu": cpu,
         "schedule": {
-            "head_epochs": cfg.train.head_epochs,
+            "head_epochs": cfg.head.epochs,
             "batch_per_source": cfg.train.batch_per_source,
             "explore_head_epochs": cfg.explore.head_epochs,
             "explore_batch_per_source": cfg.explore.batch_per_source,

@@ -37,12 +37,12 @@ GOAL = 0.02
 def head_tier(K: int, n: int, rounds: int) -> dict:
     """Median whole-fit seconds of `more` and `multitask` heads and the per-step overhead of MORE."""
     bench = make_drift_benchmark(K, 576, n, drift=0.5, seed=0, n_calib=10, n_test=10)
-    tcfg = load_config("default").train
+    cfg = load_config("default")
     steps: dict[str, int] = {}
 
     def fit(scheme: str):
         def call() -> None:
-            steps[scheme] = train_head(bench.train, scheme, tcfg, seed=0).history["lam"].shape[0]
+            steps[scheme] = train_head(bench.train, scheme, cfg.train, cfg.head, seed=0).history["lam"].shape[0]
 
         return call
 
@@ -95,9 +95,9 @@ def finetune_tier(rounds: int, steps: int, B: int, L: int) -> dict:
         {
             "model.max_length": L,
             "train.batch_per_source": B,
-            "train.steps": steps,
-            "train.save_steps": 10**6,
-            "train.logging_steps": 10**6,
+            "finetune.steps": steps,
+            "finetune.save_steps": 10**6,
+            "finetune.logging_steps": 10**6,
             "train.tier": "finetune",
         },
     )

@@ -1,4 +1,4 @@
-"""Feature extraction with and without prefix sharing (`model.share_prompt`): texts per CPU-second on real HH pairs.
+"""Feature extraction with and without prefix sharing (`head.share_prompt`): texts per CPU-second on real HH pairs.
 
 Usage: python benchmarks/prefix_speed.py [--pairs 60] [--lengths 128 512] [--batch 4] [--rounds 3] [--threads 2]
 Both paths compute every text (no cache) of the same Anthropic Harmless test pairs with SmolLM2-135M in fp32, in ONE

@@ -1,4 +1,4 @@
-"""Tokens saved by prefix sharing, per source and context length: the scaling story of `model.share_prompt`.
+"""Tokens saved by prefix sharing, per source and context length: the scaling story of `head.share_prompt`.
 
 Usage: python benchmarks/prefix_tokens.py [--lengths 128 256 512 1024] [--pairs 1000]
 Tokenizer only (no model runs). Per source (the local test files: Anthropic Helpful and Harmless dialogues, OpenAI

@@ -114,7 +114,7 @@ def vs_trl_rows(res: dict) -> list[str]:
 
 
 def share_prompt_rows(res: dict) -> list[str]:
-    """One fine-tuning step with train.share_prompt vs without (same pairs): tokens and seconds."""
+    """One fine-tuning step with finetune.share_prompt vs without (same pairs): tokens and seconds."""
     plain, shared = ({r["mode"]: r for r in res["rows"]}[m] for m in ("unshared", "shared"))
     a = res["args"]
     return [

@@ -41,7 +41,8 @@ def child(n: int, K: int) -> dict:
     bench = make_drift_benchmark(K, 576, n, drift=0.5, seed=0, n_calib=10, n_test=10)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0, c0 = time.perf_counter(), time.process_time()
-    train_head(bench.train, "more", load_config("default").train, seed=0)
+    cfg = load_config("default")
+    train_head(bench.train, "more", cfg.train, cfg.head, seed=0)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     feats = sum(pf.chosen.numel() + pf.rejected.numel() for pf in bench.train.values()) * 4

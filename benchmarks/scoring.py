@@ -2,8 +2,7 @@
 
 The same texts (prompt + chosen and prompt + rejected of a seeded sample of real Harmless pairs, left-truncated to
 `max_length`) are embedded by SmolLM2-135M three ways, alternated and repeated:
-  sorted     — morelib.backbone.features.embed_texts as shipped: batches of similar length, each padded to its longest
-  row;
+  sorted     — morelib.backbone.features.embed_texts as shipped: length-sorted batches, each padded to its longest row;
   dynamic    — input order, each batch padded to its longest row (a plain DataLoader + DataCollatorWithPadding);
   max_length — input order, every batch padded to `max_length` (tokenizer padding="max_length").
 Speed-ups are ratios of medians in the same run; padded-token counts show where they come from.

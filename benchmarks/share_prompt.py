@@ -1,4 +1,4 @@
-"""One fine-tuning step (forward + backward of the BT loss) with and without train.share_prompt, same pairs.
+"""One fine-tuning step (forward + backward of the BT loss) with and without finetune.share_prompt, same pairs.
 
 SmolLM2-135M fp32, `--pairs` real Anthropic Harmless test pairs at `--max-length` tokens, the trainer's own collator
 and forward (`PairCollator`, `MoreTrainer._pooled_forward`); the two modes alternate (A B B A ...) after one warm-up

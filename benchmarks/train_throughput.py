@@ -1,16 +1,14 @@
 """Training throughput (issue 3): full fine-tuning pairs/s, feature-cache features/s, one head-tier training.
 
 1. Full fine-tuning of SmolLM2-135M through `morelib.train.finetune` exactly as shipped (scheme `single` on real
-Anthropic
-   Harmless test pairs, `--pairs` pairs per step, length-grouped plan, fused AdamW), at each `--lengths` max length:
-   fp32 for `--steps` steps (the first is warm-up and dropped when there are more), per-step wall and process-CPU
-   seconds from `steptimer`. bf16 (Trainer bf16 autocast) runs `--bf16-steps` step(s) only: on a CPU without
+   Anthropic Harmless test pairs, `--pairs` pairs per step, length-grouped plan, fused AdamW), at each `--lengths` max
+   length: fp32 for `--steps` steps (the first is warm-up and dropped when there are more), per-step wall and
+   process-CPU seconds from `steptimer`. bf16 (Trainer bf16 autocast) runs `--bf16-steps` step(s) only: on a CPU without
    AMX/AVX512-BF16 bf16 matmuls are emulated (~100-200x slower than fp32, roofline.py), so there it runs at
    `--bf16-length` tokens with `--bf16-pairs` pairs, beside an fp32 step of the same shape for the ratio; the single
    step includes the warm-up.
 2. Feature cache: `morelib.backbone.features.extract` of `--feature-pairs` fresh pairs (2 texts each) into a temporary
-cache
-   (cold: every text embedded), then the same call again (warm: every text read from the cache); backbone loaded
+   cache (cold: every text embedded), then the same call again (warm: every text read from the cache); backbone loaded
    beforehand, so loading is not timed.
 3. Head tier: one `train_head` MORE fit and one MultiTask fit on K x n synthetic feature pairs (h = 576).
 
@@ -51,9 +49,9 @@ def finetune_row(pairs: list, timer: steptimer.StepTimer, length: int, B: int, s
             "model.name": MODEL,
             "model.max_length": length,
             "train.batch_per_source": B,
-            "train.steps": steps,
-            "train.save_steps": 10**6,
-            "train.logging_steps": 10**6,
+            "finetune.steps": steps,
+            "finetune.save_steps": 10**6,
+            "finetune.logging_steps": 10**6,
             "train.tier": "finetune",
         },
     )
@@ -114,11 +112,11 @@ def feature_rows(pairs: list, length: int, batch: int) -> list[dict]:
 def head_rows(K: int, n: int) -> list[dict]:
     """Seconds of one MORE and one MultiTask head fit on K × n synthetic pairs (h = 576, default schedule)."""
     bench = make_drift_benchmark(K, 576, n, drift=0.5, seed=0, n_calib=10, n_test=10)
-    tcfg = load_config("default").train
+    cfg = load_config("default")
     rows = []
     for scheme in ("more", "multitask"):
-        train_head(bench.train, scheme, tcfg, seed=1)  # warm-up (first-call allocations)
-        wall, cpu = timed_cpu(lambda s=scheme: train_head(bench.train, s, tcfg, seed=0))
+        train_head(bench.train, scheme, cfg.train, cfg.head, seed=1)  # warm-up (first-call allocations)
+        wall, cpu = timed_cpu(lambda s=scheme: train_head(bench.train, s, cfg.train, cfg.head, seed=0))
         rows.append({"task": f"head {scheme} {K} x {n}", "seconds": wall, "cpu_s": cpu})
     return rows
 

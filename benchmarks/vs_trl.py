@@ -17,19 +17,18 @@ appends EOS), 8 pairs per step, lr 1e-6, no checkpoints inside the timed steps. 
                remove_unused_columns=False (else the Trainer drops that column first and the sampler raises;
                checked with TRL 1.16 / transformers 5.24 on the tiny model).
   ours       — morelib.train.finetune(scheme="single") fed the SAME random batches as `trl` (its shipped optimizer,
-  fused
-               AdamW, and train.share_prompt as shipped: one packed prompt + chosen + rejected row per pair): what
+               fused AdamW, and finetune.share_prompt as shipped: one packed prompt + chosen + rejected row per
+               pair): what
                the trainer alone gives ("ours, random batches" in the report). Its padded tokens count those rows.
   ours+lev   — morelib.train.finetune as shipped: length-grouped batches (each source's picks sorted by length within a
-               window of `--window` batches, then the batches shuffled; `train.group_by_length: true`) and fused
+               window of `--window` batches, then the batches shuffled; `finetune.group_by_length: true`) and fused
                AdamW ("ours as shipped (length-grouped)" in the report).
 Step times come from a callback on every Trainer (benchmarks/steptimer.py); the first step of every run is warm-up.
-Batches of a run are drawn at random from a `--window`-batch plan of that kind (random or grouped), so a few timed
-steps see the steady-state length distribution (trl-best: its epoch plan over the whole pool, as TRL would read
-it). pairs/s = 8 / median step wall time; pairs/CPU-s uses process CPU
-time (less sensitive to other jobs on this shared machine). steady_* = 8 / (median seconds per padded token × the
-mean padded tokens per step over the whole window), which removes the luck of which few batches were drawn; the
-goal is judged on x_trl of the steady figures.
+Batches of a run are drawn at random from a `--window`-batch plan of that kind (random or grouped), so a few timed steps
+see the steady-state length distribution (trl-best: its epoch plan over the whole pool, as TRL would read it). pairs/s =
+8 / median step wall time; pairs/CPU-s uses process CPU time (less sensitive to other jobs on this shared machine).
+steady_* = 8 / (median seconds per padded token × the mean padded tokens per step over the whole window), which removes
+the luck of which few batches were drawn; the goal is judged on x_trl of the steady figures.
 
     .venv/bin/pip install -r requirements-bench.txt -c requirements.txt
     .venv/bin/python benchmarks/vs_trl.py --lengths 256 [--steps 3] [--rounds 2]   # then --lengths 512
@@ -95,7 +94,7 @@ def draw(plan: torch.Tensor, steps: int, seed: int) -> torch.Tensor:
 
 def padded_tokens(batch_plan: torch.Tensor, lengths: torch.Tensor, rows: int = 2) -> list[int]:
     """Tokens per step after dynamic padding: rows·B rows × the longest row, for each batch of [S,1,B] (rows = 2:
-    [chosen; rejected]; rows = 1: one packed prompt + chosen + rejected row per pair, train.share_prompt)."""
+    [chosen; rejected]; rows = 1: one packed prompt + chosen + rejected row per pair, finetune.share_prompt)."""
     return [int(rows * b.numel() * lengths[b.reshape(-1)].max()) for b in batch_plan]
 
 
@@ -185,15 +184,15 @@ def bench_length(L: int, args, timer: steptimer.StepTimer, pairs: list, tok) -> 
         {
             "model.max_length": L,
             "train.batch_per_source": args.batch,
-            "train.lr": 1e-6,
-            "train.steps": args.steps,
-            "train.save_steps": 10**6,
-            "train.logging_steps": 10**6,
+            "finetune.lr": 1e-6,
+            "finetune.steps": args.steps,
+            "finetune.save_steps": 10**6,
+            "finetune.logging_steps": 10**6,
             "train.tier": "finetune",
         },
     )
     ours_rows, ours_lengths, ours_real = 2, lengths, real  # what our collator feeds: [chosen; rejected] rows ...
-    if cfg.train.share_prompt:  # ... or one packed prompt + chosen + rejected row per pair (as shipped)
+    if cfg.finetune.share_prompt:  # ... or one packed prompt + chosen + rejected row per pair (as shipped)
         packed = pack_pairs(tok, [p.prompt + p.chosen for p in pairs], [p.prompt + p.rejected for p in pairs], L)
         ours_rows, ours_lengths = 1, torch.tensor([len(x) for x in packed])
         ours_real = ours_lengths

@@ -5,7 +5,7 @@ earlier ones, every import is at module top level, and there is no cycle (tests/
   core        errors, status, hardware, config, runs
   data        formats, sources, groups, splits, sampling, paper, datacard
   backbone    model, prompt_sharing, features
-  train       losses, solver, more, baselines, head, finetune, reward_models
+  train       losses, solver, more, baselines, reward_head, finetune, reward_models
   evaluation  metrics, stats, temperature, diagnostics
   study       pipeline, synthetic, scenarios, tables, findings, plots
   explore     engine, widgets

@@ -9,7 +9,7 @@
 # %% tags=["parameters"]
 profile = "tiny"  # params profile: tiny (tests), default (this CPU), paper (GPU), or a path to a YAML file
 run_dir = ""  # run folder to write into and reuse RMs from; empty: a new run; latest: the newest run of this profile
-overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {train.head_lr: 0.02}; checked by load_config
+overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {head.lr: 0.02}; checked by load_config
 focus_source = "harmless"  # test set of the reward-difference plots (paper Fig 3 uses Harmless)
 
 # %%
@@ -42,7 +42,7 @@ run.save_table("data_card", card)
 with run.timer("fit single + raw"):
     heads = pipeline.fit(cfg, data, ["raw", "single"], run=run)
 with run.timer("evaluate"):
-    table = pipeline.evaluate(heads, data, cfg)
+    table = pipeline.metric_table(heads, data, cfg)
 run.save_table("metrics_tidy", table)
 matrix = tables.accuracy_matrix(table)
 run.save_table("accuracy_matrix", matrix).round(3)
@@ -85,7 +85,7 @@ run.save_figure("fig3b_correct_vs_wrong", fig)
 with run.timer("bootstrap CIs"):
     own = tables.own_vs_best_other(diffs, matrix, cfg)
 run.save_table("own_vs_best_other", own)
-finding = findings.finding_diversity(matrix, own)
+finding = findings.diversity(matrix, own)
 run.save_metrics(
     accuracy_matrix=matrix,
     own_vs_best_other=own,

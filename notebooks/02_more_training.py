@@ -11,7 +11,7 @@
 # %% tags=["parameters"]
 profile = "tiny"  # params profile: tiny (tests), default (this CPU), paper (GPU), or a path to a YAML file
 run_dir = ""  # run folder to write into and reuse RMs from; empty: a new run; latest: the newest run of this profile
-overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {train.head_lr: 0.02}; checked by load_config
+overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {head.lr: 0.02}; checked by load_config
 paper_model = "Pythia-1.4B"  # paper row set to show beside ours: Pythia-1.4B, Pythia-2.8B or LLaMa-7B
 
 # %%
@@ -37,7 +37,7 @@ with run.timer("fit raw/top/multitask/more + baselines sizeprop/tuned/famo"):
     baselines = pipeline.baselines(cfg)  # sizeprop, tuned, famo (feature tier only)
     heads = pipeline.fit(cfg, data, ["raw", "top", "multitask", "more", *baselines], run=run)
 with run.timer("evaluate (+ temperature scaling)"):
-    table = pipeline.evaluate(heads, data, cfg, temperature_scaled=True)
+    table = pipeline.metric_table(heads, data, cfg, temperature_scaled=True)
     diffs = pipeline.scheme_diffs(heads, data)
 run.save_table("metrics_tidy", table)
 summary = tables.summary(table, ["accuracy", "ece_5", "ece_10", "ece_20", "ace_10", "mce_10"])
@@ -80,14 +80,14 @@ run.save_table("pooled_more_vs_multitask", pooled)
 run.save_table("pooled_more_vs_top", pooled_top)
 run.save_table("more_vs_multitask", more_vs_mt)
 run.save_table("more_vs_top", more_vs_top)
-finding = findings.finding_more_vs_multitask(more_vs_mt, len(cfg.seeds), pooled)
-finding_power = findings.finding_power(pooled, paper.ece_effect(paper_model), paper_model)
+finding = findings.more_vs_multitask(more_vs_mt, len(cfg.seeds), pooled)
+finding_power = findings.power(pooled, paper.ece_effect(paper_model), paper_model)
 display(
     pooled.round(4),
     more_vs_mt.round(4),
     Markdown(finding),
     Markdown(finding_power),
-    Markdown(findings.finding_comparison(more_vs_top, "more", "top", len(cfg.seeds), pooled_top)),
+    Markdown(findings.comparison(more_vs_top, "more", "top", len(cfg.seeds), pooled_top)),
 )
 
 # %% [markdown]
@@ -103,7 +103,7 @@ run.save_table("baseline_lambdas", lambdas)
 with run.timer("bootstrap CIs (baselines)"):
     more_vs_baselines = tables.compare_each(diffs, "more", baselines, cfg)
 run.save_table("more_vs_baselines", more_vs_baselines)
-baseline_findings = findings.finding_baselines(more_vs_baselines, len(cfg.seeds), lambdas=lambdas)
+baseline_findings = findings.baselines(more_vs_baselines, len(cfg.seeds), lambdas=lambdas)
 display(lambdas.round(3), *[Markdown(t) for t in baseline_findings])
 
 # %% [markdown]
@@ -132,7 +132,7 @@ run.save_figure("reliability", fig)
 with run.timer("bootstrap CIs (temperature-scaled)"):
     pooled_t = tables.pooled_compare(all_diffs, "more+T", "multitask+T", cfg, ["ece_10"])
 run.save_table("pooled_more_vs_multitask_T", pooled_t)
-finding_t = findings.finding_temperature(summary, pooled_before=pooled, pooled_after=pooled_t)
+finding_t = findings.temperature(summary, pooled_before=pooled, pooled_after=pooled_t)
 display(pooled_t.round(4), Markdown(finding_t))
 
 # %% [markdown]
@@ -144,13 +144,13 @@ display(pooled_t.round(4), Markdown(finding_t))
 with run.timer("synthetic benchmark"):
     syn_data, bench = pipeline.synthetic_data(cfg)
     syn_heads = pipeline.fit(cfg, syn_data, ["raw", "top", "multitask", "more"])
-    syn_table = pipeline.evaluate(syn_heads, syn_data, cfg, temperature_scaled=True)
+    syn_table = pipeline.metric_table(syn_heads, syn_data, cfg, temperature_scaled=True)
     syn_truth = pipeline.synthetic_truth(syn_heads, syn_data, bench)
 syn_summary = tables.summary(syn_table, ["accuracy", "ece_10"])
 syn_truth_summary = tables.summary(syn_truth, ["cosine_to_r_star", "true_prob_gap"])
 run.save_table("synthetic_summary", syn_summary)
 run.save_table("synthetic_truth", syn_truth_summary)
-finding_syn = findings.finding_synthetic(syn_truth, syn_summary)
+finding_syn = findings.synthetic(syn_truth, syn_summary)
 display(syn_truth_summary.round(4), Markdown(finding_syn))
 
 # %%

@@ -8,7 +8,7 @@
 # %% tags=["parameters"]
 profile = "tiny"  # params profile: tiny (tests), default (this CPU), paper (GPU), or a path to a YAML file
 run_dir = ""  # run folder to write into and reuse RMs from; empty: a new run; latest: the newest run of this profile
-overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {train.head_lr: 0.02}; checked by load_config
+overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {head.lr: 0.02}; checked by load_config
 paper_model = "Pythia-1.4B"  # paper rows beside ours: LLaMa-7B (Table 1), Pythia-1.4B (Table 5), Pythia-2.8B (Table 6)
 hh_sources = ["helpful", "harmless"]  # test sets analysed
 
@@ -78,9 +78,9 @@ display(pooled_mt.round(4), pooled_top.round(4), vs_mt.round(4), vs_top.round(4)
 
 # %%
 texts = [
-    findings.finding_outliers(counts, vs_mt),
-    findings.finding_comparison(vs_mt, "more", "multitask", len(cfg.seeds), pooled_mt),
-    findings.finding_comparison(vs_top, "more", "top", len(cfg.seeds), pooled_top),
+    findings.outliers(counts, vs_mt),
+    findings.comparison(vs_mt, "more", "multitask", len(cfg.seeds), pooled_mt),
+    findings.comparison(vs_top, "more", "top", len(cfg.seeds), pooled_top),
 ]
 run.save_metrics(
     outliers=outliers,

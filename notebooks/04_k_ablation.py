@@ -8,7 +8,7 @@
 # %% tags=["parameters"]
 profile = "tiny"  # params profile: tiny (tests), default (this CPU), paper (GPU), or a path to a YAML file
 run_dir = ""  # run folder to write into and reuse RMs from; empty: a new run; latest: the newest run of this profile
-overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {train.head_lr: 0.02}; checked by load_config
+overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {head.lr: 0.02}; checked by load_config
 k_order = ["helpful", "harmless", "oasst1", "webgpt", "summarize"]  # the order sources are added (paper Fig 6)
 hh_sources = ["helpful", "harmless"]  # test sets whose ECE is tracked
 
@@ -32,7 +32,7 @@ display(Markdown(findings.missing_note(pipeline.unavailable(data, cfg))))
 with run.timer("K-ablation fits"):
     ks, skipped = pipeline.k_ablation(cfg, data, run, k_order, tests=hh_sources)
     top_heads = pipeline.fit(cfg, data, ["top"], run=run)
-    top_ref = tables.top_reference(pipeline.evaluate(top_heads, data, cfg), hh_sources)
+    top_ref = tables.top_reference(pipeline.metric_table(top_heads, data, cfg), hh_sources)
 run.save_table("k_ablation_tidy", ks)
 k_summary = tables.summary(ks, ["ece_10", "accuracy"], by=("scheme", "test_source", "K"))
 run.save_table("k_ablation", k_summary).round(4)
@@ -54,7 +54,7 @@ with run.timer("K trend: pooled paired CIs"):
     ends = pipeline.k_endpoints(cfg, data, run, k_order, tests=hh_sources)
     trend = tables.k_trend(ends, pipeline.scheme_diffs(top_heads, data), cfg, hh_sources)
 run.save_table("k_trend", trend)
-finding = findings.finding_k_ablation(ks, top_ref.set_index("test_source")["ece_10"], skipped, trend=trend)
+finding = findings.k_ablation(ks, top_ref.set_index("test_source")["ece_10"], skipped, trend=trend)
 run.save_metrics(k_ablation=k_summary, top_reference=top_ref, k_trend=trend, skipped=skipped, finding=finding)
 display(trend.round(4), Markdown(finding))
 
@@ -83,7 +83,7 @@ fig = plots.ece_vs_k(k_both, top_ref, "ECE on H&H vs K: MORE with l2 (paper) and
 run.save_figure("fig6_ece_vs_k_normalisations", fig)
 
 # %%
-finding_k2 = findings.finding_k2_degeneracy(lam_l2, lam_alt, ks, ks_alt)
+finding_k2 = findings.k2_degeneracy(lam_l2, lam_alt, ks, ks_alt)
 run.save_metrics(
     file="k2_degeneracy",
     lambda_l2=lam_l2,

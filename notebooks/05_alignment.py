@@ -19,12 +19,12 @@
 # %% tags=["parameters"]
 profile = "tiny"  # params profile: tiny (tests), default (this CPU), paper (GPU), or a path to a YAML file
 run_dir = ""  # run folder to write into and reuse RMs from; empty: a new run; latest: the newest run of this profile
-overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {train.head_lr: 0.02}; checked by load_config
+overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {head.lr: 0.02}; checked by load_config
 
 # %%
 from IPython.display import Markdown, display
 
-from morelib.align import alignment, judge, rjs
+from morelib.align import alignment, rjs
 from morelib.core import runs
 from morelib.study import findings, pipeline, plots
 
@@ -117,7 +117,7 @@ with run.timer("judges"):
     rel_pairs = alignment.held_out_pairs(data, cfg, cfg.judge.reliability_pairs, cfg.seeds[0] + 2)
     reliability = alignment.judge_reliability(judges, rel_pairs, cfg)
 run.save_json("judge_reliability", reliability)
-display(*[Markdown(judge.reliability_sentence(rel)) for rel in reliability.values()])
+display(*[Markdown(findings.judge_agreement(rel)) for rel in reliability.values()])
 
 # %% [markdown]
 # ## MORE vs MultiTask policies: win / tie / lose
@@ -136,7 +136,7 @@ fig = plots.metric_bars(
     outcomes, "share", "MORE vs MultiTask policy: share of prompts won / tied / lost", x="judge", color="outcome"
 )
 run.save_figure("win_tie_lose", fig)
-display(*[Markdown(judge.wtl_sentence(v)) for v in wtl.values()])
+display(*[Markdown(findings.policy_wtl(v)) for v in wtl.values()])
 display(Markdown(alignment.drop_policies(cfg, aligned)))
 fig
 
@@ -156,7 +156,7 @@ run.save_table("table2_vs_paper", side).round(4)
 # ## Finding
 
 # %%
-finding = alignment.finding(rms, ppl, agreement, reliability, wtl)
+finding = findings.alignment(rms, ppl, agreement, reliability, wtl)
 run.save_metrics(
     rm=rms,
     perplexity=ppl,
@@ -164,7 +164,7 @@ run.save_metrics(
     judge_reliability=reliability,
     win_tie_lose=wtl,
     primary_judge=primary,
-    judge_near_chance=judge.near_chance(reliability[primary]),
+    judge_near_chance=findings.near_chance(reliability[primary]),
     missing=data.missing,
     finding=finding,
 )

@@ -12,7 +12,7 @@
 # %% tags=["parameters"]
 profile = "tiny"  # params profile: tiny (tests), default (this CPU), paper (GPU), or a path to a YAML file
 run_dir = ""  # run folder to write into and reuse RMs from; empty: a new run; latest: the newest run of this profile
-overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {train.head_lr: 0.02}; checked by load_config
+overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {head.lr: 0.02}; checked by load_config
 
 # %%
 from IPython.display import Markdown, display
@@ -61,7 +61,7 @@ run.save_figure("when_more_helps", fig)
 # ## Finding (computed from this run)
 
 # %%
-finding = findings.finding_when_more_helps(diffs)
+finding = findings.when_more_helps(diffs)
 run.save_metrics(scenarios=described, means=means, vs_multitask=diffs, finding=finding)
 display(Markdown(finding))
 

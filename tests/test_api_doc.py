@@ -1,6 +1,5 @@
 """docs/api.md matches the code: every backticked `module.name` it mentions (a morelib module, then an attribute)
-exists,
-or is a dotted params key of that section (`judge.kind`, `data.sources`)."""
+exists, or is a dotted params key of that section (`judge.kind`, `data.sources`)."""
 
 import dataclasses
 import importlib
@@ -21,7 +20,7 @@ PATHS = {
 }  # a stage's module wins
 MODULES = sorted(PATHS, key=len, reverse=True)
 FILE_EXTENSIONS = ("py", "json", "jsonl", "log", "yaml", "csv", "txt", "html", "md", "pt", "ipynb")
-# module.name not preceded by a word or dot (cfg.data.x), not a file name (errors.py) and not a pattern (finding_*)
+# module.name not preceded by a word or dot (cfg.data.x), not a file name (errors.py) and not a pattern (module.k_*)
 NAME = re.compile(rf"(?<![\w./])({'|'.join(MODULES)})\.(?!(?:{'|'.join(FILE_EXTENSIONS)})\b)([A-Za-z_]\w*)(?![\w*])")
 
 

@@ -86,11 +86,10 @@ def _feats(n: int = 32, h: int = 6, seed: int = 0, source: str = "a") -> PairFea
     return PairFeatures(rejected + 0.5 + torch.randn(n, h, generator=g) * 0.1, rejected, source)
 
 
-def _tcfg(**kw) -> config.TrainConfig:
-    """The tiny profile's training section with some fields replaced."""
-    from dataclasses import replace
-
-    return replace(config.load_config("tiny").train, **{"batch_per_source": 8, "head_epochs": 2, **kw})
+def _tiny(**overrides) -> tuple[config.TrainConfig, config.HeadConfig]:
+    """The tiny profile's train and head sections with B = 8, 2 head epochs and the dotted `overrides`."""
+    cfg = config.load_config("tiny", {"train.batch_per_source": 8, "head.epochs": 2, **overrides})
+    return cfg.train, cfg.head
 
 
 # ---------------------------------------------------------------- data files
@@ -188,7 +187,11 @@ def _no_source_loads(tmp: Path) -> None:
 
 
 def _unknown_key(tmp: Path) -> None:
-    config.load_config("tiny", {"train.head_lrr": 0.1})
+    config.load_config("tiny", {"head.lrr": 0.1})
+
+
+def _renamed_key(tmp: Path) -> None:
+    config.load_config("tiny", {"train.head_lr": 0.1})
 
 
 def _unknown_section(tmp: Path) -> None:
@@ -196,11 +199,11 @@ def _unknown_section(tmp: Path) -> None:
 
 
 def _wrong_type(tmp: Path) -> None:
-    config.load_config("tiny", {"train.head_epochs": "many"})
+    config.load_config("tiny", {"head.epochs": "many"})
 
 
 def _wrong_type_float(tmp: Path) -> None:
-    runs.start("tiny", str(tmp / "run"), '{"train.lr": "fast"}', "nb")
+    runs.start("tiny", str(tmp / "run"), '{"finetune.lr": "fast"}', "nb")
 
 
 def _wrong_type_list(tmp: Path) -> None:
@@ -261,7 +264,7 @@ def _overrides_wrong_type(tmp: Path) -> None:
 
 
 def _batch_exceeds_pairs(tmp: Path) -> None:
-    reward_head.train_head({"a": _feats(n=10)}, "multitask", _tcfg(batch_per_source=64), seed=0)
+    reward_head.train_head({"a": _feats(n=10)}, "multitask", *_tiny(**{"train.batch_per_source": 64}), seed=0)
 
 
 # ---------------------------------------------------------------- models and features
@@ -328,17 +331,19 @@ def _extract_mixed_sources(tmp: Path) -> None:
 def _nan_features(tmp: Path) -> None:
     bad = _feats(source="b", seed=1)
     bad.chosen[3, 2] = float("nan")
-    reward_head.train_head({"a": _feats(), "b": bad}, "more", _tcfg(), seed=0)
+    reward_head.train_head({"a": _feats(), "b": bad}, "more", *_tiny(), seed=0)
 
 
 def _inf_features(tmp: Path) -> None:
     bad = _feats()
     bad.rejected[0, 0] = float("inf")
-    reward_head.train_head({"a": bad}, "single", _tcfg(), seed=0)
+    reward_head.train_head({"a": bad}, "single", *_tiny(), seed=0)
 
 
 def _diverging_head(tmp: Path) -> None:
-    reward_head.train_head({"a": _feats(), "b": _feats(source="b", seed=1)}, "more", _tcfg(head_lr=1e30), seed=0)
+    reward_head.train_head(
+        {"a": _feats(), "b": _feats(source="b", seed=1)}, "more", *_tiny(**{"head.lr": 1e30}), seed=0
+    )
 
 
 def _nan_gradient_more(tmp: Path) -> None:
@@ -348,24 +353,24 @@ def _nan_gradient_more(tmp: Path) -> None:
 
 
 def _unknown_scheme(tmp: Path) -> None:
-    reward_head.train_head({"a": _feats()}, "top", _tcfg(), seed=0)
+    reward_head.train_head({"a": _feats()}, "top", *_tiny(), seed=0)
 
 
 def _single_with_two_sources(tmp: Path) -> None:
-    reward_head.train_head({"a": _feats(), "b": _feats(source="b")}, "single", _tcfg(), seed=0)
+    reward_head.train_head({"a": _feats(), "b": _feats(source="b")}, "single", *_tiny(), seed=0)
 
 
 def _fixed_lambda_negative(tmp: Path) -> None:
-    reward_head.train_head({"a": _feats(), "b": _feats(source="b")}, "fixed", _tcfg(), seed=0, lam=[1.5, -0.5])
+    reward_head.train_head({"a": _feats(), "b": _feats(source="b")}, "fixed", *_tiny(), seed=0, lam=[1.5, -0.5])
 
 
 def _fixed_lambda_wrong_length(tmp: Path) -> None:
-    reward_head.train_head({"a": _feats(), "b": _feats(source="b")}, "fixed", _tcfg(), seed=0, lam=[0.2, 0.3, 0.5])
+    reward_head.train_head({"a": _feats(), "b": _feats(source="b")}, "fixed", *_tiny(), seed=0, lam=[0.2, 0.3, 0.5])
 
 
 def _fixed_lambda_not_summing(tmp: Path) -> str:
     feats = {"a": _feats(), "b": _feats(source="b", seed=1)}
-    head = reward_head.train_head(feats, "fixed", _tcfg(), seed=0, lam=[2.0, 6.0])
+    head = reward_head.train_head(feats, "fixed", *_tiny(), seed=0, lam=[2.0, 6.0])
     lam = head.history["lam"][0].tolist()
     assert lam == pytest.approx([0.25, 0.75])
     return f"train_head scheme 'fixed' rescales λ = [2, 6] to {lam} (the explorer is stricter: see explore-lambda-sum)"
@@ -382,8 +387,8 @@ def _more_k1(tmp: Path) -> str:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(more, "min_norm_gram", no_solver)
         lam = more.MoreWeighter(1).step(torch.randn(1, 5), torch.ones(1))
-        head = reward_head.train_head({"a": _feats()}, "more", _tcfg(), seed=0)
-    single = reward_head.train_head({"a": _feats()}, "single", _tcfg(), seed=0)
+        head = reward_head.train_head({"a": _feats()}, "more", *_tiny(), seed=0)
+    single = reward_head.train_head({"a": _feats()}, "single", *_tiny(), seed=0)
     assert lam.tolist() == [1.0] and bool((head.history["lam"] == 1).all())
     assert torch.equal(head.w, single.w)
     return f"λ = {lam.tolist()} at every step, solver not called; the head equals scheme 'single' exactly"
@@ -395,7 +400,7 @@ def _zero_gradient_source(tmp: Path) -> str:
     raw = solver.min_norm(grads)
     flat = _feats(source="flat")
     flat = PairFeatures(flat.rejected.clone(), flat.rejected, "flat")  # chosen == rejected features: ∇ = 0
-    head = reward_head.train_head({"a": _feats(), "flat": flat}, "more", _tcfg(), seed=0)
+    head = reward_head.train_head({"a": _feats(), "flat": flat}, "more", *_tiny(), seed=0)
     hist = head.history["lam"]
     for weights in (lam, raw, *hist):
         assert (
@@ -431,14 +436,14 @@ def _explore_mix_empty(tmp: Path) -> None:
     from morelib.explore import engine
 
     feats = {"a": _feats(), "b": _feats(source="b", seed=1)}
-    engine.Explorer(feats, feats, _tcfg()).set_mix({"a": 0, "b": 0})
+    engine.Explorer(feats, feats, *_tiny()).set_mix({"a": 0, "b": 0})
 
 
 # ---------------------------------------------------------------- metrics
 
 
 def _metrics_nan(tmp: Path) -> None:
-    metrics.evaluate(np.array([0.5, float("nan"), -1.0]))
+    metrics.all_metrics(np.array([0.5, float("nan"), -1.0]))
 
 
 def _metrics_empty(tmp: Path) -> None:
@@ -511,7 +516,7 @@ def _papermill_wrong_type(tmp: Path) -> None:
     pm.execute_notebook(
         str(REPO / "notebooks" / "01_diversity.ipynb"),
         str(tmp / "out.ipynb"),
-        parameters={"profile": "tiny", "run_dir": str(tmp / "run"), "overrides": '{"train.head_epochs": "many"}'},
+        parameters={"profile": "tiny", "run_dir": str(tmp / "run"), "overrides": '{"head.epochs": "many"}'},
         kernel_name="python3",
         progress_bar=False,
         cwd=str(REPO),
@@ -645,10 +650,18 @@ CASES = [
     Case(
         "unknown-param",
         "config",
-        "override `train.head_lrr`",
+        "override `head.lrr`",
         ConfigError,
-        r"unknown parameter 'train.head_lrr' \(did you mean 'head_lr'\?\)",
+        r"unknown parameter 'head.lrr' \(did you mean 'lr'\?\)",
         _unknown_key,
+    ),
+    Case(
+        "renamed-param",
+        "config",
+        "override `train.head_lr` (a key from before the train/head/finetune split)",
+        ConfigError,
+        r"override: 'train.head_lr' was renamed to 'head.lr'",
+        _renamed_key,
     ),
     Case(
         "unknown-section",
@@ -661,17 +674,17 @@ CASES = [
     Case(
         "wrong-param-type",
         "config",
-        "`train.head_epochs: many`",
+        "`head.epochs: many`",
         ConfigError,
-        r"'train.head_epochs' must be int, got str: 'many'",
+        r"'head.epochs' must be int, got str: 'many'",
         _wrong_type,
     ),
     Case(
         "wrong-param-type-float",
         "config",
-        'notebook overrides `{"train.lr": "fast"}`',
+        'notebook overrides `{"finetune.lr": "fast"}`',
         ConfigError,
-        r"'train.lr' must be float, got str: 'fast'",
+        r"'finetune.lr' must be float, got str: 'fast'",
         _wrong_type_float,
     ),
     Case(
@@ -877,7 +890,7 @@ CASES = [
     Case(
         "nan-loss",
         "train",
-        "a diverging head (head_lr = 1e30) makes the BT loss inf/NaN",
+        "a diverging head (head.lr = 1e30) makes the BT loss inf/NaN",
         TrainingError,
         r"non-finite BT loss at step \d+ for source '(a|b)'",
         _diverging_head,
@@ -1033,9 +1046,9 @@ CASES = [
     Case(
         "papermill-wrong-type",
         "notebooks",
-        'notebook 01 run by papermill with overrides `{"train.head_epochs": "many"}`',
+        'notebook 01 run by papermill with overrides `{"head.epochs": "many"}`',
         None,
-        r"ConfigError.*'train.head_epochs' must be int, got str",
+        r"ConfigError.*'head.epochs' must be int, got str",
         _papermill_wrong_type,
         slow=True,
     ),
@@ -1071,9 +1084,7 @@ def test_case(case: Case, tmp_path: Path) -> None:
 
 def test_nan_loss_leaves_no_saved_head(tmp_path: Path) -> None:
     data = pipeline.StudyData(features={"a": {"train": _feats()}, "b": {"train": _feats(source="b", seed=1)}})
-    run = runs.open_run(
-        _cfg(tmp_path, **{"train.head_lr": 1e30, "train.batch_per_source": 8}), str(tmp_path / "run"), "nb"
-    )
+    run = runs.open_run(_cfg(tmp_path, **{"head.lr": 1e30, "train.batch_per_source": 8}), str(tmp_path / "run"), "nb")
     with pytest.raises(TrainingError, match="non-finite BT loss"):
         pipeline.fit(run.cfg, data, ["more"], seeds=[0], run=run)
     assert not list(run.heads_dir.rglob("*.pt")), "a failed fit must not save a head"
@@ -1087,7 +1098,7 @@ def test_papermill_wrong_type(tmp_path: Path) -> None:
     with pytest.raises(pm.PapermillExecutionError) as info:
         _papermill_wrong_type(tmp_path)
     assert info.value.ename == "ConfigError"
-    assert "'train.head_epochs' must be int, got str: 'many'" in str(info.value)
+    assert "'head.epochs' must be int, got str: 'many'" in str(info.value)
     assert not list((tmp_path / "run").rglob("metrics.json")), "no metrics from a run that failed validation"
 
 

@@ -20,14 +20,50 @@ def test_every_profile_loads(profile):
 
 
 def test_override_applies_and_is_typed():
-    cfg = load_config("tiny", {"train.head_lr": 1, "seeds": [7]})
-    assert cfg.train.head_lr == 1.0 and isinstance(cfg.train.head_lr, float)
+    cfg = load_config("tiny", {"head.lr": 1, "seeds": [7]})
+    assert cfg.head.lr == 1.0 and isinstance(cfg.head.lr, float)
     assert cfg.seeds == (7,)
 
 
 def test_unknown_key_names_closest():
-    with pytest.raises(ConfigError, match=r"unknown parameter 'train.lrr'.*did you mean 'lr'"):
-        load_config("tiny", {"train.lrr": 1e-3})
+    with pytest.raises(ConfigError, match=r"unknown parameter 'head.lrr'.*did you mean 'lr'"):
+        load_config("tiny", {"head.lrr": 1e-3})
+
+
+@pytest.mark.parametrize("old,new", sorted(config.RENAMED.items()))
+def test_every_renamed_key_says_its_new_name(old, new, tmp_path):
+    """An old key fails with one ConfigError naming its new name, as an override and in a profile file alike."""
+    value = load_config("default").to_dict()
+    for part in new.split("."):
+        value = value[part]
+    with pytest.raises(ConfigError, match=rf"^override: '{old}' was renamed to '{new}'$"):
+        load_config("tiny", {old: value})
+    section, key = old.split(".")
+    profile = tmp_path / "old.yaml"
+    profile.write_text(yaml.safe_dump({section: {key: value}}))
+    with pytest.raises(ConfigError, match=rf"'{old}' was renamed to '{new}'$"):
+        load_config(profile)
+    assert load_config("tiny", {new: value})  # the new name takes the same value
+
+
+def test_rename_table_points_at_real_keys():
+    """Every new name is a field of the config tree and no old name is one any more."""
+    cfg = config.Config()
+    fields = {
+        f"{s.name}.{f.name}"
+        for s in dataclasses.fields(cfg)
+        if dataclasses.is_dataclass(getattr(cfg, s.name))
+        for f in dataclasses.fields(getattr(cfg, s.name))
+    }
+    assert set(config.RENAMED.values()) <= fields
+    assert not set(config.RENAMED) & fields
+
+
+def test_the_tiers_have_their_own_sections():
+    cfg = load_config("default")
+    assert (cfg.head.lr, cfg.head.epochs, cfg.head.weight_decay, cfg.head.share_prompt) == (0.003, 5, 2.0, False)
+    assert (cfg.finetune.lr, cfg.finetune.share_prompt, cfg.finetune.group_by_length) == (1e-6, True, True)
+    assert not hasattr(cfg.train, "lr") and not hasattr(cfg.model, "share_prompt")
 
 
 def test_wrong_type_names_key():
@@ -60,6 +96,13 @@ def test_wrong_type_names_key():
         ("seeds", [], "at least one seed"),
         ("model.pooling", "max", "'model.pooling' must be one of last, mean"),
         ("model.layer", "20", "'model.layer' must be int"),
+        ("train.tuned_step", 0.3, r"'train.tuned_step' must be 1/m for a positive integer m"),
+        ("synthetic_scenarios.tuned_step", 0.3, r"'synthetic_scenarios.tuned_step' must be 1/m"),
+        ("synthetic_scenarios.tuned_max_points", 0, r"'synthetic_scenarios.tuned_max_points' must be positive"),
+        ("head.epochs", 0, r"'head.epochs' must be positive, got 0"),
+        ("head.weight_decay", -1.0, r"'head.weight_decay' must be ≥ 0"),
+        ("finetune.steps", 0, r"'finetune.steps' must be positive or null, got 0"),
+        ("finetune.lr", 0.0, r"'finetune.lr' must be positive"),
     ],
 )
 def test_impossible_values(key, value, pattern):
@@ -111,6 +154,8 @@ def test_defaults_come_from_default_yaml():
     for name, cls in {
         "model": config.ModelConfig,
         "train": config.TrainConfig,
+        "head": config.HeadConfig,
+        "finetune": config.FinetuneConfig,
         "more": config.MoreConfig,
         "rjs": config.RJSConfig,
         "judge": config.JudgeConfig,
@@ -215,9 +260,13 @@ def test_paper_models_are_the_paper_tables_base_models():
 
 def test_one_override_parser():
     assert config.parse_overrides(None) == {} and config.parse_overrides({"a": 1}) == {"a": 1}
-    assert config.parse_overrides('{"train.lr": 0.5}') == config.parse_overrides(["train.lr=0.5"]) == {"train.lr": 0.5}
+    assert (
+        config.parse_overrides('{"finetune.lr": 0.5}')
+        == config.parse_overrides(["finetune.lr=0.5"])
+        == {"finetune.lr": 0.5}
+    )
     with pytest.raises(ConfigError, match="must look like key=value"):
-        config.parse_overrides(["train.lr"])
+        config.parse_overrides(["finetune.lr"])
     with pytest.raises(ConfigError, match="'overrides' must be a mapping"):
         config.parse_overrides("[1, 2]")
 

@@ -1,4 +1,5 @@
-"""Tests of morelib.data.datacard: Table 4 matching, counts per split, truncation share and length quantiles by hand."""
+"""Tests of morelib.data.datacard and paper.table4: Table 4 matching, counts per split, truncation share and length
+quantiles by hand."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pandas as pd
 import pytest
 
 from morelib.core.errors import DataError
-from morelib.data.datacard import data_card, length_stats, paper_row, read_table4
+from morelib.data import paper
+from morelib.data.datacard import length_stats, source_rows
 from morelib.data.sources import Pair
 from morelib.data.splits import SplitReport
 
@@ -30,15 +32,27 @@ def test_length_stats_by_hand():
         length_stats([], str.split, 4)
 
 
-def test_paper_row_matching():
-    assert paper_row("helpful", "anthropic helpful", TABLE4)["train_pairs"] == 43774
-    assert paper_row("oasst1", "OpenAssistant OASST1", TABLE4)["test_pairs"] == 957
-    assert paper_row("ultrafeedback", "UltraFeedback (stand-in)", TABLE4) is None
+def _table4(folder, frame=TABLE4):
+    """Write a Table 4 CSV into `folder` and read it back through the one reader, `paper.table4`."""
+    frame.to_csv(folder / paper.FILES["table4"], index=False)
+    return paper.table4()
 
 
-def test_data_card_rows(tmp_path):
-    path = tmp_path / "t4.csv"
-    TABLE4.to_csv(path, index=False)
+def test_paper_table4_matches_sources_by_the_datasets_last_word(tmp_path, monkeypatch):
+    monkeypatch.setenv("MORE_PAPER_DIR", str(tmp_path))
+    table = _table4(tmp_path)
+    assert table.loc["helpful", "train_pairs"] == 43774 and table.loc["oasst1", "test_pairs"] == 957
+    assert "ultrafeedback" not in table.index
+    with pytest.raises(DataError, match=r"missing columns \['test_pairs'\]"):
+        _table4(tmp_path, TABLE4.drop(columns="test_pairs"))
+    monkeypatch.setenv("MORE_PAPER_DIR", str(tmp_path / "none"))
+    with pytest.raises(DataError, match="paper table .* not found"):
+        paper.table4()
+
+
+def test_data_card_rows(tmp_path, monkeypatch):
+    monkeypatch.setenv("MORE_PAPER_DIR", str(tmp_path))
+    table4 = _table4(tmp_path)
     splits = {
         "helpful": {"train": [_pair(1, 1, 2)] * 3, "calib": [], "test": [_pair(5, 1, 1)]},
         "ultrafeedback": {"train": [_pair(1, 1, 1)], "calib": [], "test": [_pair(1, 1, 1)]},
@@ -47,8 +61,8 @@ def test_data_card_rows(tmp_path):
         available={"train": 9, "calib": 0, "test": 1},
         drops={"hh-helpful": {"loaded": 4, "dropped": {"chosen == rejected": 2}}},
     )
-    card = data_card(
-        splits, {"helpful": "Anthropic Helpful"}, path, str.split, max_length=4, reports={"helpful": report}
+    card = source_rows(
+        splits, {"helpful": "Anthropic Helpful"}, table4, str.split, max_length=4, reports={"helpful": report}
     )
     helpful = card.set_index("source").loc["helpful"]
     assert (helpful["train"], helpful["calib"], helpful["test"]) == (3, 0, 1)
@@ -56,5 +70,4 @@ def test_data_card_rows(tmp_path):
     assert helpful["available"] == "9/0/1"
     assert helpful["truncated_share"] == pytest.approx(1 / 4) and helpful["drops"] == "hh-helpful: chosen == rejected 2"
     assert math.isnan(card.set_index("source").loc["ultrafeedback", "paper_train"])
-    with pytest.raises(DataError, match="paper Table 4 not found"):
-        read_table4(tmp_path / "none.csv")
+    assert source_rows(splits)["paper_train"].equals(card["paper_train"])  # default: paper.table4() of MORE_PAPER_DIR

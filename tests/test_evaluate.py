@@ -36,8 +36,8 @@ def test_numbers_equal_the_workbook(exported):
     key = RMKey("multitask", seed=0)
     pairs, _ = E.test_pairs(cfg)
     assert {s: len(p) for s, p in pairs.items()} == {s: len(data.pairs[s]["test"]) for s in data.sources}
-    report, diffs = E.evaluate_model(str(folders[key]), cfg, pairs)
-    ours = pipeline.evaluate({key: heads[key]}, data, cfg).set_index("test_source")
+    report, diffs = E.model_report(str(folders[key]), cfg, pairs)
+    ours = pipeline.metric_table({key: heads[key]}, data, cfg).set_index("test_source")
     for col in ("accuracy", "ece_10", "ace_10", "mce_10", "brier", "log_loss", "ece_10_floor", "ece_10_debiased"):
         np.testing.assert_allclose(report[col], ours.loc[report.index, col], atol=1e-4, err_msg=col)
     bias = tables.length_bias({key: heads[key]}, data, ["multitask"]).set_index("test_source")

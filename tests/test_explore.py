@@ -1,6 +1,6 @@
 """Explorer state (morelib.explore.engine) and widget layer (morelib.explore.widgets) without a browser.
 
-Every fit is compared with a direct `train.train_head` + `metrics.evaluate` on the same features and settings.
+Every fit is compared with a direct `train.train_head` + `metrics.all_metrics` on the same features and settings.
 """
 
 from __future__ import annotations
@@ -45,14 +45,14 @@ def bench():
 @pytest.fixture
 def ex(cfg, bench, tmp_path):
     """A fresh explorer saving into a temporary run folder."""
-    return engine.Explorer(bench.train, bench.test, cfg.train, cfg.explore, out_dir=tmp_path)
+    return engine.Explorer(bench.train, bench.test, cfg.train, cfg.head, cfg.explore, out_dir=tmp_path)
 
 
 def direct(bench, cfg, scheme, lam=None, train_by_source=None):
     """Metrics per test source of a head trained directly by train_head with the explorer's settings."""
-    tcfg = engine.explore_train_config(cfg.train, cfg.explore)
-    head = reward_head.train_head(train_by_source or bench.train, scheme, tcfg, cfg.explore.seed, lam=lam)
-    return {s: metrics.evaluate(head.reward_diff(pf), bins=(10,)) for s, pf in bench.test.items()}
+    tcfg, hcfg = engine.explore_configs(cfg.train, cfg.head, cfg.explore)
+    head = reward_head.train_head(train_by_source or bench.train, scheme, tcfg, hcfg, cfg.explore.seed, lam=lam)
+    return {s: metrics.all_metrics(head.reward_diff(pf), bins=(10,)) for s, pf in bench.test.items()}
 
 
 def test_set_lambda_changes_metrics_and_equals_direct_refit(ex, bench, cfg):
@@ -109,17 +109,17 @@ def test_presets(ex):
 
 def test_more_history_given_is_used_and_checked(cfg, bench):
     history = torch.tensor([[0.2, 0.3, 0.5], [0.1, 0.1, 0.8]])
-    ex = engine.Explorer(bench.train, bench.test, cfg.train, cfg.explore, more_history=history)
+    ex = engine.Explorer(bench.train, bench.test, cfg.train, cfg.head, cfg.explore, more_history=history)
     np.testing.assert_allclose(ex.presets()["more"], [0.1, 0.1, 0.8], rtol=1e-6)
     with pytest.raises(ConfigError, match="shape"):
-        engine.Explorer(bench.train, bench.test, cfg.train, cfg.explore, more_history=torch.ones(4, 2))
+        engine.Explorer(bench.train, bench.test, cfg.train, cfg.head, cfg.explore, more_history=torch.ones(4, 2))
 
 
 def test_cap_takes_a_seeded_subset(bench, cfg):
     small = load_config("tiny", {"explore.train_pairs_per_source": 100})
-    ex = engine.Explorer(bench.train, bench.test, cfg.train, small.explore)
+    ex = engine.Explorer(bench.train, bench.test, cfg.train, cfg.head, small.explore)
     assert ex.available == {"a": 100, "b": 100, "c": 100}
-    again = engine.Explorer(bench.train, bench.test, cfg.train, small.explore)
+    again = engine.Explorer(bench.train, bench.test, cfg.train, cfg.head, small.explore)
     assert torch.equal(ex.train["c"].chosen, again.train["c"].chosen)
 
 
@@ -171,7 +171,7 @@ def test_save_appends_and_restores(ex):
 
 
 def test_save_without_run_folder_is_named(cfg, bench):
-    ex = engine.Explorer(bench.train, bench.test, cfg.train, cfg.explore)
+    ex = engine.Explorer(bench.train, bench.test, cfg.train, cfg.head, cfg.explore)
     ex.set_lambda([1 / 3] * 3)
     with pytest.raises(RunError, match="out_dir"):
         ex.save()
@@ -255,7 +255,7 @@ def test_from_study_uses_the_study_more_head(cfg):
     head = reward_head.train_head(
         {s: data.features[s]["train"] for s in data.sources},
         "more",
-        engine.explore_train_config(cfg.train, cfg.explore),
+        *engine.explore_configs(cfg.train, cfg.head, cfg.explore),
         seed=0,
     )
     ex = engine.Explorer.from_study(data, cfg, more_head=head)

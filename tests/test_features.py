@@ -72,15 +72,14 @@ def test_response_lengths_are_token_counts(tmp_path):
 
 
 def test_cache_hit_is_identical_and_runs_no_forward(tmp_path, forward_calls):
-    unshared = replace(CFG, share_prompt=False)
-    first = F.extract(PAIRS, unshared, tmp_path, progress=False)
+    first = F.extract(PAIRS, CFG, tmp_path, progress=False)
     assert len(forward_calls) == 5  # 14 texts in batches of 3
-    second = F.extract(PAIRS, unshared, tmp_path, progress=False)
+    second = F.extract(PAIRS, CFG, tmp_path, progress=False)
     assert len(forward_calls) == 5
     assert torch.equal(first.chosen, second.chosen) and torch.equal(first.rejected, second.rejected)
-    shared = F.extract(PAIRS, replace(CFG, share_prompt=True), tmp_path, progress=False)  # same keys: all hits
+    shared = F.extract(PAIRS, CFG, tmp_path, progress=False, share_prompt=True)  # same keys: all hits
     assert len(forward_calls) == 5 and torch.equal(first.chosen, shared.chosen)
-    second = F.extract(PAIRS, unshared, tmp_path, progress=False)
+    second = F.extract(PAIRS, CFG, tmp_path, progress=False)
     assert len(forward_calls) == 5
     assert torch.equal(first.chosen, second.chosen) and torch.equal(first.rejected, second.rejected)
 
@@ -159,18 +158,10 @@ def test_pooling_and_layer_match_unpadded_hidden_states(tmp_path, pooling, layer
         )
 
 
-def test_pool_last_tokens_by_hand():
-    hidden = torch.arange(12.0).view(2, 3, 2)  # rows: right-padded [a b pad], left-padded [pad c d]
-    mask = torch.tensor([[1, 1, 0], [0, 1, 1]])
-    out = F.pool_last_tokens(hidden, mask, torch.tensor([5, 1]))  # 5 > real length → every real token
-    torch.testing.assert_close(out, torch.tensor([[1.0, 2.0], [10.0, 11.0]]))
-
-
 def test_default_feature_key_is_unchanged_and_choices_change_it(tmp_path):
     _, _, identity = F.backbone(CFG.name, CFG.dtype, CFG.padding_side)
     before = hashlib.sha256("\0".join([CFG.name, identity, "fp32", str(CFG.max_length), CFG.truncation_side]).encode())
     assert F.model_key(CFG, identity, torch.float32) == before.hexdigest()  # caches written before stay valid
-    assert F.model_key(replace(CFG, share_prompt=not CFG.share_prompt), identity, torch.float32) == before.hexdigest()
     assert F.text_key("k", "text") == hashlib.sha256(b"k\0text").hexdigest()
     keys = {
         F.model_key(replace(CFG, pooling=p, layer=layer), identity, torch.float32)

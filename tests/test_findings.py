@@ -52,7 +52,7 @@ def test_mixed_significant_signs_never_hold():
         [-0.03, 0.02, 0.02, 0.02], [-0.04, 0.01, 0.01, 0.01], [-0.02, 0.03, 0.03, 0.03], [0.001, 0.001, 0.002, 0.003]
     )
     for pooled in (None, pooled_row(-0.01, -0.002)):
-        text = findings.finding_more_vs_multitask(cmp, 5, pooled)
+        text = findings.more_vs_multitask(cmp, 5, pooled)
         assert "holds" not in text and "does NOT hold" in text and "significantly lower on 3 source(s)" in text
 
 
@@ -63,17 +63,15 @@ def test_holds_only_with_a_ci_in_mores_favour_and_no_significant_loss():
         [-0.001, 0.002, 0.008, 0.004],
         [0.03, 0.2, 0.5, 0.4],
     )
-    assert "holds on this run by the pooled paired CI" in findings.finding_more_vs_multitask(
-        cmp, 5, pooled_row(-0.008, -0.001)
-    )
-    assert "NOT established" in findings.finding_more_vs_multitask(cmp, 5, pooled_row(-0.008, 0.001))
+    assert "holds on this run by the pooled paired CI" in findings.more_vs_multitask(cmp, 5, pooled_row(-0.008, -0.001))
+    assert "NOT established" in findings.more_vs_multitask(cmp, 5, pooled_row(-0.008, 0.001))
     # without a pooled CI: the one raw-significant source (p = 0.03) does not survive Holm over 4 sources
-    assert "NOT established" in findings.finding_more_vs_multitask(cmp, 5)
+    assert "NOT established" in findings.more_vs_multitask(cmp, 5)
 
 
 def test_ece_within_the_floor_is_never_better():
     cmp = ece_table([-0.01, -0.01], [-0.015, -0.015], [-0.005, -0.005], [0.001, 0.001], floor_p95=0.08)
-    text = findings.finding_more_vs_multitask(cmp, 5, pooled_row(-0.015, -0.005, floor_p95=0.08))
+    text = findings.more_vs_multitask(cmp, 5, pooled_row(-0.015, -0.005, floor_p95=0.08))
     assert "holds" not in text and "neither is called better" in text and "within a perfectly calibrated" in text
     assert "NOT established" in text
     assert "better than" not in text
@@ -81,17 +79,15 @@ def test_ece_within_the_floor_is_never_better():
 
 def test_pooled_comparison_words_follow_the_ci():
     cmp = ece_table([0.01], [0.005], [0.015], [0.001])
-    assert "MORE is worse than MultiTask" in findings.finding_comparison(
-        cmp, "more", "multitask", 3, pooled_row(0.005, 0.015)
-    )
-    assert "no overall verdict" in findings.finding_comparison(cmp, "more", "multitask", 3)
+    assert "MORE is worse than MultiTask" in findings.comparison(cmp, "more", "multitask", 3, pooled_row(0.005, 0.015))
+    assert "no overall verdict" in findings.comparison(cmp, "more", "multitask", 3)
 
 
 def test_k_trend_from_point_means_alone_says_nothing():
     ks = pd.DataFrame(
         {"scheme": ["more", "more"], "K": [2, 4], "ece_10": [0.06, 0.03], "test_source": "helpful", "seed": 0}
     )
-    text = findings.finding_k_ablation(ks, pd.Series({"helpful": 0.05}), [])
+    text = findings.k_ablation(ks, pd.Series({"helpful": 0.05}), [])
     assert ": falls" not in text and "below it" not in text and "no CI: trend not assessed" in text
     trend = pd.DataFrame(
         {
@@ -106,12 +102,12 @@ def test_k_trend_from_point_means_alone_says_nothing():
             "b_floor_p95": [0.02, 0.02],
         }
     )
-    assert ": falls" in findings.finding_k_ablation(ks, pd.Series({"helpful": 0.05}), [], trend=trend)
+    assert ": falls" in findings.k_ablation(ks, pd.Series({"helpful": 0.05}), [], trend=trend)
     flat = trend.assign(hi=[0.01, 0.01])
-    text = findings.finding_k_ablation(ks, pd.Series({"helpful": 0.05}), [], trend=flat)
+    text = findings.k_ablation(ks, pd.Series({"helpful": 0.05}), [], trend=flat)
     assert ": falls" not in text and "not distinguishable from it" in text
     floor = trend.assign(a_floor_p95=0.1, b_floor_p95=0.1)
-    text = findings.finding_k_ablation(ks, pd.Series({"helpful": 0.05}), [], trend=floor)
+    text = findings.k_ablation(ks, pd.Series({"helpful": 0.05}), [], trend=floor)
     assert ": falls" not in text and "below it" not in text and "noise floor" in text
 
 
@@ -119,8 +115,8 @@ def test_power_says_whether_the_paper_effect_was_visible():
     paper = {"multitask": 0.0541, "more": 0.0364, "effect": 0.0177}
     small_se = pooled_row(-0.01, 0.0).assign(se=0.004, mde=0.0112)
     big_se = pooled_row(-0.03, 0.01).assign(se=0.01, mde=0.028)
-    assert "this run could have seen" in findings.finding_power(small_se, paper)
-    text = findings.finding_power(big_se, paper)
+    assert "this run could have seen" in findings.power(small_se, paper)
+    text = findings.power(big_se, paper)
     assert "could NOT have seen" in text and "0.0280" in text and "0.0177" in text
 
 
@@ -128,7 +124,7 @@ def test_size_metrics_say_smaller_not_better():
     """Mean |Δ| and outlier counts describe a distribution's shape: a CI below 0 says "smaller", never "better"."""
     row = pooled_row(-0.004, -0.001).assign(metric="mean_abs_diff")
     cmp = ece_table([-0.003], [-0.004], [-0.001], [0.001]).assign(metric="mean_abs_diff")
-    text = findings.finding_comparison(cmp, "more", "multitask", 5, row)
+    text = findings.comparison(cmp, "more", "multitask", 5, row)
     assert "MORE's mean_abs_diff is smaller than MultiTask's" in text and "better than" not in text
 
 
@@ -141,10 +137,9 @@ def test_uniform_baseline_lambda_is_named_multitask():
     lam = pd.DataFrame(
         {"rm": "sizeprop/seed0", "scheme": "sizeprop", "seed": 0, "source": ["a", "b"], "lambda": [0.5, 0.5]}
     )
-    assert "trains exactly as MultiTask" in findings.finding_baselines(cmp, 5, lambdas=lam)[0]
+    assert "trains exactly as MultiTask" in findings.baselines(cmp, 5, lambdas=lam)[0]
     assert (
-        "trains exactly as MultiTask"
-        not in findings.finding_baselines(cmp, 5, lambdas=lam.assign(**{"lambda": [0.7, 0.3]}))[0]
+        "trains exactly as MultiTask" not in findings.baselines(cmp, 5, lambdas=lam.assign(**{"lambda": [0.7, 0.3]}))[0]
     )
 
 
@@ -163,7 +158,7 @@ def test_synthetic_finding_words_come_from_a_seed_ci():
             )
     truth = pd.DataFrame(rows)
     summary = truth.assign(ece_10=0.03)
-    text = findings.finding_synthetic(truth, summary)
+    text = findings.synthetic(truth, summary)
     assert "cos(w, r*): +0.0100" in text and "(closer to r*)" in text
     assert "|p̂ − p*|: +0.0000" in text and "(not distinguishable)" in text
     assert "Closest" not in text

@@ -20,10 +20,10 @@ from morelib.train import finetune as ft
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 OVERRIDES = {
     "train.batch_per_source": 2,
-    "train.steps": 4,
-    "train.save_steps": 2,
-    "train.logging_steps": 1,
-    "train.lr": 1e-3,
+    "finetune.steps": 4,
+    "finetune.save_steps": 2,
+    "finetune.logging_steps": 1,
+    "finetune.lr": 1e-3,
     "model.max_length": 48,
 }
 
@@ -102,7 +102,7 @@ def test_collator_concatenates_chosen_then_rejected_right_padded(cfg):
 def test_nan_loss_stops_naming_step_and_keeps_checkpoint(cfg, tmp_path, monkeypatch):
     real = ft.MoreTrainer._pooled_forward
 
-    def poisoned(self, model, input_ids, mask, **packed):  # packed: train.share_prompt's position_ids, score_at
+    def poisoned(self, model, input_ids, mask, **packed):  # packed: finetune.share_prompt's position_ids, score_at
         z, r = real(self, model, input_ids, mask, **packed)
         return z, r * float("nan") if self.state.global_step == 2 else r
 
@@ -160,7 +160,7 @@ def test_sigkill_and_resume_equals_uninterrupted_run(cfg, more_run, tmp_path):
 
 def test_more_with_one_source_equals_single(cfg, tmp_path):
     one = {"harmless": _pairs()["harmless"]}
-    short = load_config("tiny", {**OVERRIDES, "train.steps": 2})
+    short = load_config("tiny", {**OVERRIDES, "finetune.steps": 2})
     single = ft.finetune(short, one, "single", tmp_path / "single", seed=0)
     more = ft.finetune(short, one, "more", tmp_path / "more", seed=0)
     a, b = _weights(single), _weights(more)
@@ -172,9 +172,9 @@ def test_plan_for_groups_only_when_configured(cfg):
     lengths = [torch.arange(len(p)) for p in pairs.values()]
     plain = ft.plan_for(pairs, cfg, seed=0)
     grouped = ft.plan_for(pairs, cfg, seed=0, lengths=lengths)
-    assert cfg.train.group_by_length and grouped.shape == plain.shape
+    assert cfg.finetune.group_by_length and grouped.shape == plain.shape
     assert torch.equal(grouped, sampling.length_grouped(plain, lengths, 0))
-    off = load_config("tiny", {**OVERRIDES, "train.group_by_length": False})
+    off = load_config("tiny", {**OVERRIDES, "finetune.group_by_length": False})
     assert torch.equal(ft.plan_for(pairs, off, seed=0, lengths=lengths), plain)
     with pytest.raises(ConfigError, match="lengths of 2 sources"):
         sampling.length_grouped(plain, lengths[:2], 0)

@@ -60,9 +60,9 @@ def _launch(out: Path, *extra: str) -> None:
         "--output-dir",
         str(out),
         "-o",
-        f"train.steps={PLAN_STEPS}",
+        f"finetune.steps={PLAN_STEPS}",
         "-o",
-        "train.save_steps=1",
+        "finetune.save_steps=1",
         *extra,
     ]
     done = subprocess.run(

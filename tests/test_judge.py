@@ -1,6 +1,6 @@
 """Tests of morelib.align.judge: the swap-and-tie rule and W/T/L counting (scripted judge), verdict parsing, the
-Appendix D
-prompt against the paper text, the HTTP judge against a fake local server, the local LM judge on tiny-random."""
+Appendix D prompt against the paper text, the HTTP judge against a fake local server, the local LM judge on
+tiny-random; and the findings sentences formatted from a judge's numbers."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from morelib.align import judge, rjs  # noqa: E402
 from morelib.core.errors import ModelError  # noqa: E402
+from morelib.study import findings  # noqa: E402
 
 PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper" / "paper.txt"
 
@@ -75,12 +76,12 @@ def test_reliability_and_sentences_follow_the_numbers():
     args = (["p"] * n, [f"c{i}" for i in range(n)], [f"r{i}" for i in range(n)], ["harmless"] * n)
     rel_good = judge.reliability(ScriptedJudge(good), *args, n_boot=200)
     rel_bias = judge.reliability(ScriptedJudge(biased), *args, n_boot=200)
-    assert rel_good["agreement"] == 1.0 and not judge.near_chance(rel_good)
-    assert rel_bias["tie"] == n and rel_bias["position_bias_rate"] == 1.0 and judge.near_chance(rel_bias)
-    assert "better than chance" in judge.reliability_sentence(rel_good)
-    assert "indistinguishable from chance" in judge.reliability_sentence(rel_bias)
-    assert "no detectable difference" in judge.wtl_sentence(rel_bias)
-    assert "MORE policy is preferred" in judge.wtl_sentence(rel_good)
+    assert rel_good["agreement"] == 1.0 and not findings.near_chance(rel_good)
+    assert rel_bias["tie"] == n and rel_bias["position_bias_rate"] == 1.0 and findings.near_chance(rel_bias)
+    assert "better than chance" in findings.judge_agreement(rel_good)
+    assert "indistinguishable from chance" in findings.judge_agreement(rel_bias)
+    assert "no detectable difference" in findings.policy_wtl(rel_bias)
+    assert "MORE policy is preferred" in findings.policy_wtl(rel_good)
 
 
 @pytest.mark.parametrize(

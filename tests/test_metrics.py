@@ -101,9 +101,9 @@ def test_outliers_box_plot_rule():
     assert none["pos_count"] == 0 and math.isnan(none["pos_mean"])
 
 
-def test_evaluate_keys_and_consistency():
+def test_all_metrics_keys_and_consistency():
     delta = np.random.default_rng(0).normal(1, 1, size=50)
-    out = metrics.evaluate(delta)
+    out = metrics.all_metrics(delta)
     expected = {"accuracy", "brier", "log_loss", "n"} | {f"{m}_{b}" for m in ("ece", "ace", "mce") for b in (5, 10, 20)}
     assert set(out) == expected
     assert out["ece_10"] == metrics.calibration_errors(delta, 10)["ece"]
@@ -127,7 +127,7 @@ def test_evaluate_keys_and_consistency():
         metrics.brier,
         metrics.log_loss,
         metrics.outliers,
-        metrics.evaluate,
+        metrics.all_metrics,
         metrics.reliability,
     ],
 )
@@ -194,9 +194,9 @@ def test_calibrated_sample_has_debiased_ece_near_zero_and_miscalibrated_does_not
     assert min(metrics.debiased_ece(d) for d in overconfident) > 0.05
 
 
-def test_evaluate_with_floor_and_reliability_band():
+def test_all_metrics_with_floor_and_reliability_band():
     delta = np.random.default_rng(2).normal(0.5, 1, size=80)
-    out = metrics.evaluate(delta, bins=(10,), floor=True)
+    out = metrics.all_metrics(delta, bins=(10,), floor=True)
     assert out["ece_10_floor"] == metrics.ece_floor(delta) and out["ece_10_floor_p95"] > out["ece_10_floor"]
     assert out["ece_10_debiased"] == pytest.approx(out["ece_10"] - out["ece_10_floor"])
     rel, wide = metrics.reliability(delta, 10), metrics.reliability(delta, 10, repeats=4)

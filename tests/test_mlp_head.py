@@ -147,7 +147,7 @@ def test_save_load_round_trip_and_linear_loader_refuses(bench, tmp_path):
     assert back.meta == head.meta
     with pytest.raises(RunError, match="holds an mlp RM"):
         reward_head.HeadModel.load(path)
-    linear = reward_head.train_head(bench.train, "multitask", tcfg, 0)
+    linear = reward_head.train_head(bench.train, "multitask", tcfg, hcfg, 0)
     assert isinstance(mlp_head.load_head(linear.save(tmp_path / "l.pt")), reward_head.HeadModel)
 
 

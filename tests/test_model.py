@@ -57,9 +57,19 @@ def test_pooled_features_ignore_padding(tiny, side):
     torch.testing.assert_close(pooled, expected, atol=1e-5, rtol=1e-4)
 
 
+def test_pool_last_tokens_by_hand():
+    hidden = torch.arange(12.0).view(2, 3, 2)  # rows: right-padded [a b pad], left-padded [pad c d]
+    mask = torch.tensor([[1, 1, 0], [0, 1, 1]])
+    out = M.pool_last_tokens(hidden, mask, torch.tensor([5, 1]))  # 5 > real length → every real token
+    torch.testing.assert_close(out, torch.tensor([[1.0, 2.0], [10.0, 11.0]]))
+
+
 def test_last_token_index_both_sides():
     mask = torch.tensor([[1, 1, 1, 0, 0], [0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
     assert M.last_token_index(mask).tolist() == [2, 4, 4]
+    hidden = torch.arange(30.0).view(3, 5, 2)
+    torch.testing.assert_close(M.at_last_token(hidden, mask), torch.tensor([[4.0, 5.0], [18.0, 19.0], [28.0, 29.0]]))
+    torch.testing.assert_close(M.at_last_token(hidden, mask), M.pool_last_tokens(hidden, mask, torch.ones(3).long()))
 
 
 def test_score_equals_hf_logits_and_head_on_features(tiny):

@@ -1,7 +1,7 @@
-"""Prompt sharing in the fine-tuning tier (morelib.backbone.prompt_sharing, train.share_prompt): one packed row per pair
-gives the
-rewards and parameter gradients of the unshared [chosen; rejected] forward to 1e-4 in fp32 (tiny model, sdpa and
-eager; SmolLM2 on real Harmless pairs), truncation keeps responses whole, and a MORE run logs the same λ and losses."""
+"""Prompt sharing in the fine-tuning tier (morelib.backbone.prompt_sharing, finetune.share_prompt): one packed row per
+pair gives the rewards and parameter gradients of the unshared [chosen; rejected] forward to 1e-4 in fp32 (tiny model,
+sdpa and eager; SmolLM2 on real Harmless pairs), truncation keeps responses whole, and a MORE run logs the same λ and
+losses."""
 
 import importlib.util
 import json
@@ -133,12 +133,12 @@ def test_smollm2_shared_forward_equals_unshared_on_real_pairs():
 def test_more_run_with_shared_prompt_logs_the_unshared_losses_and_lambda(tmp_path):
     overrides = {
         "train.batch_per_source": 2,
-        "train.steps": 3,
-        "train.save_steps": 10,
-        "train.logging_steps": 1,
-        "train.lr": 1e-3,
+        "finetune.steps": 3,
+        "finetune.save_steps": 10,
+        "finetune.logging_steps": 1,
+        "finetune.lr": 1e-3,
         "model.max_length": 96,  # no truncation: both paths read the same tokens
-        "train.group_by_length": False,
+        "finetune.group_by_length": False,
     }  # grouping sorts by the packed length: other batches
     pairs = {
         src: [
@@ -149,7 +149,7 @@ def test_more_run_with_shared_prompt_logs_the_unshared_losses_and_lambda(tmp_pat
     }
     logs = []
     for share in (False, True):
-        cfg = load_config("tiny", {**overrides, "train.share_prompt": share})
+        cfg = load_config("tiny", {**overrides, "finetune.share_prompt": share})
         out = tmp_path / str(share)
         ft.finetune(cfg, pairs, "more", out, seed=0)
         logs.append([json.loads(x) for x in (out / ft.LOG_FILE).read_text().splitlines()])
@@ -172,5 +172,5 @@ def test_models_that_cannot_share_fall_back_to_unshared():
 
 def test_share_prompt_needs_left_truncation():
     with pytest.raises(ConfigError, match="truncation_side"):
-        load_config("tiny", {"train.share_prompt": True, "model.truncation_side": "right", "train.tier": "finetune"})
-    load_config("tiny", {"train.share_prompt": False, "model.truncation_side": "right", "train.tier": "finetune"})
+        load_config("tiny", {"finetune.share_prompt": True, "model.truncation_side": "right", "train.tier": "finetune"})
+    load_config("tiny", {"finetune.share_prompt": False, "model.truncation_side": "right", "train.tier": "finetune"})

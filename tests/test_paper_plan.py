@@ -30,7 +30,7 @@ def test_profile_sources_seeds_tier(cfg):
     assert cfg.source_names() == PAPER_SOURCES and cfg.train.tier == "finetune"
     assert len(cfg.seeds) >= 3 and cfg.data.data_dir == "hub" and cfg.model.max_length == 512
     assert all(s.train_pairs == 40_000 for s in cfg.data.sources) and cfg.train.resample_pairs == 40_000
-    assert cfg.train.lr == 1e-6 and cfg.train.epochs == 1.0
+    assert cfg.finetune.lr == 1e-6 and cfg.finetune.epochs == 1.0
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOK_SCHEMES)

@@ -1,6 +1,7 @@
 """The paper's MultiTask (`multitask-pooled`): random K·B batches from the pooled resampled sources, both tiers; and
 `train.single_batch`."""
 
+import dataclasses
 import os
 
 import torch
@@ -29,14 +30,14 @@ def test_pooled_plan_resamples_every_source_to_the_common_size():
 def test_pooled_head_reaches_the_equal_weight_optimum_after_pooled_adam_steps(monkeypatch):
     bench = synthetic.from_spec(load_config("tiny").data.synthetic, seed=5)
     tr = bench.split("train")
-    tcfg = load_config("tiny").train
-    head = reward_head.train_head(tr, "multitask-pooled", tcfg, seed=0)
+    cfg = load_config("tiny")
+    head = reward_head.train_head(tr, "multitask-pooled", cfg.train, cfg.head, seed=0)
     assert head.history["lam"].shape[1] == 1 and head.meta["scheme"] == "multitask-pooled"
     assert head.history["source_names"] == ["multitask-pooled"]
     # Adam runs on the pooled batches, then the head is polished to the optimum of its full-batch objective: with every
     # source resampled to one size the pool weighs sources equally, so that optimum is balanced MultiTask's (λ = 1/K)
     assert torch.allclose(head.history["lam_final"], torch.full((len(tr),), 1 / len(tr)))
-    balanced = reward_head.train_head(tr, "multitask", tcfg, seed=0)
+    balanced = reward_head.train_head(tr, "multitask", cfg.train, cfg.head, seed=0)
     assert torch.allclose(head.w, balanced.w, atol=1e-4) and head.history["grad_norm"] < 1e-4
     # one step by hand: Adam's first step moves w by -lr·sign(g) for the batch-mean BT gradient g (+ L2 at w = 0);
     # the full-batch polish that follows training is switched off so the step itself is what gets compared
@@ -44,17 +45,18 @@ def test_pooled_head_reaches_the_equal_weight_optimum_after_pooled_adam_steps(mo
     one = reward_head.train_head(
         tr,
         "multitask-pooled",
-        tcfg.__class__(**{**tcfg.__dict__, "head_epochs": 1}),
+        cfg.train,
+        dataclasses.replace(cfg.head, epochs=1),
         seed=0,
         callback=lambda step, lam, loss: False,
     )
     mean, scale = reward_head.standardizer(tr)
     sizes = {n: len(pf) for n, pf in tr.items()}
-    codes = sampling.pooled_plan(sizes, tcfg.batch_per_source, 1, tcfg.resample_pairs, seed=0)[0]
+    codes = sampling.pooled_plan(sizes, cfg.train.batch_per_source, 1, cfg.train.resample_pairs, seed=0)[0]
     stride, names = max(sizes.values()), list(tr)
     X = torch.stack([tr[names[c // stride]].diff[c % stride] / scale for c in codes.tolist()])
     g = -(torch.sigmoid(torch.zeros(len(X))) @ X) / len(X)
-    assert torch.allclose(one.w, -tcfg.head_lr * torch.sign(g) * (g.abs() > 0), atol=1e-5)
+    assert torch.allclose(one.w, -cfg.head.lr * torch.sign(g) * (g.abs() > 0), atol=1e-5)
     test = bench.split("test")
     acc = torch.cat([(head.reward_diff(pf) > 0).float() for pf in test.values()]).mean()
     assert acc > 0.6
@@ -72,9 +74,9 @@ def test_finetune_pooled_runs_and_logs_batch_shares(tmp_path):
         "tiny",
         {
             "train.batch_per_source": 2,
-            "train.steps": 2,
-            "train.logging_steps": 1,
-            "train.save_steps": 2,
+            "finetune.steps": 2,
+            "finetune.logging_steps": 1,
+            "finetune.save_steps": 2,
             "model.max_length": 32,
         },
     )

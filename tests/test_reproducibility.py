@@ -1,10 +1,10 @@
 """Reproducibility (project issue 9): the same profile and seeds on the same machine give identical results.
 
-The tiny-profile study (`study.prepare` → `fit` → `evaluate`, real local data, tiny random backbone) is run into two
-fresh output roots — features extracted afresh each time, backbone reloaded — and the metric tables must be equal
-bit for bit. A third run reuses the first run's feature cache after one shard was corrupted: the corruption is
-detected (warning), the shard rebuilt, and the metric table is again identical. The cache mechanics themselves are
-tested in tests/test_features.py (test_corrupted_shard_is_rebuilt, test_truncated_shard_is_rebuilt,
+The tiny-profile study (`pipeline.prepare` → `fit` → `metric_table`, real local data, tiny random backbone) is run into
+two fresh output roots — features extracted afresh each time, backbone reloaded — and the metric tables must be equal
+bit for bit. A third run reuses the first run's feature cache after one shard was corrupted: the corruption is detected
+(warning), the shard rebuilt, and the metric table is again identical. The cache mechanics themselves are tested in
+tests/test_features.py (test_corrupted_shard_is_rebuilt, test_truncated_shard_is_rebuilt,
 test_cache_hit_is_identical_and_runs_no_forward); here they are checked end to end.
 """
 
@@ -33,7 +33,7 @@ def _study(output_root: Path) -> tuple[pipeline.StudyData, dict, pd.DataFrame]:
     run = runs.open_run(cfg, "", "repro")
     data = pipeline.prepare(cfg, run)
     heads = pipeline.fit(cfg, data, SCHEMES, run=run)
-    return data, heads, pipeline.evaluate(heads, data, cfg, temperature_scaled=True)
+    return data, heads, pipeline.metric_table(heads, data, cfg, temperature_scaled=True)
 
 
 @pytest.fixture(scope="module")

@@ -104,22 +104,22 @@ def test_manifest_and_timings(cfg):
 
 
 def test_start_validates_overrides(tmp_path):
-    run = runs.start("tiny", str(tmp_path / "r"), '{"train.head_lr": 0.5}', "nb")
-    assert run.cfg.train.head_lr == 0.5
-    with pytest.raises(ConfigError, match="train.head_lrr"):
-        runs.start("tiny", str(tmp_path / "r"), '{"train.head_lrr": 0.5}', "nb")
+    run = runs.start("tiny", str(tmp_path / "r"), '{"head.lr": 0.5}', "nb")
+    assert run.cfg.head.lr == 0.5
+    with pytest.raises(ConfigError, match="head.lrr"):
+        runs.start("tiny", str(tmp_path / "r"), '{"head.lrr": 0.5}', "nb")
     with pytest.raises(ConfigError, match="overrides"):
         runs.start("tiny", str(tmp_path / "r"), "[1, 2]", "nb")
 
 
 def test_run_all_cli_helpers(tmp_path, monkeypatch):
-    assert json.loads(runs._main(["overrides", "train.head_lr=0.5", "seeds=[0, 1]", "data.data_dir=a=b"])) == {
-        "train.head_lr": 0.5,
+    assert json.loads(runs._main(["overrides", "head.lr=0.5", "seeds=[0, 1]", "data.data_dir=a=b"])) == {
+        "head.lr": 0.5,
         "seeds": [0, 1],
         "data.data_dir": "a=b",
     }
     with pytest.raises(ConfigError, match="must look like key=value"):
-        runs._main(["overrides", "train.head_lr"])
+        runs._main(["overrides", "head.lr"])
     root = runs._main(["create", "tiny", json.dumps({"output_root": str(tmp_path)})])
     spec = json.loads((Path(root) / "run_all.json").read_text())
     assert spec["profile"] == "tiny" and spec["overrides"] == {"output_root": str(tmp_path)}

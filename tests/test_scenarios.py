@@ -142,13 +142,13 @@ def _diff_rows(sign: float) -> pd.DataFrame:
 
 
 def test_finding_follows_the_cis_and_flips_with_the_data():
-    good, bad = findings.finding_when_more_helps(_diff_rows(+1)), findings.finding_when_more_helps(_diff_rows(-1))
+    good, bad = findings.when_more_helps(_diff_rows(+1)), findings.when_more_helps(_diff_rows(-1))
     assert "MORE helps (on at least one of the two) only in: a." in good
     assert "closer to r* than MultiTask in 1 scenario(s) — a" in good
     assert "does not significantly beat MultiTask" in bad and "further from r* in 1 — a" in bad
     assert "worse calibrated to p* in 1 — a" in bad
     weak = _diff_rows(+1).assign(p_holm=0.2)  # CI excludes 0 but Holm-adjusted p does not pass: no verdict
-    assert "does not significantly beat MultiTask" in findings.finding_when_more_helps(weak)
+    assert "does not significantly beat MultiTask" in findings.when_more_helps(weak)
 
 
 def test_when_more_helps_figure_shows_the_given_differences():
@@ -200,7 +200,7 @@ def test_finding_says_when_own_labels_and_shared_truth_disagree():
             }
         ]
     )
-    text = findings.finding_when_more_helps(pd.concat([_diff_rows(-1), own], ignore_index=True))
+    text = findings.when_more_helps(pd.concat([_diff_rows(-1), own], ignore_index=True))
     assert "MORE is significantly lower in 1 scenario(s) (a)" in text
     assert (
         "In a (cos(w, r*), shared-truth ECE) the paper's metric favours MORE while the shared-truth metric named "
@@ -214,7 +214,7 @@ def test_finding_says_when_own_labels_and_shared_truth_disagree():
         -0.015,
         1,
     ]
-    assert "In a (cos(w, r*)) the paper's metric" in findings.finding_when_more_helps(
+    assert "In a (cos(w, r*)) the paper's metric" in findings.when_more_helps(
         pd.concat([mixed, own], ignore_index=True)
     )
-    assert "favours MORE while" not in findings.finding_when_more_helps(pd.concat([_diff_rows(+1), own]))
+    assert "favours MORE while" not in findings.when_more_helps(pd.concat([_diff_rows(+1), own]))

@@ -22,7 +22,7 @@ from morelib.core.config import Config, ModelConfig, load_config  # noqa: E402
 from morelib.core.errors import ConfigError  # noqa: E402
 from morelib.data.sources import Pair, load_preferences  # noqa: E402
 
-CFG = ModelConfig(name="tiny-random", max_length=96, dtype="fp32", batch_size=4, share_prompt=True)
+CFG = ModelConfig(name="tiny-random", max_length=96, dtype="fp32", batch_size=4)
 PAIRS = [
     Pair(
         prompt=f"\n\nHuman: question {i}{' more' * i}\n\nAssistant:",
@@ -55,8 +55,8 @@ def shared_calls(monkeypatch):
 
 def _both(pairs, cfg, tmp_path):
     """(shared, unshared) PairFeatures of the same pairs, each from its own empty cache."""
-    shared = F.extract(pairs, replace(cfg, share_prompt=True), tmp_path / "shared", progress=False)
-    unshared = F.extract(pairs, replace(cfg, share_prompt=False), tmp_path / "unshared", progress=False)
+    shared = F.extract(pairs, cfg, tmp_path / "shared", progress=False, share_prompt=True)
+    unshared = F.extract(pairs, cfg, tmp_path / "unshared", progress=False, share_prompt=False)
     return shared, unshared
 
 
@@ -66,10 +66,10 @@ def _close(a, b) -> None:
 
 
 def test_share_prompt_setting_is_validated():
-    assert Config().model.share_prompt is load_config("default").model.share_prompt is False
-    assert load_config("default", {"model.share_prompt": True}).model.share_prompt is True
-    with pytest.raises(ConfigError, match="'model.share_prompt' must be bool"):
-        load_config("default", {"model.share_prompt": "maybe"})
+    assert Config().head.share_prompt is load_config("default").head.share_prompt is False
+    assert load_config("default", {"head.share_prompt": True}).head.share_prompt is True
+    with pytest.raises(ConfigError, match="'head.share_prompt' must be bool"):
+        load_config("default", {"head.share_prompt": "maybe"})
 
 
 def test_common_prefix_by_hand():
@@ -116,12 +116,12 @@ def test_prompt_truncated_away_falls_back_to_unshared(tmp_path, shared_calls):
 
 
 def test_shared_cache_is_per_text(tmp_path, shared_calls):
-    first = F.extract(PAIRS, CFG, tmp_path, progress=False)
+    first = F.extract(PAIRS, CFG, tmp_path, progress=False, share_prompt=True)
     texts = [p.prompt + p.chosen for p in PAIRS]
-    alone = F.extract_texts(texts, replace(CFG, share_prompt=False), tmp_path, progress=False)
+    alone = F.extract_texts(texts, CFG, tmp_path, progress=False)
     assert torch.equal(alone, first.chosen)  # each text's row is stored under today's text key
     calls = len(shared_calls)
-    again = F.extract(PAIRS, replace(CFG, share_prompt=False), tmp_path, progress=False)
+    again = F.extract(PAIRS, CFG, tmp_path, progress=False)
     assert len(shared_calls) == calls and torch.equal(again.rejected, first.rejected)
 
 

@@ -79,11 +79,11 @@ def test_top_is_best_single_on_calib(cfg, fitted):
     )
 
 
-def test_evaluate_matches_direct_metrics_and_temperature_keeps_accuracy(cfg, fitted):
+def test_metric_table_matches_direct_metrics_and_temperature_keeps_accuracy(cfg, fitted):
     data, _, _, heads = fitted
-    table = pipeline.evaluate(heads, data, cfg, temperature_scaled=True)
+    table = pipeline.metric_table(heads, data, cfg, temperature_scaled=True)
     key, src = RMKey("more", seed=cfg.seeds[0]), data.sources[0]
-    direct = metrics.evaluate(heads[key].head.reward_diff(data.features[src]["test"]).numpy())
+    direct = metrics.all_metrics(heads[key].head.reward_diff(data.features[src]["test"]).numpy())
     row = table[(table.scheme == "more") & (table.seed == cfg.seeds[0]) & (table.test_source == src)].iloc[0]
     assert row["ece_10"] == pytest.approx(direct["ece_10"]) and row["accuracy"] == pytest.approx(direct["accuracy"])
     scaled = table[(table.scheme == "more+T") & (table.seed == cfg.seeds[0]) & (table.test_source == src)].iloc[0]
@@ -148,12 +148,12 @@ def test_findings_follow_the_numbers():
         }
     )
     worse = better.assign(more=[0.07, 0.08], diff=[0.02, 0.02], lo=[0.01, 0.01], hi=[0.03, 0.04])
-    assert "holds on this run" in findings.finding_more_vs_multitask(better, 3)
-    assert "does NOT hold" in findings.finding_more_vs_multitask(worse, 3)
-    assert "favours MORE on 2" in findings.finding_more_vs_multitask(better, 3)
+    assert "holds on this run" in findings.more_vs_multitask(better, 3)
+    assert "does NOT hold" in findings.more_vs_multitask(worse, 3)
+    assert "favours MORE on 2" in findings.more_vs_multitask(better, 3)
     matrix = pd.DataFrame([[0.7, 0.5], [0.4, 0.8]], index=["a", "b"], columns=["a", "b"])
-    assert "for 2 of 2 sources" in findings.finding_diversity(matrix)
-    assert "for 0 of 2 sources" in findings.finding_diversity(matrix.T.rename(index={"a": "b", "b": "a"}))
+    assert "for 2 of 2 sources" in findings.diversity(matrix)
+    assert "for 0 of 2 sources" in findings.diversity(matrix.T.rename(index={"a": "b", "b": "a"}))
     assert "WebGPT" not in findings.missing_note({}) and "webgpt" in findings.missing_note({"webgpt": "x"})
 
 
@@ -193,7 +193,7 @@ def test_k_ablation_finding_and_smaller_abs_diff_is_better():
             "hi": [-0.01, 0.03, -0.001],
         }
     )
-    text = findings.finding_k_ablation(ks, pd.Series({"helpful": 0.04}), ["webgpt (missing)"], trend=trend)
+    text = findings.k_ablation(ks, pd.Series({"helpful": 0.04}), ["webgpt (missing)"], trend=trend)
     assert "MORE 0.0500 at K=2 → 0.0300 at K=3 (K-trend" in text and ": falls)" in text and "below it" in text
     assert "(½, ½)" in text and "no change the CI can confirm" in text
     assert "webgpt" in text
@@ -208,18 +208,20 @@ def test_k_ablation_finding_and_smaller_abs_diff_is_better():
             "hi": [-0.2],
         }
     )
-    assert "favours MORE on 1" in findings.finding_comparison(cmp, "more", "top", 1)
+    assert "favours MORE on 1" in findings.comparison(cmp, "more", "top", 1)
 
 
 def test_finetune_tier_dispatch(tmp_path):
-    cfg = load_config("tiny", {"output_root": str(tmp_path), "train.tier": "finetune", "train.steps": 2, "seeds": [0]})
+    cfg = load_config(
+        "tiny", {"output_root": str(tmp_path), "train.tier": "finetune", "finetune.steps": 2, "seeds": [0]}
+    )
     run = runs.open_run(cfg, "", "ft")
     data = pipeline.prepare(cfg, run)
     assert not data.features and data.sources, "the finetune tier scores pairs with the model, no frozen features"
     heads = pipeline.fit(cfg, data, ["raw", "more"], run=run, sources=data.sources[:2])
     key = RMKey("more", subset=data.sources[:2], seed=0)
     assert isinstance(heads[key], reward_models.FinetunedRM) and heads[key].history["lam"].shape[1] == 2
-    table = pipeline.evaluate(heads, data, cfg, diffs=pipeline.reward_diffs(heads, data, sources=data.sources[:1]))
+    table = pipeline.metric_table(heads, data, cfg, diffs=pipeline.reward_diffs(heads, data, sources=data.sources[:1]))
     assert set(table["scheme"]) == {"raw", "more"} and table["accuracy"].between(0, 1).all()
     again = pipeline.fit(cfg, data, ["more"], run=run, sources=data.sources[:2])
     assert again[key].path == heads[key].path, "a finished fine-tuned RM is reused, not retrained"
@@ -234,7 +236,7 @@ def test_synthetic_benchmark_trains_heads_even_in_finetune_tier():
 
 def test_own_vs_best_other_matches_matrix(cfg, fitted):
     data, _, _, heads = fitted
-    table = pipeline.evaluate(heads, data, cfg)
+    table = pipeline.metric_table(heads, data, cfg)
     matrix = tables.accuracy_matrix(table)
     own = tables.own_vs_best_other(pipeline.scheme_diffs(heads, data), matrix, cfg)
     assert list(own["test_source"]) == data.sources
@@ -242,7 +244,7 @@ def test_own_vs_best_other_matches_matrix(cfg, fitted):
         assert row.own == pytest.approx(matrix.loc[row.test_source, row.test_source])
         assert row.best_other_accuracy == pytest.approx(matrix[row.test_source].drop(["raw", row.test_source]).max())
         assert row.own_lo <= row.own <= row.own_hi  # percentile bootstrap of the seed-mean correctness
-    text = findings.finding_diversity(matrix, own)
+    text = findings.diversity(matrix, own)
     assert "paired 95% CI above 0" in text and "CI lies above chance" in text
 
 
@@ -271,14 +273,14 @@ def test_temperature_finding_reports_a_closed_gap_and_a_kept_one():
         }
     )
     before = pooled("more", "multitask", -0.015, -0.005)
-    closed = findings.finding_temperature(
+    closed = findings.temperature(
         rows(0.0502), pooled_before=before, pooled_after=pooled("more+T", "multitask+T", -0.004, 0.005)
     )
-    kept = findings.finding_temperature(
+    kept = findings.temperature(
         rows(0.040), pooled_before=before, pooled_after=pooled("more+T", "multitask+T", -0.015, -0.005)
     )
     assert "closes the gap" in closed and "survives recalibration" in kept
-    assert "no verdict" in findings.finding_temperature(rows(0.040)), "means alone never choose the verdict"
+    assert "no verdict" in findings.temperature(rows(0.040)), "means alone never choose the verdict"
 
 
 def test_outlier_finding_gives_integer_counts_per_seed_and_a_ci_verdict():
@@ -295,17 +297,17 @@ def test_outlier_finding_gives_integer_counts_per_seed_and_a_ci_verdict():
     cmp = pd.DataFrame(
         {"metric": ["outlier_count"], "test_source": ["helpful"], "diff": [-1.5], "lo": [-3.0], "hi": [-0.5]}
     )
-    text = findings.finding_outliers(counts, cmp)
+    text = findings.outliers(counts, cmp)
     assert "MORE +0/−1, +2/−1 (seeds 0, 1)" in text and "n=" not in text and "nan" not in text
     assert "MORE has fewer outliers than MultiTask" in text
-    wide = findings.finding_outliers(counts, cmp.assign(hi=0.5))
+    wide = findings.outliers(counts, cmp.assign(hi=0.5))
     assert "MORE's outlier count is not distinguishable" in wide and "fewer" not in wide
-    assert "no verdict" in findings.finding_outliers(counts) and "fewer" not in findings.finding_outliers(counts)
+    assert "no verdict" in findings.outliers(counts) and "fewer" not in findings.outliers(counts)
 
 
 def test_floor_columns_and_pooled_comparison(cfg, fitted):
     data, _, _, heads = fitted
-    table = pipeline.evaluate(heads, data, cfg)
+    table = pipeline.metric_table(heads, data, cfg)
     key, src = RMKey("more", seed=cfg.seeds[0]), data.sources[0]
     d = heads[key].head.reward_diff(data.features[src]["test"]).numpy()
     row = table[(table.scheme == "more") & (table.seed == cfg.seeds[0]) & (table.test_source == src)].iloc[0]

@@ -27,8 +27,8 @@ REAL_DATA = Path(os.environ.get("MORE_DATA_DIR") or Path(__file__).resolve().par
 
 
 @pytest.fixture(scope="module")
-def tcfg():
-    return dataclasses.replace(load_config("tiny").train, head_epochs=3, batch_per_source=8)
+def cfg():
+    return load_config("tiny", {"head.epochs": 3, "train.batch_per_source": 8})
 
 
 def _sources(K=3, n=(40, 64, 50), h=12, seed=0, offset=5.0):
@@ -76,28 +76,28 @@ def test_standardizer_matches_direct_computation():
     torch.testing.assert_close(scale, feats.std(0, correction=0).float(), rtol=1e-4, atol=0)
 
 
-def test_more_with_one_source_equals_single(tcfg):
+def test_more_with_one_source_equals_single(cfg):
     one = {"src1": _sources()["src1"]}
-    single = T.train_head(one, "single", tcfg, seed=0)
-    more = T.train_head(one, "more", tcfg, seed=0)
+    single = T.train_head(one, "single", cfg.train, cfg.head, seed=0)
+    more = T.train_head(one, "more", cfg.train, cfg.head, seed=0)
     assert torch.equal(single.w, more.w)
     assert torch.equal(more.history["lam"], torch.ones_like(more.history["lam"]))
 
 
-def test_fixed_uniform_equals_multitask_exactly(tcfg):
+def test_fixed_uniform_equals_multitask_exactly(cfg):
     train = _sources()
-    multi = T.train_head(train, "multitask", tcfg, seed=0)
+    multi = T.train_head(train, "multitask", cfg.train, cfg.head, seed=0)
     for lam in ([1, 1, 1], [0.2, 0.2, 0.2]):
-        fixed = T.train_head(train, "fixed", tcfg, seed=0, lam=lam)
+        fixed = T.train_head(train, "fixed", cfg.train, cfg.head, seed=0, lam=lam)
         assert torch.equal(fixed.w, multi.w)
         assert torch.equal(fixed.history["loss"], multi.history["loss"])
 
 
-def test_same_seed_identical_different_seed_differs(tcfg):
+def test_same_seed_identical_different_seed_differs(cfg):
     train = _sources()
     for scheme in ("multitask", "more", "raw"):
-        a, b = (T.train_head(train, scheme, tcfg, seed=5) for _ in range(2))
-        c = T.train_head(train, scheme, tcfg, seed=6)
+        a, b = (T.train_head(train, scheme, cfg.train, cfg.head, seed=5) for _ in range(2))
+        c = T.train_head(train, scheme, cfg.train, cfg.head, seed=6)
         assert torch.equal(a.w, b.w)
         for key in ("lam", "loss", "acc"):
             assert torch.equal(a.history[key], b.history[key])
@@ -108,11 +108,11 @@ def test_same_seed_identical_different_seed_differs(tcfg):
             assert not torch.allclose(a.w, c.w, atol=1e-4, rtol=1e-4)
 
 
-def test_polish_reaches_the_fixed_lambda_optimum_and_records_grad_norm(tcfg):
+def test_polish_reaches_the_fixed_lambda_optimum_and_records_grad_norm(cfg):
     train = _sources()
     for scheme in ("multitask", "more"):
-        head = T.train_head(train, scheme, tcfg, seed=0)
-        lam = head.history["lam"][-(64 // tcfg.batch_per_source) :].mean(0)  # the last epoch's mean λ
+        head = T.train_head(train, scheme, cfg.train, cfg.head, seed=0)
+        lam = head.history["lam"][-(64 // cfg.train.batch_per_source) :].mean(0)  # the last epoch's mean λ
         torch.testing.assert_close(head.history["lam_final"], lam)
         diffs = [(pf.chosen - pf.rejected) / head.scale for pf in train.values()]
         w = head.w.double().requires_grad_(True)
@@ -120,10 +120,10 @@ def test_polish_reaches_the_fixed_lambda_optimum_and_records_grad_norm(tcfg):
         assert w.grad.norm().item() == pytest.approx(head.history["grad_norm"], abs=1e-6) and w.grad.norm() < 1e-5
 
 
-def test_history_shapes_and_more_weights_on_simplex(tcfg):
+def test_history_shapes_and_more_weights_on_simplex(cfg):
     train = _sources()
-    head = T.train_head(train, "more", tcfg, seed=0)
-    steps = tcfg.head_epochs * (64 // tcfg.batch_per_source)
+    head = T.train_head(train, "more", cfg.train, cfg.head, seed=0)
+    steps = cfg.head.epochs * (64 // cfg.train.batch_per_source)
     for key in ("lam", "loss", "acc"):
         assert head.history[key].shape == (steps, 3)
     lam = head.history["lam"]
@@ -132,37 +132,38 @@ def test_history_shapes_and_more_weights_on_simplex(tcfg):
     assert head.history["loss"][0].allclose(torch.full((3,), F.softplus(torch.tensor(0.0)).item()))  # w starts at 0
 
 
-def test_raw_head_is_seeded_hf_init_on_unstandardised_features(tcfg):
+def test_raw_head_is_seeded_hf_init_on_unstandardised_features(cfg):
     train = _sources(h=4000)
-    head = T.train_head(train, "raw", tcfg, seed=0)
+    head = T.train_head(train, "raw", cfg.train, cfg.head, seed=0)
     assert head.w.std().item() == pytest.approx(T.RAW_INIT_STD, rel=0.05)
     assert torch.equal(head.mean, torch.zeros(4000)) and torch.equal(head.scale, torch.ones(4000))
     assert head.history["lam"].shape == (0, 3)
 
 
-def test_reward_diff_is_difference_of_rewards(tcfg):
+def test_reward_diff_is_difference_of_rewards(cfg):
     train = _sources()
-    head = T.train_head(train, "multitask", tcfg, seed=0)
+    head = T.train_head(train, "multitask", cfg.train, cfg.head, seed=0)
     pf = train["src0"]
     torch.testing.assert_close(
         head.reward_diff(pf), head.reward(pf.chosen) - head.reward(pf.rejected), rtol=1e-4, atol=1e-4
     )
 
 
-def test_save_load_round_trip(tcfg, tmp_path):
-    head = T.train_head(_sources(), "more", tcfg, seed=0)
+def test_save_load_round_trip(cfg, tmp_path):
+    head = T.train_head(_sources(), "more", cfg.train, cfg.head, seed=0)
     loaded = T.HeadModel.load(head.save(tmp_path / "sub" / "head.pt"))
     assert torch.equal(loaded.w, head.w) and loaded.b == head.b
     assert torch.equal(loaded.history["lam"], head.history["lam"])
     assert loaded.history["source_names"] == head.history["source_names"] and loaded.meta == head.meta
 
 
-def test_callback_sees_every_step_and_can_stop(tcfg):
+def test_callback_sees_every_step_and_can_stop(cfg):
     seen = []
     head = T.train_head(
         _sources(),
         "more",
-        tcfg,
+        cfg.train,
+        cfg.head,
         seed=0,
         callback=lambda step, lam, loss: seen.append((step, lam.sum().item())) or step < 4,
     )
@@ -183,20 +184,20 @@ def test_callback_sees_every_step_and_can_stop(tcfg):
         ("fixed", {"lam": [1, 1]}, "2 weights for 3 sources"),
     ],
 )
-def test_bad_scheme_inputs_raise_config_error(tcfg, scheme, kw, msg):
+def test_bad_scheme_inputs_raise_config_error(cfg, scheme, kw, msg):
     with pytest.raises(ConfigError, match=msg):
-        T.train_head(_sources(), scheme, tcfg, seed=0, **kw)
+        T.train_head(_sources(), scheme, cfg.train, cfg.head, seed=0, **kw)
 
 
-def test_non_finite_features_name_the_source(tcfg):
+def test_non_finite_features_name_the_source(cfg):
     train = _sources()
     train["src2"].chosen[3, 1] = float("nan")
     with pytest.raises(DataError, match="source 'src2' has 1 feature row"):
-        T.train_head(train, "multitask", tcfg, seed=0)
+        T.train_head(train, "multitask", cfg.train, cfg.head, seed=0)
 
 
 @pytest.mark.parametrize("scheme", ["multitask", "more"])
-def test_nan_loss_raises_training_error_naming_step_and_source(tcfg, monkeypatch, scheme):
+def test_nan_loss_raises_training_error_naming_step_and_source(cfg, monkeypatch, scheme):
     real, calls = T.batch_grads, []
 
     def poisoned(X, w):
@@ -209,20 +210,20 @@ def test_nan_loss_raises_training_error_naming_step_and_source(tcfg, monkeypatch
 
     monkeypatch.setattr(T, "batch_grads", poisoned)
     with pytest.raises(TrainingError, match="step 3 for source 'src1'"):
-        T.train_head(_sources(), scheme, tcfg, seed=0)
+        T.train_head(_sources(), scheme, cfg.train, cfg.head, seed=0)
 
 
 def test_heads_learn_the_synthetic_drift_benchmark():
     """Shared heads reach the test accuracy of the best shared truth r* + mean drift; a single head its own source's."""
     bench = make_drift_benchmark(K=3, dim=16, n_per_source=600, drift=0.5, seed=0, n_test=1000)
-    tcfg = dataclasses.replace(load_config("default").train, head_epochs=5)
+    cfg = load_config("default", {"head.epochs": 5})
     shared = bench.r_star + bench.drifts.mean(0)
     acc = lambda d: (d > 0).float().mean().item()  # noqa: E731
     for scheme in ("multitask", "more"):
-        head = T.train_head(bench.train, scheme, tcfg, seed=0)
+        head = T.train_head(bench.train, scheme, cfg.train, cfg.head, seed=0)
         for name, pf in bench.test.items():
             assert acc(head.reward_diff(pf)) > acc(pf.diff @ shared) - 0.02, (scheme, name)
-    single = T.train_head({"source2": bench.train["source2"]}, "single", tcfg, seed=0)
+    single = T.train_head({"source2": bench.train["source2"]}, "single", cfg.train, cfg.head, seed=0)
     assert acc(single.reward_diff(bench.test["source2"])) > acc(bench.true_reward_diff("test", "source2")) - 0.03
 
 
@@ -264,12 +265,12 @@ def real_harmless(tmp_path_factory):
 
 def test_single_head_reaches_the_exact_l2_logistic_optimum_on_real_features(real_harmless):
     cfg, pf = real_harmless
-    head = T.train_head({"harmless": pf["train"]}, "single", cfg.train, seed=0)
+    head = T.train_head({"harmless": pf["train"]}, "single", cfg.train, cfg.head, seed=0)
     both = torch.cat([pf["train"].chosen, pf["train"].rejected]).double().numpy()
     scale = both.std(0)
     scale[scale <= 1e-6 * scale.max()] = 1.0
     X, X_test = ((p.chosen - p.rejected).double().numpy() / scale for p in (pf["train"], pf["test"]))
-    l2 = cfg.train.head_weight_decay * X.shape[1] / len(X)  # the head's documented L2: head_weight_decay·h/N
+    l2 = cfg.head.weight_decay * X.shape[1] / len(X)  # the head's documented L2: head.weight_decay·h/N
     w_opt, w_head = _exact_l2_logistic(X, l2), head.w.double().numpy()
     test_nll = lambda w: float(np.logaddexp(0, -(X_test @ w)).mean())  # noqa: E731
     assert abs(test_nll(w_head) - test_nll(w_opt)) < 0.005, (test_nll(w_head), test_nll(w_opt))

@@ -1,6 +1,6 @@
 """Tests of morelib.train.baselines and the head schemes built on it: size-proportional λ, the simplex grid, FAMO
-against
-its paper's Algorithm 1 written out independently, and `tuned` picking the grid point with the best calibration loss."""
+against its paper's Algorithm 1 written out independently, and `tuned` picking the grid point with the best calibration
+loss."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from morelib.train import reward_head as T
 
 
 @pytest.fixture(scope="module")
-def tcfg():
-    return load_config("tiny", {"train.head_epochs": 2, "train.batch_per_source": 8}).train
+def cfg():
+    return load_config("tiny", {"head.epochs": 2, "train.batch_per_source": 8})
 
 
 def test_size_proportional_is_n_over_total():
@@ -100,38 +100,38 @@ def _source(w: torch.Tensor, n: int, seed: int, name: str) -> PairFeatures:
     return PairFeatures(chosen=chosen, rejected=rejected, source=name)
 
 
-def test_famo_head_scheme_starts_at_inverse_loss_weights(tcfg):
+def test_famo_head_scheme_starts_at_inverse_loss_weights(cfg):
     w = torch.ones(6)
     train = {"a": _source(w, 80, 0, "a"), "b": _source(-0.2 * w, 80, 1, "b")}
-    head = T.train_head(train, "famo", tcfg, seed=0)
+    head = T.train_head(train, "famo", cfg.train, cfg.head, seed=0)
     lam, loss = head.history["lam"], head.history["loss"]
     first = (1 / loss[0]) / (1 / loss[0]).sum()  # ξ = 0: z uniform, so λ_0 ∝ 1/ℓ_i
     assert torch.allclose(lam[0], first, atol=1e-5) and torch.allclose(lam.sum(1), torch.ones(len(lam)), atol=1e-5)
-    assert head.meta["scheme"] == "famo" and head.meta["famo_lr"] == tcfg.famo_lr
+    assert head.meta["scheme"] == "famo" and head.meta["famo_lr"] == cfg.train.famo_lr
 
 
-def test_sizeprop_head_trains_with_n_over_total(tcfg):
+def test_sizeprop_head_trains_with_n_over_total(cfg):
     w = torch.ones(6)
     train = {"a": _source(w, 50, 0, "a"), "b": _source(w, 150, 1, "b")}
-    head = T.train_head(train, "sizeprop", tcfg, seed=0)
+    head = T.train_head(train, "sizeprop", cfg.train, cfg.head, seed=0)
     assert torch.allclose(head.history["lam"], torch.tensor([0.25, 0.75]).expand_as(head.history["lam"]))
-    fixed = T.train_head(train, "fixed", tcfg, seed=0, lam=[1, 3])
+    fixed = T.train_head(train, "fixed", cfg.train, cfg.head, seed=0, lam=[1, 3])
     assert torch.equal(head.w, fixed.w) and head.meta["scheme"] == "sizeprop" and head.meta["lam"] == [0.25, 0.75]
 
 
-def test_tuned_picks_the_grid_point_with_the_best_calibration_loss(tcfg):
+def test_tuned_picks_the_grid_point_with_the_best_calibration_loss():
     """Source b's training labels follow −r*; both calibration sets follow r*: λ = (1, 0) must win."""
     r_star = torch.linspace(-1, 1, 6) * 2
     train = {"a": _source(r_star, 200, 0, "a"), "b": _source(-r_star, 200, 1, "b")}
     calib = {"a": _source(r_star, 100, 2, "a"), "b": _source(r_star, 100, 3, "b")}
-    tcfg = load_config("tiny", {"train.head_epochs": 2, "train.batch_per_source": 8, "train.tuned_step": 0.5}).train
-    head = T.train_head(train, "tuned", tcfg, seed=0, calib=calib)
+    cfg = load_config("tiny", {"head.epochs": 2, "train.batch_per_source": 8, "train.tuned_step": 0.5})
+    head = T.train_head(train, "tuned", cfg.train, cfg.head, seed=0, calib=calib)
     direct = []
     for lam in head.meta["grid"]:
-        fixed = T.train_head(train, "fixed", tcfg, seed=0, lam=lam)
+        fixed = T.train_head(train, "fixed", cfg.train, cfg.head, seed=0, lam=lam)
         direct.append(np.mean([F.softplus(-fixed.reward_diff(pf)).mean().item() for pf in calib.values()]))
     np.testing.assert_allclose(head.meta["calib_log_loss"], direct, rtol=1e-6)
     assert head.meta["lam"] == head.meta["grid"][int(np.argmin(direct))] == [1.0, 0.0]
-    assert torch.equal(head.w, T.train_head(train, "fixed", tcfg, seed=0, lam=[1.0, 0.0]).w)
+    assert torch.equal(head.w, T.train_head(train, "fixed", cfg.train, cfg.head, seed=0, lam=[1.0, 0.0]).w)
     with pytest.raises(ConfigError, match="calibration features"):
-        T.train_head(train, "tuned", tcfg, seed=0)
+        T.train_head(train, "tuned", cfg.train, cfg.head, seed=0)

@@ -4,8 +4,8 @@ Steps: H&H training-side prompts → n samples each from the base policy → bes
 score new responses through the same frozen backbone: `HeadModel.reward(features.extract_texts(...))`) → SFT of
 the policy on each RM's picks → perplexity of base and aligned policies on H&H test chosen responses → answers of
 the aligned policies on held-out H&H test prompts judged MORE vs MultiTask (swap rule), each judge's reliability
-measured on held-out human-labelled pairs → our Table 2 beside the paper's.
-The RMs are notebook 02's heads when this run has them (`study.fit` reloads saved heads), else fitted here.
+measured on held-out human-labelled pairs → our Table 2 beside the paper's (its sentences: `findings.alignment`).
+The RMs are notebook 02's heads when this run has them (`pipeline.fit` reloads saved heads), else fitted here.
 The gold-RM judge is a MultiTask head fitted on the *calibration* split with another seed, so it took no part in
 selection (it shares the frozen backbone with the selection RMs, so it is not independent of them).
 Checked by tests/test_notebook05.py (papermill on the tiny profile) and the unit tests of rjs/judge.
@@ -23,7 +23,7 @@ import torch
 
 from morelib.align import judge, rjs
 from morelib.backbone import features
-from morelib.core.config import MIX_SCHEMES, Config
+from morelib.core.config import Config
 from morelib.core.errors import DataError
 from morelib.core.runs import Run
 from morelib.data import paper
@@ -88,17 +88,17 @@ def gold_head(cfg: Config, data: pipeline.StudyData, cache_dir: Path | None = No
     calib = {
         s: data.features[s]["calib"]
         if data.features
-        else features.extract(data.pairs[s]["calib"], cfg.model, cache, progress=False)
+        else features.extract(data.pairs[s]["calib"], cfg.model, cache, False, share_prompt=cfg.head.share_prompt)
         for s in data.sources
     }
-    return reward_head.train_head(calib, "multitask", cfg.train, max(cfg.seeds) + 1)
+    return reward_head.train_head(calib, "multitask", cfg.train, cfg.head, max(cfg.seeds) + 1)
 
 
 def rm_table(heads: dict[str, RewardModel], data: pipeline.StudyData, cfg: Config) -> pd.DataFrame:
     """Per scheme: ECE (10 bins) and accuracy on each prompt source's test set and their mean (Table 2's RM ECE)."""
     keyed = {RMKey(s, seed=cfg.seeds[0]): h for s, h in heads.items()}
     diffs = pipeline.reward_diffs(keyed, data, "test", sources=cfg.rjs.prompt_sources)
-    table = pipeline.evaluate(keyed, data, cfg, diffs=diffs)
+    table = pipeline.metric_table(keyed, data, cfg, diffs=diffs)
     wide = table.pivot_table(index="scheme", columns="test_source", values=["ece_10", "accuracy"])
     wide.columns = [f"{m}_{s}" for m, s in wide.columns]
     wide["rm_ece"] = table.groupby("scheme")["ece_10"].mean()
@@ -283,22 +283,3 @@ def table2_side_by_side(ours: pd.DataFrame) -> pd.DataFrame:
     """Paper Table 2 (read from its CSV at run time) stacked above our rows, with a `who` column."""
     theirs = paper.read("table2").assign(who="paper (Alpaca-7B policy)")
     return pd.concat([theirs, ours.assign(who="ours")], ignore_index=True)[["who", *theirs.columns.drop("who")]]
-
-
-def finding(
-    rms: pd.DataFrame, ppl: pd.DataFrame, agreement: float, reliabilities: dict[str, dict], wtls: dict[str, dict]
-) -> str:
-    """The notebook's finding from the numbers: RM ECE, PPL vs base, pick agreement, each judge's reliability and
-    W/T/L."""
-    ece = ", ".join(f"{n} {rms.loc[n, 'rm_ece']:.4f}" for n in MIX_SCHEMES if n in rms.index)
-    ppl_txt = "; ".join(
-        f"{n}: " + ", ".join(f"{c[4:]} {ppl.loc[n, c]:.2f} (base {ppl.loc['base', c]:.2f})" for c in ppl.columns)
-        for n in MIX_SCHEMES
-        if n in ppl.index
-    )
-    same = " (so both RMs fine-tuned the policy on identical data)" if agreement == 1.0 else ""
-    judged = " ".join(judge.reliability_sentence(reliabilities[k]) + " " + judge.wtl_sentence(wtls[k]) for k in wtls)
-    return (
-        f"RM ECE (mean over the prompt sources' test sets): {ece}. MORE and MultiTask picked the same response "
-        f"for {agreement:.0%} of the prompts{same}. Perplexity on test chosen responses — {ppl_txt}. " + judged
-    )

@@ -13,7 +13,7 @@ W/T/L and agreement carry percentile-bootstrap CIs over prompts (`morelib.evalua
 Checked in tests/test_judge.py: the swap-and-tie rule and W/T/L counts with a scripted judge, verdict parsing, the
 HTTP judge against a fake local server, the local judge on tiny-random.
 # NOTE(paper): the paper's judge is GPT-4; offline, the default judge is a 135M model and may be near chance —
-# `reliability_sentence` says so from the numbers.
+# `findings.judge_agreement` says so from the numbers.
 """
 
 from __future__ import annotations
@@ -268,54 +268,6 @@ def reliability(
     out["agreement"] = out["win"] / out["n"]
     out["agreement_decided"] = out["win"] / decided if decided else float("nan")
     return out
-
-
-def _ci(x: float, lo: float, hi: float) -> str:
-    """'+0.12 (95% CI −0.05 to +0.30)'."""
-    return f"{x:+.2f} (95% CI {lo:+.2f} to {hi:+.2f})"
-
-
-def near_chance(rel: dict) -> bool:
-    """True when the judge's net agreement with humans (agree − disagree share) has a CI that includes 0."""
-    return rel["net_lo"] <= 0.0 <= rel["net_hi"]
-
-
-def reliability_sentence(rel: dict) -> str:
-    """One sentence on a judge's reliability, formatted from `reliability` output, saying whether it is near chance."""
-    if near_chance(rel):
-        verdict = (
-            "that is indistinguishable from chance, so its win/tie/lose verdict on the aligned policies "
-            "below carries no information"
-        )
-    elif rel["net"] > 0:
-        verdict = "better than chance"
-    else:
-        verdict = "worse than chance (it prefers the human-rejected response)"
-    bias = (
-        f" (its two orders disagreed on {rel['position_bias_rate']:.0%} of the pairs it was asked; it answered "
-        f'"A" {rel["first_position_share"]:.0%} of the time)'
-        if rel["asked"]
-        else ""
-    )
-    return (
-        f"Judge **{rel['judge']}** agreed with the human label on {rel['win']} of {rel['n']} held-out test pairs, "
-        f"contradicted it on {rel['lose']} and tied on {rel['tie']}{bias}: net agreement "
-        f"{_ci(rel['net'], rel['net_lo'], rel['net_hi'])} — {verdict}."
-    )
-
-
-def wtl_sentence(wtl: dict, a: str = "MORE", b: str = "MultiTask") -> str:
-    """One sentence on a W/T/L result of a against b, formatted from `win_tie_lose` output."""
-    if wtl["net_lo"] <= 0.0 <= wtl["net_hi"]:
-        verdict = f"no detectable difference between the {a} and {b} policies"
-    else:
-        verdict = f"the {a} policy is {'preferred' if wtl['net'] > 0 else 'dispreferred'} over the {b} policy"
-    same = f"; {wtl['identical']} pairs of answers were identical" if wtl["identical"] else ""
-    return (
-        f"Judged by **{wtl['judge']}** on {wtl['n']} held-out prompts, {a} vs {b}: {wtl['win']} wins, "
-        f"{wtl['tie']} ties, {wtl['lose']} losses ({wtl['win_share']:.0%}/{wtl['tie_share']:.0%}/"
-        f"{wtl['lose_share']:.0%}{same}); net {_ci(wtl['net'], wtl['net_lo'], wtl['net_hi'])} — {verdict}."
-    )
 
 
 def openai_judge(

@@ -4,12 +4,10 @@ the perplexity of a policy on the chosen responses of the Helpful and Harmless t
 
 The policy is an ordinary `AutoModelForCausalLM`: `smollm2-135m` is the dequantised SmolLM2 folder that
 `morelib.backbone.model` builds once (its causal-LM weights; the reward head is ignored), `tiny-random` a seeded 2-layer
-Llama
-with the byte tokenizer (tests only), anything else a local folder or hub id. HH prompts ("\\n\\nHuman:
-…\\n\\nAssistant:")
-are turned into chat messages and rendered with the policy's chat template when it has one; sampling, SFT and
-perplexity all tokenise prompt and response the same way (`encode_example`), so the SFT label mask and the
-perplexity both cover exactly the response tokens (+ the end-of-turn token).
+Llama (`model.tiny_random`) with the byte tokenizer (tests only), anything else a local folder or hub id. HH prompts
+("\\n\\nHuman:…\\n\\nAssistant:") are turned into chat messages and rendered with the policy's chat template when it has
+one; sampling, SFT and perplexity all tokenise prompt and response the same way (`encode_example`), so the SFT label
+mask and the perplexity both cover exactly the response tokens (+ the end-of-turn token).
 Checked in tests/test_rjs.py: perplexity against a per-example manual cross-entropy, SFT changes parameters,
 generation is seeded and returns n strings per prompt.
 # NOTE(paper): the paper aligns Alpaca-7B on H&H training prompts; the CPU default is SmolLM2-135M-Instruct.
@@ -31,7 +29,6 @@ from tqdm.auto import tqdm
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
-    LlamaConfig,
     LlamaForCausalLM,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -47,26 +44,6 @@ from morelib.core.hardware import default_device, resolve_dtype
 IGNORE = -100  # label of tokens that take no part in the loss (prompt and padding)
 TURN = re.compile(r"\n\n(Human|Assistant):")
 HH_STOP = "\n\nHuman:"  # a policy without a chat template may start the next human turn; cut there
-
-
-def _tiny_causal() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The tiny-random registry backbone as a causal LM (seeded 2-layer, 32-wide Llama; byte tokenizer)."""
-    tok = rm_model.byte_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=tok.eos_token_id,
-        tie_word_embeddings=False,
-    )
-    with rm_model._seeded(rm_model.HEAD_SEED):
-        return LlamaForCausalLM(config), tok
 
 
 def policy_folder(name: str) -> Path:
@@ -86,7 +63,7 @@ def load_causal_lm(
     device = torch.device(device) if device is not None else default_device()
     name = str(name)
     if name == "tiny-random":
-        policy, tok = _tiny_causal()
+        policy, tok = rm_model.tiny_random(LlamaForCausalLM)
     else:
         source = policy_folder(name) if name == "smollm2-135m" else Path(name).expanduser()
         if source.is_dir():

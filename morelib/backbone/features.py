@@ -6,14 +6,15 @@ as one string (HH prompts end with "\\n\\nAssistant:"). Features are cached per 
 sha256(model name, model identity (config + weight sample), dtype, max_length, truncation side, text), in sharded
 safetensors files whose metadata holds the keys and a sha256 checksum of the rows; an unreadable or mismatching shard
 is deleted with a warning and recomputed. Batches are length-sorted (longest first) with dynamic padding and unsorted.
-Which features (`model.pooling`, `model.layer`, read from ONE forward pass): `last` = the hidden state of the last real
-token; `mean` = the mean of the hidden states of the last m real tokens, m = the response's own token count (tokenised
-alone, no special tokens), clipped to [1, sequence length] — the response's tokens, as left truncation keeps the end.
-`layer` indexes the model's hidden states (0 = embeddings, −1 = last, after the final norm); null = the score layer's
-input (the last layer's). The default (last, null) keeps the cache keys of before these options existed; any other
-choice adds itself to the feature-space key, and mean pooling adds m to each text's key.
-Prefix sharing (`model.share_prompt`; not part of any key): `extract` runs each pair's longest common token prefix
-once and both continuations on its KV cache (`shared_prefix`), same tokens, so the same features up to float rounding.
+Which features (`model.pooling`, `model.layer`, read from ONE forward pass; the pooling itself is in
+`morelib.backbone.model`): `last` = the hidden state of the last real token; `mean` = the mean of the hidden states of
+the last m real tokens, m = the response's own token count (tokenised alone, no special tokens), clipped to [1, sequence
+length] — the response's tokens, as left truncation keeps the end. `layer` indexes the model's hidden states (0 =
+embeddings, −1 = last, after the final norm); null = the score layer's input (the last layer's). The default (last,
+null) keeps the cache keys of before these options existed; any other choice adds itself to the feature-space key, and
+mean pooling adds m to each text's key.
+Prefix sharing (`head.share_prompt`; not part of any key): `extract` runs each pair's longest common token prefix
+once and both continuations on its KV cache (`prompt_sharing`), same tokens, so the same features up to float rounding.
 Checked against: per-text unpadded `model.pooled_features` / `output_hidden_states` runs, and cache hit == fresh run
 (tests/test_features.py); shared == unshared features within 1e-4 (tests/test_shared_prefix.py).
 """
@@ -36,13 +37,13 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from morelib.backbone.model import (
+    batch_features,
     collate,
     encode,
-    hidden_states,
     is_encoder,
     load_reward_model,
     model_identity,
-    pooled_features,
+    pool_last_tokens,
 )
 from morelib.backbone.prompt_sharing import common_prefix, pair_states
 from morelib.core import status
@@ -54,9 +55,8 @@ log = logging.getLogger(__name__)
 SHARD_ROWS = 1024  # texts per cache shard: an interrupted extraction keeps every finished shard
 MIN_SHARED = 8  # prefix sharing: a pair whose texts share fewer leading tokens runs unshared (one forward each);
 # below this the saving does not pay for the second forward and the cache copy
-# Threads: extraction runs in ONE process with torch's default intra-op threads (every usable core). Measured on idle
-# cores of this 2-core CPU (harmless train texts, 128 tokens): 1 process × 2 threads 8.50 texts/s vs 2 processes ×
-# 1 thread 8.84 texts/s in total — within noise, so no multi-process extraction.
+# Threads: extraction runs in ONE process with torch's default intra-op threads (every usable core); two 1-thread
+# processes measured no faster (README.md, "This machine, honestly").
 
 
 @dataclass
@@ -153,15 +153,6 @@ def text_key(mkey: str, text: str, n_pool: int | None = None) -> str:
     return hashlib.sha256(f"{mkey}\0{text}{tail}".encode()).hexdigest()
 
 
-def pool_last_tokens(hidden: Tensor, attention_mask: Tensor, n_pool: Tensor) -> Tensor:
-    """Mean of hidden[B,T,h] over each row's last n_pool[B] real tokens (clipped to [1, real length]), Tensor[B,h]."""
-    mask = attention_mask.bool()
-    from_end = mask.long().flip(1).cumsum(1).flip(1)  # real tokens at or after each position
-    n = n_pool.to(mask.device).clamp(min=1)[:, None]
-    keep = (mask & (from_end <= n)).to(hidden.dtype)
-    return (hidden * keep[..., None]).sum(1) / keep.sum(1, keepdim=True)
-
-
 def _check_layer(model, layer: int | None) -> None:
     """Raise ConfigError when `layer` does not index the model's hidden states."""
     n_states = model.config.get_text_config().num_hidden_layers + 1
@@ -170,17 +161,6 @@ def _check_layer(model, layer: int | None) -> None:
             f"'model.layer' = {layer} is out of range: the model has {n_states} hidden states "
             f"(0 = embeddings … {n_states - 1} = last, or negative from the end)"
         )
-
-
-def batch_features(
-    model, input_ids: Tensor, mask: Tensor, layer: int | None = None, n_pool: Tensor | None = None
-) -> Tensor:
-    """Pooled features Tensor[B,h] of one padded batch: last real token (n_pool None) or mean of its last n_pool[B]."""
-    if layer is None and n_pool is None:
-        return pooled_features(model, input_ids, mask)
-    hidden = hidden_states(model, input_ids, mask)[-1 if layer is None else layer]
-    n = torch.ones(hidden.shape[0], dtype=torch.long) if n_pool is None else n_pool
-    return pool_last_tokens(hidden, mask, n)
 
 
 def _checksum(rows: Tensor) -> str:
@@ -387,12 +367,13 @@ def extract_texts(
     progress: bool = True,
     n_pool: Sequence[int] | None = None,
     pairs: Sequence[tuple[int, int]] = (),
+    share_prompt: bool = False,
 ) -> Tensor:
     """Pooled features of texts, Tensor[N,h] float32, computed only for texts missing from the cache.
 
     Mean pooling needs `n_pool[N]`: how many final tokens of each text (its response) to average. `pairs` lists
-    (i, j) index pairs of texts sharing a prompt: with `model.share_prompt`, a pair whose texts are both missing is
-    computed through its shared token prefix (`embed_pairs`); the features and their cache keys are the same.
+    (i, j) index pairs of texts sharing a prompt: with `share_prompt` (`head.share_prompt`), a pair whose texts are
+    both missing is computed through its shared token prefix (`embed_pairs`); the features and cache keys are the same.
     """
     model, tokenizer, identity = backbone(model_cfg.name, model_cfg.dtype, model_cfg.padding_side)
     pooling, layer = _choice(model_cfg)
@@ -405,7 +386,7 @@ def extract_texts(
     keys = [text_key(mkey, t, n) for t, n in zip(texts, n_pool)]
     found = _cached(folder, keys)
     missing = list(dict.fromkeys(k for k in keys if k not in found))
-    share = getattr(model_cfg, "share_prompt", False) and not is_encoder(model)
+    share = share_prompt and not is_encoder(model)
     duo = _pairs_of(keys, pairs, set(missing)) if share else []
     in_duo = {k for pair in duo for k in pair}
     missing = [k for k in missing if k not in in_duo]
@@ -461,8 +442,11 @@ def response_lengths(tokenizer, responses: Sequence[str]) -> Tensor:
     return torch.tensor([len(x) for x in ids], dtype=torch.long)
 
 
-def extract(pairs: Sequence, model_cfg, cache_dir: str | Path, progress: bool = True) -> PairFeatures:
-    """PairFeatures of pairs of ONE source: features of prompt + chosen and prompt + rejected, cached."""
+def extract(
+    pairs: Sequence, model_cfg, cache_dir: str | Path, progress: bool = True, share_prompt: bool = False
+) -> PairFeatures:
+    """PairFeatures of pairs of ONE source: features of prompt + chosen and prompt + rejected, cached; `share_prompt`
+    (`head.share_prompt`) reads each pair's common token prefix once (same features)."""
     sources = sorted({p.source for p in pairs})
     if len(sources) != 1:
         raise DataError(f"extract needs pairs of exactly one source; got {len(pairs)} pairs from {sources or 'none'}")
@@ -470,5 +454,7 @@ def extract(pairs: Sequence, model_cfg, cache_dir: str | Path, progress: bool = 
     _, tokenizer, _ = backbone(model_cfg.name, model_cfg.dtype, model_cfg.padding_side)
     lengths = response_lengths(tokenizer, [p.chosen for p in pairs] + [p.rejected for p in pairs])
     n = len(pairs)
-    feats = extract_texts(texts, model_cfg, cache_dir, progress, lengths.tolist(), [(i, n + i) for i in range(n)])
+    feats = extract_texts(
+        texts, model_cfg, cache_dir, progress, lengths.tolist(), [(i, n + i) for i in range(n)], share_prompt
+    )
     return PairFeatures(feats[:n], feats[n:], sources[0], lengths[:n], lengths[n:])

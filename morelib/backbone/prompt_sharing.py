@@ -197,4 +197,6 @@ def model_mask(model: Any, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tens
         return mask
     if impl == "eager":
         return torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
-    raise ConfigError(f"train.share_prompt needs sdpa or eager attention (a 4D block mask); model uses {impl!r}")
+    raise ConfigError(
+        f"prompt sharing (share_prompt) needs sdpa or eager attention (a 4D block mask); model uses {impl!r}"
+    )

@@ -1,7 +1,7 @@
 """Evaluate any Hugging Face reward model the workbook's way: the profile's test pairs, CIs, calibration, length bias.
 
 `python -m morelib.cli.evaluate --model PATH_OR_NAME [--model2 PATH_OR_NAME] [--profile default] [--out DIR]` scores the
-test split of every configured source (the very pairs `study.prepare` holds: split seed = the profile's first seed)
+test split of every configured source (the very pairs `pipeline.prepare` holds: split seed = the profile's first seed)
 with an `AutoModelForSequenceClassification` of one logit, at the profile's max_length and truncation side, and
 writes per source: accuracy with a bootstrap CI, ECE/ACE/MCE (10 bins) beside the ECE a perfectly calibrated model
 would get on the same N (noise floor), Brier, log-loss, the "longer response wins" baseline and the RM's length bias
@@ -70,7 +70,7 @@ def check_one_logit(name_or_path: str) -> None:
 
 
 def test_pairs(cfg: Config) -> tuple[dict[str, list[Pair]], dict[str, str]]:
-    """({source: test pairs}, {source: why missing}) exactly as study.prepare splits them."""
+    """({source: test pairs}, {source: why missing}) exactly as pipeline.prepare splits them."""
     found, missing = {}, {}
     for spec in cfg.data.sources:
         try:
@@ -133,7 +133,7 @@ def source_report(rc: np.ndarray, rr: np.ndarray, lc: np.ndarray, lr: np.ndarray
     }
 
 
-def evaluate_model(name_or_path: str, cfg: Config, pairs: dict[str, list[Pair]]) -> tuple[pd.DataFrame, dict]:
+def model_report(name_or_path: str, cfg: Config, pairs: dict[str, list[Pair]]) -> tuple[pd.DataFrame, dict]:
     """(per-source report, {source: Δ [N]}) of one reward model on the test pairs."""
     check_one_logit(name_or_path)
     net, tok = load_reward_model(name_or_path, cfg.model.dtype, cfg.model.padding_side)
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs, missing = test_pairs(cfg)
         reports, diffs = {}, {}
         for name in filter(None, (args.model, args.model2)):
-            reports[name], diffs[name] = evaluate_model(name, cfg, pairs)
+            reports[name], diffs[name] = model_report(name, cfg, pairs)
         comparison = paired(diffs[args.model], diffs[args.model2], cfg.n_boot) if args.model2 else None
         write_report(args.out, reports, diffs, comparison, missing)
     except (MoreError, OSError) as err:

@@ -1,6 +1,6 @@
 """Export: a feature-tier reward head as an ordinary Hugging Face reward model (backbone + score layer).
 
-A head scores r(z) = w·(z − mean)/scale + b on the backbone's last-token features z (train.HeadModel). Folding the
+A head scores r(z) = w·(z − mean)/scale + b on the backbone's last-token features z (reward_head.HeadModel). Folding the
 standardisation into the backbone's own score layer gives weight w/scale and constant c = b − w·mean/scale, so the
 folder loads with `AutoModelForSequenceClassification` (TRL, RewardBench, a `transformers` pipeline) and scores like
 the head. Where the HF class's score layer has a bias (encoders), c goes into it; decoder classes (Llama, GPT-2, …)
@@ -154,7 +154,7 @@ def _data_counts(run_dir: Path) -> dict[str, Any] | None:
 def test_metrics(cfg: Any, run_dir: Path, key: RMKey, head: HeadModel) -> list[dict[str, Any]]:
     """Accuracy and ECE (10 bins) of the head on each test source of the run's data (features from the cache)."""
     data = pipeline.prepare(cfg, runs.Run(root=run_dir, notebook="export", cfg=cfg))
-    table = pipeline.evaluate({key: HeadRM(head)}, data, cfg)
+    table = pipeline.metric_table({key: HeadRM(head)}, data, cfg)
     return table[["test_source", "n", "accuracy", "ece_10", "brier", "log_loss"]].round(4).to_dict("records")
 
 
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     """CLI: python -m morelib.cli.export RUN_DIR KEY OUT_DIR (lists the run's keys when KEY is missing or unknown)."""
     parser = argparse.ArgumentParser(prog="python -m morelib.cli.export", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("key", nargs="?", help="RM key as the run names it (rms.RMKey), e.g. more/seed0")
+    parser.add_argument("key", nargs="?", help="RM key as the run names it (reward_models.RMKey), e.g. more/seed0")
     parser.add_argument("out_dir", nargs="?", type=Path)
     args = parser.parse_args(argv)
     try:

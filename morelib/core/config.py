@@ -4,8 +4,10 @@
 dataclass takes its field defaults from it (`_defaults_from`), so `Config()` equals `load_config("default")`. Other
 profiles (`tiny`, `paper`) are short diffs of it. Every enumerated parameter has one `Literal` type here (schemes,
 normalisations, tiers, dtypes, judge kinds, RJS backends, …), checked for every field in `validate`. Dotted
-overrides (`{"train.lr": 1e-3}`) are applied last. An unknown key, a wrong type or an impossible value raises one
-`ConfigError` naming the key (and the closest valid key). Modelled on alignment-handbook's typed recipes.
+overrides (`{"head.lr": 1e-3}`) are applied last. An unknown key, a wrong type or an impossible value raises one
+`ConfigError` naming the key (and the closest valid key). Training settings live in three sections: `train` (what
+both tiers share), `head` (the feature tier) and `finetune` (the fine-tuning tier); a key from before that split raises
+"'train.head_lr' was renamed to 'head.lr'" (`RENAMED`). Modelled on alignment-handbook's typed recipes.
 """
 
 from __future__ import annotations
@@ -268,32 +270,17 @@ class ModelConfig:
     batch_size: int
     pooling: Pooling
     layer: int | None
-    share_prompt: bool
 
 
 @dataclass(frozen=True)
 @_defaults_from("train")
 class TrainConfig:
-    """How reward models are trained, in either compute tier."""
+    """What both compute tiers share: the tier, the schemes, the balanced batch plan, seeds and the baselines."""
 
     tier: Tier
     schemes: tuple[Scheme, ...]
     batch_per_source: int
-    epochs: float
-    steps: int | None
-    lr: float
-    weight_decay: float
     resample_pairs: int | None
-    warmup_ratio: float
-    grad_accum: int
-    save_steps: int
-    logging_steps: int
-    gradient_checkpointing: bool
-    group_by_length: bool
-    share_prompt: bool
-    head_lr: float
-    head_epochs: int
-    head_weight_decay: float
     seed_subsample: float
     temperature_scaling: bool
     single_batch: int | None
@@ -306,15 +293,38 @@ class TrainConfig:
 @dataclass(frozen=True)
 @_defaults_from("head")
 class HeadConfig:
-    """The feature tier's reward model: the linear head alone, or a shared MLP trunk (depth × [Linear(width) + GELU])
-    before it, trained with AdamW; the trunk's epoch is chosen on calibration NLL."""
+    """The feature tier: a reward model trained on frozen backbone features — the linear head alone
+    (morelib.train.reward_head: lr, epochs, weight_decay) or a shared MLP trunk (depth × [Linear(width) + GELU]) before
+    it (morelib.train.mlp_head: mlp_lr, mlp_epochs, mlp_weight_decay; the epoch is chosen on calibration NLL)."""
 
     kind: HeadKind
+    lr: float
+    epochs: int
+    weight_decay: float
+    share_prompt: bool
     width: int
     depth: int
     mlp_lr: float
     mlp_epochs: int
     mlp_weight_decay: float
+
+
+@dataclass(frozen=True)
+@_defaults_from("finetune")
+class FinetuneConfig:
+    """The fine-tuning tier: the whole backbone trained as a reward model (morelib.train.finetune)."""
+
+    epochs: float
+    steps: int | None
+    lr: float
+    weight_decay: float
+    warmup_ratio: float
+    grad_accum: int
+    save_steps: int
+    logging_steps: int
+    gradient_checkpointing: bool
+    group_by_length: bool
+    share_prompt: bool
 
 
 @dataclass(frozen=True)
@@ -415,6 +425,7 @@ class Config:
     model: ModelConfig
     train: TrainConfig
     head: HeadConfig
+    finetune: FinetuneConfig
     capacity: CapacityConfig
     more: MoreConfig
     rjs: RJSConfig
@@ -454,6 +465,33 @@ def _apply_override(raw: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
+RENAMED: dict[str, str] = {  # old dotted key → its new name (issue 25 split `train:` into train, head and finetune)
+    "train.head_lr": "head.lr",
+    "train.head_epochs": "head.epochs",
+    "train.head_weight_decay": "head.weight_decay",
+    "model.share_prompt": "head.share_prompt",
+    "train.epochs": "finetune.epochs",
+    "train.steps": "finetune.steps",
+    "train.lr": "finetune.lr",
+    "train.weight_decay": "finetune.weight_decay",
+    "train.warmup_ratio": "finetune.warmup_ratio",
+    "train.grad_accum": "finetune.grad_accum",
+    "train.save_steps": "finetune.save_steps",
+    "train.logging_steps": "finetune.logging_steps",
+    "train.gradient_checkpointing": "finetune.gradient_checkpointing",
+    "train.group_by_length": "finetune.group_by_length",
+    "train.share_prompt": "finetune.share_prompt",
+}
+
+
+def _reject_renamed(raw: dict[str, Any], where: str) -> None:
+    """ConfigError naming the first key of the nested mapping `raw` that RENAMED moved, and its new name."""
+    for old, new in RENAMED.items():
+        section, key = old.split(".")
+        if isinstance(raw.get(section), dict) and key in raw[section]:
+            raise ConfigError(f"{where}: '{old}' was renamed to '{new}'")
+
+
 def profile_path(profile: str | Path) -> Path:
     """Path of a profile given by name (`tiny`) or as a YAML path."""
     path = Path(profile)
@@ -473,7 +511,9 @@ def load_config(profile: str | Path = "default", overrides: dict[str, Any] | Non
     raw = _read_yaml(PARAMS_DIR / "default.yaml")
     path = profile_path(profile)
     if path.resolve() != (PARAMS_DIR / "default.yaml").resolve():
-        raw = _merge(raw, _read_yaml(path))
+        diff = _read_yaml(path)
+        _reject_renamed(diff, f"params file {path}")
+        raw = _merge(raw, diff)
     raw["profile"] = raw.get("profile", Path(path).stem)
     return _overridden(raw, {**(overrides or {}), **kw})
 
@@ -485,6 +525,10 @@ def with_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
 
 def _overridden(raw: dict[str, Any], overrides: dict[str, Any]) -> Config:
     """The validated Config of plain data `raw` with dotted `overrides` applied."""
+    nested: dict[str, Any] = {}
+    for dotted, value in overrides.items():
+        _apply_override(nested, dotted, value)
+    _reject_renamed(nested, "override")
     for dotted, value in overrides.items():
         _apply_override(raw, dotted, value)
     cfg = _build(Config, raw)
@@ -527,10 +571,12 @@ def validate(cfg: Config) -> None:
         f"(got pooling '{cfg.model.pooling}', layer {cfg.model.layer}; fine-tuning scores the last token)",
     )
     _validate_train(cfg.train)
+    _validate_head(cfg.head)
+    _validate_finetune(cfg.finetune)
     _check(
-        not (cfg.train.share_prompt and cfg.train.tier == "finetune") or cfg.model.truncation_side == "left",
-        "'train.share_prompt' cuts the shared prompt on the left: fine-tuning with it needs model.truncation_side "
-        f"'left', got '{cfg.model.truncation_side}' (or set train.share_prompt false)",
+        not (cfg.finetune.share_prompt and cfg.train.tier == "finetune") or cfg.model.truncation_side == "left",
+        "'finetune.share_prompt' cuts the shared prompt on the left: fine-tuning with it needs model.truncation_side "
+        f"'left', got '{cfg.model.truncation_side}' (or set finetune.share_prompt false)",
     )
     _check(0 < cfg.more.alpha <= 1, f"'more.alpha' must be in (0, 1], got {cfg.more.alpha}")
     _check_subset(cfg.rjs.schemes, TRAINED_SCHEMES, "rjs.schemes")
@@ -538,17 +584,7 @@ def validate(cfg: Config) -> None:
         _check(getattr(cfg.explore, key) > 0, f"'explore.{key}' must be positive, got {getattr(cfg.explore, key)}")
     _check(cfg.explore.debounce_ms >= 0, f"'explore.debounce_ms' must be ≥ 0, got {cfg.explore.debounce_ms}")
     _validate_sweep(cfg.synthetic_scenarios)
-    _validate_head(cfg.head)
     _validate_capacity(cfg.capacity)
-
-
-def _validate_head(h: HeadConfig) -> None:
-    """Range checks of the head section (a trunk needs at least one layer of at least one unit)."""
-    _check(h.width > 0, f"'head.width' must be a positive number of hidden units, got {h.width}")
-    _check(h.depth >= 1, f"'head.depth' must be ≥ 1 hidden layer, got {h.depth} (for no trunk use head.kind linear)")
-    _check(h.mlp_lr > 0, f"'head.mlp_lr' must be positive, got {h.mlp_lr}")
-    _check(h.mlp_epochs > 0, f"'head.mlp_epochs' must be positive, got {h.mlp_epochs}")
-    _check(h.mlp_weight_decay >= 0, f"'head.mlp_weight_decay' must be ≥ 0, got {h.mlp_weight_decay}")
 
 
 def _validate_capacity(c: CapacityConfig) -> None:
@@ -568,11 +604,7 @@ def _validate_capacity(c: CapacityConfig) -> None:
         {"multitask", "more"} <= set(c.schemes),
         f"'capacity.schemes' must include multitask and more, got {list(c.schemes)}",
     )
-    _check(
-        0 < c.tuned_step <= 1 and abs(round(1 / c.tuned_step) * c.tuned_step - 1) < 1e-9,
-        f"'capacity.tuned_step' must be 1/m for a positive integer m (e.g. 0.5), got {c.tuned_step}",
-    )
-    _check(c.tuned_max_points > 0, f"'capacity.tuned_max_points' must be positive, got {c.tuned_max_points}")
+    _check_grid(c.tuned_step, c.tuned_max_points, "capacity")
 
 
 def _choice_error(value: Any, choices: Sequence[Any], where: str, prefix: str = "") -> str:
@@ -606,22 +638,42 @@ def _check_choices(node: Any, where: str = "") -> None:
 
 
 def _validate_train(t: TrainConfig) -> None:
-    """Range checks of the training section."""
+    """Range checks of the section both tiers share."""
     _check(t.batch_per_source > 0, f"'train.batch_per_source' must be positive, got {t.batch_per_source}")
-    _check(t.lr > 0 and t.head_lr > 0, "'train.lr' and 'train.head_lr' must be positive")
-    _check(t.epochs > 0, f"'train.epochs' must be positive, got {t.epochs}")
-    _check(t.steps is None or t.steps > 0, f"'train.steps' must be positive or null, got {t.steps}")
     _check(t.resample_pairs is None or t.resample_pairs > 0, "'train.resample_pairs' must be positive or null")
     _check(t.single_batch is None or t.single_batch > 0, "'train.single_batch' must be positive or null")
-    _check(t.head_epochs > 0, f"'train.head_epochs' must be positive, got {t.head_epochs}")
-    _check(t.weight_decay >= 0 and t.head_weight_decay >= 0, "weight decays must be ≥ 0")
     _check(0.0 < t.seed_subsample <= 1.0, f"'train.seed_subsample' must be in (0, 1], got {t.seed_subsample}")
-    _check(
-        0 < t.tuned_step <= 1 and abs(round(1 / t.tuned_step) * t.tuned_step - 1) < 1e-9,
-        f"'train.tuned_step' must be 1/m for a positive integer m (e.g. 0.25), got {t.tuned_step}",
-    )
-    _check(t.tuned_max_points > 0, f"'train.tuned_max_points' must be positive, got {t.tuned_max_points}")
+    _check_grid(t.tuned_step, t.tuned_max_points, "train")
     _check(t.famo_lr > 0 and t.famo_decay >= 0, "'train.famo_lr' must be > 0 and 'train.famo_decay' ≥ 0")
+
+
+def _validate_head(h: HeadConfig) -> None:
+    """Range checks of the feature tier's head schedule and trunk (at least one layer of at least one unit)."""
+    _check(h.lr > 0, f"'head.lr' must be positive, got {h.lr}")
+    _check(h.epochs > 0, f"'head.epochs' must be positive, got {h.epochs}")
+    _check(h.weight_decay >= 0, f"'head.weight_decay' must be ≥ 0, got {h.weight_decay}")
+    _check(h.width > 0, f"'head.width' must be a positive number of hidden units, got {h.width}")
+    _check(h.depth >= 1, f"'head.depth' must be ≥ 1 hidden layer, got {h.depth} (for no trunk use head.kind linear)")
+    _check(h.mlp_lr > 0, f"'head.mlp_lr' must be positive, got {h.mlp_lr}")
+    _check(h.mlp_epochs > 0, f"'head.mlp_epochs' must be positive, got {h.mlp_epochs}")
+    _check(h.mlp_weight_decay >= 0, f"'head.mlp_weight_decay' must be ≥ 0, got {h.mlp_weight_decay}")
+
+
+def _validate_finetune(f: FinetuneConfig) -> None:
+    """Range checks of the fine-tuning tier."""
+    _check(f.lr > 0, f"'finetune.lr' must be positive, got {f.lr}")
+    _check(f.epochs > 0, f"'finetune.epochs' must be positive, got {f.epochs}")
+    _check(f.steps is None or f.steps > 0, f"'finetune.steps' must be positive or null, got {f.steps}")
+    _check(f.weight_decay >= 0, f"'finetune.weight_decay' must be ≥ 0, got {f.weight_decay}")
+
+
+def _check_grid(step: float, max_points: int, section: str) -> None:
+    """The `tuned` simplex grid of `section`: step = 1/m for a positive integer m, and a positive point cap."""
+    _check(
+        0 < step <= 1 and abs(round(1 / step) * step - 1) < 1e-9,
+        f"'{section}.tuned_step' must be 1/m for a positive integer m (e.g. 0.25), got {step}",
+    )
+    _check(max_points > 0, f"'{section}.tuned_max_points' must be positive, got {max_points}")
 
 
 def data_root(cfg: Config | DataConfig | str | Path | None) -> Path | None:
@@ -648,7 +700,7 @@ def parse_overrides(overrides: str | dict[str, Any] | Sequence[str] | None) -> d
         except yaml.YAMLError as err:
             raise ConfigError(f"'overrides' is not valid YAML/JSON: {err}") from err
         if not isinstance(data or {}, dict):
-            raise ConfigError(f"'overrides' must be a mapping like {{\"train.lr\": 0.001}}, got {overrides!r}")
+            raise ConfigError(f"'overrides' must be a mapping like {{\"head.lr\": 0.001}}, got {overrides!r}")
         return dict(data or {})
     if not isinstance(overrides, (list, tuple)) or not all(isinstance(item, str) for item in overrides):
         raise ConfigError(
@@ -659,7 +711,7 @@ def parse_overrides(overrides: str | dict[str, Any] | Sequence[str] | None) -> d
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"override '{item}' must look like key=value (e.g. train.lr=1e-5)")
+            raise ConfigError(f"override '{item}' must look like key=value (e.g. finetune.lr=1e-5)")
         out[key.strip()] = yaml.safe_load(value)
     return out
 
@@ -698,13 +750,10 @@ _SCENARIO_BOUNDS = {
 def _validate_sweep(sweep: ScenarioSweep) -> None:
     """Range checks of the synthetic scenario sweep: sizes, schemes, and every per-source list of length K."""
     _check(sweep.n_seeds >= 2, f"'synthetic_scenarios.n_seeds' must be ≥ 2 (a CI over seeds), got {sweep.n_seeds}")
-    for key in ("dim", "n_calib", "n_test", "n_bins", "tuned_max_points"):
+    for key in ("dim", "n_calib", "n_test", "n_bins"):
         _check(getattr(sweep, key) > 0, f"'synthetic_scenarios.{key}' must be positive, got {getattr(sweep, key)}")
     _check(sweep.reward_scale > 0, f"'synthetic_scenarios.reward_scale' must be positive, got {sweep.reward_scale}")
-    _check(
-        0 < sweep.tuned_step <= 1 and abs(round(1 / sweep.tuned_step) * sweep.tuned_step - 1) < 1e-9,
-        f"'synthetic_scenarios.tuned_step' must be 1/m for a positive integer m, got {sweep.tuned_step}",
-    )
+    _check_grid(sweep.tuned_step, sweep.tuned_max_points, "synthetic_scenarios")
     _check_subset(sweep.schemes, SWEEP_SCHEMES, "synthetic_scenarios.schemes")
     _check({"multitask", "more"} <= set(sweep.schemes), "'synthetic_scenarios.schemes' must include multitask and more")
     names = [sc.name for sc in sweep.scenarios]

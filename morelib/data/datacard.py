@@ -1,15 +1,14 @@
 """Data card: pairs per source and split beside the paper's Table 4 (App. A), drops, and token lengths vs max length.
 
-The paper's sizes are read at run time from the transcribed `table4_datasets.csv` (path given, or
-$MORE_PAPER_DIR / ../shared/paper); nothing here types a paper number in. Token lengths use any tokenizer callable
-(text → sequence of tokens), e.g. `lambda s: tok(s)["input_ids"]`; tests use `str.split`.
+The paper's sizes come from `paper.table4()` (the transcribed `table4_datasets.csv`, one source-matching rule); nothing
+here types a paper number in. `tables.data_card` binds these rows to a run (tokenizer, missing sources). Token lengths
+use any tokenizer callable (text → sequence of tokens), e.g. `lambda s: tok(s)["input_ids"]`; tests use `str.split`.
 Checked by tests against counts computed by hand on small inputs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,27 +19,6 @@ from morelib.data import paper
 from morelib.data.sources import Pair
 
 QUANTILES = (0.5, 0.9, 0.99)
-
-
-def read_table4(path: str | Path | None = None) -> pd.DataFrame:
-    """Paper Table 4 (dataset, train_pairs, test_pairs) from `path`, else the paper folder's table4_datasets.csv."""
-    path = Path(path) if path is not None else paper.paper_dir() / paper.FILES["table4"]
-    if not path.exists():
-        raise DataError(f"paper Table 4 not found at {path}")
-    table = pd.read_csv(path)
-    missing = {"dataset", "train_pairs", "test_pairs"} - set(table.columns)
-    if missing:
-        raise DataError(f"{path}: missing columns {sorted(missing)}")
-    return table
-
-
-def paper_row(name: str, label: str, table4: pd.DataFrame) -> pd.Series | None:
-    """The Table 4 row of a source, matched by label (case-insensitive), else by its name inside the dataset name."""
-    names = table4["dataset"].str.lower()
-    hit = table4[names == label.lower()]
-    if hit.empty:
-        hit = table4[names.str.contains(name.lower(), regex=False)]
-    return None if len(hit) != 1 else hit.iloc[0]
 
 
 def token_lengths(pairs: Sequence[Pair], tokenizer: Callable[[str], Sequence[Any]]) -> np.ndarray:
@@ -59,26 +37,27 @@ def length_stats(pairs: Sequence[Pair], tokenizer: Callable[[str], Sequence[Any]
     return stats
 
 
-def data_card(
+def source_rows(
     splits: Mapping[str, Mapping[str, Sequence[Pair]]],
     labels: Mapping[str, str] | None = None,
-    table4: str | Path | pd.DataFrame | None = None,
+    table4: pd.DataFrame | None = None,
     tokenizer: Callable[[str], Sequence[Any]] | None = None,
     max_length: int | None = None,
     reports: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """One row per source: pairs per split, the paper's Table 4 sizes, drops, and (with a tokenizer) length stats.
+    """The data card's rows, one per source: pairs per split, the paper's Table 4 sizes, drops, and (with a tokenizer)
+    length stats.
 
-    `splits` is {source: {"train"|"calib"|"test": pairs}}; `labels` {source: display label};
-    `reports` {source: SplitReport} adds the pairs each side held before caps ("train/calib/test") and the
-    loaded/dropped summary.
+    `splits` is {source: {"train"|"calib"|"test": pairs}}; `labels` {source: display label}; `table4` a frame shaped
+    like `paper.table4()` (default: read it); `reports` {source: SplitReport} adds the pairs each side held before
+    caps ("train/calib/test") and the loaded/dropped summary.
     """
-    ref_table = table4 if isinstance(table4, pd.DataFrame) else read_table4(table4)
+    ref_table = paper.table4() if table4 is None else table4
     rows = []
     for name, sides in splits.items():
         label = (labels or {}).get(name, name)
         row: dict[str, Any] = {"source": name, "label": label, **{s: len(p) for s, p in sides.items()}}
-        ref = paper_row(name, label, ref_table)
+        ref = ref_table.loc[name] if name in ref_table.index else None
         row["paper_dataset"] = None if ref is None else ref["dataset"]
         row["paper_train"] = None if ref is None else int(ref["train_pairs"])
         row["paper_test"] = None if ref is None else int(ref["test_pairs"])

@@ -1,5 +1,5 @@
-"""The paper's reported numbers (Zeng et al. 2023, Tables 1/3/4/5/6), read from the transcribed CSVs for side-by-side
-tables.
+"""The paper's reported numbers (Zeng et al. 2023, Tables 1/2/3/4/5/6), read from the transcribed CSVs for
+side-by-side tables.
 
 The CSVs live in `$MORE_PAPER_DIR`, else `../shared/paper` beside the repository (see its README). Nothing here types
 a number in: every paper value comes from those files, so a notebook's "paper vs ours" table cannot drift from them.
@@ -69,8 +69,13 @@ def outliers(base_model: str = "Pythia-1.4B") -> pd.DataFrame:
 
 
 def table4() -> pd.DataFrame:
-    """Paper Table 4: train/test pairs per dataset, indexed by the workbook's source name."""
+    """Paper Table 4 (App. A): train/test pairs per dataset, indexed by the workbook's source name — the dataset
+    name's last word, lower-cased ("Anthropic Helpful" → helpful, "OpenAssistant Oasst1" → oasst1): the one rule that
+    matches a source to the paper."""
     df = read("table4")
+    missing = {"dataset", "train_pairs", "test_pairs"} - set(df.columns)
+    if missing:
+        raise DataError(f"{paper_dir() / FILES['table4']}: missing columns {sorted(missing)}")
     df["source"] = df["dataset"].str.split().str[-1].str.lower()
     return df.set_index("source")[["dataset", "train_pairs", "test_pairs"]]
 

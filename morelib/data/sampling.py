@@ -27,7 +27,7 @@ from morelib.core.errors import ConfigError
 
 POOLED = "multitask-pooled"  # the paper's / reference code's MultiTask: random batches of the pooled resampled data
 SUBSAMPLE_SEED_OFFSET = 7_919  # keeps a seed's training subsample independent of its batch order
-LENGTH_WINDOW = 64  # batches whose pairs are sorted by length together (train.group_by_length)
+LENGTH_WINDOW = 64  # batches whose pairs are sorted by length together (finetune.group_by_length)
 
 
 def source_generator(seed: int, name: str) -> torch.Generator:
@@ -116,10 +116,11 @@ def length_grouped(
 
 
 def plan_steps(sizes: dict[str, int], cfg: Config) -> tuple[int, int]:
-    """(steps of the plan, steps of one epoch): `train.steps`, else `train.epochs` passes over the resampled sources."""
-    t = cfg.train
+    """(steps of the plan, steps of one epoch): `finetune.steps`, else `finetune.epochs` passes over the resampled
+    sources."""
+    t, f = cfg.train, cfg.finetune
     per_epoch = (t.resample_pairs or max(sizes.values())) // t.batch_per_source
-    return t.steps or max(1, math.floor(t.epochs * per_epoch)), per_epoch
+    return f.steps or max(1, math.floor(f.epochs * per_epoch)), per_epoch
 
 
 def plan_for(
@@ -131,7 +132,7 @@ def plan_for(
 ) -> torch.Tensor:
     """Fine-tuning batch plan: balanced [steps, K, B], or for `multitask-pooled` pooled codes [steps, K·B].
 
-    With `lengths` (from `finetune.pair_lengths`) and `train.group_by_length`, the plan is `length_grouped` (a pooled
+    With `lengths` (from `finetune.pair_lengths`) and `finetune.group_by_length`, the plan is `length_grouped` (a pooled
     plan as one group of K·B per step, its lengths concatenated with each source padded to the plan's stride).
     """
     t = cfg.train
@@ -139,7 +140,7 @@ def plan_for(
     steps, per_epoch = plan_steps(sizes, cfg)
     make = pooled_plan if scheme == POOLED else batch_plan
     plan = make(sizes, t.batch_per_source, max(1, math.ceil(steps / max(per_epoch, 1))), t.resample_pairs, seed)[:steps]
-    if lengths is not None and t.group_by_length:
+    if lengths is not None and cfg.finetune.group_by_length:
         if scheme == POOLED:
             stride = max(sizes.values())
             flat = torch.cat([F.pad(n, (0, stride - len(n))) for n in lengths])

@@ -1,10 +1,9 @@
 """Grouped, seeded, stable train/calibration/test splits of preference pairs, and each source's split map.
 
-A pair's side is a pure function of (its group key, seed) — `groups.unit_hash`, blake2b of the two mapped to
-[0, 1), compared with the cumulative fractions — so pairs sharing a prompt (HH), post (Summarize) or tree (OASST)
-never straddle two sides, and adding files later never moves a pair that was already placed. Local files here are all
-test/validation data
-(see /work/shared/data/README.md), so they are split this way; with real train and test splits (the hub, or a local
+A pair's side is a pure function of (its group key, seed) — `groups.unit_hash`, blake2b of the two mapped to [0, 1),
+compared with the cumulative fractions — so pairs sharing a prompt (HH), post (Summarize) or tree (OASST) never straddle
+two sides, and adding files later never moves a pair that was already placed. Local files here are all test/validation
+data (see /work/shared/data/README.md), so they are split this way; with real train and test splits (the hub, or a local
 copy that has both) the test split is kept and calibration pairs are carved from train by the same hash.
 Checked by tests: no group on two sides, subset → superset stability, counts.
 """

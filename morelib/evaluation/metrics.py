@@ -219,7 +219,7 @@ def outliers(reward_diff: ArrayLike) -> dict[str, float]:
     }
 
 
-def evaluate(reward_diff: ArrayLike, bins: Sequence[int] = (5, 10, 20), floor: bool = False) -> dict[str, float]:
+def all_metrics(reward_diff: ArrayLike, bins: Sequence[int] = (5, 10, 20), floor: bool = False) -> dict[str, float]:
     """Flat metric dict: accuracy, ece_B / ace_B / mce_B for each bin count B, brier, log_loss and n (pairs);
     with floor=True also ece_B_floor, ece_B_floor_p95 (`ece_floor_stats`) and ece_B_debiased (ECE − floor)."""
     x = as_reward_diff(reward_diff)

@@ -7,8 +7,7 @@ draws the SAME indices for both reward models so pair difficulty cancels. `poole
 seeds (seed k of one scheme stays paired with seed k of the other), so its CI covers test-pair and seed variance.
 Not in the paper (it reports point values).
 Checked in tests/test_stats.py: constant data gives zero-width intervals, coverage on normal samples, scipy's
-t-interval,
-the pooled CI's coverage of a known difference, Holm against hand values.
+t-interval, the pooled CI's coverage of a known difference, Holm against hand values.
 """
 
 from __future__ import annotations

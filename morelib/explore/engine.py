@@ -1,4 +1,4 @@
-"""Interactive explorer (issue 7): refit the reward head with chosen source weights λ, or on a chosen data mix.
+"""Interactive explorer: refit the reward head with chosen source weights λ, or on a chosen data mix.
 
 The λ explorer trains the feature-tier head on Σ_i λ_i L_i with λ held fixed (`train_head` scheme "fixed", paper
 Eq. 8 without MORE's update) and shows accuracy and ECE per test source, a reliability diagram and the reward-difference
@@ -8,14 +8,14 @@ then refits MultiTask and MORE on that mix side by side.
 λ convention: `Explorer.set_lambda(lam)` takes weights on the simplex (≥ 0, summing to 1 within 1e-5) and raises
 ConfigError otherwise; `normalise=True` divides raw ≥ 0 weights by their sum (the sliders use it).
 All-zero λ → ConfigError.
-Refits use `ExploreConfig.head_epochs` / `batch_per_source` (fewer, larger steps than the study: ≤ 1 s per refit on
-2 CPU cores for 5 sources × 2,000 pairs, h = 576), shown in the status line.
+Refits use `ExploreConfig.head_epochs` / `batch_per_source` (fewer, larger steps than the study); each update's measured
+time is shown in the status line (measured update times: docs/explorer.md).
 Layers: `Explorer` is pure state (no widgets); `ExplorerUI` wraps it in ipywidgets and plotly FigureWidgets updated in
 place; `lambda_figure` / `mix_figure` draw the same panels as plain go.Figure for papermill and static viewers.
 On the fine-tuning tier the heads are refitted on the pooled features of a fine-tuned RM's backbone
 (`Explorer.from_study`), so the sliders stay live after a GPU run.
-Checked in tests/test_explore.py (equal to a direct train_head + metrics.evaluate) and tests/test_browser.py (JupyterLab
-in headless chromium: moving a slider changes the shown metrics).
+Checked in tests/test_explore.py (equal to a direct train_head + metrics.all_metrics) and tests/test_browser.py
+(JupyterLab in headless chromium: moving a slider changes the shown metrics).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from morelib.backbone.features import PairFeatures
-from morelib.core.config import MIX_SCHEMES, Config, ExploreConfig, MoreConfig, TrainConfig
+from morelib.core.config import MIX_SCHEMES, Config, ExploreConfig, HeadConfig, MoreConfig, TrainConfig
 from morelib.core.errors import ConfigError, RunError
 from morelib.core.runs import atomic_write
 from morelib.evaluation import metrics
@@ -50,7 +50,7 @@ SAVED_CSV = "explore_saved.csv"
 class Fit:
     """One refit: scheme, λ [K] (fixed, or MORE's final), training pairs per source, and its test-set results.
 
-    metrics[test_source] = `metrics.evaluate` with the explorer's bin count; diffs[test_source] = Δ [N];
+    metrics[test_source] = `metrics.all_metrics` with the explorer's bin count; diffs[test_source] = Δ [N];
     reliability[test_source] = `metrics.reliability`, pooled_reliability over all test pairs; lam_history
     [steps, K]; seconds = refit + evaluation time.
     """
@@ -70,9 +70,12 @@ class Fit:
         return float(np.mean([m[key] for m in self.metrics.values()]))
 
 
-def explore_train_config(tcfg: TrainConfig, ecfg: ExploreConfig) -> TrainConfig:
-    """The study's training settings with the explorer's faster head schedule (epochs, batch per source)."""
-    return dataclasses.replace(tcfg, head_epochs=ecfg.head_epochs, batch_per_source=ecfg.batch_per_source)
+def explore_configs(tcfg: TrainConfig, hcfg: HeadConfig, ecfg: ExploreConfig) -> tuple[TrainConfig, HeadConfig]:
+    """The study's training and head settings with the explorer's faster head schedule (batch per source, epochs)."""
+    return (
+        dataclasses.replace(tcfg, batch_per_source=ecfg.batch_per_source),
+        dataclasses.replace(hcfg, epochs=ecfg.head_epochs),
+    )
 
 
 def _seeded_orders(by_source: Mapping[str, PairFeatures], seed: int) -> dict[str, torch.Tensor]:
@@ -107,6 +110,7 @@ class Explorer:
         train_by_source: Mapping[str, PairFeatures],
         test_by_source: Mapping[str, PairFeatures],
         tcfg: TrainConfig,
+        hcfg: HeadConfig,
         ecfg: ExploreConfig | None = None,
         out_dir: str | Path | None = None,
         more_history: torch.Tensor | np.ndarray | None = None,
@@ -120,7 +124,7 @@ class Explorer:
             raise ConfigError("Explorer needs at least one training source and one test source")
         self.ecfg = ecfg or ExploreConfig()
         self.more = more or MoreConfig()
-        self.tcfg = explore_train_config(tcfg, self.ecfg)
+        self.tcfg, self.hcfg = explore_configs(tcfg, hcfg, self.ecfg)
         self.names = list(train_by_source)
         self.test = dict(test_by_source)
         picks = capped_subsets({n: len(pf) for n, pf in train_by_source.items()}, self.ecfg)
@@ -142,11 +146,11 @@ class Explorer:
         more_head: RewardModel | None = None,
         backbone: RewardModel | None = None,
     ) -> Explorer:
-        """An explorer over a `study.StudyData` (train and test splits); MORE's trajectory from `more_head` if given.
+        """An explorer over a `pipeline.StudyData` (train and test splits); MORE's trajectory from `more_head` if given.
 
         Fine-tuning tier (no frozen features in `data`): heads are refitted on the pooled last-layer features of a
         fine-tuned backbone — `backbone`, else `more_head`, else this run's MORE RM of the first seed (reused from the
-        run, trained if absent) — extracted through the feature cache (`study.rm_features`).
+        run, trained if absent) — extracted through the feature cache (`pipeline.rm_features`).
         """
         if data.features:
             tr = {s: data.features[s]["train"] for s in data.sources}
@@ -162,6 +166,7 @@ class Explorer:
             tr,
             te,
             cfg.train,
+            cfg.head,
             cfg.explore,
             out_dir=run.dir if run is not None else None,
             more_history=history,
@@ -178,8 +183,8 @@ class Explorer:
     @property
     def settings(self) -> str:
         """The refit schedule, for the status line."""
-        t = self.tcfg
-        return f"head_epochs={t.head_epochs}, batch_per_source={t.batch_per_source}, head_lr={t.head_lr:g}"
+        t, h = self.tcfg, self.hcfg
+        return f"head_epochs={h.epochs}, batch_per_source={t.batch_per_source}, head_lr={h.lr:g}"
 
     def fit(self, train_by_source: Mapping[str, PairFeatures], scheme: str, lam: np.ndarray | None = None) -> Fit:
         """Train one head (scheme "fixed" with λ, "multitask" or "more") and evaluate it on every test source."""
@@ -190,6 +195,7 @@ class Explorer:
             dict(train_by_source),
             scheme,
             tcfg,
+            self.hcfg,
             self.ecfg.seed,
             lam=None if lam is None else lam.tolist(),
             more=self.more,
@@ -201,7 +207,7 @@ class Explorer:
             scheme=scheme,
             lam=history[-1] if lam is None else lam,
             pairs={n: len(pf) for n, pf in train_by_source.items()},
-            metrics={s: metrics.evaluate(d, bins=(nb,)) for s, d in diffs.items()},
+            metrics={s: metrics.all_metrics(d, bins=(nb,)) for s, d in diffs.items()},
             diffs=diffs,
             reliability={s: metrics.reliability(d, nb) for s, d in diffs.items()},
             pooled_reliability=metrics.reliability(np.concatenate(list(diffs.values())), nb),

@@ -1,6 +1,6 @@
-"""Widget layer of the explorer (issue 7): sliders and one plotly figure per view, updated in place.
+"""Widget layer of the explorer: sliders and one plotly figure per view, updated in place.
 
-`lambda_figure` / `mix_figure` draw the panels of an `explore.Explorer` as plain `go.Figure`s (papermill, static
+`lambda_figure` / `mix_figure` draw the panels of an `engine.Explorer` as plain `go.Figure`s (papermill, static
 viewers); `ExplorerUI` shows the same panels as `go.FigureWidget`s whose traces are updated inside `batch_update` on
 every change (never re-created), with one slider per source, presets, MORE's λ trajectory on a step slider, the mix
 controls, save/reload, and a status line with the metrics and the measured update time.
@@ -24,10 +24,8 @@ from plotly.subplots import make_subplots
 from morelib.core.config import MIX_SCHEMES
 from morelib.core.errors import MoreError
 from morelib.explore.engine import Explorer, Fit
+from morelib.study.plots import PALETTE, SCHEME_COLORS, TEMPLATE
 
-TEMPLATE = "plotly_white"
-SCHEME_COLORS = {"multitask": "#ff7f0e", "more": "#2ca02c"}
-PALETTE = ("#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#d62728")
 PANELS = ("accuracy per test source", "ECE per test source", "reliability (σ(Δ), both orders)", "reward difference Δ")
 SLIDER_STEP, SLIDER_DECIMALS = 0.01, 2  # λ slider resolution; sliders show λ rounded to it, refits use the exact λ
 LABEL_STYLE = {"description_width": "initial"}  # full source names ("ultrafeedback"), never cut to "ultrafeed…"

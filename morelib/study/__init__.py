@@ -1,4 +1,4 @@
-"""The study the notebooks run: pipeline (load sources, extract features, fit RMs once per run, evaluate), synthetic
-(the eq. 4 drift benchmark) and scenarios (notebook 06's sweep), tables (result tables), findings (sentences computed
-from them) and plots (figures that display them).
+"""The study the notebooks run: pipeline (load sources, extract features, fit RMs once per run, their metric table),
+synthetic (the eq. 4 drift benchmark) and scenarios (notebook 06's sweep), tables (result tables), findings (sentences
+computed from them) and plots (figures that display them).
 """

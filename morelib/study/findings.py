@@ -1,14 +1,14 @@
 """Findings: one sentence per notebook section, formatted from the numbers just computed — never written in advance.
 
-Each function takes a table from `morelib.study.tables`/`morelib.study.pipeline` and says what it shows on THIS run,
-including when
-the paper's claim does not hold (e.g. MORE not better calibrated than MultiTask), with values, CIs and seed counts.
-Every verdict word ("better", "holds", "falls", "below", "fewer") comes from a 95% CI that excludes 0: the pooled paired
-CI of `tables.pooled_compare` where given, per-source paired CIs with Holm's correction over the tested sources
-otherwise; and an ECE is never called better when both ECEs are within a perfectly calibrated model's spread (at or
-below the noise floor's 95th percentile, `metrics.ece_floor_stats`). Without a CI a finding reports numbers only.
-Checked in tests/test_study.py and tests/test_findings.py: opposite inputs give opposite verdicts; mixed significant
-signs, point-mean-only trends and floor-level ECEs give no verdict.
+Each function takes a table from `morelib.study.tables`/`morelib.study.pipeline` (or notebook 05's judge results
+from `morelib.align`) and says what it shows on THIS run, including when the paper's claim does not hold (e.g. MORE
+not better calibrated than MultiTask), with values, CIs and seed counts. Every verdict word ("better", "holds",
+"falls", "below", "fewer", "preferred") comes from a 95% CI that excludes 0: the pooled paired CI of
+`tables.pooled_compare` where given, per-source paired CIs with Holm's correction over the tested sources otherwise;
+and an ECE is never called better when both ECEs are within a perfectly calibrated model's spread (at or below the
+noise floor's 95th percentile, `metrics.ece_floor_stats`). Without a CI a finding reports numbers only.
+Checked in tests/test_study.py, tests/test_findings.py and tests/test_judge.py: opposite inputs give opposite
+verdicts; mixed significant signs, point-mean-only trends and floor-level ECEs give no verdict.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from morelib.core.config import MIX_SCHEMES
 from morelib.evaluation import stats
 from morelib.evaluation.stats import mean_and_ci_over_seeds
 
@@ -104,7 +105,7 @@ def _pooled_text(row: pd.Series, a: str, b: str, metric: str) -> str:
     return text
 
 
-def finding_comparison(cmp: pd.DataFrame, a: str, b: str, seeds: int, pooled: pd.DataFrame | None = None) -> str:
+def comparison(cmp: pd.DataFrame, a: str, b: str, seeds: int, pooled: pd.DataFrame | None = None) -> str:
     """Sentence per metric: a vs b averaged over test sources, the pooled paired CI if given, and on how many sources
     the per-source 95% CI favours either (raw and after Holm's correction)."""
     parts = []
@@ -159,14 +160,14 @@ def _significant_sources(ece: pd.DataFrame) -> tuple[list[str], list[str]]:
     return better, worse
 
 
-def finding_more_vs_multitask(cmp: pd.DataFrame, seeds: int, pooled: pd.DataFrame | None = None) -> str:
+def more_vs_multitask(cmp: pd.DataFrame, seeds: int, pooled: pd.DataFrame | None = None) -> str:
     """MORE vs MultiTask (paper §5.2: comparable accuracy, significantly lower ECE) as measured here.
 
     "holds" only when MORE's ECE is significantly lower — by the pooled paired CI when `pooled` is given, else on at
     least one source after Holm's correction — AND no source is significantly worse (Holm), AND the two ECEs are not
     both within the noise floor's spread.
     """
-    text = finding_comparison(cmp, "more", "multitask", seeds, pooled)
+    text = comparison(cmp, "more", "multitask", seeds, pooled)
     ece = cmp[cmp["metric"].str.startswith("ece")]
     if ece.empty:
         return text
@@ -203,7 +204,7 @@ def finding_more_vs_multitask(cmp: pd.DataFrame, seeds: int, pooled: pd.DataFram
     return f"{text} {claim}"
 
 
-def finding_power(
+def power(
     pooled: pd.DataFrame, paper_effect: dict[str, float], base_model: str = "Pythia-1.4B", metric: str = "ece_10"
 ) -> str:
     """Whether this run could have seen the paper's ECE effect: the pooled comparison's minimum detectable difference
@@ -212,7 +213,7 @@ def finding_power(
     if row is None:
         return f"Power unavailable: no pooled {metric} comparison."
     effect = paper_effect["effect"]
-    power = stats.power_at(effect, row["se"]) if row["se"] > 0 else float("nan")
+    p_detect = stats.power_at(effect, row["se"]) if row["se"] > 0 else float("nan")
     could = row["mde"] <= abs(effect)
     return (
         f"Power: pooled over {int(row['n_pairs'])} test pairs ({int(row['n_sources'])} sources, {int(row['n_seeds'])} "
@@ -220,11 +221,11 @@ def finding_power(
         f"detects with 80% power (two-sided 5%) is {row['mde']:.4f}. The paper's effect ({base_model}: MultiTask "
         f"{paper_effect['multitask']:.4f} → MORE {paper_effect['more']:.4f}, a gap of {effect:.4f}) is "
         f"{'at or above' if could else 'below'} that: this run {'could' if could else 'could NOT'} have seen an "
-        f"effect of the paper's size (power ≈ {power:.0%} for a true gap of {effect:.4f})."
+        f"effect of the paper's size (power ≈ {p_detect:.0%} for a true gap of {effect:.4f})."
     )
 
 
-def finding_diversity(matrix: pd.DataFrame, leads: pd.DataFrame | None = None) -> str:
+def diversity(matrix: pd.DataFrame, leads: pd.DataFrame | None = None) -> str:
     """Fig 1: whether each single-source RM is best on its own test source, and how much it loses elsewhere;
     `leads` (tables.own_vs_best_other) adds how many of those leads a paired 95% CI confirms."""
     single = matrix.drop(index="raw", errors="ignore")
@@ -256,7 +257,7 @@ def finding_diversity(matrix: pd.DataFrame, leads: pd.DataFrame | None = None) -
     return text
 
 
-def finding_temperature(
+def temperature(
     summary: pd.DataFrame,
     metric: str = "ece_10",
     pooled_before: pd.DataFrame | None = None,
@@ -293,7 +294,7 @@ def finding_temperature(
     )
 
 
-def finding_synthetic(truth: pd.DataFrame, summary: pd.DataFrame, a: str = "more", b: str = "multitask") -> str:
+def synthetic(truth: pd.DataFrame, summary: pd.DataFrame, a: str = "more", b: str = "multitask") -> str:
     """Synthetic benchmark (true r* known): cosine to r*, gap to the true probabilities and ECE per scheme, and a − b
     paired by seed (mean and t-CI over seeds; a verdict word only when the CI excludes 0)."""
     cos = truth.groupby("scheme", sort=False)["cosine_to_r_star"].mean()
@@ -328,9 +329,7 @@ def _per_seed(counts: pd.DataFrame, src: str, scheme: str) -> str:
     return f"{per} (seeds {', '.join(str(int(s)) for s in rows['seed'])})"
 
 
-def finding_outliers(
-    counts: pd.DataFrame, cmp: pd.DataFrame | None = None, a: str = "more", b: str = "multitask"
-) -> str:
+def outliers(counts: pd.DataFrame, cmp: pd.DataFrame | None = None, a: str = "more", b: str = "multitask") -> str:
     """Paper Table 1: does `a` (MORE) give fewer extreme reward differences than `b` here? Counts per seed (integers,
     `tables.outlier_counts`); "fewer"/"more" only from the paired 95% CI of the outlier-count difference (`cmp`: rows
     of metric `outlier_count` from `tables.compare`)."""
@@ -382,7 +381,7 @@ def _trend_row(trend: pd.DataFrame | None, contrast: str, scheme: str) -> pd.Ser
     return rows.iloc[0] if len(rows) else None
 
 
-def finding_k_ablation(
+def k_ablation(
     ks: pd.DataFrame,
     top_ece: pd.Series,
     skipped: Sequence[str],
@@ -459,7 +458,7 @@ def _scenario_list(rows: pd.DataFrame) -> str:
     return ", ".join(f"{r.scenario} ({r.diff:+.4f} [{r.lo:+.4f}, {r.hi:+.4f}])" for r in rows.itertuples())
 
 
-def finding_when_more_helps(diffs: pd.DataFrame, alpha: float = 0.05) -> str:
+def when_more_helps(diffs: pd.DataFrame, alpha: float = 0.05) -> str:
     """Synthetic scenarios: where MORE − MultiTask is significant (t-CI over seeds excludes 0 AND Holm-adjusted
     p < alpha over every scenario × metric), on cos(w, r*) and the shared-truth ECE; the baselines counted the same
     way."""
@@ -533,7 +532,7 @@ def _baseline_counts(diffs: pd.DataFrame, alpha: float) -> str:
 K2_TOL = 1e-5  # |λ − ½| above this at K = 2 under l2 is more than float32 rounding of the min-norm solve
 
 
-def finding_k2_degeneracy(
+def k2_degeneracy(
     lam_l2: pd.DataFrame,
     lam_alt: pd.DataFrame,
     ks: pd.DataFrame,
@@ -579,15 +578,14 @@ def finding_k2_degeneracy(
     return text
 
 
-def finding_baselines(cmp: pd.DataFrame, seeds: int, a: str = "more", lambdas: pd.DataFrame | None = None) -> list[str]:
-    """One `finding_comparison` sentence per baseline of `tables.compare_each`, or one saying none was fitted; a
-    baseline
+def baselines(cmp: pd.DataFrame, seeds: int, a: str = "more", lambdas: pd.DataFrame | None = None) -> list[str]:
+    """One `comparison` sentence per baseline of `tables.compare_each`, or one saying none was fitted; a baseline
     whose λ (`tables.chosen_lambdas`) is uniform in every RM is named MultiTask in disguise."""
     if cmp.empty:
         return ["The weighting baselines (sizeprop, tuned, famo) are feature-tier only: not fitted in this run."]
     out = []
     for b, rows in cmp.groupby("baseline", sort=False):
-        text = finding_comparison(rows.drop(columns="baseline").rename(columns={"baseline_value": b}), a, str(b), seeds)
+        text = comparison(rows.drop(columns="baseline").rename(columns={"baseline_value": b}), a, str(b), seeds)
         lam = None if lambdas is None else lambdas.loc[lambdas["scheme"] == b]
         if (
             lam is not None
@@ -600,3 +598,72 @@ def finding_baselines(cmp: pd.DataFrame, seeds: int, a: str = "more", lambdas: p
             )
         out.append(text)
     return out
+
+
+def _ci(x: float, lo: float, hi: float) -> str:
+    """'+0.12 (95% CI −0.05 to +0.30)'."""
+    return f"{x:+.2f} (95% CI {lo:+.2f} to {hi:+.2f})"
+
+
+def near_chance(rel: dict) -> bool:
+    """Whether a judge's net agreement with humans (agree − disagree share, `judge.reliability`) has a CI holding 0."""
+    return rel["net_lo"] <= 0.0 <= rel["net_hi"]
+
+
+def judge_agreement(rel: dict) -> str:
+    """A judge's reliability from `judge.reliability` output: agreement with human labels, position bias, and whether
+    it is near chance (paper §5.4 trusts GPT-4; an offline judge must earn it)."""
+    if near_chance(rel):
+        verdict = (
+            "that is indistinguishable from chance, so its win/tie/lose verdict on the aligned policies "
+            "below carries no information"
+        )
+    elif rel["net"] > 0:
+        verdict = "better than chance"
+    else:
+        verdict = "worse than chance (it prefers the human-rejected response)"
+    bias = (
+        f" (its two orders disagreed on {rel['position_bias_rate']:.0%} of the pairs it was asked; it answered "
+        f'"A" {rel["first_position_share"]:.0%} of the time)'
+        if rel["asked"]
+        else ""
+    )
+    return (
+        f"Judge **{rel['judge']}** agreed with the human label on {rel['win']} of {rel['n']} held-out test pairs, "
+        f"contradicted it on {rel['lose']} and tied on {rel['tie']}{bias}: net agreement "
+        f"{_ci(rel['net'], rel['net_lo'], rel['net_hi'])} — {verdict}."
+    )
+
+
+def policy_wtl(wtl: dict, a: str = "MORE", b: str = "MultiTask") -> str:
+    """Paper Table 2's W/T/L of policy a against policy b from `judge.win_tie_lose` output; the verdict from net's
+    CI."""
+    if wtl["net_lo"] <= 0.0 <= wtl["net_hi"]:
+        verdict = f"no detectable difference between the {a} and {b} policies"
+    else:
+        verdict = f"the {a} policy is {'preferred' if wtl['net'] > 0 else 'dispreferred'} over the {b} policy"
+    same = f"; {wtl['identical']} pairs of answers were identical" if wtl["identical"] else ""
+    return (
+        f"Judged by **{wtl['judge']}** on {wtl['n']} held-out prompts, {a} vs {b}: {wtl['win']} wins, "
+        f"{wtl['tie']} ties, {wtl['lose']} losses ({wtl['win_share']:.0%}/{wtl['tie_share']:.0%}/"
+        f"{wtl['lose_share']:.0%}{same}); net {_ci(wtl['net'], wtl['net_lo'], wtl['net_hi'])} — {verdict}."
+    )
+
+
+def alignment(
+    rms: pd.DataFrame, ppl: pd.DataFrame, agreement: float, reliabilities: dict[str, dict], wtls: dict[str, dict]
+) -> str:
+    """Notebook 05 (paper §5.4, Table 2): RM ECE, perplexity against the base policy, pick agreement, and each
+    judge's reliability and W/T/L (tables of `morelib.align.alignment`)."""
+    ece = ", ".join(f"{n} {rms.loc[n, 'rm_ece']:.4f}" for n in MIX_SCHEMES if n in rms.index)
+    ppl_txt = "; ".join(
+        f"{n}: " + ", ".join(f"{c[4:]} {ppl.loc[n, c]:.2f} (base {ppl.loc['base', c]:.2f})" for c in ppl.columns)
+        for n in MIX_SCHEMES
+        if n in ppl.index
+    )
+    same = " (so both RMs fine-tuned the policy on identical data)" if agreement == 1.0 else ""
+    judged = " ".join(judge_agreement(reliabilities[k]) + " " + policy_wtl(wtls[k]) for k in wtls)
+    return (
+        f"RM ECE (mean over the prompt sources' test sets): {ece}. MORE and MultiTask picked the same response "
+        f"for {agreement:.0%} of the prompts{same}. Perplexity on test chosen responses — {ppl_txt}. " + judged
+    )

@@ -1,13 +1,12 @@
-"""The study the notebooks run (paper §3–5.3): load sources, extract features once, fit RMs once per run, evaluate.
+"""The study the notebooks run (paper §3–5.3): load sources, extract features once, fit RMs once per run, score them.
 
 Notebooks call only these functions, so each reads like a section of the paper. `prepare` loads every configured
 source (a missing one, e.g. WebGPT offline, is reported in `StudyData.missing`, never faked) and extracts features
 through the content-keyed cache in `outputs/cache`. `fit` trains the reward heads of a scheme for every seed and saves
 them under `<run>/heads/<config fingerprint>/`, so later notebooks of the same run reuse them instead of retraining.
-`evaluate` gives a tidy table (one row per RM, seed and test source). The Single-Top scheme of Table 3 is the
-single-source
-RM with the best *calibration-split* accuracy on each test source (NOTE(paper): the paper picks it on test).
-Checked in tests/test_study.py against direct calls to train/metrics on the synthetic benchmark.
+`metric_table` gives a tidy table (one row per RM, seed and test source). The Single-Top scheme of Table 3 is the
+single-source RM with the best *calibration-split* accuracy on each test source (NOTE(paper): the paper picks it on
+test). Checked in tests/test_study.py against direct calls to train/metrics on the synthetic benchmark.
 """
 
 from __future__ import annotations
@@ -83,7 +82,8 @@ def prepare(cfg: Config, run: Run | None = None) -> StudyData:
             log.info(
                 "features of %s (%s pairs) from %s", name, "/".join(str(len(sides[s])) for s in SIDES), cfg.model.name
             )
-            data.features[name] = {s: features.extract(sides[s], cfg.model, cache, progress=True) for s in SIDES}
+            share = cfg.head.share_prompt
+            data.features[name] = {s: features.extract(sides[s], cfg.model, cache, share_prompt=share) for s in SIDES}
     if not data.sources:
         raise DataError(f"no configured source could be loaded: {data.missing}")
     if run is not None:
@@ -102,8 +102,10 @@ def unavailable(data: StudyData, cfg: Config) -> dict[str, str]:
 
 
 def fingerprint(cfg: Config) -> str:
-    """12-hex digest of everything a trained head depends on (data, model, training and MORE settings)."""
-    blob = json.dumps({k: cfg.to_dict()[k] for k in ("data", "model", "train", "head", "more")}, sort_keys=True)
+    """12-hex digest of everything a trained head depends on (data, model, both tiers' training and MORE settings)."""
+    blob = json.dumps(
+        {k: cfg.to_dict()[k] for k in ("data", "model", "train", "head", "finetune", "more")}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -137,7 +139,7 @@ def _fit_one(cfg: Config, data: StudyData, key: RMKey, sources: list[str], folde
         head = mlp_head.train_mlp(by_source, scheme, cfg.train, cfg.head, seed, calib, more=cfg.more)
     else:
         calib = calib if scheme == "tuned" else None
-        head = reward_head.train_head(by_source, scheme, cfg.train, seed, calib=calib, more=cfg.more)
+        head = reward_head.train_head(by_source, scheme, cfg.train, cfg.head, seed, calib=calib, more=cfg.more)
     if path is not None:
         head.save(path)
     return HeadRM(head)
@@ -165,7 +167,7 @@ def rm_features(
             pairs = data.pairs[name][side]
             idx = (keep or {}).get(name, {}).get(side)
             picked = pairs if idx is None else [pairs[i] for i in idx]
-            out[name][side] = features.extract(picked, model_cfg, cache, progress=True)
+            out[name][side] = features.extract(picked, model_cfg, cache, share_prompt=cfg.head.share_prompt)
     return out
 
 
@@ -346,7 +348,7 @@ def temperature_fits(heads: dict[RMKey, RewardModel], data: StudyData) -> dict[R
     return out
 
 
-def evaluate(
+def metric_table(
     heads: dict[RMKey, RewardModel],
     data: StudyData,
     cfg: Config,
@@ -354,8 +356,7 @@ def evaluate(
     diffs: dict[RMKey, dict[str, np.ndarray]] | None = None,
 ) -> pd.DataFrame:
     """Tidy test metrics: one row per (scheme, seed, train_source, test_source) with accuracy, ECE/ACE/MCE (each ECE
-    with
-    its noise floor, floor p95 and debiased value: `metrics.evaluate(floor=True)`), Brier, NLL."""
+    with its noise floor, floor p95 and debiased value: `metrics.all_metrics(floor=True)`), Brier, NLL."""
     if diffs is None:
         diffs = scheme_diffs(heads, data, "test")
         if temperature_scaled and cfg.train.temperature_scaling:
@@ -374,7 +375,7 @@ def evaluate(
                     "train_source": train_src,
                     "test_source": test_src,
                     "n": len(d),
-                    **metrics.evaluate(d, floor=True),
+                    **metrics.all_metrics(d, floor=True),
                 }
             )
     return pd.DataFrame(rows)
@@ -425,6 +426,14 @@ def synthetic_truth(heads: dict[RMKey, HeadRM], data: StudyData, bench: Any) -> 
     return pd.DataFrame(rows)
 
 
+def sources_in_order(data: StudyData, order: Sequence[str], K: int) -> list[str]:
+    """The sources of `order` this study has, in that order; DataError unless there are at least K."""
+    present = [s for s in order if s in data.sources]
+    if len(present) < K:
+        raise DataError(f"K-ablation needs at least {K} available sources of {list(order)}; have {present}")
+    return present
+
+
 def k_ablation(
     cfg: Config,
     data: StudyData,
@@ -438,7 +447,7 @@ def k_ablation(
 
     Returns the tidy metrics table (with columns K and added) and the list of skipped sources with reasons.
     """
-    present = [s for s in order if s in data.sources]
+    present = sources_in_order(data, order, start)
     skipped = [
         f"{s} ({'missing: ' + data.missing[s] if s in data.missing else 'not configured'})"
         for s in order
@@ -448,10 +457,8 @@ def k_ablation(
     for k in range(start, len(present) + 1):
         subset = present[:k]
         heads = fit(cfg, data, schemes, run=run, sources=subset)
-        table = evaluate(heads, data, cfg, diffs=reward_diffs(heads, data, "test", sources=tests))
+        table = metric_table(heads, data, cfg, diffs=reward_diffs(heads, data, "test", sources=tests))
         tables.append(table.assign(K=k, added=subset[-1]))
-    if not tables:
-        raise DataError(f"K-ablation needs at least {start} available sources of {list(order)}; have {present}")
     return pd.concat(tables, ignore_index=True), skipped
 
 
@@ -466,9 +473,7 @@ def k_endpoints(
 ) -> dict[int, dict[RMKey, dict[str, np.ndarray]]]:
     """Test reward differences of `schemes` at the smallest (start) and largest K of `k_ablation` (the same fits, reused
     from the run), keyed `<scheme>/seed<k>` without the subset: {K: {key: {test source: Δ [N]}}}."""
-    present = [s for s in order if s in data.sources]
-    if len(present) < start:
-        raise DataError(f"K-ablation needs at least {start} available sources of {list(order)}; have {present}")
+    present = sources_in_order(data, order, start)
     out = {}
     for k in (start, len(present)):
         heads = fit(cfg, data, schemes, run=run, sources=present[:k])
@@ -482,10 +487,7 @@ def k_ablation_heads(
     cfg: Config, data: StudyData, run: Run | None, order: Sequence[str], K: int, schemes: Sequence[str] = ("more",)
 ) -> dict[RMKey, RewardModel]:
     """The RMs `k_ablation` fitted on the first K available sources of `order` (reloaded from the run when present)."""
-    present = [s for s in order if s in data.sources]
-    if len(present) < K:
-        raise DataError(f"need {K} available sources of {list(order)} for the K = {K} step; have {present}")
-    return fit(cfg, data, schemes, run=run, sources=present[:K])
+    return fit(cfg, data, schemes, run=run, sources=sources_in_order(data, order, K)[:K])
 
 
 FEATURE_ONLY = ("sizeprop", "tuned", "famo")

@@ -1,8 +1,8 @@
 """Plotly figures of the workbook (paper Figs 1, 3, 4, 5, 6): they only display numbers computed elsewhere.
 
 Inputs are tidy pandas tables or plain arrays produced by `morelib.study.pipeline`; nothing here computes a metric
-(rliable's
-plot_utils is the model). Checked in tests/test_plots.py: each figure has the traces and values it was given.
+(rliable's plot_utils is the model). The workbook's one palette (`SCHEME_COLORS`, `PALETTE`, `TEMPLATE`) lives here;
+the explorer's widgets use it too. Checked in tests/test_plots.py: each figure has the traces and values it was given.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ SCHEME_COLORS = {
     "more+T": "#74c476",
 }
 TEMPLATE = "plotly_white"
+PALETTE = ("#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#d62728")  # per test source
 
 
 def _color(scheme: str) -> str | None:

@@ -1,12 +1,12 @@
 """The "when does MORE help?" sweep: named synthetic scenarios (params `synthetic_scenarios`) × seeds × schemes.
 
 Each scenario is the eq. 4 drift benchmark (`morelib.study.synthetic`) with per-source train sizes, label scales, drift
-norms
-and drift directions. Every scheme's head is scored against the SHARED truth, not only against each source's drifted
-labels (which reward fitting the drift):
+norms and drift directions, or the latent benchmark (`nonlinear` set: drifts in quadratic features of a shared latent).
+Every scheme fits the scenario's `head` (linear, or mlp: `morelib.train.mlp_head`) and is scored against the SHARED
+truth, not only against each source's drifted labels (which reward fitting the drift):
 - `cosine_to_r_star`: cos(w/scale, r*) of the head's direction in feature space; for an mlp head or a nonlinear r*
-  (latent scenarios, `nonlinear` set) the sample cosine Σ Δ̂·Δ* / (‖Δ̂‖‖Δ*‖) over the test pairs, Δ* = r*(chosen) −
-  r*(rejected) (for a linear head and r* on isotropic features both converge to the same number);
+  the sample cosine Σ Δ̂·Δ* / (‖Δ̂‖‖Δ*‖) over the test pairs, Δ* = r*(chosen) − r*(rejected) (for a linear head and
+  r* on isotropic features both converge to the same number);
 - `truth_ece`: the binned calibration gap against p* = σ(r*·(z_chosen − z_rejected)) on all sources' test pairs pooled:
   both ordered pairs (σ(Δ̂), p*) and (σ(−Δ̂), 1 − p*), equal-width (a, b] bins of the prediction (as
   `metrics.calibration_errors`), truth_ece = Σ_bins |Σ (p̂ − p*)| / 2N. It is the paper's ECE with each Bernoulli label
@@ -133,7 +133,7 @@ def run_scenario(cfg: Config, spec: ScenarioSpec, seeds: Sequence[int]) -> pd.Da
                 head = mlp_head.train_mlp(bench.train, scheme, tcfg, cfg.head, seed, bench.calib, more=cfg.more)
             else:
                 calib = bench.calib if scheme == "tuned" else None
-                head = reward_head.train_head(bench.train, scheme, tcfg, seed, calib=calib, more=cfg.more)
+                head = reward_head.train_head(bench.train, scheme, tcfg, cfg.head, seed, calib=calib, more=cfg.more)
             lam = head.history["lam"].double().mean(0).tolist()
             rows.append(
                 {

@@ -1,11 +1,10 @@
-"""Result tables of the notebooks (paper Tables 1, 3, 4 and Fig 1's matrix), built from tidy metrics or reward
-differences.
+"""Result tables of the notebooks (paper Tables 1, 3, 4, Fig 1's matrix) from tidy metrics or reward differences.
 
 Every number shown next to a scheme is a mean over seeds; differences between schemes carry a paired bootstrap 95% CI
 over the same test pairs (`morelib.evaluation.stats`), the metric being averaged over seeds inside each resample;
-`pooled_compare`
-gives one stratified paired CI over all test sources that resamples seeds too. Every ECE carries its noise floor (the
-ECE of a perfectly calibrated model on the same pairs, `metrics.ece_floor_stats`) and its debiased value (ECE − floor).
+`pooled_compare` gives one stratified paired CI over all test sources that resamples seeds too. Every ECE carries its
+noise floor (the ECE of a perfectly calibrated model on the same pairs, `metrics.ece_floor_stats`) and its debiased
+value (ECE − floor).
 Checked in tests/test_study.py against hand-built tables and direct metric calls.
 """
 
@@ -352,8 +351,7 @@ def k_trend(
     ends: dict[int, Diffs], top: Diffs | None, cfg: Config, sources: Sequence[str], metric: str = "ece_10"
 ) -> pd.DataFrame:
     """Pooled paired CIs behind Fig 6's verdicts: each scheme at the largest K minus itself at the smallest K, and MORE
-    at
-    the largest K minus Single-Top (if `top` is given), over test `sources`.
+    at the largest K minus Single-Top (if `top` is given), over test `sources`.
 
     ends: {K: reward differences keyed `RMKey(<scheme>, seed=k)`} for the smallest and largest K (`study.k_endpoints`).
     Columns: contrast, scheme, reference, K, metric, a, b (pooled values), a_floor_p95, b_floor_p95 (ECE metrics),
@@ -462,7 +460,7 @@ def data_card(data: StudyData, cfg: Config) -> pd.DataFrame:
     if cfg.train.tier == "features":
         _, tok, _ = features.backbone(cfg.model.name, cfg.model.dtype, cfg.model.padding_side)
         tokenize = lambda text: tok(text, add_special_tokens=True)["input_ids"]  # noqa: E731
-    card = datacard.data_card(
+    card = datacard.source_rows(
         data.pairs, data.labels, reports=data.reports, tokenizer=tokenize, max_length=cfg.model.max_length
     )
     card["status"] = "ok"

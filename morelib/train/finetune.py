@@ -1,35 +1,26 @@
 """Reward-model training, full fine-tuning tier: every weight trained with transformers' Trainer (paper §4–5.1).
 
-One Trainer step = one balanced batch: B = `batch_per_source` pairs from each of K sources (paper: 5 × 16), taken
-from a plan fixed by the seed (`morelib.data.sampling.plan_for`: `batch_plan`, the same plan as the feature tier). With
-`train.group_by_length`, each source's picks inside every window of 64 batches are sorted by token length and re-cut,
-and the window's batches shuffled with the seed (less padding: −36% / −52% padded tokens at 256 / 512 tokens on
-Harmless, benchmarks/README.md §1). The dataset's item i IS batch i and the sampler is sequential, so Trainer's own
-resume logic skips exactly the consumed batches. The optimiser is fused AdamW where the build has it.
-Chosen and rejected texts (prompt + response, truncated on the left, padded on the right) go through ONE forward pass
-as [chosen; rejected]; with `train.share_prompt`, each pair is one row prompt + chosen + rejected with a block mask
-and positions restarting after the prompt (`morelib.backbone.prompt_sharing`: same rewards and gradients, the prompt
-read once).
-A forward pre-hook on the score layer captures its input at the last real token, z[2N, h]; the
-per-source BT losses L_i and closed-form head gradients ∂L_i/∂w (morelib.train.losses.head_grad on z_w − z_l) feed
-`MoreWeighter`, and the loss is Σ λ_i L_i (`multitask`: λ = 1/K; `fixed`: given λ; `single`: one source).
-`multitask-pooled` (the paper's MultiTask) trains on random batches of K·B pairs from the pooled resampled sources
-with the plain batch-mean loss; its log shows each source's share of the batch as λ.
-Several processes (`accelerate launch --num_processes W`): the Trainer deals the plan's batches round-robin to the
-W processes, so one optimizer update consumes W·grad_accum batches and max_steps = ⌈plan steps / (grad_accum·W)⌉
-(`optimizer_steps`): one epoch stays one epoch (each update then holds W·K·B pairs; set batch_per_source = B/W to
-keep the paper's K·B per update). MORE's per-source head gradients [K, h] and losses [K] are all-reduced (MEAN over
-processes — each rank's batch holds B pairs per source, so the mean is the gradient over the union of the W batches)
-before the min-norm solve, so every rank computes the same λ and keeps one momentum state; each rank also appends its
-λ per step to `lam_rank<r>.jsonl` so that can be checked. That state is written into every checkpoint (`more_state.pt`)
-and reloaded
-on resume; λ and per-source losses are logged every `logging_steps` to the Trainer's log history and to
-`<output_dir>/more_log.jsonl`. A NaN/inf loss stops training with TrainingError naming the step; the checkpoints
-already written are kept. Weights are fp32 with bf16 autocast where the GPU supports it.
-Checked in tests/test_finetune.py (tiny random model): losses/λ logged, HF folder reloads, NaN guard,
-SIGKILL mid-epoch + resume = uninterrupted run (bit-identical on CPU, length-grouped plan), length grouping keeps
-B per source per step and the pairs' multiset and cuts padding on skewed lengths; tests/test_finetune_multiproc.py
-runs `accelerate launch --num_processes 2 --cpu` (gloo): steps per process = plan / 2, equal λ on both ranks, resume.
+One Trainer step = one balanced batch: B pairs from each of K sources (paper: 5 × 16) from the seed's plan
+(`morelib.data.sampling.plan_for`, the feature tier's plan, optionally length-grouped per window of 64 batches). The
+dataset's item i IS batch i and the sampler is sequential, so the Trainer's own resume skips exactly the consumed
+batches. Chosen and rejected texts (prompt + response, truncated on the left) go through ONE forward pass as [chosen;
+rejected], or with prompt sharing as one packed row per pair (`morelib.backbone.prompt_sharing`: same rewards and
+gradients, the prompt read once). A forward pre-hook on the score layer captures its input z[2N, h] at the last real
+token; the per-source BT losses L_i and closed-form head gradients ∂L_i/∂w (`morelib.train.losses.head_grad` on z_w −
+z_l) feed `MoreWeighter`, and the loss is Σ λ_i L_i (paper eq. 9; `multitask` λ = 1/K, `fixed` the given λ, `single` one
+source; `multitask-pooled`, the paper's MultiTask, trains on random pooled batches of K·B pairs with the plain
+batch-mean loss and logs each source's share of the batch as λ).
+Several processes (`accelerate launch --num_processes W`): the Trainer deals the plan's batches round-robin, so one
+optimizer update consumes W·grad_accum batches and max_steps = ⌈plan steps / (grad_accum·W)⌉ (`optimizer_steps`): one
+epoch stays one epoch. MORE's per-source head gradients [K, h] and losses [K] are all-reduced (mean) before the min-norm
+solve, so every rank computes the same λ (each rank logs it to `lam_rank<r>.jsonl`). MORE's momentum is saved in every
+checkpoint (`more_state.pt`) and reloaded on resume; λ and per-source losses go to the Trainer's log history and
+`<output_dir>/more_log.jsonl`. A NaN/inf loss raises TrainingError naming the step; written checkpoints are kept.
+Weights are fp32 with bf16 autocast where the GPU supports it. Measured speed and padding: benchmarks/README.md.
+Checked in tests/test_finetune.py (tiny random model): losses/λ logged, HF folder reloads, NaN guard, SIGKILL mid-epoch
++ resume = uninterrupted run (bit-identical on CPU), length grouping keeps B per source per step and the pairs'
+multiset; tests/test_finetune_multiproc.py (two gloo processes): steps per process = plan / 2, equal λ on both ranks,
+resume; tests/test_pairpack.py: packed rows give the unshared rewards and gradients.
 
 Multi-GPU: `accelerate launch -m morelib.train.finetune --profile paper --scheme more --output-dir outputs/ft-more`.
 """
@@ -53,7 +44,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.training_args import OptimizerNames
 
-from morelib.backbone.model import encode, last_token_index, load_reward_model, save_reward_model, score_layer
+from morelib.backbone.model import at_last_token, encode, load_reward_model, save_reward_model, score_layer
 from morelib.backbone.prompt_sharing import collate_packed, model_mask, pack_pairs, unshareable
 from morelib.core.config import FINETUNE_SCHEMES, Config, load_config, parse_overrides
 from morelib.core.errors import ConfigError, TrainingError
@@ -109,10 +100,9 @@ class PooledBatches(BalancedBatches):
 
 
 class PairCollator:
-    """Tokenise one balanced batch into input_ids/attention_mask [2N, T] ([chosen; rejected]) and source_ids [N];
-    with `share_prompt`, one packed row per pair (`morelib.backbone.prompt_sharing`): input_ids/position_ids [N, T], a
-    4D block
-    attention_mask [N, 1, T, T] and score_at [2N] (the columns of the last chosen / rejected tokens)."""
+    """Tokenise one balanced batch into input_ids/attention_mask [2N, T] ([chosen; rejected]) and source_ids [N]; with
+    `share_prompt`, one packed row per pair (`morelib.backbone.prompt_sharing`): input_ids/position_ids [N, T], a 4D
+    block attention_mask [N, 1, T, T] and score_at [2N] (the columns of the last chosen / rejected tokens)."""
 
     def __init__(self, tokenizer: Any, max_length: int, truncation_side: str, share_prompt: bool = False) -> None:
         self.tokenizer, self.max_length, self.truncation_side = tokenizer, max_length, truncation_side
@@ -183,7 +173,7 @@ class MoreTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Σ_i λ_i L_i over the K sources of this batch (num_items_in_batch unused: every source loss is a mean)."""
         source_ids = inputs["source_ids"]
-        packed = {k: inputs[k] for k in ("position_ids", "score_at") if k in inputs}  # train.share_prompt
+        packed = {k: inputs[k] for k in ("position_ids", "score_at") if k in inputs}  # finetune.share_prompt
         z, rewards = self._pooled_forward(model, inputs["input_ids"], inputs["attention_mask"], **packed)
         n = source_ids.shape[0]
         delta = rewards[:n] - rewards[n:]
@@ -250,7 +240,7 @@ class MoreTrainer(Trainer):
             rows = torch.arange(score_at.shape[0], device=hidden.device) % hidden.shape[0]
             hidden = hidden[rows, score_at.to(hidden.device)]
         elif hidden.dim() == 3:  # decoders score every position; keep the last real token (right padding)
-            hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), last_token_index(mask)]
+            hidden = at_last_token(hidden, mask)
         return hidden, layer(hidden).squeeze(-1).float()
 
     def _weights(self, z: torch.Tensor, source_ids: torch.Tensor, losses: torch.Tensor, step: int) -> torch.Tensor:
@@ -318,7 +308,7 @@ def share_prompt_ok(model: Any, tokenizer: Any) -> bool:
     """True when this model and tokenizer can share the prompt; otherwise log why and train unshared."""
     reason = unshareable(model, tokenizer)
     if reason is not None:
-        log.info("train.share_prompt: %s, so chosen and rejected are read unshared", reason)
+        log.info("finetune.share_prompt: %s, so chosen and rejected are read unshared", reason)
     return reason is None
 
 
@@ -342,7 +332,7 @@ def training_args(
 
     max_steps = `optimizer_steps` with world_size = the processes of `accelerate launch` (default: the arguments' own).
     """
-    t = cfg.train
+    t = cfg.finetune
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     args = TrainingArguments(
         output_dir=str(output_dir),
@@ -379,7 +369,7 @@ def describe_plan(
     pairs per step and per source, optimizer steps per process and checkpoint steps (checked for the paper profile)."""
     plan = plan_for({name: [None] * n for name, n in sizes.items()}, cfg, seed, None, scheme)
     steps, per_epoch = plan_steps(sizes, cfg)
-    updates = optimizer_steps(plan.shape[0], cfg.train.grad_accum, world_size)
+    updates = optimizer_steps(plan.shape[0], cfg.finetune.grad_accum, world_size)
     used = plan.reshape(plan.shape[0], -1) if scheme == POOLED else plan
     return {
         "scheme": scheme,
@@ -390,7 +380,7 @@ def describe_plan(
         "pairs_per_step": int(used[0].numel()),
         "pairs_per_source": cfg.train.resample_pairs or max(sizes.values()),
         "optimizer_steps": updates,
-        "checkpoints": list(range(cfg.train.save_steps, updates + 1, cfg.train.save_steps)),
+        "checkpoints": list(range(cfg.finetune.save_steps, updates + 1, cfg.finetune.save_steps)),
     }
 
 
@@ -446,7 +436,7 @@ def finetune(
     _check_inputs(train_pairs, scheme, lam)
     seed = cfg.seeds[0] if seed is None else seed
     output_dir = Path(output_dir)
-    names, t = list(train_pairs), cfg.train
+    names, t = list(train_pairs), cfg.finetune
     weighter = MoreWeighter(len(names), cfg.more.alpha, cfg.more.normalization) if scheme == "more" else None
     weights = fixed_weights(lam, names) if scheme == "fixed" else torch.full((len(names),), 1.0 / len(names))
     existing = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
@@ -509,7 +499,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     ap.add_argument("--output-dir", required=True, type=Path)
     ap.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output-dir")
     ap.add_argument("--seed", type=int, help="default: the profile's first seed")
-    ap.add_argument("-o", "--override", action="append", default=[], help="dotted key=value, e.g. train.lr=1e-5")
+    ap.add_argument("-o", "--override", action="append", default=[], help="dotted key=value, e.g. finetune.lr=1e-5")
     args = ap.parse_args(argv)
     cfg = load_config(args.profile, parse_overrides(args.override))
     seed = cfg.seeds[0] if args.seed is None else args.seed

@@ -1,35 +1,24 @@
-"""Reward-model training, feature tier: a linear reward head on frozen backbone features (paper §4–5, Eqs. 2, 8–9).
+"""Reward-model training, feature tier: a linear reward head on frozen backbone features (paper §4–5, eqs. 2, 8–9).
 
-r(z) = w·(z − mean)/scale + b on pooled features z[h]; standardisation statistics come from the training features.
-Every trained scheme sees the same balanced batches (`morelib.data.sampling.batch_plan`: B = `batch_per_source` pairs
-per source and step, each source resampled to a common size, seeded per source) and differs only in the weights λ
-of the per-source BT losses L_i: `multitask` λ = 1/K, `fixed` λ = the given weights normalised to sum 1, `more` λ
-from `MoreWeighter` on the closed-form head gradients (paper §4: MORE uses reward-head gradients only), `single` one
-source (λ = [1]); `raw` is the untrained, seeded head a HF sequence classifier starts from (score weights N(0, 0.02),
-no standardisation).
-`multitask-pooled` is the paper's and reference code's MultiTask: every source resampled to the common size, pooled,
-shuffled and cut into batches of K·B (so a batch holds a random number of pairs of each source), loss = the batch mean;
-its history has one column, `source_names` = ["multitask-pooled"].
-Baselines (`morelib.train.baselines`): `sizeprop` λ_i = n_i/Σn; `tuned` the fixed λ of a coarse simplex grid whose head
-has
-the lowest calibration log-loss (mean over sources of each source's calib mean −log σ(Δ)); `famo` FAMO's λ.
-The loss Σ λ_i L_i + ½·l2·‖w‖² is minimised by Adam with closed-form gradients (no autograd: the head is linear);
-the L2 term is coupled into the gradient, as torch.optim.Adam's weight_decay does. l2 = head_weight_decay · h / N
-(h features, N distinct training pairs over all sources): the MAP estimate under a prior w ~ N(0,
-I/(head_weight_decay·h))
-on standardised features, i.e. a prior reward-difference scale that depends on neither h nor N. One setting then fits
-both 450 real 576-d pairs (5-fold CV on SmolLM2 HH-harmless features: best NLL) and 10,000 synthetic 64-d pairs;
-re-checked by 5-fold CV on each of the default profile's five sources (250 pairs, 128 tokens): the per-source optimum
-ranges 0.5–16 and 2.0 is within 0.02 nats of each.
-Adam on batches of 16 hovers ~0.01 nats of training loss above the optimum (real SmolLM2 features, issue 15), so every
-trained head then gets a full-batch float64 L-BFGS `polish` to the exact optimum at fixed λ: λ = the scheme's weights,
-and for MORE the mean of its per-step λ over the last epoch (MORE's λ still comes only from its balanced batches).
-`history["grad_norm"]` (also in `meta`) is the final full-batch gradient norm, `history["lam_final"]` the λ polished at.
-The bias b cancels in every BT loss and stays 0.
-Checked in tests/test_train.py: gradients vs autograd, Adam vs torch.optim.Adam, MORE with K = 1 = single,
-fixed uniform λ = multitask, seeds, accuracy on the synthetic drift benchmark (morelib.study.synthetic), and a single
-head on
-real SmolLM2 features within 0.005 nats of test log-loss of an independent scipy L-BFGS optimum.
+r(z) = w·(z − mean)/scale + b on pooled features z[h], standardised with the training features' statistics (b cancels in
+every BT loss and stays 0). Each step takes one balanced batch (`morelib.data.sampling.batch_plan`: B pairs per source,
+each source resampled to a common size) and minimises
+    Σ_i λ_i L_i(w) + ½·l2·‖w‖²,  L_i = mean over source i's pairs of −log σ(r(z_w) − r(z_l)),  l2 = wd·h/N
+(wd the head's weight decay, h features, N distinct training pairs: the MAP estimate under a prior w ~ N(0, I/(wd·h)) on
+standardised features, a reward-difference scale that depends on neither h nor N) by Adam on closed-form gradients (the
+head is linear: no autograd; the L2 term coupled into the gradient as torch.optim.Adam's weight_decay).
+The schemes differ only in λ: `multitask` 1/K; `fixed` the given weights normalised to sum 1; `single` [1]; `more` from
+`MoreWeighter` on the per-source head gradients (paper §4); the baselines `sizeprop`, `tuned`, `famo`
+(`morelib.train.baselines`). `multitask-pooled` is the paper's and reference code's MultiTask: random pooled batches of
+K·B pairs, plain batch-mean loss, one history column. `raw` is the untrained, seeded head an HF sequence classifier
+starts from (score weights N(0, 0.02), no standardisation).
+After Adam every trained head gets a full-batch float64 L-BFGS `polish` to the exact optimum at fixed λ: the scheme's λ,
+for MORE and FAMO the mean of their per-step λ over the last epoch (`history["lam_final"]`); `history["grad_norm"]`
+(also in `meta`) is the final full-batch gradient norm. How wd and the schedule were chosen, and Adam's measured gap to
+the optimum: README.md, "Compute tiers".
+Checked in tests/test_train.py: gradients vs autograd, Adam vs torch.optim.Adam, MORE with K = 1 = single, fixed uniform
+λ = multitask, seeds, accuracy on the synthetic drift benchmark (morelib.study.synthetic), and a single head on real
+SmolLM2 features within 0.005 nats of test log-loss of an independent scipy L-BFGS optimum.
 # NOTE(paper): the paper fine-tunes the whole model (see morelib.train.finetune); this tier trains the head only.
 """
 
@@ -46,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from morelib.backbone.features import PairFeatures
-from morelib.core.config import HEAD_SCHEMES, MoreConfig, TrainConfig
+from morelib.core.config import HEAD_SCHEMES, HeadConfig, MoreConfig, TrainConfig
 from morelib.core.errors import ConfigError, DataError, RunError, TrainingError
 from morelib.data.sampling import POOLED, batch_plan, pooled_plan
 from morelib.train.baselines import Famo, fixed_weights, simplex_grid, size_proportional
@@ -54,7 +43,7 @@ from morelib.train.losses import batch_grads
 from morelib.train.more import MoreWeighter
 
 RAW_INIT_STD = 0.02  # transformers' default initializer_range for the score layer
-HEAD_THREADS = 1  # K·B×h matmuls are tiny: one thread is faster than two busy ones (measured, docstring of train_head)
+HEAD_THREADS = 1  # K·B×h matmuls are tiny: one thread beats two busy ones (benchmarks/README.md, levers table)
 _ADAM_BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8
 POLISH_TOL, POLISH_MAX_ITER = 1e-7, 500  # L-BFGS stops at max |∂/∂w| ≤ this (~15–30 iterations here)
 _CHUNK_STEPS = 128  # steps whose batches are gathered at once (128·K·B·h floats)
@@ -215,6 +204,7 @@ def train_head(
     train: dict[str, PairFeatures],
     scheme: str,
     tcfg: TrainConfig,
+    hcfg: HeadConfig,
     seed: int,
     lam: Sequence[float] | None = None,
     callback: Callback | None = None,
@@ -222,6 +212,8 @@ def train_head(
     more: MoreConfig | None = None,
 ) -> HeadModel:
     """Fit a reward head on per-source training features with the given scheme (see module docstring).
+
+    `tcfg`: the batch plan and the baselines' settings; `hcfg`: the head's Adam lr, epochs and weight decay.
 
     callback(step, lam[K], loss[K]) runs after every step; returning False stops training early.
     `calib` (scheme `tuned` only): per-source calibration features on which the grid's λ is chosen.
@@ -234,11 +226,10 @@ def train_head(
         if scheme == "raw":
             return _raw_head(train, seed)
         if scheme == "tuned":
-            return _tuned_head(train, calib, tcfg, seed)
+            return _tuned_head(train, calib, tcfg, hcfg, seed)
         if scheme == "sizeprop":
-            head = train_head(
-                train, "fixed", tcfg, seed, size_proportional([pf.chosen.shape[0] for pf in train.values()]), callback
-            )
+            by_size = size_proportional([pf.chosen.shape[0] for pf in train.values()])
+            head = train_head(train, "fixed", tcfg, hcfg, seed, by_size, callback)
             head.meta |= {"scheme": "sizeprop", "lam": head.history["lam"][0].tolist()}
             return head
         names = list(train)
@@ -247,22 +238,21 @@ def train_head(
         sizes = {n: pf.chosen.shape[0] for n, pf in train.items()}
         offsets = torch.tensor([0] + list(sizes.values())[:-1]).cumsum(0)
         w = torch.zeros(diffs.shape[1])
-        l2 = tcfg.head_weight_decay * diffs.shape[1] / diffs.shape[0]
+        l2 = hcfg.weight_decay * diffs.shape[1] / diffs.shape[0]
+        adam = _Adam(w, hcfg.lr, l2)
         if scheme == POOLED:  # one pooled group of K·B pairs per step, plain mean BT loss
-            codes = pooled_plan(sizes, tcfg.batch_per_source, tcfg.head_epochs, tcfg.resample_pairs, seed)
+            codes = pooled_plan(sizes, tcfg.batch_per_source, hcfg.epochs, tcfg.resample_pairs, seed)
             stride = max(sizes.values())
             plan = offsets[codes // stride] + codes % stride
-            history = _fit(diffs, plan, w, "multitask", [POOLED], tcfg, None, callback, l2)
+            history = _fit(diffs, plan, "multitask", [POOLED], tcfg, None, callback, adam)
             lam_end = torch.full(
                 (len(names),), 1.0 / len(names)
             )  # resampled to one size, the pool weighs sources equally
         else:
-            plan = batch_plan(sizes, tcfg.batch_per_source, tcfg.head_epochs, tcfg.resample_pairs, seed)
+            plan = batch_plan(sizes, tcfg.batch_per_source, hcfg.epochs, tcfg.resample_pairs, seed)
             plan = (plan + offsets[None, :, None]).flatten(1)
-            history = _fit(diffs, plan, w, scheme, names, tcfg, lam, callback, l2, more)
-            lam_end = history["lam"][-(len(plan) // tcfg.head_epochs) :].mean(
-                0
-            )  # last epoch's λ (constant unless MORE)
+            history = _fit(diffs, plan, scheme, names, tcfg, lam, callback, adam, more)
+            lam_end = history["lam"][-(len(plan) // hcfg.epochs) :].mean(0)  # last epoch's λ (constant unless MORE)
         by_source = diffs.split(list(sizes.values()))
         w.copy_(polish(by_source, w, lam_end, l2))
         grad_norm = full_grad_norm(by_source, w, lam_end, l2)
@@ -270,9 +260,9 @@ def train_head(
     meta = {
         "scheme": scheme,
         "seed": seed,
-        "head_lr": tcfg.head_lr,
-        "head_epochs": tcfg.head_epochs,
-        "head_weight_decay": tcfg.head_weight_decay,
+        "head_lr": hcfg.lr,
+        "head_epochs": hcfg.epochs,
+        "head_weight_decay": hcfg.weight_decay,
         "l2": l2,
         "batch_per_source": tcfg.batch_per_source,
         "grad_norm": grad_norm,
@@ -290,13 +280,13 @@ def calib_log_loss(head: HeadModel, calib: dict[str, PairFeatures]) -> float:
 
 
 def _tuned_head(
-    train: dict[str, PairFeatures], calib: dict[str, PairFeatures], tcfg: TrainConfig, seed: int
+    train: dict[str, PairFeatures], calib: dict[str, PairFeatures], tcfg: TrainConfig, hcfg: HeadConfig, seed: int
 ) -> HeadModel:
-    """The `fixed` head of the grid λ (weighting.simplex_grid) with the lowest `calib_log_loss` (first on a tie)."""
+    """The `fixed` head of the grid λ (baselines.simplex_grid) with the lowest `calib_log_loss` (first on a tie)."""
     grid = simplex_grid(len(train), tcfg.tuned_step, tcfg.tuned_max_points, seed)
     best, best_loss, losses = None, math.inf, []
     for lam in grid:
-        head = train_head(train, "fixed", tcfg, seed, lam)
+        head = train_head(train, "fixed", tcfg, hcfg, seed, lam)
         losses.append(calib_log_loss(head, {s: calib[s] for s in train}))
         if losses[-1] < best_loss:
             best, best_loss = head, losses[-1]
@@ -357,21 +347,19 @@ def full_grad_norm(diffs: Sequence[torch.Tensor], w: torch.Tensor, lam: torch.Te
 def _fit(
     diffs: torch.Tensor,
     plan: torch.Tensor,
-    w: torch.Tensor,
     scheme: str,
     names: list[str],
     tcfg: TrainConfig,
     lam: Sequence[float] | None,
     callback: Callback | None,
-    l2: float,
+    adam: _Adam,
     more: MoreConfig | None = None,
 ) -> dict[str, Any]:
-    """Run the planned steps on standardised diffs[ΣN, h] with plan[steps, K·B] and L2 `l2`; updates w in place."""
-    K, h = len(names), diffs.shape[1]
+    """Run the planned steps on standardised diffs[ΣN, h] with plan[steps, K·B]; `adam` updates its w in place."""
+    K, h, w = len(names), diffs.shape[1], adam.w
     weighter = MoreWeighter(K, more.alpha, more.normalization) if scheme == "more" else None
     famo = Famo(K, tcfg.famo_lr, tcfg.famo_decay) if scheme == "famo" else None
     weights = fixed_weights(lam, names) if scheme == "fixed" else torch.full((K,), 1.0 / K)
-    adam = _Adam(w, tcfg.head_lr, l2)
     lams, deltas, stopped = [], [], False
     for chunk in plan.split(_CHUNK_STEPS):
         X = diffs[chunk].view(len(chunk), K, -1, h)  # one gather per chunk: per-step indexing dominated the run time

@@ -2,7 +2,7 @@
 
 A key names one fitted RM by scheme, training source (single-source RMs), source subset (RMs fitted on fewer than
 all available sources) and seed; its string form `<scheme>[:<source>][@<a+b>]/seed<k>` is what tables, files and
-metrics.json show, and `RMKey.parse` reads it back. Feature-tier heads (`HeadRM`, a wrapper of `train.HeadModel`)
+metrics.json show, and `RMKey.parse` reads it back. Feature-tier heads (`HeadRM`, a wrapper of `reward_head.HeadModel`)
 and fully fine-tuned models (`FinetunedRM`) score pairs through the same `reward_diff(pairs, features)` and texts
 through the same `rewards(prompts, responses, features)`, so the study never asks which kind it holds.
 Checked in tests/test_rms.py (string round trip, bad keys) and tests/test_study.py (both tiers through one path).
@@ -111,8 +111,8 @@ class RewardModel(Protocol):
 
 
 class HeadRM:
-    """A feature-tier RM: a linear head (`train.HeadModel`) or a trunk + head (`train.MlpHead`) on the frozen backbone's
-    features."""
+    """A feature-tier RM: a linear head (`reward_head.HeadModel`) or a trunk + head (`mlp_head.MlpHead`) on the frozen
+    backbone's features."""
 
     uses_features = True
 
