@@ -156,3 +156,11 @@ def test_tiny_end_to_end_on_synthetic_features():
     text = capacity.finding(pooled, per_source, tilt)
     assert text.split("\n")[0].startswith(("MORE's calibration advantage appears", "At no rung measured here"))
     assert "MORE's λ (1/K = uniform):" in text
+
+
+def test_blocks_tier_may_run_at_its_own_batch_sizes():
+    cfg = load_config("tiny", {"capacity.blocks_batch_per_source": [4]})
+    assert capacity.batch_sizes(cfg, "blocks") == (4,) and capacity.batch_sizes(cfg, "mlp") == (4, 8)
+    assert capacity.batch_sizes(load_config("tiny"), "blocks") == (4, 8)
+    with pytest.raises(ConfigError, match="'capacity.blocks_batch_per_source' must list distinct positive"):
+        load_config("tiny", {"capacity.blocks_batch_per_source": [8, 8]})

@@ -334,6 +334,7 @@ class CapacityConfig:
 
     tiers: tuple[CapacityTier, ...]
     batch_per_source: tuple[int, ...]
+    blocks_batch_per_source: tuple[int, ...] | None
     schemes: tuple[Scheme, ...]
     tuned_step: float
     tuned_max_points: int
@@ -593,12 +594,13 @@ def _validate_capacity(c: CapacityConfig) -> None:
         len(c.tiers) > 0 and len(set(c.tiers)) == len(c.tiers),
         f"'capacity.tiers' must list distinct tiers, got {list(c.tiers)}",
     )
-    _check(
-        len(c.batch_per_source) > 0
-        and all(b > 0 for b in c.batch_per_source)
-        and len(set(c.batch_per_source)) == len(c.batch_per_source),
-        f"'capacity.batch_per_source' must list distinct positive batch sizes, got {list(c.batch_per_source)}",
-    )
+    for key in ("batch_per_source", "blocks_batch_per_source"):
+        sizes = getattr(c, key)
+        _check(
+            (sizes is None and key.startswith("blocks"))
+            or (sizes and all(b > 0 for b in sizes) and len(set(sizes)) == len(sizes)),
+            f"'capacity.{key}' must list distinct positive batch sizes, got {sizes}",
+        )
     _check_subset(c.schemes, CAPACITY_SCHEMES, "capacity.schemes")
     _check(
         {"multitask", "more"} <= set(c.schemes),

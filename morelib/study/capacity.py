@@ -82,6 +82,13 @@ def trainable_parameters(cfg: Config, data: StudyData) -> dict[str, int]:
     return {tier: counts[tier] for tier in cfg.capacity.tiers}
 
 
+def batch_sizes(cfg: Config, tier: str) -> tuple[int, ...]:
+    """The B per source a tier runs at: `capacity.blocks_batch_per_source` for blocks when set, else
+    `capacity.batch_per_source`."""
+    blocks_sizes = cfg.capacity.blocks_batch_per_source
+    return blocks_sizes if tier == "blocks" and blocks_sizes else cfg.capacity.batch_per_source
+
+
 def fit_all(
     cfg: Config, data: StudyData, run: Run | None = None, progress: Callable[[str], None] | None = None
 ) -> tuple[Fits, pd.DataFrame]:
@@ -92,7 +99,7 @@ def fit_all(
     fits: Fits = {}
     seconds = []
     for tier in cfg.capacity.tiers:
-        for B in cfg.capacity.batch_per_source:
+        for B in batch_sizes(cfg, tier):
             if progress is not None:
                 progress(f"capacity: tier {tier}, B = {B}: {', '.join(cfg.capacity.schemes)} × {len(cfg.seeds)} seeds")
             start = time.perf_counter()
