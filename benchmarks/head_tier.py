@@ -1,13 +1,11 @@
 """Feature-tier speed: reward-head training on 5 × 2,000 pairs and the two explorer refits (λ slider, dataset mix).
 
 Synthetic feature-level data (morelib.study.synthetic, eq. 4 drift model) at h = 576, SmolLM2-135M's width: the head
-tier
-only ever sees pooled features, so real text adds nothing here. Training uses the default profile's schedule
-(`head.epochs`, `train.batch_per_source`); the λ refit is `Explorer.set_lambda` (scheme "fixed" with the
-explorer's own schedule, then metrics on every test source), as a slider move triggers it; the mix refit is
-`Explorer.set_mix` on every pair (MultiTask and MORE refitted and evaluated), as a mix-widget change triggers it. Calls
-are alternated and
-repeated; medians of wall and process-CPU seconds are reported.
+tier only ever sees pooled features, so real text adds nothing here. Training uses the default profile's schedule
+(`head.epochs`, `train.batch_per_source`); the λ refit is `Explorer.set_lambda` (scheme "fixed" with the explorer's own
+schedule, then metrics on every test source), as a slider move triggers it; the mix refit is `Explorer.set_mix` on every
+pair (MultiTask and MORE refitted and evaluated), as a mix-widget change triggers it. Calls are alternated and repeated;
+medians of wall and process-CPU seconds are reported.
 
     .venv/bin/python benchmarks/head_tier.py [--rounds 5]
 """

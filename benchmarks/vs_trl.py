@@ -17,9 +17,8 @@ appends EOS), 8 pairs per step, lr 1e-6, no checkpoints inside the timed steps. 
                remove_unused_columns=False (else the Trainer drops that column first and the sampler raises;
                checked with TRL 1.16 / transformers 5.24 on the tiny model).
   ours       — morelib.train.finetune(scheme="single") fed the SAME random batches as `trl` (its shipped optimizer,
-               fused AdamW, and finetune.share_prompt as shipped: one packed prompt + chosen + rejected row per
-               pair): what
-               the trainer alone gives ("ours, random batches" in the report). Its padded tokens count those rows.
+               fused AdamW, and finetune.share_prompt as shipped: one packed prompt + chosen + rejected row per pair):
+               what the trainer alone gives ("ours, random batches" in the report). Its padded tokens count those rows.
   ours+lev   — morelib.train.finetune as shipped: length-grouped batches (each source's picks sorted by length within a
                window of `--window` batches, then the batches shuffled; `finetune.group_by_length: true`) and fused
                AdamW ("ours as shipped (length-grouped)" in the report).

@@ -4,9 +4,10 @@
 # **Question.** Trained on all sources at once, does MORE (per-source head gradients → momentum → normalise →
 # min-norm λ) keep MultiTask's accuracy while lowering calibration error, as the paper reports? Schemes: `raw`,
 # `top` (best single-source RM per test source, chosen on the calibration split), `multitask` (λ = 1/K), `more`.
-# Every difference comes with a paired bootstrap 95% CI over the same test pairs, and seeds are averaged; one pooled
-# CI over all test sources resamples pairs within each source and the seeds too. Every ECE stands beside its noise floor
-# (the ECE a perfectly calibrated model gets on the same pairs) and its debiased value (ECE − floor).
+# Every difference comes with a 95% CI from two components — the spread over seeds (each seed trains on its own
+# resample of the training pairs) and a paired bootstrap over the same test pairs — per test source and pooled over all
+# of them. Every ECE stands beside its noise floor (the ECE a perfectly calibrated model gets on the same pairs), the
+# excess over it (a lower bound on miscalibration) and Kumar et al.'s debiased ECE (an estimate).
 
 # %% tags=["parameters"]
 profile = "tiny"  # params profile: tiny (tests), default (this CPU), paper (GPU), or a path to a YAML file
@@ -19,7 +20,7 @@ from IPython.display import Markdown, display
 
 from morelib.core import runs
 from morelib.data import paper
-from morelib.study import findings, pipeline, plots, tables
+from morelib.study import findings, length_tables, pipeline, plots, tables
 from morelib.train import reward_models
 
 run = runs.start(profile, run_dir, overrides, "02_more_training", paper_model=paper_model)
@@ -49,9 +50,9 @@ run.save_table("summary", summary).round(4)
 
 # %%
 ours = tables.table3(table, ["raw", "top", "multitask", "more", *baselines])
-side = paper.side_by_side(ours, paper.table3(paper_model), ours_only=["ece_floor", "ece_debiased"])
+side = paper.side_by_side(ours, paper.table3(paper_model), ours_only=["ece_floor", "ece_excess", "ece_debiased"])
 run.save_table("table3_ours", ours)
-run.save_table("table3_vs_paper", side).round(4)
+display(run.save_table("table3_vs_paper", side).round(4), Markdown(tables.ECE_NOTES))
 
 # %% [markdown]
 # ## Fig 4 · accuracy and ECE per test source (mean ± sd over seeds; grey: the ECE noise floor)
@@ -67,8 +68,10 @@ run.save_figure("fig4_ece", fig)
 
 # %% [markdown]
 # ## MORE vs MultiTask, MORE vs Single-Top: paired bootstrap 95% CIs
-# First the pooled comparison (all test sources, pairs resampled within each source, seeds resampled, paired
-# throughout; `mde` = the smallest difference this run detects with 80% power), then the CI per test source.
+# First the pooled comparison (all test sources; se² = between-seed variance / seeds + paired bootstrap variance over
+# test pairs resampled within each source; t on Welch df; `mde` = the smallest difference this run detects with 80%
+# power), then the same two-component CI per test source. Power: for each of the paper's gaps, as a plug-in ECE gap at
+# this run's N.
 
 # %%
 with run.timer("bootstrap CIs"):
@@ -81,10 +84,12 @@ run.save_table("pooled_more_vs_top", pooled_top)
 run.save_table("more_vs_multitask", more_vs_mt)
 run.save_table("more_vs_top", more_vs_top)
 finding = findings.more_vs_multitask(more_vs_mt, len(cfg.seeds), pooled)
-finding_power = findings.power(pooled, paper.ece_effect(paper_model), paper_model)
+power = run.save_table("power_vs_paper_gaps", tables.paper_power(diffs, pooled))
+finding_power = findings.power(pooled, power)
 display(
     pooled.round(4),
     more_vs_mt.round(4),
+    power.round(4),
     Markdown(finding),
     Markdown(finding_power),
     Markdown(findings.comparison(more_vs_top, "more", "top", len(cfg.seeds), pooled_top)),
@@ -138,14 +143,12 @@ display(pooled_t.round(4), Markdown(finding_t))
 # %% [markdown]
 # ## Synthetic drift benchmark (paper eq. 4): the truth is known
 # K sources share a reward direction r* and each adds its own drift. Here we can measure how close each RM's
-# direction is to r* and how far its probabilities are from the true preference probabilities.
+# direction is to r* and how far its probabilities are from the true preference probabilities. Each seed draws its own
+# benchmark instance (as notebook 06 does), so the seed CI covers the benchmark draw, not one instance.
 
 # %%
-with run.timer("synthetic benchmark"):
-    syn_data, bench = pipeline.synthetic_data(cfg)
-    syn_heads = pipeline.fit(cfg, syn_data, ["raw", "top", "multitask", "more"])
-    syn_table = pipeline.metric_table(syn_heads, syn_data, cfg, temperature_scaled=True)
-    syn_truth = pipeline.synthetic_truth(syn_heads, syn_data, bench)
+with run.timer("synthetic benchmark (one instance per seed)"):
+    syn_table, syn_truth = pipeline.synthetic_study(cfg, ["raw", "top", "multitask", "more"])
 syn_summary = tables.summary(syn_table, ["accuracy", "ece_10"])
 syn_truth_summary = tables.summary(syn_truth, ["cosine_to_r_star", "true_prob_gap"])
 run.save_table("synthetic_summary", syn_summary)
@@ -173,6 +176,39 @@ run.save_table("length_bias", bias).round(3)
 # %%
 guards = tables.guards(heads, data, cfg)
 run.save_table("guards", guards)
+
+# %% [markdown]
+# ## Length · post-hoc length calibration and length-controlled accuracy
+# Post-hoc length calibration (Huang et al., ICLR 2025, arXiv 2409.17407), a baseline beside temperature scaling:
+# each RM's reward–length relation is fitted by locally weighted regression on the calibration pairs of the sources
+# it was trained on and subtracted from its rewards (`<scheme>+L`); the test pairs are never seen by the fit. First the
+# fitted slopes (reward per token, 95% bootstrap CI), then Table 3 with the calibrated rows, then before/after per
+# source (accuracy, ECE with its floor, share of pairs where the RM prefers the longer response; paired 95% CIs).
+
+# %%
+with run.timer("length calibration"):
+    length_fits = length_tables.length_fits(heads, data, ["multitask", "more"], cfg)
+    length_diffs = length_tables.calibrated_diffs(diffs, data, length_fits)
+    length_rows = pipeline.metric_table(heads, data, cfg, diffs=length_diffs)
+    length_vs = length_tables.before_after({**diffs, **length_diffs}, ["multitask", "more"], data, cfg)
+run.save_table("length_fits", length_tables.fit_table(length_fits))
+table3_length = length_tables.table3_with(table, length_rows, ["multitask", "more", "multitask+L", "more+L"])
+run.save_table("table3_length_calibrated", table3_length)
+run.save_table("length_calibration", length_vs)
+display(length_tables.fit_table(length_fits).round(5), table3_length.round(4), length_vs.round(4))
+
+# %% [markdown]
+# Length-controlled accuracy: accuracy on pairs whose chosen response is the longer one and on pairs where it is the
+# shorter one (bootstrap 95% CIs), and each RM against the "longer wins" rule on the same pairs (paired 95% CI).
+
+# %%
+with run.timer("length-controlled accuracy"):
+    length_split = length_tables.length_split(
+        {**diffs, **length_diffs}, ["multitask", "more", "multitask+L", "more+L"], data, cfg
+    )
+run.save_table("length_split", length_split)
+length_findings = length_tables.finding_length_alone(length_split) + length_tables.finding_calibration(length_vs)
+display(length_split.round(3), *[Markdown(t) for t in length_findings])
 
 # %% [markdown]
 # ## Explore λ
@@ -208,13 +244,18 @@ run.save_metrics(
     more_vs_top=more_vs_top,
     pooled_more_vs_multitask=pooled,
     power=finding_power,
+    power_vs_paper_gaps=power,
     synthetic=syn_truth_summary,
     guards=guards,
     findings=[finding, finding_t, finding_syn],
     baseline_findings=baseline_findings,
     more_vs_baselines=more_vs_baselines,
     baseline_lambdas=lambdas,
-    wide=["table3"],
+    table3_length_calibrated=table3_length,
+    length_calibration=length_vs,
+    length_split=length_split,
+    length_findings=length_findings,
+    wide=["table3", "table3_length_calibrated"],
 )
 display(Markdown(finding), Markdown(finding_power), Markdown(finding_t), Markdown(finding_syn))
 

@@ -51,14 +51,14 @@ run.save_figure("fig5_reward_diff_box", fig)
 # %%
 outliers = tables.outlier_table(diffs, ["top", "multitask", "more"], hh_sources)
 counts = tables.outlier_counts(diffs, ["top", "multitask", "more"], hh_sources)
-side = paper.side_by_side(outliers, paper.outliers(paper_model), ours_only=["ece_floor", "ece_debiased"])
+side = paper.side_by_side(outliers, paper.outliers(paper_model), ours_only=["ece_floor", "ece_excess", "ece_debiased"])
 run.save_table("outlier_counts_per_seed", counts)
 run.save_table("outliers_ours", outliers)
-run.save_table("outliers_vs_paper", side).round(3)
+display(run.save_table("outliers_vs_paper", side).round(3), Markdown(tables.ECE_NOTES))
 
 # %% [markdown]
 # ## Mean |reward difference|, ECE and outlier count: MORE vs MultiTask and vs Single-Top
-# Pooled over H&H (pairs and seeds resampled), then per test source (paired bootstrap 95% CIs).
+# Pooled over H&H, then per test source: 95% CIs from the spread over seeds plus a paired bootstrap over test pairs.
 
 # %%
 hh_metrics = ["mean_abs_diff", "ece_10", "outlier_count"]

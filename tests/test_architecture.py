@@ -1,9 +1,11 @@
 """The import graph of morelib, read from every module's AST (top-level AND function-level imports): no cycle, no
-morelib import inside a function, every import follows `morelib.LAYERS`, and every module sits in exactly one layer."""
+morelib import inside a function, every import follows `morelib.STAGES`, every module sits in one small, documented
+stage folder, and README.md's Layout names every module."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -161,3 +163,18 @@ def test_walker_sees_function_level_and_package_imports():
     ]
     inner = _function_imports(tree)
     assert [_imported(n, mods) for n in inner] == [["data.splits"], []] and _third_party(inner[1]) == ["datasets"]
+
+
+def test_readme_layout_maps_every_module():
+    """README.md's Layout has one row per stage folder naming each of its modules, so any concept is one hop away."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    rows = {m[0]: m[1] for m in re.findall(r"^\| `morelib/(\w+)/` \| (.+) \|$", readme, flags=re.M)}
+    unmapped = [
+        f"{stage}/{p.stem}"
+        for stage in morelib.STAGES
+        for p in sorted((PACKAGE / stage).glob("*.py"))
+        if p.stem != "__init__" and f"`{p.stem}`" not in rows.get(stage, "")
+    ]
+    assert set(rows) == set(morelib.STAGES) and not unmapped, (
+        f"README Layout misses: {unmapped or set(morelib.STAGES) - set(rows)}"
+    )

@@ -32,10 +32,10 @@ from morelib.backbone.features import PairFeatures, extract  # noqa: E402
 from morelib.backbone.model import byte_tokenizer, encode, load_reward_model  # noqa: E402
 from morelib.core import config, runs  # noqa: E402
 from morelib.core.errors import ConfigError, DataError, ModelError, RunError, TrainingError  # noqa: E402
-from morelib.data import datacard
+from morelib.data import datacard, pairs_files
 from morelib.data.formats import Pair  # noqa: E402
 from morelib.data.sources import DropLog, load_preferences  # noqa: E402
-from morelib.evaluation import diagnostics, metrics
+from morelib.evaluation import diagnostics, length, metrics
 from morelib.study import capacity, pipeline
 from morelib.train import more, reward_head, solver
 
@@ -111,6 +111,23 @@ def _truncated_gzip(tmp: Path) -> None:
 
 def _missing_field(tmp: Path) -> None:
     _load(_jsonl(tmp, [{"prompt": "q", "chosen": " a"}]))
+
+
+def _pairs_file_missing_field(tmp: Path) -> None:
+    judge = {"input": "q", "output_1": "a", "output_2": "b", "label": 1}
+    pairs_files.read_pairs(_jsonl(tmp, [judge, {k: v for k, v in judge.items() if k != "output_2"}], "llmbar.jsonl"))
+
+
+def _pairs_file_unknown_layout(tmp: Path) -> None:
+    pairs_files.read_pairs(_jsonl(tmp, [{"question": "q", "answer": "a"}], "qa.jsonl"))
+
+
+def _pairs_file_bad_label(tmp: Path) -> None:
+    pairs_files.read_pairs(_jsonl(tmp, [{"input": "q", "output_1": "a", "output_2": "b", "label": 0}], "j.jsonl"))
+
+
+def _length_fit_constant(tmp: Path) -> None:
+    length.fit([1.0, 2.0], [0.0, 1.0], [7, 7], [7, 7])
 
 
 def _wrong_field_type(tmp: Path) -> None:
@@ -557,6 +574,38 @@ CASES = [
         _missing_field,
     ),
     Case(
+        "pairs-file-missing-field",
+        "data",
+        "`--pairs` file: row 2 lacks `output_2` (judge layout)",
+        DataError,
+        r"llmbar\.jsonl: row 2: missing field 'output_2'",
+        _pairs_file_missing_field,
+    ),
+    Case(
+        "pairs-file-unknown-layout",
+        "data",
+        "`--pairs` file whose rows match no layout",
+        DataError,
+        r"qa\.jsonl: row 1: fields \['answer', 'question'\] match no pairs layout",
+        _pairs_file_unknown_layout,
+    ),
+    Case(
+        "pairs-file-bad-label",
+        "data",
+        "`--pairs` judge row with label 0",
+        DataError,
+        r"j\.jsonl: row 1: field 'label' must be 1 or 2",
+        _pairs_file_bad_label,
+    ),
+    Case(
+        "length-fit-constant",
+        "metrics",
+        "length calibration where every response has one length",
+        DataError,
+        r"all 4 calibration responses have length 7",
+        _length_fit_constant,
+    ),
+    Case(
         "wrong-field-type",
         "data",
         "`chosen` is a number",
@@ -642,7 +691,7 @@ CASES = [
     Case(
         "no-source-loads",
         "data",
-        "study.prepare where no configured source has data",
+        "pipeline.prepare where no configured source has data",
         DataError,
         r"no configured source could be loaded",
         _no_source_loads,
@@ -1038,7 +1087,7 @@ CASES = [
     Case(
         "study-unknown-source",
         "runs",
-        "study.fit on a source that is not loaded",
+        "pipeline.fit on a source that is not loaded",
         DataError,
         r"sources \['webgpt'\] are not available",
         _study_unknown_source,

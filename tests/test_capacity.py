@@ -56,7 +56,8 @@ def test_per_source_rows_are_holm_adjusted_over_sources(cfg):
         assert sorted(g["test_source"]) == ["a", "b"]
         assert g["p_holm"].tolist() == pytest.approx(stats.holm(g["p_value"].to_numpy()).tolist())
     ece = table[table["metric"] == "ece_10"]
-    assert (ece["lo"] > 0).all(), "scaling Δ by 2.5 makes MORE over-confident: its ECE is higher on both sources"
+    assert (ece["diff"] > 0).all(), "scaling Δ by 2.5 makes MORE over-confident: its ECE is higher on both sources"
+    assert ((ece["lo"] <= ece["diff"]) & (ece["diff"] <= ece["hi"])).all()
 
 
 def _rm(lam: list[list[float]]) -> SimpleNamespace:

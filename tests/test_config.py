@@ -113,7 +113,7 @@ def test_impossible_values(key, value, pattern):
 def test_pair_caps_null_means_all_and_zero_fails():
     cfg = load_config("default")
     assert all(s.test_pairs is None and s.calib_pairs == 200 and s.train_pairs == 400 for s in cfg.data.sources)
-    assert len(cfg.seeds) == 5
+    assert len(cfg.seeds) == 20  # issue 24: the seed part of every CI needs seeds
     src = {"name": "h", "label": "H", "loader": "hh-helpful", "train_pairs": 5, "calib_pairs": None, "test_pairs": None}
     assert load_config("tiny", {"data.sources": [src]}).data.sources[0].calib_pairs is None
     with pytest.raises(ConfigError, match=r"'data.sources\[0\].test_pairs' must be positive, got 0"):

@@ -73,13 +73,31 @@ def test_ece_within_the_floor_is_never_better():
     cmp = ece_table([-0.01, -0.01], [-0.015, -0.015], [-0.005, -0.005], [0.001, 0.001], floor_p95=0.08)
     text = findings.more_vs_multitask(cmp, 5, pooled_row(-0.015, -0.005, floor_p95=0.08))
     assert "holds" not in text and "neither is called better" in text and "within a perfectly calibrated" in text
-    assert "NOT established" in text
-    assert "better than" not in text
+    assert "NOT established" in text and "better than" not in text
+    # the significant difference is reported first, the floor caveat after it (issue 24)
+    assert text.index("significantly lower") < text.index("within a perfectly calibrated")
+
+
+def test_a_significant_difference_inside_the_floor_is_reported_as_significant():
+    """CI in MultiTask's favour, both ECEs inside the floor: the text says so (never "not distinguishable" or "No CI
+    establishes"), then the caveat, and the paper's claim does not hold."""
+    cmp = ece_table([0.01, 0.01], [0.005, 0.005], [0.015, 0.015], [0.001, 0.001], floor_p95=0.08)
+    text = findings.more_vs_multitask(cmp, 5, pooled_row(0.005, 0.015, floor_p95=0.08))
+    lead = findings.headline(text)
+    assert "\n" not in lead and "significantly higher than MultiTask's" in lead and "does NOT hold" in lead
+    assert lead.index("significantly higher") < lead.index("within a perfectly calibrated")
+    assert "not distinguishable" not in lead and "No CI establishes" not in text
+    assert "MORE's ece_10 is significantly higher than MultiTask's: pooled MORE − MultiTask = +0.0100" in text
 
 
 def test_pooled_comparison_words_follow_the_ci():
     cmp = ece_table([0.01], [0.005], [0.015], [0.001])
-    assert "MORE is worse than MultiTask" in findings.comparison(cmp, "more", "multitask", 3, pooled_row(0.005, 0.015))
+    text = findings.comparison(cmp, "more", "multitask", 3, pooled_row(0.005, 0.015))
+    assert text.startswith("MORE's ece_10 is significantly higher than MultiTask's: pooled MORE − MultiTask = +0.0100")
+    acc = findings.comparison(
+        cmp.assign(metric="accuracy"), "more", "multitask", 3, pooled_row(0.005, 0.015).assign(metric="accuracy")
+    )
+    assert acc.startswith("MORE is better than MultiTask on accuracy") and "| s0 | 0.0500 | 0.0400 | +0.0100 |" in acc
     assert "no overall verdict" in findings.comparison(cmp, "more", "multitask", 3)
 
 
@@ -111,13 +129,30 @@ def test_k_trend_from_point_means_alone_says_nothing():
     assert ": falls" not in text and "below it" not in text and "noise floor" in text
 
 
-def test_power_says_whether_the_paper_effect_was_visible():
-    paper = {"multitask": 0.0541, "more": 0.0364, "effect": 0.0177}
-    small_se = pooled_row(-0.01, 0.0).assign(se=0.004, mde=0.0112)
-    big_se = pooled_row(-0.03, 0.01).assign(se=0.01, mde=0.028)
-    assert "this run could have seen" in findings.power(small_se, paper)
-    text = findings.power(big_se, paper)
-    assert "could NOT have seen" in text and "0.0280" in text and "0.0177" in text
+def test_power_lists_each_paper_gap_with_its_attenuated_size_and_power():
+    pooled = pooled_row(-0.01, 0.0).assign(se=0.004, mde=0.0112, df=30.0)
+    power = pd.DataFrame(
+        {
+            "base_model": ["Pythia-1.4B", "Pythia-2.8B"],
+            "multitask": [0.0541, 0.0456],
+            "more": [0.0364, 0.0366],
+            "gap": [0.0177, 0.0090],
+            "attenuation": [0.7, 0.6],
+            "seen_gap": [0.01239, 0.0054],
+            "power": [0.85, 0.31],
+            "mde": 0.0112,
+        }
+    )
+    text = findings.power(pooled, power)
+    assert "smallest difference this run detects with 80% power (two-sided 5%) is 0.0112" in text
+    assert "Pythia-1.4B: gap 0.0177 (MultiTask 0.0541 → MORE 0.0364) shows as 0.0124" in text
+    assert "(70% of it): power 85% — could be seen" in text
+    assert "(60% of it): power 31% — could NOT reliably be seen" in text
+    # CI [−0.0100, 0.0000]: excludes a seen MORE advantage of 0.0124, not one of 0.0054
+    assert text.count("the pooled CI excludes a MORE advantage this large") == 1
+    narrow = findings.power(pooled_row(-0.002, 0.001).assign(se=0.0007, mde=0.002, df=30.0), power)
+    assert narrow.count("the pooled CI excludes a MORE advantage this large") == 2
+    assert "Power unavailable" in findings.power(pooled.assign(metric="accuracy"))
 
 
 def test_size_metrics_say_smaller_not_better():

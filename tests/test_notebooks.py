@@ -101,14 +101,24 @@ def test_metric_keys_and_ranges(run_dir):
     for col in ("accuracy", "ece_5", "ece_10", "ece_20", "ace_10", "mce_10"):
         assert summary[col].between(0, 1).all(), col
     assert {"diff", "lo", "hi"} <= set(pd.DataFrame(m2["more_vs_multitask"]).columns)
-    for col in ("ece_10_floor", "ece_10_floor_p95", "ece_10_debiased", "ece_5_floor", "ece_20_debiased"):
+    for col in ("ece_10_floor", "ece_10_floor_p95", "ece_10_excess", "ece_10_debiased", "ece_5_floor", "ece_20_excess"):
         assert summary[col].notna().all(), col
     assert (summary["ece_10_floor"] < summary["ece_10_floor_p95"]).all()
     pooled = pd.DataFrame(m2["pooled_more_vs_multitask"]).set_index("metric")
     assert pooled.loc["ece_10", "lo"] <= pooled.loc["ece_10", "diff"] <= pooled.loc["ece_10", "hi"]
-    assert pooled.loc["ece_10", "mde"] > 0 and "0.0177" in m2["power"]
+    assert pooled.loc["ece_10", "mde"] > 0 and "0.0177" in m2["power"] and "Pythia-2.8B" in m2["power"]
+    power = pd.DataFrame(m2["power_vs_paper_gaps"])
+    assert len(power) == 3 and power["power"].between(0, 1).all() and np.isfinite(power["attenuation"]).all()
     assert pd.DataFrame(m2["synthetic"])["cosine_to_r_star"].between(-1, 1).all()
     assert len(m2["findings"]) == 3 and all(m2["findings"])
+    assert {"multitask+L", "more+L"} <= set(m2["table3_length_calibrated"]["avg"])
+    length_vs = pd.DataFrame(m2["length_calibration"])
+    assert (
+        set(length_vs["metric"]) == {"accuracy", "ece_10", "rm_prefers_longer"}
+        and length_vs["after_floor"].notna().any()
+    )
+    split = pd.DataFrame(m2["length_split"])
+    assert (split["vs_longer_lo"] <= split["vs_longer_hi"]).all() and len(m2["length_findings"]) == 6
     m3 = _metrics(run, "03_hh_analysis")
     outliers = pd.DataFrame(m3["outliers"])
     assert set(outliers["test_source"]) == {"helpful", "harmless"} and (outliers["pos_outlier_count"] >= 0).all()

@@ -4,6 +4,7 @@ plan_for from a config: tests/test_finetune.py.)"""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -37,12 +38,31 @@ def test_plans_reject_a_batch_larger_than_the_resampled_source():
 
 
 def test_seed_indices_subsample_by_seed_and_source():
-    a = sampling.seed_indices(400, 0.8, 0, "helpful")
+    a = sampling.seed_indices(400, 0.8, 0, "helpful", "subsample")
     assert a.numel() == 320 and len(set(a.tolist())) == 320 and bool((a[1:] > a[:-1]).all())
-    assert torch.equal(a, sampling.seed_indices(400, 0.8, 0, "helpful"))  # every scheme of a seed sees the same pairs
-    assert not torch.equal(a, sampling.seed_indices(400, 0.8, 1, "helpful"))
-    assert not torch.equal(a, sampling.seed_indices(400, 0.8, 0, "harmless"))
-    assert torch.equal(sampling.seed_indices(7, 1.0, 3, "x"), torch.arange(7))
+    assert torch.equal(a, sampling.seed_indices(400, 0.8, 0, "helpful", "subsample"))  # same pairs for every scheme
+    assert not torch.equal(a, sampling.seed_indices(400, 0.8, 1, "helpful", "subsample"))
+    assert not torch.equal(a, sampling.seed_indices(400, 0.8, 0, "harmless", "subsample"))
+    assert torch.equal(sampling.seed_indices(7, 1.0, 3, "x", "subsample"), torch.arange(7))
+
+
+def test_seed_indices_bootstrap_draws_with_replacement_independently_per_seed():
+    draws = [sampling.seed_indices(400, 1.0, s, "helpful") for s in range(20)]
+    assert all(d.numel() == 400 and bool((d[1:] >= d[:-1]).all()) for d in draws)
+    unique = np.mean([len(set(d.tolist())) / 400 for d in draws])
+    assert unique == pytest.approx(1 - (1 - 1 / 400) ** 400, abs=0.02)  # ≈ 63% distinct pairs, as a bootstrap has
+    # two seeds share a pair with probability ≈ 0.632² (independent draws), not most of them as at subsample 0.8
+    shared = np.mean([len(set(draws[i].tolist()) & set(draws[i + 1].tolist())) / 400 for i in range(19)])
+    assert shared == pytest.approx(0.632**2, abs=0.03)
+    assert torch.equal(draws[3], sampling.seed_indices(400, 1.0, 3, "helpful"))
+
+
+def test_seed_indices_halves_split_one_shuffle_per_pair_of_seeds():
+    h0, h1, h2 = (sampling.seed_indices(11, 1.0, s, "x", "halves") for s in (0, 1, 2))
+    assert (h0.numel(), h1.numel()) == (5, 6) and sorted(h0.tolist() + h1.tolist()) == list(range(11))
+    assert not torch.equal(h0, h2)
+    with pytest.raises(ConfigError, match="seed_resample"):
+        sampling.seed_indices(11, 1.0, 0, "x", "jackknife")
 
 
 def _padded(plan, lengths):

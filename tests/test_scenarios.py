@@ -143,12 +143,25 @@ def _diff_rows(sign: float) -> pd.DataFrame:
 
 def test_finding_follows_the_cis_and_flips_with_the_data():
     good, bad = findings.when_more_helps(_diff_rows(+1)), findings.when_more_helps(_diff_rows(-1))
-    assert "MORE helps (on at least one of the two) only in: a." in good
+    assert good.startswith("MORE helps (better on at least one of the two, worse on neither) only in: a.")
     assert "closer to r* than MultiTask in 1 scenario(s) — a" in good
     assert "does not significantly beat MultiTask" in bad and "further from r* in 1 — a" in bad
     assert "worse calibrated to p* in 1 — a" in bad
     weak = _diff_rows(+1).assign(p_holm=0.2)  # CI excludes 0 but Holm-adjusted p does not pass: no verdict
     assert "does not significantly beat MultiTask" in findings.when_more_helps(weak)
+
+
+def test_a_mixed_scenario_is_called_a_trade_off_not_help():
+    """Issue 24: MORE better on the shared-truth ECE but significantly further from r* in one scenario: the lead
+    sentence calls it a trade-off and never lists it where MORE "helps"."""
+    rows = _diff_rows(+1)
+    cos = (rows.scenario == "a") & (rows.metric == "cosine_to_r_star")
+    rows.loc[cos, ["diff", "lo", "hi", "better"]] = [-0.0115, -0.0140, -0.0090, -1]
+    text = findings.when_more_helps(rows)
+    lead = text.split("\n")[0]
+    assert "a trade-off (better on one metric, significantly worse on the other) in: a." in lead
+    assert "helps (better on at least one" not in lead and "helps without a cost in no scenario" in lead
+    assert "further from r* in 1 — a (-0.0115 [-0.0140, -0.0090])" in text
 
 
 def test_when_more_helps_figure_shows_the_given_differences():

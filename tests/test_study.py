@@ -11,7 +11,7 @@ from morelib.core import runs
 from morelib.core.config import load_config
 from morelib.core.errors import DataError, RunError
 from morelib.data import paper
-from morelib.evaluation import metrics
+from morelib.evaluation import metrics, stats
 from morelib.study import findings, pipeline, tables
 from morelib.train import reward_head, reward_models
 from morelib.train.reward_models import RMKey
@@ -109,6 +109,27 @@ def test_compare_is_seed_mean_difference_with_ci(cfg, fitted):
     n = len(cfg.seeds)
     assert row["diff"] == pytest.approx(np.mean(ece[:n]) - np.mean(ece[n:]))
     assert row["lo"] <= row["hi"]
+    # the per-source CI Holm reads is the two-component one (seed spread + test pairs), not pairs with seeds fixed
+    stack = {s: {src: tables._stacked(diffs, s, src)} for s in ("more", "multitask")}
+    same = stats.pooled_paired_bootstrap(stack["more"], stack["multitask"], tables.BATCHED_FNS["ece_10"], cfg.n_boot)
+    assert (row["lo"], row["hi"], row["se"], row["df"]) == pytest.approx(
+        (same["lo"], same["hi"], same["se"], same["df"])
+    )
+    per_seed = np.subtract(ece[:n], ece[n:])
+    assert row["se"] ** 2 >= per_seed.var(ddof=1) / n - 1e-15
+
+
+def test_paper_power_reads_every_paper_gap_and_attenuates_it(cfg, fitted):
+    data, _, _, heads = fitted
+    diffs = pipeline.scheme_diffs(heads, data)
+    pooled = tables.pooled_compare(diffs, "more", "multitask", cfg, ["ece_10"])
+    power = tables.paper_power(diffs, pooled)
+    t3 = paper.read("table3")
+    assert list(power["base_model"]) == list(t3["base_model"].drop_duplicates())
+    for r in power.itertuples():
+        eff = paper.ece_effect(r.base_model)
+        assert r.gap == pytest.approx(eff["effect"]) and 0 < r.attenuation < 1.2
+        assert r.power == pytest.approx(stats.power_at(r.gap * r.attenuation, pooled["se"][0], df=pooled["df"][0]))
 
 
 def test_synthetic_truth_and_outliers(cfg, fitted):
@@ -234,6 +255,20 @@ def test_synthetic_benchmark_trains_heads_even_in_finetune_tier():
     assert isinstance(heads[RMKey("more", seed=0)], reward_models.HeadRM)
 
 
+def test_synthetic_study_draws_one_benchmark_instance_per_seed(cfg):
+    """Issue 24: notebook 02's synthetic verdict, like notebook 06's, draws a benchmark per seed (its r* differs)."""
+    table, truth = pipeline.synthetic_study(cfg, ["multitask"])
+    assert sorted(truth["seed"].unique()) == sorted(cfg.seeds) and sorted(table["seed"].unique()) == sorted(cfg.seeds)
+    r0, r1 = (pipeline.synthetic_data(cfg, s)[1].r_star for s in cfg.seeds[:2])
+    assert not np.allclose(r0, r1)
+    one = pipeline.synthetic_truth(
+        pipeline.fit(cfg, pipeline.synthetic_data(cfg, cfg.seeds[1])[0], ["multitask"], seeds=[cfg.seeds[1]]),
+        *pipeline.synthetic_data(cfg, cfg.seeds[1]),
+    )
+    mine = truth[truth["seed"] == cfg.seeds[1]].reset_index(drop=True)
+    assert mine["cosine_to_r_star"].to_numpy() == pytest.approx(one["cosine_to_r_star"].to_numpy())
+
+
 def test_own_vs_best_other_matches_matrix(cfg, fitted):
     data, _, _, heads = fitted
     table = pipeline.metric_table(heads, data, cfg)
@@ -248,7 +283,7 @@ def test_own_vs_best_other_matches_matrix(cfg, fitted):
     assert "paired 95% CI above 0" in text and "CI lies above chance" in text
 
 
-def test_temperature_finding_reports_a_closed_gap_and_a_kept_one():
+def test_temperature_finding_closes_a_gap_only_by_an_equivalence_test():
     import pandas as pd
 
     from morelib.study import findings
@@ -267,6 +302,8 @@ def test_temperature_finding_reports_a_closed_gap_and_a_kept_one():
             "diff": [(lo + hi) / 2],  # noqa: E731
             "lo": [lo],
             "hi": [hi],
+            "se": [(hi - lo) / 3.92],
+            "df": [float("inf")],
             "n_sources": [2],
             "n_pairs": [300],
             "n_seeds": [3],
@@ -279,7 +316,13 @@ def test_temperature_finding_reports_a_closed_gap_and_a_kept_one():
     kept = findings.temperature(
         rows(0.040), pooled_before=before, pooled_after=pooled("more+T", "multitask+T", -0.015, -0.005)
     )
-    assert "closes the gap" in closed and "survives recalibration" in kept
+    assert "closes the gap" in closed and "90% CI [-0.0033, +0.0043]" in closed and "±0.0050" in closed
+    assert "survives recalibration" in kept
+    # the after-CI includes 0 but is too wide for equivalence at ±0.005: "no longer established", never "closes"
+    wide = findings.temperature(
+        rows(0.0502), pooled_before=before, pooled_after=pooled("more+T", "multitask+T", -0.009, 0.010)
+    )
+    assert "no longer established" in wide and "closes" not in wide and "equivalence test fails" in wide
     assert "no verdict" in findings.temperature(rows(0.040)), "means alone never choose the verdict"
 
 
@@ -312,7 +355,8 @@ def test_floor_columns_and_pooled_comparison(cfg, fitted):
     d = heads[key].head.reward_diff(data.features[src]["test"]).numpy()
     row = table[(table.scheme == "more") & (table.seed == cfg.seeds[0]) & (table.test_source == src)].iloc[0]
     assert row["ece_10_floor"] == pytest.approx(metrics.ece_floor(d, 10))
-    assert row["ece_10_debiased"] == pytest.approx(row["ece_10"] - row["ece_10_floor"])
+    assert row["ece_10_excess"] == pytest.approx(row["ece_10"] - row["ece_10_floor"])
+    assert row["ece_10_debiased"] == pytest.approx(metrics.debiased_ece(d, 10))
     summ = tables.summary(table, ["accuracy", "ece_10"])
     assert list(summ.columns[2:]) == [
         "accuracy",
@@ -321,10 +365,11 @@ def test_floor_columns_and_pooled_comparison(cfg, fitted):
         "ece_10_sd",
         "ece_10_floor",
         "ece_10_floor_p95",
+        "ece_10_excess",
         "ece_10_debiased",
         "seeds",
     ]
-    assert {"ece_floor", "ece_debiased"} <= set(tables.table3(table).columns)
+    assert {"ece_floor", "ece_excess", "ece_debiased"} <= set(tables.table3(table).columns)
     diffs = pipeline.scheme_diffs(heads, data)
     cmp = tables.compare(diffs, "more", "multitask", cfg, ["accuracy", "ece_10"])
     ece = cmp[cmp.metric == "ece_10"]
@@ -334,7 +379,9 @@ def test_floor_columns_and_pooled_comparison(cfg, fitted):
     pooled = tables.pooled_compare(diffs, "more", "multitask", cfg).set_index("metric")
     for metric in ("accuracy", "ece_10"):
         assert pooled.loc[metric, "diff"] == pytest.approx(cmp[cmp.metric == metric]["diff"].mean())
-        assert pooled.loc[metric, "mde"] == pytest.approx(2.8016 * pooled.loc[metric, "se"], rel=1e-3)
+        se, df = pooled.loc[metric, "se"], pooled.loc[metric, "df"]
+        assert pooled.loc[metric, "mde"] == pytest.approx(stats.minimum_detectable_effect(se, df=df), rel=1e-9)
+        assert se**2 == pytest.approx(pooled.loc[metric, "se_seed"] ** 2 + pooled.loc[metric, "se_pairs"] ** 2)
     assert pooled.loc["ece_10", "more_floor"] == pytest.approx(ece["more_floor"].mean())
     assert pooled.loc["ece_10", "n_pairs"] == sum(len(data.features[s]["test"].chosen) for s in data.sources)
 

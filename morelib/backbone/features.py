@@ -16,7 +16,7 @@ mean pooling adds m to each text's key.
 Prefix sharing (`head.share_prompt`; not part of any key): `extract` runs each pair's longest common token prefix
 once and both continuations on its KV cache (`prompt_sharing`), same tokens, so the same features up to float rounding.
 Checked against: per-text unpadded `model.pooled_features` / `output_hidden_states` runs, and cache hit == fresh run
-(tests/test_features.py); shared == unshared features within 1e-4 (tests/test_shared_prefix.py).
+(tests/test_features.py); shared == unshared features within 1e-4 (tests/test_prompt_sharing_cache.py).
 """
 
 from __future__ import annotations

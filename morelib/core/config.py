@@ -38,6 +38,7 @@ HeadKind = Literal[
     "linear", "mlp"
 ]  # feature tier: the reward head alone | a shared MLP trunk + head (morelib.train.mlp_head)
 CapacityTier = Literal["linear", "mlp", "blocks"]  # rungs of the capacity curve (morelib.study.capacity)
+SeedResample = Literal["bootstrap", "halves", "subsample"]  # how each seed draws its training pairs (sampling.py)
 Dtype = Literal["auto", "bf16", "fp32", "fp16"]
 Side = Literal["left", "right"]
 Pooling = Literal[
@@ -282,6 +283,7 @@ class TrainConfig:
     batch_per_source: int
     resample_pairs: int | None
     seed_subsample: float
+    seed_resample: SeedResample
     temperature_scaling: bool
     single_batch: int | None
     tuned_step: float

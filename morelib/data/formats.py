@@ -203,6 +203,57 @@ def table_pair(record: dict[str, Any], where: str, source: str) -> Pair | str:
     return Pair(prompt, chosen, rejected, source, prompt)
 
 
+def instruction_pair(record: dict[str, Any], where: str, source: str) -> Pair | str:
+    """TRL/RewardBench {"prompt", "chosen", "rejected"}: a plain instruction becomes one Human turn (an HH transcript
+    prompt is kept verbatim, as `table_pair`); TRL's conversational form (message lists) is rendered turn by turn."""
+    if isinstance(record.get("prompt"), list):
+        return _conversation_pair(record, where, source)
+    prompt = field(record, "prompt", where)
+    if prompt.lstrip().startswith("Human:"):
+        return table_pair(record, where, source)
+    chosen, rejected = field(record, "chosen", where), field(record, "rejected", where)
+    if chosen == rejected:
+        return "chosen == rejected"
+    return Pair(render_dialogue([("user", prompt)]), respond(chosen), respond(rejected), source, prompt)
+
+
+def _message(message: Any, where: str) -> tuple[str, str]:
+    """(role, content) of one chat message {"role", "content"}, checked."""
+    if not isinstance(message, dict):
+        raise DataError(f"{where}: a chat message must be an object with 'role' and 'content', got {message!r:.60}")
+    role = field(message, "role", where)
+    if role not in ROLE_MARKERS:
+        raise DataError(f"{where}: unknown chat role '{role}' (valid: {', '.join(ROLE_MARKERS)})")
+    return role, field(message, "content", where)
+
+
+def _conversation_pair(record: dict[str, Any], where: str, source: str) -> Pair | str:
+    """TRL conversational row: prompt = message list, chosen/rejected = message lists ending with the response."""
+    turns = [_message(m, where) for m in field(record, "prompt", where, list)]
+    replies = [field(record, k, where, list) for k in ("chosen", "rejected")]
+    if not all(replies):
+        raise DataError(f"{where}: fields 'chosen' and 'rejected' must each hold at least one message")
+    chosen, rejected = (_message(r[-1], where)[1] for r in replies)
+    if chosen == rejected:
+        return "chosen == rejected"
+    prompt = render_dialogue(turns)
+    return Pair(prompt, respond(chosen), respond(rejected), source, prompt)
+
+
+def judge_pair(record: dict[str, Any], where: str, source: str) -> Pair | str:
+    """Pairwise-judge row {"input", "output_1", "output_2", "label"} (LLMBar layout): label 1 or 2 names the better
+    output; the input becomes one Human turn."""
+    prompt = field(record, "input", where)
+    outputs = [field(record, f"output_{i}", where) for i in (1, 2)]
+    label = field(record, "label", where, int)
+    if label not in (1, 2):
+        raise DataError(f"{where}: field 'label' must be 1 or 2 (the better output), got {label}")
+    if outputs[0] == outputs[1]:
+        return "chosen == rejected"
+    best = label - 1
+    return Pair(render_dialogue([("user", prompt)]), respond(outputs[best]), respond(outputs[1 - best]), source, prompt)
+
+
 def oasst_pairs_row(record: dict[str, Any], where: str, source: str) -> Pair | str:
     """Derived OASST pairs row {"prompt": [{role, text}], "chosen", "rejected", "message_tree_id"} → Pair."""
     turns = [(field(t, "role", where), field(t, "text", where)) for t in field(record, "prompt", where, list)]

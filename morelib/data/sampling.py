@@ -5,10 +5,10 @@ from each source. `batch_plan` is that balanced plan [steps, K, B] (every source
 per source); `pooled_plan` the paper's / reference code's MultiTask, the same resampled sources pooled, shuffled and
 cut into batches of K·B; `length_grouped` sorts a plan's picks by token length inside windows of batches (less padding
 when fine-tuning); `plan_for` builds a fine-tuning run's plan from the config; `seed_indices` is a seed's training
-subsample of a source. Every draw uses its own torch.Generator, so one seed gives one plan anywhere.
+resample of a source. Every draw uses its own torch.Generator, so one seed gives one plan anywhere.
 NOTE(paper): oversampling lays whole shuffled copies end to end (each pair ⌊n/N⌋ or ⌈n/N⌉ times) rather than drawing
 with replacement, so no pair of a small source is left out.
-Checked in tests/test_train.py (balance, coverage, per-source independence, seeds), tests/test_pooled.py (pooled
+Checked in tests/test_reward_head.py (balance, coverage, per-source independence, seeds), tests/test_pooled.py (pooled
 sizes) and tests/test_finetune.py (length grouping keeps B per source and the window's multiset; plan_for).
 """
 
@@ -43,13 +43,26 @@ def resample_indices(n_have: int, n_want: int, gen: torch.Generator) -> torch.Te
     return torch.cat(parts)
 
 
-def seed_indices(n: int, fraction: float, seed: int, name: str) -> torch.Tensor:
-    """Sorted indices [round(fraction·n)] of the n training pairs of source `name` that seed `seed` trains on
-    (without replacement, by (seed, name), so every scheme of one seed sees the same pairs); all n at fraction 1."""
+def seed_indices(n: int, fraction: float, seed: int, name: str, method: str = "bootstrap") -> torch.Tensor:
+    """Sorted indices into the n training pairs of source `name` that seed `seed` trains on, drawn by (seed, name), so
+    every scheme of one seed sees the same pairs (`train.seed_resample`):
+    bootstrap — round(fraction·n) with replacement, independently per seed (the spread over seeds then estimates the
+    training-data variance: measured in benchmarks/seed_resampling.py);
+    halves — seeds 2j and 2j + 1 take the two halves of one shuffle drawn by j (disjoint within a pair of seeds);
+    subsample — round(fraction·n) without replacement (all n at fraction 1; at 0.8 two seeds share most pairs).
+    """
+    if method == "halves":
+        perm = torch.randperm(n, generator=source_generator(seed // 2 + SUBSAMPLE_SEED_OFFSET, name))
+        return (perm[: n // 2] if seed % 2 == 0 else perm[n // 2 :]).sort().values
+    keep = max(1, round(fraction * n))
+    gen = source_generator(seed + SUBSAMPLE_SEED_OFFSET, name)
+    if method == "bootstrap":
+        return torch.randint(0, n, (keep,), generator=gen).sort().values
+    if method != "subsample":
+        raise ConfigError(f"'train.seed_resample' must be bootstrap, halves or subsample, got {method!r}")
     if fraction >= 1.0:
         return torch.arange(n)
-    keep = max(1, round(fraction * n))
-    return torch.randperm(n, generator=source_generator(seed + SUBSAMPLE_SEED_OFFSET, name))[:keep].sort().values
+    return torch.randperm(n, generator=gen)[:keep].sort().values
 
 
 def _common_size(sizes: dict[str, int], B: int, n_common: int | None) -> int:

@@ -1,14 +1,18 @@
-"""Findings: one sentence per notebook section, formatted from the numbers just computed — never written in advance.
+"""Findings: one verdict per notebook section, formatted from the numbers just computed — never written in advance.
 
 Each function takes a table from `morelib.study.tables`/`morelib.study.pipeline` (or notebook 05's judge results
-from `morelib.align`) and says what it shows on THIS run, including when the paper's claim does not hold (e.g. MORE
-not better calibrated than MultiTask), with values, CIs and seed counts. Every verdict word ("better", "holds",
-"falls", "below", "fewer", "preferred") comes from a 95% CI that excludes 0: the pooled paired CI of
-`tables.pooled_compare` where given, per-source paired CIs with Holm's correction over the tested sources otherwise;
-and an ECE is never called better when both ECEs are within a perfectly calibrated model's spread (at or below the
-noise floor's 95th percentile, `metrics.ece_floor_stats`). Without a CI a finding reports numbers only.
-Checked in tests/test_study.py, tests/test_findings.py and tests/test_judge.py: opposite inputs give opposite
-verdicts; mixed significant signs, point-mean-only trends and floor-level ECEs give no verdict.
+from `morelib.align`) and says what it shows on THIS run, including when the paper's claim does not hold. Layout
+(markdown): the first paragraph is ONE plain verdict sentence with its CI (`headline` returns it, for the README); the
+detail follows as a list or a small per-source table.
+Every verdict word comes from a 95% CI that excludes 0: the pooled two-component CI of `tables.pooled_compare` where
+given, per-source two-component CIs with Holm's correction over the tested sources otherwise. A significant ECE
+difference is reported as significant; when both ECEs are within a perfectly calibrated model's spread (at or below the
+noise floor's 95th percentile, `metrics.ece_floor_stats`) that caveat follows it and the paper's claim is not called
+established. "Closes the gap" needs an equivalence test (TOST at a stated margin); a scenario better on one metric and
+significantly worse on another is a trade-off, not "helps". Without a CI a finding reports numbers only.
+Checked in tests/test_study.py, tests/test_findings.py, tests/test_scenarios.py and tests/test_judge.py: each builds
+the table and checks the sentence — opposite inputs give opposite verdicts; mixed signs, point-mean-only trends and
+floor-level ECEs give no "better"; the three contradictions of issue 24 stay fixed.
 """
 
 from __future__ import annotations
@@ -26,9 +30,18 @@ from morelib.evaluation.stats import mean_and_ci_over_seeds
 # mean |Δ| counts as lower-is-better in the paper's sense (§5.3: smaller absolute rewards = less over-rewarding).
 SIZE_METRICS = ("mean_abs_diff", "outlier_count")  # distribution shape: the CI says "smaller", not "better"
 SIZE_WORDS = ("smaller than", "larger than")
+ECE_WORDS = ("significantly lower than", "significantly higher than")  # the CI's words; "better calibrated" is a claim
 LOWER_IS_BETTER = ("ece", "ace", "mce", "brier", "log_loss", "true_prob_gap", "mean_abs_diff", "outlier_count")
 NAMES = {"raw": "Raw", "top": "Single-Top", "multitask": "MultiTask", "more": "MORE", "single": "Single"}
 ALPHA = 0.05  # family-wise error rate of the per-source Holm correction (matches the 95% CIs)
+# ECE difference treated as no difference by the equivalence test (TOST) of `temperature`: below every MultiTask
+# − MORE gap of the paper's Table 3 (smallest: Pythia-2.8B) and about a tenth of its ECE levels
+EQUIVALENCE_MARGIN = 0.005
+
+
+def headline(finding: str) -> str:
+    """The verdict sentence of a finding: its first paragraph."""
+    return finding.strip().split("\n\n", 1)[0]
 
 
 def _name(scheme: str) -> str:
@@ -77,72 +90,102 @@ def _pooled_row(pooled: pd.DataFrame | None, metric: str) -> pd.Series | None:
 
 
 def _pooled_verdict(row: pd.Series, a: str, b: str, metric: str) -> int:
-    """+1 / −1 / 0 from a pooled CI of a − b; 0 for an ECE when both are within their noise floor's spread."""
+    """+1 / −1 / 0 for a CLAIM from a pooled CI of a − b: 0 for an ECE when both are within their noise floor's spread
+    (a significant plug-in gap there may be one between floors, not in calibration; `_pooled_text` still reports it)."""
     verdict = _verdict(row["lo"], row["hi"], _lower_better(metric))
     return 0 if metric.startswith("ece") and _within_floor(row, a, b) else verdict
 
 
-def _pooled_text(row: pd.Series, a: str, b: str, metric: str) -> str:
-    """'pooled paired 95% CI of A − B ... — A better than B' (the words chosen by the CI and the floor)."""
-    verdict = _pooled_verdict(row, a, b, metric)
-    words = SIZE_WORDS if str(metric).startswith(SIZE_METRICS) else ("better than", "worse than")
-    word = {1: words[0], -1: words[1], 0: "not distinguishable from"}[verdict]
-    text = (
-        f"pooled over {int(row['n_sources'])} sources ({int(row['n_pairs'])} test pairs, {int(row['n_seeds'])} "
-        f"seeds resampled too) {_name(a)} − {_name(b)} = {row['diff']:+.4f}, 95% CI [{row['lo']:+.4f}, "
-        f"{row['hi']:+.4f}]: "
-        + (
-            f"{_name(a)}'s {metric} is {word} {_name(b)}'s"
-            if words == SIZE_WORDS
-            else f"{_name(a)} is {word} {_name(b)}"
-        )
+def _ci_text(row: Any) -> str:
+    """'+0.0042, 95% CI [+0.0012, +0.0072]'."""
+    return f"{row['diff']:+.4f}, 95% CI [{row['lo']:+.4f}, {row['hi']:+.4f}]"
+
+
+def _clause(verdict: int, a: str, b: str, metric: str) -> str:
+    """'MORE is better than MultiTask on accuracy' / "MORE's ece_10 is significantly lower than MultiTask's" by
+    `verdict` (an ECE or size metric names the number, not a quality: the claim sentence says "better calibrated")."""
+    metric = str(metric)
+    if metric.startswith(SIZE_METRICS) or metric.startswith("ece"):
+        words = SIZE_WORDS if metric.startswith(SIZE_METRICS) else ECE_WORDS
+        word = {1: words[0], -1: words[1], 0: "not distinguishable from"}[verdict]
+        return f"{_name(a)}'s {metric} is {word} {_name(b)}'s"
+    word = {1: "better than", -1: "worse than", 0: "not distinguishable from"}[verdict]
+    return f"{_name(a)} is {word} {_name(b)} on {metric}"
+
+
+def _floor_caveat(row: Any, a: str, b: str) -> str:
+    """The noise-floor caveat of two ECEs both within a perfectly calibrated model's spread."""
+    return (
+        f"both ECEs are within a perfectly calibrated model's spread at this N (noise-floor 95th percentiles "
+        f"{row[f'{a}_floor_p95']:.4f} / {row[f'{b}_floor_p95']:.4f}), so each is consistent with perfect calibration "
+        f"and neither is called better calibrated"
     )
-    if metric.startswith("ece") and _within_floor(row, a, b):
-        text += (
-            f" (both ECEs are within a perfectly calibrated model's spread — noise-floor 95th percentiles "
-            f"{row[f'{a}_floor_p95']:.4f} / {row[f'{b}_floor_p95']:.4f} — so neither is called better)"
-        )
+
+
+def _pooled_text(row: pd.Series, a: str, b: str, metric: str) -> str:
+    """The verdict sentence of a pooled CI: the CI's words first (significant or not), then the floor caveat."""
+    verdict = _verdict(row["lo"], row["hi"], _lower_better(str(metric)))
+    text = (
+        f"{_clause(verdict, a, b, str(metric))}: pooled {_name(a)} − {_name(b)} = {_ci_text(row)} "
+        f"({int(row['n_sources'])} sources, {int(row['n_pairs'])} test pairs, {int(row['n_seeds'])} seeds; the CI "
+        f"covers seed and test-pair variance)"
+    )
+    if str(metric).startswith("ece") and _within_floor(row, a, b):
+        text += (" — a significant difference, but " if verdict else "; ") + _floor_caveat(row, a, b)
     return text
 
 
+def _detail(rows: pd.DataFrame, a: str, b: str, metric: str, seeds: int) -> str:
+    """Per-source counts (raw CIs and after Holm's correction) and a small markdown table of the per-source CIs."""
+    lower = _lower_better(metric)
+    verdicts = [_verdict(r.lo, r.hi, lower) for r in rows.itertuples()]
+    wins = [r.test_source for r, v in zip(rows.itertuples(), verdicts) if v > 0]
+    losses = [r.test_source for r, v in zip(rows.itertuples(), verdicts) if v < 0]
+    text = (
+        f"Per test source ({seeds} seed(s)): the paired 95% CI favours {_name(a)} on {len(wins)} source(s)"
+        f"{_list(wins)} and {_name(b)} on {len(losses)}{_list(losses)}, and includes 0 on the other "
+        f"{len(rows) - len(wins) - len(losses)}"
+    )
+    has_p = "p_value" in rows and not rows["p_value"].isna().any()
+    if has_p:
+        holm = _holm_verdicts(rows, lower)
+        text += (
+            f"; after Holm's correction over {len(rows)} sources: {holm.count(1)} for {_name(a)}, "
+            f"{holm.count(-1)} for {_name(b)}"
+        )
+    floor_level = [r.test_source for _, r in rows.iterrows() if metric.startswith("ece") and _within_floor(r, a, b)]
+    if floor_level:
+        text += (
+            f"; on {len(floor_level)} source(s){_list(floor_level)} both ECEs are within a perfectly calibrated "
+            f"model's spread"
+        )
+    adjusted = stats.holm(rows["p_value"].to_numpy()) if has_p else [np.nan] * len(rows)
+    lines = [
+        f"| {r.test_source} | {r.a_value:.4f} | {r.b_value:.4f} | {r.diff:+.4f} | "
+        f"[{r.lo:+.4f}, {r.hi:+.4f}] | {q:.3g} |"
+        for r, q in zip(rows.rename(columns={a: "a_value", b: "b_value"}).itertuples(), adjusted)
+    ]
+    header = (
+        f"| {metric} | {_name(a)} | {_name(b)} | {_name(a)} − {_name(b)} | 95% CI | Holm p |\n|---|---|---|---|---|---|"
+    )
+    return text + ".\n\n" + "\n".join([header, *lines])
+
+
 def comparison(cmp: pd.DataFrame, a: str, b: str, seeds: int, pooled: pd.DataFrame | None = None) -> str:
-    """Sentence per metric: a vs b averaged over test sources, the pooled paired CI if given, and on how many sources
-    the per-source 95% CI favours either (raw and after Holm's correction)."""
+    """Per metric: one verdict sentence from the pooled CI (or none without it), then the per-source detail — how many
+    sources each per-source CI favours (raw and after Holm's correction) and a markdown table of those CIs."""
     parts = []
     for metric, rows in cmp.groupby("metric", sort=False):
-        lower = _lower_better(str(metric))
-        verdicts = [_verdict(r.lo, r.hi, lower) for r in rows.itertuples()]
-        wins = [r.test_source for r, v in zip(rows.itertuples(), verdicts) if v > 0]
-        losses = [r.test_source for r, v in zip(rows.itertuples(), verdicts) if v < 0]
-        holm = _holm_verdicts(rows, lower)
-        mean_a, mean_b = rows[a].mean(), rows[b].mean()
         row = _pooled_row(pooled, str(metric))
-        overall = (
+        mean_a, mean_b = rows[a].mean(), rows[b].mean()
+        lead = (
             _pooled_text(row, a, b, str(metric))
             if row is not None
-            else f"mean difference {mean_a - mean_b:+.4f} (no pooled CI: no overall verdict)"
+            else f"{metric}: no pooled CI, so no overall verdict ({_name(a)} {mean_a:.4f} vs {_name(b)} "
+            f"{mean_b:.4f} averaged over {len(rows)} test sources, mean difference {mean_a - mean_b:+.4f})"
         )
-        text = (
-            f"{metric}: {_name(a)} {mean_a:.4f} vs {_name(b)} {mean_b:.4f} averaged over {len(rows)} test sources "
-            f"({seeds} seed(s)) — {overall}; the paired 95% CI favours {_name(a)} on "
-            f"{len(wins)} source(s){_list(wins)} and {_name(b)} on {len(losses)}{_list(losses)}, "
-            f"and includes 0 on the other {len(rows) - len(wins) - len(losses)}"
-        )
-        if "p_value" in rows and not rows["p_value"].isna().any():
-            text += (
-                f"; after Holm's correction over {len(rows)} sources: {holm.count(1)} for {_name(a)}, "
-                f"{holm.count(-1)} for {_name(b)}"
-            )
-        floor_level = [
-            r.test_source for _, r in rows.iterrows() if str(metric).startswith("ece") and _within_floor(r, a, b)
-        ]
-        if floor_level:
-            text += (
-                f"; on {len(floor_level)} source(s){_list(floor_level)} both ECEs are within a perfectly "
-                f"calibrated model's spread, so neither is better there"
-            )
-        parts.append(text + ".")
-    return " ".join(parts)
+        parts.append(f"{lead}.\n\n{_detail(rows, a, b, str(metric), seeds)}")
+    return "\n\n".join(parts)
 
 
 def _list(items: Sequence[str]) -> str:
@@ -161,68 +204,78 @@ def _significant_sources(ece: pd.DataFrame) -> tuple[list[str], list[str]]:
 
 
 def more_vs_multitask(cmp: pd.DataFrame, seeds: int, pooled: pd.DataFrame | None = None) -> str:
-    """MORE vs MultiTask (paper §5.2: comparable accuracy, significantly lower ECE) as measured here.
+    """MORE vs MultiTask (paper §5.2: comparable accuracy, significantly lower ECE) as measured here: the claim's
+    verdict with its CI first, then `comparison`'s per-metric sentences and per-source tables.
 
     "holds" only when MORE's ECE is significantly lower — by the pooled paired CI when `pooled` is given, else on at
     least one source after Holm's correction — AND no source is significantly worse (Holm), AND the two ECEs are not
-    both within the noise floor's spread.
+    both within the noise floor's spread. A significant difference inside the floor is reported as significant first,
+    then the caveat.
     """
     text = comparison(cmp, "more", "multitask", seeds, pooled)
     ece = cmp[cmp["metric"].str.startswith("ece")]
     if ece.empty:
         return text
     metric = str(ece["metric"].iloc[0])
-    ece = ece[ece["metric"] == metric]
+    return f"{_calibration_claim(ece[ece['metric'] == metric], _pooled_row(pooled, metric), metric)}\n\n{text}"
+
+
+def _calibration_claim(ece: pd.DataFrame, row: pd.Series | None, metric: str) -> str:
+    """One sentence: does the paper's calibration claim (MORE's ECE below MultiTask's) hold here, with the pooled CI."""
     better, worse = _significant_sources(ece)
-    row = _pooled_row(pooled, metric)
-    overall = _pooled_verdict(row, "more", "multitask", metric) if row is not None else (1 if better else 0)
-    basis = "the pooled paired CI" if row is not None else f"{len(better)} source(s) after Holm's correction"
+    ci = f" (pooled MORE − MultiTask {metric} {_ci_text(row)})" if row is not None else ""
+    raw = _verdict(row["lo"], row["hi"], True) if row is not None else (1 if better else 0)
+    floor = row is not None and _within_floor(row, "more", "multitask")
+    caveat = f"; {_floor_caveat(row, 'more', 'multitask')}" if floor else ""
     if worse:
-        claim = (
-            f"MultiTask's ECE is significantly lower on {len(worse)} source(s){_list(worse)} (Holm-corrected): "
-            f"the paper's claim (MORE better calibrated than MultiTask) does NOT hold on this run."
+        return (
+            f"The paper's calibration claim (MORE better calibrated than MultiTask) does NOT hold on this run: "
+            f"MultiTask's ECE is significantly lower on {len(worse)} source(s){_list(worse)} (Holm-corrected){ci}."
         )
-    elif overall > 0:
-        claim = (
-            f"The paper's claim (MORE better calibrated than MultiTask) holds on this run by {basis}, with no "
+    if raw < 0:
+        return (
+            f"The paper's calibration claim does NOT hold on this run: MORE's ECE is significantly higher than "
+            f"MultiTask's{ci}{caveat}."
+        )
+    if raw > 0 and not floor:
+        basis = "the pooled paired CI" if row is not None else f"{len(better)} source(s) after Holm's correction"
+        return (
+            f"The paper's claim (MORE better calibrated than MultiTask) holds on this run by {basis}{ci}, with no "
             f"source significantly worse."
         )
-    elif overall < 0:
-        claim = (
-            "MORE's ECE is significantly higher than MultiTask's: "
-            "the paper's calibration claim does NOT hold on this run."
+    if raw > 0:
+        return (
+            f"The paper's calibration claim is NOT established on this run: MORE's ECE is significantly lower{ci}, "
+            f"but{caveat[1:]}."
         )
-    elif row is not None and _verdict(row["lo"], row["hi"], True) > 0:
-        claim = (
-            "The pooled CI favours MORE, but both ECEs are within a perfectly calibrated model's spread at this N: "
-            "the paper's calibration claim is NOT established on this run."
-        )
-    else:
-        claim = (
-            "No CI establishes a calibration difference: the paper's calibration claim is NOT established on this run."
-        )
-    return f"{text} {claim}"
+    return (
+        f"No CI establishes a calibration difference{ci}: the paper's calibration claim is NOT established on this run."
+    )
 
 
-def power(
-    pooled: pd.DataFrame, paper_effect: dict[str, float], base_model: str = "Pythia-1.4B", metric: str = "ece_10"
-) -> str:
-    """Whether this run could have seen the paper's ECE effect: the pooled comparison's minimum detectable difference
-    (80% power, two-sided 5%) beside the paper's MultiTask − MORE ECE gap (`paper.ece_effect`)."""
+def power(pooled: pd.DataFrame, paper_gaps: pd.DataFrame | None = None, metric: str = "ece_10") -> str:
+    """Whether this run could have seen the paper's ECE effects: the pooled comparison's minimum detectable difference
+    (80% power, two-sided 5%, from the two-component se and its df) and, per paper base model (`tables.paper_power`),
+    the power for its MultiTask − MORE gap as a plug-in ECE gap at this run's N (attenuated), and whether the pooled
+    MORE − MultiTask CI excludes a MORE advantage of that seen size (its lower bound above −seen gap)."""
     row = _pooled_row(pooled, metric)
     if row is None:
         return f"Power unavailable: no pooled {metric} comparison."
-    effect = paper_effect["effect"]
-    p_detect = stats.power_at(effect, row["se"]) if row["se"] > 0 else float("nan")
-    could = row["mde"] <= abs(effect)
-    return (
+    text = (
         f"Power: pooled over {int(row['n_pairs'])} test pairs ({int(row['n_sources'])} sources, {int(row['n_seeds'])} "
-        f"seeds), the bootstrap SE of the {metric} difference is {row['se']:.4f}, so the smallest difference this run "
-        f"detects with 80% power (two-sided 5%) is {row['mde']:.4f}. The paper's effect ({base_model}: MultiTask "
-        f"{paper_effect['multitask']:.4f} → MORE {paper_effect['more']:.4f}, a gap of {effect:.4f}) is "
-        f"{'at or above' if could else 'below'} that: this run {'could' if could else 'could NOT'} have seen an "
-        f"effect of the paper's size (power ≈ {p_detect:.0%} for a true gap of {effect:.4f})."
+        f"seeds), the se of the {metric} difference is {row['se']:.4f} (seeds and test pairs), so the smallest "
+        f"difference this run detects with 80% power (two-sided 5%) is {row['mde']:.4f}."
     )
+    if paper_gaps is None or paper_gaps.empty:
+        return text
+    items = [
+        f"{r.base_model}: gap {r.gap:.4f} (MultiTask {r.multitask:.4f} → MORE {r.more:.4f}) shows as "
+        f"{r.seen_gap:.4f} in plug-in ECE at this N ({r.attenuation:.0%} of it): power {r.power:.0%}"
+        f"{' — could be seen' if r.seen_gap >= r.mde else ' — could NOT reliably be seen'}"
+        f"{'; the pooled CI excludes a MORE advantage this large' if row['lo'] > -r.seen_gap else ''}"
+        for r in paper_gaps.itertuples()
+    ]
+    return text + " For the paper's gaps (Table 3):\n\n" + "\n".join(f"- {i}" for i in items)
 
 
 def diversity(matrix: pd.DataFrame, leads: pd.DataFrame | None = None) -> str:
@@ -262,9 +315,11 @@ def temperature(
     metric: str = "ece_10",
     pooled_before: pd.DataFrame | None = None,
     pooled_after: pd.DataFrame | None = None,
+    margin: float = EQUIVALENCE_MARGIN,
 ) -> str:
     """Whether MORE's calibration advantage over MultiTask survives temperature scaling fitted on calibration pairs;
-    the verdict comes from the pooled paired CIs of MORE − MultiTask before and after (`tables.pooled_compare`)."""
+    the verdict comes from the pooled paired CIs of MORE − MultiTask before and after (`tables.pooled_compare`); "closes
+    the gap" only when a TOST at ±margin shows the after-difference equivalent to 0 (`stats.tost`)."""
     means = summary.groupby("scheme")[metric].mean()
     need = ["more", "multitask", "more+T", "multitask+T"]
     if not all(s in means for s in need):
@@ -280,32 +335,49 @@ def temperature(
         return text + " No pooled CI was given, so no verdict on whether recalibration changes the comparison."
     v_b = _pooled_verdict(row_b, "more", "multitask", metric)
     v_a = _pooled_verdict(row_a, "more+T", "multitask+T", metric)
-    if v_b > 0:
-        verdict = (
-            "MORE's advantage survives recalibration"
-            if v_a > 0
-            else "post-hoc recalibration alone closes the gap MORE had"
-        )
-    else:
-        verdict = "there is no established MORE advantage for recalibration to erase"
+    verdict = (
+        _after_recalibration(row_a, v_a, margin)
+        if v_b > 0
+        else "there is no established MORE advantage for recalibration to erase"
+    )
     return (
-        f"{text} Before: {_pooled_text(row_b, 'more', 'multitask', metric)}. After: "
-        f"{_pooled_text(row_a, 'more+T', 'multitask+T', metric)}. So {verdict}."
+        f"Temperature scaling: {verdict}.\n\n{text}\n\n- Before: {_pooled_text(row_b, 'more', 'multitask', metric)}."
+        f"\n- After: {_pooled_text(row_a, 'more+T', 'multitask+T', metric)}."
+    )
+
+
+def _after_recalibration(row: pd.Series, verdict: int, margin: float) -> str:
+    """What happened to an established MORE advantage after recalibration: survives / reversed / closed (TOST at
+    ±margin passes) / no longer established (the CI includes 0 but equivalence is not shown)."""
+    if verdict > 0:
+        return "MORE's calibration advantage survives recalibration"
+    if verdict < 0:
+        return "MORE's advantage is reversed: MultiTask+T is significantly better calibrated"
+    if "se" not in row or "df" not in row or not np.isfinite(row["se"]):
+        return "MORE's advantage is no longer established (no se given, so equivalence was not tested)"
+    eq = stats.tost(float(row["diff"]), float(row["se"]), float(row["df"]), margin)
+    interval = f"90% CI [{eq['lo']:+.4f}, {eq['hi']:+.4f}], TOST p = {eq['p']:.3f} at a margin of ±{margin:.4f} ECE"
+    if eq["equivalent"]:
+        return f"recalibration closes the gap MORE had: the two are equivalent within ±{margin:.4f} ({interval})"
+    return (
+        f"MORE's advantage is no longer established, but the gap is not shown to be closed either: the CI includes "
+        f"0 and an equivalence test fails ({interval})"
     )
 
 
 def synthetic(truth: pd.DataFrame, summary: pd.DataFrame, a: str = "more", b: str = "multitask") -> str:
-    """Synthetic benchmark (true r* known): cosine to r*, gap to the true probabilities and ECE per scheme, and a − b
-    paired by seed (mean and t-CI over seeds; a verdict word only when the CI excludes 0)."""
+    """Synthetic benchmark (true r* known, one instance per seed): the verdict first — a − b paired by seed on
+    cos(w, r*) and |p̂ − p*| (mean and t-CI over seeds; a verdict word only when the CI excludes 0) — then the means."""
     cos = truth.groupby("scheme", sort=False)["cosine_to_r_star"].mean()
     gap = truth.groupby("scheme", sort=False)["true_prob_gap"].mean()
     ece = summary.groupby("scheme", sort=False)["ece_10"].mean()
     parts = [
-        f"{_name(s)}: cos(w, r*) {cos[s]:.3f}, |p̂ − p*| {gap[s]:.4f}, ECE {ece.get(s, np.nan):.4f}" for s in cos.index
+        f"- {_name(s)}: cos(w, r*) {cos[s]:.3f}, |p̂ − p*| {gap[s]:.4f}, ECE {ece.get(s, np.nan):.4f}" for s in cos.index
     ]
-    text = f"On the symmetric synthetic drift benchmark — {'; '.join(parts)}."
+    detail = "Means over seeds and sources:\n\n" + "\n".join(parts)
     if not {a, b} <= set(cos.index):
-        return text
+        return f"On the symmetric synthetic drift benchmark {_name(a)} and {_name(b)} were not both fitted.\n\n{detail}"
+    clauses = []
     for metric, label, good, bad in (
         ("cosine_to_r_star", "cos(w, r*)", "closer to r*", "further from r*"),
         ("true_prob_gap", "|p̂ − p*|", "closer to p*", "further from p*"),
@@ -315,11 +387,12 @@ def synthetic(truth: pd.DataFrame, summary: pd.DataFrame, a: str = "more", b: st
         sign = 1 if metric == "cosine_to_r_star" else -1
         better, worse = (lo > 0, hi < 0) if sign > 0 else (hi < 0, lo > 0)
         word = "one seed: no CI" if np.isnan(lo) else good if better else bad if worse else "not distinguishable"
-        text += (
-            f" {_name(a)} − {_name(b)} {label}: {mean:+.4f}, 95% t-CI over {len(per_seed)} seeds "
-            f"[{lo:+.4f}, {hi:+.4f}] ({word})."
-        )
-    return text + " Notebook 06 asks when the weighting matters, across asymmetric scenarios."
+        clauses.append(f"{label}: {mean:+.4f}, 95% t-CI over {len(per_seed)} seeds [{lo:+.4f}, {hi:+.4f}] ({word})")
+    return (
+        f"On the symmetric synthetic drift benchmark (one instance per seed), {_name(a)} − {_name(b)} "
+        f"{'; '.join(clauses)}.\n\n{detail}\n\nNotebook 06 asks when the weighting matters, across asymmetric "
+        f"scenarios."
+    )
 
 
 def _per_seed(counts: pd.DataFrame, src: str, scheme: str) -> str:
@@ -369,7 +442,7 @@ def _trend_word(row: pd.Series | None) -> str:
     ci = f"K-trend {row['diff']:+.4f}, pooled paired 95% CI [{row['lo']:+.4f}, {row['hi']:+.4f}]"
     verdict = _verdict(row["lo"], row["hi"], lower_better=True)
     if verdict != 0 and _within_floor(row, "a", "b"):
-        return f"{ci}: both ends within the noise floor's spread, no trend called"
+        return f"{ci}: a significant change, but both ends are within the noise floor's spread, so no trend is called"
     return f"{ci}: " + {1: "falls", -1: "rises", 0: "no change the CI can confirm"}[verdict]
 
 
@@ -416,7 +489,8 @@ def k_ablation(
         if row is None:
             word = "not compared by a CI with"
         elif _within_floor(row, "a", "b"):
-            word = "within the noise floor's spread, as is,"
+            sig = _verdict(row["lo"], row["hi"], True) != 0
+            word = f"{'significantly different from, but ' if sig else ''}within the noise floor's spread, as is,"
         else:
             word = {1: "below", -1: "above", 0: "not distinguishable from"}[_verdict(row["lo"], row["hi"], True)]
         ci = (
@@ -467,21 +541,18 @@ def when_more_helps(diffs: pd.DataFrame, alpha: float = 0.05) -> str:
         return "MORE was not fitted in the scenario sweep: no comparison."
     sure = more[(more["better"] != 0) & (more["p_holm"] < alpha)]
     n_scen, seeds = more["scenario"].nunique(), int(more["n_seeds"].min())
-    parts, helped = [], set()
+    parts, won, lost = [], set(), set()
     for metric, (label, good, bad) in SYNTHETIC_METRICS.items():
         rows = sure[sure["metric"] == metric]
         wins, losses = rows[rows["better"] > 0], rows[rows["better"] < 0]
-        helped |= set(wins["scenario"])
+        won |= set(wins["scenario"])
+        lost |= set(losses["scenario"])
         parts.append(
             f"{label}: MORE {good} than MultiTask in {len(wins)} scenario(s) — {_scenario_list(wins)}; "
             f"{bad} in {len(losses)} — {_scenario_list(losses)}; no significant difference in the other "
             f"{n_scen - len(wins) - len(losses)}"
         )
-    verdict = (
-        f"MORE helps (on at least one of the two) only in: {', '.join(sorted(helped))}."
-        if helped
-        else "MORE does not significantly beat MultiTask on either metric in any scenario here."
-    )
+    verdict = _helps_verdict(won - lost, won & lost, lost - won)
     own = sure[sure["metric"] == "own_ece"]
     own_text = (
         f" On each source's OWN drifted labels (the paper's ECE) MORE is significantly lower in "
@@ -502,11 +573,29 @@ def when_more_helps(diffs: pd.DataFrame, alpha: float = 0.05) -> str:
             f"favours MultiTask: there the own-label ECE rewards fitting the drift."
         )
     text = (
-        f"MORE − MultiTask over {n_scen} synthetic scenarios, {seeds} seeds each (paired by seed; mean "
+        f"{verdict}\n\nMORE − MultiTask over {n_scen} synthetic scenarios, {seeds} seeds each (paired by seed; mean "
         f"[95% t-CI]; a difference counts when its CI excludes 0 and its Holm-adjusted p < {alpha} over all "
-        f"scenarios × metrics). " + "; ".join(parts) + f". {verdict}{own_text}"
+        f"scenarios × metrics):\n\n" + "\n".join(f"- {p}" for p in parts) + f"\n\n{own_text.strip()}"
     )
-    return text + " " + _baseline_counts(diffs[diffs["scheme"] != "more"], alpha)
+    return text.rstrip() + "\n\n" + _baseline_counts(diffs[diffs["scheme"] != "more"], alpha)
+
+
+def _helps_verdict(helped: set[str], traded: set[str], hurt: set[str]) -> str:
+    """The lead sentence of the scenario sweep: where MORE only helps, where it trades one metric for the other (better
+    on one shared-truth metric, significantly worse on the other), where it only hurts."""
+    if not helped | traded:
+        lead = "MORE does not significantly beat MultiTask on either metric in any scenario here"
+    elif helped:
+        lead = f"MORE helps (better on at least one of the two, worse on neither) only in: {', '.join(sorted(helped))}"
+    else:
+        lead = "MORE helps without a cost in no scenario here"
+    if traded:
+        lead += (
+            f"; a trade-off (better on one metric, significantly worse on the other) in: {', '.join(sorted(traded))}"
+        )
+    if hurt:
+        lead += f"; worse only in: {', '.join(sorted(hurt))}"
+    return lead + "."
 
 
 def _names(rows: pd.DataFrame) -> str:

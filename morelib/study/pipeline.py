@@ -115,9 +115,18 @@ def head_file(folder: Path, key: RMKey) -> Path:
 
 
 def seed_pairs(pairs: list[Pair], cfg: Config, seed: int, source: str) -> list[Pair]:
-    """The training pairs of `source` that seed `seed` trains on (`train.seed_subsample` of them; see
+    """The training pairs of `source` that seed `seed` trains on (`train.seed_resample`, `train.seed_subsample`; see
     sampling.seed_indices)."""
-    return [pairs[i] for i in sampling.seed_indices(len(pairs), cfg.train.seed_subsample, seed, source).tolist()]
+    t = cfg.train
+    return [
+        pairs[i] for i in sampling.seed_indices(len(pairs), t.seed_subsample, seed, source, t.seed_resample).tolist()
+    ]
+
+
+def available_train(data: StudyData, source: str) -> int:
+    """Training pairs of `source` on its split before any `train_pairs` cap (the split report's `available`), else the
+    pairs its features hold (synthetic data): the n_i of the `sizeprop` baseline."""
+    return int(data.counts.get(source, {}).get("available", {}).get("train", len(data.features[source]["train"])))
 
 
 def _fit_one(cfg: Config, data: StudyData, key: RMKey, sources: list[str], folder: Path | None) -> RewardModel:
@@ -130,16 +139,21 @@ def _fit_one(cfg: Config, data: StudyData, key: RMKey, sources: list[str], folde
         return HeadRM(mlp_head.load_head(path))
     by_source = {
         s: data.features[s]["train"].subset(
-            sampling.seed_indices(len(data.features[s]["train"]), cfg.train.seed_subsample, seed, s)
+            sampling.seed_indices(
+                len(data.features[s]["train"]), cfg.train.seed_subsample, seed, s, cfg.train.seed_resample
+            )
         )
         for s in sources
     }
     calib = {s: data.features[s]["calib"] for s in sources}  # `tuned` chooses λ on it, the mlp tier its epoch
+    sizes = {s: available_train(data, s) for s in sources} if scheme == "sizeprop" else None
     if cfg.head.kind == "mlp":
-        head = mlp_head.train_mlp(by_source, scheme, cfg.train, cfg.head, seed, calib, more=cfg.more)
+        head = mlp_head.train_mlp(by_source, scheme, cfg.train, cfg.head, seed, calib, more=cfg.more, sizes=sizes)
     else:
         calib = calib if scheme == "tuned" else None
-        head = reward_head.train_head(by_source, scheme, cfg.train, cfg.head, seed, calib=calib, more=cfg.more)
+        head = reward_head.train_head(
+            by_source, scheme, cfg.train, cfg.head, seed, calib=calib, more=cfg.more, sizes=sizes
+        )
     if path is not None:
         head.save(path)
     return HeadRM(head)
@@ -356,7 +370,8 @@ def metric_table(
     diffs: dict[RMKey, dict[str, np.ndarray]] | None = None,
 ) -> pd.DataFrame:
     """Tidy test metrics: one row per (scheme, seed, train_source, test_source) with accuracy, ECE/ACE/MCE (each ECE
-    with its noise floor, floor p95 and debiased value: `metrics.all_metrics(floor=True)`), Brier, NLL."""
+    with its noise floor, floor p95, excess over the floor and debiased value: `metrics.all_metrics(floor=True)`),
+    Brier, NLL."""
     if diffs is None:
         diffs = scheme_diffs(heads, data, "test")
         if temperature_scaled and cfg.train.temperature_scaling:
@@ -391,6 +406,19 @@ def synthetic_data(cfg: Config, seed: int | None = None) -> tuple[StudyData, Any
         data.labels[name] = name
         data.counts[name] = {"used": {s: int(bench.split(s)[name].chosen.shape[0]) for s in SIDES}}
     return data, bench
+
+
+def synthetic_study(cfg: Config, schemes: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(tidy test metrics, truth table) of `schemes` on the synthetic benchmark with ONE benchmark instance per seed
+    (`synthetic_data(cfg, seed)`), as notebook 06 draws them: the spread over seeds then covers the benchmark draw
+    (r*, drifts, pairs) as well as the training resample, so a seed CI speaks for the benchmark, not one instance."""
+    tables, truths = [], []
+    for seed in cfg.seeds:
+        data, bench = synthetic_data(cfg, seed)
+        heads = fit(cfg, data, schemes, seeds=[seed])
+        tables.append(metric_table(heads, data, cfg, temperature_scaled=True))
+        truths.append(synthetic_truth(heads, data, bench))
+    return pd.concat(tables, ignore_index=True), pd.concat(truths, ignore_index=True)
 
 
 def serving_head(key: RMKey, test_source: str, top: dict[tuple[int, str], str]) -> RMKey:

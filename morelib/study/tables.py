@@ -1,17 +1,16 @@
 """Result tables of the notebooks (paper Tables 1, 3, 4, Fig 1's matrix) from tidy metrics or reward differences.
 
-Every number shown next to a scheme is a mean over seeds; differences between schemes carry a paired bootstrap 95% CI
-over the same test pairs (`morelib.evaluation.stats`), the metric being averaged over seeds inside each resample;
-`pooled_compare` gives one stratified paired CI over all test sources that resamples seeds too. Every ECE carries its
-noise floor (the ECE of a perfectly calibrated model on the same pairs, `metrics.ece_floor_stats`) and its debiased
-value (ECE − floor).
+Every number shown next to a scheme is a mean over seeds; differences between schemes carry a two-component 95% CI
+(`stats.pooled_paired_bootstrap`: between-seed variance / S + paired bootstrap variance over the same test pairs, t
+on Welch df), per test source (`compare`) and pooled over sources (`pooled_compare`). Every ECE carries its noise
+floor (the ECE of a perfectly calibrated model on the same pairs, `metrics.ece_floor_stats`), the excess over it (a
+lower bound) and Kumar et al.'s debiased ECE (an estimate); ECE_NOTES says how to read them.
 Checked in tests/test_study.py against hand-built tables and direct metric calls.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -20,17 +19,22 @@ import pandas as pd
 from morelib.backbone import features
 from morelib.core.config import Config
 from morelib.core.errors import RunError
-from morelib.data import datacard
+from morelib.data import datacard, paper
 from morelib.evaluation import diagnostics, metrics, stats
 from morelib.study.pipeline import StudyData
 from morelib.train.reward_models import RewardModel, RMKey, sort_key
 
 Diffs = dict[RMKey, dict[str, np.ndarray]]  # reward differences Δ [N] per RM and test source (study.scheme_diffs)
-FLOOR_SUFFIXES = (
-    "floor",
-    "floor_p95",
-    "debiased",
-)  # columns beside an ECE: its noise floor, the floor's p95, ECE − floor
+# columns beside an ECE: its noise floor, the floor's p95, ECE − floor (a lower bound on miscalibration, N-dependent)
+# and Kumar et al. 2019's debiased estimate (metrics.excess_over_floor, metrics.debiased_ece)
+FLOOR_SUFFIXES = ("floor", "floor_p95", "excess", "debiased")
+ECE_NOTES = (
+    "ECE columns: `_floor` = the ECE a perfectly calibrated model gets on the same pairs, `_floor_p95` its 95th "
+    "percentile, `_excess` = ECE − floor (a LOWER BOUND on miscalibration that depends on N: never compare it across "
+    "different N), `_debiased` = Kumar et al. 2019's resampling-debiased ECE (an estimate; still biased up near 0). "
+    "ECE-5 (any odd bin count): every pair with |Δ| < 0.405 lands in the middle bin with both of its ordered "
+    "probabilities and scores 0 there whatever the model (inherited from the paper's reference code)."
+)
 
 
 def summary(
@@ -60,7 +64,7 @@ def table3(
     acc = part.pivot_table(index="scheme", columns="test_source", values="accuracy", aggfunc="mean", sort=False)
     acc["avg"] = acc.mean(axis=1)
     acc["ece"] = part.groupby("scheme", sort=False)[ece].mean()
-    for suffix in ("floor", "debiased"):
+    for suffix in ("floor", "excess", "debiased"):
         if f"{ece}_{suffix}" in part:
             acc[f"ece_{suffix}"] = part.groupby("scheme", sort=False)[f"{ece}_{suffix}"].mean()
     return acc.reindex([s for s in schemes if s in acc.index])
@@ -134,13 +138,13 @@ METRIC_FNS = {
     "mean_abs_diff": lambda d: float(np.mean(np.abs(d))),
     "outlier_count": _outlier_count,
 }
-BATCHED_FNS = {
-    "accuracy": metrics.batched_accuracy,
-    "ece_5": partial(metrics.batched_ece, n_bins=5),
-    "ece_10": partial(metrics.batched_ece, n_bins=10),
-    "ece_20": partial(metrics.batched_ece, n_bins=20),
-    "log_loss": lambda d: np.mean(np.logaddexp(0.0, -d), axis=-1),
-    "mean_abs_diff": lambda d: np.mean(np.abs(d), axis=-1),
+BATCHED_FNS = {  # PairAdditive forms where the metric is a function of per-pair sums (fast bootstrap by counts)
+    "accuracy": metrics.ADDITIVE_ACCURACY,
+    "ece_5": metrics.additive_ece(5),
+    "ece_10": metrics.additive_ece(10),
+    "ece_20": metrics.additive_ece(20),
+    "log_loss": metrics.ADDITIVE_LOG_LOSS,
+    "mean_abs_diff": metrics.ADDITIVE_MEAN_ABS,
     "outlier_count": _batched_outlier_count,
 }
 
@@ -159,27 +163,46 @@ def compare(
     columns: Sequence[str] = ("accuracy", "ece_10"),
     sources: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Scheme `a` − scheme `b` per test source and metric (seed means) with a paired bootstrap 95% CI over test pairs.
+    """Scheme `a` − scheme `b` per test source and metric (seed means) with the two-component 95% CI of
+    `stats.pooled_paired_bootstrap` on that one source: between-seed variance / S + paired pair-bootstrap variance, t
+    on Welch df — the CIs Holm's correction reads.
 
     Metrics: accuracy, ece_5/10/20, log_loss, mean_abs_diff (mean |Δ|), outlier_count (pos + neg box-plot outliers).
-    Columns: metric, test_source, a, b, diff, lo, hi, p_value (two-sided bootstrap share); ECE rows also carry each
-    scheme's noise floor, its 95th percentile and the debiased ECE (`<a>_floor`, `<a>_floor_p95`, `<a>_debiased`, same
-    for b; seed means), NaN on other metrics.
+    Columns: metric, test_source, a, b, diff, lo, hi, se, df, p_value (two-sided t); ECE rows also carry each scheme's
+    noise floor, its 95th percentile, the excess over the floor and the debiased ECE (`<a>_floor`, `<a>_floor_p95`,
+    `<a>_excess`, `<a>_debiased`, same for b; seed means; see ECE_NOTES), NaN on other metrics.
     """
     if sources is None:
         sources = _sources_of(diffs, a)
     rows = []
     for metric in columns:
-        fn = _seed_mean(metric)
+        _check_metric(metric)
         for src in sources:
             xa, xb = _stacked(diffs, a, src), _stacked(diffs, b, src)
-            ci = stats.paired_bootstrap_diff(xa, xb, fn, n_boot=cfg.n_boot, seed=cfg.seeds[0])
+            ci = stats.pooled_paired_bootstrap(
+                {src: xa}, {src: xb}, BATCHED_FNS[metric], n_boot=cfg.n_boot, seed=cfg.seeds[0]
+            )
             floors = {**_floor_fields(xa, a, metric), **_floor_fields(xb, b, metric)}
-            rows.append({"metric": metric, "test_source": src, a: fn(xa), b: fn(xb), **_ci_fields(ci), **floors})
+            rows.append(
+                {
+                    "metric": metric,
+                    "test_source": src,
+                    a: ci["a"],
+                    b: ci["b"],
+                    **{k: ci[k] for k in ("diff", "lo", "hi", "se", "df", "p_value")},
+                    **floors,
+                }
+            )
     table = pd.DataFrame(rows)
     for name in (f"{s}_{x}" for s in (a, b) for x in FLOOR_SUFFIXES):
         table[name] = table[name] if name in table else np.nan
     return table
+
+
+def _check_metric(metric: str) -> None:
+    """RunError unless `metric` has a batched implementation (BATCHED_FNS)."""
+    if metric not in BATCHED_FNS:
+        raise RunError(f"no comparison for metric '{metric}' (valid: {', '.join(BATCHED_FNS)})")
 
 
 def _sources_of(diffs: Diffs, scheme: str) -> list[str]:
@@ -193,8 +216,8 @@ def _ece_bins(metric: str) -> int | None:
 
 
 def _floor_fields(x: np.ndarray, scheme: str, metric: str) -> dict[str, float]:
-    """`<scheme>_floor`, `_floor_p95` and `_debiased` of an ECE metric on [N, S] differences (seed means); {}
-    otherwise."""
+    """`<scheme>_floor`, `_floor_p95`, `_excess` (ECE − floor) and `_debiased` (`metrics.debiased_ece`) of an ECE
+    metric on [N, S] differences (seed means); {} otherwise."""
     bins = _ece_bins(metric)
     if bins is None:
         return {}
@@ -203,20 +226,9 @@ def _floor_fields(x: np.ndarray, scheme: str, metric: str) -> dict[str, float]:
     return {
         f"{scheme}_floor": floor,
         f"{scheme}_floor_p95": float(np.mean([f["p95"] for f in per_seed])),
-        f"{scheme}_debiased": _seed_mean(metric)(x) - floor,
+        f"{scheme}_excess": _seed_mean(metric)(x) - floor,
+        f"{scheme}_debiased": float(np.mean([metrics.debiased_ece(x[:, j], bins) for j in range(x.shape[1])])),
     }
-
-
-def _ci_fields(ci: Any) -> dict[str, float]:
-    """`diff`, `lo`, `hi` and `p_value` (two-sided, NaN if absent) from what stats.paired_bootstrap_diff returns."""
-    if isinstance(ci, dict):
-        return {
-            "diff": float(ci["diff"]),
-            "lo": float(ci["lo"]),
-            "hi": float(ci["hi"]),
-            "p_value": float(ci.get("p_two_sided", np.nan)),
-        }
-    return {"diff": float(ci.estimate), "lo": float(ci.lo), "hi": float(ci.hi), "p_value": np.nan}
 
 
 def _pooled_floor(diffs: Diffs, scheme: str, sources: Sequence[str], bins: int) -> dict[str, float]:
@@ -242,18 +254,18 @@ def pooled_compare(
     power: float = 0.8,
 ) -> pd.DataFrame:
     """One pooled, paired comparison of schemes `a` − `b` over all test sources per metric
-    (`stats.pooled_paired_bootstrap`:
-    pairs resampled within each source, seeds resampled, paired throughout).
+    (`stats.pooled_paired_bootstrap`: between-seed variance / S + stratified paired pair-bootstrap variance, t on
+    Welch df).
 
     Statistic: the mean over test sources of the seed-mean metric (each source weighs the same). Columns: metric, a, b,
-    diff, lo, hi (95%), se, p_value, mde (the smallest true difference a two-sided 5% test detects with probability
-    `power`, from se), n_boot, n_sources, n_seeds, n_pairs; ECE rows also `<a>_floor`, `<a>_floor_p95` (same for b).
+    diff, lo, hi (95%), se, df, se_seed, se_pairs, p_value, mde (the smallest true difference a two-sided 5% test
+    detects with probability `power`, from se and df), n_boot, n_sources, n_seeds, n_pairs; ECE rows also
+    `<a>_floor`, `<a>_floor_p95` (same for b).
     """
     sources = list(_sources_of(diffs, a) if sources is None else sources)
     rows = []
     for metric in columns:
-        if metric not in BATCHED_FNS:
-            raise RunError(f"no pooled comparison for metric '{metric}' (valid: {', '.join(BATCHED_FNS)})")
+        _check_metric(metric)
         xa = {s: _stacked(diffs, a, s) for s in sources}
         xb = {s: _stacked(diffs, b, s) for s in sources}
         out = stats.pooled_paired_bootstrap(xa, xb, BATCHED_FNS[metric], n_boot=cfg.n_boot, seed=cfg.seeds[0])
@@ -262,13 +274,65 @@ def pooled_compare(
             a: out.pop("a"),
             b: out.pop("b"),
             **out,
-            "mde": stats.minimum_detectable_effect(out["se"], power=power),
+            "mde": stats.minimum_detectable_effect(out["se"], power=power, df=out["df"]),
         }
         bins = _ece_bins(metric)
         if bins is not None:
             row.update({**_pooled_floor(diffs, a, sources, bins), **_pooled_floor(diffs, b, sources, bins)})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def paper_power(
+    diffs: Diffs, pooled: pd.DataFrame, a: str = "more", b: str = "multitask", metric: str = "ece_10"
+) -> pd.DataFrame:
+    """Power of this run's pooled `metric` comparison for each of the paper's MultiTask − MORE ECE gaps (Table 3 CSV).
+
+    A true gap shows smaller in plug-in ECE at small N: per test source, `metrics.plugin_gap_attenuation` over `b`'s
+    test Δ (all seeds) at that source's N, with the paper's two ECEs as the true ones; the pooled statistic averages
+    sources, so the attenuation is the mean over sources. Columns: base_model, multitask, more, gap (paper),
+    attenuation, seen_gap (gap × attenuation), power (two-sided 5% t-test on the pooled se and df at the seen gap),
+    power_unattenuated, mde (80% power), se, df, n_pairs.
+    """
+    row = pooled[pooled["metric"] == metric]
+    if row.empty:
+        raise RunError(f"no pooled {metric} comparison to compute power from (have {list(pooled['metric'])})")
+    row, bins = row.iloc[0], _ece_bins(metric)
+    sources = _sources_of(diffs, b)
+    out = []
+    for model in paper.read("table3")["base_model"].drop_duplicates():
+        eff = paper.ece_effect(model)
+        share = float(
+            np.mean(
+                [
+                    metrics.plugin_gap_attenuation(
+                        _stacked(diffs, b, s).ravel(),
+                        eff["multitask"],
+                        eff["more"],
+                        _stacked(diffs, b, s).shape[0],
+                        bins,
+                    )
+                    for s in sources
+                ]
+            )
+        )
+        out.append(
+            {
+                "base_model": model,
+                "multitask": eff["multitask"],
+                "more": eff["more"],
+                "gap": eff["effect"],
+                "attenuation": share,
+                "seen_gap": eff["effect"] * share,
+                "power": stats.power_at(eff["effect"] * share, row["se"], df=row["df"]),
+                "power_unattenuated": stats.power_at(eff["effect"], row["se"], df=row["df"]),
+                "mde": row["mde"],
+                "se": row["se"],
+                "df": row["df"],
+                "n_pairs": int(row["n_pairs"]),
+            }
+        )
+    return pd.DataFrame(out)
 
 
 OUTLIER_COLUMNS = {
@@ -300,11 +364,12 @@ def outlier_table(
     schemes: Sequence[str] = ("top", "multitask", "more"),
     sources: Sequence[str] = ("helpful", "harmless"),
 ) -> pd.DataFrame:
-    """Paper Table 1 layout per (test source, scheme): ECE with its noise floor and debiased value (ece_floor,
-    ece_debiased) and positive/negative reward-difference outliers (seed means)."""
+    """Paper Table 1 layout per (test source, scheme): ECE with its noise floor, excess over it and debiased value
+    (ece_floor, ece_excess, ece_debiased; ECE_NOTES) and positive/negative reward-difference outliers (seed means)."""
     rows = []
     for key, src, d in _tested(diffs, schemes, sources):
         out, ece, floor = metrics.outliers(d), metrics.calibration_errors(d, 10)["ece"], metrics.ece_floor(d, 10)
+        debiased = metrics.debiased_ece(d, 10)
         rows.append(
             {
                 "test_source": src,
@@ -313,7 +378,8 @@ def outlier_table(
                 "n": len(d),
                 "ece": ece,
                 "ece_floor": floor,
-                "ece_debiased": ece - floor,
+                "ece_excess": ece - floor,
+                "ece_debiased": debiased,
                 **{new: out[old] for old, new in OUTLIER_COLUMNS.items()},
             }
         )

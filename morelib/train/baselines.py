@@ -14,7 +14,7 @@ for a tuned fixed λ, and FAMO.
   δ_i = log L_i(θ_t) − log L_i(θ_{t+1}) on the same batch and ξ ← ξ − β·(J_z(ξ)ᵀ δ + γ·ξ), J_z the softmax Jacobian.
 # NOTE(paper): the FAMO reference code steps ξ with Adam(lr=β, weight_decay=γ); we follow the paper's plain update.
 torchjd (PyPI, needs only torch ≥ 2.3) has no FAMO, and its Nash-MTL needs cvxpy + ecos, so FAMO is implemented here.
-Checked in tests/test_weighting.py: λ = n_i/Σn, the grid's points and size, and FAMO against Algorithm 1 written out
+Checked in tests/test_baselines.py: λ = n_i/Σn, the grid's points and size, and FAMO against Algorithm 1 written out
 independently (explicit Jacobian) and against autograd of Σ z_i log L_i / c.
 """
 

@@ -20,7 +20,7 @@ Weights are fp32 with bf16 autocast where the GPU supports it. Measured speed an
 Checked in tests/test_finetune.py (tiny random model): losses/λ logged, HF folder reloads, NaN guard, SIGKILL mid-epoch
 + resume = uninterrupted run (bit-identical on CPU), length grouping keeps B per source per step and the pairs'
 multiset; tests/test_finetune_multiproc.py (two gloo processes): steps per process = plan / 2, equal λ on both ranks,
-resume; tests/test_pairpack.py: packed rows give the unshared rewards and gradients.
+resume; tests/test_prompt_sharing.py: packed rows give the unshared rewards and gradients.
 
 Multi-GPU: `accelerate launch -m morelib.train.finetune --profile paper --scheme more --output-dir outputs/ft-more`.
 """

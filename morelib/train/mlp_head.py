@@ -132,21 +132,26 @@ def train_mlp(
     calib: dict[str, PairFeatures] | None,
     lam: Sequence[float] | None = None,
     more: MoreConfig | None = None,
+    sizes: dict[str, int] | None = None,
 ) -> MlpHead:
     """Fit an mlp-tier RM on per-source training features with the given scheme (module docstring).
 
     `calib`: per-source calibration features (every scheme picks its epoch on them; `tuned` also its λ).
-    `more` (scheme `more` only): MORE's α and normalisation. Raises TrainingError naming the step and source when a
-    loss becomes NaN/inf.
+    `more` (scheme `more` only): MORE's α and normalisation. `sizes` (scheme `sizeprop` only): each source's available
+    training pairs n_i of λ_i = n_i/Σn, as `reward_head.train_head` (default: the pairs in `train`). Raises
+    TrainingError naming the step and source when a loss becomes NaN/inf.
     """
     _check(train, scheme, lam, calib)
     with reward_head._threads(reward_head.HEAD_THREADS):
         if scheme == "tuned":
             return _tuned(train, calib, tcfg, hcfg, seed)
         if scheme == "sizeprop":
-            sizes = size_proportional([len(pf) for pf in train.values()])
-            head = train_mlp(train, "fixed", tcfg, hcfg, seed, calib, sizes)
-            head.meta |= {"scheme": "sizeprop", "lam": sizes.tolist()}
+            n = sizes if sizes is not None else {name: len(pf) for name, pf in train.items()}
+            if set(n) != set(train):
+                raise ConfigError(f"sizeprop sizes must name the training sources {list(train)}, got {list(n)}")
+            by_size = size_proportional([n[name] for name in train])
+            head = train_mlp(train, "fixed", tcfg, hcfg, seed, calib, by_size)
+            head.meta |= {"scheme": "sizeprop", "lam": by_size.tolist()}
             return head
         return _fit(train, scheme, tcfg, hcfg, seed, calib, lam, more or MoreConfig())
 

@@ -16,7 +16,7 @@ After Adam every trained head gets a full-batch float64 L-BFGS `polish` to the e
 for MORE and FAMO the mean of their per-step λ over the last epoch (`history["lam_final"]`); `history["grad_norm"]`
 (also in `meta`) is the final full-batch gradient norm. How wd and the schedule were chosen, and Adam's measured gap to
 the optimum: README.md, "Compute tiers".
-Checked in tests/test_train.py: gradients vs autograd, Adam vs torch.optim.Adam, MORE with K = 1 = single, fixed uniform
+Checked in tests/test_reward_head.py: gradients vs autograd, Adam vs torch.optim.Adam, MORE with K = 1 = single, fixed uniform
 λ = multitask, seeds, accuracy on the synthetic drift benchmark (morelib.study.synthetic), and a single head on real
 SmolLM2 features within 0.005 nats of test log-loss of an independent scipy L-BFGS optimum.
 # NOTE(paper): the paper fine-tunes the whole model (see morelib.train.finetune); this tier trains the head only.
@@ -210,6 +210,7 @@ def train_head(
     callback: Callback | None = None,
     calib: dict[str, PairFeatures] | None = None,
     more: MoreConfig | None = None,
+    sizes: dict[str, int] | None = None,
 ) -> HeadModel:
     """Fit a reward head on per-source training features with the given scheme (see module docstring).
 
@@ -218,6 +219,8 @@ def train_head(
     callback(step, lam[K], loss[K]) runs after every step; returning False stops training early.
     `calib` (scheme `tuned` only): per-source calibration features on which the grid's λ is chosen.
     `more` (scheme `more` only): MORE's α and normalisation, default params/default.yaml's `more` section.
+    `sizes` (scheme `sizeprop` only): each source's AVAILABLE training pairs, which set λ_i = n_i/Σn (default: the pairs
+    in `train`, which a per-source cap makes equal); ConfigError unless it names exactly the training sources.
     Raises TrainingError naming the step and source when a loss becomes NaN/inf.
     """
     with _threads(HEAD_THREADS), torch.no_grad():
@@ -228,7 +231,10 @@ def train_head(
         if scheme == "tuned":
             return _tuned_head(train, calib, tcfg, hcfg, seed)
         if scheme == "sizeprop":
-            by_size = size_proportional([pf.chosen.shape[0] for pf in train.values()])
+            n = sizes if sizes is not None else {name: pf.chosen.shape[0] for name, pf in train.items()}
+            if set(n) != set(train):
+                raise ConfigError(f"sizeprop sizes must name the training sources {list(train)}, got {list(n)}")
+            by_size = size_proportional([n[name] for name in train])
             head = train_head(train, "fixed", tcfg, hcfg, seed, by_size, callback)
             head.meta |= {"scheme": "sizeprop", "lam": head.history["lam"][0].tolist()}
             return head

@@ -117,6 +117,11 @@ def test_sizeprop_head_trains_with_n_over_total(cfg):
     assert torch.allclose(head.history["lam"], torch.tensor([0.25, 0.75]).expand_as(head.history["lam"]))
     fixed = T.train_head(train, "fixed", cfg.train, cfg.head, seed=0, lam=[1, 3])
     assert torch.equal(head.w, fixed.w) and head.meta["scheme"] == "sizeprop" and head.meta["lam"] == [0.25, 0.75]
+    # capped to equal training sizes, λ follows each source's AVAILABLE pairs (issue 24), not the capped counts
+    capped = T.train_head(train, "sizeprop", cfg.train, cfg.head, seed=0, sizes={"a": 4355, "b": 1636})
+    assert capped.meta["lam"] == pytest.approx([4355 / 5991, 1636 / 5991])
+    with pytest.raises(ConfigError, match="sizeprop sizes must name the training sources"):
+        T.train_head(train, "sizeprop", cfg.train, cfg.head, seed=0, sizes={"a": 1})
 
 
 def test_tuned_picks_the_grid_point_with_the_best_calibration_loss():

@@ -285,6 +285,8 @@ def test_study_seeds_train_on_their_own_subsample(tmp_path):
     heads = pipeline.fit(cfg, data, ["multitask"], seeds=[0, 1])
     h0, h1 = heads[RMKey("multitask", seed=0)].head, heads[RMKey("multitask", seed=1)].head
     assert not torch.allclose(h0.w, h1.w, atol=1e-3)  # polished to the optimum, they differ only through their data
-    full = load_config("tiny", {"output_root": str(tmp_path), "train.seed_subsample": 1.0})
+    full = load_config(
+        "tiny", {"output_root": str(tmp_path), "train.seed_subsample": 1.0, "train.seed_resample": "subsample"}
+    )
     g = pipeline.fit(full, data, ["multitask"], seeds=[0, 1])
     assert torch.allclose(g[RMKey("multitask", seed=0)].head.w, g[RMKey("multitask", seed=1)].head.w, atol=1e-3)
