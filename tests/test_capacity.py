@@ -165,3 +165,11 @@ def test_blocks_tier_may_run_at_its_own_batch_sizes():
     assert capacity.batch_sizes(load_config("tiny"), "blocks") == (4, 8)
     with pytest.raises(ConfigError, match="'capacity.blocks_batch_per_source' must list distinct positive"):
         load_config("tiny", {"capacity.blocks_batch_per_source": [8, 8]})
+
+
+def test_rungs_use_the_first_max_seeds_seeds():
+    cfg = load_config("tiny", {"seeds": [3, 1, 4, 5], "capacity.max_seeds": 2})
+    assert capacity.study_config(cfg).seeds == (3, 1) and capacity.tier_config(cfg, "mlp", 4).seeds == (3, 1)
+    assert capacity.study_config(load_config("tiny", {"capacity.max_seeds": None})).seeds == (0, 1)
+    with pytest.raises(ConfigError, match="'capacity.max_seeds' must be positive"):
+        load_config("tiny", {"capacity.max_seeds": 0})

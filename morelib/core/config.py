@@ -337,6 +337,7 @@ class CapacityConfig:
     tiers: tuple[CapacityTier, ...]
     batch_per_source: tuple[int, ...]
     blocks_batch_per_source: tuple[int, ...] | None
+    max_seeds: int | None
     schemes: tuple[Scheme, ...]
     tuned_step: float
     tuned_max_points: int
@@ -603,6 +604,10 @@ def _validate_capacity(c: CapacityConfig) -> None:
             or (sizes and all(b > 0 for b in sizes) and len(set(sizes)) == len(sizes)),
             f"'capacity.{key}' must list distinct positive batch sizes, got {sizes}",
         )
+    _check(
+        c.max_seeds is None or c.max_seeds > 0,
+        f"'capacity.max_seeds' must be positive (or null: all of 'seeds'), got {c.max_seeds}",
+    )
     _check_subset(c.schemes, CAPACITY_SCHEMES, "capacity.schemes")
     _check(
         {"multitask", "more"} <= set(c.schemes),

@@ -49,13 +49,15 @@ ALPHA = 0.05  # family-wise level of the Holm-adjusted per-source differences
 
 def study_config(cfg: Config) -> Config:
     """`cfg` on the feature tier (the linear and mlp rungs train on frozen features, whatever tier the profile's other
-    notebooks fine-tune) with the capacity section's coarser `tuned` grid (every grid point is a trunk fit)."""
+    notebooks fine-tune), its first `capacity.max_seeds` seeds and the coarser `tuned` grid of the capacity section."""
     cap = cfg.capacity
-    overrides = {
+    overrides: dict[str, Any] = {
         "train.tier": "features",
         "train.tuned_step": cap.tuned_step,
         "train.tuned_max_points": cap.tuned_max_points,
     }
+    if cap.max_seeds is not None:
+        overrides["seeds"] = list(cfg.seeds[: cap.max_seeds])
     return with_overrides(cfg, overrides)
 
 
@@ -101,7 +103,8 @@ def fit_all(
     for tier in cfg.capacity.tiers:
         for B in batch_sizes(cfg, tier):
             if progress is not None:
-                progress(f"capacity: tier {tier}, B = {B}: {', '.join(cfg.capacity.schemes)} × {len(cfg.seeds)} seeds")
+                seeds = len(study_config(cfg).seeds)
+                progress(f"capacity: tier {tier}, B = {B}: {', '.join(cfg.capacity.schemes)} × {seeds} seeds")
             start = time.perf_counter()
             fits[(tier, B)] = pipeline.fit(tier_config(cfg, tier, B), data, cfg.capacity.schemes, run=run)
             seconds.append({"tier": tier, "B": B, "rms": len(fits[(tier, B)]), "seconds": time.perf_counter() - start})
