@@ -7,7 +7,8 @@
 #   --only LIST       comma-separated notebook numbers to run (e.g. 01,02); the others are skipped
 #   -p KEY VALUE      a dotted config override (value parsed as YAML), e.g. -p head.lr 0.02 -p seeds '[0]'
 #   --resume RUN_ID   continue the run outputs/RUN_ID from its first unfinished notebook (same profile, overrides, --only)
-#   --dry-run         validate profile + overrides, print hub access and the notebooks that would run; write nothing
+#   --dry-run         validate profile + overrides, print hub access, the notebooks that would run and, on the finetune
+#                     tier, every fine-tune's plan (updates, pairs per update, checkpoints, GPU-hours); write nothing
 #
 # The terminal shows each notebook, its current step and feature-extraction progress (morelib.core.status, also in
 # <run>/status.log); INFO logs go to <run>/<notebook>/log.txt. The run folder's size is printed at the end.
@@ -20,7 +21,7 @@ cd "$(dirname "$0")"
 ROOT="$(pwd)"
 source scripts/setup.sh
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 
 PROFILE="default"
 ONLY=""
@@ -63,6 +64,11 @@ fi
 hub_mode "$PROFILE" "$OVERRIDES"  # also validates profile + overrides (load_config) before anything runs
 if [ -n "$DRY" ]; then
   echo "[run_all] dry run: profile $PROFILE, overrides $OVERRIDES, notebooks ${ONLY:-${VALID% }}; nothing written"
+  TIER="$("$PY" -c 'import sys; from morelib.core.config import load_config, parse_overrides; print(load_config(sys.argv[1], parse_overrides(sys.argv[2])).train.tier)' "$PROFILE" "$OVERRIDES")"
+  if [ "$TIER" = finetune ]; then  # the notebooks fine-tune in their own process: one process per fine-tune
+    "$PY" -m morelib.finetune --plan --profile "$PROFILE" --overrides "$OVERRIDES" --world-size 1
+    echo "[run_all] the same fine-tunes on W GPUs: python -m morelib.finetune --plan --profile $PROFILE --world-size W"
+  fi
   exit 0
 fi
 [ -n "$RESUME" ] || RUN="$("$PY" -m morelib.core.runs create "$PROFILE" "$OVERRIDES" "$ONLY")"  # a fresh folder, never an existing one

@@ -21,7 +21,7 @@ from common import DATA_DIR, save
 
 from morelib.backbone.features import embed_texts
 from morelib.backbone.model import load_reward_model
-from morelib.core.hardware import resolve_dtype, set_threads, tcmalloc_active
+from morelib.core.hardware import bf16_instructions, set_threads, tcmalloc_active
 from morelib.data.sources import load_preferences
 
 
@@ -58,9 +58,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     rows = []
     for dtype in args.dtypes:
-        slow = (
-            dtype == "bf16" and resolve_dtype("auto", torch.device("cpu")) != torch.bfloat16
-        )  # emulated bf16: keep the run short
+        slow = dtype == "bf16" and not bf16_instructions()  # emulated bf16: keep the run short
         use = pairs[: args.slow_pairs] if slow else pairs
         texts = [p.prompt + p.chosen for p in use] + [p.prompt + p.rejected for p in use]
         model, tok = load_reward_model(args.model, dtype=dtype, device="cpu")

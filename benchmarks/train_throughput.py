@@ -33,7 +33,7 @@ from common import hh_pairs, median, save, table, timed_cpu
 
 from morelib.backbone.features import backbone, extract
 from morelib.core.config import load_config
-from morelib.core.hardware import resolve_dtype, set_threads
+from morelib.core.hardware import bf16_instructions, set_threads
 from morelib.study.synthetic import make_drift_benchmark
 from morelib.train import finetune as ft
 from morelib.train.reward_head import train_head
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
     set_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     start = time.perf_counter()
-    emulated = resolve_dtype("auto", torch.device("cpu")) != torch.bfloat16 and not torch.cuda.is_available()
+    emulated = not bf16_instructions() and not torch.cuda.is_available()
     pairs = hh_pairs(max(args.pairs * args.steps, 8) + args.feature_pairs, seed=0)
     ft_pairs, feat_pairs = pairs[args.feature_pairs :], pairs[: args.feature_pairs]
     timer = steptimer.install()

@@ -2,12 +2,12 @@
 
 One folder per pipeline stage, in the order `STAGES` gives; a module imports only modules of its own stage or of
 earlier ones, every import is at module top level, and there is no cycle (tests/test_architecture.py checks all three):
-  core        errors, status, hardware, config, runs
+  core        errors, status, facts, hardware, config, runs
   data        formats, sources, groups, splits, sampling, paper, datacard, pairs_files
   backbone    model, prompt_sharing, features
-  train       losses, solver, more, baselines, reward_head, finetune, reward_models
+  train       losses, solver, more, baselines, reward_head, updates, finetune, reward_models
   evaluation  metrics, stats, temperature, diagnostics, length
-  study       pipeline, synthetic, scenarios, tables, length_tables, findings, plots
+  study       pipeline, synthetic, scenarios, tables, length_tables, findings, gpu_plan, plots
   explore     engine, widgets
   align       rjs, judge, alignment
   cli         export, evaluate

@@ -26,6 +26,9 @@ START=$(date +%s)
 python -m morelib.train.finetune --profile "$PROFILE" --scheme more --output-dir "$OUT/more" \
   -o "output_root=$OUT" >"$OUT/finetune.log" 2>&1 || { tail -40 "$OUT/finetune.log" >&2; exit 1; }
 python scripts/throughput.py "$OUT/more/throughput.json" ${PEAK:+--peak-tflops "$PEAK"}
+if [ "$PROFILE" = gpu-smoke ]; then  # the GPU-hours of `python -m morelib.finetune --plan` read it from here
+  mkdir -p outputs && cp "$OUT/more/throughput.json" outputs/gpu_smoke_throughput.json
+fi
 echo "[gpu_smoke] notebooks $ONLY on $PROFILE"
 ./run_all.sh --profile "$PROFILE" --only "$ONLY" -p output_root "$OUT"
 echo "[gpu_smoke] done in $(( $(date +%s) - START )) s; outputs in $OUT"

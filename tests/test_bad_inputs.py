@@ -28,6 +28,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from morelib.backbone import hidden_states  # noqa: E402
 from morelib.backbone.features import PairFeatures, extract  # noqa: E402
 from morelib.backbone.model import byte_tokenizer, encode, load_reward_model  # noqa: E402
 from morelib.core import config, runs  # noqa: E402
@@ -36,8 +37,8 @@ from morelib.data import datacard, pairs_files
 from morelib.data.formats import Pair  # noqa: E402
 from morelib.data.sources import DropLog, load_preferences  # noqa: E402
 from morelib.evaluation import diagnostics, length, metrics
-from morelib.study import capacity, pipeline
-from morelib.train import more, reward_head, solver
+from morelib.study import pipeline
+from morelib.train import blocks, more, reward_head, solver
 
 REPO = Path(__file__).resolve().parents[1]
 ROW = {"prompt": "\n\nHuman: hi\n\nAssistant:", "chosen": " hello", "rejected": " go away"}
@@ -233,10 +234,6 @@ def _zero_batch(tmp: Path) -> None:
 
 def _zero_mlp_width(tmp: Path) -> None:
     config.load_config("tiny", {"head.kind": "mlp", "head.width": 0})
-
-
-def _unavailable_capacity_tier(tmp: Path) -> None:
-    capacity.tier_config(config.load_config("tiny"), "blocks", 16)
 
 
 def _negative_max_length(tmp: Path) -> None:
@@ -524,6 +521,40 @@ def _study_unknown_source(tmp: Path) -> None:
     pipeline.fit(_cfg(tmp), data, ["more"], seeds=[0], sources=["a", "webgpt"])
 
 
+# ---------------------------------------------------------------- blocks tier
+
+
+def _blocks_pairs() -> dict[str, list[Pair]]:
+    """Two sources of two pairs each."""
+    return {s: [Pair(f"q{i} ", f" good {i}", f" bad {i}", s, f"{s}{i}") for i in range(2)] for s in ("a", "b")}
+
+
+def _blocks_k_too_large(tmp: Path) -> None:
+    blocks.fit(_cfg(tmp, **{"blocks.k": 3}), _blocks_pairs(), _blocks_pairs(), "more", 0, 2, tmp / "cache")
+
+
+def _blocks_k_zero(tmp: Path) -> None:
+    _cfg(tmp, **{"blocks.k": 0})
+
+
+def _blocks_states_missing(tmp: Path) -> None:
+    blocks.BlocksRM.load(_blocks_rm(tmp), _cfg(tmp), tmp / "empty-cache").cache.load(["\n\nHuman: hi"])
+
+
+def _blocks_rm(tmp: Path) -> Path:
+    """A blocks-tier RM fitted on the tiny model (states cached under tmp/cache), saved to tmp/rm.pt."""
+    cfg = _cfg(tmp, **{"blocks.epochs": 1})
+    return blocks.fit(cfg, _blocks_pairs(), _blocks_pairs(), "multitask", 0, 2, tmp / "cache").save(tmp / "rm.pt")
+
+
+def _blocks_states_other_model(tmp: Path) -> None:
+    cfg = _cfg(tmp)
+    folder = hidden_states.StateCache(cfg.model, 1, tmp / "cache").folder
+    manifest = json.loads((folder / hidden_states.MANIFEST).read_text())
+    (folder / hidden_states.MANIFEST).write_text(json.dumps({**manifest, "model": "smollm2-135m", "identity": "x"}))
+    blocks.fit(cfg, _blocks_pairs(), _blocks_pairs(), "more", 0, 2, tmp / "cache")
+
+
 # ---------------------------------------------------------------- notebooks (papermill)
 
 
@@ -759,14 +790,6 @@ CASES = [
         ConfigError,
         r"'head.width' must be a positive number of hidden units, got 0",
         _zero_mlp_width,
-    ),
-    Case(
-        "unavailable-capacity-tier",
-        "config",
-        "`capacity.tiers` names a tier this build cannot train",
-        ConfigError,
-        r"capacity tier 'blocks' cannot run in this build",
-        _unavailable_capacity_tier,
     ),
     Case(
         "negative-max-length",
@@ -1091,6 +1114,38 @@ CASES = [
         DataError,
         r"sources \['webgpt'\] are not available",
         _study_unknown_source,
+    ),
+    Case(
+        "blocks-k-too-large",
+        "train",
+        "`blocks.k: 3` on the 2-block tiny model",
+        ConfigError,
+        r"'blocks.k' = 3 is larger than the 2 transformer blocks of tiny-random",
+        _blocks_k_too_large,
+    ),
+    Case(
+        "blocks-k-zero",
+        "config",
+        "`blocks.k: 0`",
+        ConfigError,
+        r"'blocks.k' must be ≥ 1 \(the top k transformer blocks are trained\), got 0",
+        _blocks_k_zero,
+    ),
+    Case(
+        "blocks-states-missing",
+        "train",
+        "a saved blocks-tier RM read with an empty hidden-state cache, a text never extracted",
+        DataError,
+        r"1 of 1 texts have no cached hidden states entering block 1 of tiny-random",
+        _blocks_states_missing,
+    ),
+    Case(
+        "blocks-states-other-model",
+        "train",
+        "a hidden-state cache folder whose manifest names another backbone",
+        DataError,
+        r"the cached hidden states in .* are from another backbone or layer: model 'smollm2-135m'",
+        _blocks_states_other_model,
     ),
     Case(
         "papermill-wrong-type",

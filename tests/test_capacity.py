@@ -128,13 +128,10 @@ def test_trade_off_is_named_when_one_source_gains_and_another_loses():
     )
 
 
-def test_a_tier_this_build_cannot_run_is_a_config_error(cfg):
-    with pytest.raises(ConfigError, match="capacity tier 'blocks' cannot run in this build"):
-        capacity.tier_config(cfg, "blocks", 16)
-    blocked = load_config("tiny", {"capacity.tiers": ["linear", "blocks"]})
-    data, _ = pipeline.synthetic_data(blocked)
-    with pytest.raises(ConfigError, match="remove it from 'capacity.tiers'"):
-        capacity.fit_all(blocked, data)
+def test_blocks_rung_config_keeps_the_head_and_sets_b(cfg):
+    rung = capacity.tier_config(cfg, "blocks", 16)
+    assert rung.train.batch_per_source == 16 and rung.head.kind == cfg.head.kind and rung.train.tier == "features"
+    assert capacity.tier_config(cfg, "mlp", 8).head.kind == "mlp"
 
 
 def test_tiny_end_to_end_on_synthetic_features():

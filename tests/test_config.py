@@ -59,6 +59,12 @@ def test_rename_table_points_at_real_keys():
     assert not set(config.RENAMED) & fields
 
 
+@pytest.mark.parametrize("old", sorted(config.REMOVED))
+def test_removed_keys_say_what_replaced_them(old):
+    with pytest.raises(ConfigError, match=rf"^override: '{old}' was removed: gradient accumulation now follows"):
+        load_config("tiny", {old: 2})
+
+
 def test_the_tiers_have_their_own_sections():
     cfg = load_config("default")
     assert (cfg.head.lr, cfg.head.epochs, cfg.head.weight_decay, cfg.head.share_prompt) == (0.003, 5, 2.0, False)

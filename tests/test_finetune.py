@@ -191,5 +191,5 @@ def test_pair_lengths_take_the_longer_side_after_truncation():
 
 
 def test_fused_adamw_is_used_when_available(cfg, tmp_path):
-    args = ft.training_args(cfg, tmp_path, seed=0, steps=2)
+    args = ft.training_args(cfg, tmp_path, seed=0, updates=2, split=ft.batch_split(cfg, 3, 1))
     assert ft.optimizer_name() == "adamw_torch_fused" and args.optim.value == "adamw_torch_fused"

@@ -1,5 +1,6 @@
-"""Two processes through `accelerate launch` on CPU (torchrun + gloo) on the tiny model: one epoch = plan steps / 2 per
-process, the same λ on both ranks (head gradients all-reduced before the min-norm solve), and a checkpoint resumes.
+"""Two processes through `accelerate launch` on CPU (torchrun + gloo) on the tiny model: one update = one plan batch
+split over the two ranks (half of each source's pairs each), so updates = plan steps; the same λ on both ranks (head
+gradients all-reduced before the min-norm solve), and a checkpoint resumes to the uninterrupted run.
 
 accelerate 1.15's `--cpu --num_processes 2` starts ONE process (multi-CPU needs mpirun there), so the test launches
 `--multi_gpu --num_processes 2` with ACCELERATE_USE_CPU=true: torchrun starts two ranks and Trainer picks gloo on CPU.
@@ -82,18 +83,22 @@ def two_ranks(tmp_path_factory):
     return out
 
 
-def test_one_epoch_is_plan_steps_over_world_size(two_ranks):
-    state = json.loads((two_ranks / f"checkpoint-{PLAN_STEPS // 2}" / "trainer_state.json").read_text())
-    assert state["global_step"] == PLAN_STEPS // 2 == ft.optimizer_steps(PLAN_STEPS, 1, 2)
-    assert not (two_ranks / f"checkpoint-{PLAN_STEPS // 2 + 1}").exists()
-    assert [x["step"] for x in _rank_lams(two_ranks, 0)] == [1, 2] == [x["step"] for x in _rank_lams(two_ranks, 1)]
+def test_one_update_is_one_plan_batch_split_over_the_ranks(two_ranks):
+    state = json.loads((two_ranks / f"checkpoint-{PLAN_STEPS}" / "trainer_state.json").read_text())
+    assert state["global_step"] == PLAN_STEPS and not (two_ranks / f"checkpoint-{PLAN_STEPS + 1}").exists()
+    steps = list(range(1, PLAN_STEPS + 1))
+    assert [x["step"] for x in _rank_lams(two_ranks, 0)] == steps == [x["step"] for x in _rank_lams(two_ranks, 1)]
+    split = ft.batch_split(load_config(PROFILE), 3, 2)  # tiny-finetune: 4 pairs per source per update, 3 sources
+    assert (split.per_device, split.grad_accum) == (2, 1)
+    fed = json.loads((two_ranks / ft.THROUGHPUT_FILE).read_text())  # rank 0's share: 2 pairs of each of 3 sources
+    assert fed["pairs"] == PLAN_STEPS * 2 * 3 and fed["world_size"] == 2
 
 
 def test_both_ranks_use_the_same_lambda(two_ranks):
     lam0 = torch.tensor([x["lam"] for x in _rank_lams(two_ranks, 0)])
     lam1 = torch.tensor([x["lam"] for x in _rank_lams(two_ranks, 1)])
     assert torch.equal(lam0, lam1)
-    assert torch.allclose(lam0.sum(1), torch.ones(2), atol=1e-6)
+    assert torch.allclose(lam0.sum(1), torch.ones(PLAN_STEPS), atol=1e-6)
     logged = [json.loads(x) for x in (two_ranks / ft.LOG_FILE).read_text().splitlines()]
     table = torch.tensor(
         [[r[f"lam/{s}"] for s in ("helpful", "harmless", "oasst1")] for r in logged], dtype=torch.float64
@@ -104,7 +109,8 @@ def test_both_ranks_use_the_same_lambda(two_ranks):
 def test_checkpoint_resumes_to_the_same_run(two_ranks, tmp_path):
     out = tmp_path / "more"
     shutil.copytree(two_ranks, out)
-    shutil.rmtree(out / "checkpoint-2")
+    for step in range(2, PLAN_STEPS + 1):
+        shutil.rmtree(out / f"checkpoint-{step}")
     shutil.rmtree(out / ft.MODEL_DIR)
     for rank in (0, 1):  # keep step 1 only, as a run killed after checkpoint-1 would have
         path = out / ft.RANK_LOG.format(rank=rank)

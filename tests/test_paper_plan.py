@@ -1,9 +1,11 @@
 """The paper profile checked without a GPU: every notebook's fine-tuning plan (sources, schemes, seeds, steps per epoch,
 checkpoints, judge) built from params/paper.yaml with stub data of the configured sizes (no model is loaded), against
-the paper's setting (§5.1, App. A): one epoch, 5 × 16 pairs per step, 40k resampled pairs per source, batch 80."""
+the paper's setting (§5.1, App. A): one epoch, 5 × 16 pairs per update, 40k resampled pairs per source, batch 80 —
+on 1, 2, 4 and 8 processes alike (issue 31), with checkpoints that exist whatever the process count."""
 
 import pytest
 
+from morelib.core import config
 from morelib.core.config import TRAINED_SCHEMES, load_config
 from morelib.study import pipeline
 from morelib.train import finetune
@@ -42,29 +44,48 @@ def test_notebook_plans(cfg, notebook):
         else:
             plans = [finetune.describe_plan(cfg, _sizes(cfg, PAPER_SOURCES), scheme)]
         for plan in plans:
-            assert plan["epochs"] == 1.0 and plan["pairs_per_step"] == 80 and plan["pairs_per_source"] == 40_000
-            assert plan["plan_steps"] * plan["pairs_per_step"] == 40_000 * len(plan["sources"])
+            assert plan["epochs"] == 1.0 and plan["pairs_per_update"] == 80 and plan["pairs_per_source"] == 40_000
+            assert plan["plan_steps"] * plan["pairs_per_update"] == 40_000 * len(plan["sources"])
             assert plan["optimizer_steps"] == plan["plan_steps"]
-            assert plan["checkpoints"] == list(range(500, plan["plan_steps"] + 1, 500))
+            every = plan["plan_steps"] // 5  # finetune.save_every 0.2: 500 for 2,500 updates, 100 for a single's 500
+            assert plan["checkpoints"] == list(range(every, plan["plan_steps"] + 1, every))
     assert len(cfg.seeds) * len(plans) >= 3
 
 
-def test_balanced_and_pooled_multitask_take_the_same_pairs_per_step(cfg):
+def test_balanced_and_pooled_multitask_take_the_same_pairs_per_update(cfg):
     balanced = finetune.describe_plan(cfg, _sizes(cfg, PAPER_SOURCES), "multitask")
     pooled = finetune.describe_plan(cfg, _sizes(cfg, PAPER_SOURCES), "multitask-pooled")
     assert balanced["plan_steps"] == pooled["plan_steps"] == 2_500
-    assert balanced["pairs_per_step"] == pooled["pairs_per_step"] == 5 * 16
+    assert balanced["pairs_per_update"] == pooled["pairs_per_update"] == 5 * 16
 
 
 def test_k_ablation_ladder(cfg):
     for k in range(2, len(K_ORDER) + 1):
         plan = finetune.describe_plan(cfg, _sizes(cfg, K_ORDER[:k]), "more")
-        assert plan["pairs_per_step"] == 16 * k and plan["epochs"] == 1.0 and plan["plan_steps"] == 2_500
+        assert plan["pairs_per_update"] == 16 * k and plan["epochs"] == 1.0 and plan["plan_steps"] == 2_500
 
 
-def test_eight_processes_keep_one_epoch(cfg):
-    plan = finetune.describe_plan(cfg, _sizes(cfg, PAPER_SOURCES), "more", world_size=8)
-    assert plan["optimizer_steps"] == 2_500 // 8 + 1 and plan["epochs"] == 1.0
+@pytest.mark.parametrize("world", [1, 2, 4, 8])
+@pytest.mark.parametrize("scheme", ["single", "multitask", "multitask-pooled", "more"])
+def test_any_process_count_keeps_the_paper_update_and_its_checkpoints(cfg, world, scheme):
+    names = PAPER_SOURCES[:1] if scheme == "single" else PAPER_SOURCES
+    run_cfg = pipeline.single_config(cfg, len(PAPER_SOURCES)) if scheme == "single" else cfg
+    plan = finetune.describe_plan(run_cfg, _sizes(cfg, names), scheme, world_size=world)
+    assert plan["pairs_per_update"] == 80 and plan["epochs"] == 1.0
+    assert plan["optimizer_steps"] == 40_000 * len(names) // 80  # 2,500 updates; a single source's 500
+    per_source = 80 // len(names)
+    assert plan["per_device_batch_per_source"] * world * plan["grad_accum"] == per_source
+    assert (plan["per_device_batch_per_source"], plan["grad_accum"]) == (per_source // world, 1)
+    assert len([c for c in plan["checkpoints"] if c < plan["optimizer_steps"]]) >= 4
+    assert plan["checkpoints"][-1] == plan["optimizer_steps"]
+
+
+def test_memory_cap_accumulates_to_the_same_update(cfg):
+    capped = config.with_overrides(cfg, {"finetune.max_device_pairs": 10})  # 2 pairs per source per forward
+    plan = finetune.describe_plan(capped, _sizes(cfg, PAPER_SOURCES), "more", world_size=2)
+    assert (plan["per_device_batch_per_source"], plan["grad_accum"], plan["pairs_per_update"]) == (2, 4, 80)
+    odd = finetune.describe_plan(cfg, _sizes(cfg, PAPER_SOURCES), "more", world_size=3)
+    assert odd["pairs_per_update"] == 75 and "nearest split to the requested 16" in odd["split"]
 
 
 def test_alignment_and_judge(cfg):

@@ -138,9 +138,14 @@ def _choice(model_cfg) -> tuple[str, int | None]:
     return getattr(model_cfg, "pooling", "last"), getattr(model_cfg, "layer", None)
 
 
+def forward_parts(model_cfg, identity: str, dtype: torch.dtype) -> list[str]:
+    """What fixes the backbone's forward pass of a text: model name + identity, dtype, max_length, truncation side."""
+    return [model_cfg.name, identity, dtype_name(dtype), str(model_cfg.max_length), model_cfg.truncation_side]
+
+
 def model_key(model_cfg, identity: str, dtype: torch.dtype) -> str:
     """sha256 naming one feature space: model name + identity, dtype, max_length, truncation side (+ pooling, layer)."""
-    parts = [model_cfg.name, identity, dtype_name(dtype), str(model_cfg.max_length), model_cfg.truncation_side]
+    parts = forward_parts(model_cfg, identity, dtype)
     pooling, layer = _choice(model_cfg)
     if (pooling, layer) != ("last", None):  # the default keeps the keys of caches written before these options
         parts += [f"pooling={pooling}", f"layer={layer}"]

@@ -22,6 +22,7 @@ and full fine-tuning agree; encoders always pad on the right.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import hashlib
 import importlib.util
@@ -50,7 +51,7 @@ from transformers import (
 )
 
 from morelib.core.errors import ConfigError, ModelError, offline_hint
-from morelib.core.hardware import default_device, resolve_dtype
+from morelib.core.hardware import PROBE_BATCH, PROBE_TOKENS, cache_root, default_device, dtype_probe, resolve_dtype
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +65,6 @@ WEIGHT_FILES = (
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "tokenizer.model")
 ENCODER_TYPES = ("bert", "roberta", "distilbert", "electra", "deberta", "deberta-v2", "xlm-roberta")
 SCORE_LAYERS = ("score", "classifier", "classifier.out_proj")  # where HF puts the final num_labels-wide Linear
-
-
-def cache_root() -> Path:
-    """Root of morelib's caches outside the repo: $MORE_CACHE_DIR, default ~/.cache/morelib."""
-    return Path(os.environ.get("MORE_CACHE_DIR", "~/.cache/morelib")).expanduser()
 
 
 @contextlib.contextmanager
@@ -240,14 +236,15 @@ def load_reward_model(
     if padding_side not in ("right", "left"):
         raise ConfigError(f"model padding_side must be 'right' or 'left'; got {padding_side!r}")
     device = torch.device(device) if device is not None else default_device()
-    torch_dtype = resolve_dtype(dtype, device)
     model, tokenizer = _resolve(name_or_path)
     set_pad_token(model, tokenizer)
     if is_encoder(model) and padding_side == "left":
         log.info("%s is an encoder pooled at [CLS]; padding on the right instead of the left", name_or_path)
         padding_side = "right"
     tokenizer.padding_side = padding_side
-    return model.to(device=device, dtype=torch_dtype).eval(), tokenizer
+    model.eval()
+    probe = functools.partial(dtype_probe, str(name_or_path), probe_forward(model, tokenizer))
+    return model.to(device=device, dtype=resolve_dtype(dtype, device, probe=probe)), tokenizer
 
 
 def save_reward_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: str | Path) -> Path:
@@ -467,3 +464,19 @@ def check_pooling(
     ok = worst <= tol
     verdict = "ok" if ok else f"pooling is NOT at the last real token (tolerance {tol:.3g}; is pad_token_id set?)"
     return PoolingCheck(ok, worst, f"{verdict}; " + "; ".join(notes))
+
+
+def probe_forward(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> Callable[[torch.dtype], None]:
+    """forward(dtype): one inference-mode pooled forward of PROBE_BATCH texts × PROBE_TOKENS tokens with `model` in
+    `dtype` (a copy where the model is in another dtype) — the workload of core.hardware's bf16-vs-fp32 probe."""
+    texts = [PROBE_TEXTS[i % len(PROBE_TEXTS)] * 64 for i in range(PROBE_BATCH)]  # long enough for PROBE_TOKENS
+    input_ids, mask = collate(tokenizer, encode(tokenizer, texts, PROBE_TOKENS), next(model.parameters()).device)
+    copies: dict[torch.dtype, PreTrainedModel] = {}
+
+    def forward(dtype: torch.dtype) -> None:
+        if dtype not in copies:
+            copies[dtype] = model if model.dtype == dtype else copy.deepcopy(model).to(dtype=dtype)
+        with torch.inference_mode():
+            forward_pooled(copies[dtype], input_ids, mask)
+
+    return forward

@@ -11,7 +11,8 @@ the tokens are exactly those of the unshared texts, whatever the tokenizer does 
   runs on its rows with position ids P_i + j. Decoders only: an encoder's prefix sees its suffix.
 
 Causal attention makes every state equal to the unshared forward's up to float rounding. Checked against the
-unshared forward on the tiny random Llama and SmolLM2 (tests/test_prompt_sharing.py, tests/test_prompt_sharing_cache.py).
+unshared forward on the tiny random Llama and SmolLM2 (tests/test_prompt_sharing.py,
+tests/test_prompt_sharing_cache.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Export: a feature-tier reward head as an ordinary Hugging Face reward model (backbone + score layer).
+"""Export: a feature-tier reward head (or a blocks-tier RM) as an ordinary Hugging Face reward model.
 
 A head scores r(z) = w·(z − mean)/scale + b on the backbone's last-token features z (reward_head.HeadModel). Folding the
 standardisation into the backbone's own score layer gives weight w/scale and constant c = b − w·mean/scale, so the
@@ -8,7 +8,10 @@ have a bias-free score layer, so c is written to `config.json` as `reward_offset
 rewards minus c — Bradley–Terry rewards are defined up to a constant, so every reward difference, accuracy and
 calibration figure is the head's exactly. The tokenizer is saved with the feature tier's truncation (left side,
 `model_max_length` = max_length) and right padding, so `tok(texts, truncation=True, padding=True)` reproduces it.
-Checked against the head's rewards on tiny-random and SmolLM2 (tests/test_export.py).
+A blocks-tier RM (`morelib.train.blocks`) exports as the backbone with its retrained top blocks, final norm and score
+layer written in (`export_blocks`); its logits are its rewards, with no offset.
+Checked against the head's rewards on tiny-random and SmolLM2 (tests/test_export.py) and against the blocks RM's
+rewards on tiny-random (tests/test_blocks.py).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from morelib.core import runs
 from morelib.core.config import load_config
 from morelib.core.errors import ModelError, MoreError, RunError
 from morelib.study import pipeline
+from morelib.train.blocks import BlocksRM, merge_into
 from morelib.train.reward_head import HeadModel
 from morelib.train.reward_models import HeadRM, RMKey
 
@@ -129,6 +133,57 @@ def export_head(head: HeadModel, model_cfg: Any, folder: str | Path, info: dict[
     _pin_tokenizer_sides(folder, model_cfg.truncation_side)
     (folder / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
     (folder / "README.md").write_text(model_card(meta))
+    return folder
+
+
+def blocks_card(meta: dict[str, Any]) -> str:
+    """README.md text of an exported blocks-tier reward model from its metadata."""
+    fit, cfg = meta["fit"], meta["model"]
+    lines = [
+        f"# Reward model `{meta.get('key', fit.get('scheme'))}` (exported by the MORE workbook, blocks tier)",
+        "",
+        f"Backbone `{cfg['name']}` with its top {fit['k']} transformer block(s), final norm and score layer retrained "
+        f"(scheme `{fit.get('scheme')}`, seed {fit.get('seed')}; every lower weight as in the backbone); an ordinary "
+        "`AutoModelForSequenceClassification` with one logit = the reward r(prompt + response).",
+        "",
+        f"Score prompt + response as one string, at most {cfg['max_length']} tokens cut on the "
+        f"**{cfg['truncation_side']}**, padded on the right (both saved in the tokenizer; call it with "
+        "`truncation=True`).",
+        "",
+        "## Training",
+        "",
+        *[f"- {k}: {v}" for k, v in fit.items() if k not in ("scheme", "seed")],
+        f"- sources (λ order): {', '.join(meta.get('sources', [])) or 'unknown'}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def export_blocks(rm: BlocksRM, model_cfg: Any, folder: str | Path, info: dict[str, Any] | None = None) -> Path:
+    """Save the backbone with the RM's retrained top blocks, norm and score layer as an HF reward-model folder."""
+    folder = Path(folder)
+    model, tok = load_reward_model(model_cfg.name, dtype="fp32", padding_side="right", device="cpu")
+    merge_into(rm.top, model)
+    tok.truncation_side, tok.model_max_length, tok.padding_side = (
+        model_cfg.truncation_side,
+        model_cfg.max_length,
+        "right",
+    )
+    meta = {
+        "model": {
+            "name": model_cfg.name,
+            "max_length": model_cfg.max_length,
+            "truncation_side": model_cfg.truncation_side,
+            "padding_side": "right",
+        },
+        "fit": dict(rm.meta),
+        "sources": list(rm.history.get("source_names", [])),
+        "final_lam": rm.history["lam_final"].tolist() if "lam_final" in rm.history else None,
+        **(info or {}),
+    }
+    save_reward_model(model, tok, folder)
+    _pin_tokenizer_sides(folder, model_cfg.truncation_side)
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    (folder / "README.md").write_text(blocks_card(meta))
     return folder
 
 

@@ -40,6 +40,7 @@ HeadKind = Literal[
 CapacityTier = Literal["linear", "mlp", "blocks"]  # rungs of the capacity curve (morelib.study.capacity)
 SeedResample = Literal["bootstrap", "halves", "subsample"]  # how each seed draws its training pairs (sampling.py)
 Dtype = Literal["auto", "bf16", "fp32", "fp16"]
+StoreDtype = Literal["fp16", "bf16", "fp32"]  # on-disk dtype of cached hidden states (morelib.backbone.hidden_states)
 Side = Literal["left", "right"]
 Pooling = Literal[
     "last", "mean"
@@ -60,6 +61,7 @@ PAPER_MODELS: tuple[str, ...] = typing.get_args(PaperModel)
 HEAD_SCHEMES = tuple(s for s in SCHEMES if s != "top")  # train.train_head ('top' = 'single' on the best source)
 TRAINED_SCHEMES = tuple(s for s in HEAD_SCHEMES if s != "fixed")  # study.fit trains these for every seed (and 'top')
 FINETUNE_SCHEMES = ("single", "multitask", "more", "fixed", "multitask-pooled")  # morelib.train.finetune
+BLOCKS_SCHEMES = ("single", "multitask", "more", "fixed", "sizeprop", "tuned")  # morelib.train.blocks
 SWEEP_SCHEMES = ("multitask", "more", "sizeprop", "tuned", "famo")  # notebook 06's scenario sweep
 CAPACITY_SCHEMES = ("multitask", "more", "tuned")  # notebook 07's capacity curve (multitask and more required)
 MIX_SCHEMES = ("multitask", "more")  # the pair the explorer's mix view and the alignment summary compare
@@ -321,12 +323,28 @@ class FinetuneConfig:
     lr: float
     weight_decay: float
     warmup_ratio: float
-    grad_accum: int
-    save_steps: int
+    max_device_pairs: int | None
+    save_every: float
+    save_steps: int | None
     logging_steps: int
     gradient_checkpointing: bool
     group_by_length: bool
     share_prompt: bool
+
+
+@dataclass(frozen=True)
+@_defaults_from("blocks")
+class BlocksConfig:
+    """The blocks tier: the backbone's top k blocks + final norm + score layer trained on cached hidden states."""
+
+    k: int
+    lr: float
+    head_lr: float
+    weight_decay: float
+    epochs: int
+    batch_size: int
+    cache_dtype: StoreDtype
+    tuned_max_points: int
 
 
 @dataclass(frozen=True)
@@ -430,6 +448,7 @@ class Config:
     train: TrainConfig
     head: HeadConfig
     finetune: FinetuneConfig
+    blocks: BlocksConfig
     capacity: CapacityConfig
     more: MoreConfig
     rjs: RJSConfig
@@ -479,7 +498,6 @@ RENAMED: dict[str, str] = {  # old dotted key → its new name (issue 25 split `
     "train.lr": "finetune.lr",
     "train.weight_decay": "finetune.weight_decay",
     "train.warmup_ratio": "finetune.warmup_ratio",
-    "train.grad_accum": "finetune.grad_accum",
     "train.save_steps": "finetune.save_steps",
     "train.logging_steps": "finetune.logging_steps",
     "train.gradient_checkpointing": "finetune.gradient_checkpointing",
@@ -488,12 +506,27 @@ RENAMED: dict[str, str] = {  # old dotted key → its new name (issue 25 split `
 }
 
 
+_ACCUMULATION = (
+    "gradient accumulation now follows from train.batch_per_source (pairs per update), the number of processes and "
+    "finetune.max_device_pairs"
+)
+REMOVED: dict[str, str] = {  # old dotted key → what replaced it (issue 31: the global batch per update)
+    "train.grad_accum": _ACCUMULATION,
+    "finetune.grad_accum": _ACCUMULATION,
+}
+
+
 def _reject_renamed(raw: dict[str, Any], where: str) -> None:
-    """ConfigError naming the first key of the nested mapping `raw` that RENAMED moved, and its new name."""
+    """ConfigError naming the first key of the nested mapping `raw` that RENAMED moved (and its new name) or that
+    REMOVED dropped (and what replaced it)."""
     for old, new in RENAMED.items():
         section, key = old.split(".")
         if isinstance(raw.get(section), dict) and key in raw[section]:
             raise ConfigError(f"{where}: '{old}' was renamed to '{new}'")
+    for old, why in REMOVED.items():
+        section, key = old.split(".")
+        if isinstance(raw.get(section), dict) and key in raw[section]:
+            raise ConfigError(f"{where}: '{old}' was removed: {why}")
 
 
 def profile_path(profile: str | Path) -> Path:
@@ -577,6 +610,7 @@ def validate(cfg: Config) -> None:
     _validate_train(cfg.train)
     _validate_head(cfg.head)
     _validate_finetune(cfg.finetune)
+    _validate_blocks(cfg.blocks)
     _check(
         not (cfg.finetune.share_prompt and cfg.train.tier == "finetune") or cfg.model.truncation_side == "left",
         "'finetune.share_prompt' cuts the shared prompt on the left: fine-tuning with it needs model.truncation_side "
@@ -674,6 +708,14 @@ def _validate_finetune(f: FinetuneConfig) -> None:
     _check(f.epochs > 0, f"'finetune.epochs' must be positive, got {f.epochs}")
     _check(f.steps is None or f.steps > 0, f"'finetune.steps' must be positive or null, got {f.steps}")
     _check(f.weight_decay >= 0, f"'finetune.weight_decay' must be ≥ 0, got {f.weight_decay}")
+    _check(0 < f.save_every <= 1, f"'finetune.save_every' must be a share of the updates in (0, 1], got {f.save_every}")
+    _check(
+        f.save_steps is None or f.save_steps > 0, f"'finetune.save_steps' must be positive or null, got {f.save_steps}"
+    )
+    _check(
+        f.max_device_pairs is None or f.max_device_pairs > 0,
+        f"'finetune.max_device_pairs' must be positive or null, got {f.max_device_pairs}",
+    )
 
 
 def _check_grid(step: float, max_points: int, section: str) -> None:
@@ -683,6 +725,15 @@ def _check_grid(step: float, max_points: int, section: str) -> None:
         f"'{section}.tuned_step' must be 1/m for a positive integer m (e.g. 0.25), got {step}",
     )
     _check(max_points > 0, f"'{section}.tuned_max_points' must be positive, got {max_points}")
+
+
+def _validate_blocks(b: BlocksConfig) -> None:
+    """Range checks of the blocks tier (k above the backbone's layer count is checked where the model is loaded)."""
+    _check(b.k >= 1, f"'blocks.k' must be ≥ 1 (the top k transformer blocks are trained), got {b.k}")
+    _check(b.lr > 0 and b.head_lr > 0, f"'blocks.lr' and 'blocks.head_lr' must be positive, got {b.lr}, {b.head_lr}")
+    _check(b.weight_decay >= 0, f"'blocks.weight_decay' must be ≥ 0, got {b.weight_decay}")
+    for key in ("epochs", "batch_size", "tuned_max_points"):
+        _check(getattr(b, key) > 0, f"'blocks.{key}' must be positive, got {getattr(b, key)}")
 
 
 def data_root(cfg: Config | DataConfig | str | Path | None) -> Path | None:

@@ -30,7 +30,7 @@ import pandas as pd
 import yaml
 from transformers.utils import logging as hf_logging
 
-from morelib.core import status
+from morelib.core import facts, status
 from morelib.core.config import PARAMS_DIR, Config, check_notebook_params, load_config, parse_overrides
 from morelib.core.errors import ConfigError, RunError
 
@@ -68,7 +68,8 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
 
 
 def machine() -> dict[str, Any]:
-    """Where the run happened: host, OS, Python, CPU count and accelerator."""
+    """Where the run happened: host, OS, Python, CPU count, accelerator, and what this process measured about the
+    machine (`core.facts`: the CPU's bf16 instructions and each bf16-vs-fp32 dtype probe with the dtype it chose)."""
     info: dict[str, Any] = {
         "host": platform.node(),
         "platform": platform.platform(),
@@ -83,7 +84,7 @@ def machine() -> dict[str, Any]:
         info["torch_threads"] = torch.get_num_threads()
     except ImportError:
         info["cuda"] = False
-    return info
+    return {**info, **facts.snapshot()}
 
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> Path:

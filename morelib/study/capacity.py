@@ -1,10 +1,11 @@
 """The capacity curve (issues 23 and 32): MORE − MultiTask at each rung of trainable capacity and batch per source.
 
 For every tier of `capacity.tiers` (linear = the reward head alone, convex; mlp = a shared trunk + head,
-`morelib.train.mlp_head`; blocks = top transformer blocks, `morelib.train.blocks`) and every B of
-`capacity.batch_per_source`, the schemes of `capacity.schemes` (MultiTask, MORE, the grid-tuned fixed λ) are fitted
-per seed on the same training pairs, initialisation and batch order (one seed drives all three), through the run's
-RM cache (`pipeline.fit`). Reported per (tier, B):
+`morelib.train.mlp_head`; blocks = top transformer blocks on cached hidden states, `morelib.train.blocks`) and every B
+of `capacity.batch_per_source` (blocks: `capacity.blocks_batch_per_source` when set), the schemes of
+`capacity.schemes` (MultiTask, MORE, the grid-tuned fixed λ) are fitted per seed on the same training pairs,
+initialisation and batch order (one seed drives all three), through the run's RM cache (`pipeline.fit`; blocks:
+`blocks.fit`, its hidden states cached beside the features). Reported per (tier, B):
 - pooled MORE − MultiTask (and tuned − MultiTask) ECE-10 and accuracy with `stats.pooled_paired_bootstrap` (pairs
   resampled within each test source, seeds resampled, paired), the minimum detectable difference (80% power) and the
   ECE floor (the ECE a perfectly calibrated model gets on the same pairs, MultiTask's, mean over sources and seeds);
@@ -14,7 +15,7 @@ RM cache (`pipeline.fit`). Reported per (tier, B):
 `finding` writes the verdict from the CIs first, names a trade-off when one source gains and another loses, and says
 whether the λ tilt is systematic across seeds.
 Checked in tests/test_capacity.py: pooled rows against direct `stats` calls, Holm, λ statistics against hand values,
-sentences against built tables, and an unavailable tier failing with ConfigError.
+sentences against built tables; notebook 07 on `tiny-capacity` fits all three tiers (tests/test_notebooks.py).
 """
 
 from __future__ import annotations
@@ -22,18 +23,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from morelib.core.config import Config, with_overrides
-from morelib.core.errors import ConfigError, RunError
+from morelib.core.errors import RunError
 from morelib.core.runs import Run
 from morelib.evaluation import metrics, stats
 from morelib.study import pipeline
 from morelib.study.pipeline import StudyData
-from morelib.train import mlp_head
+from morelib.train import blocks, mlp_head
 from morelib.train.reward_models import RewardModel, RMKey
 
 Fits = dict[tuple[str, int], dict[RMKey, RewardModel]]  # (tier, B) → the RMs of every scheme and seed
@@ -67,21 +69,33 @@ def prepare(cfg: Config, run: Run | None = None) -> StudyData:
 
 
 def tier_config(cfg: Config, tier: str, B: int) -> Config:
-    """The config of one rung: `study_config` with head.kind = tier and B pairs per source."""
-    if tier not in FEATURE_TIERS:
-        raise ConfigError(
-            f"capacity tier '{tier}' cannot run in this build: it trains {', '.join(FEATURE_TIERS)} "
-            f"(the blocks tier needs morelib.train.blocks); remove it from 'capacity.tiers'"
-        )
-    return with_overrides(study_config(cfg), {"head.kind": tier, "train.batch_per_source": B})
+    """The config of one rung: `study_config` with B pairs per source (and head.kind = tier on the feature tiers)."""
+    overrides: dict[str, Any] = {"train.batch_per_source": B}
+    if tier in FEATURE_TIERS:
+        overrides["head.kind"] = tier
+    return with_overrides(study_config(cfg), overrides)
+
+
+def _fit_blocks(cfg: Config, data: StudyData, B: int, run: Run | None) -> dict[RMKey, RewardModel]:
+    """The blocks tier's RMs of `capacity.schemes` × seeds (`blocks.fit`, hidden states cached beside the features):
+    each seed trains on its own resample of every source's pairs, as `pipeline.fit` does on the feature tiers."""
+    cache = run.cache_dir if run is not None else Path(cfg.output_root) / "cache"
+    calib = {s: data.pairs[s]["calib"] for s in data.sources}
+    rms: dict[RMKey, RewardModel] = {}
+    for scheme in cfg.capacity.schemes:
+        for seed in cfg.seeds:
+            train = {s: pipeline.seed_pairs(data.pairs[s]["train"], cfg, seed, s) for s in data.sources}
+            rms[RMKey(scheme, seed=seed)] = blocks.fit(cfg, train, calib, scheme, seed, B, cache)
+    return rms
 
 
 def trainable_parameters(cfg: Config, data: StudyData) -> dict[str, int]:
     """Trainable parameters of each tier of `capacity.tiers` on the data's h-dim features: linear h (the bias
     cancels), mlp the trunk + head."""
     h = data.features[data.sources[0]]["train"].dim
-    counts = {"linear": h, "mlp": mlp_head.trainable_parameters(h, cfg.head.width, cfg.head.depth)}
-    return {tier: counts[tier] for tier in cfg.capacity.tiers}
+    counts = {"linear": lambda: h, "mlp": lambda: mlp_head.trainable_parameters(h, cfg.head.width, cfg.head.depth)}
+    counts["blocks"] = lambda: blocks.trainable_parameters(cfg)
+    return {tier: counts[tier]() for tier in cfg.capacity.tiers}
 
 
 def batch_sizes(cfg: Config, tier: str) -> tuple[int, ...]:
@@ -96,8 +110,6 @@ def fit_all(
 ) -> tuple[Fits, pd.DataFrame]:
     """The RMs of `capacity.schemes` × seeds for every (tier, B) of the capacity section (reused from the run), and
     a table of the seconds each (tier, B) took (near 0 when reused)."""
-    for tier in cfg.capacity.tiers:  # fail before any fit when a tier cannot run
-        tier_config(cfg, tier, cfg.capacity.batch_per_source[0])
     fits: Fits = {}
     seconds = []
     for tier in cfg.capacity.tiers:
@@ -106,7 +118,11 @@ def fit_all(
                 seeds = len(study_config(cfg).seeds)
                 progress(f"capacity: tier {tier}, B = {B}: {', '.join(cfg.capacity.schemes)} × {seeds} seeds")
             start = time.perf_counter()
-            fits[(tier, B)] = pipeline.fit(tier_config(cfg, tier, B), data, cfg.capacity.schemes, run=run)
+            rung = tier_config(cfg, tier, B)
+            if tier == "blocks":
+                fits[(tier, B)] = _fit_blocks(rung, data, B, run)
+            else:
+                fits[(tier, B)] = pipeline.fit(rung, data, cfg.capacity.schemes, run=run)
             seconds.append({"tier": tier, "B": B, "rms": len(fits[(tier, B)]), "seconds": time.perf_counter() - start})
     return fits, pd.DataFrame(seconds)
 

@@ -1,26 +1,33 @@
 """Reward-model training, full fine-tuning tier: every weight trained with transformers' Trainer (paper §4–5.1).
 
-One Trainer step = one balanced batch: B pairs from each of K sources (paper: 5 × 16) from the seed's plan
-(`morelib.data.sampling.plan_for`, the feature tier's plan, optionally length-grouped per window of 64 batches). The
-dataset's item i IS batch i and the sampler is sequential, so the Trainer's own resume skips exactly the consumed
-batches. Chosen and rejected texts (prompt + response, truncated on the left) go through ONE forward pass as [chosen;
-rejected], or with prompt sharing as one packed row per pair (`morelib.backbone.prompt_sharing`: same rewards and
-gradients, the prompt read once). A forward pre-hook on the score layer captures its input z[2N, h] at the last real
-token; the per-source BT losses L_i and closed-form head gradients ∂L_i/∂w (`morelib.train.losses.head_grad` on z_w −
-z_l) feed `MoreWeighter`, and the loss is Σ λ_i L_i (paper eq. 9; `multitask` λ = 1/K, `fixed` the given λ, `single` one
-source; `multitask-pooled`, the paper's MultiTask, trains on random pooled batches of K·B pairs with the plain
-batch-mean loss and logs each source's share of the batch as λ).
-Several processes (`accelerate launch --num_processes W`): the Trainer deals the plan's batches round-robin, so one
-optimizer update consumes W·grad_accum batches and max_steps = ⌈plan steps / (grad_accum·W)⌉ (`optimizer_steps`): one
-epoch stays one epoch. MORE's per-source head gradients [K, h] and losses [K] are all-reduced (mean) before the min-norm
-solve, so every rank computes the same λ (each rank logs it to `lam_rank<r>.jsonl`). MORE's momentum is saved in every
-checkpoint (`more_state.pt`) and reloaded on resume; λ and per-source losses go to the Trainer's log history and
-`<output_dir>/more_log.jsonl`. A NaN/inf loss raises TrainingError naming the step; written checkpoints are kept.
-Weights are fp32 with bf16 autocast where the GPU supports it. Measured speed and padding: benchmarks/README.md.
+One optimizer update = one balanced batch: B pairs from each of K sources (`train.batch_per_source`; paper: 5 × 16) from
+the seed's plan (`morelib.data.sampling.plan_for`, the feature tier's plan, optionally length-grouped per window of 64
+batches), whatever the number of processes W (`accelerate launch --num_processes W`): `morelib.train.updates` gives each
+process micro-batches of b pairs per source and a accumulation steps, W·a·b = B (b = B/W, a = 1 when W divides B and the
+micro-batch fits `finetune.max_device_pairs`; else the nearest split, which `describe_plan` states). The dataset's item
+g is slice g mod (W·a) of plan batch ⌊g / (W·a)⌋ and the sampler is sequential, so max_steps = plan steps, one epoch is
+one epoch, and the Trainer's own resume skips exactly the consumed micro-batches. Checkpoints come every
+`finetune.save_every` of the updates (or every `finetune.save_steps`). Chosen and rejected texts (prompt + response,
+truncated on the left) go through ONE forward pass as [chosen; rejected], or with prompt sharing as one packed row per
+pair (`morelib.backbone.prompt_sharing`: same rewards and gradients, the prompt read once). A forward pre-hook on the
+score layer captures its input z[2N, h] at the last real token; the per-source BT losses L_i and closed-form head
+gradients ∂L_i/∂w (`morelib.train.losses.source_head_grads` on z_w − z_l) feed `MoreWeighter`, and the loss is Σ λ_i L_i
+(paper eq. 9; `multitask` λ = 1/K, `fixed` the given λ, `single` one source; `multitask-pooled`, the paper's MultiTask,
+trains on random pooled batches of K·B pairs with the plain batch-mean loss and logs each source's share of the batch as
+λ).
+MORE's λ is solved once per update over the whole global batch: the head gradients [K, h] and losses [K] are averaged
+over the update's micro-batches (with a > 1 from one no-grad forward of each, before the first backward, in
+`get_batch_samples`) and all-reduced (mean; every process holds b pairs per source, so it is the union's gradient)
+before the min-norm solve, so every rank computes the same λ (each rank logs it per update to `lam_rank<r>.jsonl`).
+MORE's momentum is saved in every checkpoint (`more_state.pt`) and reloaded on resume; λ and per-source losses go to
+the Trainer's log history and `<output_dir>/more_log.jsonl`. A NaN/inf loss raises TrainingError naming the step;
+written checkpoints are kept. Weights are fp32 with bf16 autocast where the GPU supports it. Measured speed and
+padding: benchmarks/README.md.
 Checked in tests/test_finetune.py (tiny random model): losses/λ logged, HF folder reloads, NaN guard, SIGKILL mid-epoch
 + resume = uninterrupted run (bit-identical on CPU), length grouping keeps B per source per step and the pairs'
-multiset; tests/test_finetune_multiproc.py (two gloo processes): steps per process = plan / 2, equal λ on both ranks,
-resume; tests/test_prompt_sharing.py: packed rows give the unshared rewards and gradients.
+multiset; tests/test_finetune_multiproc.py (two gloo processes): updates = plan steps, each rank half of every batch,
+equal λ on both ranks, resume; tests/test_updates.py: the split, and 2 accumulated micro-batches = one batch (λ and
+weights); tests/test_prompt_sharing.py: packed rows give the unshared rewards and gradients.
 
 Multi-GPU: `accelerate launch -m morelib.train.finetune --profile paper --scheme more --output-dir outputs/ft-more`.
 """
@@ -28,10 +35,10 @@ Multi-GPU: `accelerate launch -m morelib.train.finetune --profile paper --scheme
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import json
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,8 +59,16 @@ from morelib.data.sampling import POOLED, plan_for, plan_steps
 from morelib.data.sources import Pair
 from morelib.data.splits import load_source_splits
 from morelib.train.baselines import fixed_weights
-from morelib.train.losses import head_grad
+from morelib.train.losses import source_head_grads
 from morelib.train.more import MoreWeighter, more_loss
+from morelib.train.updates import (
+    BatchSplit,
+    checkpoint_interval,
+    checkpoint_steps,
+    device_cap,
+    micro_slice,
+    split_batch,
+)
 
 log = logging.getLogger(__name__)
 STATE_FILE = "more_state.pt"
@@ -64,17 +79,25 @@ THROUGHPUT_FILE = "throughput.json"
 
 
 class BalancedBatches(Dataset):
-    """Item i = the texts of balanced batch i: {"chosen": [K·B], "rejected": [K·B], "source": [K·B] source indices}."""
+    """Item g = the texts of micro-batch g (`updates.micro_slice`: slice g mod W·a of balanced batch ⌊g / W·a⌋):
+    {"chosen": [K·b], "rejected": [K·b], "source": [K·b] source indices}; one slice per batch without `split`."""
 
-    def __init__(self, pairs: dict[str, Sequence[Pair]], plan: torch.Tensor) -> None:
+    def __init__(self, pairs: dict[str, Sequence[Pair]], plan: torch.Tensor, split: BatchSplit | None = None) -> None:
         self.sources = [list(p) for p in pairs.values()]
         self.plan = plan
+        self.split = split or BatchSplit(plan.shape[-1], 1, plan.shape[-1], 1)
 
     def __len__(self) -> int:
-        return self.plan.shape[0]
+        return self.plan.shape[0] * self.split.slices
+
+    def _picks(self, g: int) -> torch.Tensor:
+        """The plan entries of micro-batch g: its slice of the last axis of plan batch ⌊g / W·a⌋."""
+        batch, part = micro_slice(g, self.split)
+        width = self.plan.shape[-1] // self.split.slices
+        return self.plan[batch][..., part * width : (part + 1) * width]
 
     def __getitem__(self, i: int) -> dict[str, list]:
-        picked = [(k, self.sources[k][j]) for k, row in enumerate(self.plan[i].tolist()) for j in row]
+        picked = [(k, self.sources[k][j]) for k, row in enumerate(self._picks(i).tolist()) for j in row]
         return {
             "chosen": [p.prompt + p.chosen for _, p in picked],
             "rejected": [p.prompt + p.rejected for _, p in picked],
@@ -83,15 +106,15 @@ class BalancedBatches(Dataset):
 
 
 class PooledBatches(BalancedBatches):
-    """Item i = the texts of pooled batch i; plan [S, K·B] of codes k·stride + j (see
-    `morelib.data.sampling.pooled_plan`)."""
+    """Item g = the texts of pooled micro-batch g; plan [S, K·B] of codes k·stride + j (see
+    `morelib.data.sampling.pooled_plan`), sliced like `BalancedBatches`."""
 
-    def __init__(self, pairs: dict[str, Sequence[Pair]], plan: torch.Tensor) -> None:
-        super().__init__(pairs, plan)
+    def __init__(self, pairs: dict[str, Sequence[Pair]], plan: torch.Tensor, split: BatchSplit | None = None) -> None:
+        super().__init__(pairs, plan, split)
         self.stride = max(len(p) for p in self.sources)
 
     def __getitem__(self, i: int) -> dict[str, list]:
-        picked = [(c // self.stride, self.sources[c // self.stride][c % self.stride]) for c in self.plan[i].tolist()]
+        picked = [(c // self.stride, self.sources[c // self.stride][c % self.stride]) for c in self._picks(i).tolist()]
         return {
             "chosen": [p.prompt + p.chosen for _, p in picked],
             "rejected": [p.prompt + p.rejected for _, p in picked],
@@ -154,7 +177,8 @@ def save_state(weighter: MoreWeighter, path: Path) -> None:
 
 
 class MoreTrainer(Trainer):
-    """Trainer whose loss is the λ-weighted sum of per-source Bradley–Terry losses of one balanced batch."""
+    """Trainer whose loss is the λ-weighted sum of per-source Bradley–Terry losses of one balanced batch (one update:
+    the micro-batches of every process, λ solved once over all of them)."""
 
     def __init__(
         self,
@@ -169,6 +193,34 @@ class MoreTrainer(Trainer):
         self.scheme, self.source_names, self.weighter, self.lam = scheme, source_names, weighter, lam
         self._sums = torch.zeros(2, len(source_names), dtype=torch.float64)  # Σ λ, Σ L since the last log
         self._counts = torch.zeros(2, len(source_names), dtype=torch.float64)  # steps with a finite λ, L
+        self._update_lam: torch.Tensor | None = None  # λ of the current update when it accumulates micro-batches
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """The micro-batches of one update (Trainer prefetches them); with MORE and accumulation, λ is solved here,
+        once, over all of them."""
+        batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if self.weighter is not None and self.args.gradient_accumulation_steps > 1 and batch_samples:
+            self._update_lam = self._update_weights(batch_samples)
+        return batch_samples, num_items
+
+    def _update_weights(self, batch_samples: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+        """λ[K] of one update from a no-grad forward of each micro-batch: head gradients and losses averaged over
+        them (each holds b pairs per source, so the mean is over their union), then over processes (`_solve`)."""
+        grads, losses = [], []
+        with torch.no_grad(), self.compute_loss_context_manager():
+            for inputs in batch_samples:
+                inputs = self._prepare_inputs(inputs)
+                packed = {k: inputs[k] for k in ("position_ids", "score_at") if k in inputs}
+                z, rewards = self._pooled_forward(self.model, inputs["input_ids"], inputs["attention_mask"], **packed)
+                grads.append(self._head_grads(z.float(), inputs["source_ids"]))
+                losses.append(self._source_losses(rewards, inputs["source_ids"]).float())
+        return self._solve(torch.stack(grads).mean(0), torch.stack(losses).mean(0), self.state.global_step + 1)
+
+    def _source_losses(self, rewards: torch.Tensor, source_ids: torch.Tensor) -> torch.Tensor:
+        """Per-source mean BT losses [K] of rewards [2N] = [chosen; rejected] (NaN where a source is absent)."""
+        n = source_ids.shape[0]
+        delta = rewards[:n] - rewards[n:]
+        return torch.stack([F.softplus(-delta[source_ids == k]).mean() for k in range(len(self.source_names))])
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Σ_i λ_i L_i over the K sources of this batch (num_items_in_batch unused: every source loss is a mean)."""
@@ -177,8 +229,7 @@ class MoreTrainer(Trainer):
         z, rewards = self._pooled_forward(model, inputs["input_ids"], inputs["attention_mask"], **packed)
         n = source_ids.shape[0]
         delta = rewards[:n] - rewards[n:]
-        K = len(self.source_names)
-        losses = torch.stack([F.softplus(-delta[source_ids == k]).mean() for k in range(K)])
+        losses = self._source_losses(rewards, source_ids)
         step = self.state.global_step + 1
         if self.scheme == POOLED:  # a pooled batch may lack a source (NaN mean): its loss is the plain batch mean
             return self._pooled_loss(delta, source_ids, losses, step, rewards, return_outputs)
@@ -188,7 +239,12 @@ class MoreTrainer(Trainer):
                 f"non-finite loss at step {step} for source(s) {bad}; "
                 f"checkpoints up to the last save in {self.args.output_dir} are kept"
             )
-        lam = self._weights(z.detach().float(), source_ids, losses.detach().float(), step)
+        if self.weighter is None:
+            lam = self.lam
+        elif self.args.gradient_accumulation_steps > 1:
+            lam = self._update_lam
+        else:
+            lam = self._solve(self._head_grads(z.detach().float(), source_ids), losses.detach().float(), step)
         self._record(lam, losses.detach())
         loss = more_loss(losses, lam.to(losses))
         return (loss, {"rewards": rewards}) if return_outputs else loss
@@ -243,14 +299,16 @@ class MoreTrainer(Trainer):
             hidden = at_last_token(hidden, mask)
         return hidden, layer(hidden).squeeze(-1).float()
 
-    def _weights(self, z: torch.Tensor, source_ids: torch.Tensor, losses: torch.Tensor, step: int) -> torch.Tensor:
-        """λ[K] for this step: fixed for multitask/fixed/single, MoreWeighter on head gradients for more."""
-        if self.weighter is None:
-            return self.lam
+    def _head_grads(self, z: torch.Tensor, source_ids: torch.Tensor) -> torch.Tensor:
+        """Closed-form per-source head gradients [K, h] of this micro-batch's pooled features z [2N, h]."""
         n = source_ids.shape[0]
         w = score_layer(self.accelerator.unwrap_model(self.model)).weight.detach().float()[0]
         diff = z[:n] - z[n:]
-        grads = torch.stack([head_grad(diff[source_ids == k], w) for k in range(len(self.source_names))])
+        return source_head_grads(diff, source_ids, w, len(self.source_names))
+
+    def _solve(self, grads: torch.Tensor, losses: torch.Tensor, step: int) -> torch.Tensor:
+        """MORE's λ[K] of update `step` from this process's head gradients [K, h] and losses [K], averaged over
+        processes first (every rank solves the same problem and keeps the same momentum state)."""
         if self.accelerator.num_processes > 1:
             grads = self.accelerator.reduce(grads, reduction="mean")
             losses = self.accelerator.reduce(losses, reduction="mean")
@@ -319,26 +377,26 @@ def optimizer_name() -> str:
     return "adamw_torch_fused" if fused_ok and "adamw_torch_fused" in names else "adamw_torch"
 
 
-def optimizer_steps(plan_steps: int, grad_accum: int, world_size: int) -> int:
-    """Optimizer updates for a plan of `plan_steps` batches: each update takes grad_accum batches on each of
-    world_size processes (the Trainer shards the batches across processes), so one epoch stays one epoch."""
-    return max(1, math.ceil(plan_steps / (grad_accum * world_size)))
+def batch_split(cfg: Config, n_sources: int, world_size: int) -> BatchSplit:
+    """How `world_size` processes read `train.batch_per_source` pairs of each of `n_sources` sources per update."""
+    return split_batch(cfg.train.batch_per_source, world_size, device_cap(cfg.finetune.max_device_pairs, n_sources))
 
 
-def training_args(
-    cfg: Config, output_dir: Path, seed: int, steps: int, world_size: int | None = None
-) -> TrainingArguments:
-    """TrainingArguments of this run: one batch per device step, AdamW, checkpoints, sequential batches.
+def split_config(cfg: Config, split: BatchSplit) -> Config:
+    """`cfg` with the pairs per source per update the split really reads (its plan batches are that wide)."""
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_per_source=split.per_update))
 
-    max_steps = `optimizer_steps` with world_size = the processes of `accelerate launch` (default: the arguments' own).
-    """
+
+def training_args(cfg: Config, output_dir: Path, seed: int, updates: int, split: BatchSplit) -> TrainingArguments:
+    """TrainingArguments of this run: one micro-batch per device step, `split.grad_accum` of them per update,
+    `updates` updates (one plan batch each), AdamW, checkpoints by progress, sequential batches."""
     t = cfg.finetune
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    args = TrainingArguments(
+    return TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=1,
-        gradient_accumulation_steps=t.grad_accum,
-        max_steps=steps,
+        gradient_accumulation_steps=split.grad_accum,
+        max_steps=updates,
         learning_rate=t.lr,
         weight_decay=t.weight_decay,
         warmup_steps=t.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of the total steps
@@ -347,7 +405,7 @@ def training_args(
         bf16=bf16,
         logging_steps=t.logging_steps,
         save_strategy="steps",
-        save_steps=t.save_steps,
+        save_steps=checkpoint_interval(updates, t.save_every, t.save_steps),
         seed=seed,
         data_seed=seed,
         train_sampling_strategy="sequential",
@@ -358,29 +416,33 @@ def training_args(
         disable_tqdm=True,
         dataloader_pin_memory=torch.cuda.is_available(),
     )
-    args.max_steps = optimizer_steps(steps, t.grad_accum, args.world_size if world_size is None else world_size)
-    return args
 
 
 def describe_plan(
     cfg: Config, sizes: dict[str, int], scheme: str, seed: int = 0, world_size: int = 1
 ) -> dict[str, Any]:
-    """What one fine-tuning run of `scheme` on sources of `sizes` pairs will do, without a model: plan steps, epochs,
-    pairs per step and per source, optimizer steps per process and checkpoint steps (checked for the paper profile)."""
-    plan = plan_for({name: [None] * n for name, n in sizes.items()}, cfg, seed, None, scheme)
-    steps, per_epoch = plan_steps(sizes, cfg)
-    updates = optimizer_steps(plan.shape[0], cfg.finetune.grad_accum, world_size)
-    used = plan.reshape(plan.shape[0], -1) if scheme == POOLED else plan
+    """What one fine-tuning run of `scheme` on sources of `sizes` pairs does on `world_size` processes, without a
+    model: updates (= optimizer steps = plan steps), epochs, pairs per update (global), the per-process micro-batch
+    (pairs per source) and accumulation, and the checkpoints (optimizer steps); checked for the paper profile."""
+    split = batch_split(cfg, len(sizes), world_size)
+    used_cfg = split_config(cfg, split)
+    plan = plan_for({name: [None] * n for name, n in sizes.items()}, used_cfg, seed, None, scheme)
+    _, per_epoch = plan_steps(sizes, used_cfg)
+    updates = int(plan.shape[0])
     return {
         "scheme": scheme,
         "sources": list(sizes),
-        "plan_steps": int(plan.shape[0]),
+        "world_size": world_size,
+        "plan_steps": updates,
         "steps_per_epoch": per_epoch,
-        "epochs": plan.shape[0] / per_epoch,
-        "pairs_per_step": int(used[0].numel()),
+        "epochs": updates / per_epoch,
+        "pairs_per_update": int(plan[0].numel()),
+        "per_device_batch_per_source": split.per_device,
+        "grad_accum": split.grad_accum,
+        "split": split.describe(),
         "pairs_per_source": cfg.train.resample_pairs or max(sizes.values()),
         "optimizer_steps": updates,
-        "checkpoints": list(range(cfg.finetune.save_steps, updates + 1, cfg.finetune.save_steps)),
+        "checkpoints": checkpoint_steps(updates, cfg.finetune.save_every, cfg.finetune.save_steps),
     }
 
 
@@ -452,11 +514,13 @@ def finetune(
         if t.group_by_length
         else None
     )
-    plan = plan_for(train_pairs, cfg, seed, lengths, scheme)
+    split = batch_split(cfg, len(names), TrainingArguments(output_dir=str(output_dir), report_to=[]).world_size)
+    plan = plan_for(train_pairs, split_config(cfg, split), seed, lengths, scheme)
+    log.info("%s: %d updates; %s", scheme, plan.shape[0], split.describe())
     trainer = MoreTrainer(
         model=model,
-        args=training_args(cfg, output_dir, seed, plan.shape[0]),
-        train_dataset=(PooledBatches if scheme == POOLED else BalancedBatches)(train_pairs, plan),
+        args=training_args(cfg, output_dir, seed, plan.shape[0], split),
+        train_dataset=(PooledBatches if scheme == POOLED else BalancedBatches)(train_pairs, plan, split),
         data_collator=PairCollator(tokenizer, cfg.model.max_length, cfg.model.truncation_side, share),
         callbacks=[MoreStateCallback(weighter), *callbacks],
         scheme=scheme,

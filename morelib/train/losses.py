@@ -4,7 +4,8 @@ The reward of a response is r = w·z + b with z the pooled backbone feature (the
 For a pair, Δ = r_w − r_l = w·(z_w − z_l) (the bias cancels), and L = mean softplus(−Δ) = mean −log σ(Δ).
 Its gradient w.r.t. the head weight is ∂L/∂w = −mean σ(−Δ)·(z_w − z_l), which MORE uses per source
 instead of back-propagating through the backbone (paper §4: "we only utilize gradients on the reward head").
-`batch_grads` computes it for K sources' batches at once (both tiers' MORE step); `head_grad` is one source's.
+`batch_grads` computes it for K sources' batches at once (the feature tier's MORE step); `head_grad` is one source's;
+`source_head_grads` splits one mixed batch by source (the MORE step of fine-tuning and of the blocks tier).
 Checked against torch autograd in tests/test_losses.py.
 """
 
@@ -49,6 +50,12 @@ def head_grad(diff_features: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     _check_diff_features(diff_features, w)
     with torch.no_grad():
         return batch_grads(diff_features.unsqueeze(0), w)[1][0]
+
+
+def source_head_grads(diff_features: torch.Tensor, source_ids: torch.Tensor, w: torch.Tensor, K: int) -> torch.Tensor:
+    """Per-source closed-form head gradients [K, h] of one mixed batch: diff_features[N, h] = z_w − z_l, source_ids[N]
+    in 0..K−1 (MORE's step in the tiers that train the backbone: fine-tuning and the top blocks)."""
+    return torch.stack([head_grad(diff_features[source_ids == k], w) for k in range(K)])
 
 
 def source_losses_and_grads(diffs: Sequence[torch.Tensor], w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,8 +16,8 @@ After Adam every trained head gets a full-batch float64 L-BFGS `polish` to the e
 for MORE and FAMO the mean of their per-step λ over the last epoch (`history["lam_final"]`); `history["grad_norm"]`
 (also in `meta`) is the final full-batch gradient norm. How wd and the schedule were chosen, and Adam's measured gap to
 the optimum: README.md, "Compute tiers".
-Checked in tests/test_reward_head.py: gradients vs autograd, Adam vs torch.optim.Adam, MORE with K = 1 = single, fixed uniform
-λ = multitask, seeds, accuracy on the synthetic drift benchmark (morelib.study.synthetic), and a single head on real
+Checked in tests/test_reward_head.py: gradients vs autograd, Adam vs torch.optim.Adam, MORE with K = 1 = single,
+fixed uniform λ = multitask, seeds, accuracy on the synthetic drift benchmark (morelib.study.synthetic), and a single head on real
 SmolLM2 features within 0.005 nats of test log-loss of an independent scipy L-BFGS optimum.
 # NOTE(paper): the paper fine-tunes the whole model (see morelib.train.finetune); this tier trains the head only.
 """

@@ -5,7 +5,8 @@ all available sources) and seed; its string form `<scheme>[:<source>][@<a+b>]/se
 metrics.json show, and `RMKey.parse` reads it back. Feature-tier heads (`HeadRM`, a wrapper of `reward_head.HeadModel`)
 and fully fine-tuned models (`FinetunedRM`) score pairs through the same `reward_diff(pairs, features)` and texts
 through the same `rewards(prompts, responses, features)`, so the study never asks which kind it holds.
-Checked in tests/test_reward_models.py (string round trip, bad keys) and tests/test_study.py (both tiers through one path).
+Checked in tests/test_reward_models.py (string round trip, bad keys) and tests/test_study.py (both tiers through one
+path).
 """
 
 from __future__ import annotations
