@@ -69,4 +69,4 @@ display(Markdown(finding))
 run.finish()
 
 # %% [markdown]
-# Back to [01 · diversity](01_diversity.ipynb).
+# Next: [07 · the capacity curve](07_capacity.ipynb).

@@ -232,6 +232,10 @@ def _zero_batch(tmp: Path) -> None:
     config.load_config("tiny", {"train.batch_per_source": 0})
 
 
+def _zero_mlp_width(tmp: Path) -> None:
+    config.load_config("tiny", {"head.kind": "mlp", "head.width": 0})
+
+
 def _negative_max_length(tmp: Path) -> None:
     config.load_config("tiny", {"model.max_length": -1})
 
@@ -778,6 +782,14 @@ CASES = [
         ConfigError,
         r"'train.batch_per_source' must be positive, got 0",
         _zero_batch,
+    ),
+    Case(
+        "zero-mlp-width",
+        "config",
+        "`head.width: 0` (mlp tier)",
+        ConfigError,
+        r"'head.width' must be a positive number of hidden units, got 0",
+        _zero_mlp_width,
     ),
     Case(
         "negative-max-length",

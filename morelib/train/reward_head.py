@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from morelib.backbone.features import PairFeatures
 from morelib.core.config import HEAD_SCHEMES, HeadConfig, MoreConfig, TrainConfig
-from morelib.core.errors import ConfigError, DataError, TrainingError
+from morelib.core.errors import ConfigError, DataError, RunError, TrainingError
 from morelib.data.sampling import POOLED, batch_plan, pooled_plan
 from morelib.train.baselines import Famo, fixed_weights, simplex_grid, size_proportional
 from morelib.train.losses import batch_grads
@@ -96,6 +96,8 @@ class HeadModel:
     def load(cls, path: str | Path) -> HeadModel:
         """Read a head written by `save`."""
         state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        if state.get("kind", "linear") != "linear":
+            raise RunError(f"{path} holds an {state['kind']} RM, not a linear head (read it with mlp_head.load_head)")
         return cls(state["w"], state["b"], state["mean"], state["scale"], state["history"], state["meta"])
 
 
