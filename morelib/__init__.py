@@ -5,9 +5,9 @@ earlier ones, every import is at module top level, and there is no cycle (tests/
   core        errors, status, hardware, config, runs
   data        formats, sources, groups, splits, sampling, paper, datacard, pairs_files
   backbone    model, prompt_sharing, features
-  train       losses, solver, more, baselines, reward_head, finetune, reward_models
+  train       losses, solver, more, baselines, reward_head, mlp_head, finetune, reward_models
   evaluation  metrics, stats, temperature, diagnostics, length
-  study       pipeline, synthetic, scenarios, tables, length_tables, findings, plots
+  study       pipeline, synthetic, scenarios, capacity, tables, length_tables, findings, plots
   explore     engine, widgets
   align       rjs, judge, alignment
   cli         export, evaluate
