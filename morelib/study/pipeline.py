@@ -145,12 +145,12 @@ def _fit_one(cfg: Config, data: StudyData, key: RMKey, sources: list[str], folde
         )
         for s in sources
     }
-    calib = {s: data.features[s]["calib"] for s in sources}  # `tuned` chooses λ on it, the mlp tier its epoch
+    needs_calib = scheme == "tuned" or (cfg.head.kind == "mlp" and scheme != "raw")  # λ / the mlp tier's epoch
+    calib = {s: data.features[s]["calib"] for s in sources} if needs_calib else None
     sizes = {s: available_train(data, s) for s in sources} if scheme == "sizeprop" else None
     if cfg.head.kind == "mlp":
         head = mlp_head.train_mlp(by_source, scheme, cfg.train, cfg.head, seed, calib, more=cfg.more, sizes=sizes)
     else:
-        calib = calib if scheme == "tuned" else None
         head = reward_head.train_head(
             by_source, scheme, cfg.train, cfg.head, seed, calib=calib, more=cfg.more, sizes=sizes
         )
