@@ -38,7 +38,8 @@ from morelib.data.formats import Pair  # noqa: E402
 from morelib.data.sources import DropLog, load_preferences  # noqa: E402
 from morelib.evaluation import diagnostics, length, metrics
 from morelib.study import pipeline
-from morelib.train import blocks, more, reward_head, solver
+from morelib.train import blocks, reward_head
+from morelib.weighting import more, solver
 
 REPO = Path(__file__).resolve().parents[1]
 ROW = {"prompt": "\n\nHuman: hi\n\nAssistant:", "chosen": " hello", "rejected": " go away"}

@@ -9,10 +9,11 @@ import torch
 from morelib.backbone.features import PairFeatures
 from morelib.core.config import load_config
 from morelib.core.errors import ConfigError, RunError
-from morelib.study import pipeline, synthetic
+from morelib.study import pipeline
+from morelib.synthetic import synthetic
 from morelib.train import mlp_head, reward_head
-from morelib.train.losses import batch_grads
 from morelib.train.reward_models import HeadRM, RMKey
+from morelib.weighting.losses import batch_grads
 
 
 def _cfg(**head):

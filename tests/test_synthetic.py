@@ -1,4 +1,4 @@
-"""Tests of morelib.study.synthetic: shapes, drift geometry, Bradley–Terry labels, true ECE ≈ 0, r* recovered by a
+"""Tests of morelib.synthetic.synthetic: shapes, drift geometry, Bradley–Terry labels, true ECE ≈ 0, r* recovered by a
 logistic head."""
 
 from __future__ import annotations
@@ -14,8 +14,13 @@ import torch
 import torch.nn.functional as F
 
 from morelib.core.config import load_config
-from morelib.study import scenarios, synthetic
-from morelib.study.synthetic import latent_rewards, make_drift_benchmark, make_latent_benchmark, true_calibration_error
+from morelib.synthetic import scenarios, synthetic
+from morelib.synthetic.synthetic import (
+    latent_rewards,
+    make_drift_benchmark,
+    make_latent_benchmark,
+    true_calibration_error,
+)
 
 
 @pytest.fixture(autouse=True)

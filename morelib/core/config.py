@@ -32,7 +32,7 @@ DEFAULT_DATA_ROOT = PARAMS_DIR.parents[1] / "shared" / "data"  # ../shared/data 
 Scheme = Literal["raw", "single", "top", "multitask", "more", "fixed", "multitask-pooled", "sizeprop", "tuned", "famo"]
 Normalization = Literal[
     "l2", "loss", "loss+", "none"
-]  # MORE's gradient normalisation before eq. 9 (morelib.train.more)
+]  # MORE's gradient normalisation before eq. 9 (morelib.weighting.more)
 Tier = Literal["features", "finetune"]
 HeadKind = Literal[
     "linear", "mlp"
@@ -213,7 +213,8 @@ class SyntheticSpec:
 
 @dataclass(frozen=True)
 class ScenarioSpec:
-    """One synthetic scenario (morelib.study.scenarios): K sources, each with its own train size, label scale c_k, drift
+    """One synthetic scenario (morelib.synthetic.scenarios): K sources, each with its own train size, label scale c_k,
+    drift
     norm (× ‖r*‖) and share of the drift along r* (negative: opposes r*); a number applies to every source.
     `nonlinear` (a share in [0, 1]) switches to the latent benchmark (`synthetic.make_latent_benchmark`: every drift
     in quadratic features of a shared latent, r* with that share of its variance on quadratic features); `head` is the

@@ -32,7 +32,7 @@ from morelib.core.runs import Run
 from morelib.data import paper, sampling, splits
 from morelib.data.sources import Pair
 from morelib.evaluation import metrics, temperature
-from morelib.study import synthetic
+from morelib.synthetic import synthetic
 from morelib.train import finetune, mlp_head, reward_head
 from morelib.train.reward_models import FinetunedRM, HeadRM, RewardModel, RMKey
 

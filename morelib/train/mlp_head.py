@@ -35,9 +35,9 @@ from morelib.core.config import HeadConfig, MoreConfig, TrainConfig
 from morelib.core.errors import ConfigError, TrainingError
 from morelib.data.sampling import POOLED, batch_plan, pooled_plan
 from morelib.train import reward_head
-from morelib.train.baselines import Famo, fixed_weights, simplex_grid, size_proportional
-from morelib.train.losses import batch_grads
-from morelib.train.more import MoreWeighter
+from morelib.weighting.baselines import Famo, fixed_weights, simplex_grid, size_proportional
+from morelib.weighting.losses import batch_grads
+from morelib.weighting.more import MoreWeighter
 
 Layers = list[tuple[torch.Tensor, torch.Tensor]]  # (weight [out, in], bias [out]) of each trunk layer
 

@@ -1,6 +1,7 @@
 """The "when does MORE help?" sweep: named synthetic scenarios (params `synthetic_scenarios`) × seeds × schemes.
 
-Each scenario is the eq. 4 drift benchmark (`morelib.study.synthetic`) with per-source train sizes, label scales, drift
+Each scenario is the eq. 4 drift benchmark (`morelib.synthetic.synthetic`) with per-source train sizes, label scales,
+drift
 norms and drift directions, or the latent benchmark (`nonlinear` set: drifts in quadratic features of a shared latent).
 Every scheme fits the scenario's `head` (linear, or mlp: `morelib.train.mlp_head`) and is scored against the SHARED
 truth, not only against each source's drifted labels (which reward fitting the drift):
@@ -33,7 +34,7 @@ from scipy import stats as sps
 from morelib.core.config import Config, ScenarioSpec, ScenarioSweep, TrainConfig
 from morelib.evaluation import metrics, stats
 from morelib.evaluation.stats import mean_and_ci_over_seeds
-from morelib.study import synthetic
+from morelib.synthetic import synthetic
 from morelib.train import mlp_head, reward_head
 from morelib.train.mlp_head import MlpHead
 from morelib.train.reward_head import HeadModel
