@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the workbook's notebooks (01..06) in order through papermill into a fresh run folder outputs/<profile>-<stamp>-<git7>/.
+# Run the workbook's notebooks (01..07) in order through papermill into a fresh run folder outputs/<profile>-<stamp>-<git7>/.
 #
 #   ./run_all.sh [--profile NAME] [--only 02,03] [-p key value ...] [--resume RUN] [--dry-run]
 #

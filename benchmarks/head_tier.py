@@ -1,6 +1,6 @@
 """Feature-tier speed: reward-head training on 5 × 2,000 pairs and the two explorer refits (λ slider, dataset mix).
 
-Synthetic feature-level data (morelib.study.synthetic, eq. 4 drift model) at h = 576, SmolLM2-135M's width: the head
+Synthetic feature-level data (morelib.synthetic.synthetic, eq. 4 drift model) at h = 576, SmolLM2-135M's width: the head
 tier only ever sees pooled features, so real text adds nothing here. Training uses the default profile's schedule
 (`head.epochs`, `train.batch_per_source`); the λ refit is `Explorer.set_lambda` (scheme "fixed" with the explorer's own
 schedule, then metrics on every test source), as a slider move triggers it; the mix refit is `Explorer.set_mix` on every
@@ -21,7 +21,7 @@ from common import interleave, median, save, table
 from morelib.core.config import load_config
 from morelib.core.hardware import set_threads
 from morelib.explore.engine import Explorer
-from morelib.study.synthetic import make_drift_benchmark
+from morelib.synthetic.synthetic import make_drift_benchmark
 from morelib.train.reward_head import train_head
 
 GOALS = {"train more": 2.0, "train multitask": 2.0, "explorer refit": 1.0, "explorer mix refit": 1.0}

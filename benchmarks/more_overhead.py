@@ -27,7 +27,7 @@ from common import interleave, median, save, table
 from morelib.core.config import load_config
 from morelib.core.hardware import set_threads
 from morelib.data.sources import load_preferences
-from morelib.study.synthetic import make_drift_benchmark
+from morelib.synthetic.synthetic import make_drift_benchmark
 from morelib.train import finetune as ft
 from morelib.train.reward_head import train_head
 

@@ -24,7 +24,7 @@ from common import hh_pairs, interleave, median, save, table, token_pairs
 
 from morelib.backbone.model import collate, forward_pooled, load_reward_model
 from morelib.core.hardware import resolve_dtype, set_threads
-from morelib.train.losses import bt_loss
+from morelib.weighting.losses import bt_loss
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 SIZES = {"fp32": 2048, "bf16": 1024}  # square matmul sizes: ~0.2 s fp32 here; bf16 is emulated (no AVX512-BF16/AMX)

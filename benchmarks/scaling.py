@@ -35,7 +35,7 @@ def child(n: int, K: int) -> dict:
     import torch
 
     from morelib.core.config import load_config
-    from morelib.study.synthetic import make_drift_benchmark
+    from morelib.synthetic.synthetic import make_drift_benchmark
     from morelib.train.reward_head import train_head
 
     bench = make_drift_benchmark(K, 576, n, drift=0.5, seed=0, n_calib=10, n_test=10)

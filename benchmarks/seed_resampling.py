@@ -1,6 +1,6 @@
 """Which per-seed resample makes the spread over seeds estimate the training-data variance? (issue 24, item 1)
 
-Synthetic eq. 4 drift benchmark (morelib.study.synthetic) with the truth known: one population (r*, drifts), R
+Synthetic eq. 4 drift benchmark (morelib.synthetic.synthetic) with the truth known: one population (r*, drifts), R
 independent training sets of `--pairs` pairs per source drawn from it, and one large fixed test set. The TRUE
 training-data variance of a metric is its variance over heads fitted on the R independent sets. Each method of
 `sampling.seed_indices` (bootstrap, halves, subsample at 0.8) is then applied to B of those sets with S seeds each; its
@@ -25,7 +25,7 @@ from morelib.core.config import load_config
 from morelib.core.hardware import set_threads
 from morelib.data.sampling import seed_indices
 from morelib.evaluation import metrics
-from morelib.study.synthetic import make_drift_benchmark
+from morelib.synthetic.synthetic import make_drift_benchmark
 from morelib.train.reward_head import train_head
 
 METHODS = {"bootstrap": 1.0, "halves": 1.0, "subsample": 0.8}

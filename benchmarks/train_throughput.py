@@ -34,7 +34,7 @@ from common import hh_pairs, median, save, table, timed_cpu
 from morelib.backbone.features import backbone, extract
 from morelib.core.config import load_config
 from morelib.core.hardware import bf16_instructions, set_threads
-from morelib.study.synthetic import make_drift_benchmark
+from morelib.synthetic.synthetic import make_drift_benchmark
 from morelib.train import finetune as ft
 from morelib.train.reward_head import train_head
 

@@ -5,9 +5,11 @@ earlier ones, every import is at module top level, and there is no cycle (tests/
   core        errors, status, facts, hardware, config, runs
   data        formats, sources, groups, splits, sampling, paper, datacard, pairs_files
   backbone    model, prompt_sharing, features, hidden_states
-  train       losses, solver, more, baselines, reward_head, updates, finetune, blocks, reward_models
+  weighting   losses, solver, more, baselines
+  train       reward_head, mlp_head, blocks, updates, finetune, reward_models
   evaluation  metrics, stats, temperature, diagnostics, length
-  study       pipeline, synthetic, scenarios, tables, length_tables, findings, gpu_plan, plots
+  synthetic   synthetic, scenarios
+  study       pipeline, capacity, tables, length_tables, findings, gpu_plan, plots
   explore     engine, widgets
   align       rjs, judge, alignment
   cli         export, evaluate, run_notebook
@@ -16,4 +18,16 @@ Entry points: `python -m morelib.export`, `python -m morelib.evaluate`, `acceler
 
 __version__ = "0.1.0"
 
-STAGES: tuple[str, ...] = ("core", "data", "backbone", "train", "evaluation", "study", "explore", "align", "cli")
+STAGES: tuple[str, ...] = (
+    "core",
+    "data",
+    "backbone",
+    "weighting",
+    "train",
+    "evaluation",
+    "synthetic",
+    "study",
+    "explore",
+    "align",
+    "cli",
+)

@@ -30,7 +30,7 @@ print(f"run folder: {run.root}  (profile {cfg.profile}, seeds {list(cfg.seeds)})
 
 # %%
 from morelib.core import status
-from morelib.study import scenarios
+from morelib.synthetic import scenarios
 
 described = scenarios.describe(cfg)
 run.save_table("scenarios", described)
@@ -69,4 +69,4 @@ display(Markdown(finding))
 run.finish()
 
 # %% [markdown]
-# Back to [01 · diversity](01_diversity.ipynb).
+# Next: [07 · the capacity curve](07_capacity.ipynb).

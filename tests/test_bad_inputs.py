@@ -51,8 +51,9 @@ from morelib.data.formats import Pair  # noqa: E402
 from morelib.data.sources import DropLog, load_preferences  # noqa: E402
 from morelib.evaluation import diagnostics, length, metrics
 from morelib.study import pipeline
-from morelib.train import blocks, more, reward_head, solver
+from morelib.train import blocks, reward_head
 from morelib.train.reward_models import RMKey
+from morelib.weighting import more, solver
 
 REPO = Path(__file__).resolve().parents[1]
 ROW = {"prompt": "\n\nHuman: hi\n\nAssistant:", "chosen": " hello", "rejected": " go away"}
@@ -244,6 +245,10 @@ def _wrong_type_list(tmp: Path) -> None:
 
 def _zero_batch(tmp: Path) -> None:
     config.load_config("tiny", {"train.batch_per_source": 0})
+
+
+def _zero_mlp_width(tmp: Path) -> None:
+    config.load_config("tiny", {"head.kind": "mlp", "head.width": 0})
 
 
 def _negative_max_length(tmp: Path) -> None:
@@ -1005,6 +1010,14 @@ CASES = [
         ConfigError,
         r"'train.batch_per_source' must be positive, got 0",
         _zero_batch,
+    ),
+    Case(
+        "zero-mlp-width",
+        "config",
+        "`head.width: 0` (mlp tier)",
+        ConfigError,
+        r"'head.width' must be a positive number of hidden units, got 0",
+        _zero_mlp_width,
     ),
     Case(
         "negative-max-length",

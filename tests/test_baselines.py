@@ -1,4 +1,4 @@
-"""Tests of morelib.train.baselines and the head schemes built on it: size-proportional λ, the simplex grid, FAMO
+"""Tests of morelib.weighting.baselines and the head schemes built on it: size-proportional λ, the simplex grid, FAMO
 against its paper's Algorithm 1 written out independently, and `tuned` picking the grid point with the best calibration
 loss."""
 
@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from morelib.backbone.features import PairFeatures
 from morelib.core.config import load_config
 from morelib.core.errors import ConfigError
-from morelib.study.synthetic import bt_pairs
-from morelib.train import baselines
+from morelib.synthetic.synthetic import bt_pairs
 from morelib.train import reward_head as T
+from morelib.weighting import baselines
 
 
 @pytest.fixture(scope="module")

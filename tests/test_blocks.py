@@ -24,10 +24,10 @@ from morelib.core.config import load_config  # noqa: E402
 from morelib.core.errors import ConfigError, DataError  # noqa: E402
 from morelib.data.sampling import batch_plan  # noqa: E402
 from morelib.data.sources import Pair  # noqa: E402
-from morelib.train import blocks  # noqa: E402
-from morelib.train import finetune as ft  # noqa: E402
-from morelib.train.more import MoreWeighter  # noqa: E402
+from morelib.train import blocks
+from morelib.train import finetune as ft
 from morelib.train.updates import BatchSplit  # noqa: E402
+from morelib.weighting.more import MoreWeighter  # noqa: E402
 
 OVERRIDES = {"blocks.cache_dtype": "fp32", "blocks.epochs": 2, "blocks.lr": 1e-3, "blocks.head_lr": 1e-2}
 TEXTS = [

@@ -48,7 +48,7 @@ playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright 
 CELLS = [
     """from morelib.explore import engine, widgets
 from morelib.core.config import load_config
-from morelib.study.synthetic import make_drift_benchmark""",
+from morelib.synthetic.synthetic import make_drift_benchmark""",
     """cfg = load_config("tiny", {"explore.train_pairs_per_source": 400, "explore.head_epochs": 4,
                            "explore.batch_per_source": 50, "explore.debounce_ms": 150})
 bench = make_drift_benchmark(3, 32, 400, 1.0, seed=0, n_calib=10, n_test=300, names=["helpful", "harmless", "oasst1"])

@@ -214,7 +214,8 @@ def test_one_literal_per_enumeration_and_named_subsets():
     from morelib.align import alignment  # noqa: F401  (the users import them)
     from morelib.explore import engine
     from morelib.study import pipeline
-    from morelib.train import finetune, more, reward_head
+    from morelib.train import finetune, reward_head
+    from morelib.weighting import more
 
     assert reward_head.HEAD_SCHEMES is config.HEAD_SCHEMES and more.NORMALIZATIONS is config.NORMALIZATIONS
     assert engine.MIX_SCHEMES is config.MIX_SCHEMES and finetune.FINETUNE_SCHEMES is config.FINETUNE_SCHEMES

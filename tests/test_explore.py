@@ -16,7 +16,7 @@ from morelib.core.config import load_config
 from morelib.core.errors import ConfigError, RunError
 from morelib.evaluation import metrics
 from morelib.explore import engine, widgets
-from morelib.study.synthetic import make_drift_benchmark
+from morelib.synthetic.synthetic import make_drift_benchmark
 from morelib.train import reward_head
 
 NAMES = ("a", "b", "c")

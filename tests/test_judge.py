@@ -18,7 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from morelib.align import judge, rjs  # noqa: E402
 from morelib.core.errors import ModelError  # noqa: E402
-from morelib.study import findings  # noqa: E402
+from morelib.study import findings
 
 PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper" / "paper.txt"
 

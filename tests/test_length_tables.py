@@ -13,8 +13,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from morelib.core.config import load_config  # noqa: E402
 from morelib.core.errors import RunError  # noqa: E402
 from morelib.evaluation import length  # noqa: E402
-from morelib.study import length_tables as L  # noqa: E402
-from morelib.study import pipeline  # noqa: E402
+from morelib.study import length_tables as L
+from morelib.study import pipeline
 from morelib.train.reward_models import RMKey  # noqa: E402
 
 

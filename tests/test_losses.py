@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from morelib.train import losses
+from morelib.weighting import losses
 
 
 def test_bt_loss_hand_values():

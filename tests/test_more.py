@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from morelib.core.errors import ConfigError, TrainingError
-from morelib.train import losses, more, solver
+from morelib.weighting import losses, more, solver
 
 
 def rand(*shape, seed=0):

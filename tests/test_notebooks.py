@@ -1,5 +1,5 @@
-"""Notebooks 01–04 and 06 run top to bottom under papermill on the tiny profile into one temporary run folder, write
-their metrics/tables/figures and reuse earlier RMs (05 runs in tests/test_notebook05.py); all six (01–06) stay thin
+"""Notebooks 01–04, 06 and 07 run top to bottom under papermill on the tiny profile into one temporary run folder, write
+their metrics/tables/figures and reuse earlier RMs (05 runs in tests/test_notebook05.py); all seven (01–07) stay thin
 (stored without outputs, parameters cell first, no def/class/loops) and each .ipynb is in sync with its jupytext
 percent-format .py twin, also after a save through JupyterLab's contents manager."""
 
@@ -16,7 +16,14 @@ import pytest
 papermill = pytest.importorskip("papermill")
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-NOTEBOOKS = ["01_diversity", "02_more_training", "03_hh_analysis", "04_k_ablation", "06_when_more_helps"]
+NOTEBOOKS = [
+    "01_diversity",
+    "02_more_training",
+    "03_hh_analysis",
+    "04_k_ablation",
+    "06_when_more_helps",
+    "07_capacity",
+]
 SYNTHETIC_ONLY = "06_when_more_helps"  # reads no real data
 ALL_NOTEBOOKS = sorted([*NOTEBOOKS, "05_alignment"])  # every notebook the builder writes
 
@@ -142,6 +149,26 @@ def test_baselines_k2_degeneracy_and_when_more_helps(run_dir):
         diffs["scheme"]
     )
     assert "MORE − MultiTask over" in m6["finding"]
+
+
+def test_capacity_curve_names_both_tiers_and_batch_sizes(run_dir):
+    run, _ = run_dir
+    m7 = _metrics(run, "07_capacity")
+    pooled = pd.DataFrame(m7["pooled"])
+    assert set(pooled["tier"]) == {"linear", "mlp"} and set(pooled["B"]) == {4, 8}
+    assert set(pooled["scheme"]) == {"more", "tuned"} and set(pooled["metric"]) == {"ece_10", "accuracy"}
+    assert ((pooled["lo"] <= pooled["diff"] + 1e-12) & (pooled["diff"] <= pooled["hi"] + 1e-12)).all()
+    params = pooled.groupby("tier")["params"].first()
+    assert params["mlp"] > params["linear"] > 0 and (pooled["mde"] >= 0).all() and (pooled["mde"] > 0).any()
+    assert pooled.loc[pooled["metric"] == "ece_10", "floor"].between(0, 1).all()
+    per_source = pd.DataFrame(m7["per_source"])
+    assert (per_source["p_holm"] >= per_source["p_value"] - 1e-12).all() and per_source["test_source"].nunique() == 4
+    tilt = pd.DataFrame(m7["lambda_tilt"])
+    assert set(tilt["tier"]) == {"linear", "mlp"} and tilt["same_sign"].isin([-1, 0, 1]).all()
+    lambdas = pd.DataFrame(m7["lambdas"])
+    assert np.allclose(lambdas.groupby(["tier", "B", "seed"])["lambda_mean"].sum(), 1.0)
+    assert m7["finding"].startswith(("MORE's calibration advantage appears", "At no rung measured here"))
+    assert (run / "07_capacity" / "figures" / "capacity_curve.html").exists()
 
 
 def test_later_notebooks_reuse_earlier_heads(run_dir):

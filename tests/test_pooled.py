@@ -9,7 +9,7 @@ import torch
 from morelib.core.config import load_config
 from morelib.data import sampling
 from morelib.data.sources import Pair
-from morelib.study import synthetic
+from morelib.synthetic import synthetic
 from morelib.train import finetune as ft
 from morelib.train import reward_head
 

@@ -18,10 +18,10 @@ from morelib.core.config import load_config
 from morelib.core.errors import ConfigError, DataError, TrainingError
 from morelib.data import splits
 from morelib.study import pipeline
-from morelib.study.synthetic import make_drift_benchmark
+from morelib.synthetic.synthetic import make_drift_benchmark
 from morelib.train import reward_head as T
-from morelib.train.losses import batch_grads, bt_loss, head_grad
 from morelib.train.reward_models import RMKey
+from morelib.weighting.losses import batch_grads, bt_loss, head_grad
 
 REAL_DATA = Path(os.environ.get("MORE_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 

@@ -15,8 +15,9 @@ from scipy import stats as sps
 from morelib.core.config import load_config
 from morelib.core.errors import ConfigError
 from morelib.evaluation import stats
-from morelib.study import findings, plots, scenarios
-from morelib.study.synthetic import make_drift_benchmark
+from morelib.study import findings, plots
+from morelib.synthetic import scenarios
+from morelib.synthetic.synthetic import make_drift_benchmark
 from morelib.train import reward_head
 
 

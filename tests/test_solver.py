@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from morelib.train import solver
+from morelib.weighting import solver
 
 
 def objective(lam, g):

@@ -32,8 +32,12 @@ DEFAULT_DATA_ROOT = PARAMS_DIR.parents[1] / "shared" / "data"  # ../shared/data 
 Scheme = Literal["raw", "single", "top", "multitask", "more", "fixed", "multitask-pooled", "sizeprop", "tuned", "famo"]
 Normalization = Literal[
     "l2", "loss", "loss+", "none"
-]  # MORE's gradient normalisation before eq. 9 (morelib.train.more)
+]  # MORE's gradient normalisation before eq. 9 (morelib.weighting.more)
 Tier = Literal["features", "finetune"]
+HeadKind = Literal[
+    "linear", "mlp"
+]  # feature tier: the reward head alone | a shared MLP trunk + head (morelib.train.mlp_head)
+CapacityTier = Literal["linear", "mlp", "blocks"]  # rungs of the capacity curve (morelib.study.capacity)
 SeedResample = Literal["bootstrap", "halves", "subsample"]  # how each seed draws its training pairs (sampling.py)
 Dtype = Literal["auto", "bf16", "fp32", "fp16"]
 StoreDtype = Literal["fp16", "bf16", "fp32"]  # on-disk dtype of cached hidden states (morelib.backbone.hidden_states)
@@ -60,6 +64,8 @@ SCHEMES: tuple[str, ...] = typing.get_args(Scheme)
 NORMALIZATIONS: tuple[str, ...] = typing.get_args(Normalization)
 POOLINGS: tuple[str, ...] = typing.get_args(Pooling)
 JUDGE_KINDS: tuple[str, ...] = typing.get_args(JudgeKind)
+HEAD_KINDS: tuple[str, ...] = typing.get_args(HeadKind)
+CAPACITY_TIERS: tuple[str, ...] = typing.get_args(CapacityTier)
 RJS_BACKENDS: tuple[str, ...] = typing.get_args(RJSBackend)
 PAPER_MODELS: tuple[str, ...] = typing.get_args(PaperModel)
 LOADERS: tuple[str, ...] = typing.get_args(Loader)
@@ -69,6 +75,7 @@ TRAINED_SCHEMES = tuple(s for s in HEAD_SCHEMES if s != "fixed")  # study.fit tr
 FINETUNE_SCHEMES = ("single", "multitask", "more", "fixed", "multitask-pooled")  # morelib.train.finetune
 BLOCKS_SCHEMES = ("single", "multitask", "more", "fixed", "sizeprop", "tuned")  # morelib.train.blocks
 SWEEP_SCHEMES = ("multitask", "more", "sizeprop", "tuned", "famo")  # notebook 06's scenario sweep
+CAPACITY_SCHEMES = ("multitask", "more", "tuned")  # notebook 07's capacity curve (multitask and more required)
 MIX_SCHEMES = ("multitask", "more")  # the pair the explorer's mix view and the alignment summary compare
 
 
@@ -218,8 +225,12 @@ class SyntheticSpec:
 
 @dataclass(frozen=True)
 class ScenarioSpec:
-    """One synthetic scenario (morelib.study.scenarios): K sources, each with its own train size, label scale c_k, drift
+    """One synthetic scenario (morelib.synthetic.scenarios): K sources, each with its own train size, label scale c_k,
+    drift
     norm (× ‖r*‖) and share of the drift along r* (negative: opposes r*); a number applies to every source.
+    `nonlinear` (a share in [0, 1]) switches to the latent benchmark (`synthetic.make_latent_benchmark`: every drift
+    in quadratic features of a shared latent, r* with that share of its variance on quadratic features); `head` is the
+    reward model every scheme fits (linear | mlp, the `head` section's trunk).
 
     An item of the `synthetic_scenarios.scenarios` list: the item defaults (the symmetric scenario) live here."""
 
@@ -230,6 +241,8 @@ class ScenarioSpec:
     source_scale: float | tuple[float, ...] = 1.0
     drift: float | tuple[float, ...] = 0.5
     drift_along: float | tuple[float, ...] = 0.0
+    nonlinear: float | None = None
+    head: HeadKind = "linear"
 
 
 @dataclass(frozen=True)
@@ -297,12 +310,20 @@ class TrainConfig:
 @dataclass(frozen=True)
 @_defaults_from("head")
 class HeadConfig:
-    """The feature tier: a reward head trained on frozen backbone features (morelib.train.reward_head)."""
+    """The feature tier: a reward model trained on frozen backbone features — the linear head alone
+    (morelib.train.reward_head: lr, epochs, weight_decay) or a shared MLP trunk (depth × [Linear(width) + GELU]) before
+    it (morelib.train.mlp_head: mlp_lr, mlp_epochs, mlp_weight_decay; the epoch is chosen on calibration NLL)."""
 
+    kind: HeadKind
     lr: float
     epochs: int
     weight_decay: float
     share_prompt: bool
+    width: int
+    depth: int
+    mlp_lr: float
+    mlp_epochs: int
+    mlp_weight_decay: float
 
 
 @dataclass(frozen=True)
@@ -336,6 +357,20 @@ class BlocksConfig:
     epochs: int
     batch_size: int
     cache_dtype: StoreDtype
+    tuned_max_points: int
+
+
+@dataclass(frozen=True)
+@_defaults_from("capacity")
+class CapacityConfig:
+    """The capacity curve (notebook 07): MultiTask, MORE and tuned per tier and batch per source."""
+
+    tiers: tuple[CapacityTier, ...]
+    batch_per_source: tuple[int, ...]
+    blocks_batch_per_source: tuple[int, ...] | None
+    max_seeds: int | None
+    schemes: tuple[Scheme, ...]
+    tuned_step: float
     tuned_max_points: int
 
 
@@ -427,6 +462,7 @@ class Config:
     head: HeadConfig
     finetune: FinetuneConfig
     blocks: BlocksConfig
+    capacity: CapacityConfig
     more: MoreConfig
     rjs: RJSConfig
     judge: JudgeConfig
@@ -602,6 +638,32 @@ def validate(cfg: Config) -> None:
         _check(getattr(cfg.explore, key) > 0, f"'explore.{key}' must be positive, got {getattr(cfg.explore, key)}")
     _check(cfg.explore.debounce_ms >= 0, f"'explore.debounce_ms' must be ≥ 0, got {cfg.explore.debounce_ms}")
     _validate_sweep(cfg.synthetic_scenarios)
+    _validate_capacity(cfg.capacity)
+
+
+def _validate_capacity(c: CapacityConfig) -> None:
+    """Range checks of the capacity section: tiers and batch sizes listed once each, schemes with multitask and more."""
+    _check(
+        len(c.tiers) > 0 and len(set(c.tiers)) == len(c.tiers),
+        f"'capacity.tiers' must list distinct tiers, got {list(c.tiers)}",
+    )
+    for key in ("batch_per_source", "blocks_batch_per_source"):
+        sizes = getattr(c, key)
+        _check(
+            (sizes is None and key.startswith("blocks"))
+            or (sizes and all(b > 0 for b in sizes) and len(set(sizes)) == len(sizes)),
+            f"'capacity.{key}' must list distinct positive batch sizes, got {sizes}",
+        )
+    _check(
+        c.max_seeds is None or c.max_seeds > 0,
+        f"'capacity.max_seeds' must be positive (or null: all of 'seeds'), got {c.max_seeds}",
+    )
+    _check_subset(c.schemes, CAPACITY_SCHEMES, "capacity.schemes")
+    _check(
+        {"multitask", "more"} <= set(c.schemes),
+        f"'capacity.schemes' must include multitask and more, got {list(c.schemes)}",
+    )
+    _check_grid(c.tuned_step, c.tuned_max_points, "capacity")
 
 
 def _check_loader(loader: str, where: str) -> None:
@@ -651,10 +713,15 @@ def _validate_train(t: TrainConfig) -> None:
 
 
 def _validate_head(h: HeadConfig) -> None:
-    """Range checks of the feature tier's head schedule."""
+    """Range checks of the feature tier's head schedule and trunk (at least one layer of at least one unit)."""
     _check(h.lr > 0, f"'head.lr' must be positive, got {h.lr}")
     _check(h.epochs > 0, f"'head.epochs' must be positive, got {h.epochs}")
     _check(h.weight_decay >= 0, f"'head.weight_decay' must be ≥ 0, got {h.weight_decay}")
+    _check(h.width > 0, f"'head.width' must be a positive number of hidden units, got {h.width}")
+    _check(h.depth >= 1, f"'head.depth' must be ≥ 1 hidden layer, got {h.depth} (for no trunk use head.kind linear)")
+    _check(h.mlp_lr > 0, f"'head.mlp_lr' must be positive, got {h.mlp_lr}")
+    _check(h.mlp_epochs > 0, f"'head.mlp_epochs' must be positive, got {h.mlp_epochs}")
+    _check(h.mlp_weight_decay >= 0, f"'head.mlp_weight_decay' must be ≥ 0, got {h.mlp_weight_decay}")
 
 
 def _validate_finetune(f: FinetuneConfig) -> None:
@@ -776,6 +843,15 @@ def _validate_sweep(sweep: ScenarioSweep) -> None:
     for i, sc in enumerate(sweep.scenarios):
         where = f"synthetic_scenarios.scenarios[{i}] ({sc.name})"
         _check(sc.K >= 2, f"'{where}.K' must be ≥ 2, got {sc.K}")
+        _check(
+            sc.nonlinear is None
+            or (
+                0 <= sc.nonlinear <= 1
+                and not any(sc.drift_along if isinstance(sc.drift_along, tuple) else (sc.drift_along,))
+            ),
+            f"'{where}.nonlinear' must be a share in [0, 1] (or null: the linear eq. 4 benchmark), and a latent "
+            f"scenario's drifts have no direction along r* (drift_along 0), got {sc.nonlinear}, {sc.drift_along}",
+        )
         for key, (lo, hi) in _SCENARIO_BOUNDS.items():
             value = getattr(sc, key)
             values = value if isinstance(value, tuple) else (value,) * sc.K

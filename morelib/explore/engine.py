@@ -40,8 +40,8 @@ from morelib.core.runs import atomic_write
 from morelib.evaluation import metrics
 from morelib.study import pipeline
 from morelib.train import reward_head
-from morelib.train.baselines import simplex_weights
 from morelib.train.reward_models import RewardModel, RMKey
+from morelib.weighting.baselines import simplex_weights
 
 SAVED_CSV = "explore_saved.csv"
 

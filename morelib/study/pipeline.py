@@ -35,8 +35,8 @@ from morelib.core.runs import Run
 from morelib.data import paper, sampling, splits
 from morelib.data.sources import Pair
 from morelib.evaluation import metrics, temperature
-from morelib.study import synthetic
-from morelib.train import finetune, reward_head
+from morelib.synthetic import synthetic
+from morelib.train import finetune, mlp_head, reward_head
 from morelib.train.reward_models import FinetunedRM, HeadRM, RewardModel, RMKey
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ def _fit_one(cfg: Config, data: StudyData, key: RMKey, sources: list[str], folde
     scheme, seed = key.scheme, key.seed
     path = head_file(folder, key).with_suffix(".pt") if folder is not None else None
     if path is not None and path.exists():
-        return HeadRM(reward_head.HeadModel.load(path))
+        return HeadRM(mlp_head.load_head(path))
     by_source = {
         s: data.features[s]["train"].subset(
             sampling.seed_indices(
@@ -149,9 +149,15 @@ def _fit_one(cfg: Config, data: StudyData, key: RMKey, sources: list[str], folde
         )
         for s in sources
     }
-    calib = {s: data.features[s]["calib"] for s in sources} if scheme == "tuned" else None  # λ chosen on calib
+    needs_calib = scheme == "tuned" or (cfg.head.kind == "mlp" and scheme != "raw")  # λ / the mlp tier's epoch
+    calib = {s: data.features[s]["calib"] for s in sources} if needs_calib else None
     sizes = {s: available_train(data, s) for s in sources} if scheme == "sizeprop" else None
-    head = reward_head.train_head(by_source, scheme, cfg.train, cfg.head, seed, calib=calib, more=cfg.more, sizes=sizes)
+    if cfg.head.kind == "mlp":
+        head = mlp_head.train_mlp(by_source, scheme, cfg.train, cfg.head, seed, calib, more=cfg.more, sizes=sizes)
+    else:
+        head = reward_head.train_head(
+            by_source, scheme, cfg.train, cfg.head, seed, calib=calib, more=cfg.more, sizes=sizes
+        )
     if path is not None:
         head.save(path)
     return HeadRM(head)
@@ -296,7 +302,7 @@ def load_heads(run: Run, schemes: Sequence[str] | None = None) -> dict[RMKey, Re
         key = RMKey.parse(unquote(path.name[:-3] if path.suffix == ".pt" else path.name))
         if schemes is None or key.scheme in schemes:
             heads[key] = (
-                HeadRM(reward_head.HeadModel.load(path))
+                HeadRM(mlp_head.load_head(path))
                 if path.suffix == ".pt"
                 else _finetune_one(run.cfg, StudyData(), key, [], folder)
             )

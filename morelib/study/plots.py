@@ -381,3 +381,38 @@ def when_more_helps(
         fig.add_hline(y=0, line_dash="dash", line_color="grey", row=1, col=col)
     fig.update_layout(title=title, template=TEMPLATE, scattermode="group", height=480)
     return fig
+
+
+def capacity_curve(
+    pooled: pd.DataFrame,
+    metric: str = "ece_10",
+    title: str = "MORE − MultiTask against trainable capacity (pooled over test sources, 95% CI)",
+) -> go.Figure:
+    """Trainable parameters (log x) against scheme − MultiTask `metric` with CI bars, one trace per scheme and batch
+    per source (rows of `capacity.pooled_table`: tier, B, params, scheme, metric, diff, lo, hi); a dashed zero line."""
+    part = pooled[pooled["metric"] == metric]
+    if part.empty:
+        raise MoreError(f"capacity_curve needs rows of metric '{metric}', got {sorted(set(pooled['metric']))}")
+    fig = go.Figure()
+    for k, ((scheme, B), g) in enumerate(part.groupby(["scheme", "B"], sort=False)):
+        err = {"type": "data", "symmetric": False, "array": g["hi"] - g["diff"], "arrayminus": g["diff"] - g["lo"]}
+        fig.add_trace(
+            go.Scatter(
+                x=g["params"],
+                y=g["diff"],
+                text=g["tier"],
+                mode="markers+lines+text",
+                textposition="top center",
+                name=f"{scheme}, B = {B}",
+                error_y=err,
+                marker={"color": px_colors.qualitative.Plotly[k % 10], "size": 11 if scheme == "more" else 7},
+            )
+        )
+    fig.add_hline(y=0, line_dash="dash", line_color="grey")
+    fig.update_layout(
+        title=title,
+        xaxis={"type": "log", "title": "trainable parameters"},
+        yaxis_title=f"{metric}: scheme − MultiTask",
+        template=TEMPLATE,
+    )
+    return fig

@@ -1,6 +1,5 @@
-"""Training reward models (paper §4, eqs. 2, 7–9): losses (Bradley–Terry loss and its head gradient), solver (min-norm λ
-on the simplex), more (MORE's momentum → normalise → min-norm weighting), baselines (simplex λ check,
-size-proportional, tuned grid, FAMO), reward_head (the feature tier: a head on cached features), finetune (the full
-fine-tuning tier on transformers' Trainer), blocks (the blocks tier: the top k blocks, final norm and score layer on
-cached hidden states) and reward_models (an RM's key and the one scoring protocol).
+"""Training reward models, one module per compute tier: reward_head (a linear head on cached features), mlp_head (a
+shared trunk + head on cached features), blocks (the top k transformer blocks, final norm and score layer on cached
+hidden states), finetune (full fine-tuning on transformers' Trainer; updates splits its batch per update over
+processes) and reward_models (an RM's key and the one scoring protocol every tier meets).
 """

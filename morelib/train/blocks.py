@@ -44,9 +44,9 @@ from morelib.core.config import BLOCKS_SCHEMES, Config
 from morelib.core.errors import ConfigError, DataError, ModelError, RunError, TrainingError
 from morelib.data.sampling import batch_plan
 from morelib.data.sources import Pair
-from morelib.train.baselines import fixed_weights, simplex_grid, size_proportional
-from morelib.train.losses import source_head_grads
-from morelib.train.more import MoreWeighter
+from morelib.weighting.baselines import fixed_weights, simplex_grid, size_proportional
+from morelib.weighting.losses import source_head_grads
+from morelib.weighting.more import MoreWeighter
 
 SCORE_INIT_STD = 0.02  # transformers' initializer_range: the score layer a HF sequence classifier starts from
 SCORE_BATCH = 32  # texts per forward when scoring (no backward: larger batches than training are cheap)

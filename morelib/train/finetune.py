@@ -11,7 +11,8 @@ one epoch, and the Trainer's own resume skips exactly the consumed micro-batches
 truncated on the left) go through ONE forward pass as [chosen; rejected], or with prompt sharing as one packed row per
 pair (`morelib.backbone.prompt_sharing`: same rewards and gradients, the prompt read once). A forward pre-hook on the
 score layer captures its input z[2N, h] at the last real token; the per-source BT losses L_i and closed-form head
-gradients ∂L_i/∂w (`morelib.train.losses.source_head_grads` on z_w − z_l) feed `MoreWeighter`, and the loss is Σ λ_i L_i
+gradients ∂L_i/∂w (`morelib.weighting.losses.source_head_grads` on z_w − z_l) feed `MoreWeighter`, and the loss is Σ λ_i
+L_i
 (paper eq. 9; `multitask` λ = 1/K, `fixed` the given λ, `single` one source; `multitask-pooled`, the paper's MultiTask,
 trains on random pooled batches of K·B pairs with the plain batch-mean loss and logs each source's share of the batch as
 λ).
@@ -58,9 +59,6 @@ from morelib.core.errors import ConfigError, TrainingError
 from morelib.data.sampling import POOLED, plan_for, plan_steps
 from morelib.data.sources import Pair
 from morelib.data.splits import load_source_splits
-from morelib.train.baselines import fixed_weights
-from morelib.train.losses import source_head_grads
-from morelib.train.more import MoreWeighter, more_loss
 from morelib.train.updates import (
     BatchSplit,
     checkpoint_interval,
@@ -69,6 +67,9 @@ from morelib.train.updates import (
     micro_slice,
     split_batch,
 )
+from morelib.weighting.baselines import fixed_weights
+from morelib.weighting.losses import source_head_grads
+from morelib.weighting.more import MoreWeighter, more_loss
 
 log = logging.getLogger(__name__)
 STATE_FILE = "more_state.pt"

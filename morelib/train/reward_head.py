@@ -9,7 +9,8 @@ standardised features, a reward-difference scale that depends on neither h nor N
 head is linear: no autograd; the L2 term coupled into the gradient as torch.optim.Adam's weight_decay).
 The schemes differ only in λ: `multitask` 1/K; `fixed` the given weights normalised to sum 1; `single` [1]; `more` from
 `MoreWeighter` on the per-source head gradients (paper §4); the baselines `sizeprop`, `tuned`, `famo`
-(`morelib.train.baselines`). `multitask-pooled` is the paper's and reference code's MultiTask: random pooled batches of
+(`morelib.weighting.baselines`). `multitask-pooled` is the paper's and reference code's MultiTask: random pooled batches
+of
 K·B pairs, plain batch-mean loss, one history column. `raw` is the untrained, seeded head an HF sequence classifier
 starts from (score weights N(0, 0.02), no standardisation).
 After Adam every trained head gets a full-batch float64 L-BFGS `polish` to the exact optimum at fixed λ: the scheme's λ,
@@ -17,8 +18,9 @@ for MORE and FAMO the mean of their per-step λ over the last epoch (`history["l
 (also in `meta`) is the final full-batch gradient norm. How wd and the schedule were chosen, and Adam's measured gap to
 the optimum: README.md, "Compute tiers".
 Checked in tests/test_reward_head.py: gradients vs autograd, Adam vs torch.optim.Adam, MORE with K = 1 = single,
-fixed uniform λ = multitask, seeds, accuracy on the synthetic drift benchmark (morelib.study.synthetic), and a single head on real
-SmolLM2 features within 0.005 nats of test log-loss of an independent scipy L-BFGS optimum.
+fixed uniform λ = multitask, seeds, accuracy on the synthetic drift benchmark (morelib.synthetic.synthetic), and a
+single
+head on real SmolLM2 features within 0.005 nats of test log-loss of an independent scipy L-BFGS optimum.
 # NOTE(paper): the paper fine-tunes the whole model (see morelib.train.finetune); this tier trains the head only.
 """
 
@@ -36,11 +38,11 @@ import torch.nn.functional as F
 
 from morelib.backbone.features import PairFeatures
 from morelib.core.config import HEAD_SCHEMES, HeadConfig, MoreConfig, TrainConfig
-from morelib.core.errors import ConfigError, DataError, TrainingError
+from morelib.core.errors import ConfigError, DataError, RunError, TrainingError
 from morelib.data.sampling import POOLED, batch_plan, pooled_plan
-from morelib.train.baselines import Famo, fixed_weights, simplex_grid, size_proportional
-from morelib.train.losses import batch_grads
-from morelib.train.more import MoreWeighter
+from morelib.weighting.baselines import Famo, fixed_weights, simplex_grid, size_proportional
+from morelib.weighting.losses import batch_grads
+from morelib.weighting.more import MoreWeighter
 
 RAW_INIT_STD = 0.02  # transformers' default initializer_range for the score layer
 HEAD_THREADS = 1  # K·B×h matmuls are tiny: one thread beats two busy ones (benchmarks/README.md, levers table)
@@ -96,6 +98,8 @@ class HeadModel:
     def load(cls, path: str | Path) -> HeadModel:
         """Read a head written by `save`."""
         state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        if state.get("kind", "linear") != "linear":
+            raise RunError(f"{path} holds an {state['kind']} RM, not a linear head (read it with mlp_head.load_head)")
         return cls(state["w"], state["b"], state["mean"], state["scale"], state["history"], state["meta"])
 
 

@@ -25,6 +25,7 @@ from morelib.backbone import model as model_lib
 from morelib.backbone.features import PairFeatures
 from morelib.core.errors import RunError
 from morelib.data.sources import Pair
+from morelib.train.mlp_head import MlpHead
 from morelib.train.reward_head import HeadModel
 
 KEY_PATTERN = re.compile(r"(?P<scheme>[^:@/]+)(?::(?P<source>[^:@/]+))?(?:@(?P<subset>[^/]+))?/seed(?P<seed>\d+)")
@@ -111,11 +112,12 @@ class RewardModel(Protocol):
 
 
 class HeadRM:
-    """A feature-tier RM: a linear head (`reward_head.HeadModel`) on the frozen backbone's features."""
+    """A feature-tier RM: a linear head (`reward_head.HeadModel`) or a trunk + head (`mlp_head.MlpHead`) on the frozen
+    backbone's features."""
 
     uses_features = True
 
-    def __init__(self, head: HeadModel) -> None:
+    def __init__(self, head: HeadModel | MlpHead) -> None:
         self.head = head
 
     @property

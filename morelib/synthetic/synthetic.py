@@ -8,6 +8,12 @@ A pair is two feature vectors z_a, z_b ~ N(0, I); source k labels it by Bradley�
 known, and a head trained on the pooled sources can be compared with r* directly. ‖r*‖ = reward_scale/√2, which makes
 the true reward difference r*·(z_a − z_b) ~ N(0, reward_scale²): larger scale, less label noise. The SHARED truth of a
 pair is p* = σ(r*·(z_chosen − z_rejected)) (`shared_prob`), the same for every source.
+`make_latent_benchmark` (issue 23, item 5) puts the drift where only a trainable representation reaches it: every
+reward is a `QuadraticReward` r(z) = w·z + Σ_j a_j·((u_j·z)² − 1)/√2 of the shared latent z ~ N(0, I) (the features a
+model sees). The shared r* puts a share `nonlinear` of its variance on quadratic features of its own directions, and
+source k's drift lives ONLY in quadratic features of directions of its own (orthonormal to all others when dim allows),
+with coefficient norm drift_k·‖r*‖. A linear head cannot represent any drift (a centred quadratic of a Gaussian has no
+linear part); a shared MLP trunk can learn — or, weighted away, unlearn — each source's drift features.
 Checked by tests: labels follow the stated probabilities, the true reward's ECE is ≈ 0, a logistic head on the
 pooled sources recovers r* (cosine > 0.9) at low drift, and per-source sizes, scales, drift norms and directions are
 as specified.
@@ -49,6 +55,7 @@ class SyntheticBenchmark:
     scales: torch.Tensor | None = None
     shared_diff: dict[str, dict[str, torch.Tensor]] | None = None
     shared_prob: dict[str, dict[str, torch.Tensor]] | None = None
+    nonlinear: float = 0.0  # share of r*'s variance on quadratic features (`make_latent_benchmark`); 0: linear truth
 
     def split(self, name: str) -> dict[str, Any]:
         """The {source: PairFeatures} of one split."""
@@ -155,6 +162,121 @@ def make_drift_benchmark(
     shared_probs = {s: {name: torch.sigmoid(d) for name, d in by.items()} for s, by in shared.items()}
     return SyntheticBenchmark(
         feats["train"], feats["calib"], feats["test"], r_star, drifts, diffs, probs, names, scales, shared, shared_probs
+    )
+
+
+@dataclass(frozen=True)
+class QuadraticReward:
+    """r(z) = w·z + Σ_j a_j·((u_j·z)² − 1)/√2 for z [n, dim]: w [dim], U [m, dim] unit directions, a [m]; with
+    orthonormal directions and z ~ N(0, I), Var r = ‖w‖² + ‖a‖²."""
+
+    w: torch.Tensor
+    U: torch.Tensor
+    a: torch.Tensor
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        """Rewards [n] of latents z [n, dim]."""
+        return z @ self.w + (((z @ self.U.T) ** 2 - 1) / math.sqrt(2)) @ self.a
+
+    def __add__(self, other: QuadraticReward) -> QuadraticReward:
+        """The sum of two rewards (directions stacked)."""
+        return QuadraticReward(self.w + other.w, torch.cat([self.U, other.U]), torch.cat([self.a, other.a]))
+
+    def scaled(self, c: float) -> QuadraticReward:
+        """c · r."""
+        return QuadraticReward(c * self.w, self.U, c * self.a)
+
+
+def _directions(count: int, dim: int, gen: torch.Generator) -> torch.Tensor:
+    """`count` unit directions [count, dim]: orthonormal (QR of a Gaussian matrix) when count ≤ dim, else random."""
+    raw = torch.randn(dim, count, generator=gen)
+    if count <= dim:
+        return torch.linalg.qr(raw).Q.T.contiguous()
+    return _unit(raw.T)
+
+
+def latent_rewards(
+    K: int,
+    dim: int,
+    drift: float | Sequence[float],
+    reward_scale: float,
+    nonlinear: float,
+    gen: torch.Generator,
+    m: int = 2,
+) -> tuple[QuadraticReward, list[QuadraticReward]]:
+    """(shared r*, drifts r̃_k): r* has ‖w*‖² + ‖a*‖² = (reward_scale/√2)² with a share `nonlinear` on m quadratic
+    features; drift k: m quadratic features of its own directions, ‖a_k‖ = drift_k·reward_scale/√2, no linear part."""
+    if not 0.0 <= nonlinear <= 1.0:
+        raise ValueError(f"nonlinear must be a share in [0, 1], got {nonlinear!r}")
+    norms, R = _per_source(drift, K, "drift"), reward_scale / math.sqrt(2)
+    dirs = _directions(1 + m * (K + 1), dim, gen)
+    coef = lambda norm: _unit(torch.randn(m, generator=gen)) * norm  # noqa: E731
+    shared = QuadraticReward(dirs[0] * math.sqrt(1 - nonlinear) * R, dirs[1 : 1 + m], coef(math.sqrt(nonlinear) * R))
+    zero = torch.zeros(dim)
+    drifts = [QuadraticReward(zero, dirs[1 + m * (k + 1) : 1 + m * (k + 2)], coef(norms[k] * R)) for k in range(K)]
+    return shared, drifts
+
+
+def reward_pairs(
+    reward: QuadraticReward, dim: int, n: int, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """As `bt_pairs` for any reward function: (chosen, rejected [n, dim], true r(chosen) − r(rejected) [n])."""
+    z_a, z_b = torch.randn(n, dim, generator=gen), torch.randn(n, dim, generator=gen)
+    diff_a = reward(z_a) - reward(z_b)
+    a_wins = torch.rand(n, generator=gen) < torch.sigmoid(diff_a)
+    chosen = torch.where(a_wins[:, None], z_a, z_b)
+    rejected = torch.where(a_wins[:, None], z_b, z_a)
+    return chosen, rejected, torch.where(a_wins, diff_a, -diff_a)
+
+
+def make_latent_benchmark(
+    K: int,
+    dim: int,
+    n_per_source: int | Sequence[int],
+    drift: float | Sequence[float],
+    seed: int,
+    nonlinear: float = 0.5,
+    n_calib: int | Sequence[int] = 500,
+    n_test: int | Sequence[int] = 1000,
+    reward_scale: float = 3.0,
+    source_scale: float | Sequence[float] = 1.0,
+    names: Sequence[str] | None = None,
+) -> SyntheticBenchmark:
+    """The latent-drift benchmark (module docstring): source k labels with c_k·(r* + r̃_k), r̃_k quadratic features of
+    its own directions. `r_star` is r*'s linear part; `drifts` are zero (no drift has a linear part)."""
+    if K <= 0 or dim <= 0 or reward_scale <= 0:
+        raise ValueError(f"need K, dim, reward_scale > 0; got K={K}, dim={dim}, reward_scale={reward_scale}")
+    names = tuple(names) if names is not None else tuple(f"source{k}" for k in range(K))
+    scales = torch.tensor(_per_source(source_scale, K, "source_scale"))
+    gen = torch.Generator().manual_seed(seed)
+    shared, drifts = latent_rewards(K, dim, drift, reward_scale, nonlinear, gen)
+    sizes = {"train": _sizes(n_per_source, K, "n_per_source"), "calib": _sizes(n_calib, K, "n_calib")}
+    sizes["test"] = _sizes(n_test, K, "n_test")
+    feats: dict[str, dict[str, Any]] = {s: {} for s in SPLITS}
+    diffs: dict[str, dict[str, torch.Tensor]] = {s: {} for s in SPLITS}
+    truth: dict[str, dict[str, torch.Tensor]] = {s: {} for s in SPLITS}
+    for split in SPLITS:
+        for k, name in enumerate(names):
+            reward = (shared + drifts[k]).scaled(float(scales[k]))
+            chosen, rejected, diffs[split][name] = reward_pairs(reward, dim, sizes[split][k], gen)
+            feats[split][name] = PairFeatures(chosen=chosen, rejected=rejected, source=name)
+            truth[split][name] = shared(chosen) - shared(rejected)
+    probs = {s: {n: torch.sigmoid(d) for n, d in by.items()} for s, by in diffs.items()}
+    shared_probs = {s: {n: torch.sigmoid(d) for n, d in by.items()} for s, by in truth.items()}
+    zeros = torch.zeros(K, dim)
+    return SyntheticBenchmark(
+        feats["train"],
+        feats["calib"],
+        feats["test"],
+        shared.w,
+        zeros,
+        diffs,
+        probs,
+        names,
+        scales,
+        truth,
+        shared_probs,
+        nonlinear,
     )
 
 

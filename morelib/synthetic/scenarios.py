@@ -1,9 +1,13 @@
 """The "when does MORE help?" sweep: named synthetic scenarios (params `synthetic_scenarios`) × seeds × schemes.
 
-Each scenario is the eq. 4 drift benchmark (`morelib.study.synthetic`) with per-source train sizes, label scales, drift
-norms and drift directions. Every scheme's head is scored against the SHARED truth, not only against each source's
-drifted labels (which reward fitting the drift):
-- `cosine_to_r_star`: cos(w/scale, r*) of the head's direction in feature space;
+Each scenario is the eq. 4 drift benchmark (`morelib.synthetic.synthetic`) with per-source train sizes, label scales,
+drift
+norms and drift directions, or the latent benchmark (`nonlinear` set: drifts in quadratic features of a shared latent).
+Every scheme fits the scenario's `head` (linear, or mlp: `morelib.train.mlp_head`) and is scored against the SHARED
+truth, not only against each source's drifted labels (which reward fitting the drift):
+- `cosine_to_r_star`: cos(w/scale, r*) of the head's direction in feature space; for an mlp head or a nonlinear r*
+  the sample cosine Σ Δ̂·Δ* / (‖Δ̂‖‖Δ*‖) over the test pairs, Δ* = r*(chosen) − r*(rejected) (for a linear head and
+  r* on isotropic features both converge to the same number);
 - `truth_ece`: the binned calibration gap against p* = σ(r*·(z_chosen − z_rejected)) on all sources' test pairs pooled:
   both ordered pairs (σ(Δ̂), p*) and (σ(−Δ̂), 1 − p*), equal-width (a, b] bins of the prediction (as
   `metrics.calibration_errors`), truth_ece = Σ_bins |Σ (p̂ − p*)| / 2N. It is the paper's ECE with each Bernoulli label
@@ -30,8 +34,10 @@ from scipy import stats as sps
 from morelib.core.config import Config, ScenarioSpec, ScenarioSweep, TrainConfig
 from morelib.evaluation import metrics, stats
 from morelib.evaluation.stats import mean_and_ci_over_seeds
-from morelib.study import synthetic
-from morelib.train import reward_head
+from morelib.synthetic import synthetic
+from morelib.train import mlp_head, reward_head
+from morelib.train.mlp_head import MlpHead
+from morelib.train.reward_head import HeadModel
 
 METRICS = ("cosine_to_r_star", "truth_ece", "truth_gap", "own_ece", "own_accuracy")
 HIGHER_IS_BETTER = ("cosine_to_r_star", "own_accuracy")
@@ -51,8 +57,22 @@ def truth_ece(reward_diff: np.ndarray, p_true: np.ndarray, n_bins: int = 10) -> 
 
 
 def benchmark(sweep: ScenarioSweep, spec: ScenarioSpec, seed: int) -> synthetic.SyntheticBenchmark:
-    """The benchmark of one scenario and seed (its data seed depends on the scenario name, not on its position)."""
+    """The benchmark of one scenario and seed (its data seed depends on the scenario name, not on its position): the
+    latent benchmark when the scenario sets `nonlinear`, else the eq. 4 drift benchmark."""
     data_seed = zlib.crc32(spec.name.encode()) % 1_000_003 + 7919 * seed
+    if spec.nonlinear is not None:
+        return synthetic.make_latent_benchmark(
+            spec.K,
+            sweep.dim,
+            _ints(spec.n_train),
+            _floats(spec.drift),
+            data_seed,
+            nonlinear=spec.nonlinear,
+            n_calib=sweep.n_calib,
+            n_test=sweep.n_test,
+            reward_scale=sweep.reward_scale,
+            source_scale=_floats(spec.source_scale),
+        )
     return synthetic.make_drift_benchmark(
         spec.K,
         sweep.dim,
@@ -77,14 +97,18 @@ def _floats(value: float | tuple[float, ...]) -> float | list[float]:
     return value if isinstance(value, float) else list(value)
 
 
-def score(head: reward_head.HeadModel, bench: synthetic.SyntheticBenchmark, n_bins: int = 10) -> dict[str, float]:
+def score(head: HeadModel | MlpHead, bench: synthetic.SyntheticBenchmark, n_bins: int = 10) -> dict[str, float]:
     """The METRICS of one head on the benchmark's test split (module docstring)."""
-    direction = (head.w / head.scale).double()
-    r_star = bench.r_star.double()
-    cos = float(direction @ r_star / (direction.norm() * r_star.norm()).clamp_min(1e-30))
-    diffs = {s: head.reward_diff(pf).double().numpy() for s, pf in bench.test.items()}
+    with torch.no_grad():
+        diffs = {s: head.reward_diff(pf).double().numpy() for s, pf in bench.test.items()}
     pooled = np.concatenate(list(diffs.values()))
     p_true = torch.cat([bench.shared_prob["test"][s] for s in diffs]).double().numpy()
+    if isinstance(head, HeadModel) and bench.nonlinear == 0:
+        direction, r_star = (head.w / head.scale).double(), bench.r_star.double()
+        cos = float(direction @ r_star / (direction.norm() * r_star.norm()).clamp_min(1e-30))
+    else:  # no direction to compare: the sample cosine of Δ̂ and the shared true Δ* (the same in expectation above)
+        truth = torch.cat([bench.shared_diff["test"][s] for s in diffs]).double().numpy()
+        cos = float(pooled @ truth / max(np.linalg.norm(pooled) * np.linalg.norm(truth), 1e-30))
     return {
         "cosine_to_r_star": cos,
         "truth_ece": truth_ece(pooled, p_true, n_bins),
@@ -106,8 +130,11 @@ def run_scenario(cfg: Config, spec: ScenarioSpec, seeds: Sequence[int]) -> pd.Da
     for seed in seeds:
         bench = benchmark(sweep, spec, seed)
         for scheme in sweep.schemes:
-            calib = bench.calib if scheme == "tuned" else None
-            head = reward_head.train_head(bench.train, scheme, tcfg, cfg.head, seed, calib=calib, more=cfg.more)
+            if spec.head == "mlp":
+                head = mlp_head.train_mlp(bench.train, scheme, tcfg, cfg.head, seed, bench.calib, more=cfg.more)
+            else:
+                calib = bench.calib if scheme == "tuned" else None
+                head = reward_head.train_head(bench.train, scheme, tcfg, cfg.head, seed, calib=calib, more=cfg.more)
             lam = head.history["lam"].double().mean(0).tolist()
             rows.append(
                 {
@@ -194,6 +221,8 @@ def describe(cfg: Config) -> pd.DataFrame:
                 "source_scale": sc.source_scale,
                 "drift": sc.drift,
                 "drift_along": sc.drift_along,
+                "nonlinear": sc.nonlinear,
+                "head": sc.head,
                 "why": sc.why,
             }
             for sc in sweep.scenarios

@@ -23,7 +23,7 @@ import torch
 
 from morelib.core.config import NORMALIZATIONS, MoreConfig
 from morelib.core.errors import ConfigError, TrainingError
-from morelib.train.solver import gram, min_norm_gram, scaled_gram
+from morelib.weighting.solver import gram, min_norm_gram, scaled_gram
 
 DEFAULT = MoreConfig()  # params/default.yaml's `more` section
 
