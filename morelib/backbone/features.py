@@ -173,21 +173,21 @@ def _checksum(rows: Tensor) -> str:
     return hashlib.sha256(rows.contiguous().numpy().tobytes()).hexdigest()
 
 
-def _drop_shard(path: Path, why: str) -> None:
-    """Delete a bad cache shard with a warning so its texts are recomputed."""
-    log.warning("feature cache shard %s is %s; deleting it and recomputing its texts", path, why)
+def drop_shard(path: Path, why: str) -> None:
+    """Delete a bad cache shard (features or hidden states) with a warning so its texts are recomputed."""
+    log.warning("cache shard %s is %s; deleting it and recomputing its texts", path, why)
     path.unlink(missing_ok=True)
 
 
-def _read_index(folder: Path) -> dict[str, tuple[Path, int]]:
-    """Map text key → (shard, row) from every readable shard header in `folder`."""
+def read_shard_index(folder: Path) -> dict[str, tuple[Path, int]]:
+    """Map text key → (shard, row) from every readable shard header in `folder` (unreadable shards are deleted)."""
     index: dict[str, tuple[Path, int]] = {}
     for path in sorted(folder.glob("shard-*.safetensors")):
         try:
             with safe_open(str(path), framework="pt") as handle:
                 keys = json.loads(handle.metadata()["keys"])
         except (SafetensorError, OSError, KeyError, ValueError, TypeError):
-            _drop_shard(path, "unreadable")
+            drop_shard(path, "unreadable")
             continue
         index.update({key: (path, row) for row, key in enumerate(keys)})
     return index
@@ -200,10 +200,10 @@ def _load_shard(path: Path) -> Tensor | None:
         with safe_open(str(path), framework="pt") as handle:
             expected = handle.metadata()["checksum"]
     except (SafetensorError, OSError, KeyError, ValueError):
-        _drop_shard(path, "unreadable")
+        drop_shard(path, "unreadable")
         return None
     if _checksum(rows) != expected:
-        _drop_shard(path, "corrupted (checksum mismatch)")
+        drop_shard(path, "corrupted (checksum mismatch)")
         return None
     return rows
 
@@ -228,7 +228,7 @@ def _cached(folder: Path, keys: list[str]) -> dict[str, Tensor]:
     """Rows of the requested keys found (intact) in the cache."""
     wanted = set(keys)
     by_shard: dict[Path, list[tuple[str, int]]] = {}
-    for key, (path, row) in _read_index(folder).items():
+    for key, (path, row) in read_shard_index(folder).items():
         if key in wanted:
             by_shard.setdefault(path, []).append((key, row))
     found: dict[str, Tensor] = {}

@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from morelib.backbone.features import backbone, forward_parts, text_key
+from morelib.backbone.features import backbone, drop_shard, forward_parts, read_shard_index, text_key
 from morelib.backbone.model import collate, encode, hidden_states
 from morelib.core import status
 from morelib.core.errors import ConfigError, DataError
@@ -66,12 +66,6 @@ def _checksum(states: Tensor, offsets: Tensor) -> str:
     return digest.hexdigest()
 
 
-def _drop(path: Path, why: str) -> None:
-    """Delete a bad shard with a warning, so `extract` computes its texts again."""
-    log.warning("hidden-state shard %s is %s; deleting it (extract computes its texts again)", path, why)
-    path.unlink(missing_ok=True)
-
-
 def _read_shard(path: Path) -> tuple[Tensor, Tensor] | None:
     """(states [Σ T, h], offsets [n + 1]) of one shard, or None after deleting it when unreadable or corrupt."""
     try:
@@ -80,10 +74,10 @@ def _read_shard(path: Path) -> tuple[Tensor, Tensor] | None:
             expected = handle.metadata()["checksum"]
         states, offsets = tensors["states"], tensors["offsets"]
     except (SafetensorError, OSError, KeyError, ValueError):
-        _drop(path, "unreadable")
+        drop_shard(path, "unreadable")
         return None
     if _checksum(states, offsets) != expected:
-        _drop(path, "corrupted (checksum mismatch)")
+        drop_shard(path, "corrupted (checksum mismatch)")
         return None
     return states, offsets
 
@@ -141,16 +135,7 @@ class StateCache:
 
     def _index(self) -> dict[str, tuple[Path, int]]:
         """Text key → (shard, row) over every readable shard header (unreadable ones are deleted)."""
-        index: dict[str, tuple[Path, int]] = {}
-        for path in sorted(self.folder.glob("shard-*.safetensors")):
-            try:
-                with safe_open(str(path), framework="pt") as handle:
-                    keys = json.loads(handle.metadata()["keys"])
-            except (SafetensorError, OSError, KeyError, ValueError, TypeError):
-                _drop(path, "unreadable")
-                continue
-            index.update({key: (path, row) for row, key in enumerate(keys)})
-        return index
+        return read_shard_index(self.folder)
 
     def _found(self, keys: Sequence[str]) -> dict[str, Tensor]:
         """Stored states [T, h] of the requested keys found in intact shards."""
