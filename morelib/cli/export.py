@@ -104,6 +104,30 @@ def model_card(meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _model_meta(model_cfg: Any) -> dict[str, Any]:
+    """The exported folder's tokenizer settings: backbone name, max length, truncation side, right padding."""
+    return {
+        "name": model_cfg.name,
+        "max_length": model_cfg.max_length,
+        "truncation_side": model_cfg.truncation_side,
+        "padding_side": "right",
+    }
+
+
+def _write_folder(model: Any, tok: Any, folder: Path, model_cfg: Any, meta: dict[str, Any], card: str) -> Path:
+    """Save model + tokenizer (the profile's truncation, right padding), `morelib_export.json` and the model card."""
+    tok.truncation_side, tok.model_max_length, tok.padding_side = (
+        model_cfg.truncation_side,
+        model_cfg.max_length,
+        "right",
+    )
+    save_reward_model(model, tok, folder)
+    _pin_tokenizer_sides(folder, model_cfg.truncation_side)
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    (folder / "README.md").write_text(card)
+    return folder
+
+
 def export_head(head: HeadModel, model_cfg: Any, folder: str | Path, info: dict[str, Any] | None = None) -> Path:
     """Save backbone + folded head as an HF reward-model folder with tokenizer and model card; returns the folder.
 
@@ -113,30 +137,16 @@ def export_head(head: HeadModel, model_cfg: Any, folder: str | Path, info: dict[
     model, tok = load_reward_model(model_cfg.name, dtype="fp32", padding_side="right", device="cpu")
     offset = fold_into(model, head)
     model.config.reward_offset = offset
-    tok.truncation_side, tok.model_max_length, tok.padding_side = (
-        model_cfg.truncation_side,
-        model_cfg.max_length,
-        "right",
-    )
     lam = head.history.get("lam")
     meta = {
-        "model": {
-            "name": model_cfg.name,
-            "max_length": model_cfg.max_length,
-            "truncation_side": model_cfg.truncation_side,
-            "padding_side": "right",
-        },
+        "model": _model_meta(model_cfg),
         "head": dict(head.meta),
         "sources": list(head.history.get("source_names", [])),
         "final_lam": lam[-1].tolist() if lam is not None and len(lam) else None,
         "reward_offset": offset,
         **(info or {}),
     }
-    save_reward_model(model, tok, folder)
-    _pin_tokenizer_sides(folder, model_cfg.truncation_side)
-    (folder / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
-    (folder / "README.md").write_text(model_card(meta))
-    return folder
+    return _write_folder(model, tok, folder, model_cfg, meta, model_card(meta))
 
 
 def blocks_card(meta: dict[str, Any]) -> str:
@@ -166,28 +176,14 @@ def export_blocks(rm: BlocksRM, model_cfg: Any, folder: str | Path, info: dict[s
     folder = Path(folder)
     model, tok = load_reward_model(model_cfg.name, dtype="fp32", padding_side="right", device="cpu")
     merge_into(rm.top, model)
-    tok.truncation_side, tok.model_max_length, tok.padding_side = (
-        model_cfg.truncation_side,
-        model_cfg.max_length,
-        "right",
-    )
     meta = {
-        "model": {
-            "name": model_cfg.name,
-            "max_length": model_cfg.max_length,
-            "truncation_side": model_cfg.truncation_side,
-            "padding_side": "right",
-        },
+        "model": _model_meta(model_cfg),
         "fit": dict(rm.meta),
         "sources": list(rm.history.get("source_names", [])),
         "final_lam": rm.history["lam_final"].tolist() if "lam_final" in rm.history else None,
         **(info or {}),
     }
-    save_reward_model(model, tok, folder)
-    _pin_tokenizer_sides(folder, model_cfg.truncation_side)
-    (folder / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
-    (folder / "README.md").write_text(blocks_card(meta))
-    return folder
+    return _write_folder(model, tok, folder, model_cfg, meta, blocks_card(meta))
 
 
 def evaluated_files(run_dir: Path) -> set[str] | None:
