@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU smoke test: a MORE fine-tune for throughput (pairs/s, peak GPU memory, MFU from 6·params·tokens), then
-# notebooks 01–04 on the gpu-smoke profile (SmolLM2-135M, finetune tier, bf16; sized for ≤ 10 min on one GPU).
+# notebooks 01–04 and 07 (the capacity curve, full fine-tuning its top rung) on the gpu-smoke profile (SmolLM2-135M,
+# finetune tier, bf16; 01–04 sized for ≤ 10 min on one GPU).
 #
 #   scripts/gpu_smoke.sh [--cpu-tiny] [--peak-tflops X]
 #
@@ -10,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 PROFILE=gpu-smoke
-ONLY=01,02,03,04
+ONLY=01,02,03,04,07
 PEAK=""
 while [ $# -gt 0 ]; do
   case "$1" in

@@ -170,3 +170,21 @@ def test_rungs_use_the_first_max_seeds_seeds():
     assert capacity.study_config(load_config("tiny", {"capacity.max_seeds": None})).seeds == (0, 1)
     with pytest.raises(ConfigError, match="'capacity.max_seeds' must be positive"):
         load_config("tiny", {"capacity.max_seeds": 0})
+
+
+def test_finetune_rung_reuses_the_profiles_fine_tunes_and_skips_tuned():
+    ft = load_config("tiny-finetune", {"capacity.tiers": ["linear", "mlp", "finetune"]})
+    assert capacity.batch_sizes(ft, "finetune") == (ft.train.batch_per_source,)
+    rung = capacity.tier_config(ft, "finetune", ft.train.batch_per_source)
+    assert rung.train.tier == "finetune" and pipeline.fingerprint(rung) == pipeline.fingerprint(ft)
+    assert capacity.rung_schemes(ft, "finetune") == ["multitask", "more"]
+    assert capacity.rung_schemes(ft, "mlp") == list(ft.capacity.schemes)
+    assert capacity.tier_config(ft, "mlp", 4).train.tier == "features"
+
+
+def test_pooled_table_compares_only_the_schemes_a_rung_fitted(cfg):
+    both = {("linear", 4): _diffs(1.0)}
+    no_tuned = {k: v for k, v in _diffs(1.0).items() if k.scheme != "tuned"}
+    table = capacity.pooled_table(cfg, {**both, ("finetune", 4): no_tuned}, {"linear": 10, "finetune": 10**6})
+    assert set(table.loc[table["tier"] == "finetune", "scheme"]) == {"more"}
+    assert set(table.loc[table["tier"] == "linear", "scheme"]) == {"more", "tuned"}

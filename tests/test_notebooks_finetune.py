@@ -1,5 +1,6 @@
-"""The GPU batch path in CI: `./run_all.sh --profile tiny-finetune` runs notebooks 01–05 on the fine-tuning tier (tiny
-random model, a few Trainer steps) into a temporary folder, and every finding comes from fully fine-tuned RMs; and
+"""The GPU batch path in CI: `./run_all.sh --profile tiny-finetune` runs every notebook on the fine-tuning tier (tiny
+random model, a few Trainer steps) into a temporary folder, every finding comes from fully fine-tuned RMs and 07's
+capacity curve has full fine-tuning as its top rung; and
 `scripts/gpu_smoke.sh --cpu-tiny` (the GPU smoke script at tiny size on CPU) prints its throughput figures."""
 
 import json
@@ -63,6 +64,17 @@ def test_findings_come_from_the_fine_tuned_rms(run):
     assert (run / "04_k_ablation" / "figures" / "explore_mix.html").exists()
     rm = json.loads((run / "05_alignment" / "metrics.json").read_text())["rm"]
     assert {r["scheme"] for r in rm} == {"multitask", "more"}
+
+
+def test_capacity_curve_has_the_finetune_rung(run):
+    pooled = pd.read_csv(run / "07_capacity" / "tables" / "pooled.csv")
+    assert sorted(pooled["tier"].unique()) == ["finetune", "linear", "mlp"]
+    top = pooled[pooled["tier"] == "finetune"]
+    assert set(top["scheme"]) == {"more"} and set(top["B"]) == {4}, "no tuned on the finetune rung; B = train's"
+    params = pooled.groupby("tier")["params"].first()
+    assert params["linear"] < params["mlp"] < params["finetune"]
+    ft_heads = [p for p in (run / "heads").rglob("multitask%2Fseed0") if (p / "model" / "config.json").exists()]
+    assert len(ft_heads) == 1, "07's finetune rung reuses notebook 02's fine-tuned MultiTask (one folder, not two)"
 
 
 def test_gpu_smoke_script_at_tiny_size_on_cpu(tmp_path):

@@ -37,7 +37,7 @@ Tier = Literal["features", "finetune"]
 HeadKind = Literal[
     "linear", "mlp"
 ]  # feature tier: the reward head alone | a shared MLP trunk + head (morelib.train.mlp_head)
-CapacityTier = Literal["linear", "mlp", "blocks"]  # rungs of the capacity curve (morelib.study.capacity)
+CapacityTier = Literal["linear", "mlp", "blocks", "finetune"]  # rungs of the capacity curve (morelib.study.capacity)
 SeedResample = Literal["bootstrap", "halves", "subsample"]  # how each seed draws its training pairs (sampling.py)
 Dtype = Literal["auto", "bf16", "fp32", "fp16"]
 StoreDtype = Literal["fp16", "bf16", "fp32"]  # on-disk dtype of cached hidden states (morelib.backbone.hidden_states)

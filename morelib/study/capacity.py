@@ -1,11 +1,13 @@
 """The capacity curve (issues 23 and 32): MORE − MultiTask at each rung of trainable capacity and batch per source.
 
 For every tier of `capacity.tiers` (linear = the reward head alone, convex; mlp = a shared trunk + head,
-`morelib.train.mlp_head`; blocks = top transformer blocks on cached hidden states, `morelib.train.blocks`) and every B
-of `capacity.batch_per_source` (blocks: `capacity.blocks_batch_per_source` when set), the schemes of
-`capacity.schemes` (MultiTask, MORE, the grid-tuned fixed λ) are fitted per seed on the same training pairs,
-initialisation and batch order (one seed drives all three), through the run's RM cache (`pipeline.fit`; blocks:
-`blocks.fit`, its hidden states cached beside the features). Reported per (tier, B):
+`morelib.train.mlp_head`; blocks = top transformer blocks on cached hidden states, `morelib.train.blocks`; finetune =
+every parameter, `morelib.train.finetune`, the top rung on a GPU) and every B of `capacity.batch_per_source` (blocks:
+`capacity.blocks_batch_per_source` when set; finetune: the profile's own `train.batch_per_source`, so the run's
+notebook-02 fine-tunes are reused), the schemes of `capacity.schemes` (MultiTask, MORE, the grid-tuned fixed λ — not
+on the finetune rung, where `tuned` does not exist) are fitted per seed on the same training pairs, initialisation and
+batch order (one seed drives all three), through the run's RM cache (`pipeline.fit`; blocks: `blocks.fit`, its
+hidden states cached beside the features). Reported per (tier, B):
 - pooled MORE − MultiTask (and tuned − MultiTask) ECE-10 and accuracy with `stats.pooled_paired_bootstrap` (pairs
   resampled within each test source, seeds resampled, paired), the minimum detectable difference (80% power) and the
   ECE floor (the ECE a perfectly calibrated model gets on the same pairs, MultiTask's, mean over sources and seeds);
@@ -15,7 +17,9 @@ initialisation and batch order (one seed drives all three), through the run's RM
 `finding` writes the verdict from the CIs first, names a trade-off when one source gains and another loses, and says
 whether the λ tilt is systematic across seeds.
 Checked in tests/test_capacity.py: pooled rows against direct `stats` calls, Holm, λ statistics against hand values,
-sentences against built tables; notebook 07 on `tiny-capacity` fits all three tiers (tests/test_notebooks.py).
+sentences against built tables; `./run_all.sh --profile tiny-capacity` runs every notebook and 07 fits linear, mlp and
+blocks (tests/test_notebooks_capacity.py); on `tiny-finetune` 07 fits the finetune rung
+(tests/test_notebooks_finetune.py).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from morelib.core.runs import Run
 from morelib.evaluation import metrics, stats
 from morelib.study import pipeline
 from morelib.study.pipeline import StudyData
-from morelib.train import blocks, mlp_head
+from morelib.train import blocks, finetune, mlp_head
 from morelib.train.reward_models import RewardModel, RMKey
 
 Fits = dict[tuple[str, int], dict[RMKey, RewardModel]]  # (tier, B) → the RMs of every scheme and seed
@@ -69,11 +73,21 @@ def prepare(cfg: Config, run: Run | None = None) -> StudyData:
 
 
 def tier_config(cfg: Config, tier: str, B: int) -> Config:
-    """The config of one rung: `study_config` with B pairs per source (and head.kind = tier on the feature tiers)."""
+    """The config of one rung: `study_config` with B pairs per source (and head.kind = tier on the feature tiers); on
+    the finetune rung the profile's own training settings (so its fingerprint, and RMs, are notebook 02's)."""
+    if tier == "finetune":
+        seeds = cfg.seeds if cfg.capacity.max_seeds is None else cfg.seeds[: cfg.capacity.max_seeds]
+        return with_overrides(cfg, {"train.tier": "finetune", "train.batch_per_source": B, "seeds": list(seeds)})
     overrides: dict[str, Any] = {"train.batch_per_source": B}
     if tier in FEATURE_TIERS:
         overrides["head.kind"] = tier
     return with_overrides(study_config(cfg), overrides)
+
+
+def rung_schemes(cfg: Config, tier: str) -> list[str]:
+    """The schemes of `capacity.schemes` a tier can fit: all, except the feature-tier-only baselines (`tuned`) on the
+    finetune rung."""
+    return [s for s in cfg.capacity.schemes if tier != "finetune" or s not in pipeline.FEATURE_ONLY]
 
 
 def _fit_blocks(cfg: Config, data: StudyData, B: int, run: Run | None) -> dict[RMKey, RewardModel]:
@@ -91,16 +105,19 @@ def _fit_blocks(cfg: Config, data: StudyData, B: int, run: Run | None) -> dict[R
 
 def trainable_parameters(cfg: Config, data: StudyData) -> dict[str, int]:
     """Trainable parameters of each tier of `capacity.tiers` on the data's h-dim features: linear h (the bias
-    cancels), mlp the trunk + head."""
+    cancels), mlp the trunk + head, blocks the top k blocks + norm + score layer, finetune the whole model."""
     h = data.features[data.sources[0]]["train"].dim
     counts = {"linear": lambda: h, "mlp": lambda: mlp_head.trainable_parameters(h, cfg.head.width, cfg.head.depth)}
     counts["blocks"] = lambda: blocks.trainable_parameters(cfg)
+    counts["finetune"] = lambda: finetune.trainable_parameters(cfg)
     return {tier: counts[tier]() for tier in cfg.capacity.tiers}
 
 
 def batch_sizes(cfg: Config, tier: str) -> tuple[int, ...]:
-    """The B per source a tier runs at: `capacity.blocks_batch_per_source` for blocks when set, else
-    `capacity.batch_per_source`."""
+    """The B per source a tier runs at: `capacity.blocks_batch_per_source` for blocks when set, the profile's own
+    `train.batch_per_source` for finetune, else `capacity.batch_per_source`."""
+    if tier == "finetune":
+        return (cfg.train.batch_per_source,)
     blocks_sizes = cfg.capacity.blocks_batch_per_source
     return blocks_sizes if tier == "blocks" and blocks_sizes else cfg.capacity.batch_per_source
 
@@ -114,15 +131,14 @@ def fit_all(
     seconds = []
     for tier in cfg.capacity.tiers:
         for B in batch_sizes(cfg, tier):
+            rung, schemes = tier_config(cfg, tier, B), rung_schemes(cfg, tier)
             if progress is not None:
-                seeds = len(study_config(cfg).seeds)
-                progress(f"capacity: tier {tier}, B = {B}: {', '.join(cfg.capacity.schemes)} × {seeds} seeds")
+                progress(f"capacity: tier {tier}, B = {B}: {', '.join(schemes)} × {len(rung.seeds)} seeds")
             start = time.perf_counter()
-            rung = tier_config(cfg, tier, B)
             if tier == "blocks":
                 fits[(tier, B)] = _fit_blocks(rung, data, B, run)
             else:
-                fits[(tier, B)] = pipeline.fit(rung, data, cfg.capacity.schemes, run=run)
+                fits[(tier, B)] = pipeline.fit(rung, data, schemes, run=run)
             seconds.append({"tier": tier, "B": B, "rms": len(fits[(tier, B)]), "seconds": time.perf_counter() - start})
     return fits, pd.DataFrame(seconds)
 
@@ -152,8 +168,8 @@ def pooled_table(cfg: Config, diffs: Diffs, params: dict[str, int], level: float
     difference scheme − MultiTask (diff, lo, hi, se, p_value), its MDE and, on ECE rows, MultiTask's pooled floor."""
     rows = []
     for (tier, B), by_key in diffs.items():
-        base = _stacked(by_key, "multitask")
-        for scheme in [s for s in cfg.capacity.schemes if s != "multitask"]:
+        base, fitted = _stacked(by_key, "multitask"), {key.scheme for key in by_key}
+        for scheme in [s for s in cfg.capacity.schemes if s != "multitask" and s in fitted]:
             other = _stacked(by_key, scheme)
             for metric, fn in METRICS.items():
                 out = stats.pooled_paired_bootstrap(other, base, fn, cfg.n_boot, cfg.seeds[0], level)

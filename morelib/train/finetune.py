@@ -52,6 +52,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.training_args import OptimizerNames
 
+from morelib.backbone.features import backbone
 from morelib.backbone.model import at_last_token, encode, load_reward_model, save_reward_model, score_layer
 from morelib.backbone.prompt_sharing import collate_packed, model_mask, pack_pairs, unshareable
 from morelib.core.config import FINETUNE_SCHEMES, Config, load_config, parse_overrides
@@ -539,6 +540,11 @@ def finetune(
             save_state(weighter, final / STATE_FILE)
     trainer.accelerator.wait_for_everyone()
     return final
+
+
+def trainable_parameters(cfg: Config) -> int:
+    """Parameters full fine-tuning trains on cfg's backbone: every parameter of the reward model (score layer too)."""
+    return sum(p.numel() for p in backbone(cfg.model.name, cfg.model.dtype, cfg.model.padding_side)[0].parameters())
 
 
 def write_throughput(output_dir: Path, trainer: MoreTrainer, seconds: float) -> None:

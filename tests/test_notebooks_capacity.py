@@ -1,0 +1,64 @@
+"""The capacity ladder in CI (issue 23): `./run_all.sh --profile tiny-capacity` runs every notebook (01–07) on the tiny
+random model into a temporary folder, and notebook 07's tables name the linear, mlp and blocks tiers with numbers
+that hold together (finite CIs over 3 seeds, the floor beside every ECE row, trainable parameters growing up the
+ladder)."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("0[0-9]_*.ipynb"))
+ENV = {**os.environ, "MORE_NO_APT": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+TIERS = ["linear", "mlp", "blocks"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("capacity-outputs")
+    done = subprocess.run(
+        [str(ROOT / "run_all.sh"), "--profile", "tiny-capacity", "-p", "output_root", str(root)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    (folder,) = [p for p in root.iterdir() if p.name.startswith("tiny-capacity-")]
+    return folder
+
+
+def test_every_notebook_finished_on_tiny_capacity(run):
+    assert len(NOTEBOOKS) == 7
+    for name in NOTEBOOKS:
+        assert (run / name / ".done").exists() and (run / name / "metrics.json").exists(), name
+        assert json.loads((run / name / "manifest.json").read_text())["profile"] == "tiny-capacity"
+    assert "blocks" in (ROOT / "params" / "tiny-capacity.yaml").read_text()
+
+
+def test_capacity_tables_name_every_tier(run):
+    pooled = pd.read_csv(run / "07_capacity" / "tables" / "pooled.csv")
+    assert sorted(pooled["tier"].unique()) == sorted(TIERS)
+    assert set(pooled.loc[pooled["tier"] == "blocks", "B"]) == {4}
+    assert set(pooled.loc[pooled["tier"] != "blocks", "B"]) == {4, 8}
+    seconds = pd.read_csv(run / "07_capacity" / "tables" / "fit_seconds.csv")
+    assert sorted(seconds["tier"].unique()) == sorted(TIERS)
+    metrics = json.loads((run / "07_capacity" / "metrics.json").read_text())
+    assert {r["tier"] for r in metrics["pooled"]} == set(TIERS)
+    assert metrics["finding"]
+
+
+def test_capacity_numbers_are_consistent(run):
+    pooled = pd.read_csv(run / "07_capacity" / "tables" / "pooled.csv")
+    params = pooled.groupby("tier")["params"].first()
+    assert params["linear"] < params["mlp"] < params["blocks"]
+    assert set(pooled["scheme"]) == {"more", "tuned"} and set(pooled["n_seeds"]) == {3}
+    assert np.all(np.isfinite(pooled[["diff", "lo", "hi", "se", "mde"]].to_numpy()))
+    assert np.all(pooled["lo"] <= pooled["hi"]) and np.all(pooled["mde"] > 0)
+    ece = pooled[pooled["metric"].str.startswith("ece")]
+    assert len(ece) and np.all(ece["floor"] > 0)
