@@ -145,10 +145,16 @@ def _comparison_trace(part: pd.DataFrame, y: np.ndarray, first: bool) -> go.Scat
     )
 
 
-def figure(table: pd.DataFrame, title: str) -> go.Figure:
+def stack(parts: pd.DataFrame | Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Forest rows of several comparisons as one table (one table passes through)."""
+    return parts if isinstance(parts, pd.DataFrame) else pd.concat(list(parts), ignore_index=True)
+
+
+def figure(parts: pd.DataFrame | Sequence[pd.DataFrame], title: str) -> go.Figure:
     """Forest plot, one panel per metric: each comparison's Δ (point) with its 95% CI (bar) per test source and pooled
     (diamond, bottom row), a zero line, and the paper's Δ where it reports one (dotted line: pooled; open crosses: per
-    source). table: rows of `rows` / `k_rows` (columns COLUMNS)."""
+    source). parts: the rows of `rows` / `k_rows` (columns COLUMNS), one table or several."""
+    table = stack(parts)
     if table.empty:
         raise MoreError("a forest plot needs at least one comparison row")
     metrics, comparisons = list(dict.fromkeys(table["metric"])), list(dict.fromkeys(table["comparison"]))
