@@ -44,7 +44,7 @@ SCHEME_COLORS = {  # one colour per scheme in every figure; a post-hoc variant (
 }
 TEMPLATE = "plotly_white"
 PALETTE = ("#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#d62728")  # per test source
-SOURCES = ("helpful", "harmless", "oasst1", "webgpt", "summarize")  # the paper's sources: PALETTE's first five colours
+SOURCES = ("helpful", "harmless", "oasst1", "webgpt", "summarize", "ultrafeedback")  # fixed colours: PALETTE in order
 OTHER_COLORS = ("#17becf", "#bcbd22", "#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
 LABELS = {  # column or metric name → the words on an axis, a panel title or a legend
     "accuracy": "accuracy",
@@ -261,6 +261,8 @@ def metric_bars(
         xaxis_title=label(x),
         yaxis_title=label(metric),
         template=TEMPLATE,
+        legend={"orientation": "h", "yanchor": "top", "y": -0.22},
+        height=520,
     )
     return fig
 
@@ -485,15 +487,15 @@ def _ci_error(part: pd.DataFrame) -> dict[str, Any]:
 def when_more_helps(
     diffs: pd.DataFrame,
     metrics: Sequence[str] = ("cosine_to_r_star", "truth_ece"),
-    title: str = "When does MORE help? Scheme − MultiTask per synthetic scenario (mean, 95% t-CI over seeds)",
+    title: str = "When does MORE help? Scheme − MultiTask per synthetic scenario",
 ) -> go.Figure:
     """One panel per metric, titled with its good direction (↑/↓ better): each scheme's paired difference to MultiTask
     (rows of `scenarios.paired_differences`: scheme, scenario, metric, diff, lo, hi) per scenario with its CI; a dashed
     line at 0 (no difference); scenarios named in words."""
     if diffs.empty:
         raise MoreError("when_more_helps needs a non-empty table of paired differences")
-    titles = [f"{label(m)}<br>scheme − MultiTask ({better(m) or 'direction not fixed'})" for m in metrics]
-    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=titles)
+    titles = [f"{label(m)}<br>({better(m) or 'no better direction'})" for m in metrics]
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=titles, horizontal_spacing=0.07)
     schemes = list(dict.fromkeys(diffs["scheme"]))
     for col, metric in enumerate(metrics, start=1):
         for scheme in schemes:
@@ -521,7 +523,15 @@ def when_more_helps(
     scenarios = list(dict.fromkeys(diffs["scenario"]))
     fig.update_xaxes(tickvals=scenarios, ticktext=[label(s) for s in scenarios], tickangle=-35)
     fig.update_yaxes(title_text="scheme − MultiTask", col=1)
-    fig.update_layout(title=title, template=TEMPLATE, scattermode="group", height=520)
+    fig.update_annotations(font_size=13)
+    fig.update_layout(
+        title=_subtitle(title, "mean over seeds, 95% t-CI; dashed: no difference"),
+        template=TEMPLATE,
+        scattermode="group",
+        height=540,
+        width=380 * len(metrics) + 180,
+        margin={"t": 130},
+    )
     return fig
 
 
