@@ -11,7 +11,8 @@ from morelib.core import runs
 from morelib.core.config import load_config
 from morelib.core.errors import MoreError
 from morelib.data import paper
-from morelib.study import forest, plots
+from morelib.study import forest, plots, tables
+from morelib.train.reward_models import RMKey
 
 
 @pytest.fixture
@@ -285,3 +286,20 @@ def test_save_figure_writes_png_and_svg_beside_the_html(tmp_path, matrix):
     figdir = run.dir / "figures"
     assert (figdir / "heat.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert b"<svg" in (figdir / "heat.svg").read_bytes()[:400]
+
+
+def test_scheme_and_cell_cis_match_the_binomial_interval():
+    cfg = load_config("tiny", {"n_boot": 2000})
+    rng = np.random.default_rng(1)
+    n = 4000
+    d = rng.normal(0.3, 1.0, n)  # P(Δ > 0) ≈ 0.62
+    diffs = {RMKey("more", seed=0): {"a": d}, RMKey("single", source="a", seed=0): {"a": d}}
+    p = float((d > 0).mean())
+    half = 1.96 * np.sqrt(p * (1 - p) / n)  # one seed: only the test pairs vary
+    summary = pd.DataFrame({"scheme": ["more"], "test_source": ["a"], "accuracy": [p]})
+    row = tables.with_cis(summary, diffs, cfg, ["accuracy", "ece_10"]).iloc[0]
+    assert (row["accuracy_lo"] + row["accuracy_hi"]) / 2 == pytest.approx(p, abs=1e-9)
+    assert (row["accuracy_hi"] - row["accuracy_lo"]) / 2 == pytest.approx(half, rel=0.1)
+    assert row["ece_10_lo"] < row["ece_10_hi"]
+    cell = tables.accuracy_cis(diffs, pd.DataFrame({"a": [p]}, index=["a"]), cfg).iloc[0]
+    assert cell["lo"] == pytest.approx(p - half, abs=0.004) and cell["hi"] == pytest.approx(p + half, abs=0.004)
