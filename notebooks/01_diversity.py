@@ -49,9 +49,12 @@ run.save_table("accuracy_matrix", matrix).round(3)
 
 # %% [markdown]
 # ## Fig 1 · Accuracy of each RM on each test source
+# Each cell: accuracy (seed mean) with its 95% bootstrap CI over test pairs; red below chance (0.5), blue above.
 
 # %%
-fig = plots.accuracy_heatmap(matrix)
+diffs = pipeline.reward_diffs(heads, data)
+cis = run.save_table("accuracy_cis", tables.accuracy_cis(diffs, matrix, cfg))
+fig = plots.accuracy_heatmap(matrix, cis)
 run.save_figure("fig1_accuracy_heatmap", fig)
 
 # %%
@@ -63,7 +66,6 @@ run.save_figure("fig1_accuracy_radar", fig)
 # r(chosen) − r(rejected) of every RM (first seed).
 
 # %%
-diffs = pipeline.reward_diffs(heads, data)
 frame = tables.diff_frame(diffs, ["raw", "single"], [focus_source], seed=cfg.seeds[0])
 fig = plots.reward_diff_histograms(frame, f"Reward differences on the {focus_source} test set")
 run.save_figure("fig3a_reward_diff_hist", fig)

@@ -55,15 +55,19 @@ run.save_table("table3_ours", ours)
 display(run.save_table("table3_vs_paper", side).round(4), Markdown(tables.ECE_NOTES))
 
 # %% [markdown]
-# ## Fig 4 · accuracy and ECE per test source (mean ± sd over seeds; grey: the ECE noise floor)
+# ## Fig 4 · accuracy and ECE per test source
+# Bars: seed means; error bars: each scheme's 95% CI on that source (between-seed variance / seeds + bootstrap over
+# test pairs, as in the comparisons below); grey: the ECE noise floor.
 
 # %%
-plain = summary[summary["scheme"].isin(["raw", "top", "multitask", "more"])]
-fig = plots.metric_bars(plain, "accuracy", "Accuracy per test source")
+plain = tables.with_cis(summary[summary["scheme"].isin(["raw", "top", "multitask", "more"])], diffs, cfg)
+run.save_table("fig4_with_cis", plain)
+bars = "error bars: 95% CI per source (seeds + test pairs)"
+fig = plots.metric_bars(plain, "accuracy", "Accuracy per test source", errors=bars)
 run.save_figure("fig4_accuracy", fig)
 
 # %%
-fig = plots.metric_bars(plain, "ece_10", "ECE (10 bins) per test source")
+fig = plots.metric_bars(plain, "ece_10", "ECE (10 bins) per test source", errors=bars)
 run.save_figure("fig4_ece", fig)
 
 # %% [markdown]
@@ -94,6 +98,22 @@ display(
     Markdown(finding_power),
     Markdown(findings.comparison(more_vs_top, "more", "top", len(cfg.seeds), pooled_top)),
 )
+
+# %% [markdown]
+# ## Forest plot · MORE − MultiTask and MORE − Single-Top, per test source and pooled
+# The intervals of the tables above; the paper's Δ (Table 3, `paper_model`) as the reference: dotted where pooled (its
+# ECE and average accuracy), open crosses per source (accuracy).
+
+# %%
+from morelib.study import forest
+
+headline = [
+    forest.rows(more_vs_mt, pooled, "more", "multitask", paper.deltas("more", "multitask", paper_model)),
+    forest.rows(more_vs_top, pooled_top, "more", "top", paper.deltas("more", "top", paper_model)),
+]
+run.save_table("forest_headline", forest.stack(headline))
+fig = forest.figure(headline, f"MORE against MultiTask and Single-Top (paper: {paper_model})")
+run.save_figure("forest_headline", fig)
 
 # %% [markdown]
 # ## Baselines beside MORE: size-proportional λ, a tuned fixed λ, FAMO

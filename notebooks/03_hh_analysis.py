@@ -74,6 +74,22 @@ run.save_table("more_vs_top_hh", vs_top)
 display(pooled_mt.round(4), pooled_top.round(4), vs_mt.round(4), vs_top.round(4))
 
 # %% [markdown]
+# ## Forest plot · MORE − MultiTask and MORE − Single-Top on H&H
+# The intervals above; the paper's ECE Δ per source and their mean (Tables 1/5/6, `paper_model`) as the reference. Its
+# outlier counts come from larger test sets (Table 4), so no paper reference is drawn for them.
+
+# %%
+from morelib.study import forest
+
+headline = [
+    forest.rows(vs_mt, pooled_mt, "more", "multitask", paper.deltas("more", "multitask", paper_model, "outliers")),
+    forest.rows(vs_top, pooled_top, "more", "top", paper.deltas("more", "top", paper_model, "outliers")),
+]
+run.save_table("forest_hh", forest.stack(headline))
+fig = forest.figure(headline, f"MORE on Helpful & Harmless against MultiTask and Single-Top (paper: {paper_model})")
+run.save_figure("forest_hh", fig)
+
+# %% [markdown]
 # ## Findings (computed from this run)
 
 # %%

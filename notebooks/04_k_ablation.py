@@ -34,11 +34,13 @@ with run.timer("K-ablation fits"):
     top_heads = pipeline.fit(cfg, data, ["top"], run=run)
     top_ref = tables.top_reference(pipeline.metric_table(top_heads, data, cfg), hh_sources)
 run.save_table("k_ablation_tidy", ks)
-k_summary = tables.summary(ks, ["ece_10", "accuracy"], by=("scheme", "test_source", "K"))
+k_summary = tables.summary(ks, ["ece_10", "accuracy"], by=("scheme", "test_source", "K", "added"))
 run.save_table("k_ablation", k_summary).round(4)
 
 # %% [markdown]
-# ## Fig 6 · ECE on H&H vs number of sources (mean ± sd over seeds; Single-Top dashed; grey: ECE noise floor)
+# ## Fig 6 · ECE on H&H vs number of sources
+# Mean over seeds (error bars: ± 1 sd over seeds, a spread; the CIs of the trend are in the forest plot below);
+# one colour per scheme, one line style per test source; Single-Top and the noise floor (p95) are legend entries.
 
 # %%
 fig = plots.ece_vs_k(k_summary, top_ref, "ECE on Helpful & Harmless vs K")
@@ -52,11 +54,27 @@ run.save_figure("fig6_ece_vs_k", fig)
 # %%
 with run.timer("K trend: pooled paired CIs"):
     ends = pipeline.k_endpoints(cfg, data, run, k_order, tests=hh_sources)
-    trend = tables.k_trend(ends, pipeline.scheme_diffs(top_heads, data), cfg, hh_sources)
+    top_diffs = pipeline.scheme_diffs(top_heads, data)
+    trend = tables.k_trend(ends, top_diffs, cfg, hh_sources)
 run.save_table("k_trend", trend)
 finding = findings.k_ablation(ks, top_ref.set_index("test_source")["ece_10"], skipped, trend=trend)
 run.save_metrics(k_ablation=k_summary, top_reference=top_ref, k_trend=trend, skipped=skipped, finding=finding)
 display(trend.round(4), Markdown(finding))
+
+# %% [markdown]
+# ## Forest plot · the K trend and MORE − Single-Top, per test source and pooled
+# Each scheme at the largest K minus itself at the smallest, and MORE at the largest K minus Single-Top (the pooled rows
+# are the table above). Reference: the paper's MORE − Single-Top ECE on H&H (Table 5, Pythia-1.4B); its Fig 6 trend is
+# not in the paper's tables, so the trend rows have none.
+
+# %%
+from morelib.data import paper
+from morelib.study import forest
+
+k_forest = forest.k_rows(trend, ends, top_diffs, cfg, hh_sources, paper.deltas("more", "top", table="outliers"))
+run.save_table("forest_k_trend", k_forest)
+fig = forest.figure(k_forest, "K-ablation: ECE trend with K and MORE against Single-Top")
+run.save_figure("forest_k_trend", fig)
 
 # %% [markdown]
 # ## The K = 2 degeneracy, and the non-degenerate `loss+` normalisation
@@ -75,7 +93,7 @@ with run.timer("K-ablation, MORE with loss+ normalisation"):
     lam_l2 = tables.lambda_range(pipeline.k_ablation_heads(cfg, data, run, k_order, 2))
     lam_alt = tables.lambda_range(pipeline.k_ablation_heads(cfg_alt, data, run, k_order, 2))
 k_both = tables.summary(
-    tables.with_variant(ks, ks_alt, "more[loss+]"), ["ece_10", "accuracy"], by=("scheme", "test_source", "K")
+    tables.with_variant(ks, ks_alt, "more[loss+]"), ["ece_10", "accuracy"], by=("scheme", "test_source", "K", "added")
 )
 run.save_table("k_ablation_lossplus_tidy", ks_alt)
 run.save_table("k_ablation_l2_vs_lossplus", k_both)

@@ -23,6 +23,7 @@ LAZY_THIRD_PARTY = {
     "anywidget": "the widget front-end only",
     "torch": "`python -m morelib.core.runs` (run_all.sh) starts without torch",
     "plotly": "runs writes plotly.js only when a figure is saved",
+    "kaleido": "the static (PNG/SVG) renderer, started only when a figure is saved",
 }
 
 

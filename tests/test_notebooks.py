@@ -4,7 +4,9 @@ their metrics/tables/figures and reuse earlier RMs (05 runs in tests/test_notebo
 percent-format .py twin, also after a save through JupyterLab's contents manager."""
 
 import ast
+import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import jupytext
@@ -88,6 +90,18 @@ def test_every_notebook_wrote_its_outputs(run_dir):
         assert list((folder / "figures").glob("*.html")) and (folder / "figures" / "plotly.min.js").exists()
         manifest = json.loads((folder / "manifest.json").read_text())
         assert manifest["profile"] == "tiny" and (name == SYNTHETIC_ONLY or manifest["data"]["counts"])
+
+
+def test_every_html_figure_has_png_and_svg_beside_it(run_dir):
+    if importlib.util.find_spec("kaleido") is None:
+        pytest.skip("kaleido (plotly's static renderer) is not installed: pip install kaleido")
+    if not any(shutil.which(b) for b in ("chromium", "google-chrome", "chrome")):
+        pytest.skip("no Chrome/Chromium on PATH for kaleido (Debian: apt-get install chromium)")
+    run, _ = run_dir
+    html = sorted(run.glob("*/figures/*.html"))
+    missing = [str(h.relative_to(run)) for h in html for fmt in (".png", ".svg") if not h.with_suffix(fmt).exists()]
+    assert html and not missing, f"no static twin for {missing}"
+    assert all(h.with_suffix(".png").read_bytes()[:4] == b"\x89PNG" for h in html)
 
 
 def test_metric_keys_and_ranges(run_dir):

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -49,7 +50,8 @@ INTERACTIVE_PREFIX = "interactive-"  # <run>/interactive-<stamp>/: a rerun again
 CONFIG_FILE = "config.yaml"  # <run>/config.yaml: the run's whole config, written at creation; a resume runs on it
 LOCK_FILE = ".lock"  # <run>/.lock: run_all.sh holds a flock on it while it works on the run
 PATH_KEYS = ("output_root", "data.data_dir")  # overrides that name a folder: resolved against the caller's directory
-_PNG_SKIPPED: list[str] = []
+STATIC_FORMATS = ("png", "svg")  # beside every figure's HTML, for a reader without a browser or for a paper draft
+_STATIC: dict[str, Any] = {}  # "error": why static figures are skipped (said once); "server": a renderer is kept open
 
 
 def git_commit(short: bool = False) -> str:
@@ -230,7 +232,8 @@ class Run:
         return table
 
     def save_figure(self, name: str, fig: Any) -> Any:
-        """Write a plotly figure as `<notebook>/figures/<name>.html` (plotly.js beside it) and PNG; return it."""
+        """Write a plotly figure as `<notebook>/figures/<name>.html` (plotly.js beside it), `.png` and `.svg`; return
+        it."""
         figdir = self.dir / "figures"
         js = figdir / "plotly.min.js"
         if not js.exists():
@@ -239,22 +242,26 @@ class Run:
             atomic_write(js, lambda fh: fh.write(get_plotlyjs()))
         html = fig.to_html(include_plotlyjs="directory", full_html=True)
         atomic_write(figdir / f"{name}.html", lambda fh: fh.write(html))
-        self._save_png(figdir / f"{name}.png", fig)
+        for fmt in STATIC_FORMATS:
+            self._save_static(figdir / f"{name}.{fmt}", fig)
         return fig
 
-    def _save_png(self, path: Path, fig: Any) -> None:
-        """Write a static PNG when a renderer (kaleido) is installed; otherwise log once and skip."""
-        try:
-            png = fig.to_image(format="png")
-        except (ImportError, ValueError, RuntimeError) as err:
-            if not _PNG_SKIPPED:
-                log.info(
-                    "PNG figures skipped: no static renderer (plotly's kaleido) here; HTML written (%s)",
-                    type(err).__name__,
-                )
-                _PNG_SKIPPED.append(str(err))
+    def _save_static(self, path: Path, fig: Any) -> None:
+        """Write a static image (format from the suffix) when a renderer is here: plotly's kaleido and a Chrome or
+        Chromium (on PATH, or named by BROWSER_PATH); otherwise say why once per process and skip."""
+        if "error" in _STATIC:
             return
-        atomic_write(path, lambda fh: fh.write(png), mode="wb")
+        try:
+            image = render_static(fig, path.suffix[1:])
+        except (ImportError, ValueError, RuntimeError) as err:
+            _STATIC["error"] = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+            log.warning(
+                "PNG/SVG figures skipped: no static renderer here (%s); HTML is written. `pip install kaleido` and a "
+                "Chrome/Chromium on PATH (or BROWSER_PATH=<its path>) add them.",
+                _STATIC["error"],
+            )
+            return
+        atomic_write(path, lambda fh: fh.write(image), mode="wb")
 
     def save_manifest(self, **extra: Any) -> Path:
         """Write `<notebook>/manifest.json`: config, git commit, packages, seeds, machine, timings and `extra`."""
@@ -300,6 +307,20 @@ class Run:
     def is_done(self, notebook: str) -> bool:
         """Whether `notebook` completed in this run (run_all.sh marks completion)."""
         return (self.root / notebook / DONE_MARKER).exists()
+
+
+def render_static(fig: Any, fmt: str) -> bytes:
+    """A plotly figure as `fmt` (png, svg) bytes by kaleido; after the first success the renderer stays open for the
+    rest of the process (one browser start, not one per image; kaleido closes it at exit)."""
+    import kaleido
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The kopts argument is ignored")
+        image = fig.to_image(format=fmt)
+    if not _STATIC.get("server"):
+        kaleido.start_sync_server(silence_warnings=True)
+        _STATIC["server"] = True
+    return image
 
 
 def config_text(cfg: Config) -> str:

@@ -106,3 +106,24 @@ def ece_effect(base_model: str = "Pythia-1.4B") -> dict[str, float]:
         "more": float(t3.loc["more", "ece"]),
         "effect": float(t3.loc["multitask", "ece"] - t3.loc["more", "ece"]),
     }
+
+
+PAPER_ECE = "ece_10"  # the paper's ECE is read as our ECE-10 (as `tables.paper_power` does)
+
+
+def deltas(a: str, b: str, base_model: str = "Pythia-1.4B", table: str = "table3") -> pd.DataFrame:
+    """The paper's scheme `a` − scheme `b` for one base model, tidy (metric, test_source, paper; test_source `pooled`
+    = over all sources): `table3` gives accuracy per source, its average (pooled) and the ECE (pooled); `outliers`
+    (Tables 1/5/6) the ECE per H&H source and their mean (pooled)."""
+    if table == "table3":
+        t3 = table3(base_model)
+        gap = t3.loc[a] - t3.loc[b]
+        rows = [("accuracy", src, gap[src]) for src in t3.columns if src not in ("avg", "ece")]
+        rows += [("accuracy", "pooled", gap["avg"]), (PAPER_ECE, "pooled", gap["ece"])]
+    elif table == "outliers":
+        ece = outliers(base_model)["ece"].unstack("scheme")
+        gap = ece[a] - ece[b]
+        rows = [(PAPER_ECE, src, v) for src, v in gap.items()] + [(PAPER_ECE, "pooled", gap.mean())]
+    else:
+        raise DataError(f"paper deltas come from 'table3' or 'outliers', got '{table}'")
+    return pd.DataFrame(rows, columns=["metric", "test_source", "paper"]).astype({"paper": float})

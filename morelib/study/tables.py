@@ -91,8 +91,7 @@ def own_vs_best_other(diffs: Diffs, matrix: pd.DataFrame, cfg: Config) -> pd.Dat
     for src in (s for s in singles.columns if s in singles.index and len(singles.index) > 1):
         other = singles[src].drop(index=src).idxmax()
         cmp = compare(diffs, f"single:{src}", f"single:{other}", cfg, ["accuracy"], [src]).iloc[0]
-        correct = (_stacked(diffs, f"single:{src}", src) > 0).mean(axis=1)  # seed-mean correctness per test pair
-        _, own_lo, own_hi = stats.bootstrap_ci(correct, n_boot=cfg.n_boot, seed=cfg.seeds[0])
+        own_lo, own_hi = _accuracy_ci(diffs, f"single:{src}", src, cfg)
         rows.append(
             {
                 "test_source": src,
@@ -107,6 +106,47 @@ def own_vs_best_other(diffs: Diffs, matrix: pd.DataFrame, cfg: Config) -> pd.Dat
             }
         )
     return pd.DataFrame(rows)
+
+
+def _accuracy_ci(diffs: Diffs, scheme: str, source: str, cfg: Config) -> tuple[float, float]:
+    """95% percentile-bootstrap CI over test pairs of `scheme`'s seed-mean accuracy on `source`."""
+    correct = (_stacked(diffs, scheme, source) > 0).mean(axis=1)  # seed-mean correctness per test pair
+    _, lo, hi = stats.bootstrap_ci(correct, n_boot=cfg.n_boot, seed=cfg.seeds[0])
+    return lo, hi
+
+
+def accuracy_cis(diffs: Diffs, matrix: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """Every cell of Fig 1's matrix with the interval `own_vs_best_other` gives its diagonal: rm (row: a source or
+    `raw`), test_source, accuracy (seed mean), lo, hi (95% bootstrap over test pairs)."""
+    rows = []
+    for rm in matrix.index:
+        for src in matrix.columns:
+            lo, hi = _accuracy_ci(diffs, "raw" if rm == "raw" else f"single:{rm}", src, cfg)
+            rows.append({"rm": rm, "test_source": src, "accuracy": matrix.loc[rm, src], "lo": lo, "hi": hi})
+    return pd.DataFrame(rows)
+
+
+# a reward difference no sigmoid tells from +∞: its accuracy (1), ECE (0) and other metrics are the same on every
+# resample, so the paired CI of a scheme against it is the scheme's own two-component CI, shifted
+CERTAIN = 50.0
+
+
+def with_cis(
+    summary_table: pd.DataFrame, diffs: Diffs, cfg: Config, columns: Sequence[str] = ("accuracy", "ece_10")
+) -> pd.DataFrame:
+    """`summary_table` (rows scheme, test_source) with `<metric>_lo`/`<metric>_hi`: each scheme's 95% CI on that
+    source from the same two components as `compare` (between-seed variance / S + bootstrap over test pairs, t on
+    Welch df) — the error bars of Fig 4."""
+    out = summary_table.copy()
+    for metric in columns:
+        _check_metric(metric)
+        for i, row in out.iterrows():
+            x = _stacked(diffs, row["scheme"], row["test_source"])
+            ci = stats.pooled_paired_bootstrap(
+                {"s": x}, {"s": np.full_like(x, CERTAIN)}, BATCHED_FNS[metric], n_boot=cfg.n_boot, seed=cfg.seeds[0]
+            )
+            out.loc[i, [f"{metric}_lo", f"{metric}_hi"]] = [ci["lo"] + ci["b"], ci["hi"] + ci["b"]]
+    return out
 
 
 def _stacked(diffs: Diffs, scheme: str, source: str) -> np.ndarray:
