@@ -44,7 +44,7 @@ from morelib.core.errors import ConfigError, RunError
 from morelib.core.runs import atomic_write
 from morelib.evaluation import metrics
 from morelib.explore import intervals
-from morelib.explore.reference import StudyRefs, study_refs
+from morelib.explore.reference import StudyRefs, no_study, study_refs
 from morelib.study import pipeline
 from morelib.train import reward_head
 from morelib.train.reward_models import RewardModel, RMKey
@@ -145,7 +145,7 @@ class Explorer:
         """Cap training sources at ecfg.train_pairs_per_source (seeded subset if larger); `out_dir` holds saved choices.
 
         more_history [steps, K]: MORE's λ trajectory from an earlier fit (e.g. notebook 02's head); None → fitted here.
-        study: the study's ghost markers and tuned/famo presets (`reference.study_refs`); None → none.
+        study: the study's ghost markers and tuned/famo presets (`reference.study_refs`); None → none (named missing).
         """
         if not train_by_source or not test_by_source:
             raise ConfigError("Explorer needs at least one training source and one test source")
@@ -155,7 +155,7 @@ class Explorer:
         self.names = list(train_by_source)
         self.test = dict(test_by_source)
         self.sizes = {n: len(pf) for n, pf in train_by_source.items()}  # before the cap: the size preset's N_i
-        self.study = study or StudyRefs()
+        self.study = study or no_study()
         self._counts = intervals.resample_counts(
             [len(pf) for pf in self.test.values()], self.ecfg.n_boot, self.ecfg.seed
         )

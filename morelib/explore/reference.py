@@ -36,6 +36,12 @@ class StudyRefs:
     missing: dict[str, str] = field(default_factory=dict)
 
 
+def no_study() -> StudyRefs:
+    """The references of an explorer given no study results: every marker and study preset named as missing."""
+    why = "no study results given to this explorer (Explorer.from_study reads them from the run)"
+    return StudyRefs(missing={name: why for name in (*GHOST_SCHEMES, *STUDY_PRESETS)})
+
+
 def summary_from_run(root: str | Path) -> pd.DataFrame | None:
     """Notebook 02's summary table of a run folder (`<root>/02_more_training/metrics.json`), None when absent."""
     path = Path(root) / STUDY_NOTEBOOK / "metrics.json"
