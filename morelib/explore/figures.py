@@ -94,7 +94,7 @@ def _bar_traces(fig: go.Figure, tests: list[str], view: str) -> None:
         band = {"marker_color": FLOOR_COLOR, "opacity": 0.3, "name": FLOOR_LEGEND, "legendgroup": "floor"}
         fig.add_trace(go.Bar(meta=f"floor:{label}", showlegend=j == 0, hoverinfo="skip", **band, **bar), 1, 2)
         fig.add_trace(go.Bar(marker_color=color, opacity=0.85, meta=f"ece:{label}", showlegend=False, **named), 1, 2)
-        line = {"symbol": "line-ew-open", "size": 24, "line": {"color": FLOOR_COLOR, "width": 2}}
+        line = {"symbol": "line-ew-open", "size": 24, "color": FLOOR_COLOR, "line": {"color": FLOOR_COLOR, "width": 2}}
         mean = {"mode": "markers", "marker": line, "showlegend": False, "hoverinfo": "skip"}
         fig.add_trace(go.Scatter(x=[], y=[], meta=f"floormean:{label}", **mean), 1, 2)
         text = {"textposition": "bottom center", "textfont": {"color": OVER_COLOR, "size": 12}}

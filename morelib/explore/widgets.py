@@ -305,11 +305,12 @@ class ExplorerUI:
             self._mute = True
             self.step.value = step
             self._mute = False
-        self.step_note.value = (
+        text = (
             f"showing MORE's λ at step {step} of {n - 1}"
             if step is not None
             else "λ shown is not a MORE step (drag to replay MORE's λ)"
         )
+        self.step_note.value = f"<span class='explore-step'>{html.escape(text)}</span>"
 
     def _show_included(self, i: int) -> None:
         """An unchecked source's slider reads 0 and is disabled; checking it again restores its count."""
