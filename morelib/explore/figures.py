@@ -91,7 +91,13 @@ def _bar_traces(fig: go.Figure, tests: list[str], view: str) -> None:
         bar = {"x": slots, "y": zeros, "offset": offset, "width": width}
         named = {**bar, "name": "refit at λ" if view == "lambda" else label, "legendgroup": label}
         fig.add_trace(go.Bar(marker_color=color, meta=f"acc:{label}", showlegend=view == "mix", **named), 1, 1)
-        band = {"marker_color": FLOOR_COLOR, "opacity": 0.3, "name": FLOOR_LEGEND, "legendgroup": "floor"}
+        band = {
+            "marker_color": FLOOR_COLOR,
+            "opacity": 0.3,
+            "name": FLOOR_LEGEND,
+            "legendgroup": "floor",
+            "legendrank": 900,
+        }
         fig.add_trace(go.Bar(meta=f"floor:{label}", showlegend=j == 0, hoverinfo="skip", **band, **bar), 1, 2)
         fig.add_trace(go.Bar(marker_color=color, opacity=0.85, meta=f"ece:{label}", showlegend=False, **named), 1, 2)
         line = {"symbol": "line-ew-open", "size": 24, "color": FLOOR_COLOR, "line": {"color": FLOOR_COLOR, "width": 2}}

@@ -27,6 +27,7 @@ import numpy as np
 from morelib.core.errors import MoreError
 from morelib.explore.engine import Explorer, Fit, change
 from morelib.explore.figures import CI_NOTE, draw_lambda, draw_mix, ece_key, label_style, lambda_figure, mix_figure
+from morelib.explore.reference import STUDY_PRESETS
 
 SLIDER_STEP, SLIDER_DECIMALS = 0.01, 2  # λ slider resolution; sliders show λ rounded to it, refits use the exact λ
 PRESET_LABELS = {
@@ -118,8 +119,12 @@ def preset_note(ex: Explorer) -> str:
         notes.append(
             f"size-proportional λ equals uniform here (every source has {next(iter(ex.sizes.values()))} pairs)"
         )
+    absent = [n for n in STUDY_PRESETS if n not in ex.presets()]
+    for name in absent:
+        notes.append(f"preset {name}: not available ({ex.study.missing.get(name, 'not in the study results given')})")
     for name, why in ex.study.missing.items():
-        notes.append(f"{'study marker' if name not in PRESET_LABELS else 'preset'} {name}: not available ({why})")
+        if name not in STUDY_PRESETS:
+            notes.append(f"study marker {name}: not available ({why})")
     return "<br>".join(html.escape(n) for n in notes)
 
 
