@@ -263,8 +263,9 @@ def open_and_run_all(page, base: str) -> None:
     page.evaluate("() => window.jupyterapp.commands.execute('application:toggle-left-area')")
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
     page.wait_for_selector(".explore-status")
-    page.wait_for_function(
-        "() => { const g = document.querySelector('.js-plotly-plot'); return g && g.data && g.data.length > 2; }"
+    page.wait_for_function(  # the first render loads plotly's widget bundle: slow on a loaded 2-core machine
+        "() => { const g = document.querySelector('.js-plotly-plot'); return g && g.data && g.data.length > 2; }",
+        timeout=120_000,
     )
 
 
@@ -298,7 +299,7 @@ def test_slider_moves_the_figure(lab, tmp_path):
             executable_path=str(CHROMIUM),
             headless=True,
             args=CHROMIUM_ARGS,
-            viewport={"width": 1000, "height": 1100},
+            viewport={"width": 1000, "height": 1300},
         )
         try:
             page = context.new_page()
