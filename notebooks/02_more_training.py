@@ -235,8 +235,10 @@ display(length_split.round(3), *[Markdown(t) for t in length_findings])
 
 # %% [markdown]
 # Refit the reward head with **fixed** loss weights λ (one slider per source, normalised to sum 1) and watch
-# accuracy, ECE, reliability and reward differences per test source move. Presets: uniform (= MultiTask),
-# size-proportional (plain mixing) and MORE's learned λ, whose trajectory the *MORE step* slider replays. Each refit
+# accuracy, ECE, reliability and reward differences per test source move: whiskers are 95% CIs over test pairs, the
+# grey band the ECE of a perfectly calibrated model at each source's N, open markers the study's seed means. Presets:
+# uniform (= MultiTask), size-proportional (plain mixing), MORE's learned λ, whose trajectory the *MORE step* slider
+# replays, and the study's tuned and FAMO λ. Each refit
 # uses the short head schedule of `explore` in the params (shown in the status line); choices can be saved to
 # `tables/explore_saved.csv` of this run and reloaded. The first figure is a static snapshot (uniform λ) that renders
 # without a widget front-end; the widget below it needs JupyterLab (see docs/explorer.md).
@@ -244,7 +246,8 @@ display(length_split.round(3), *[Markdown(t) for t in length_findings])
 # %%
 from morelib.explore import engine, widgets
 
-explorer = engine.Explorer.from_study(data, cfg, run, more_head=heads[reward_models.RMKey("more", seed=cfg.seeds[0])])
+more_head = heads[reward_models.RMKey("more", seed=cfg.seeds[0])]
+explorer = engine.Explorer.from_study(data, cfg, run, more_head=more_head, summary=summary, heads=heads)
 with run.timer("explorer: uniform-λ refit"):
     explorer.set_lambda(explorer.presets()["uniform"])
 fig = widgets.lambda_figure(explorer)

@@ -2,9 +2,12 @@
 
 A small notebook on the synthetic benchmark (no model needed) is generated into a temporary folder, every cell is
 run, the first λ slider is moved with the keyboard, and the test checks that the plotly figure's numbers and the
-status line changed. A screenshot lands in the test's run folder; with MORE_UPDATE_SCREENSHOT=1 (or when missing)
-it is also copied to docs/explorer.png. Skipped when /usr/bin/chromium or Playwright is absent. Playwright never
-downloads a browser here: it drives the system chromium through `executable_path`.
+status line changed; that CI whiskers, the ECE floor band and the ghost markers are drawn; that the slider tracks
+start at one x and the figure fills its output area; that loading a saved uniform choice resets the MORE step
+readout; and that an ECE above the panel's cap shows a ▲ mark. A screenshot lands in the test's run folder; with
+MORE_UPDATE_SCREENSHOT=1 (or when missing) it is also copied to docs/explorer.png. Skipped when /usr/bin/chromium or
+Playwright is absent. Playwright never downloads a browser here: it drives the system chromium through
+`executable_path`.
 """
 
 from __future__ import annotations
@@ -46,13 +49,15 @@ if not CHROMIUM.exists():
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
 
 CELLS = [
-    """from morelib.explore import engine, widgets
+    """from morelib.explore import engine, reference, widgets
 from morelib.core.config import load_config
 from morelib.synthetic.synthetic import make_drift_benchmark""",
     """cfg = load_config("tiny", {"explore.train_pairs_per_source": 400, "explore.head_epochs": 4,
                            "explore.batch_per_source": 50, "explore.debounce_ms": 150})
 bench = make_drift_benchmark(3, 32, 400, 1.0, seed=0, n_calib=10, n_test=300, names=["helpful", "harmless", "oasst1"])
-ex = engine.Explorer(bench.train, bench.test, cfg.train, cfg.head, cfg.explore, out_dir="run")""",
+marks = {"multitask": {s: {"accuracy": 0.6, "ece_10": 0.05, "seeds": 3} for s in bench.test}}
+study = reference.StudyRefs(marks=marks)
+ex = engine.Explorer(bench.train, bench.test, cfg.train, cfg.head, cfg.explore, out_dir="run", study=study)""",
     """ui = widgets.ExplorerUI(ex, views=("lambda",))
 ui.widget""",
 ]
@@ -160,23 +165,70 @@ def lab(tmp_path):
         log.close()
 
 
+BARS_JS = """const gd = document.querySelector('.js-plotly-plot');
+        const tagged = (m) => gd.data.find(t => t.meta === m);"""
+
+
 def figure_numbers(page) -> list[list[float]]:
     """The y values of the accuracy and ECE bar traces of the explorer's plotly figure, read from the DOM."""
-    return page.evaluate("""() => {
-        const gd = document.querySelector('.js-plotly-plot');
-        return [gd.layout.xaxis.ticktext, gd.data[1].y, gd.data[2].y].map(a => Array.from(a));
-    }""")
+    return page.evaluate(f"""() => {{ {BARS_JS}
+        return [gd.layout.xaxis.ticktext, tagged('acc:fixed').y, tagged('ece:fixed').y].map(a => Array.from(a));
+    }}""")
 
 
 def wait_for_new_numbers(page, before: list[list[float]]) -> None:
     """Wait (page timeout) until the figure's bar values differ from `before`: the status line changes first."""
     page.wait_for_function(
-        """(old) => {
-        const gd = document.querySelector('.js-plotly-plot');
-        return JSON.stringify([gd.data[1].y, gd.data[2].y].map(a => Array.from(a))) !== old;
-    }""",
+        f"""(old) => {{ {BARS_JS}
+        return JSON.stringify([tagged('acc:fixed').y, tagged('ece:fixed').y].map(a => Array.from(a))) !== old;
+    }}""",
         arg=json.dumps(before[1:]),
     )
+
+
+def drawn(page) -> dict:
+    """What chromium drew: whisker paths, grey floor-band bars with a height in the ECE panel, ghost marker points,
+    ▲ texts, the figure's and its output area's widths, and the left x of every slider track."""
+    return page.evaluate("""() => {
+        const gd = document.querySelector('.js-plotly-plot');
+        const ece = Array.from(gd.querySelectorAll('.subplot.x2y2 .barlayer .point path'));
+        const grey = ece.filter(p => p.style.fill === 'rgb(127, 127, 127)' && p.getBBox().height > 1);
+        const ghosts = gd.data.filter(t => String(t.meta).startsWith('ghost:')).length;
+        return {
+            whiskers: gd.querySelectorAll('g.errorbar path').length,
+            floor_bars: grey.length,
+            ghost_traces: ghosts,
+            ghost_points: gd.querySelectorAll('.scatterlayer .trace .points path').length,
+            overflow: Array.from(gd.querySelectorAll('.textpoint text')).map(t => t.textContent),
+            width: gd._fullLayout.width,
+            area: gd.closest('.jp-OutputArea-output').clientWidth,
+            tracks: Array.from(document.querySelectorAll('.widget-slider .noUi-target'))
+                .map(e => Math.round(e.getBoundingClientRect().left)),
+        };
+    }""")
+
+
+def kernel_run(page, code: str) -> None:
+    """Run `code` in the notebook's kernel (outside its cells), as a user would in a scratch cell."""
+    page.evaluate(
+        """async (code) => {
+        const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+        await kernel.requestExecute({code: code, silent: false, store_history: false}).done;
+    }""",
+        code,
+    )
+
+
+def click_and_wait(page, button: str) -> None:
+    """Click the widget button labelled `button` and wait until the status line changes."""
+    before = status_text(page)
+    page.get_by_role("button", name=button, exact=True).click()
+    page.wait_for_function("(s) => document.querySelector('.explore-status').innerText !== s", arg=before)
+
+
+def step_note(page) -> str:
+    """The readout beside the MORE step slider."""
+    return page.locator(".explore-step").first.inner_text()
 
 
 def kernel_print(page, expression: str) -> str:
@@ -211,8 +263,9 @@ def open_and_run_all(page, base: str) -> None:
     page.evaluate("() => window.jupyterapp.commands.execute('application:toggle-left-area')")
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
     page.wait_for_selector(".explore-status")
-    page.wait_for_function(
-        "() => { const g = document.querySelector('.js-plotly-plot'); return g && g.data && g.data.length > 2; }"
+    page.wait_for_function(  # the first render loads plotly's widget bundle: slow on a loaded 2-core machine
+        "() => { const g = document.querySelector('.js-plotly-plot'); return g && g.data && g.data.length > 2; }",
+        timeout=120_000,
     )
 
 
@@ -225,6 +278,19 @@ def drag_first_slider(page, presses: int = 30) -> None:
     page.wait_for_function("(s) => document.querySelector('.explore-status').innerText !== s", arg=before)
 
 
+def load_uniform_after_more(page) -> dict[str, str]:
+    """Save the uniform choice, apply MORE's final λ, load the saved choice back: the step readout before and after."""
+    click_and_wait(page, "uniform (MultiTask)")
+    page.get_by_role("button", name="save λ").click()
+    page.wait_for_function("() => document.querySelectorAll('.widget-dropdown select option').length > 0")
+    click_and_wait(page, "MORE final λ")
+    more = step_note(page)
+    page.locator(".widget-dropdown select").select_option(index=0)
+    click_and_wait(page, "load")
+    page.wait_for_function("() => document.body.innerText.includes('not a MORE step')")
+    return {"more": more, "after": step_note(page)}
+
+
 def test_slider_moves_the_figure(lab, tmp_path):
     shot = lab["work"] / "run" / "explorer.png"
     with playwright_sync.sync_playwright() as pw:
@@ -233,7 +299,7 @@ def test_slider_moves_the_figure(lab, tmp_path):
             executable_path=str(CHROMIUM),
             headless=True,
             args=CHROMIUM_ARGS,
-            viewport={"width": 1000, "height": 1100},
+            viewport={"width": 1000, "height": 1300},
         )
         try:
             page = context.new_page()
@@ -245,8 +311,14 @@ def test_slider_moves_the_figure(lab, tmp_path):
             wait_for_new_numbers(page, before)
             after_status, after = status_text(page), figure_numbers(page)
             refits = int(kernel_print(page, "ui.refits['lambda']"))
+            seen = drawn(page)
             shot.parent.mkdir(exist_ok=True)
             page.locator(".jp-OutputArea-output").last.screenshot(path=str(shot))
+            loaded = load_uniform_after_more(page)
+            kernel_run(page, "ui.lambda_fig.layout.yaxis2.range = (0, 0.01)")  # a cap below every ECE
+            click_and_wait(page, "size-proportional (plain mixing)")
+            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .textpoint text').length > 0")
+            overflow = drawn(page)["overflow"]
         finally:
             context.close()
     assert 1 <= refits < 30, f"30 key presses gave {refits} refits: the drag was not debounced"
@@ -255,6 +327,12 @@ def test_slider_moves_the_figure(lab, tmp_path):
     lam = re.search(r"helpful ([0-9.]+)", after_status)
     assert lam and float(lam.group(1)) > 0.4, after_status
     assert re.search(r"update [0-9.]+ s", after_status), after_status
+    assert seen["whiskers"] >= 6 and seen["floor_bars"] == 3, seen  # accuracy + ECE whiskers; one band per source
+    assert seen["ghost_traces"] == 2 and seen["ghost_points"] >= 6, seen  # the study's MultiTask in both bar panels
+    assert seen["width"] > 700 and seen["width"] >= 0.9 * seen["area"], seen  # sized to its output area
+    assert len(seen["tracks"]) == 4 and len(set(seen["tracks"])) == 1, seen  # λ sliders and MORE step aligned
+    assert loaded["more"].startswith("showing MORE's λ at step") and "not a MORE step" in loaded["after"], loaded
+    assert overflow and all(re.fullmatch(r"▲ 0\.[0-9]{3}", t) for t in overflow), overflow
     assert shot.stat().st_size > 10_000
     docs = REPO / "docs" / "explorer.png"
     wanted = os.environ.get("MORE_UPDATE_SCREENSHOT") == "1" or not docs.exists()

@@ -433,6 +433,7 @@ class ExploreConfig:
     head_epochs: int
     batch_per_source: int
     reliability_bins: int
+    n_boot: int
     seed: int
 
 
@@ -634,7 +635,7 @@ def validate(cfg: Config) -> None:
     )
     _check(0 < cfg.more.alpha <= 1, f"'more.alpha' must be in (0, 1], got {cfg.more.alpha}")
     _check_subset(cfg.rjs.schemes, TRAINED_SCHEMES, "rjs.schemes")
-    for key in ("train_pairs_per_source", "head_epochs", "batch_per_source", "reliability_bins"):
+    for key in ("train_pairs_per_source", "head_epochs", "batch_per_source", "reliability_bins", "n_boot"):
         _check(getattr(cfg.explore, key) > 0, f"'explore.{key}' must be positive, got {getattr(cfg.explore, key)}")
     _check(cfg.explore.debounce_ms >= 0, f"'explore.debounce_ms' must be ≥ 0, got {cfg.explore.debounce_ms}")
     _validate_sweep(cfg.synthetic_scenarios)

@@ -1,9 +1,11 @@
-"""Status lines of long runs: what a notebook is doing, on the terminal that started it, never in the notebook.
+"""Status lines of long runs: what a notebook is doing, on the terminal that started it (as plain stdout lines).
 
-Under `run_all.sh` the kernel's own process stderr (`sys.__stderr__`) is the terminal (papermill's kernel inherits
-it), while `sys.stderr` is captured into the executed notebook; so status lines go to the former, and to
-`<run>/status.log` once a run has set it. `report` writes every line; `progress` at most once per `every_s` seconds per
-task (feature extraction calls it per batch), so the terminal shows progress at least once a minute without flooding.
+Under `run_all.sh` the kernel's own process stdout (`sys.__stdout__`) is the terminal (papermill's kernel inherits
+it), while `sys.stdout` is captured into the executed notebook; so status lines go to the former, and to
+`<run>/status.log` once a run has set it. Not stderr: ipykernel also forwards the process's file descriptors to the
+notebook, where stderr renders as pink error blocks in every timed cell (issue 27); stdout renders as plain text.
+`report` writes every line; `progress` at most once per `every_s` seconds per task (feature extraction calls it per
+batch), so the terminal shows progress at least once a minute without flooding.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ def set_target(log_file: Path | None, who: str) -> None:
 
 
 def report(message: str) -> None:
-    """Write one status line `[HH:MM:SS who] message` to the process stderr and the status file."""
+    """Write one status line `[HH:MM:SS who] message` to the process stdout and the status file."""
     line = f"[{datetime.now():%H:%M:%S} {_state['who'] or 'morelib'}] {message}"
-    stream = sys.__stderr__
+    stream = sys.__stdout__
     if stream is not None:
         print(line, file=stream, flush=True)
     if _state["file"] is not None:

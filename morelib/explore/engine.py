@@ -2,9 +2,14 @@
 
 The λ explorer trains the feature-tier head on Σ_i λ_i L_i with λ held fixed (`train_head` scheme "fixed", paper
 Eq. 8 without MORE's update) and shows accuracy and ECE per test source, a reliability diagram and the reward-difference
-distribution. Presets: uniform (= MultiTask), size-proportional (plain mixing: λ_i ∝ N_i) and MORE's learned λ, whose
-trajectory [steps, K] is replayed step by step. The mix explorer picks pairs per source and which sources take part,
-then refits MultiTask and MORE on that mix side by side.
+distribution. Presets: uniform (= MultiTask), size-proportional (plain mixing: λ_i ∝ N_i, the full training sets'
+sizes as the study's `sizeprop`, even where the explorer's cap makes its own sets equal), MORE's learned λ, whose
+trajectory [steps, K] is replayed step by step, and the study's `tuned` and `famo` λ when the run has them
+(`explore.reference`). The mix explorer picks pairs per source and which sources take part, then refits MultiTask
+and MORE on that mix side by side.
+Every fit carries bootstrap replicates over its test pairs (`explore.intervals`: 95% CIs of accuracy and ECE per
+source and of their means, paired across fits so `change` gives a fit's difference to uniform λ with a CI) and the
+ECE noise floor of each test source at its N.
 λ convention: `Explorer.set_lambda(lam)` takes weights on the simplex (≥ 0, summing to 1 within 1e-5) and raises
 ConfigError otherwise; `normalise=True` divides raw ≥ 0 weights by their sum (the sliders use it).
 All-zero λ → ConfigError.
@@ -38,6 +43,8 @@ from morelib.core.config import MIX_SCHEMES, Config, ExploreConfig, HeadConfig, 
 from morelib.core.errors import ConfigError, RunError
 from morelib.core.runs import atomic_write
 from morelib.evaluation import metrics
+from morelib.explore import intervals
+from morelib.explore.reference import StudyRefs, no_study, study_refs
 from morelib.study import pipeline
 from morelib.train import reward_head
 from morelib.train.reward_models import RewardModel, RMKey
@@ -52,7 +59,8 @@ class Fit:
 
     metrics[test_source] = `metrics.all_metrics` with the explorer's bin count; diffs[test_source] = Δ [N];
     reliability[test_source] = `metrics.reliability`, pooled_reliability over all test pairs; lam_history
-    [steps, K]; seconds = refit + evaluation time.
+    [steps, K]; seconds = refit + evaluation time; boot[key] = bootstrap replicates [n_boot, S] of "accuracy" and
+    "ece_<B>" over the S test sources (`intervals.metric_replicates`); floor[test_source] = {"floor", "p95"}.
     """
 
     scheme: str
@@ -64,10 +72,27 @@ class Fit:
     pooled_reliability: dict[str, np.ndarray]
     lam_history: np.ndarray
     seconds: float
+    boot: dict[str, np.ndarray]
+    floor: dict[str, dict[str, float]]
 
     def mean(self, key: str) -> float:
         """Unweighted mean of one metric over the test sources."""
         return float(np.mean([m[key] for m in self.metrics.values()]))
+
+    def ci(self, key: str) -> dict[str, tuple[float, float]]:
+        """Per test source, the 95% bootstrap CI (over its test pairs) of "accuracy" or "ece_<B>"."""
+        lo, hi = intervals.percentile_ci(self.boot[key])
+        return {s: (float(a), float(b)) for s, a, b in zip(self.metrics, lo, hi)}
+
+    def mean_ci(self, key: str) -> tuple[float, float]:
+        """The 95% bootstrap CI of the mean over test sources (each source's pairs resampled on their own)."""
+        lo, hi = intervals.percentile_ci(self.boot[key].mean(axis=1))
+        return float(lo), float(hi)
+
+
+def change(fit: Fit, base: Fit, key: str) -> tuple[float, float, float]:
+    """(diff, lo, hi): mean `key` over test sources of `fit` minus `base`, paired 95% CI (same resampled pairs)."""
+    return intervals.mean_change(fit.boot[key], base.boot[key], fit.mean(key), base.mean(key))
 
 
 def explore_configs(tcfg: TrainConfig, hcfg: HeadConfig, ecfg: ExploreConfig) -> tuple[TrainConfig, HeadConfig]:
@@ -115,10 +140,12 @@ class Explorer:
         out_dir: str | Path | None = None,
         more_history: torch.Tensor | np.ndarray | None = None,
         more: MoreConfig | None = None,
+        study: StudyRefs | None = None,
     ) -> None:
         """Cap training sources at ecfg.train_pairs_per_source (seeded subset if larger); `out_dir` holds saved choices.
 
         more_history [steps, K]: MORE's λ trajectory from an earlier fit (e.g. notebook 02's head); None → fitted here.
+        study: the study's ghost markers and tuned/famo presets (`reference.study_refs`); None → none (named missing).
         """
         if not train_by_source or not test_by_source:
             raise ConfigError("Explorer needs at least one training source and one test source")
@@ -127,6 +154,12 @@ class Explorer:
         self.tcfg, self.hcfg = explore_configs(tcfg, hcfg, self.ecfg)
         self.names = list(train_by_source)
         self.test = dict(test_by_source)
+        self.sizes = {n: len(pf) for n, pf in train_by_source.items()}  # before the cap: the size preset's N_i
+        self.study = study or no_study()
+        self._counts = intervals.resample_counts(
+            [len(pf) for pf in self.test.values()], self.ecfg.n_boot, self.ecfg.seed
+        )
+        self._uniform: Fit | None = None
         picks = capped_subsets({n: len(pf) for n, pf in train_by_source.items()}, self.ecfg)
         # a source within the cap is used as given, so a λ fit equals train_head on the caller's features
         self.train = {n: pf if picks[n] is None else pf.subset(picks[n]) for n, pf in train_by_source.items()}
@@ -145,8 +178,13 @@ class Explorer:
         run: Any = None,
         more_head: RewardModel | None = None,
         backbone: RewardModel | None = None,
+        summary: pd.DataFrame | None = None,
+        heads: Mapping[RMKey, RewardModel] | None = None,
     ) -> Explorer:
         """An explorer over a `pipeline.StudyData` (train and test splits); MORE's trajectory from `more_head` if given.
+
+        The study's ghost markers come from `summary` (notebook 02's `tables.summary`), its tuned/famo presets from
+        `heads` (their first seed); either falls back to the run folder's notebook-02 metrics when not given.
 
         Fine-tuning tier (no frozen features in `data`): heads are refitted on the pooled last-layer features of a
         fine-tuned backbone — `backbone`, else `more_head`, else this run's MORE RM of the first seed (reused from the
@@ -162,6 +200,8 @@ class Explorer:
             if list(more_head.history.get("source_names", [])) != list(tr):
                 raise ConfigError(f"more_head was trained on {more_head.history.get('source_names')}, not {list(tr)}")
             history = more_head.history["lam"]
+        root = run.root if run is not None else None
+        refs = study_refs(list(tr), f"ece_{cfg.explore.reliability_bins}", cfg.seeds[0], summary, heads, root)
         return cls(
             tr,
             te,
@@ -171,6 +211,7 @@ class Explorer:
             out_dir=run.dir if run is not None else None,
             more_history=history,
             more=cfg.more,
+            study=refs,
         )
 
     def _check_history(self, history: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -204,6 +245,8 @@ class Explorer:
         diffs = {s: head.reward_diff(pf).double().numpy() for s, pf in self.test.items()}
         history = head.history["lam"].double().numpy()
         return Fit(
+            boot=intervals.metric_replicates(diffs, self._counts, nb),
+            floor=intervals.floor_band(diffs, nb, self.ecfg.seed),
             scheme=scheme,
             lam=history[-1] if lam is None else lam,
             pairs={n: len(pf) for n, pf in train_by_source.items()},
@@ -217,7 +260,9 @@ class Explorer:
 
     def set_lambda(self, lam: Sequence[float], normalise: bool = False) -> Fit:
         """Refit with fixed source weights λ [K] (see the module docstring for the simplex rule); returns the fit."""
-        self.current = self.fit(self.train, "fixed", simplex_weights(lam, self.names, normalise))
+        weights = simplex_weights(lam, self.names, normalise)
+        uniform = np.allclose(weights, 1.0 / len(self.names), rtol=0, atol=1e-12)
+        self.current = self.uniform_fit() if uniform else self.fit(self.train, "fixed", weights)
         return self.current
 
     def metrics(self, which: str = "lambda") -> pd.DataFrame:
@@ -235,13 +280,32 @@ class Explorer:
         return self._more_history
 
     def presets(self) -> dict[str, np.ndarray]:
-        """Named λ [K]: uniform (MultiTask), size (plain mixing, λ_i ∝ training pairs N_i) and more (MORE's final λ)."""
-        sizes = np.array([self.available[n] for n in self.names], dtype=np.float64)
+        """Named λ [K]: uniform (MultiTask), size (plain mixing, λ_i ∝ full training sets' N_i), more (MORE's final λ)
+        and the study's tuned / famo λ where the run has them (`self.study.missing` says why one is absent)."""
+        sizes = np.array([self.sizes[n] for n in self.names], dtype=np.float64)
         return {
             "uniform": np.full(len(self.names), 1.0 / len(self.names)),
             "size": sizes / sizes.sum(),
             "more": self.more_lambda(-1),
+            **self.study.presets,
         }
+
+    def size_is_uniform(self) -> bool:
+        """Whether size-proportional λ equals uniform λ (every source has the same number of training pairs)."""
+        return len(set(self.sizes.values())) == 1
+
+    def uniform_fit(self) -> Fit:
+        """The uniform-λ fit (= MultiTask on the explorer's schedule) every λ fit is compared with; fitted once."""
+        if self._uniform is None:
+            self._uniform = self.fit(self.train, "fixed", np.full(len(self.names), 1.0 / len(self.names)))
+        return self._uniform
+
+    def more_step_of(self, lam: Sequence[float], atol: float = 1e-5) -> int | None:
+        """The last MORE step whose λ equals `lam` within `atol` (None: λ is not on MORE's trajectory)."""
+        traj = self.more_trajectory()
+        traj = traj / traj.sum(axis=1, keepdims=True)
+        hits = np.flatnonzero(np.all(np.abs(traj - np.asarray(lam, dtype=np.float64)) <= atol, axis=1))
+        return int(hits[-1]) if hits.size else None
 
     def more_lambda(self, step: int) -> np.ndarray:
         """MORE's λ [K] at one training step (negative counts from the end), renormalised against float32 rounding."""

@@ -1,200 +1,42 @@
-"""Widget layer of the explorer: sliders and one plotly figure per view, updated in place.
+"""Widget layer of the explorer: sliders, presets and the live figures of `explore.figures`, updated in place.
 
-`lambda_figure` / `mix_figure` draw the panels of an `engine.Explorer` as plain `go.Figure`s (papermill, static
-viewers); `ExplorerUI` shows the same panels as `go.FigureWidget`s whose traces are updated inside `batch_update` on
-every change (never re-created), with one slider per source, presets, MORE's λ trajectory on a step slider, the mix
-controls, save/reload, and a status line with the metrics and the measured update time.
+`ExplorerUI` shows the panels as `go.FigureWidget`s whose traces are updated inside `batch_update` on every change
+(never re-created): one slider per source (one description width, so every track starts at the same x; the readout
+beside each is the normalised λ the refit uses, not the raw slider weight), presets (uniform, size-proportional, MORE,
+and the study's tuned and FAMO λ when the run has them; a note says which are unavailable and when size-proportional
+equals uniform), MORE's λ trajectory on a step slider whose readout names the step shown (or says λ is off the
+trajectory, also after a load), the mix controls, save/reload (entries name the λ or the mix), and a status line:
+mean accuracy and ECE with 95% CIs over test pairs, their change against uniform λ (λ view) or MORE − MultiTask (mix
+view) with a paired CI, and the measured update time.
 Slider drags are debounced (`ExploreConfig.debounce_ms`) on the kernel's asyncio loop; without a running loop (plain
-Python, tests) an update runs at once. Checked in tests/test_explore.py (traces follow the fits, figure identity kept)
-and tests/test_browser.py (headless chromium in JupyterLab).
+Python, tests) an update runs at once. Checked in tests/test_explore.py (traces follow the fits, figure identity kept,
+readouts) and tests/test_browser.py (headless chromium in JupyterLab).
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
+import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from morelib.core.config import MIX_SCHEMES
 from morelib.core.errors import MoreError
-from morelib.explore.engine import Explorer, Fit
-from morelib.study.plots import PALETTE, SCHEME_COLORS, TEMPLATE
+from morelib.explore.engine import Explorer, Fit, change
+from morelib.explore.figures import CI_NOTE, draw_lambda, draw_mix, ece_key, label_style, lambda_figure, mix_figure
+from morelib.explore.reference import STUDY_PRESETS
 
-PANELS = ("accuracy per test source", "ECE per test source", "reliability (σ(Δ), both orders)", "reward difference Δ")
 SLIDER_STEP, SLIDER_DECIMALS = 0.01, 2  # λ slider resolution; sliders show λ rounded to it, refits use the exact λ
-LABEL_STYLE = {"description_width": "initial"}  # full source names ("ultrafeedback"), never cut to "ultrafeed…"
-ECE_AXIS_MIN = 0.2  # the ECE panel's fixed upper end is at least this, so bars compare across updates
-
-
-def ece_axis_max(ex: Explorer, fits: list[Fit]) -> float:
-    """A fixed upper end for the ECE panel: twice the largest ECE of the first fits, rounded up to 0.05, ≤ 1."""
-    top = max(f.metrics[s][_ece_key(ex)] for f in fits for s in ex.test)
-    return float(min(1.0, max(ECE_AXIS_MIN, np.ceil(2 * top / 0.05) * 0.05)))
-
-
-def _panels(title: str, tests: list[str]) -> go.Figure:
-    """An empty 2×2 figure with the explorer's four panel titles; bar panels have one slot per test source."""
-    fig = make_subplots(rows=2, cols=2, subplot_titles=PANELS, vertical_spacing=0.14)
-    # bars sit at 0…K−1 with the source names as tick labels: the anywidget front-end of plotly 7 drops string x
-    for col in (1, 2):
-        fig.update_xaxes(tickmode="array", tickvals=list(range(len(tests))), ticktext=tests, row=1, col=col)
-    fig.update_layout(
-        title=title,
-        template=TEMPLATE,
-        height=640,
-        barmode="group",
-        bargap=0.25,
-        margin={"t": 95, "b": 40, "l": 50, "r": 20},
-        legend={"orientation": "h", "y": -0.08},
-    )
-    fig.update_yaxes(range=[0, 1], row=1, col=1)
-    fig.update_xaxes(range=[0, 1], title_text="confidence", row=2, col=1)
-    fig.update_yaxes(range=[0, 1], title_text="accuracy", row=2, col=1)
-    fig.add_trace(
-        go.Scatter(
-            x=[0, 1],
-            y=[0, 1],
-            mode="lines",
-            line={"dash": "dot", "color": "#999"},
-            name="perfect calibration",
-            showlegend=False,
-        ),
-        row=2,
-        col=1,
-    )
-    return fig
-
-
-def _lambda_traces(fig: go.Figure, tests: list[str]) -> None:
-    """Add the λ view's traces: 2 bar traces, then one reliability line and one histogram per test source."""
-    colors = [PALETTE[i % len(PALETTE)] for i in range(len(tests))]
-    slots = list(range(len(tests)))
-    fig.add_trace(
-        go.Bar(x=slots, y=[0] * len(tests), name="accuracy", showlegend=False, marker_color=colors), row=1, col=1
-    )
-    fig.add_trace(go.Bar(x=slots, y=[0] * len(tests), name="ECE", showlegend=False, marker_color=colors), row=1, col=2)
-    for s, c in zip(tests, colors):
-        fig.add_trace(
-            go.Scatter(x=[], y=[], mode="lines+markers", name=s, legendgroup=s, line={"color": c}), row=2, col=1
-        )
-    for s, c in zip(tests, colors):
-        fig.add_trace(
-            go.Histogram(x=[], name=s, legendgroup=s, showlegend=False, opacity=0.45, nbinsx=40, marker_color=c),
-            row=2,
-            col=2,
-        )
-    fig.update_layout(barmode="overlay")
-
-
-def _mix_traces(fig: go.Figure, tests: list[str]) -> None:
-    """Add the mix view's traces: per scheme a bar pair (accuracy, ECE), a pooled reliability line and a histogram."""
-    slots = list(range(len(tests)))
-    for scheme in MIX_SCHEMES:
-        color = SCHEME_COLORS[scheme]
-        fig.add_trace(
-            go.Bar(x=slots, y=[0] * len(tests), name=scheme, legendgroup=scheme, marker_color=color), row=1, col=1
-        )
-        fig.add_trace(
-            go.Bar(x=slots, y=[0] * len(tests), name=scheme, legendgroup=scheme, marker_color=color, showlegend=False),
-            row=1,
-            col=2,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=[],
-                y=[],
-                mode="lines+markers",
-                name=scheme,
-                legendgroup=scheme,
-                line={"color": color},
-                showlegend=False,
-            ),
-            row=2,
-            col=1,
-        )
-        fig.add_trace(
-            go.Histogram(
-                x=[], name=scheme, legendgroup=scheme, marker_color=color, opacity=0.5, nbinsx=40, showlegend=False
-            ),
-            row=2,
-            col=2,
-        )
-    fig.update_layout(barmode="group")
-    fig.update_traces(selector={"type": "histogram"}, bingroup=None)
-
-
-def _ece_key(ex: Explorer) -> str:
-    """The metric name of the explorer's ECE (its bin count)."""
-    return f"ece_{ex.ecfg.reliability_bins}"
-
-
-def _curve(rel: dict[str, np.ndarray]) -> tuple[list[float], list[float]]:
-    """Confidence and accuracy of the non-empty bins of a reliability table."""
-    keep = rel["count"] > 0
-    return rel["confidence"][keep].tolist(), rel["accuracy"][keep].tolist()
-
-
-def draw_lambda(fig: go.Figure, ex: Explorer, fit: Fit) -> None:
-    """Write a λ fit into the λ view's traces, in place (one batched update)."""
-    tests, ece = list(ex.test), _ece_key(ex)
-    with fig.batch_update():
-        fig.data[1].y = [fit.metrics[s]["accuracy"] for s in tests]
-        fig.data[2].y = [fit.metrics[s][ece] for s in tests]
-        for i, s in enumerate(tests):
-            fig.data[3 + i].x, fig.data[3 + i].y = _curve(fit.reliability[s])
-            fig.data[3 + len(tests) + i].x = fit.diffs[s]
-        fig.layout.title.text = (
-            "λ explorer<br><sup>λ = " + ", ".join(f"{n} {v:.3f}" for n, v in zip(ex.names, fit.lam)) + "</sup>"
-        )
-
-
-def draw_mix(fig: go.Figure, ex: Explorer, fits: dict[str, Fit]) -> None:
-    """Write the MultiTask and MORE fits of a mix into the mix view's traces, in place (one batched update)."""
-    tests, ece = list(ex.test), _ece_key(ex)
-    with fig.batch_update():
-        for j, scheme in enumerate(MIX_SCHEMES):
-            fit, base = fits[scheme], 1 + 4 * j
-            fig.data[base].y = [fit.metrics[s]["accuracy"] for s in tests]
-            fig.data[base + 1].y = [fit.metrics[s][ece] for s in tests]
-            fig.data[base + 2].x, fig.data[base + 2].y = _curve(fit.pooled_reliability)
-            fig.data[base + 3].x = np.concatenate([fit.diffs[s] for s in tests])
-        mix = fits[MIX_SCHEMES[0]].pairs
-        fig.layout.title.text = (
-            "MultiTask vs MORE on the mix<br><sup>pairs: " + ", ".join(f"{n} {k}" for n, k in mix.items()) + "</sup>"
-        )
-
-
-def _view_figure(
-    ex: Explorer, title: str, add_traces: Callable[[go.Figure, list[str]], None], widget: bool
-) -> go.Figure:
-    """A view's two panels with its (empty) traces per test source, as a FigureWidget when `widget`."""
-    fig = _panels(title, list(ex.test))
-    add_traces(fig, list(ex.test))
-    return go.FigureWidget(fig) if widget else fig
-
-
-def lambda_figure(ex: Explorer, widget: bool = False) -> go.Figure:
-    """The λ view of the current fit (uniform λ fitted first if none) as a go.Figure, or a FigureWidget."""
-    fig = _view_figure(ex, "λ explorer", _lambda_traces, widget)
-    fit = ex.current or ex.set_lambda(ex.presets()["uniform"])
-    fig.update_yaxes(range=[0, ece_axis_max(ex, [fit])], autorange=False, row=1, col=2)
-    draw_lambda(fig, ex, fit)
-    return fig
-
-
-def mix_figure(ex: Explorer, widget: bool = False) -> go.Figure:
-    """The mix view (MultiTask vs MORE) of the current mix (all pairs of all sources if none) as a figure."""
-    fig = _view_figure(ex, "mix explorer", _mix_traces, widget)
-    fits = ex.mix or ex.set_mix(ex.available)
-    fig.update_yaxes(range=[0, ece_axis_max(ex, list(fits.values()))], autorange=False, row=1, col=2)
-    draw_mix(fig, ex, fits)
-    return fig
+PRESET_LABELS = {
+    "uniform": "uniform (MultiTask)",
+    "size": "size-proportional (plain mixing)",
+    "more": "MORE final λ",
+    "tuned": "tuned λ (study)",
+    "famo": "FAMO final λ (study)",
+}
 
 
 class Debouncer:
@@ -220,15 +62,81 @@ class Debouncer:
         self.fn()
 
 
-def status_html(ex: Explorer, fit: Fit, seconds: float, what: str) -> str:
-    """The status line: λ or mix, mean accuracy and ECE, measured update time and the refit schedule."""
-    ece = _ece_key(ex)
+def _signed(value: float, digits: int = 4) -> str:
+    """A signed number with a true minus sign (−0.0040, +0.0012)."""
+    return f"{value:+.{digits}f}".replace("-", "−")
+
+
+def _with_ci(value: float, ci: tuple[float, float]) -> str:
+    """`0.5123 [0.5010, 0.5230]`."""
+    return f"{value:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]"
+
+
+def change_text(ex: Explorer, fit: Fit, base: Fit, name: str) -> str:
+    """`mean accuracy +0.0030 [−0.0040, +0.0100], mean ECE −0.0040 [−0.0100, +0.0020] vs <name>` (paired CIs)."""
+    if fit is base:
+        return f"this is {name}"
+    parts = []
+    for key, label in (("accuracy", "mean accuracy"), (ece_key(ex), "mean ECE")):
+        d, lo, hi = change(fit, base, key)
+        parts.append(f"{label} {_signed(d)} [{_signed(lo)}, {_signed(hi)}]")
+    return ", ".join(parts) + f" vs {name}"
+
+
+def status_html(ex: Explorer, fit: Fit, seconds: float, what: str, versus: str) -> str:
+    """The status line: λ, mean accuracy and ECE with CIs, the change `versus`, update time and refit schedule."""
+    ece = ece_key(ex)
     lam = ", ".join(f"{n} {v:.3f}" for n, v in zip(fit.pairs, fit.lam))
     text = (
-        f"{what} · λ = [{lam}] · mean accuracy {fit.mean('accuracy'):.4f} · mean ECE ({ece}) "
-        f"{fit.mean(ece):.4f} · update {seconds:.2f} s (refit {fit.seconds:.2f} s; {ex.settings})"
+        f"{what} · λ = [{lam}] · mean accuracy {_with_ci(fit.mean('accuracy'), fit.mean_ci('accuracy'))} · mean ECE "
+        f"({ece}) {_with_ci(fit.mean(ece), fit.mean_ci(ece))} · {versus} · {CI_NOTE} · update {seconds:.2f} s "
+        f"(refit {fit.seconds:.2f} s; {ex.settings})"
     )
     return f"<span class='explore-status'>{html.escape(text)}</span>"
+
+
+def lambda_status(ex: Explorer, fit: Fit, seconds: float, what: str) -> str:
+    """The λ view's status line: the fit against uniform λ."""
+    return status_html(ex, fit, seconds, what, change_text(ex, fit, ex.uniform_fit(), "uniform λ"))
+
+
+def mix_status(ex: Explorer, fits: dict[str, Fit], seconds: float, what: str) -> str:
+    """The mix view's status line: MORE's fit, and MORE − MultiTask on the same test pairs."""
+    return status_html(
+        ex,
+        fits["more"],
+        seconds,
+        what,
+        "MORE − MultiTask: "
+        + change_text(ex, fits["more"], fits["multitask"], "MultiTask").replace(" vs MultiTask", ""),
+    )
+
+
+def preset_note(ex: Explorer) -> str:
+    """What the preset row cannot show as asked: size-proportional equal to uniform, absent study presets/markers."""
+    notes = []
+    if ex.size_is_uniform():
+        notes.append(
+            f"size-proportional λ equals uniform here (every source has {next(iter(ex.sizes.values()))} pairs)"
+        )
+    absent = [n for n in STUDY_PRESETS if n not in ex.presets()]
+    for name in absent:
+        notes.append(f"preset {name}: not available ({ex.study.missing.get(name, 'not in the study results given')})")
+    for name, why in ex.study.missing.items():
+        if name not in STUDY_PRESETS:
+            notes.append(f"study marker {name}: not available ({why})")
+    return "<br>".join(html.escape(n) for n in notes)
+
+
+def saved_label(rows: Any, ece: str) -> str:
+    """A saved choice's dropdown entry: its id, the λ or the mix it holds, and its mean metrics per scheme."""
+    first = rows.iloc[0]
+    if first["kind"] == "lambda":
+        chosen = "λ " + ", ".join(f"{n} {v:.2f}" for n, v in json.loads(first["lam"]).items())
+    else:
+        chosen = "mix " + ", ".join(f"{n} {k}" for n, k in json.loads(first["pairs"]).items())
+    scores = [f"{r['scheme']} acc {r['accuracy_mean']:.3f} ECE {r[f'{ece}_mean']:.3f}" for _, r in rows.iterrows()]
+    return f"#{first['save_id']} {chosen}: " + "; ".join(scores)
 
 
 def error_html(message: str) -> str:
@@ -252,6 +160,7 @@ class ExplorerUI:
         if unknown or not views:
             raise MoreError(f"unknown explorer view(s) {sorted(unknown)}; views are 'lambda' and 'mix'")
         self.ex, self.W, self.views, self._mute = ex, W, tuple(views), False
+        self.style = label_style([*ex.names, "MORE step"])
         self._echo: list[float | None] = []
         delay = (ex.ecfg.debounce_ms if debounce_ms is None else debounce_ms) / 1000
         self.last_update_s: dict[str, float] = {}
@@ -265,7 +174,7 @@ class ExplorerUI:
         self.widget = W.VBox(parts)
 
     def _lambda_view(self, debounce: Debouncer) -> object:
-        """Sliders, presets, the MORE step slider, status and figure of the λ view."""
+        """Sliders with their λ readouts, presets, the MORE step slider, status and figure of the λ view."""
         W, ex = self.W, self.ex
         self.sliders = [
             W.FloatSlider(
@@ -274,22 +183,27 @@ class ExplorerUI:
                 max=1,
                 step=SLIDER_STEP,
                 description=n,
-                readout_format=".2f",
+                readout=False,  # the raw weight; the readout beside it shows the normalised λ
                 continuous_update=True,
-                style=LABEL_STYLE,
+                style=self.style,
             )
             for n in ex.names
         ]
+        self.lam_readouts = [W.HTML() for _ in ex.names]
         for s in self.sliders:
             s.observe(lambda change: self._mute or self._moved(change) and debounce.trigger(), names="value")
-        labels = {"uniform": "uniform (MultiTask)", "size": "size-proportional (plain mixing)", "more": "MORE final λ"}
-        buttons = [W.Button(description=text, layout={"width": "auto"}) for text in labels.values()]
-        self.preset_buttons = dict(zip(labels, buttons))
-        for key, button in zip(labels, buttons):
-            button.on_click(lambda _, key=key: self.apply(ex.presets()[key], steps - 1 if key == "more" else None))
+        presets = ex.presets()
+        self.preset_buttons = {
+            key: W.Button(description=text, layout={"width": "auto"}) for key, text in PRESET_LABELS.items()
+        }
         steps = len(ex.more_trajectory())
+        for key, button in self.preset_buttons.items():
+            if key in presets:
+                button.on_click(lambda _, key=key: self.apply(ex.presets()[key], ex.more_step_of(ex.presets()[key])))
+            else:
+                button.disabled, button.tooltip = True, ex.study.missing.get(key, "not available")
         self.step = W.IntSlider(
-            value=steps - 1, min=0, max=steps - 1, description="MORE step", continuous_update=True, style=LABEL_STYLE
+            value=steps - 1, min=0, max=steps - 1, description="MORE step", continuous_update=True, style=self.style
         )
         self.step_note = W.HTML()
         step_debounce = Debouncer(
@@ -299,13 +213,17 @@ class ExplorerUI:
         self.lambda_status = W.HTML()
         self.lambda_fig = lambda_figure(ex, widget=True)
         self._set_sliders(ex.current.lam)
-        self._show_step(None)
-        self.lambda_status.value = status_html(ex, ex.current, ex.current.seconds, "fixed λ")
+        self._show_step(ex.more_step_of(ex.current.lam))
+        self.lambda_status.value = lambda_status(ex, ex.current, ex.current.seconds, "fixed λ")
+        rows = [W.HBox([s, r]) for s, r in zip(self.sliders, self.lam_readouts)]
         controls = W.VBox(
             [
-                W.HTML("<b>λ explorer</b>: fixed loss weight per source (normalised to sum 1)"),
-                *self.sliders,
-                W.HBox(buttons),
+                W.HTML(
+                    "<b>λ explorer</b>: loss weight per source; the readout is λ (the weights divided by their sum)"
+                ),
+                *rows,
+                W.HBox(list(self.preset_buttons.values()), layout={"flex_flow": "row wrap"}),
+                W.HTML(f"<span class='explore-preset-note'>{preset_note(ex)}</span>"),
                 W.HBox([self.step, self.step_note]),
             ]
         )
@@ -322,7 +240,7 @@ class ExplorerUI:
                 description=n,
                 step=max(1, ex.available[n] // 40),
                 continuous_update=True,
-                style=LABEL_STYLE,
+                style=self.style,
             )
             for n in ex.names
         ]
@@ -334,8 +252,7 @@ class ExplorerUI:
             box.observe(lambda _, i=i: self._mute or (self._show_included(i), debounce.trigger()), names="value")
         self.mix_status = W.HTML()
         self.mix_fig = mix_figure(ex, widget=True)
-        fit = ex.mix["more"]
-        self.mix_status.value = status_html(ex, fit, sum(f.seconds for f in ex.mix.values()), "mix, MORE")
+        self.mix_status.value = mix_status(ex, ex.mix, sum(f.seconds for f in ex.mix.values()), "mix, MORE")
         rows = [W.HBox([p, c]) for p, c in zip(self.pairs, self.include)]
         head = W.HTML("<b>mix explorer</b>: pairs per source and which sources train; MultiTask vs MORE")
         return W.VBox([head, *rows, self.mix_status, self.mix_fig])
@@ -343,7 +260,7 @@ class ExplorerUI:
     def _save_row(self, views: tuple[str, ...]) -> object:
         """Save buttons, the dropdown of saved rows and its load button."""
         W = self.W
-        self.saved = W.Dropdown(options=[], description="saved", layout={"width": "520px"})
+        self.saved = W.Dropdown(options=[], description="saved", layout={"width": "auto", "flex": "1 1 auto"})
         load = W.Button(description="load", layout={"width": "auto"})
         load.on_click(lambda _: self.saved.value is not None and self.load(self.saved.value))
         buttons = []
@@ -369,6 +286,13 @@ class ExplorerUI:
                 s.value = v
         finally:
             self._mute = False
+        self._show_lambda(np.asarray(lam, dtype=np.float64))
+
+    def _show_lambda(self, lam: np.ndarray) -> None:
+        """The readout beside each slider: the normalised λ (the weights divided by their sum)."""
+        total = lam.sum()
+        for readout, v in zip(self.lam_readouts, lam):
+            readout.value = f"<span class='explore-lam'>λ = {v / total:.3f}</span>" if total > 0 else "λ = –"
 
     def _moved(self, change: dict) -> bool:
         """Whether a slider change is the user's: a browser echoing back the rounded λ it was sent is not."""
@@ -376,6 +300,7 @@ class ExplorerUI:
         if self._echo[i] is not None and abs(change["new"] - self._echo[i]) < SLIDER_STEP / 2:
             return False
         self._echo[i] = None
+        self._show_lambda(np.array([s.value for s in self.sliders], dtype=np.float64))
         return True
 
     def _show_step(self, step: int | None) -> None:
@@ -385,11 +310,12 @@ class ExplorerUI:
             self._mute = True
             self.step.value = step
             self._mute = False
-        self.step_note.value = (
+        text = (
             f"showing MORE's λ at step {step} of {n - 1}"
             if step is not None
             else "λ shown is not a MORE step (drag to replay MORE's λ)"
         )
+        self.step_note.value = f"<span class='explore-step'>{html.escape(text)}</span>"
 
     def _show_included(self, i: int) -> None:
         """An unchecked source's slider reads 0 and is disabled; checking it again restores its count."""
@@ -424,8 +350,7 @@ class ExplorerUI:
             self.lambda_status,
             lambda: self.ex.set_lambda(raw, normalise=True),
             lambda fit: draw_lambda(self.lambda_fig, self.ex, fit),
-            lambda fit: fit,
-            "fixed λ",
+            lambda fit, seconds: lambda_status(self.ex, fit, seconds, "fixed λ"),
         )
 
     def refresh_mix(self) -> None:
@@ -439,8 +364,7 @@ class ExplorerUI:
             self.mix_status,
             lambda: self.ex.set_mix(counts, include=included),
             lambda fits: draw_mix(self.mix_fig, self.ex, fits),
-            lambda fits: fits["more"],
-            "mix, MORE",
+            lambda fits, seconds: mix_status(self.ex, fits, seconds, "mix, MORE"),
         )
 
     def _refit(
@@ -450,11 +374,10 @@ class ExplorerUI:
         status: Any,
         refit: Callable[[], Any],
         draw: Callable[[Any], None],
-        shown: Callable[[Any], Any],
-        label: str,
+        report: Callable[[Any, float], str],
     ) -> None:
         """Run `refit`: a MoreError goes to the view's status line; else draw, count the refit, time it from `start`
-        and report the fit `shown` picks."""
+        and show `report(fits, seconds)`."""
         try:
             fits = refit()
         except MoreError as err:
@@ -463,7 +386,7 @@ class ExplorerUI:
         draw(fits)
         self.last_update_s[view] = time.perf_counter() - start
         self.refits[view] += 1
-        status.value = status_html(self.ex, shown(fits), self.last_update_s[view], label)
+        status.value = report(fits, self.last_update_s[view])
 
     def save(self, view: str) -> None:
         """Append the current choice of a view to the run's CSV and refresh the dropdown."""
@@ -474,21 +397,20 @@ class ExplorerUI:
     def _refresh_saved(self) -> None:
         """Dropdown options from the saved CSV: one entry per save."""
         table = self.ex.load_saved()
-        ece = f"{_ece_key(self.ex)}_mean"
-        options = []
-        if len(table):
-            for save_id, rows in table[table["kind"].isin(self.views)].groupby("save_id", sort=True):
-                parts = [f"{r.scheme} acc {r.accuracy_mean:.3f} ECE {getattr(r, ece):.3f}" for r in rows.itertuples()]
-                options.append((f"#{save_id} {rows['kind'].iloc[0]}: " + "; ".join(parts), int(save_id)))
-        self.saved.options = options
+        ece = ece_key(self.ex)
+        shown = table[table["kind"].isin(self.views)].groupby("save_id", sort=True) if len(table) else []
+        self.saved.options = [(saved_label(rows, ece), int(save_id)) for save_id, rows in shown]
 
     def load(self, save_id: int) -> None:
-        """Refit a saved row and show it in its view."""
+        """Refit a saved row and show it in its view (sliders, λ readouts, MORE step readout, figure, status)."""
+        start = time.perf_counter()
         result = self.ex.restore(save_id)
         if isinstance(result, Fit):
             self._set_sliders(result.lam)
+            self._show_step(self.ex.more_step_of(result.lam))
             draw_lambda(self.lambda_fig, self.ex, result)
-            self.lambda_status.value = status_html(self.ex, result, result.seconds, f"fixed λ (saved #{save_id})")
+            seconds = time.perf_counter() - start
+            self.lambda_status.value = lambda_status(self.ex, result, seconds, f"fixed λ (saved #{save_id})")
             return
         self._mute = True
         for i, (name, slider, box) in enumerate(zip(self.ex.names, self.pairs, self.include)):
@@ -498,7 +420,7 @@ class ExplorerUI:
             self._mute = True
         self._mute = False
         draw_mix(self.mix_fig, self.ex, result)
-        self.mix_status.value = status_html(self.ex, result["more"], result["more"].seconds, f"mix (saved #{save_id})")
+        self.mix_status.value = mix_status(self.ex, result, time.perf_counter() - start, f"mix (saved #{save_id})")
 
 
 def show(ex: Explorer, views: tuple[str, ...] = ("lambda", "mix")) -> object:
