@@ -181,15 +181,28 @@ class LocalLMJudge:
 
 
 class GoldRMJudge:
-    """A held-out reward model as judge: prefers the response it scores higher (exact ties → "A", i.e. a tie)."""
+    """A held-out reward model as judge (`gold-rm`, `minilm-rm`): prefers the response it scores higher (exact ties →
+    "A", i.e. a tie); `score` gives its rewards (best-of-n curves), each (prompt, response) scored once."""
 
     def __init__(self, scorer: Callable[[Sequence[str], Sequence[str]], torch.Tensor], name: str = "gold-rm") -> None:
         self.scorer, self.name = scorer, name
+        self.memo: dict[tuple[str, str], float] = {}
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        """Rewards r(prompt, response), float64 [N]; the pairs not scored before go to the scorer in one batch."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"{self.name}: score got {len(prompts)} prompts but {len(responses)} responses")
+        keys = list(zip(prompts, responses))
+        new = list(dict.fromkeys(k for k in keys if k not in self.memo))
+        if new:
+            rewards = torch.as_tensor(self.scorer([p for p, _ in new], [r for _, r in new])).double().cpu()
+            self.memo.update(zip(new, rewards.tolist()))
+        return np.array([self.memo[k] for k in keys], dtype=np.float64)
 
     def prefer(self, prompt: str, a: str, b: str, aspect: str) -> str:
         """ "A" when r(prompt, a) ≥ r(prompt, b), else "B" (the aspect is the RM's, not asked)."""
-        r = self.scorer([prompt, prompt], [a, b])
-        return "A" if float(r[0]) >= float(r[1]) else "B"
+        r = self.score([prompt, prompt], [a, b])
+        return "A" if r[0] >= r[1] else "B"
 
 
 def compare_swapped(judge: Judge, prompt: str, a: str, b: str, aspect: str) -> str:
@@ -215,6 +228,8 @@ def judge_pairs(
             f"judge_pairs needs equally many (> 0) prompts, a, b, aspects; got "
             f"{len(prompts)}, {len(a)}, {len(b)}, {len(aspects)}"
         )
+    if isinstance(judge, GoldRMJudge):  # every response scored in one batch, then read from its memo
+        judge.score([*prompts, *prompts], [*a, *b])
     return [_swapped(judge, p, x, y, s) for p, x, y, s in zip(prompts, a, b, aspects)]
 
 
@@ -253,6 +268,16 @@ def win_tie_lose(
     return {"judge": judge.name, **tally(judge_pairs(judge, prompts, a, b, aspects), n_boot, seed)}
 
 
+def agreement(records: Sequence[dict], name: str, n_boot: int = 1000, seed: int = 0) -> dict:
+    """`tally` of judged human-labelled pairs (win = the human-chosen response preferred in both orders) plus
+    agreement = win share, its bootstrap CI (agreement_lo/hi) and agreement among decided pairs."""
+    out = {"judge": name, **tally(records, n_boot, seed)}
+    decided = out["win"] + out["lose"]
+    out["agreement"], out["agreement_lo"], out["agreement_hi"] = out["win"] / out["n"], out["win_lo"], out["win_hi"]
+    out["agreement_decided"] = out["win"] / decided if decided else float("nan")
+    return out
+
+
 def reliability(
     judge: Judge,
     prompts: Sequence[str],
@@ -261,12 +286,19 @@ def reliability(
     aspects: Sequence[str],
     n_boot: int = 1000,
     seed: int = 0,
+    sources: Sequence[str] | None = None,
 ) -> dict:
-    """Agreement with human labels on held-out pairs: win = judge picks the human-chosen response (both orders)."""
-    out = win_tie_lose(judge, prompts, chosen, rejected, aspects, n_boot, seed)
-    decided = out["win"] + out["lose"]
-    out["agreement"] = out["win"] / out["n"]
-    out["agreement_decided"] = out["win"] / decided if decided else float("nan")
+    """Agreement with human labels on held-out pairs (`agreement`), pooled and, given each pair's source, per source
+    under `by_source` (each pair judged once)."""
+    records = judge_pairs(judge, prompts, chosen, rejected, aspects)
+    out = agreement(records, judge.name, n_boot, seed)
+    if sources is not None:
+        if len(sources) != len(records):
+            raise ValueError(f"reliability got {len(sources)} sources for {len(records)} pairs")
+        out["by_source"] = {
+            src: agreement([r for r, s in zip(records, sources) if s == src], judge.name, n_boot, seed)
+            for src in dict.fromkeys(sources)
+        }
     return out
 
 
