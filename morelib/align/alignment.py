@@ -239,6 +239,29 @@ def judge_reliability(judges: dict[str, judge.Judge], pairs: dict[str, list], cf
     }
 
 
+def reliability_frame(reliabilities: dict[str, dict]) -> pd.DataFrame:
+    """One row per judge and source (and `all`): pairs, agreement with its 95% CI, ties, position-bias rate and
+    whether the judge's net agreement CI holds chance there (such a judge gives no verdict)."""
+    rows = []
+    for name, rel in reliabilities.items():
+        for src, r in {**rel.get("by_source", {}), "all": rel}.items():
+            rows.append(
+                {
+                    "judge": r["judge"],
+                    "kind": name,
+                    "source": src,
+                    "pairs": r["n"],
+                    "agreement": r["agreement"],
+                    "agreement_lo": r["agreement_lo"],
+                    "agreement_hi": r["agreement_hi"],
+                    "ties": r["tie"],
+                    "position_bias_rate": r["position_bias_rate"],
+                    "near_chance": r["net_lo"] <= 0.0 <= r["net_hi"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
 def judge_wtl(
     judges: dict[str, judge.Judge],
     items: Sequence[tuple[str, str]],

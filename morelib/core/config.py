@@ -537,7 +537,9 @@ _ACCUMULATION = (
     "finetune.max_device_pairs"
 )
 _JUDGES = "judge.kinds lists every judge to run (its first gives Table 2's W/T/L), e.g. [minilm-rm, gold-rm]"
-REMOVED: dict[str, str] = {  # old dotted key → what replaced it (issue 31: the global batch per update; issue 26: judges)
+REMOVED: dict[
+    str, str
+] = {  # old dotted key → what replaced it (issue 31: the global batch per update; issue 26: judges)
     "train.grad_accum": _ACCUMULATION,
     "finetune.grad_accum": _ACCUMULATION,
     "judge.kind": _JUDGES,
@@ -666,7 +668,11 @@ def _validate_judge(j: JudgeConfig) -> None:
     )
     for key, n in (("reliability_pairs", j.reliability_pairs), ("rm.train_pairs", j.rm.train_pairs)):
         _check(n is None or n > 0, f"'judge.{key}' must be positive, got {n} (or null: all pairs)")
-    for key, n in (("max_query_chars", j.max_query_chars), ("rm.max_length", j.rm.max_length), ("rm.batch_size", j.rm.batch_size)):
+    for key, n in (
+        ("max_query_chars", j.max_query_chars),
+        ("rm.max_length", j.rm.max_length),
+        ("rm.batch_size", j.rm.batch_size),
+    ):
         _check(n > 0, f"'judge.{key}' must be positive, got {n}")
     _check(j.timeout_s > 0, f"'judge.timeout_s' must be positive, got {j.timeout_s}")
 

@@ -751,7 +751,8 @@ def best_judge(reliabilities: dict[str, dict], bar: float = 0.55) -> str:
         for s, r in reliabilities[name].get("by_source", {"all pairs": reliabilities[name]}).items()
     )
     if low["agreement_lo"] > bar:
-        return f"**{reliabilities[name]['judge']}** agrees with the human labels above {bar:.0%} on every source: {bounds}."
+        who = reliabilities[name]["judge"]
+        return f"**{who}** agrees with the human labels above {bar:.0%} on every source: {bounds}."
     return (
         f"No judge's agreement clears {bar:.0%} on every source at 95% confidence; the best reached (the highest lower "
         f"bound on its worst source, {src}) is **{reliabilities[name]['judge']}**: {bounds}."
