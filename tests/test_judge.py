@@ -311,6 +311,9 @@ def test_rm_judge_agreement_is_a_direct_count(tiny_data, tmp_path):
         assert by["agreement"] == by["win"] / len(ps) and by["agreement_lo"] <= by["agreement"] <= by["agreement_hi"]
         assert by["position_bias_rate"] == 0.0
     assert rel["win"] == sum(b["win"] for b in rel["by_source"].values()) and rel["n"] == 20
+    frame = alignment.reliability_frame({"minilm-rm": rel}).set_index("source")
+    assert list(frame.index) == [*H_AND_H, "all"] and (frame["pairs"] == [10, 10, 20]).all()
+    assert frame.loc["harmless", "agreement"] == rel["by_source"]["harmless"]["agreement"]
     assert findings.near_chance(rel) == any(b["net_lo"] <= 0 <= b["net_hi"] for b in rel["by_source"].values())
 
 
