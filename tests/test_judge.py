@@ -283,29 +283,37 @@ def test_rm_judge_score_is_its_head_on_independent_features(tiny_data, tmp_path,
     cfg, data = tiny_data
     cfg = load_config("tiny", {"judge.rm.model": backbone, "judge.rm.train_pairs": 16})
     train = rm_judge.disjoint_pairs(cfg, data)
-    head = rm_judge.fit_head(cfg, train, tmp_path)
-    j = rm_judge.rm_judge(cfg, head, {s: len(p) for s, p in train.items()}, tmp_path)
-    assert j.name == f"{backbone} RM judge (16 helpful + 16 harmless pairs disjoint from selection)"
+    heads = rm_judge.fit_heads(cfg, train, tmp_path)
+    assert set(heads) == set(H_AND_H) and not torch.equal(heads["helpful"].w, heads["harmless"].w)
+    j = rm_judge.rm_judge(cfg, heads, {s: len(p) for s, p in train.items()}, tmp_path)
+    assert j.name == f"{backbone} RM judge, a head per aspect (16 helpful + 16 harmless pairs disjoint from selection)"
     test = data.pairs["harmless"]["test"][:3]
     prompts, responses = [p.prompt for p in test] * 2, [p.chosen for p in test] + [p.rejected for p in test]
-    got = j.score(prompts, responses)
+    aspects = ["harmless", "helpful", "harmless"] * 2
+    got = j.score(prompts, responses, aspects)
     assert got.dtype == np.float64 and got.shape == (6,)
     texts = [rm_judge.rm_text(p, r) for p, r in zip(prompts, responses)]
     feats = _unpadded_features(backbone, texts, responses, cfg.judge.rm.max_length)
-    want = ((feats - head.mean.double()) / head.scale.double()) @ head.w.double()
-    np.testing.assert_allclose(got, want.numpy(), atol=1e-4)
-    assert np.array_equal(j.score(prompts[:1], responses[:1]), got[:1])  # memo: same value, no second forward
+    want = [
+        float(((f - heads[a].mean.double()) / heads[a].scale.double()) @ heads[a].w.double())
+        for f, a in zip(feats, aspects)
+    ]
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert np.array_equal(j.score(prompts[:1], responses[:1], aspects[:1]), got[:1])  # memo: no second forward
+    with pytest.raises(ValueError, match="one reward model per aspect .*pass aspects"):
+        j.score(prompts, responses)
 
 
 def test_rm_judge_agreement_is_a_direct_count(tiny_data, tmp_path):
     cfg, data = tiny_data
     train = rm_judge.disjoint_pairs(cfg, data)
-    j = rm_judge.rm_judge(cfg, rm_judge.fit_head(cfg, train, tmp_path), {s: len(p) for s, p in train.items()}, tmp_path)
+    heads = rm_judge.fit_heads(cfg, train, tmp_path)
+    j = rm_judge.rm_judge(cfg, heads, {s: len(p) for s, p in train.items()}, tmp_path)
     pairs = {src: data.pairs[src]["test"][:10] for src in H_AND_H}
     rel = alignment.judge_reliability({"minilm-rm": j}, pairs, cfg)["minilm-rm"]
     for src, ps in pairs.items():
-        r_c = j.score([p.prompt for p in ps], [p.chosen for p in ps])
-        r_r = j.score([p.prompt for p in ps], [p.rejected for p in ps])
+        r_c = j.score([p.prompt for p in ps], [p.chosen for p in ps], [src] * len(ps))
+        r_r = j.score([p.prompt for p in ps], [p.rejected for p in ps], [src] * len(ps))
         by = rel["by_source"][src]
         assert (by["win"], by["lose"], by["n"]) == (int((r_c > r_r).sum()), int((r_c < r_r).sum()), len(ps))
         assert by["agreement"] == by["win"] / len(ps) and by["agreement_lo"] <= by["agreement"] <= by["agreement_hi"]

@@ -32,7 +32,7 @@ from morelib.study import pipeline
 from morelib.train import reward_head
 from morelib.train.reward_models import RewardModel, RMKey
 
-ASPECT_OF = {"harmless": "harmless"}  # every other source is judged on helpfulness
+ASPECT_OF = judge.ASPECT_OF  # a source's aspect (its one home: morelib.align.judge)
 
 
 def _sample_prompts(
@@ -215,8 +215,8 @@ def make_judges(cfg: Config, data: pipeline.StudyData, cache_dir: Path) -> dict[
             )
         else:
             train = rm_judge.disjoint_pairs(cfg, data)
-            head = rm_judge.fit_head(cfg, train, cache_dir)
-            out[kind] = rm_judge.rm_judge(cfg, head, {s: len(p) for s, p in train.items()}, cache_dir)
+            heads = rm_judge.fit_heads(cfg, train, cache_dir)
+            out[kind] = rm_judge.rm_judge(cfg, heads, {s: len(p) for s, p in train.items()}, cache_dir)
     return out
 
 

@@ -35,6 +35,7 @@ from morelib.core.errors import ConfigError, ModelError
 from morelib.evaluation import stats
 
 ASPECTS = ("helpful", "harmless")
+ASPECT_OF = {"harmless": "harmless"}  # a source's aspect; every other source is judged on helpfulness
 OUTCOME = {"win": 1, "tie": 0, "lose": -1}
 EXPLAIN = {
     "helpful": "The information in the response needs to be direct, accurate, helpful, abundant and should "
@@ -180,28 +181,47 @@ class LocalLMJudge:
         return "A" if lp_a >= lp_b else "B"
 
 
+Scorer = Callable[[Sequence[str], Sequence[str]], torch.Tensor]
+
+
 class GoldRMJudge:
     """A held-out reward model as judge (`gold-rm`, `minilm-rm`): prefers the response it scores higher (exact ties →
-    "A", i.e. a tie); `score` gives its rewards (best-of-n curves), each (prompt, response) scored once."""
+    "A", i.e. a tie); `score` gives its rewards (best-of-n curves), each (prompt, response) scored once. `scorer` is
+    one reward model for every aspect, or {aspect: reward model} (then `score` needs each prompt's aspect)."""
 
-    def __init__(self, scorer: Callable[[Sequence[str], Sequence[str]], torch.Tensor], name: str = "gold-rm") -> None:
+    def __init__(self, scorer: Scorer | dict[str, Scorer], name: str = "gold-rm") -> None:
         self.scorer, self.name = scorer, name
-        self.memo: dict[tuple[str, str], float] = {}
+        self.memo: dict[tuple[str | None, str, str], float] = {}
 
-    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
-        """Rewards r(prompt, response), float64 [N]; the pairs not scored before go to the scorer in one batch."""
-        if len(prompts) != len(responses):
-            raise ValueError(f"{self.name}: score got {len(prompts)} prompts but {len(responses)} responses")
-        keys = list(zip(prompts, responses))
+    def score(
+        self, prompts: Sequence[str], responses: Sequence[str], aspects: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """Rewards r(prompt, response) (under each prompt's aspect's RM), float64 [N]; pairs not scored before go to
+        the scorer in one batch per aspect."""
+        per_aspect = isinstance(self.scorer, dict)
+        if per_aspect and aspects is None:
+            raise ValueError(f"judge {self.name} has one reward model per aspect {list(self.scorer)}: pass aspects")
+        aspects = aspects if per_aspect else [None] * len(prompts)
+        if not len(prompts) == len(responses) == len(aspects):
+            raise ValueError(
+                f"{self.name}: score got {len(prompts)} prompts, {len(responses)} responses, {len(aspects)} aspects"
+            )
+        keys = list(zip(aspects, prompts, responses))
         new = list(dict.fromkeys(k for k in keys if k not in self.memo))
-        if new:
-            rewards = torch.as_tensor(self.scorer([p for p, _ in new], [r for _, r in new])).double().cpu()
-            self.memo.update(zip(new, rewards.tolist()))
+        for aspect in dict.fromkeys(a for a, _, _ in new):
+            if per_aspect and aspect not in self.scorer:
+                raise ValueError(
+                    f"judge {self.name} has no reward model for aspect {aspect!r} (has {list(self.scorer)})"
+                )
+            todo = [k for k in new if k[0] == aspect]
+            scorer = self.scorer[aspect] if per_aspect else self.scorer
+            rewards = torch.as_tensor(scorer([p for _, p, _ in todo], [r for _, _, r in todo])).double().cpu()
+            self.memo.update(zip(todo, rewards.tolist()))
         return np.array([self.memo[k] for k in keys], dtype=np.float64)
 
     def prefer(self, prompt: str, a: str, b: str, aspect: str) -> str:
-        """ "A" when r(prompt, a) ≥ r(prompt, b), else "B" (the aspect is the RM's, not asked)."""
-        r = self.score([prompt, prompt], [a, b])
+        """ "A" when r(prompt, a) ≥ r(prompt, b) under the aspect's RM, else "B"."""
+        r = self.score([prompt, prompt], [a, b], [aspect, aspect])
         return "A" if r[0] >= r[1] else "B"
 
 
@@ -229,7 +249,7 @@ def judge_pairs(
             f"{len(prompts)}, {len(a)}, {len(b)}, {len(aspects)}"
         )
     if isinstance(judge, GoldRMJudge):  # every response scored in one batch, then read from its memo
-        judge.score([*prompts, *prompts], [*a, *b])
+        judge.score([*prompts, *prompts], [*a, *b], [*aspects, *aspects])
     return [_swapped(judge, p, x, y, s) for p, x, y, s in zip(prompts, a, b, aspects)]
 
 

@@ -5,10 +5,12 @@ Which training pairs the study's RMs can touch: `splits.load_source_splits` caps
 `train_pairs` (drawn with the first seed), every seed's resample (`train.seed_resample`, bootstrap by default) draws
 from that capped set only, and the calibration and test sides hold other groups. The judge trains on the rest of the
 training side: the pairs whose group (HH: the prompt) lies in none of the study's sides of that source
-(`disjoint_pairs`, checked by `check_disjoint`), at most `judge.rm.train_pairs` of them per source. One head, fitted
-by `reward_head.train_head` (scheme `multitask`: each H&H source weighted equally) on the judge backbone's cached
-features (`features.extract_texts`, pooling `judge.rm.pooling`), scores text = prompt + " " + stripped response (the
-same text the selecting RMs score in `alignment.scorer`). The judge is a `judge.GoldRMJudge` with this scorer.
+(`disjoint_pairs`, checked by `check_disjoint`), at most `judge.rm.train_pairs` of them per source. Linear heads
+fitted by `reward_head.train_head` on the judge backbone's cached features (`features.extract_texts`, pooling
+`judge.rm.pooling`) score text = prompt + " " + stripped response (the same text the selecting RMs score in
+`alignment.scorer`). The judge is a `judge.GoldRMJudge` with one head per aspect (helpful, harmless): measured on this
+CPU, one MultiTask head for both was at chance on both test sets (helpful 0.477, harmless 0.525 at 600 pairs each),
+each aspect's own head was not (README, "Differences").
 Checked in tests/test_judge.py: disjointness from every pair a selecting RM trains on, score() = the head applied to
 independently extracted features, agreement = a direct count, and the error for a backbone that cannot be loaded.
 """
@@ -16,12 +18,12 @@ independently extracted features, agreement = a direct count, and the error for 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
-from morelib.align.judge import GoldRMJudge
+from morelib.align.judge import ASPECT_OF, GoldRMJudge
 from morelib.backbone import features
 from morelib.backbone.features import PairFeatures
 from morelib.core.config import Config, ModelConfig
@@ -111,18 +113,29 @@ def pair_features(cfg: Config, pairs: Sequence[Pair], source: str, cache_dir: Pa
     return PairFeatures(both[: len(pairs)], both[len(pairs) :], source)
 
 
-def fit_head(cfg: Config, train: dict[str, list[Pair]], cache_dir: Path) -> reward_head.HeadModel:
-    """The judge's linear head: MultiTask (sources weighted equally) on the judge backbone's features of `train`."""
+def fit_heads(cfg: Config, train: dict[str, list[Pair]], cache_dir: Path) -> dict[str, reward_head.HeadModel]:
+    """One linear head per aspect ({aspect: head}, `judge.ASPECT_OF`) on the judge backbone's features of its sources'
+    pairs (`single`, or `multitask` over several sources of one aspect). One head for helpful and harmless together
+    is at chance on both (their preferences conflict, paper §3), so each aspect gets its own."""
     feats = {src: pair_features(cfg, pairs, src, cache_dir) for src, pairs in train.items()}
-    return reward_head.train_head(feats, "multitask", cfg.train, cfg.head, cfg.seeds[0])
+    out = {}
+    for aspect in dict.fromkeys(ASPECT_OF.get(src, "helpful") for src in train):
+        mine = {src: f for src, f in feats.items() if ASPECT_OF.get(src, "helpful") == aspect}
+        out[aspect] = reward_head.train_head(
+            mine, "single" if len(mine) == 1 else "multitask", cfg.train, cfg.head, cfg.seeds[0]
+        )
+    return out
 
 
-def rm_judge(cfg: Config, head: reward_head.HeadModel, sizes: dict[str, int], cache_dir: Path) -> GoldRMJudge:
-    """The `minilm-rm` judge: `head` (from `fit_head` on `disjoint_pairs`, `sizes` pairs per source) scoring through
-    the judge backbone."""
+def rm_judge(
+    cfg: Config, heads: dict[str, reward_head.HeadModel], sizes: dict[str, int], cache_dir: Path
+) -> GoldRMJudge:
+    """The `minilm-rm` judge: each aspect's head (from `fit_heads` on `disjoint_pairs`, `sizes` pairs per source)
+    scoring through the judge backbone."""
 
-    def scorer(prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
-        return head.reward(judge_features(cfg, prompts, responses, cache_dir))
+    def scorer(head: reward_head.HeadModel) -> Callable[[Sequence[str], Sequence[str]], torch.Tensor]:
+        return lambda prompts, responses: head.reward(judge_features(cfg, prompts, responses, cache_dir))
 
     counts = " + ".join(f"{n} {src}" for src, n in sizes.items())
-    return GoldRMJudge(scorer, f"{cfg.judge.rm.model} RM judge ({counts} pairs disjoint from selection)")
+    name = f"{cfg.judge.rm.model} RM judge, a head per aspect ({counts} pairs disjoint from selection)"
+    return GoldRMJudge({aspect: scorer(head) for aspect, head in heads.items()}, name)
