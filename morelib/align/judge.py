@@ -1,19 +1,21 @@
 """Pairwise judges of paper §5.4 / Appendix D: "which response is more helpful/harmless?", asked twice with the
 responses swapped; the same answer in both orders is a verdict, a disagreement is a tie (the paper's rule).
 
-Judges (one protocol, `.prefer(prompt, a, b, aspect) -> "A" | "B"`; `judge.kind` picks one, its choices
+Judges (one protocol, `.prefer(prompt, a, b, aspect) -> "A" | "B"`; `judge.kinds` lists those to run, its choices
 `config.JudgeKind`):
 `openai` — any OpenAI-compatible chat endpoint over plain HTTP (urllib), the Appendix D prompt verbatim, the verdict
 parsed from "More helpful: A" (an unparseable reply is "?", which the swap rule turns into a tie);
 `local` — an HF causal LM given the same prompt, its answer forced: the log-probability of " A" vs " B" after
-"More helpful:" (no free text is generated); `gold-rm` — a reward model that took no part in selection prefers the
-response it scores higher. A judge's reliability is measured on held-out human-labelled test pairs: agreement with
-the human label and its position-bias rate (share of pairs where the two orders disagree).
+"More helpful:" (no free text is generated); `gold-rm` and `minilm-rm` (`rm_judge`) — a reward model that took no
+part in selection (one per aspect, or one for all) prefers the response it scores higher, and its `score` gives the
+rewards for best-of-n curves. A judge's reliability is measured on held-out human-labelled test pairs, pooled and per
+source: agreement with the human label (with its CI) and its position-bias rate (share of pairs where the two orders
+disagree).
 W/T/L and agreement carry percentile-bootstrap CIs over prompts (`morelib.evaluation.stats.bootstrap_ci`).
 Checked in tests/test_judge.py: the swap-and-tie rule and W/T/L counts with a scripted judge, verdict parsing, the
 HTTP judge against a fake local server, the local judge on tiny-random.
-# NOTE(paper): the paper's judge is GPT-4; offline, the default judge is a 135M model and may be near chance —
-# `findings.judge_agreement` says so from the numbers.
+# NOTE(paper): the paper's judge is GPT-4; offline, the judges are reward heads (and, on tiny, a 135M LM) that may be
+# near chance — `findings.judge_agreement` and `findings.best_judge` say so from the numbers.
 """
 
 from __future__ import annotations
@@ -329,5 +331,5 @@ def openai_judge(
     url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
     key = os.environ.get(api_key_env)
     if not key and "api.openai.com" in url:
-        raise ConfigError(f"judge.kind 'openai' at {url} needs an API key in ${api_key_env} (judge.api_key_env)")
+        raise ConfigError(f"judge 'openai' at {url} needs an API key in ${api_key_env} (judge.api_key_env)")
     return OpenAIJudge(url, model, key, timeout_s, max_query_chars)
