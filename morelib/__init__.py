@@ -11,7 +11,7 @@ earlier ones, every import is at module top level, and there is no cycle (tests/
   synthetic   synthetic, scenarios
   study       pipeline, capacity, tables, length_tables, findings, gpu_plan, plots
   explore     engine, widgets
-  align       rjs, judge, alignment
+  align       rjs, judge, rm_judge, alignment
   cli         export, evaluate, run_notebook
 Entry points: `python -m morelib.export`, `python -m morelib.evaluate`, `accelerate launch -m morelib.finetune`.
 """

@@ -2,6 +2,7 @@
 params/default.yaml is the one source of defaults; every enumerated parameter is checked up front."""
 
 import dataclasses
+import re
 import typing
 
 import pytest
@@ -61,7 +62,9 @@ def test_rename_table_points_at_real_keys():
 
 @pytest.mark.parametrize("old", sorted(config.REMOVED))
 def test_removed_keys_say_what_replaced_them(old):
-    with pytest.raises(ConfigError, match=rf"^override: '{old}' was removed: gradient accumulation now follows"):
+    why = config.REMOVED[old]
+    assert why.startswith(("gradient accumulation now follows", "judge.kinds lists every judge"))
+    with pytest.raises(ConfigError, match=rf"^override: '{old}' was removed: {re.escape(why)}$"):
         load_config("tiny", {old: 2})
 
 
@@ -92,7 +95,13 @@ def test_wrong_type_names_key():
         ("rjs.dtype", "int8", "'rjs.dtype' must be one of"),
         ("rjs.backend", "onnx", "'rjs.backend' must be one of auto, hf, vllm"),
         ("rjs.schemes", ["fixed"], r"'rjs.schemes\[0\]' must be one of raw, single, multitask"),
-        ("judge.kind", "gpt4", "'judge.kind' must be one of local, openai, gold-rm, got 'gpt4'"),
+        ("judge.kinds", ["gpt4"], r"'judge.kinds\[0\]' must be one of minilm-rm, gold-rm, local, openai, got 'gpt4'"),
+        ("judge.kinds", [], r"'judge.kinds' must list distinct judges"),
+        ("judge.kinds", ["local", "local"], r"'judge.kinds' must list distinct judges"),
+        ("judge.reliability_pairs", 0, r"'judge.reliability_pairs' must be positive, got 0 \(or null: all pairs\)"),
+        ("judge.rm.train_pairs", -5, r"'judge.rm.train_pairs' must be positive"),
+        ("judge.rm.pooling", "cls", r"'judge.rm.pooling' must be one of last, mean"),
+        ("judge.kind", "local", r"'judge.kind' was removed: judge.kinds lists every judge"),
         (
             "synthetic_scenarios.schemes",
             ["multitask", "more", "single"],
@@ -187,7 +196,7 @@ def test_defaults_come_from_default_yaml():
     # the six keys that once disagreed (issue 18)
     assert (config.ModelConfig().max_length, config.ModelConfig().batch_size) == (128, 4)
     assert (config.RJSConfig().ppl_pairs, config.RJSConfig().max_length) == (16, 256)
-    assert (config.JudgeConfig().reliability_pairs, config.JudgeConfig().max_query_chars) == (16, 1000)
+    assert (config.JudgeConfig().reliability_pairs, config.JudgeConfig().max_query_chars) == (None, 1000)
 
 
 def test_a_key_missing_from_default_yaml_fails_at_definition(monkeypatch):

@@ -90,5 +90,5 @@ def test_memory_cap_accumulates_to_the_same_update(cfg):
 
 def test_alignment_and_judge(cfg):
     assert set(cfg.rjs.schemes) <= set(TRAINED_SCHEMES) and cfg.rjs.n_samples == 4
-    assert cfg.judge.kind in ("local", "openai", "gold-rm") and cfg.rjs.prompt_sources == ("helpful", "harmless")
-    assert cfg.judge.reliability_pairs == 500 and cfg.judge.gold_rm
+    assert cfg.judge.kinds == ("local", "gold-rm") and cfg.rjs.prompt_sources == ("helpful", "harmless")
+    assert cfg.judge.reliability_pairs == 500

@@ -7,7 +7,8 @@ the aligned policies on held-out H&H test prompts judged MORE vs MultiTask (swap
 measured on held-out human-labelled pairs → our Table 2 beside the paper's (its sentences: `findings.alignment`).
 The RMs are notebook 02's heads when this run has them (`pipeline.fit` reloads saved heads), else fitted here.
 The gold-RM judge is a MultiTask head fitted on the *calibration* split with another seed, so it took no part in
-selection (it shares the frozen backbone with the selection RMs, so it is not independent of them).
+selection (it shares the frozen backbone with the selection RMs, so it is not independent of them); the `minilm-rm`
+judge (`rm_judge`) has its own backbone and training pairs no selecting RM can touch.
 Checked by tests/test_notebook05.py (papermill on the tiny profile) and the unit tests of rjs/judge.
 """
 
@@ -21,17 +22,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from morelib.align import judge, rjs
+from morelib.align import judge, rjs, rm_judge
 from morelib.backbone import features
 from morelib.core.config import Config
-from morelib.core.errors import DataError
+from morelib.core.errors import DataError, ModelError
 from morelib.core.runs import Run
 from morelib.data import paper
 from morelib.study import pipeline
 from morelib.train import reward_head
 from morelib.train.reward_models import RewardModel, RMKey
 
-ASPECT_OF = {"harmless": "harmless"}  # every other source is judged on helpfulness
+ASPECT_OF = judge.ASPECT_OF  # a source's aspect (its one home: morelib.align.judge)
 
 
 def _sample_prompts(
@@ -111,7 +112,7 @@ def scorer(
     """r(prompt, response) → Tensor[N] through the frozen backbone (text = prompt + " " + stripped response)."""
 
     def score(prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
-        texts = [p + " " + r.strip() for p, r in zip(prompts, responses)]
+        texts = [rm_judge.rm_text(p, r) for p, r in zip(prompts, responses)]
         with torch.no_grad():
             return head.reward(features.extract_texts(texts, cfg.model, cache_dir, progress=False))
 
@@ -196,36 +197,69 @@ def answers(cfg: Config, policies: dict[str, str | Path], prompts: Sequence[str]
 
 
 def make_judges(cfg: Config, data: pipeline.StudyData, cache_dir: Path) -> dict[str, judge.Judge]:
-    """The configured judge (judge.kind) and, when judge.gold_rm, the held-out gold-RM judge."""
-    j = cfg.judge  # j.kind is one of config.JUDGE_KINDS (config.validate)
+    """The judges of `judge.kinds`, in that order (the first gives Table 2's W/T/L), keyed by kind."""
+    j = cfg.judge  # each kind is one of config.JUDGE_KINDS (config.validate)
     out: dict[str, judge.Judge] = {}
-    if j.kind == "openai":
-        out["openai"] = judge.openai_judge(j.model, j.base_url, j.api_key_env, j.timeout_s, j.max_query_chars)
-    elif j.kind == "local":
-        model, tok = rjs.load_causal_lm(j.model, cfg.rjs.dtype)
-        out["local"] = judge.LocalLMJudge(model, tok, f"local:{j.model}", j.max_query_chars)
-    if j.kind == "gold-rm" or j.gold_rm:
-        out["gold-rm"] = judge.GoldRMJudge(
-            scorer(gold_head(cfg, data, cache_dir), cfg, cache_dir), "gold-rm (calib-split head)"
-        )
+    for kind in j.kinds:
+        if kind == "openai":
+            out[kind] = judge.openai_judge(j.model, j.base_url, j.api_key_env, j.timeout_s, j.max_query_chars)
+        elif kind == "local":
+            try:
+                model, tok = rjs.load_causal_lm(j.model, cfg.rjs.dtype)
+            except (ModelError, OSError) as err:
+                raise ModelError(f"judge 'local' could not load judge.model = '{j.model}': {err}") from err
+            out[kind] = judge.LocalLMJudge(model, tok, f"local:{j.model}", j.max_query_chars)
+        elif kind == "gold-rm":
+            out[kind] = judge.GoldRMJudge(
+                scorer(gold_head(cfg, data, cache_dir), cfg, cache_dir), "gold-rm (calib-split head)"
+            )
+        else:
+            train = rm_judge.disjoint_pairs(cfg, data)
+            heads = rm_judge.fit_heads(cfg, train, cache_dir)
+            out[kind] = rm_judge.rm_judge(cfg, heads, {s: len(p) for s, p in train.items()}, cache_dir)
     return out
 
 
 def judge_reliability(judges: dict[str, judge.Judge], pairs: dict[str, list], cfg: Config) -> dict[str, dict]:
-    """Each judge's agreement with human labels and position-bias rate on the held-out test pairs."""
-    flat = [(p, ASPECT_OF.get(src, "helpful")) for src, ps in pairs.items() for p in ps]
+    """Each judge's agreement with human labels (pooled and `by_source`, bootstrap CIs over pairs) and position-bias
+    rate on the held-out test pairs {source: pairs}."""
+    flat = [(p, src) for src, ps in pairs.items() for p in ps]
     return {
         name: judge.reliability(
             j,
             [p.prompt for p, _ in flat],
             [p.chosen for p, _ in flat],
             [p.rejected for p, _ in flat],
-            [a for _, a in flat],
+            [ASPECT_OF.get(src, "helpful") for _, src in flat],
             cfg.n_boot,
             cfg.seeds[0],
+            sources=[src for _, src in flat],
         )
         for name, j in judges.items()
     }
+
+
+def reliability_frame(reliabilities: dict[str, dict]) -> pd.DataFrame:
+    """One row per judge and source (and `all`): pairs, agreement with its 95% CI, ties, position-bias rate and
+    whether the judge's net agreement CI holds chance there (such a judge gives no verdict)."""
+    rows = []
+    for name, rel in reliabilities.items():
+        for src, r in {**rel.get("by_source", {}), "all": rel}.items():
+            rows.append(
+                {
+                    "judge": r["judge"],
+                    "kind": name,
+                    "source": src,
+                    "pairs": r["n"],
+                    "agreement": r["agreement"],
+                    "agreement_lo": r["agreement_lo"],
+                    "agreement_hi": r["agreement_hi"],
+                    "ties": r["tie"],
+                    "position_bias_rate": r["position_bias_rate"],
+                    "near_chance": r["net_lo"] <= 0.0 <= r["net_hi"],
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def judge_wtl(

@@ -45,7 +45,7 @@ Side = Literal["left", "right"]
 Pooling = Literal[
     "last", "mean"
 ]  # feature tier: last real token | mean over the response's tokens (morelib.backbone.features)
-JudgeKind = Literal["local", "openai", "gold-rm"]
+JudgeKind = Literal["minilm-rm", "gold-rm", "local", "openai"]  # morelib.align.judge / rm_judge
 RJSBackend = Literal["auto", "hf", "vllm"]
 PaperModel = Literal["Pythia-1.4B", "Pythia-2.8B", "LLaMa-7B"]  # base models of the paper's Tables 1/3/5/6
 Loader = Literal[  # the named sources of morelib.data.sources (it checks this list against its SOURCES at import)
@@ -409,18 +409,31 @@ class RJSConfig:
 
 
 @dataclass(frozen=True)
+@_defaults_from("judge", "rm")
+class JudgeRMConfig:
+    """The `minilm-rm` judge (morelib.align.rm_judge): a Bradley–Terry head on another backbone's frozen features,
+    trained on training pairs no selecting RM can touch."""
+
+    model: str
+    max_length: int
+    pooling: Pooling
+    batch_size: int
+    train_pairs: int | None
+
+
+@dataclass(frozen=True)
 @_defaults_from("judge")
 class JudgeConfig:
-    """The pairwise judge of Appendix D, asked twice with positions swapped."""
+    """The judges of notebook 05 (Appendix D's pairwise judge, asked twice with positions swapped, and RM judges)."""
 
-    kind: JudgeKind
+    kinds: tuple[JudgeKind, ...]
     model: str
     base_url: str | None
     api_key_env: str
-    reliability_pairs: int
-    gold_rm: bool
+    reliability_pairs: int | None
     max_query_chars: int
     timeout_s: float
+    rm: JudgeRMConfig
 
 
 @dataclass(frozen=True)
@@ -524,9 +537,14 @@ _ACCUMULATION = (
     "gradient accumulation now follows from train.batch_per_source (pairs per update), the number of processes and "
     "finetune.max_device_pairs"
 )
-REMOVED: dict[str, str] = {  # old dotted key → what replaced it (issue 31: the global batch per update)
+_JUDGES = "judge.kinds lists every judge to run (its first gives Table 2's W/T/L), e.g. [minilm-rm, gold-rm]"
+REMOVED: dict[
+    str, str
+] = {  # old dotted key → what replaced it (issue 31: the global batch per update; issue 26: judges)
     "train.grad_accum": _ACCUMULATION,
     "finetune.grad_accum": _ACCUMULATION,
+    "judge.kind": _JUDGES,
+    "judge.gold_rm": _JUDGES,
 }
 
 
@@ -640,6 +658,24 @@ def validate(cfg: Config) -> None:
     _check(cfg.explore.debounce_ms >= 0, f"'explore.debounce_ms' must be ≥ 0, got {cfg.explore.debounce_ms}")
     _validate_sweep(cfg.synthetic_scenarios)
     _validate_capacity(cfg.capacity)
+    _validate_judge(cfg.judge)
+
+
+def _validate_judge(j: JudgeConfig) -> None:
+    """Range checks of the judge section: judges listed once each, positive sizes (null: all pairs)."""
+    _check(
+        len(j.kinds) > 0 and len(set(j.kinds)) == len(j.kinds),
+        f"'judge.kinds' must list distinct judges (first: Table 2's), got {list(j.kinds)}",
+    )
+    for key, n in (("reliability_pairs", j.reliability_pairs), ("rm.train_pairs", j.rm.train_pairs)):
+        _check(n is None or n > 0, f"'judge.{key}' must be positive, got {n} (or null: all pairs)")
+    for key, n in (
+        ("max_query_chars", j.max_query_chars),
+        ("rm.max_length", j.rm.max_length),
+        ("rm.batch_size", j.rm.batch_size),
+    ):
+        _check(n > 0, f"'judge.{key}' must be positive, got {n}")
+    _check(j.timeout_s > 0, f"'judge.timeout_s' must be positive, got {j.timeout_s}")
 
 
 def _validate_capacity(c: CapacityConfig) -> None:

@@ -480,8 +480,9 @@ def preflight(cfg: Config) -> None:
 
 def hub_needs(cfg: Config) -> list[str]:
     """What this run fetches from the Hugging Face hub: 'data' (data_dir: hub) and model ids that are neither
-    registry names (no '/') nor local folders (model, RJS policy, local judge)."""
-    models = [cfg.model.name, cfg.rjs.policy] + ([cfg.judge.model] if cfg.judge.kind == "local" else [])
+    registry names (no '/') nor local folders (model, RJS policy, local judge, RM judge backbone)."""
+    judges = {"local": cfg.judge.model, "minilm-rm": cfg.judge.rm.model}
+    models = [cfg.model.name, cfg.rjs.policy] + [judges[k] for k in cfg.judge.kinds if k in judges]
     hub = [
         m
         for m in dict.fromkeys(models)

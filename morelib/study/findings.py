@@ -695,20 +695,32 @@ def _ci(x: float, lo: float, hi: float) -> str:
 
 
 def near_chance(rel: dict) -> bool:
-    """Whether a judge's net agreement with humans (agree − disagree share, `judge.reliability`) has a CI holding 0."""
-    return rel["net_lo"] <= 0.0 <= rel["net_hi"]
+    """Whether a judge's net agreement with humans (agree − disagree share, `judge.reliability`) has a CI holding 0 —
+    on any source of `by_source` when the judge was measured per source."""
+    parts = list(rel.get("by_source", {}).values()) or [rel]
+    return any(r["net_lo"] <= 0.0 <= r["net_hi"] for r in parts)
+
+
+def _per_source(rel: dict) -> str:
+    """' Per source: helpful 300 of 474 (63%, 95% CI 59%–68%), …' from `by_source` ('' without it)."""
+    parts = [
+        f"{src} {r['win']} of {r['n']} ({r['agreement']:.0%}, 95% CI {r['agreement_lo']:.0%}–{r['agreement_hi']:.0%})"
+        for src, r in rel.get("by_source", {}).items()
+    ]
+    return f" Agreement per source: {'; '.join(parts)}." if parts else ""
 
 
 def judge_agreement(rel: dict) -> str:
-    """A judge's reliability from `judge.reliability` output: agreement with human labels, position bias, and whether
-    it is near chance (paper §5.4 trusts GPT-4; an offline judge must earn it)."""
+    """A judge's reliability from `judge.reliability` output: agreement with human labels (per source when measured
+    so), position bias, and whether it is near chance (paper §5.4 trusts GPT-4; an offline judge must earn it)."""
     if near_chance(rel):
+        where = " on at least one source" if rel.get("by_source") else ""
         verdict = (
-            "that is indistinguishable from chance, so its win/tie/lose verdict on the aligned policies "
+            f"that is indistinguishable from chance{where}, so its win/tie/lose verdict on the aligned policies "
             "below carries no information"
         )
     elif rel["net"] > 0:
-        verdict = "better than chance"
+        verdict = "better than chance" + (" on every source" if rel.get("by_source") else "")
     else:
         verdict = "worse than chance (it prefers the human-rejected response)"
     bias = (
@@ -720,7 +732,30 @@ def judge_agreement(rel: dict) -> str:
     return (
         f"Judge **{rel['judge']}** agreed with the human label on {rel['win']} of {rel['n']} held-out test pairs, "
         f"contradicted it on {rel['lose']} and tied on {rel['tie']}{bias}: net agreement "
-        f"{_ci(rel['net'], rel['net_lo'], rel['net_hi'])} — {verdict}."
+        f"{_ci(rel['net'], rel['net_lo'], rel['net_hi'])} — {verdict}.{_per_source(rel)}"
+    )
+
+
+def best_judge(reliabilities: dict[str, dict], bar: float = 0.55) -> str:
+    """Which judge agrees with humans best on its worst source (the lower CI bound of per-source agreement), and
+    whether that bound clears `bar` on every source (issue 26's acceptance) — or the best agreement reached."""
+    worst = {
+        name: min(rel.get("by_source", {"all": rel}).items(), key=lambda item: item[1]["agreement_lo"])
+        for name, rel in reliabilities.items()
+    }
+    if not worst:
+        raise ValueError("best_judge needs at least one judge's reliability")
+    name, (src, low) = max(worst.items(), key=lambda item: item[1][1]["agreement_lo"])
+    bounds = ", ".join(
+        f"{s} {r['agreement']:.1%} (95% CI {r['agreement_lo']:.1%}–{r['agreement_hi']:.1%})"
+        for s, r in reliabilities[name].get("by_source", {"all pairs": reliabilities[name]}).items()
+    )
+    if low["agreement_lo"] > bar:
+        who = reliabilities[name]["judge"]
+        return f"**{who}** agrees with the human labels above {bar:.0%} on every source: {bounds}."
+    return (
+        f"No judge's agreement clears {bar:.0%} on every source at 95% confidence; the best reached (the highest lower "
+        f"bound on its worst source, {src}) is **{reliabilities[name]['judge']}**: {bounds}."
     )
 
 
