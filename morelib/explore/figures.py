@@ -21,7 +21,7 @@ from plotly.subplots import make_subplots
 
 from morelib.core.config import MIX_SCHEMES
 from morelib.explore.engine import Explorer, Fit
-from morelib.study.plots import PALETTE, SCHEME_COLORS, TEMPLATE
+from morelib.study.plots import PALETTE, SCHEME_COLORS, TEMPLATE, scheme_color
 
 PANELS = ("accuracy per test source", "ECE per test source", "reliability (σ(Δ), both orders)", "reward difference Δ")
 SLIDER_STEP, SLIDER_DECIMALS = 0.01, 2  # λ slider resolution; sliders show λ rounded to it, refits use the exact λ
@@ -115,7 +115,7 @@ def _ghost_traces(fig: go.Figure, ex: Explorer) -> None:
     """The study's seed means (MultiTask, MORE, tuned) as open markers in both bar panels, drawn once."""
     tests, ece = list(ex.test), ece_key(ex)
     for scheme, by_source in ex.study.marks.items():
-        color, shown = SCHEME_COLORS.get(scheme, FLOOR_COLOR), [s for s in tests if s in by_source]
+        color, shown = scheme_color(scheme), [s for s in tests if s in by_source]
         x = [tests.index(s) + GHOST_X[scheme] for s in shown]
         marker = {"symbol": GHOST_SYMBOL[scheme], "size": 12, "color": color, "line": {"width": 2, "color": color}}
         seeds = int(max(v["seeds"] for v in by_source.values()))
