@@ -48,6 +48,10 @@ def test_capacity_tables_name_every_tier(run):
     assert set(pooled.loc[pooled["tier"] != "blocks", "B"]) == {4, 8}
     seconds = pd.read_csv(run / "07_capacity" / "tables" / "fit_seconds.csv")
     assert sorted(seconds["tier"].unique()) == sorted(TIERS)
+    saved = sorted(p.relative_to(run).as_posix() for p in run.glob("heads/blocks-*/*.pt"))
+    assert len(saved) == 3 * 3, "the blocks rung's RMs (multitask, more, tuned × 3 seeds) are saved in the run"
+    listed = json.loads((run / "07_capacity" / "manifest.json").read_text())["head_files"]
+    assert set(saved) <= set(listed), "07's manifest lists the blocks RMs it evaluated"
     metrics = json.loads((run / "07_capacity" / "metrics.json").read_text())
     assert {r["tier"] for r in metrics["pooled"]} == set(TIERS)
     assert metrics["finding"]

@@ -24,6 +24,8 @@ blocks (tests/test_notebooks_capacity.py); on `tiny-finetune` 07 fits the finetu
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -90,16 +92,38 @@ def rung_schemes(cfg: Config, tier: str) -> list[str]:
     return [s for s in cfg.capacity.schemes if tier != "finetune" or s not in pipeline.FEATURE_ONLY]
 
 
-def _fit_blocks(cfg: Config, data: StudyData, B: int, run: Run | None) -> dict[RMKey, RewardModel]:
+def blocks_folder(cfg: Config, B: int, run: Run) -> Path:
+    """Where a run keeps its blocks-tier RMs of one rung: `<heads>/blocks-<12 hex>`, a digest of everything they
+    depend on (pipeline.fingerprint's sections, the blocks section and B)."""
+    blob = json.dumps({"head": pipeline.fingerprint(cfg), "blocks": cfg.to_dict()["blocks"], "B": B}, sort_keys=True)
+    return run.heads_dir / f"blocks-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def _fit_blocks(
+    cfg: Config, data: StudyData, B: int, run: Run | None, progress: Callable[[str], None] | None = None
+) -> dict[RMKey, RewardModel]:
     """The blocks tier's RMs of `capacity.schemes` × seeds (`blocks.fit`, hidden states cached beside the features):
-    each seed trains on its own resample of every source's pairs, as `pipeline.fit` does on the feature tiers."""
+    each seed trains on its own resample of every source's pairs, as `pipeline.fit` does on the feature tiers. With a
+    run, each RM is saved when fitted and reloaded by a later (or resumed) 07 instead of being trained again."""
     cache = run.cache_dir if run is not None else Path(cfg.output_root) / "cache"
+    folder = blocks_folder(cfg, B, run) if run is not None else None
     calib = {s: data.pairs[s]["calib"] for s in data.sources}
     rms: dict[RMKey, RewardModel] = {}
-    for scheme in cfg.capacity.schemes:
-        for seed in cfg.seeds:
-            train = {s: pipeline.seed_pairs(data.pairs[s]["train"], cfg, seed, s) for s in data.sources}
-            rms[RMKey(scheme, seed=seed)] = blocks.fit(cfg, train, calib, scheme, seed, B, cache)
+    todo = [(scheme, seed) for scheme in cfg.capacity.schemes for seed in cfg.seeds]
+    for i, (scheme, seed) in enumerate(todo):
+        key = RMKey(scheme, seed=seed)
+        path = pipeline.head_file(folder, key).with_suffix(".pt") if folder is not None else None
+        if path is not None and path.exists():
+            rms[key] = blocks.BlocksRM.load(path, cfg, cache)
+            continue
+        if progress is not None:
+            progress(f"capacity: blocks B = {B}: fitting {key} ({i + 1}/{len(todo)})")
+        train = {s: pipeline.seed_pairs(data.pairs[s]["train"], cfg, seed, s) for s in data.sources}
+        rms[key] = blocks.fit(cfg, train, calib, scheme, seed, B, cache)
+        if path is not None:
+            rms[key].save(path)
+    if run is not None and folder is not None:
+        pipeline.record_head_files(run, [pipeline.head_file(folder, k).with_suffix(".pt") for k in rms])
     return rms
 
 
@@ -136,7 +160,7 @@ def fit_all(
                 progress(f"capacity: tier {tier}, B = {B}: {', '.join(schemes)} × {len(rung.seeds)} seeds")
             start = time.perf_counter()
             if tier == "blocks":
-                fits[(tier, B)] = _fit_blocks(rung, data, B, run)
+                fits[(tier, B)] = _fit_blocks(rung, data, B, run, progress)
             else:
                 fits[(tier, B)] = pipeline.fit(rung, data, schemes, run=run)
             seconds.append({"tier": tier, "B": B, "rms": len(fits[(tier, B)]), "seconds": time.perf_counter() - start})
