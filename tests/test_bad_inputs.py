@@ -37,7 +37,7 @@ from morelib.backbone import features, hidden_states  # noqa: E402
 from morelib.backbone.features import PairFeatures, extract  # noqa: E402
 from morelib.backbone.model import byte_tokenizer, encode, load_reward_model  # noqa: E402
 from morelib.cli import export, run_notebook  # noqa: E402
-from morelib.core import config, runs, status  # noqa: E402
+from morelib.core import config, reruns, runs, status  # noqa: E402
 from morelib.core.errors import (  # noqa: E402
     ConfigError,
     DataError,
@@ -733,7 +733,7 @@ def _resume_elsewhere(tmp: Path) -> str:
     code, text = _run_all(tmp, "--resume", run.name)
     assert code == 2, text
     (run / "01_diversity").mkdir()
-    (run / "01_diversity" / runs.DONE_MARKER).touch()
+    (run / "01_diversity" / reruns.DONE_MARKER).touch()
     again, done = _run_all(tmp, "--resume", f"out/{run.name}")
     assert again == 0 and "01_diversity already complete" in done, done
     message = f"by id: exit {code}: {text}; by path out/<id>: exit 0, the run continues"
