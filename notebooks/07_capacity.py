@@ -10,7 +10,7 @@
 
 # %% tags=["parameters"]
 profile = "default"  # params profile: default (CPU), tiny, paper, a YAML path; with run_dir: default = the run's own
-run_dir = ""  # "" = a new run; a run folder or latest (newest finished run) = rerun it, writing only in interactive-*
+run_dir = ""  # "" = a new run; a run folder or latest (the newest finished run): reuse it, on its own config
 overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {capacity.batch_per_source: [16]}; checked
 
 # %%
