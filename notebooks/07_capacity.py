@@ -9,8 +9,8 @@
 # MultiTask, MORE and the grid-tuned fixed λ on the same training pairs, initialisation and batch order per seed.
 
 # %% tags=["parameters"]
-profile = "default"  # params profile: default (CPU), tiny, paper, a YAML path; with run_dir: default = the run's own
-run_dir = ""  # "" = a new run; a run folder or latest (the newest finished run): reuse it, on its own config
+profile = "default"  # params profile: default (CPU), tiny, paper, a YAML path; with run_dir, default: the run's own
+run_dir = ""  # empty: a new run; a run folder or latest (the newest finished run): reuse it, on its own config
 overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {capacity.batch_per_source: [16]}; checked
 
 # %%
