@@ -82,12 +82,19 @@ def prepare(cfg: Config, run: Run | None = None) -> StudyData:
         data.counts[spec.name] = report.to_dict()
         data.reports[spec.name] = report
     if cfg.train.tier == "features":
-        for name, sides in data.pairs.items():
-            log.info(
-                "features of %s (%s pairs) from %s", name, "/".join(str(len(sides[s])) for s in SIDES), cfg.model.name
-            )
-            share = cfg.head.share_prompt
-            data.features[name] = {s: features.extract(sides[s], cfg.model, cache, share_prompt=share) for s in SIDES}
+        todo = features.uncached([sides[s] for sides in data.pairs.values() for s in SIDES], cfg.model, cache)
+        with status.overall("features", todo):
+            for name, sides in data.pairs.items():
+                log.info(
+                    "features of %s (%s pairs) from %s",
+                    name,
+                    "/".join(str(len(sides[s])) for s in SIDES),
+                    cfg.model.name,
+                )
+                share = cfg.head.share_prompt
+                data.features[name] = {
+                    s: features.extract(sides[s], cfg.model, cache, share_prompt=share) for s in SIDES
+                }
     if not data.sources:
         raise DataError(f"no configured source could be loaded: {data.missing}")
     if run is not None:
