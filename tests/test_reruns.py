@@ -64,8 +64,8 @@ def test_latest_is_the_newest_finished_run_and_its_error_points_at_run_all(tmp_p
 
 
 def test_an_unfinished_run_is_named_with_how_to_finish_it(tmp_path):
-    stopped = _run(tmp_path, "tiny", "20260103-000000", finished=False)
-    with pytest.raises(RunError, match=f"finish the newest of 1 unfinished: ./run_all.sh --resume {stopped.name}"):
+    stopped = _run(tmp_path, "tiny", "20260103-000000", finished=False, only="01")
+    with pytest.raises(RunError, match=f"finish the newest of 1 unfinished: ./run_all.sh --resume {stopped}\\)"):
         reruns.latest_run(tmp_path, "tiny")
     assert reruns.expected_notebooks(stopped) == ["01_diversity"] and not reruns.run_finished(stopped)
 

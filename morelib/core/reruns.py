@@ -88,8 +88,9 @@ def latest_run(base: Path, profile: str | None = None) -> Path:
         return finished[-1]
     which = f" '{profile}'" if profile else ""
     command = f"./run_all.sh --profile {profile}" if profile and profile != DEFAULT_PROFILE else "./run_all.sh"
-    if runs:
-        command += f" (or finish the newest of {len(runs)} unfinished: ./run_all.sh --resume {runs[-1].name})"
+    if runs and (runs[-1] / RUN_ALL_FILE).is_file():  # run_all.sh can finish it (by id when under outputs/)
+        named = runs[-1].name if base.resolve() == (PARAMS_DIR.parent / "outputs").resolve() else runs[-1]
+        command += f" (or finish the newest of {len(runs)} unfinished: ./run_all.sh --resume {named})"
     raise RunError(f"no finished{which} run under {base}; run {command} first, or pass run_dir='' to start a new run")
 
 
