@@ -2,7 +2,7 @@
 
 One folder per pipeline stage, in the order `STAGES` gives; a module imports only modules of its own stage or of
 earlier ones, every import is at module top level, and there is no cycle (tests/test_architecture.py checks all three):
-  core        errors, status, facts, hardware, config, runs
+  core        errors, status, facts, hardware, config, reruns, runs
   data        formats, sources, groups, splits, sampling, paper, datacard, pairs_files
   backbone    model, prompt_sharing, features, hidden_states
   weighting   losses, solver, more, baselines

@@ -7,8 +7,8 @@
 # `raw` RM, on frozen backbone features (feature tier; see the README for how this differs from full fine-tuning).
 
 # %% tags=["parameters"]
-profile = "tiny"  # params profile: tiny (tests), default (this CPU), paper (GPU), or a path to a YAML file
-run_dir = ""  # run folder to write into and reuse RMs from; empty: a new run; latest: the newest run of this profile
+profile = "default"  # params profile: default (CPU), tiny, paper, a YAML path; with run_dir, default: the run's own
+run_dir = ""  # empty: a new run; a run folder or latest (the newest finished run): reuse it, on its own config
 overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {head.lr: 0.02}; checked by load_config
 focus_source = "harmless"  # test set of the reward-difference plots (paper Fig 3 uses Harmless)
 

@@ -10,8 +10,8 @@
 # excess over it (a lower bound on miscalibration) and Kumar et al.'s debiased ECE (an estimate).
 
 # %% tags=["parameters"]
-profile = "tiny"  # params profile: tiny (tests), default (this CPU), paper (GPU), or a path to a YAML file
-run_dir = ""  # run folder to write into and reuse RMs from; empty: a new run; latest: the newest run of this profile
+profile = "default"  # params profile: default (CPU), tiny, paper, a YAML path; with run_dir, default: the run's own
+run_dir = ""  # empty: a new run; a run folder or latest (the newest finished run): reuse it, on its own config
 overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {head.lr: 0.02}; checked by load_config
 paper_model = "Pythia-1.4B"  # paper row set to show beside ours: Pythia-1.4B, Pythia-2.8B or LLaMa-7B
 

@@ -9,8 +9,8 @@
 # MultiTask, MORE and the grid-tuned fixed λ on the same training pairs, initialisation and batch order per seed.
 
 # %% tags=["parameters"]
-profile = "tiny"  # params profile: tiny (tests), default (this CPU), paper (GPU), or a path to a YAML file
-run_dir = ""  # run folder to write into and reuse RMs from; empty: a new run; latest: the newest run of this profile
+profile = "default"  # params profile: default (CPU), tiny, paper, a YAML path; with run_dir, default: the run's own
+run_dir = ""  # empty: a new run; a run folder or latest (the newest finished run): reuse it, on its own config
 overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {capacity.batch_per_source: [16]}; checked
 
 # %%

@@ -37,7 +37,7 @@ from morelib.backbone import features, hidden_states  # noqa: E402
 from morelib.backbone.features import PairFeatures, extract  # noqa: E402
 from morelib.backbone.model import byte_tokenizer, encode, load_reward_model  # noqa: E402
 from morelib.cli import export, run_notebook  # noqa: E402
-from morelib.core import config, runs, status  # noqa: E402
+from morelib.core import config, reruns, runs, status  # noqa: E402
 from morelib.core.errors import (  # noqa: E402
     ConfigError,
     DataError,
@@ -527,6 +527,17 @@ def _bad_notebook_name(tmp: Path) -> None:
     runs.open_run(_cfg(tmp), str(tmp / "run"), "../escape")
 
 
+def _rerun_other_profile(tmp: Path) -> None:
+    runs.open_run(_cfg(tmp), str(tmp / "outputs" / "tiny-run"), "01_diversity")
+    runs.start("tiny-finetune", str(tmp / "outputs" / "tiny-run"), {"output_root": str(tmp / "outputs")}, "02_x")
+
+
+def _latest_none_finished(tmp: Path) -> None:
+    run = runs.open_run(_cfg(tmp), str(tmp / "outputs" / "tiny-run"), "01_diversity")  # started, never finished
+    (run.root / reruns.RUN_ALL_FILE).write_text(json.dumps({"only": "01"}))
+    runs.start("default", "latest", {"output_root": str(tmp / "outputs")}, "02_more_training")
+
+
 def _resume_missing_run(tmp: Path) -> None:
     runs.resume_dir("tiny-20990101-000000-abcdef0", root=tmp)
 
@@ -733,7 +744,7 @@ def _resume_elsewhere(tmp: Path) -> str:
     code, text = _run_all(tmp, "--resume", run.name)
     assert code == 2, text
     (run / "01_diversity").mkdir()
-    (run / "01_diversity" / runs.DONE_MARKER).touch()
+    (run / "01_diversity" / reruns.DONE_MARKER).touch()
     again, done = _run_all(tmp, "--resume", f"out/{run.name}")
     assert again == 0 and "01_diversity already complete" in done, done
     message = f"by id: exit {code}: {text}; by path out/<id>: exit 0, the run continues"
@@ -1326,6 +1337,22 @@ CASES = [
         RunError,
         r"notebook name must be a plain folder name",
         _bad_notebook_name,
+    ),
+    Case(
+        "rerun-other-profile",
+        "runs",
+        "profile `tiny-finetune` with run_dir a tiny run",
+        ConfigError,
+        r"profile 'tiny-finetune' conflicts with run .*, made with profile 'tiny'.* pass profile='tiny'",
+        _rerun_other_profile,
+    ),
+    Case(
+        "latest-none-finished",
+        "runs",
+        "run_dir `latest` where no run finished",
+        RunError,
+        r"no finished run under .*; run ./run_all.sh \(or finish the newest of 1 unfinished: .*--resume .*tiny-run\)",
+        _latest_none_finished,
     ),
     Case(
         "resume-missing-run",

@@ -1,6 +1,7 @@
 """Notebook 05 runs under papermill on the tiny profile into a temporary run folder (fitting its own heads, since the
 folder has none from notebook 02) and writes Table 2 beside the paper's, judge reliability and W/T/L with sane values.
-Its thinness is checked with the other notebooks' in tests/test_notebooks.py."""
+Its thinness is checked with the other notebooks' in tests/test_notebooks.py; a rerun against the finished run writes
+only under its interactive-* folder."""
 
 from __future__ import annotations
 
@@ -16,18 +17,24 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "05_alignment.ipynb"
 
 
-def test_notebook05_runs_on_tiny(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    run_dir = tmp_path / "run"
-    overrides = json.dumps({"output_root": str(tmp_path / "outputs")})
-    papermill.execute_notebook(
-        str(NOTEBOOK),
-        str(tmp_path / "out.ipynb"),
-        cwd=str(REPO / "notebooks"),
-        parameters={"profile": "tiny", "run_dir": str(run_dir), "overrides": overrides},
-        progress_bar=False,
-    )
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("nb05")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("OMP_NUM_THREADS", "1")
+        overrides = json.dumps({"output_root": str(tmp_path / "outputs")})
+        papermill.execute_notebook(
+            str(NOTEBOOK),
+            str(tmp_path / "out.ipynb"),
+            cwd=str(REPO / "notebooks"),
+            parameters={"profile": "tiny", "run_dir": str(tmp_path / "run"), "overrides": overrides},
+            progress_bar=False,
+        )
+    return tmp_path / "run"
+
+
+def test_notebook05_runs_on_tiny(run_dir):
     out = run_dir / "05_alignment"
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) >= {"rm", "perplexity", "pick_agreement", "judge_reliability", "win_tie_lose", "finding"}
@@ -45,3 +52,11 @@ def test_notebook05_runs_on_tiny(tmp_path, monkeypatch):
     assert (run_dir / "heads").is_dir() and any((run_dir / "heads").rglob("*.pt"))
     assert not list((out / "policies").glob("*/*.safetensors")), "rjs.keep_policies is false: policies are deleted"
     assert (out / "figures" / "win_tie_lose.html").exists()
+
+
+def test_rerun_of_05_leaves_the_finished_run_untouched(run_dir, rerun_untouched, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    folder = rerun_untouched("05_alignment", run_dir, "default")  # the default stands for the run's own profile
+    assert json.loads((folder / "manifest.json").read_text())["profile"] == "tiny"
+    assert not list((folder.parent / "heads").rglob("*.pt")), "the run's RMs are reused, none refitted"

@@ -226,16 +226,6 @@ def test_a_jupyterlab_save_updates_both_twins(tmp_path):
     assert reread.cells[-1].source.endswith("# edited as text"), "the newer .py twin wins when JupyterLab opens it"
 
 
-def _tree_hashes(root: Path) -> dict[str, str]:
-    import hashlib
-
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.relative_to(root).parts[0].startswith("interactive-")
-    }
-
-
 def test_executed_notebooks_show_no_info_log_lines(run_dir):
     run, _ = run_dir
     for name in NOTEBOOKS:
@@ -247,21 +237,33 @@ def test_executed_notebooks_show_no_info_log_lines(run_dir):
         assert (run / name / "log.txt").exists()
 
 
-def test_rerun_against_a_finished_run_leaves_its_files_untouched(run_dir):
+# how each rerun names its profile: left at the default (stands for the run's own), the run's name, run_all.sh's path
+RERUN_PROFILE = {
+    "01_diversity": "default",
+    "02_more_training": "tiny",
+    "03_hh_analysis": "config.yaml",
+    "04_k_ablation": "default",
+    "06_when_more_helps": "tiny",
+    "07_capacity": "default",
+}
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_rerun_against_a_finished_run_leaves_its_files_untouched(run_dir, name, rerun_untouched):
     run, _ = run_dir
-    name = "02_more_training"
-    (run / name / ".done").touch()  # as run_all.sh marks a finished notebook
-    before = _tree_hashes(run)
-    out = run.parent / "rerun.ipynb"
-    papermill.execute_notebook(
-        str(NB_DIR / f"{name}.ipynb"),
-        str(out),
-        cwd=str(NB_DIR),
-        progress_bar=False,
-        kernel_name="python3",
-        parameters={"profile": "tiny", "run_dir": str(run), "overrides": json.dumps({"output_root": str(run.parent)})},
+    profile = str(run / "config.yaml") if RERUN_PROFILE[name] == "config.yaml" else RERUN_PROFILE[name]
+    folder = rerun_untouched(name, run, profile, {"output_root": str(run.parent)} if profile == "tiny" else {})
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert (
+        manifest["profile"] == "tiny"
+        and manifest["config"] == json.loads((run / name / "manifest.json").read_text())["config"]
     )
-    assert _tree_hashes(run) == before, "an interactive rerun changed the finished run's files"
-    reruns = list(run.glob(f"interactive-*/{name}/metrics.json"))
-    assert len(reruns) == 1
-    assert json.loads(reruns[0].read_text())["summary"] == _metrics(run, name)["summary"]  # same RMs, same numbers
+    if name == "02_more_training":  # same RMs, same numbers
+        assert json.loads((folder / "metrics.json").read_text())["summary"] == _metrics(run, name)["summary"]
+
+
+def test_parameters_cells_default_to_the_default_profile():
+    for name in ALL_NOTEBOOKS:
+        params = papermill.inspect_notebook(str(NB_DIR / f"{name}.ipynb"))
+        assert params["profile"]["default"] == '"default"' and params["run_dir"]["default"] == '""', name
+        assert "run's own" in params["profile"]["help"] and "finished" in params["run_dir"]["help"], name

@@ -11,7 +11,7 @@ import pytest
 
 from morelib.align import alignment
 from morelib.backbone import features
-from morelib.core import runs, status
+from morelib.core import reruns, runs, status
 from morelib.core.config import load_config
 from morelib.core.errors import ConfigError, DataError, RunError
 from morelib.data.formats import Pair
@@ -35,6 +35,8 @@ def test_reopening_a_run_keeps_its_config_and_shares_heads(cfg, tmp_path):
     first = runs.open_run(cfg, "", "01_diversity")
     again = runs.open_run(cfg, str(first.root), "02_more_training")
     assert again.root == first.root and again.heads_dir == first.heads_dir
+    for run in (first, again):
+        (run.dir / reruns.DONE_MARKER).touch()
     latest = runs.open_run(cfg, "latest", "03_hh_analysis")
     assert latest.root == first.root
 
@@ -136,7 +138,7 @@ def test_rerun_of_a_finished_notebook_writes_into_its_own_subfolder(tmp_path):
     cfg = load_config("tiny", {"output_root": str(tmp_path)})
     first = runs.open_run(cfg, str(tmp_path / "r"), "02_x")
     first.save_json("metrics", {"a": 1})
-    (first.dir / runs.DONE_MARKER).touch()
+    (first.dir / reruns.DONE_MARKER).touch()
     again = runs.open_run(cfg, str(tmp_path / "r"), "02_x")
     assert again.sub.startswith(runs.INTERACTIVE_PREFIX) and again.dir.parent.parent == first.root
     assert again.heads_dir == first.heads_dir  # the rerun reuses the run's RMs

@@ -270,7 +270,7 @@ def embed_texts(
                 out[i] = feats[row]
             if bar is not None and not bar.disable:
                 bar.update(len(chunk))
-                status.progress(bar.desc, bar.n, bar.total)
+                status.progress(bar.desc, bar.n, bar.total, step=len(chunk))
     return torch.stack(out) if out else torch.zeros(0, model.config.get_text_config().hidden_size)
 
 
@@ -356,7 +356,7 @@ def embed_pairs(
             )
             if bar is not None and not bar.disable:
                 bar.update(2 * len(chunk))
-                status.progress(bar.desc, bar.n, bar.total)
+                status.progress(bar.desc, bar.n, bar.total, step=2 * len(chunk))
     return out_a, out_b
 
 
@@ -370,6 +370,24 @@ def _pairs_of(keys: list[str], pairs: Sequence[tuple[int, int]], missing: set[st
             taken |= {a, b}
             out.append((a, b))
     return out
+
+
+def _text_keys(
+    texts: Sequence[str], model_cfg, cache_dir: str | Path, n_pool: Sequence[int] | None
+) -> tuple[Path, list[str], list[int | None]]:
+    """The cache folder of `model_cfg`'s feature space (created), each text's cache key, and each text's pooled token
+    count (None under last-token pooling)."""
+    model, _, identity = backbone(model_cfg.name, model_cfg.dtype, model_cfg.padding_side)
+    if _choice(model_cfg)[0] == "mean" and (n_pool is None or len(n_pool) != len(texts)):
+        raise DataError(f"mean pooling needs one response token count per text ({len(texts)} texts)")
+    counts = list(map(int, n_pool)) if _choice(model_cfg)[0] == "mean" else [None] * len(texts)
+    mkey = model_key(model_cfg, identity, next(model.parameters()).dtype)
+    folder = Path(cache_dir) / mkey[:24]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunError(f"cannot create the feature cache folder {folder}: {err}") from err
+    return folder, [text_key(mkey, t, n) for t, n in zip(texts, counts)], counts
 
 
 def extract_texts(
@@ -387,18 +405,9 @@ def extract_texts(
     (i, j) index pairs of texts sharing a prompt: with `share_prompt` (`head.share_prompt`), a pair whose texts are
     both missing is computed through its shared token prefix (`embed_pairs`); the features and cache keys are the same.
     """
-    model, tokenizer, identity = backbone(model_cfg.name, model_cfg.dtype, model_cfg.padding_side)
+    model, tokenizer, _ = backbone(model_cfg.name, model_cfg.dtype, model_cfg.padding_side)
     pooling, layer = _choice(model_cfg)
-    if pooling == "mean" and (n_pool is None or len(n_pool) != len(texts)):
-        raise DataError(f"mean pooling needs one response token count per text ({len(texts)} texts)")
-    n_pool = list(map(int, n_pool)) if pooling == "mean" else [None] * len(texts)
-    mkey = model_key(model_cfg, identity, next(model.parameters()).dtype)
-    folder = Path(cache_dir) / mkey[:24]
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise RunError(f"cannot create the feature cache folder {folder}: {err}") from err
-    keys = [text_key(mkey, t, n) for t, n in zip(texts, n_pool)]
+    folder, keys, n_pool = _text_keys(texts, model_cfg, cache_dir, n_pool)
     found = _cached(folder, keys)
     missing = list(dict.fromkeys(k for k in keys if k not in found))
     share = share_prompt and not is_encoder(model)
@@ -457,6 +466,25 @@ def response_lengths(tokenizer, responses: Sequence[str]) -> Tensor:
     return torch.tensor([len(x) for x in ids], dtype=torch.long)
 
 
+def _pair_texts(pairs: Sequence, model_cfg) -> tuple[list[str], Tensor]:
+    """prompt + chosen of every pair, then prompt + rejected, and their responses' token counts LongTensor[2N]."""
+    _, tokenizer, _ = backbone(model_cfg.name, model_cfg.dtype, model_cfg.padding_side)
+    texts = [p.prompt + p.chosen for p in pairs] + [p.prompt + p.rejected for p in pairs]
+    return texts, response_lengths(tokenizer, [p.chosen for p in pairs] + [p.rejected for p in pairs])
+
+
+def uncached(pair_lists: Sequence[Sequence], model_cfg, cache_dir: str | Path) -> int:
+    """How many distinct texts of these lists of pairs the feature cache lacks: what `extract` of each will compute
+    (the total of a study's overall extraction progress, `status.overall`)."""
+    keys: set[str] = set()
+    folder = None
+    for pairs in pair_lists:
+        texts, lengths = _pair_texts(pairs, model_cfg)
+        folder, found, _ = _text_keys(texts, model_cfg, cache_dir, lengths.tolist())
+        keys.update(found)
+    return len(keys - set(read_shard_index(folder))) if folder is not None else 0
+
+
 def extract(
     pairs: Sequence, model_cfg, cache_dir: str | Path, progress: bool = True, share_prompt: bool = False
 ) -> PairFeatures:
@@ -465,9 +493,7 @@ def extract(
     sources = sorted({p.source for p in pairs})
     if len(sources) != 1:
         raise DataError(f"extract needs pairs of exactly one source; got {len(pairs)} pairs from {sources or 'none'}")
-    texts = [p.prompt + p.chosen for p in pairs] + [p.prompt + p.rejected for p in pairs]
-    _, tokenizer, _ = backbone(model_cfg.name, model_cfg.dtype, model_cfg.padding_side)
-    lengths = response_lengths(tokenizer, [p.chosen for p in pairs] + [p.rejected for p in pairs])
+    texts, lengths = _pair_texts(pairs, model_cfg)
     n = len(pairs)
     feats = extract_texts(
         texts, model_cfg, cache_dir, progress, lengths.tolist(), [(i, n + i) for i in range(n)], share_prompt

@@ -198,7 +198,7 @@ class StateCache:
                 self._write(block, self.compute([text_of[key] for key in block]))
                 bar.update(len(block))
                 if not bar.disable:
-                    status.progress(bar.desc, bar.n, bar.total)
+                    status.progress(bar.desc, bar.n, bar.total, step=len(block))
         return len(missing)
 
     def load(self, texts: Sequence[str]) -> list[Tensor]:

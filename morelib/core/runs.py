@@ -36,18 +36,17 @@ import pandas as pd
 import yaml
 from transformers.utils import logging as hf_logging
 
-from morelib.core import facts, status
+from morelib.core import facts, reruns, status
 from morelib.core.config import PARAMS_DIR, Config, check_notebook_params, data_root, load_config, parse_overrides
 from morelib.core.errors import ConfigError, DataError, MoreError, RunError
+from morelib.core.reruns import CONFIG_FILE, output_base
 
 log = logging.getLogger(__name__)
 REPO_ROOT = PARAMS_DIR.parent
 PACKAGES = ("torch", "transformers", "accelerate", "datasets", "numpy", "scipy", "pandas", "plotly", "papermill")
-DONE_MARKER = ".done"
 LOG_FILE = "log.txt"  # <run>/<notebook>/log.txt: every INFO line of the notebook's kernel
 STATUS_FILE = "status.log"  # <run>/status.log: the steps and progress lines run_all.sh shows on the terminal
 INTERACTIVE_PREFIX = "interactive-"  # <run>/interactive-<stamp>/: a rerun against a finished notebook writes here
-CONFIG_FILE = "config.yaml"  # <run>/config.yaml: the run's whole config, written at creation; a resume runs on it
 LOCK_FILE = ".lock"  # <run>/.lock: run_all.sh holds a flock on it while it works on the run
 PATH_KEYS = ("output_root", "data.data_dir")  # overrides that name a folder: resolved against the caller's directory
 STATIC_FORMATS = ("png", "svg")  # beside every figure's HTML, for a reader without a browser or for a paper draft
@@ -173,14 +172,9 @@ def create_run_dir(cfg: Config, root: str | Path | None = None) -> Path:
     raise RunError(f"could not find a free run folder name for {run_id} under {base}")
 
 
-def latest_run_dir(cfg: Config) -> Path:
-    """The most recent run folder of cfg.profile under cfg.output_root."""
-    base = Path(cfg.output_root)
-    base = base if base.is_absolute() else REPO_ROOT / base
-    runs = sorted(p for p in base.glob(f"{cfg.profile}-*") if p.is_dir())
-    if not runs:
-        raise RunError(f"no earlier '{cfg.profile}' run under {base}; pass run_dir='' to start one")
-    return runs[-1]
+def latest_run_dir(cfg: Config, any_profile: bool = False) -> Path:
+    """The newest finished run under cfg.output_root: of cfg.profile, or of any profile (`reruns.latest_run`)."""
+    return reruns.latest_run(output_base(cfg), None if any_profile else cfg.profile)
 
 
 @dataclass
@@ -201,14 +195,19 @@ class Run:
 
     @property
     def heads_dir(self) -> Path:
-        """Folder of reward models shared by all notebooks of the run."""
+        """Folder of reward models shared by all notebooks of the run (a rerun reads them, never writes there)."""
         return self.root / "heads"
 
     @property
+    def save_heads_dir(self) -> Path:
+        """Where this notebook saves the RMs it fits: the run's heads/, or `interactive-<stamp>/heads/` in a rerun."""
+        return self.root / self.sub / "heads" if self.sub else self.heads_dir
+
+    @property
     def cache_dir(self) -> Path:
-        """Content-keyed feature cache shared across runs (outputs/cache)."""
-        base = Path(self.cfg.output_root)
-        return (base if base.is_absolute() else REPO_ROOT / base) / "cache"
+        """Content-keyed feature cache shared across runs (outputs/cache): keyed by content, so a rerun may read and
+        add to it; it is no part of any run folder."""
+        return output_base(self.cfg) / "cache"
 
     def save_json(self, name: str, data: Any) -> Path:
         """Write `data` as `<notebook>/<name>.json` (e.g. name='metrics')."""
@@ -305,8 +304,8 @@ class Run:
         return table
 
     def is_done(self, notebook: str) -> bool:
-        """Whether `notebook` completed in this run (run_all.sh marks completion)."""
-        return (self.root / notebook / DONE_MARKER).exists()
+        """Whether `notebook` ran to its end in this run (`reruns.notebook_finished`)."""
+        return reruns.notebook_finished(self.root, notebook)
 
 
 def render_static(fig: Any, fmt: str) -> bytes:
@@ -329,7 +328,8 @@ def config_text(cfg: Config) -> str:
 
 
 def open_run(cfg: Config, run_dir: str | Path | None, notebook: str) -> Run:
-    """Open the run folder `run_dir` (created when empty/None; 'latest' = newest of this profile) for `notebook`."""
+    """Open the run folder `run_dir` (created when empty/None; 'latest' = the newest finished run of this profile) for
+    `notebook`; a notebook that already finished there writes only under `<run>/interactive-<stamp>/`."""
     if not notebook or "/" in notebook:
         raise RunError(f"notebook name must be a plain folder name, got {notebook!r}")
     if run_dir in (None, ""):
@@ -339,14 +339,10 @@ def open_run(cfg: Config, run_dir: str | Path | None, notebook: str) -> Run:
     else:
         root = Path(run_dir)
         root.mkdir(parents=True, exist_ok=True)
-    sub = f"{INTERACTIVE_PREFIX}{datetime.now():%Y%m%d-%H%M%S}" if (root / notebook / DONE_MARKER).exists() else ""
+    sub = f"{INTERACTIVE_PREFIX}{datetime.now():%Y%m%d-%H%M%S}" if reruns.notebook_finished(root, notebook) else ""
     run = Run(root=root.resolve(), notebook=notebook, cfg=cfg, sub=sub)
-    config_file = root / CONFIG_FILE
-    text = config_text(cfg)
-    if not config_file.exists():
-        atomic_write(config_file, lambda fh: fh.write(text))
-    elif config_file.read_text() != text:
-        atomic_write(run.dir / CONFIG_FILE, lambda fh: fh.write(text))
+    if not (root / CONFIG_FILE).exists():
+        atomic_write(root / CONFIG_FILE, lambda fh: fh.write(config_text(cfg)))
     run.dir.mkdir(parents=True, exist_ok=True)
     if sub:
         log.warning(
@@ -380,11 +376,21 @@ def log_to_file(run: Run, level: int = logging.INFO) -> Path:
 
 def start(profile: str, run_dir: str, overrides: str | dict | None, notebook: str, **params: Any) -> Run:
     """Validate a notebook's parameters (load_config; its own `params` by config.check_notebook_params) and open its
-    run folder (run.cfg is the config)."""
+    run folder (run.cfg is the config). With `run_dir` set (a run's path, or 'latest': the newest finished run, of
+    any profile when `profile` is 'default') the run's own config.yaml is the config (`reruns.run_config`: a
+    conflicting profile or override is refused; 'default' stands for the run's profile)."""
     for name, value in (("profile", profile), ("run_dir", run_dir)):
         if not isinstance(value, (str, Path)) and not (name == "run_dir" and value is None):
             raise ConfigError(f"notebook parameter '{name}' must be a string, got {type(value).__name__}: {value!r}")
-    cfg = load_config(profile, parse_overrides(overrides))
+    extra = parse_overrides(overrides)
+    cfg = load_config(profile, extra)
+    if run_dir not in (None, ""):
+        latest = str(run_dir) == "latest"
+        run_dir = latest_run_dir(cfg, str(profile) == reruns.DEFAULT_PROFILE) if latest else Path(run_dir)
+        if (run_dir / CONFIG_FILE).is_file():
+            cfg, note = reruns.run_config(run_dir, profile, extra, cfg)
+            if note:
+                print(note)
     check_notebook_params(cfg, **params)
     return open_run(cfg, run_dir, notebook)
 
@@ -394,23 +400,12 @@ def resume_dir(run_id: str, root: str | Path | None = None) -> Path:
     absent."""
     base = Path(root) if root else REPO_ROOT / "outputs"
     path = Path(run_id) if Path(run_id).is_absolute() else base / run_id
-    if not (path / "run_all.json").exists():
+    if not (path / reruns.RUN_ALL_FILE).exists():
         raise RunError(
             f"no run to resume at {path} (expected {path / 'run_all.json'} written by run_all.sh); a run made "
             f"with -p output_root DIR lives in DIR: pass its path, e.g. ./run_all.sh --resume DIR/{Path(run_id).name}"
         )
     return path
-
-
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"a.b.c": value} of a nested config dict."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def config_changes(saved: Config, profile: str, overrides: dict[str, Any]) -> list[str]:
@@ -419,17 +414,14 @@ def config_changes(saved: Config, profile: str, overrides: dict[str, Any]) -> li
         now = load_config(profile, overrides)
     except MoreError as err:
         return [f"profile '{profile}' no longer loads ({err})"]
-    old, new = _flat(saved.to_dict()), _flat(now.to_dict())
-    return [
-        f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)
-    ]
+    return reruns.differences(saved, now)
 
 
 def resume_plan(run_id: str, root: str | Path | None = None) -> dict[str, str]:
     """What `run_all.sh --resume` runs: the run folder, its saved config.yaml as the notebooks' profile (no overrides),
     its --only and data root, and `note`, naming what the profile would give now that differs (not used)."""
     run = resume_dir(run_id, root)
-    spec = json.loads((run / "run_all.json").read_text())
+    spec = json.loads((run / reruns.RUN_ALL_FILE).read_text())
     plan = {"run": str(run), "only": spec.get("only", ""), "data_root": spec.get("data_root", ""), "note": ""}
     saved = run / CONFIG_FILE
     if not saved.is_file():  # made before run_all wrote config.yaml at creation, and stopped before a notebook opened
@@ -506,7 +498,7 @@ def create(profile: str, overrides: dict[str, Any], only: str = "") -> Path:
         "only": only,
         "data_root": str(data.resolve()) if data is not None else "hub",
     }
-    atomic_write(root / "run_all.json", lambda fh: fh.write(json.dumps(spec, indent=2) + "\n"))
+    atomic_write(root / reruns.RUN_ALL_FILE, lambda fh: fh.write(json.dumps(spec, indent=2) + "\n"))
     return root
 
 

@@ -82,12 +82,19 @@ def prepare(cfg: Config, run: Run | None = None) -> StudyData:
         data.counts[spec.name] = report.to_dict()
         data.reports[spec.name] = report
     if cfg.train.tier == "features":
-        for name, sides in data.pairs.items():
-            log.info(
-                "features of %s (%s pairs) from %s", name, "/".join(str(len(sides[s])) for s in SIDES), cfg.model.name
-            )
-            share = cfg.head.share_prompt
-            data.features[name] = {s: features.extract(sides[s], cfg.model, cache, share_prompt=share) for s in SIDES}
+        todo = features.uncached([sides[s] for sides in data.pairs.values() for s in SIDES], cfg.model, cache)
+        with status.overall("features", todo):
+            for name, sides in data.pairs.items():
+                log.info(
+                    "features of %s (%s pairs) from %s",
+                    name,
+                    "/".join(str(len(sides[s])) for s in SIDES),
+                    cfg.model.name,
+                )
+                share = cfg.head.share_prompt
+                data.features[name] = {
+                    s: features.extract(sides[s], cfg.model, cache, share_prompt=share) for s in SIDES
+                }
     if not data.sources:
         raise DataError(f"no configured source could be loaded: {data.missing}")
     if run is not None:
@@ -118,6 +125,25 @@ def head_file(folder: Path, key: RMKey) -> Path:
     return folder / quote(str(key), safe="@+")
 
 
+HeadFolders = tuple[Path, Path]  # (the run's RMs of a config, where this notebook saves new ones): equal but in a rerun
+
+
+def head_folders(run: Run, cfg: Config) -> HeadFolders:
+    """Where the run keeps its RMs of `cfg`, and where this notebook saves those it fits: the same folder, except in a
+    rerun of a finished notebook, which saves under `<run>/interactive-<stamp>/heads/` (the run's own stay as they
+    are)."""
+    return run.heads_dir / fingerprint(cfg), run.save_heads_dir / fingerprint(cfg)
+
+
+def _kept(folders: HeadFolders, key: RMKey, finetuned: bool) -> Path:
+    """The RM `key`'s .pt file (or fine-tune folder when `finetuned`): the run's copy when it is complete there, else
+    its place in this notebook's save folder."""
+    own, new = (
+        head_file(folder, key) if finetuned else head_file(folder, key).with_suffix(".pt") for folder in folders
+    )
+    return own if (own / finetune.MODEL_DIR if finetuned else own).exists() else new
+
+
 def seed_pairs(pairs: list[Pair], cfg: Config, seed: int, source: str) -> list[Pair]:
     """The training pairs of `source` that seed `seed` trains on (`train.seed_resample`, `train.seed_subsample`; see
     sampling.seed_indices)."""
@@ -133,12 +159,12 @@ def available_train(data: StudyData, source: str) -> int:
     return int(data.counts.get(source, {}).get("available", {}).get("train", len(data.features[source]["train"])))
 
 
-def _fit_one(cfg: Config, data: StudyData, key: RMKey, sources: list[str], folder: Path | None) -> RewardModel:
-    """Load the RM `key` from `folder` if it was fitted earlier in this run, else train (and save) it."""
+def _fit_one(cfg: Config, data: StudyData, key: RMKey, sources: list[str], folders: HeadFolders | None) -> RewardModel:
+    """Load the RM `key` if it was fitted earlier in this run (`folders`), else train (and save) it."""
     if cfg.train.tier == "finetune" and data.pairs:  # feature-only data (the synthetic benchmark) trains heads
-        return _finetune_one(cfg, data, key, sources, folder)
+        return _finetune_one(cfg, data, key, sources, folders)
     scheme, seed = key.scheme, key.seed
-    path = head_file(folder, key).with_suffix(".pt") if folder is not None else None
+    path = _kept(folders, key, False) if folders is not None else None
     if path is not None and path.exists():
         return HeadRM(mlp_head.load_head(path))
     by_source = {
@@ -206,15 +232,17 @@ def finetune_history(log_file: Path) -> dict[str, Any]:
     }
 
 
-def _finetune_one(cfg: Config, data: StudyData, key: RMKey, sources: list[str], folder: Path | None) -> FinetunedRM:
+def _finetune_one(
+    cfg: Config, data: StudyData, key: RMKey, sources: list[str], folders: HeadFolders | None
+) -> FinetunedRM:
     """Full fine-tuning of one RM through morelib.train.finetune (resumed if interrupted, reused if finished), or the
     untrained model for `raw`."""
     scheme, seed = key.scheme, key.seed
     if scheme == "raw":
         return FinetunedRM(cfg.model.name, cfg.model)
-    if folder is None:
+    if folders is None:
         raise RunError("the finetune tier needs a run folder for its checkpoints: pass run=")
-    out = head_file(folder, key)
+    out = _kept(folders, key, True)
     final = out / finetune.MODEL_DIR
     if not final.exists():
         final = finetune.finetune(
@@ -256,7 +284,7 @@ def fit(
             f"sources {unknown} are not available (available: {data.sources}; missing: {list(data.missing)})"
         )
     subset = None if srcs == data.sources else srcs
-    folder = run.heads_dir / fingerprint(cfg) if run is not None else None
+    folders = head_folders(run, cfg) if run is not None else None
     heads: dict[RMKey, RewardModel] = {}
     for scheme in schemes:
         if scheme not in TRAINED_SCHEMES + ("top",):
@@ -266,15 +294,15 @@ def fit(
                 one = single_config(cfg, len(srcs))
                 for s in srcs:
                     key = RMKey("single", source=s, seed=seed)
-                    heads[key] = _fit_one(one, data, key, [s], folder)
+                    heads[key] = _fit_one(one, data, key, [s], folders)
             else:
                 key = RMKey(scheme, subset=subset, seed=seed)
-                heads[key] = _fit_one(cfg, data, key, srcs, folder)
+                heads[key] = _fit_one(cfg, data, key, srcs, folders)
     if run is not None:  # each head's final full-batch gradient norm: how far from its optimum the fit stopped
         run.manifest_extra.setdefault("heads", {}).update(
             {str(k): {"grad_norm": h.meta.get("grad_norm")} for k, h in heads.items()}
         )
-        record_head_files(run, [saved_head(folder, key, cfg) for key in heads])
+        record_head_files(run, [_kept(folders, key, cfg.train.tier == "finetune") for key in heads])
     return heads
 
 
@@ -294,17 +322,18 @@ def record_head_files(run: Run, paths: Sequence[Path]) -> None:
 
 def load_heads(run: Run, schemes: Sequence[str] | None = None) -> dict[RMKey, RewardModel]:
     """The RMs fitted earlier in this run under its current config, optionally only those of `schemes`."""
-    folder = run.heads_dir / fingerprint(run.cfg)
-    if not folder.is_dir():
+    folders = head_folders(run, run.cfg)
+    if not any(folder.is_dir() for folder in folders):
         raise RunError(f"no reward models fitted in {run.root} for this config yet: run notebook 02 first")
+    paths = [path for folder in dict.fromkeys(folders) if folder.is_dir() for path in sorted(folder.iterdir())]
     heads: dict[RMKey, RewardModel] = {}
-    for path in sorted(folder.iterdir()):
+    for path in paths:
         key = RMKey.parse(unquote(path.name[:-3] if path.suffix == ".pt" else path.name))
-        if schemes is None or key.scheme in schemes:
+        if key not in heads and (schemes is None or key.scheme in schemes):
             heads[key] = (
                 HeadRM(mlp_head.load_head(path))
                 if path.suffix == ".pt"
-                else _finetune_one(run.cfg, StudyData(), key, [], folder)
+                else _finetune_one(run.cfg, StudyData(), key, [], folders)
             )
     return heads
 

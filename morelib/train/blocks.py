@@ -243,7 +243,7 @@ def pair_rows(cache: StateCache, pairs: dict[Any, Sequence[Pair]], extract: bool
     with `extract`, the texts the cache lacks are extracted first)."""
     texts = [p.prompt + side for ps in pairs.values() for p in ps for side in (p.chosen, p.rejected)]
     if extract:
-        cache.extract(texts)
+        cache.extract(texts, progress=True)  # one call over every source: its line is the overall progress
     states, out, start = cache.load(texts), {}, 0
     for name, ps in pairs.items():
         block, start = states[start : start + 2 * len(ps)], start + 2 * len(ps)
