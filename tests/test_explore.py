@@ -14,7 +14,6 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from morelib.core import status
 from morelib.core.config import load_config
 from morelib.core.errors import ConfigError, RunError
 from morelib.evaluation import metrics
@@ -287,12 +286,6 @@ def test_study_refs_from_summary_heads_and_run_folder(cfg, bench, tmp_path):
     np.testing.assert_allclose(from_run.presets["tuned"], refs.presets["tuned"])
     empty = reference.study_refs(list(NAMES), "ece_10", 0, root=tmp_path / "nowhere")
     assert not empty.marks and "notebook 02 has not run" in empty.missing["more"]
-
-
-def test_step_lines_go_to_stdout(capfd):
-    status.report("step: explorer test")
-    out, err = capfd.readouterr()
-    assert "step: explorer test" in out and "step: explorer test" not in err
 
 
 def test_widget_updates_the_same_figure_in_place(ex):
