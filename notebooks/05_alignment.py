@@ -36,8 +36,8 @@ print(f"run folder: {run.root}  (profile {cfg.profile}, seeds {list(cfg.seeds)})
 print(
     f"policy {r.policy}: {r.n_prompts} prompts × {r.n_samples} samples × ≤{r.max_new_tokens} new tokens "
     f"(batch {r.gen_batch_size}, T={r.temperature}, top-p={r.top_p}); SFT {r.sft_epochs} epoch(s) at lr {r.sft_lr}; "
-    f"judge {cfg.judge.kind} ({cfg.judge.model}) on {r.n_eval_prompts} test prompts, reliability on "
-    f"{cfg.judge.reliability_pairs} pairs per source"
+    f"judges {', '.join(cfg.judge.kinds)} on {r.n_eval_prompts} test prompts, reliability on "
+    f"{cfg.judge.reliability_pairs or 'all'} pairs per source"
 )
 
 # %% [markdown]
@@ -117,7 +117,9 @@ with run.timer("judges"):
     rel_pairs = alignment.held_out_pairs(data, cfg, cfg.judge.reliability_pairs, cfg.seeds[0] + 2)
     reliability = alignment.judge_reliability(judges, rel_pairs, cfg)
 run.save_json("judge_reliability", reliability)
+run.save_table("judge_reliability", alignment.reliability_frame(reliability)).round(3)
 display(*[Markdown(findings.judge_agreement(rel)) for rel in reliability.values()])
+display(Markdown(findings.best_judge(reliability)))
 
 # %% [markdown]
 # ## MORE vs MultiTask policies: win / tie / lose
@@ -146,7 +148,7 @@ fig
 # configured judge.
 
 # %%
-primary = cfg.judge.kind if cfg.judge.kind in wtl else next(iter(wtl))
+primary = cfg.judge.kinds[0] if cfg.judge.kinds[0] in wtl else next(iter(wtl))
 ours = alignment.table2(rms, ppl, wtl[primary], f"{cfg.model.name} features (policy {r.policy})")
 side = alignment.table2_side_by_side(ours)
 run.save_table("table2_ours", ours)
