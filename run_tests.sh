@@ -11,4 +11,11 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromium 
 fi
 echo "[tests] ruff: format check and lint (line length 120; pyproject.toml)"
 ruff format --check --quiet . && ruff check --quiet .
+# Two workers (pytest-xdist), each running whole test files, one thread each: most of the suite's time is notebooks
+# and subprocesses at one thread, so the 2-core CI machine runs two side by side. MORE_TEST_WORKERS=1: one process.
+WORKERS="${MORE_TEST_WORKERS:-2}"
+if [ "$WORKERS" -gt 1 ]; then
+  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+  exec python -m pytest -q -n "$WORKERS" --dist loadfile "$@"
+fi
 exec python -m pytest -q "$@"
