@@ -186,6 +186,10 @@ class GoldRMJudge:
     def __init__(self, scorer: Callable[[Sequence[str], Sequence[str]], torch.Tensor], name: str = "gold-rm") -> None:
         self.scorer, self.name = scorer, name
 
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        """The judge's rewards [N] (float64) of the responses to their prompts."""
+        return np.asarray(self.scorer(prompts, responses), dtype=np.float64)
+
     def prefer(self, prompt: str, a: str, b: str, aspect: str) -> str:
         """ "A" when r(prompt, a) ≥ r(prompt, b), else "B" (the aspect is the RM's, not asked)."""
         r = self.scorer([prompt, prompt], [a, b])
