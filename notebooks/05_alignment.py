@@ -12,10 +12,11 @@
 # with each RM does to a judge's reward as n grows (MultiTask, MORE, the single-source Helpful and Harmless RMs and a
 # random pick), so MORE vs MultiTask sits inside the picture of what rejection sampling does at all.
 #
-# **Budget (default profile, 2 idle cores, ≤ 12 min cold).** SmolLM2-135M-Instruct as policy, sampled with
-# CTranslate2 int8 (`rjs.backend: auto`; the fastest path end to end in `benchmarks/sampling_backends.py`); the
-# prompt counts, samples per prompt, new tokens and SFT epochs are sized in `params/default.yaml` from the measured
-# rates. The paper profile runs the same cells at the paper's scale on a GPU (vLLM sampling when installed).
+# **Budget (default profile, 2 idle cores).** SmolLM2-135M-Instruct as policy, 128 training prompts × 8 samples × ≤ 32
+# new tokens, 128 held-out prompts. Sampling runs on `rjs.backend` (auto: HF generate here, which measured faster than
+# CTranslate2 on this CPU; `benchmarks/sampling_backends.py`). The estimate in `params/default.yaml` is ≈ 25 min, over
+# the 12-min target: sampling dominates. The paper profile runs the same cells at the paper's scale on a GPU (vLLM
+# sampling when installed).
 
 # %% tags=["parameters"]
 profile = "tiny"  # params profile: tiny (tests), default (this CPU), paper (GPU), or a path to a YAML file

@@ -1,14 +1,16 @@
 """Sampling backends of RJS (paper §5.4's sampling step): transformers' `generate` (`rjs.generate`), CTranslate2 on
 the converted HF folder (int8 or fp32 CPU kernels), vLLM on a GPU; `sample` picks one by `rjs.backend`.
 
-CTranslate2 is the CPU default: on SmolLM2-135M it measured the fastest end to end, conversion included
-(benchmarks/sampling_backends.py, benchmarks/README.md §12). A conversion is made once per (policy folder,
-CTranslate2 version, compute type): the registry policies' under `$MORE_CACHE_DIR/ct2/`, a fine-tuned policy's inside
-its own folder (so it is deleted with it). Prompts are tokenised by the policy's own tokenizer (`rjs.format_prompt`, no
-special tokens added) and the new token ids decoded by it (`rjs.clean_response`), as on the HF path; generation stops
-at the tokenizer's EOS, which is not returned, or after max_new_tokens.
-Checked in tests/test_sampler.py: greedy token ids equal HF's greedy ids (tiny-random, fp32; SmolLM2 when shipped),
-max_new_tokens respected, EOS stops a response, seeded sampling is reproducible, n per prompt.
+HF generate is the CPU default: on SmolLM2-135M (this AMD CPU, under load) CTranslate2 measured slower per CPU-second
+than HF (int8 0.71×, fp32 0.50×; benchmarks/sampling_backends.py, benchmarks/README.md §12), likely because its wheel
+uses Intel MKL only on Intel CPUs. A conversion is made once per (policy folder, CTranslate2 version, compute type):
+the registry policies' under `$MORE_CACHE_DIR/ct2/`, a fine-tuned policy's inside its own folder (deleted with it).
+Prompts are tokenised by the policy's own tokenizer (`rjs.format_prompt`, no special tokens added) and the new token
+ids decoded by it (`rjs.clean_response`), as on the HF path; generation stops at the tokenizer's EOS, which is not
+returned, or after max_new_tokens.
+Checked in tests/test_sampler.py: greedy token ids equal HF's greedy ids (tiny-random and SmolLM2, fp32), the
+tokenizer round trip of SmolLM2's greedy text, max_new_tokens respected, EOS stops a response, seeded sampling is
+reproducible, n per prompt.
 # NOTE(ref): the HF path seeds batch b with seed + b; CTranslate2 has one global seed per call, so the two backends
 # draw different (equally distributed) samples for the same seed.
 """
@@ -171,15 +173,13 @@ def generate_vllm(
 
 
 def backend_for(cfg: RJSConfig) -> str:
-    """The backend `sample` uses: rjs.backend, with auto = vLLM on a GPU when importable, HF on another GPU, else
-    CTranslate2."""
+    """The backend `sample` uses: rjs.backend, with auto = vLLM on a GPU when importable, else HF (measured fastest on
+    this CPU)."""
     if cfg.backend == "vllm" and not vllm_available():
         raise ConfigError("rjs.backend 'vllm' needs the vllm package and a CUDA GPU; use 'auto', 'ct2' or 'hf' here")
     if cfg.backend != "auto":
         return cfg.backend
-    if vllm_available():
-        return "vllm"
-    return "hf" if torch.cuda.is_available() else "ct2"
+    return "vllm" if vllm_available() else "hf"
 
 
 def sample(
