@@ -31,6 +31,7 @@ bench head_tier --rounds 5
 bench scaling
 bench train_throughput --steps 3 --pairs 4
 bench generation --rounds 1
+bench sampling_backends --prompts 16 --samples 2 --new-tokens 48 --hf-batches 16 32 --ct2-batches 16 32 --threads 2
 bench feature_throughput
 echo "=== wall time per script (goal: each <= 600 s)"
 printf '  %s\n' "${TIMES[@]}"

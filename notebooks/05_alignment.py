@@ -8,23 +8,25 @@
 # a small policy and an offline judge whose own reliability is measured first — if it is near chance, the finding says
 # so.
 #
-# **Budget (default profile, this 2-core CPU, < 20 min).** SmolLM2-135M-Instruct as policy; 16 H&H training-side
-# prompts × 4 samples × ≤ 48 new tokens, batch 16 (the fastest batch size in `benchmarks/generation.py`); SFT for one
-# epoch (≤ 256 tokens per example); perplexity on 16 test chosen responses per source; 16 held-out test prompts for
-# the judges; 16 human-labelled test pairs per source to measure each judge. Measured: 13.5 min on the machine shared
-# by other jobs (`OMP_NUM_THREADS=1`, load ≈ 5), reusing notebook 02's RMs and cached features, with a tiny RM
-# backbone; the SmolLM2 RM's features of the ≈ 100 new texts add ≈ 1–2 min. The paper profile runs the same cells at
-# the paper's scale on a GPU (vLLM sampling when installed).
+# Before any verdict the judges are measured against human labels; then the **best-of-n curves** show what selection
+# with each RM does to a judge's reward as n grows (MultiTask, MORE, the single-source Helpful and Harmless RMs and a
+# random pick), so MORE vs MultiTask sits inside the picture of what rejection sampling does at all.
+#
+# **Budget (default profile, 2 idle cores).** SmolLM2-135M-Instruct as policy, 128 training prompts × 8 samples × ≤ 32
+# new tokens, 128 held-out prompts. Sampling runs on `rjs.backend` (auto: HF generate here, which measured faster than
+# CTranslate2 on this CPU; `benchmarks/sampling_backends.py`). The estimate in `params/default.yaml` is ≈ 25 min, over
+# the 12-min target: sampling dominates. The paper profile runs the same cells at the paper's scale on a GPU (vLLM
+# sampling when installed).
 
 # %% tags=["parameters"]
 profile = "default"  # params profile: default (CPU), tiny, paper, a YAML path; with run_dir, default: the run's own
-run_dir = ""  # empty: a new run; a run folder or latest (the newest finished run): reuse it, on its own config
+run_dir = ""  # run folder to write into and reuse RMs from; empty: a new run; latest: the newest run of this profile
 overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {head.lr: 0.02}; checked by load_config
 
 # %%
 from IPython.display import Markdown, display
 
-from morelib.align import alignment, rjs
+from morelib.align import alignment, rjs, sampler
 from morelib.core import runs
 from morelib.study import findings, pipeline, plots
 
@@ -55,16 +57,36 @@ with run.timer("reward models"):
 run.save_table("rm_table", rms).round(4)
 
 # %% [markdown]
+# ## The judge: how far can it be trusted?
+# Agreement with the human label on held-out test pairs (Appendix D prompt, asked in both orders; a disagreement between
+# orders is a tie) and its position-bias rate.
+
+# %%
+with run.timer("judges"):
+    judges = alignment.make_judges(cfg, data, run.cache_dir)
+    rel_pairs = alignment.held_out_pairs(data, cfg, cfg.judge.reliability_pairs, cfg.seeds[0] + 2)
+    reliability = alignment.judge_reliability(judges, rel_pairs, cfg)
+run.save_json("judge_reliability", reliability)
+run.save_table("judge_reliability", alignment.reliability_frame(reliability))
+display(*[Markdown(findings.judge_agreement(rel)) for rel in reliability.values()])
+display(Markdown(findings.best_judge(reliability)))
+
+# %% [markdown]
 # ## Sampling and best-of-n selection
-# n responses per training-side prompt from the base policy; each RM keeps the one it scores highest.
+# `rjs.n_samples` responses per training-side prompt from the base policy, drawn once; each RM scores every one, and
+# for each n in `rjs.bon_n` keeps the best of the first n. The policies below are fine-tuned on each RM's best of all
+# n_samples.
 
 # %%
 prompts = alignment.rjs_prompts(data, cfg)
 texts = [p for p, _ in prompts]
+print(f"sampling backend: {sampler.backend_for(r)}")
 with run.timer("sampling"):
-    candidates = rjs.sample(r.policy, texts, r, cfg.seeds[0])
+    candidates = sampler.sample(r.policy, texts, r, cfg.seeds[0])
 with run.timer("scoring candidates"):
-    scores = alignment.score_candidates(texts, candidates, heads, cfg, run.cache_dir)
+    selectors = alignment.bon_heads(cfg, data, run, heads)
+    bon_scores = alignment.score_candidates(texts, candidates, selectors, cfg, run.cache_dir)
+scores = {s: bon_scores[s] for s in heads}
 selected = {s: rjs.best_of_n(candidates, sc) for s, sc in scores.items()}
 agreement = alignment.pick_agreement(scores)
 cands = alignment.candidate_frame(candidates, scores)
@@ -81,6 +103,25 @@ fig = plots.scatter_xy(
     "Reward of every sampled response: MultiTask RM vs MORE RM (colour: picked by MORE)",
 )
 run.save_figure("candidate_rewards", fig)
+
+# %% [markdown]
+# ## Best-of-n curves
+# The judge's mean reward of each selector's pick and its win rate against the first sample (n = 1; ties count ½), 95%
+# CIs by bootstrap over prompts. The random pick is the null curve: any gain above it is the selecting RM's.
+
+# %%
+chosen = alignment.bon_selections(bon_scores, cfg)
+with run.timer("best-of-n judging"):
+    bon, judge_rewards = alignment.bon_curves(alignment.reward_judges(judges, prompts), texts, candidates, chosen, cfg)
+gaps = alignment.bon_gaps(judge_rewards, chosen, cfg, [("more", "multitask"), *alignment.single_pairs(cfg)])
+run.save_table("best_of_n", bon)
+run.save_json("best_of_n_gaps", gaps)
+bon_judge = bon["judge"].iloc[0]
+fig = plots.best_of_n(bon[bon["judge"] == bon_judge], f"Best-of-n selection by each RM, judged by {bon_judge}")
+run.save_figure("best_of_n", fig)
+bon_finding = findings.best_of_n(bon[bon["judge"] == bon_judge], gaps, reliability.get(bon_judge))
+display(Markdown(bon_finding))
+fig
 
 # %% [markdown]
 # ## SFT on the selected responses
@@ -105,21 +146,6 @@ fig = plots.metric_bars(tidy_ppl, "perplexity", "Perplexity of test chosen respo
 run.save_figure("perplexity", fig)
 display(ppl.round(3))
 fig
-
-# %% [markdown]
-# ## The judge: how far can it be trusted?
-# Agreement with the human label on held-out test pairs (Appendix D prompt, asked in both orders; a disagreement between
-# orders is a tie) and its position-bias rate.
-
-# %%
-with run.timer("judges"):
-    judges = alignment.make_judges(cfg, data, run.cache_dir)
-    rel_pairs = alignment.held_out_pairs(data, cfg, cfg.judge.reliability_pairs, cfg.seeds[0] + 2)
-    reliability = alignment.judge_reliability(judges, rel_pairs, cfg)
-run.save_json("judge_reliability", reliability)
-run.save_table("judge_reliability", alignment.reliability_frame(reliability)).round(3)
-display(*[Markdown(findings.judge_agreement(rel)) for rel in reliability.values()])
-display(Markdown(findings.best_judge(reliability)))
 
 # %% [markdown]
 # ## MORE vs MultiTask policies: win / tie / lose
@@ -158,8 +184,10 @@ run.save_table("table2_vs_paper", side).round(4)
 # ## Finding
 
 # %%
-finding = findings.alignment(rms, ppl, agreement, reliability, wtl)
+finding = findings.alignment(rms, ppl, agreement, reliability, wtl) + " " + bon_finding
 run.save_metrics(
+    best_of_n=bon.to_dict(orient="records"),
+    best_of_n_gaps=gaps,
     rm=rms,
     perplexity=ppl,
     pick_agreement=agreement,

@@ -93,7 +93,10 @@ def test_wrong_type_names_key():
         ("model.dtype", "fp8", "'model.dtype' must be one of auto, bf16, fp32, fp16"),
         ("model.truncation_side", "middle", "'model.truncation_side' must be one of left, right"),
         ("rjs.dtype", "int8", "'rjs.dtype' must be one of"),
-        ("rjs.backend", "onnx", "'rjs.backend' must be one of auto, hf, vllm"),
+        ("rjs.backend", "onnx", "'rjs.backend' must be one of auto, hf, ct2, vllm"),
+        ("rjs.ct2_compute_type", "int4", "'rjs.ct2_compute_type' must be one of int8, float32"),
+        ("rjs.bon_n", [1, 2, 4, 16], "best of 16 but 'rjs.n_samples' draws only 2"),
+        ("rjs.n_prompts", 0, "'rjs.n_prompts' must be positive"),
         ("rjs.schemes", ["fixed"], r"'rjs.schemes\[0\]' must be one of raw, single, multitask"),
         ("judge.kinds", ["gpt4"], r"'judge.kinds\[0\]' must be one of minilm-rm, gold-rm, local, openai, got 'gpt4'"),
         ("judge.kinds", [], r"'judge.kinds' must list distinct judges"),
@@ -195,7 +198,7 @@ def test_defaults_come_from_default_yaml():
             assert defaults[key] == config._plain(want), f"{name}.{key}: dataclass {defaults[key]!r} vs yaml {value!r}"
     # the six keys that once disagreed (issue 18)
     assert (config.ModelConfig().max_length, config.ModelConfig().batch_size) == (128, 4)
-    assert (config.RJSConfig().ppl_pairs, config.RJSConfig().max_length) == (16, 256)
+    assert (config.RJSConfig().ppl_pairs, config.RJSConfig().max_length) == (16, 160)
     assert (config.JudgeConfig().reliability_pairs, config.JudgeConfig().max_query_chars) == (None, 1000)
 
 

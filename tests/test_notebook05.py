@@ -52,6 +52,12 @@ def test_notebook05_runs_on_tiny(run_dir):
     assert (run_dir / "heads").is_dir() and any((run_dir / "heads").rglob("*.pt"))
     assert not list((out / "policies").glob("*/*.safetensors")), "rjs.keep_policies is false: policies are deleted"
     assert (out / "figures" / "win_tie_lose.html").exists()
+    bon = pd.read_csv(out / "tables" / "best_of_n.csv")
+    assert set(bon["selector"]) == {"multitask", "more", "single:helpful", "single:harmless", "random"}
+    assert set(bon["n"]) == {1, 2} and (bon["prompts"] == 2).all()
+    assert (bon[bon["n"] == 1]["win"] == 0.5).all()  # n = 1 is sample 0 for every selector: all ties
+    assert ((bon["win_lo"] <= bon["win"]) & (bon["win"] <= bon["win_hi"])).all()
+    assert (out / "figures" / "best_of_n.html").exists() and "Best of 2" in metrics["finding"]
 
 
 def test_rerun_of_05_leaves_the_finished_run_untouched(run_dir, rerun_untouched, monkeypatch):

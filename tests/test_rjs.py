@@ -105,16 +105,3 @@ def test_sft_changes_parameters_and_lowers_loss(tmp_path, tiny):
     assert len(changed) == len(before.state_dict())
     assert rjs.perplexity(after, tok2, PROMPTS, RESPONSES) < rjs.perplexity(before, tok, PROMPTS, RESPONSES)
     assert (out / "sft_log.json").exists()
-
-
-def test_sample_rejects_unknown_or_unavailable_backend():
-    with pytest.raises(ValueError, match="'rjs.backend' must be one of auto, hf, vllm, got 'onnx'"):
-        load_config("tiny", {"rjs.backend": "onnx"})  # config.validate, before any notebook runs
-    if not rjs.vllm_available():
-        with pytest.raises(ValueError, match="needs the vllm package"):
-            rjs.sample("tiny-random", PROMPTS, load_config("tiny", {"rjs.backend": "vllm"}).rjs, seed=0)
-
-
-def test_sample_hf_backend_gives_n_per_prompt():
-    out = rjs.sample("tiny-random", PROMPTS, load_config("tiny", {"rjs.backend": "hf"}).rjs, seed=0, progress=False)
-    assert [len(c) for c in out] == [2, 2]

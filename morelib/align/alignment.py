@@ -17,12 +17,13 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from morelib.align import judge, rjs, rm_judge
+from morelib.align import best_of_n, judge, rjs, rm_judge, sampler
 from morelib.backbone import features
 from morelib.core.config import Config
 from morelib.core.errors import DataError, ModelError
@@ -78,6 +79,15 @@ def selection_heads(cfg: Config, data: pipeline.StudyData, run: Run | None) -> d
     """The RMs that select responses, one per cfg.rjs.schemes (first seed): this run's saved heads, else fitted now."""
     heads = pipeline.fit(cfg, data, cfg.rjs.schemes, seeds=[cfg.seeds[0]], run=run)
     return {k.scheme: h for k, h in heads.items()}
+
+
+def bon_heads(
+    cfg: Config, data: pipeline.StudyData, run: Run | None, heads: dict[str, RewardModel]
+) -> dict[str, RewardModel]:
+    """The best-of-n selectors: `heads` (selection_heads) plus a single-source RM per prompt source, named
+    `single:<source>` (first seed; this run's saved heads, else fitted now)."""
+    singles = pipeline.fit(cfg, data, ["single"], seeds=[cfg.seeds[0]], run=run)
+    return {**heads, **{k.name: h for k, h in singles.items() if k.source in cfg.rjs.prompt_sources}}
 
 
 def gold_head(cfg: Config, data: pipeline.StudyData, cache_dir: Path | None = None) -> reward_head.HeadModel:
@@ -149,6 +159,51 @@ def candidate_frame(candidates: Sequence[Sequence[str]], scores: dict[str, torch
     return pd.DataFrame(rows)
 
 
+def reward_judges(judges: dict[str, judge.Judge], prompts: Sequence[tuple[str, str]]) -> dict[str, best_of_n.Score]:
+    """The judges that give a reward (a `score` method), each bound to the aspect of every prompt's source (a judge
+    with a head per aspect scores a response under its prompt's aspect): they can measure best-of-n curves."""
+    aspect = {p: ASPECT_OF.get(src, "helpful") for p, src in prompts}
+
+    def bound(j: Any) -> best_of_n.Score:
+        return lambda ps, rs: j.score(ps, rs, [aspect[p] for p in ps])
+
+    return {name: bound(j) for name, j in judges.items() if callable(getattr(j, "score", None))}
+
+
+def bon_selections(scores: dict[str, torch.Tensor], cfg: Config) -> dict[str, dict[int, np.ndarray]]:
+    """{selector: {n: picked sample [P]}} at the sizes cfg.rjs.bon_n for every RM's rewards [P, N] and a random pick."""
+    drawn = next(iter(scores.values())).shape[1]
+    return best_of_n.selections({k: v.numpy() for k, v in scores.items()}, cfg.rjs.bon_n, drawn, cfg.seeds[0])
+
+
+def bon_curves(
+    judges: dict[str, best_of_n.Score],
+    prompts: Sequence[str],
+    candidates: Sequence[Sequence[str]],
+    chosen: dict[str, dict[int, np.ndarray]],
+    cfg: Config,
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """(tidy best-of-n table with a `judge` column, each judge's rewards [P, N]) of the selections `chosen`."""
+    if not judges:
+        raise DataError("best-of-n curves need a reward judge: add minilm-rm or gold-rm to judge.kinds")
+    rewards = {name: best_of_n.reward_matrix(score, prompts, candidates) for name, score in judges.items()}
+    tables = [best_of_n.curve(r, chosen, cfg.n_boot, cfg.seeds[0]).assign(judge=name) for name, r in rewards.items()]
+    return pd.concat(tables, ignore_index=True), rewards
+
+
+def bon_gaps(
+    rewards: dict[str, np.ndarray], chosen: dict[str, dict[int, np.ndarray]], cfg: Config, pairs: Sequence[tuple]
+) -> list[dict]:
+    """Paired judge-reward gaps of selector pairs (a, b) at the largest n, per judge (bootstrap over prompts)."""
+    n = cfg.rjs.bon_n[-1]
+    return [
+        {"judge": name, **best_of_n.selector_gap(r, chosen, a, b, n, cfg.n_boot, cfg.seeds[0])}
+        for name, r in rewards.items()
+        for a, b in pairs
+        if a in chosen and b in chosen
+    ]
+
+
 def pick_agreement(scores: dict[str, torch.Tensor], a: str = "more", b: str = "multitask") -> float:
     """Share of prompts where RMs a and b pick the same candidate."""
     return float((scores[a].argmax(dim=1) == scores[b].argmax(dim=1)).double().mean())
@@ -191,7 +246,7 @@ def perplexity_table(cfg: Config, pairs: dict[str, list], policies: dict[str, st
 def answers(cfg: Config, policies: dict[str, str | Path], prompts: Sequence[str]) -> dict[str, list[str]]:
     """One sampled answer per prompt from each policy (same seed for all, so differences come from the weights)."""
     return {
-        name: [c[0] for c in rjs.sample(where, prompts, cfg.rjs, cfg.seeds[0] + 1, n=1)]
+        name: [c[0] for c in sampler.sample(where, prompts, cfg.rjs, cfg.seeds[0] + 1, n=1)]
         for name, where in policies.items()
     }
 
@@ -317,3 +372,10 @@ def table2_side_by_side(ours: pd.DataFrame) -> pd.DataFrame:
     """Paper Table 2 (read from its CSV at run time) stacked above our rows, with a `who` column."""
     theirs = paper.read("table2").assign(who="paper (Alpaca-7B policy)")
     return pd.concat([theirs, ours.assign(who="ours")], ignore_index=True)[["who", *theirs.columns.drop("who")]]
+
+
+def single_pairs(cfg: Config) -> list[tuple[str, str]]:
+    """Consecutive pairs of the single-source selectors (`single:<source>` per prompt source), e.g. helpful vs
+    harmless: the paper's conflict between sources, measured on generations."""
+    names = [f"single:{s}" for s in cfg.rjs.prompt_sources]
+    return list(zip(names, names[1:]))

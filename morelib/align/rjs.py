@@ -9,13 +9,13 @@ Llama (`model.tiny_random`) with the byte tokenizer (tests only), anything else 
 one; sampling, SFT and perplexity all tokenise prompt and response the same way (`encode_example`), so the SFT label
 mask and the perplexity both cover exactly the response tokens (+ the end-of-turn token).
 Checked in tests/test_rjs.py: perplexity against a per-example manual cross-entropy, SFT changes parameters,
-generation is seeded and returns n strings per prompt.
+generation is seeded and returns n strings per prompt. The sampling backends (CTranslate2, vLLM) and the choice
+between them live in `morelib.align.sampler`.
 # NOTE(paper): the paper aligns Alpaca-7B on H&H training prompts; the CPU default is SmolLM2-135M-Instruct.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
@@ -38,7 +38,7 @@ from transformers import (
 
 from morelib.backbone import model as rm_model
 from morelib.core.config import RJSConfig
-from morelib.core.errors import ConfigError, ModelError
+from morelib.core.errors import ModelError
 from morelib.core.hardware import default_device, resolve_dtype
 
 IGNORE = -100  # label of tokens that take no part in the loss (prompt and padding)
@@ -165,52 +165,6 @@ def generate(
                 out[i][j] = clean_response(text)
             bar.update(len(chunk))
     return out
-
-
-def vllm_available() -> bool:
-    """True when vLLM is importable and a CUDA GPU is present."""
-    return torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None
-
-
-def generate_vllm(
-    policy_path: str | Path,
-    prompts: Sequence[str],
-    n: int,
-    max_new_tokens: int,
-    temperature: float,
-    top_p: float,
-    seed: int,
-) -> list[list[str]]:
-    """n responses per prompt with vLLM (GPU only; untested on the CPU machine), list[P][n] of str."""
-    from vllm import LLM, SamplingParams
-
-    llm = LLM(model=str(policy_path), seed=seed)
-    tok = llm.get_tokenizer()
-    params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, seed=seed)
-    outputs = llm.generate([format_prompt(tok, p) for p in prompts], params)
-    return [[clean_response(c.text) for c in o.outputs] for o in outputs]
-
-
-def sample(
-    policy_name: str | Path,
-    prompts: Sequence[str],
-    cfg: RJSConfig,
-    seed: int,
-    n: int | None = None,
-    progress: bool = True,
-) -> list[list[str]]:
-    """Responses list[P][n] from a policy by name/folder: vLLM on a GPU when importable (cfg.backend auto|vllm), else
-    HF."""
-    n = cfg.n_samples if n is None else n
-    if cfg.backend == "vllm" and not vllm_available():
-        raise ConfigError("rjs.backend 'vllm' needs the vllm package and a CUDA GPU; use 'auto' or 'hf' here")
-    if cfg.backend == "vllm" or (cfg.backend == "auto" and vllm_available()):
-        path = policy_folder(str(policy_name)) if str(policy_name) == "smollm2-135m" else policy_name
-        return generate_vllm(path, prompts, n, cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed)
-    policy, tok = load_causal_lm(policy_name, cfg.dtype)
-    return generate(
-        policy, tok, prompts, n, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.gen_batch_size, seed, progress
-    )
 
 
 def best_of_n(candidates: Sequence[Sequence[str]], scores: torch.Tensor | Sequence[Sequence[float]]) -> list[str]:

@@ -46,7 +46,8 @@ Pooling = Literal[
     "last", "mean"
 ]  # feature tier: last real token | mean over the response's tokens (morelib.backbone.features)
 JudgeKind = Literal["minilm-rm", "gold-rm", "local", "openai"]  # morelib.align.judge / rm_judge
-RJSBackend = Literal["auto", "hf", "vllm"]
+RJSBackend = Literal["auto", "hf", "ct2", "vllm"]  # morelib.align.sampler
+CT2Compute = Literal["int8", "float32"]  # CTranslate2 weight/compute type of the ct2 sampling backend
 PaperModel = Literal["Pythia-1.4B", "Pythia-2.8B", "LLaMa-7B"]  # base models of the paper's Tables 1/3/5/6
 Loader = Literal[  # the named sources of morelib.data.sources (it checks this list against its SOURCES at import)
     "hh-helpful",
@@ -405,6 +406,8 @@ class RJSConfig:
     max_length: int
     dtype: Dtype
     backend: RJSBackend
+    ct2_compute_type: CT2Compute
+    bon_n: tuple[int, ...]
     keep_policies: bool
 
 
@@ -653,6 +656,7 @@ def validate(cfg: Config) -> None:
     )
     _check(0 < cfg.more.alpha <= 1, f"'more.alpha' must be in (0, 1], got {cfg.more.alpha}")
     _check_subset(cfg.rjs.schemes, TRAINED_SCHEMES, "rjs.schemes")
+    _validate_rjs(cfg.rjs)
     for key in ("train_pairs_per_source", "head_epochs", "batch_per_source", "reliability_bins", "n_boot"):
         _check(getattr(cfg.explore, key) > 0, f"'explore.{key}' must be positive, got {getattr(cfg.explore, key)}")
     _check(cfg.explore.debounce_ms >= 0, f"'explore.debounce_ms' must be ≥ 0, got {cfg.explore.debounce_ms}")
@@ -676,6 +680,22 @@ def _validate_judge(j: JudgeConfig) -> None:
     ):
         _check(n > 0, f"'judge.{key}' must be positive, got {n}")
     _check(j.timeout_s > 0, f"'judge.timeout_s' must be positive, got {j.timeout_s}")
+
+
+def _validate_rjs(r: RJSConfig) -> None:
+    """Sizes of the rjs section positive; best-of-n sizes distinct, increasing, from 1, within the samples drawn."""
+    for key in ("n_prompts", "n_samples", "max_new_tokens", "gen_batch_size", "n_eval_prompts", "ppl_pairs"):
+        _check(getattr(r, key) > 0, f"'rjs.{key}' must be positive, got {getattr(r, key)}")
+    n = list(r.bon_n)
+    _check(
+        bool(n) and n[0] == 1 and all(a < b for a, b in zip(n, n[1:])),
+        f"'rjs.bon_n' must be increasing best-of-n sizes starting at 1 (the baseline), got {n}",
+    )
+    _check(
+        n[-1] <= r.n_samples,
+        f"'rjs.bon_n' asks for best of {n[-1]} but 'rjs.n_samples' draws only {r.n_samples} per prompt: "
+        f"raise rjs.n_samples to ≥ {n[-1]} or drop the larger n",
+    )
 
 
 def _validate_capacity(c: CapacityConfig) -> None:

@@ -791,3 +791,48 @@ def alignment(
         f"RM ECE (mean over the prompt sources' test sets): {ece}. MORE and MultiTask picked the same response "
         f"for {agreement:.0%} of the prompts{same}. Perplexity on test chosen responses — {ppl_txt}. " + judged
     )
+
+
+def _selector_name(selector: str) -> str:
+    """'single:helpful' → 'single-helpful', 'more' → 'MORE' (the names the best-of-n figure's legend shows)."""
+    return selector.replace(":", "-") if ":" in selector else _name(selector)
+
+
+def best_of_n(table: pd.DataFrame, gaps: Sequence[dict], rel: dict | None) -> str:
+    """Notebook 05's best-of-n curves under one judge (`best_of_n.curve` rows, `best_of_n.selector_gap` dicts): each
+    selector's win rate against n = 1 at the largest n with its CI, and the paired gaps between selectors; verdict
+    words only where a CI excludes ½ (win rate) or 0 (gap), and none when the judge is near chance."""
+    judge = table["judge"].iloc[0]
+    n = int(table["n"].max())
+    trusted = rel is not None and not near_chance(rel)
+    caveat = (
+        ""
+        if trusted
+        else (
+            " The judge's agreement with humans is indistinguishable from chance (or unmeasured), so these numbers "
+            "carry no verdict."
+        )
+    )
+    parts = []
+    for _, row in table[table["n"] == n].iterrows():
+        word = ""
+        if trusted and not row["win_lo"] <= 0.5 <= row["win_hi"]:
+            word = " — raises the judge's reward" if row["win"] > 0.5 else " — lowers the judge's reward"
+        parts.append(
+            f"{_selector_name(row['selector'])} {row['win']:.2f} (95% CI {row['win_lo']:.2f}–{row['win_hi']:.2f}){word}"
+        )
+    gap_txt = []
+    for g in gaps:
+        if g["judge"] != judge:
+            continue
+        differs = trusted and not g["lo"] <= 0.0 <= g["hi"]
+        word = "differ" if differs else "no detectable difference"
+        gap_txt.append(
+            f"{_selector_name(g['a_name'])} − {_selector_name(g['b_name'])} {_ci(g['diff'], g['lo'], g['hi'])} "
+            f"(same pick on {g['same_pick']:.0%} of prompts; {word})"
+        )
+    gaps_line = f" Paired judge-reward gaps at n = {n}: " + "; ".join(gap_txt) + "." if gap_txt else ""
+    return (
+        f"Best of {n} vs best of 1 under judge **{judge}** on {int(table['prompts'].iloc[0])} prompts, win rate "
+        f"(ties ½): " + "; ".join(parts) + "." + gaps_line + caveat
+    )
