@@ -20,7 +20,7 @@
 
 # %% tags=["parameters"]
 profile = "default"  # params profile: default (CPU), tiny, paper, a YAML path; with run_dir, default: the run's own
-run_dir = ""  # run folder to write into and reuse RMs from; empty: a new run; latest: the newest run of this profile
+run_dir = ""  # empty: a new run; a run folder or latest (the newest finished run): reuse it, on its own config
 overrides = "{}"  # dotted config overrides as one YAML/JSON mapping, e.g. {head.lr: 0.02}; checked by load_config
 
 # %%
