@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from morelib.core import runs
 from morelib.core.config import load_config
 from morelib.core.errors import ConfigError
 from morelib.evaluation import metrics, stats
@@ -188,3 +189,22 @@ def test_pooled_table_compares_only_the_schemes_a_rung_fitted(cfg):
     table = capacity.pooled_table(cfg, {**both, ("finetune", 4): no_tuned}, {"linear": 10, "finetune": 10**6})
     assert set(table.loc[table["tier"] == "finetune", "scheme"]) == {"more"}
     assert set(table.loc[table["tier"] == "linear", "scheme"]) == {"more", "tuned"}
+
+
+def test_blocks_rms_are_saved_in_the_run_and_a_rerun_writes_only_under_interactive(tmp_path):
+    cfg = load_config(
+        "tiny-capacity",
+        {"seeds": [0], "capacity.schemes": ["multitask", "more"], "blocks.epochs": 1, "output_root": str(tmp_path)},
+    )
+    data = capacity.prepare(cfg)
+    first = runs.Run(root=tmp_path / "run", notebook="07_capacity", cfg=cfg)
+    fitted = capacity._fit_blocks(cfg, data, 4, first)
+    own, new = capacity.blocks_folders(cfg, 4, first)
+    assert own == new and sorted(p.name for p in own.glob("*.pt")) == ["more%2Fseed0.pt", "multitask%2Fseed0.pt"]
+    pairs = data.pairs["helpful"]["test"]
+    again = capacity._fit_blocks(cfg, data, 4, first)  # reloaded, not refitted
+    assert all((again[k].reward_diff(pairs) == fitted[k].reward_diff(pairs)).all() for k in fitted)
+    rerun = runs.Run(root=tmp_path / "run2", notebook="07_capacity", cfg=cfg, sub="interactive-x")
+    capacity._fit_blocks(cfg, data, 4, rerun)
+    own, new = capacity.blocks_folders(cfg, 4, rerun)
+    assert not own.exists() and len(list(new.glob("*.pt"))) == 2 and "interactive-x" in new.parts

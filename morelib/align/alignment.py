@@ -33,8 +33,6 @@ from morelib.study import pipeline
 from morelib.train import reward_head
 from morelib.train.reward_models import RewardModel, RMKey
 
-ASPECT_OF = judge.ASPECT_OF  # a source's aspect (its one home: morelib.align.judge)
-
 
 def _sample_prompts(
     data: pipeline.StudyData, sources: Sequence[str], split: str, n: int, seed: int
@@ -62,7 +60,7 @@ def rjs_prompts(data: pipeline.StudyData, cfg: Config) -> list[tuple[str, str]]:
 def eval_prompts(data: pipeline.StudyData, cfg: Config) -> list[tuple[str, str]]:
     """cfg.rjs.n_eval_prompts held-out test prompts (prompt, aspect) for the judge."""
     picked = _sample_prompts(data, cfg.rjs.prompt_sources, "test", cfg.rjs.n_eval_prompts, cfg.seeds[0] + 1)
-    return [(p, ASPECT_OF.get(src, "helpful")) for p, src in picked]
+    return [(p, judge.aspect_of(src)) for p, src in picked]
 
 
 def held_out_pairs(data: pipeline.StudyData, cfg: Config, n: int, seed: int) -> dict[str, list]:
@@ -162,7 +160,7 @@ def candidate_frame(candidates: Sequence[Sequence[str]], scores: dict[str, torch
 def reward_judges(judges: dict[str, judge.Judge], prompts: Sequence[tuple[str, str]]) -> dict[str, best_of_n.Score]:
     """The judges that give a reward (a `score` method), each bound to the aspect of every prompt's source (a judge
     with a head per aspect scores a response under its prompt's aspect): they can measure best-of-n curves."""
-    aspect = {p: ASPECT_OF.get(src, "helpful") for p, src in prompts}
+    aspect = {p: judge.aspect_of(src) for p, src in prompts}
 
     def bound(j: Any) -> best_of_n.Score:
         return lambda ps, rs: j.score(ps, rs, [aspect[p] for p in ps])
@@ -285,7 +283,7 @@ def judge_reliability(judges: dict[str, judge.Judge], pairs: dict[str, list], cf
             [p.prompt for p, _ in flat],
             [p.chosen for p, _ in flat],
             [p.rejected for p, _ in flat],
-            [ASPECT_OF.get(src, "helpful") for _, src in flat],
+            [judge.aspect_of(src) for _, src in flat],
             cfg.n_boot,
             cfg.seeds[0],
             sources=[src for _, src in flat],

@@ -38,6 +38,13 @@ from morelib.evaluation import stats
 
 ASPECTS = ("helpful", "harmless")
 ASPECT_OF = {"harmless": "harmless"}  # a source's aspect; every other source is judged on helpfulness
+
+
+def aspect_of(source: str) -> str:
+    """The aspect a source's prompts are judged on: `ASPECT_OF[source]`, helpfulness for every other source."""
+    return ASPECT_OF.get(source, "helpful")
+
+
 OUTCOME = {"win": 1, "tie": 0, "lose": -1}
 EXPLAIN = {
     "helpful": "The information in the response needs to be direct, accurate, helpful, abundant and should "

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from morelib.align.judge import ASPECT_OF, GoldRMJudge
+from morelib.align.judge import GoldRMJudge, aspect_of
 from morelib.backbone import features
 from morelib.backbone.features import PairFeatures
 from morelib.core.config import Config, ModelConfig
@@ -114,13 +114,13 @@ def pair_features(cfg: Config, pairs: Sequence[Pair], source: str, cache_dir: Pa
 
 
 def fit_heads(cfg: Config, train: dict[str, list[Pair]], cache_dir: Path) -> dict[str, reward_head.HeadModel]:
-    """One linear head per aspect ({aspect: head}, `judge.ASPECT_OF`) on the judge backbone's features of its sources'
+    """One linear head per aspect ({aspect: head}, `judge.aspect_of`) on the judge backbone's features of its sources'
     pairs (`single`, or `multitask` over several sources of one aspect). One head for helpful and harmless together
     is at chance on both (their preferences conflict, paper §3), so each aspect gets its own."""
     feats = {src: pair_features(cfg, pairs, src, cache_dir) for src, pairs in train.items()}
     out = {}
-    for aspect in dict.fromkeys(ASPECT_OF.get(src, "helpful") for src in train):
-        mine = {src: f for src, f in feats.items() if ASPECT_OF.get(src, "helpful") == aspect}
+    for aspect in dict.fromkeys(aspect_of(src) for src in train):
+        mine = {src: f for src, f in feats.items() if aspect_of(src) == aspect}
         out[aspect] = reward_head.train_head(
             mine, "single" if len(mine) == 1 else "multitask", cfg.train, cfg.head, cfg.seeds[0]
         )

@@ -92,11 +92,13 @@ def rung_schemes(cfg: Config, tier: str) -> list[str]:
     return [s for s in cfg.capacity.schemes if tier != "finetune" or s not in pipeline.FEATURE_ONLY]
 
 
-def blocks_folder(cfg: Config, B: int, run: Run) -> Path:
-    """Where a run keeps its blocks-tier RMs of one rung: `<heads>/blocks-<12 hex>`, a digest of everything they
-    depend on (pipeline.fingerprint's sections, the blocks section and B)."""
+def blocks_folders(cfg: Config, B: int, run: Run) -> pipeline.HeadFolders:
+    """Where a run keeps its blocks-tier RMs of one rung, `<heads>/blocks-<12 hex>` (a digest of everything they
+    depend on: pipeline.fingerprint's sections, the blocks section and B), and where this notebook saves new ones
+    (the same, except under `interactive-<stamp>/heads/` in a rerun; `pipeline.head_folders`)."""
     blob = json.dumps({"head": pipeline.fingerprint(cfg), "blocks": cfg.to_dict()["blocks"], "B": B}, sort_keys=True)
-    return run.heads_dir / f"blocks-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+    name = f"blocks-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+    return run.heads_dir / name, run.save_heads_dir / name
 
 
 def _fit_blocks(
@@ -104,26 +106,29 @@ def _fit_blocks(
 ) -> dict[RMKey, RewardModel]:
     """The blocks tier's RMs of `capacity.schemes` × seeds (`blocks.fit`, hidden states cached beside the features):
     each seed trains on its own resample of every source's pairs, as `pipeline.fit` does on the feature tiers. With a
-    run, each RM is saved when fitted and reloaded by a later (or resumed) 07 instead of being trained again."""
+    run, each RM is saved when fitted and reloaded by a later (or resumed) 07 instead of being trained again; a rerun
+    of a finished 07 saves only under its interactive folder."""
     cache = run.cache_dir if run is not None else Path(cfg.output_root) / "cache"
-    folder = blocks_folder(cfg, B, run) if run is not None else None
+    folders = blocks_folders(cfg, B, run) if run is not None else None
     calib = {s: data.pairs[s]["calib"] for s in data.sources}
     rms: dict[RMKey, RewardModel] = {}
+    paths = []
     todo = [(scheme, seed) for scheme in cfg.capacity.schemes for seed in cfg.seeds]
     for i, (scheme, seed) in enumerate(todo):
         key = RMKey(scheme, seed=seed)
-        path = pipeline.head_file(folder, key).with_suffix(".pt") if folder is not None else None
+        path = pipeline.kept_head(folders, key, False) if folders is not None else None
         if path is not None and path.exists():
             rms[key] = blocks.BlocksRM.load(path, cfg, cache)
-            continue
-        if progress is not None:
-            progress(f"capacity: blocks B = {B}: fitting {key} ({i + 1}/{len(todo)})")
-        train = {s: pipeline.seed_pairs(data.pairs[s]["train"], cfg, seed, s) for s in data.sources}
-        rms[key] = blocks.fit(cfg, train, calib, scheme, seed, B, cache)
-        if path is not None:
-            rms[key].save(path)
-    if run is not None and folder is not None:
-        pipeline.record_head_files(run, [pipeline.head_file(folder, k).with_suffix(".pt") for k in rms])
+        else:
+            if progress is not None:
+                progress(f"capacity: blocks B = {B}: fitting {key} ({i + 1}/{len(todo)})")
+            train = {s: pipeline.seed_pairs(data.pairs[s]["train"], cfg, seed, s) for s in data.sources}
+            rms[key] = blocks.fit(cfg, train, calib, scheme, seed, B, cache)
+            if path is not None:
+                rms[key].save(path)
+        paths += [path] if path is not None else []
+    if run is not None:
+        pipeline.record_head_files(run, paths)
     return rms
 
 

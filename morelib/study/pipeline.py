@@ -135,7 +135,7 @@ def head_folders(run: Run, cfg: Config) -> HeadFolders:
     return run.heads_dir / fingerprint(cfg), run.save_heads_dir / fingerprint(cfg)
 
 
-def _kept(folders: HeadFolders, key: RMKey, finetuned: bool) -> Path:
+def kept_head(folders: HeadFolders, key: RMKey, finetuned: bool) -> Path:
     """The RM `key`'s .pt file (or fine-tune folder when `finetuned`): the run's copy when it is complete there, else
     its place in this notebook's save folder."""
     own, new = (
@@ -164,7 +164,7 @@ def _fit_one(cfg: Config, data: StudyData, key: RMKey, sources: list[str], folde
     if cfg.train.tier == "finetune" and data.pairs:  # feature-only data (the synthetic benchmark) trains heads
         return _finetune_one(cfg, data, key, sources, folders)
     scheme, seed = key.scheme, key.seed
-    path = _kept(folders, key, False) if folders is not None else None
+    path = kept_head(folders, key, False) if folders is not None else None
     if path is not None and path.exists():
         return HeadRM(mlp_head.load_head(path))
     by_source = {
@@ -242,7 +242,7 @@ def _finetune_one(
         return FinetunedRM(cfg.model.name, cfg.model)
     if folders is None:
         raise RunError("the finetune tier needs a run folder for its checkpoints: pass run=")
-    out = _kept(folders, key, True)
+    out = kept_head(folders, key, True)
     final = out / finetune.MODEL_DIR
     if not final.exists():
         final = finetune.finetune(
@@ -302,7 +302,7 @@ def fit(
         run.manifest_extra.setdefault("heads", {}).update(
             {str(k): {"grad_norm": h.meta.get("grad_norm")} for k, h in heads.items()}
         )
-        record_head_files(run, [_kept(folders, key, cfg.train.tier == "finetune") for key in heads])
+        record_head_files(run, [kept_head(folders, key, cfg.train.tier == "finetune") for key in heads])
     return heads
 
 
