@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from morelib.align import rjs  # noqa: E402
 from morelib.core.config import load_config  # noqa: E402
-from morelib.core.errors import ModelError  # noqa: E402
+from morelib.core.errors import ConfigError, ModelError  # noqa: E402
 
 PROMPTS = [
     "\n\nHuman: hi there\n\nAssistant:",
@@ -105,3 +105,55 @@ def test_sft_changes_parameters_and_lowers_loss(tmp_path, tiny):
     assert len(changed) == len(before.state_dict())
     assert rjs.perplexity(after, tok2, PROMPTS, RESPONSES) < rjs.perplexity(before, tok, PROMPTS, RESPONSES)
     assert (out / "sft_log.json").exists()
+
+
+def _greedy_ids(policy, tok, ids, max_new_tokens):
+    """HF greedy new token ids of one unpadded prompt (token ids), EOS removed — the reference of the shared prefill."""
+    with torch.inference_mode():
+        seq = policy.generate(
+            torch.tensor([ids]),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )[0, len(ids) :].tolist()
+    return [t for t in seq if t != tok.eos_token_id]
+
+
+def test_generate_reads_each_prompt_once_and_matches_plain_greedy(tiny):
+    policy, tok = tiny
+    prompts = [*PROMPTS, "\n\nHuman: Tell me a long story about a cat who learns to fly over the sea\n\nAssistant:"]
+    for cut in (None, 12):
+        ids = rjs.prompt_ids(tok, prompts, cut)
+        assert cut is None or max(len(i) for i in ids) == cut  # the last `cut` tokens of each prompt are kept
+        want = [rjs.clean_response(tok.decode(_greedy_ids(policy, tok, i, 10), skip_special_tokens=True)) for i in ids]
+        # 2 prompts × 3 copies per batch: padded, the prompt cache repeated 3 times, each copy greedy like the plain run
+        got = rjs.generate(
+            policy,
+            tok,
+            prompts,
+            n=3,
+            max_new_tokens=10,
+            temperature=0.0,
+            batch_size=6,
+            progress=False,
+            max_prompt_tokens=cut,
+        )
+        assert got == [[w] * 3 for w in want]
+
+
+def test_response_batch_loss_equals_the_full_logits_loss(tiny):
+    policy, tok = tiny
+    examples = [rjs.encode_example(tok, p, r, 512) for p, r in zip(PROMPTS, RESPONSES)]
+    full = rjs._collate(tok, examples)  # right-padded, logits at every position
+    batch = rjs.response_batch(tok, examples)
+    assert batch["labels"].shape[1] == batch["logits_to_keep"] < batch["input_ids"].shape[1]
+    assert int((batch["labels"] != rjs.IGNORE).sum()) == int((full["labels"] != rjs.IGNORE).sum())
+    with torch.no_grad():
+        assert float(policy(**batch).loss) == pytest.approx(float(policy(**full).loss), rel=1e-5)
+
+
+def test_prompt_budget_is_checked_at_load():
+    with pytest.raises(ConfigError, match="'rjs.max_length' \\(32\\) must exceed 'rjs.max_new_tokens' \\(32\\)"):
+        load_config("tiny", {"rjs.max_length": 32, "rjs.max_new_tokens": 32})
+    assert load_config("tiny").rjs.prompt_tokens == 128 - 8

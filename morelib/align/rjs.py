@@ -16,12 +16,15 @@ between them live in `morelib.align.sampler`.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import math
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +32,7 @@ from tqdm.auto import tqdm
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
+    DynamicCache,
     LlamaForCausalLM,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -39,7 +43,7 @@ from transformers import (
 from morelib.backbone import model as rm_model
 from morelib.core.config import RJSConfig
 from morelib.core.errors import ModelError
-from morelib.core.hardware import default_device, resolve_dtype
+from morelib.core.hardware import PROBE_BATCH, PROBE_TOKENS, default_device, dtype_probe, resolve_dtype
 
 IGNORE = -100  # label of tokens that take no part in the loss (prompt and padding)
 TURN = re.compile(r"\n\n(Human|Assistant):")
@@ -77,7 +81,30 @@ def load_causal_lm(
             raise ModelError(f"policy '{name}' could not be loaded as a causal LM: {err}") from err
     rm_model.set_pad_token(policy, tok)
     policy.generation_config.pad_token_id = tok.pad_token_id
-    return policy.to(device=device, dtype=resolve_dtype(dtype, device)).eval(), tok
+    return policy.to(device=device, dtype=policy_dtype(policy, dtype, device)).eval(), tok
+
+
+def policy_dtype(policy: PreTrainedModel, dtype: str, device: torch.device) -> torch.dtype:
+    """The dtype `dtype` ("auto" | "bf16" | "fp32") resolves to for this policy on `device`; on a CPU, auto asks this
+    machine's measured bf16-vs-fp32 probe of the policy's architecture and size (one probe for a policy and its
+    fine-tunes, cached)."""
+    name = f"causal-lm:{policy.config.model_type}:{policy.num_parameters()}"
+    return resolve_dtype(dtype, device, probe=functools.partial(dtype_probe, name, _probe_forward(policy)))
+
+
+def _probe_forward(policy: PreTrainedModel) -> Callable[[torch.dtype], None]:
+    """forward(dtype): one inference-mode forward of PROBE_BATCH rows × PROBE_TOKENS tokens (last position's logits)
+    with the policy in `dtype` (a copy where it is in another dtype) — the probe's workload."""
+    ids = torch.arange(PROBE_BATCH * PROBE_TOKENS).reshape(PROBE_BATCH, PROBE_TOKENS) % policy.config.vocab_size
+    copies: dict[torch.dtype, PreTrainedModel] = {}
+
+    def forward(dtype: torch.dtype) -> None:
+        if dtype not in copies:
+            copies[dtype] = policy if policy.dtype == dtype else copy.deepcopy(policy).to(dtype=dtype)
+        with torch.inference_mode():
+            copies[dtype](input_ids=ids.to(policy.device), logits_to_keep=1)
+
+    return forward
 
 
 def hh_messages(prompt: str) -> list[dict[str, str]]:
@@ -118,6 +145,26 @@ def encode_example(tok: PreTrainedTokenizerBase, prompt: str, response: str, max
     return {"input_ids": p_ids + r_ids, "labels": [IGNORE] * len(p_ids) + r_ids}
 
 
+def prompt_ids(tok: PreTrainedTokenizerBase, prompts: Sequence[str], max_prompt_tokens: int | None) -> list[list[int]]:
+    """Token ids of each prompt in the policy's template, cut on the left to its last max_prompt_tokens (None: all)."""
+    ids = tok([format_prompt(tok, p) for p in prompts], add_special_tokens=False)["input_ids"]
+    return [row[-max_prompt_tokens:] for row in ids] if max_prompt_tokens else ids
+
+
+def prompt_cache(policy: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> DynamicCache:
+    """The KV cache of every left-padded row's tokens but its last (positions skip the padding, as `generate`'s)."""
+    cache = DynamicCache(config=policy.config)
+    positions = (attention_mask.cumsum(dim=1) - 1).masked_fill(attention_mask == 0, 1)
+    policy(
+        input_ids=input_ids[:, :-1],
+        attention_mask=attention_mask[:, :-1],
+        position_ids=positions[:, :-1],
+        cache=cache,
+        logits_to_keep=1,
+    )
+    return cache
+
+
 def generate(
     policy: PreTrainedModel,
     tok: PreTrainedTokenizerBase,
@@ -129,16 +176,19 @@ def generate(
     batch_size: int = 16,
     seed: int = 0,
     progress: bool = True,
+    max_prompt_tokens: int | None = None,
 ) -> list[list[str]]:
-    """n sampled responses per prompt, list[P][n] of str; left-padded length-sorted batches, batch b seeded seed+b.
+    """n sampled responses per prompt, list[P][n] of str; each prompt is read once and its KV cache repeated n times.
 
+    batch_size counts the responses decoded together (batch_size // n prompts per batch, at least one); batches are
+    length-sorted and left-padded, batch b seeded seed+b; prompts keep their last max_prompt_tokens tokens (None: all).
     temperature 0 means greedy decoding (then the n responses are equal).
     """
     if n < 1 or batch_size < 1 or max_new_tokens < 1:
         raise ValueError(f"generate needs n, batch_size, max_new_tokens ≥ 1; got {n}, {batch_size}, {max_new_tokens}")
-    texts = [format_prompt(tok, p) for p in prompts]
-    ids = tok(texts, add_special_tokens=False)["input_ids"]
-    jobs = sorted(((i, j) for i in range(len(prompts)) for j in range(n)), key=lambda ij: -len(ids[ij[0]]))
+    ids = prompt_ids(tok, prompts, max_prompt_tokens)
+    order = sorted(range(len(prompts)), key=lambda i: -len(ids[i]))
+    per_batch = max(1, batch_size // n)
     out = [[""] * n for _ in prompts]
     device = next(policy.parameters()).device
     sampling = (
@@ -147,23 +197,29 @@ def generate(
     with (
         rm_model.tokenizer_side(tok, "padding_side", "left"),
         torch.inference_mode(),
-        tqdm(total=len(jobs), disable=not progress, unit="response", desc="sampling") as bar,
+        tqdm(total=len(prompts) * n, disable=not progress, unit="response", desc="sampling") as bar,
     ):
-        for b, start in enumerate(range(0, len(jobs), batch_size)):
-            chunk = jobs[start : start + batch_size]
-            batch = tok.pad({"input_ids": [ids[i] for i, _ in chunk]}, return_tensors="pt").to(device)
+        for b, start in enumerate(range(0, len(order), per_batch)):
+            chunk = order[start : start + per_batch]
+            batch = tok.pad({"input_ids": [ids[i] for i in chunk]}, return_tensors="pt").to(device)
+            width = batch["input_ids"].shape[1]
             with rm_model._seeded(seed + b, device):
+                cache = prompt_cache(policy, batch["input_ids"], batch["attention_mask"]) if width > 1 else None
+                if cache is not None:
+                    cache.batch_repeat_interleave(n)
                 seqs = policy.generate(
-                    **batch,
+                    input_ids=batch["input_ids"].repeat_interleave(n, dim=0),
+                    attention_mask=batch["attention_mask"].repeat_interleave(n, dim=0),
+                    cache=cache,
                     max_new_tokens=max_new_tokens,
                     pad_token_id=tok.pad_token_id,
                     eos_token_id=tok.eos_token_id,
                     **sampling,
                 )
-            new = tok.batch_decode(seqs[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-            for (i, j), text in zip(chunk, new):
-                out[i][j] = clean_response(text)
-            bar.update(len(chunk))
+            new = tok.batch_decode(seqs[:, width:], skip_special_tokens=True)
+            for k, text in enumerate(new):
+                out[chunk[k // n]][k % n] = clean_response(text)
+            bar.update(len(new))
     return out
 
 
@@ -195,6 +251,17 @@ def _collate(
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+def response_batch(tok: PreTrainedTokenizerBase, examples: Sequence[dict[str, list[int]]]) -> dict[str, Any]:
+    """Left-padded examples (every response ends its row) for a loss on the responses only: input_ids,
+    attention_mask and position_ids (skipping the padding) [B, T], labels [B, k] of the last k = longest response + 1
+    positions, and logits_to_keep = k — the vocabulary projection is skipped over the prompts."""
+    batch = _collate(tok, examples, "left")
+    width = batch["input_ids"].shape[1]
+    keep = min(int((batch["labels"] != IGNORE).sum(dim=1).max()) + 1, width)
+    positions = (batch["attention_mask"].cumsum(dim=1) - 1).clamp(min=0)
+    return {**batch, "position_ids": positions, "labels": batch["labels"][:, -keep:], "logits_to_keep": keep}
+
+
 def sft(
     policy_name: str | Path,
     prompts: Sequence[str],
@@ -205,8 +272,10 @@ def sft(
 ) -> Path:
     """Fine-tune the policy on (prompt, response) pairs with transformers' Trainer, loss on response tokens only.
 
-    Trains in fp32 (bf16 weights would round away lr·grad updates); writes an ordinary HF causal-LM folder and
-    `sft_log.json` (Trainer's log history) to out_dir, and returns out_dir.
+    Weights stay fp32 (bf16 weights would round away lr·grad updates); where cfg.dtype resolves to bf16 the forward
+    and backward run under bf16 autocast (mixed precision). Logits are computed over the responses only
+    (`response_batch`). Writes an ordinary HF causal-LM folder and `sft_log.json` (Trainer's log history) to out_dir,
+    and returns out_dir.
     """
     from datasets import Dataset
 
@@ -214,6 +283,7 @@ def sft(
         raise ValueError(f"sft needs as many responses as prompts (> 0); got {len(prompts)} and {len(responses)}")
     out_dir = Path(out_dir)
     policy, tok = load_causal_lm(policy_name, dtype="fp32")
+    mixed = policy_dtype(policy, cfg.dtype, policy.device) == torch.bfloat16
     examples = Dataset.from_list([encode_example(tok, p, r, cfg.max_length) for p, r in zip(prompts, responses)])
     args = TrainingArguments(
         output_dir=str(out_dir / "trainer"),
@@ -229,11 +299,12 @@ def sft(
         seed=seed,
         data_seed=seed,
         use_cpu=not torch.cuda.is_available(),
+        bf16=mixed,
         remove_unused_columns=False,
         disable_tqdm=True,
     )
     trainer = Trainer(
-        model=policy.train(), args=args, train_dataset=examples, data_collator=lambda batch: _collate(tok, batch)
+        model=policy.train(), args=args, train_dataset=examples, data_collator=lambda batch: response_batch(tok, batch)
     )
     trainer.train()
     shutil.rmtree(out_dir / "trainer", ignore_errors=True)  # save_strategy "no": only Trainer's empty folder is there
@@ -263,16 +334,9 @@ def response_nll(
     nll, count = [], []
     with torch.inference_mode():
         for start in range(0, len(examples), batch_size):
-            batch = {k: v.to(device) for k, v in _collate(tok, examples[start : start + batch_size], "left").items()}
-            keep = int((batch["labels"] != IGNORE).sum(dim=1).max()) + 1
-            positions = (batch["attention_mask"].cumsum(dim=1) - 1).clamp(min=0)
-            logits = policy(
-                input_ids=batch["input_ids"],
-                attention_mask=batch["attention_mask"],
-                position_ids=positions,
-                logits_to_keep=keep,
-            ).logits.float()
-            target = batch["labels"][:, -keep + 1 :]
+            batch = response_batch(tok, examples[start : start + batch_size])
+            target = batch.pop("labels")[:, 1:].to(device)
+            logits = policy(**{k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}).logits.float()
             loss = F.cross_entropy(logits[:, :-1].transpose(1, 2), target, ignore_index=IGNORE, reduction="none")
             nll.append(loss.sum(dim=1).cpu())
             count.append((target != IGNORE).sum(dim=1).cpu())

@@ -97,13 +97,26 @@ def generate_ct2(
     seed: int = 0,
     compute_type: str = "int8",
     threads: int | None = None,
+    max_prompt_tokens: int | None = None,
 ) -> list[list[str]]:
-    """n sampled responses per prompt with CTranslate2, list[P][n] of str (length-sorted batches of batch_size).
+    """n sampled responses per prompt with CTranslate2, list[P][n] of str (length-sorted batches of batch_size);
+    prompts keep their last max_prompt_tokens tokens (None: all).
 
     temperature 0 means greedy decoding (then the n responses are equal).
     """
     ids = generate_ct2_ids(
-        folder, tok, prompts, n, max_new_tokens, temperature, top_p, batch_size, seed, compute_type, threads
+        folder,
+        tok,
+        prompts,
+        n,
+        max_new_tokens,
+        temperature,
+        top_p,
+        batch_size,
+        seed,
+        compute_type,
+        threads,
+        max_prompt_tokens=max_prompt_tokens,
     )
     return [[rjs.clean_response(tok.decode(seq, skip_special_tokens=True)) for seq in row] for row in ids]
 
@@ -121,6 +134,7 @@ def generate_ct2_ids(
     compute_type: str,
     threads: int | None = None,
     min_new_tokens: int = 0,
+    max_prompt_tokens: int | None = None,
 ) -> list[list[list[int]]]:
     """New token ids [P][n][≤ max_new_tokens] (EOS not included) of n samples per prompt with CTranslate2."""
     if n < 1 or batch_size < 1 or max_new_tokens < 1:
@@ -129,7 +143,7 @@ def generate_ct2_ids(
     generator = ctranslate2.Generator(
         str(folder), device=device, compute_type=compute_type, intra_threads=threads or torch.get_num_threads()
     )
-    ids = tok([rjs.format_prompt(tok, p) for p in prompts], add_special_tokens=False)["input_ids"]
+    ids = rjs.prompt_ids(tok, prompts, max_prompt_tokens)
     starts = [tok.convert_ids_to_tokens(row) for row in ids for _ in range(n)]
     sampling = (
         {"sampling_topk": 0, "sampling_topp": top_p, "sampling_temperature": temperature} if temperature > 0 else {}
@@ -161,13 +175,22 @@ def generate_vllm(
     temperature: float,
     top_p: float,
     seed: int,
+    max_prompt_tokens: int | None = None,
 ) -> list[list[str]]:
-    """n responses per prompt with vLLM (GPU only; untested on the CPU machine), list[P][n] of str."""
+    """n responses per prompt with vLLM (GPU only; untested on the CPU machine), list[P][n] of str; prompts keep
+    their last max_prompt_tokens tokens (None: all)."""
     from vllm import LLM, SamplingParams  # noqa: PLC0415  (optional GPU dependency, absent on the CPU machine)
 
     llm = LLM(model=str(policy_path), seed=seed)
     tok = llm.get_tokenizer()
-    params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, seed=seed)
+    params = SamplingParams(
+        n=n,
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_new_tokens,
+        seed=seed,
+        truncate_prompt_tokens=max_prompt_tokens,
+    )
     outputs = llm.generate([rjs.format_prompt(tok, p) for p in prompts], params)
     return [[rjs.clean_response(c.text) for c in o.outputs] for o in outputs]
 
@@ -194,7 +217,16 @@ def sample(
     n = cfg.n_samples if n is None else n
     backend = backend_for(cfg)
     if backend == "vllm":
-        return generate_vllm(hf_folder(policy_name), prompts, n, cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed)
+        return generate_vllm(
+            hf_folder(policy_name),
+            prompts,
+            n,
+            cfg.max_new_tokens,
+            cfg.temperature,
+            cfg.top_p,
+            seed,
+            cfg.prompt_tokens,
+        )
     if backend == "ct2":
         folder = ct2_folder(policy_name, cfg.ct2_compute_type)
         return generate_ct2(
@@ -208,8 +240,19 @@ def sample(
             cfg.gen_batch_size,
             seed,
             cfg.ct2_compute_type,
+            max_prompt_tokens=cfg.prompt_tokens,
         )
     policy, tok = rjs.load_causal_lm(policy_name, cfg.dtype)
     return rjs.generate(
-        policy, tok, prompts, n, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.gen_batch_size, seed, progress
+        policy,
+        tok,
+        prompts,
+        n,
+        cfg.max_new_tokens,
+        cfg.temperature,
+        cfg.top_p,
+        cfg.gen_batch_size,
+        seed,
+        progress,
+        max_prompt_tokens=cfg.prompt_tokens,
     )

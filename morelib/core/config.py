@@ -410,6 +410,12 @@ class RJSConfig:
     bon_n: tuple[int, ...]
     keep_policies: bool
 
+    @property
+    def prompt_tokens(self) -> int:
+        """Prompt tokens a sampled response is conditioned on (the last ones): max_length − max_new_tokens, so prompt
+        and response fit max_length as in SFT and perplexity."""
+        return self.max_length - self.max_new_tokens
+
 
 @dataclass(frozen=True)
 @_defaults_from("judge", "rm")
@@ -695,6 +701,11 @@ def _validate_rjs(r: RJSConfig) -> None:
         n[-1] <= r.n_samples,
         f"'rjs.bon_n' asks for best of {n[-1]} but 'rjs.n_samples' draws only {r.n_samples} per prompt: "
         f"raise rjs.n_samples to ≥ {n[-1]} or drop the larger n",
+    )
+    _check(
+        r.max_length > r.max_new_tokens,
+        f"'rjs.max_length' ({r.max_length}) must exceed 'rjs.max_new_tokens' ({r.max_new_tokens}): sampled responses "
+        f"are conditioned on the last max_length − max_new_tokens prompt tokens",
     )
 
 
