@@ -13,10 +13,12 @@
 # random pick), so MORE vs MultiTask sits inside the picture of what rejection sampling does at all.
 #
 # **Budget (default profile, 2 idle cores).** SmolLM2-135M-Instruct as policy, 128 training prompts × 8 samples × ≤ 32
-# new tokens, 128 held-out prompts. Sampling runs on `rjs.backend` (auto: HF generate here, which measured faster than
-# CTranslate2 on this CPU; `benchmarks/sampling_backends.py`). The estimate in `params/default.yaml` is ≈ 25 min, over
-# the 12-min target: sampling dominates. The paper profile runs the same cells at the paper's scale on a GPU (vLLM
-# sampling when installed).
+# new tokens, 128 held-out prompts; ≈ 10 min in all (the README's timing table has the measured cold time). Sampling
+# runs on `rjs.backend` (auto: HF generate here, which measured faster than CTranslate2 on this CPU;
+# `benchmarks/sampling_backends.py`): each prompt is read once and its KV cache shared by its samples, and it keeps its
+# last `rjs.max_length − rjs.max_new_tokens` tokens, the context SFT and perplexity see. SFT trains fp32 weights under
+# bf16 autocast where this CPU's probe finds bf16 fast. The paper profile runs the same cells at the paper's scale on a
+# GPU (vLLM sampling when installed).
 
 # %% tags=["parameters"]
 profile = "default"  # params profile: default (CPU), tiny, paper, a YAML path; with run_dir, default: the run's own

@@ -46,6 +46,10 @@ def test_curve_means_and_win_rates_by_hand():
     assert table.loc[("b", 4), "win"] == pytest.approx(1 / 3)
     assert (table["reward_lo"] <= table["reward"]).all() and (table["reward"] <= table["reward_hi"]).all()
     assert (table["win_lo"] <= table["win"]).all() and (table["win"] <= table["win_hi"]).all()
+    # the gain's CI is paired: at n = 1 every pick is sample 0, so the gain and both bounds are exactly 0
+    assert (table.xs(1, level="n")[["gain", "gain_lo", "gain_hi"]] == 0).all().all()
+    gains = np.array([3, 2, 3]) - JUDGE[:, 0]  # a at n = 4, per prompt
+    assert table.loc[("a", 4), "gain_lo"] >= gains.min() and table.loc[("a", 4), "gain_hi"] <= gains.max()
     rand = table.loc["random"]
     assert set(rand.index) == {1, 2, 4} and rand.loc[1, "share_first"] == 1.0
 
@@ -79,12 +83,19 @@ def test_figure_and_finding_show_the_table():
     chosen = best_of_n.selections({"more": RM_A, "single:helpful": RM_B}, [1, 2, 4], 4, seed=0)
     table = best_of_n.curve(JUDGE, chosen, n_boot=100, seed=0).assign(judge="gold-rm")
     fig = plots.best_of_n(table, "t")
-    assert len(fig.data) == 2 * 3 and list(fig.data[0].y) == list(table[table["selector"] == "more"]["reward"])
+    assert len(fig.data) == 2 * 3 and list(fig.data[0].y) == list(table[table["selector"] == "more"]["gain"])
     gaps = [{"judge": "gold-rm", **best_of_n.selector_gap(JUDGE, chosen, "more", "single:helpful", 4, 100, 0)}]
     trusted = {"net": 0.4, "net_lo": 0.2, "net_hi": 0.6}
     text = findings.best_of_n(table, gaps, trusted)
     assert "Best of 4" in text and "MORE 1.00" in text and "single-helpful" in text
     assert "raises the judge's reward" in text  # MORE wins on every prompt: CI [1, 1] excludes ½
+    assert text.startswith("Under judge **gold-rm**, picking the best of 4 raises it for MORE")  # verdict first
+    rand_low = table.copy()
+    last = (rand_low["selector"] == "random") & (rand_low["n"] == 4)
+    rand_low.loc[last, ["win", "win_lo", "win_hi"]] = [0.3, 0.2, 0.4]
+    text_low = findings.best_of_n(rand_low, gaps, trusted)
+    assert "lowers it for random" in text_low.split(".")[0] and "exchangeable" in text_low
+    assert "exchangeable" not in text
     untrusted = findings.best_of_n(table, gaps, {"net": 0.0, "net_lo": -0.2, "net_hi": 0.2})
     assert "raises" not in untrusted and "carry no verdict" in untrusted
     with pytest.raises(Exception, match="non-empty"):

@@ -83,7 +83,8 @@ def curve(judge: np.ndarray, chosen: Mapping[str, Mapping[int, np.ndarray]], n_b
     """Tidy best-of-n table: selector, n, reward (mean judge reward of the picks) and win (vs n = 1), with CIs.
 
     judge: the judge's rewards [P, N]; chosen: `selections` output. Columns reward_lo/hi, win_lo/hi (95 %
-    percentile bootstrap over prompts), gain = reward − the selector's n = 1 reward, share_first = share of prompts
+    percentile bootstrap over prompts), gain = reward − the n = 1 reward (sample 0's), paired per prompt, with
+    gain_lo/hi (its paired bootstrap: the prompt-to-prompt spread of rewards cancels), share_first = share of prompts
     whose pick is sample 0.
     """
     judge = np.asarray(judge, dtype=np.float64)
@@ -92,6 +93,7 @@ def curve(judge: np.ndarray, chosen: Mapping[str, Mapping[int, np.ndarray]], n_b
         for n, idx in by_n.items():
             kept = judge[np.arange(judge.shape[0]), idx]
             reward = stats.bootstrap_ci(kept, np.mean, n_boot, seed)
+            gain = stats.bootstrap_ci(kept - judge[:, 0], np.mean, n_boot, seed)
             win = stats.bootstrap_ci(win_vs_first(judge, idx), np.mean, n_boot, seed)
             rows.append(
                 {
@@ -100,7 +102,9 @@ def curve(judge: np.ndarray, chosen: Mapping[str, Mapping[int, np.ndarray]], n_b
                     "reward": reward[0],
                     "reward_lo": reward[1],
                     "reward_hi": reward[2],
-                    "gain": reward[0] - float(judge[:, 0].mean()),
+                    "gain": gain[0],
+                    "gain_lo": gain[1],
+                    "gain_hi": gain[2],
                     "win": win[0],
                     "win_lo": win[1],
                     "win_hi": win[2],

@@ -800,8 +800,9 @@ def _selector_name(selector: str) -> str:
 
 def best_of_n(table: pd.DataFrame, gaps: Sequence[dict], rel: dict | None) -> str:
     """Notebook 05's best-of-n curves under one judge (`best_of_n.curve` rows, `best_of_n.selector_gap` dicts): each
-    selector's win rate against n = 1 at the largest n with its CI, and the paired gaps between selectors; verdict
-    words only where a CI excludes ½ (win rate) or 0 (gap), and none when the judge is near chance."""
+    selector's win rate against n = 1 at the largest n with its CI, and the paired gaps between selectors, after a
+    verdict sentence naming the selectors that raise or lower the judge's reward; verdict words only where a CI
+    excludes ½ (win rate) or 0 (gap), and none when the judge is near chance."""
     judge = table["judge"].iloc[0]
     n = int(table["n"].max())
     trusted = rel is not None and not near_chance(rel)
@@ -813,14 +814,30 @@ def best_of_n(table: pd.DataFrame, gaps: Sequence[dict], rel: dict | None) -> st
             "carry no verdict."
         )
     )
-    parts = []
+    parts, moved = [], {"raises": [], "lowers": []}
     for _, row in table[table["n"] == n].iterrows():
         word = ""
         if trusted and not row["win_lo"] <= 0.5 <= row["win_hi"]:
-            word = " — raises the judge's reward" if row["win"] > 0.5 else " — lowers the judge's reward"
+            verb = "raises" if row["win"] > 0.5 else "lowers"
+            word = f" — {verb} the judge's reward"
+            moved[verb].append(_selector_name(row["selector"]))
         parts.append(
             f"{_selector_name(row['selector'])} {row['win']:.2f} (95% CI {row['win_lo']:.2f}–{row['win_hi']:.2f}){word}"
         )
+    verdict = ""
+    if trusted:
+        said = [f"{verb} it for {', '.join(names)}" for verb, names in moved.items() if names]
+        verdict = (
+            f"Under judge **{judge}**, picking the best of {n} "
+            + (" and ".join(said) if said else "beats the first sample for no selector beyond chance")
+            + " (win rate against n = 1, 95% CI away from ½)."
+        )
+        if "random" in moved["raises"] + moved["lowers"]:
+            verdict += (
+                " The random pick's expected win rate is ½ (the samples are exchangeable), so its excursion is "
+                "chance — about 1 in 20 at 95% — and a reminder that the other selectors' verdicts share that risk."
+            )
+        verdict += " "
     gap_txt = []
     for g in gaps:
         if g["judge"] != judge:
@@ -833,6 +850,6 @@ def best_of_n(table: pd.DataFrame, gaps: Sequence[dict], rel: dict | None) -> st
         )
     gaps_line = f" Paired judge-reward gaps at n = {n}: " + "; ".join(gap_txt) + "." if gap_txt else ""
     return (
-        f"Best of {n} vs best of 1 under judge **{judge}** on {int(table['prompts'].iloc[0])} prompts, win rate "
-        f"(ties ½): " + "; ".join(parts) + "." + gaps_line + caveat
+        f"{verdict}Best of {n} vs best of 1 under judge **{judge}** on {int(table['prompts'].iloc[0])} prompts, win "
+        f"rate (ties ½): " + "; ".join(parts) + "." + gaps_line + caveat
     )

@@ -574,15 +574,15 @@ def capacity_curve(
 
 
 def best_of_n(table: pd.DataFrame, title: str) -> go.Figure:
-    """Best-of-n curves (issue 26): the judge's mean reward (left) and win rate against n = 1 (right) of each
-    selector's pick vs n, with CI bars; `table` is one judge's `best_of_n.curve` rows (selector, n, reward[_lo/_hi],
-    win[_lo/_hi])."""
+    """Best-of-n curves (issue 26): the judge's mean reward gain over the first sample (left, paired per prompt) and
+    the win rate against n = 1 (right) of each selector's pick vs n, with CI bars; `table` is one judge's
+    `best_of_n.curve` rows (selector, n, gain[_lo/_hi], win[_lo/_hi])."""
     if table.empty:
         raise MoreError("best_of_n needs a non-empty table")
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("judge's mean reward of the pick", "win rate against n = 1"))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("judge's reward gain over n = 1", "win rate against n = 1"))
     for name, part in table.groupby("selector", sort=False):
         color = scheme_color("raw") if name == "random" else scheme_color(str(name))
-        for col, metric in ((1, "reward"), (2, "win")):
+        for col, metric in ((1, "gain"), (2, "win")):
             fig.add_trace(
                 go.Scatter(
                     x=part["n"],
@@ -597,6 +597,7 @@ def best_of_n(table: pd.DataFrame, title: str) -> go.Figure:
                 row=1,
                 col=col,
             )
+    fig.add_hline(y=0.0, line_dash="dash", line_color="#7f7f7f", row=1, col=1)
     fig.add_hline(y=0.5, line_dash="dash", line_color="#7f7f7f", row=1, col=2)
     fig.update_xaxes(type="log", tickvals=sorted(table["n"].unique()), title_text="n (samples the selector sees)")
     fig.update_layout(title=title, template=TEMPLATE)
