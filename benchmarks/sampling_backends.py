@@ -1,8 +1,10 @@
-"""Sampling speed of RJS's generation paths, end to end: HF generate per batch size, HF with a static KV cache,
-CTranslate2 fp32 and int8 per batch size, each CTranslate2 conversion timed; llama.cpp is reported when importable.
+"""Sampling speed of RJS's generation paths, end to end: HF generate per batch size (every sample reads its prompt),
+RJS's own HF path (`rjs.generate`: each prompt read once, its KV cache shared by its samples) per batch size, HF with a
+static KV cache, CTranslate2 fp32 and int8 per batch size, each CTranslate2 conversion timed; llama.cpp is reported
+when importable.
 
 Usage: nice -n 10 python benchmarks/sampling_backends.py [--policy smollm2-135m] [--prompts 16] [--samples 2]
-       [--new-tokens 48] [--rounds 1] [--threads 2]
+       [--new-tokens 48] [--rounds 1] [--threads 2] [--dtype auto] [--hf-batches 8 16 32] [--ct2-batches 16 32 64]
 The same --prompts real HH-helpful test prompts (policy's chat template), each sampled --samples times (T 0.8, top-p
 0.95), forced to exactly --new-tokens new tokens (min_new_tokens / min_length) so every path does the same work;
 prompt prefill included, as in RJS. Paths are timed interleaved (benchmarks/common.py) after a short warm-up of each,
@@ -55,6 +57,18 @@ def hf_call(policy, tok, prompts: list[str], n: int, batch: int, new_tokens: int
     return call
 
 
+def shared_call(policy, tok, prompts: list[str], n: int, batch: int, new_tokens: int):
+    """A zero-argument `rjs.generate` of the same work (forced length): each prompt read once, batch rows decoded
+    together."""
+
+    def call() -> None:
+        rjs.generate(
+            policy, tok, prompts, n, new_tokens, 0.8, 0.95, batch, 0, progress=False, min_new_tokens=new_tokens
+        )
+
+    return call
+
+
 def ct2_call(folder: Path, tok, prompts: list[str], n: int, batch: int, new_tokens: int, compute: str, threads: int):
     """A zero-argument CTranslate2 generation of the same work (forced length), as sampler.generate_ct2 samples."""
 
@@ -77,11 +91,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--hf-batches", nargs="+", type=int, default=[8, 16, 32])
     parser.add_argument("--ct2-batches", nargs="+", type=int, default=[16, 32, 64])
+    parser.add_argument("--dtype", default="fp32", help="HF paths' dtype: fp32 | bf16 | auto (RJS's rjs.dtype)")
     parser.add_argument("--data-dir", default=os.environ.get("MORE_DATA_DIR", DATA_DIR))
     args = parser.parse_args()
     threads = set_threads(args.threads)
     torch.manual_seed(0)
-    policy, tok = rjs.load_causal_lm(args.policy, "fp32", device="cpu")
+    policy, tok = rjs.load_causal_lm(args.policy, args.dtype, device="cpu")
     prompts = [
         p.prompt for p in load_preferences("hh-helpful", "test", data_dir=args.data_dir, limit=args.prompts, seed=0)
     ]
@@ -94,6 +109,10 @@ def main() -> None:
         )
         conversion[compute] = {"wall_s": wall, "cpu_s": cpu}
     calls = {f"hf b{b}": hf_call(policy, tok, *work, b, args.new_tokens, None) for b in args.hf_batches}
+    calls |= {
+        f"rjs.generate (prompt read once) b{b}": shared_call(policy, tok, *work, b, args.new_tokens)
+        for b in args.hf_batches
+    }
     calls[f"hf static-cache b{args.hf_batches[0]}"] = hf_call(
         policy, tok, *work, args.hf_batches[0], args.new_tokens, "static"
     )
@@ -119,7 +138,7 @@ def main() -> None:
     llama = importlib.util.find_spec("llama_cpp") is not None
     print(
         f"policy {args.policy}, {texts} texts ({len(prompts)} prompts × {args.samples}), {args.new_tokens} new tokens "
-        f"forced, threads {threads}, median of {args.rounds} interleaved round(s), "
+        f"forced, HF in {policy.dtype}, threads {threads}, median of {args.rounds} interleaved round(s), "
         f"load {machine()['load_avg_1m']:.1f}, ctranslate2 {ctranslate2.__version__}"
     )
     print(

@@ -157,3 +157,26 @@ def test_prompt_budget_is_checked_at_load():
     with pytest.raises(ConfigError, match="'rjs.max_length' \\(32\\) must exceed 'rjs.max_new_tokens' \\(32\\)"):
         load_config("tiny", {"rjs.max_length": 32, "rjs.max_new_tokens": 32})
     assert load_config("tiny").rjs.prompt_tokens == 128 - 8
+
+
+def test_generate_samples_as_plain_generate_on_the_repeated_batch(tiny):
+    policy, tok = tiny
+    # the same seed and the same rows (each prompt repeated n times): reading each prompt once changes no sample
+    got = rjs.generate(policy, tok, PROMPTS, n=3, max_new_tokens=8, temperature=1.0, top_p=0.95, batch_size=6, seed=4)
+    ids = rjs.prompt_ids(tok, PROMPTS, None)
+    order = sorted(range(len(PROMPTS)), key=lambda i: -len(ids[i]))
+    tok.padding_side = "left"
+    batch = tok.pad({"input_ids": [ids[i] for i in order for _ in range(3)]}, return_tensors="pt")
+    tok.padding_side = "right"
+    with torch.inference_mode(), rjs.rm_model._seeded(4, torch.device("cpu")):
+        seqs = policy.generate(
+            **batch, max_new_tokens=8, do_sample=True, temperature=1.0, top_p=0.95, pad_token_id=tok.pad_token_id
+        )
+    texts = [
+        rjs.clean_response(t)
+        for t in tok.batch_decode(seqs[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+    ]
+    want = [[""] * 3 for _ in PROMPTS]
+    for k, text in enumerate(texts):
+        want[order[k // 3]][k % 3] = text
+    assert got == want and len({s for row in got for s in row}) > 2  # sampled, not greedy

@@ -177,12 +177,14 @@ def generate(
     seed: int = 0,
     progress: bool = True,
     max_prompt_tokens: int | None = None,
+    min_new_tokens: int = 0,
 ) -> list[list[str]]:
     """n sampled responses per prompt, list[P][n] of str; each prompt is read once and its KV cache repeated n times.
 
     batch_size counts the responses decoded together (batch_size // n prompts per batch, at least one); batches are
-    length-sorted and left-padded, batch b seeded seed+b; prompts keep their last max_prompt_tokens tokens (None: all).
-    temperature 0 means greedy decoding (then the n responses are equal).
+    length-sorted and left-padded, batch b seeded seed+b; prompts keep their last max_prompt_tokens tokens (None: all);
+    min_new_tokens > 0 forces that many new tokens (benchmarks). temperature 0 means greedy decoding (then the n
+    responses are equal).
     """
     if n < 1 or batch_size < 1 or max_new_tokens < 1:
         raise ValueError(f"generate needs n, batch_size, max_new_tokens ≥ 1; got {n}, {batch_size}, {max_new_tokens}")
@@ -212,6 +214,7 @@ def generate(
                     attention_mask=batch["attention_mask"].repeat_interleave(n, dim=0),
                     cache=cache,
                     max_new_tokens=max_new_tokens,
+                    min_new_tokens=min_new_tokens,
                     pad_token_id=tok.pad_token_id,
                     eos_token_id=tok.eos_token_id,
                     **sampling,
