@@ -89,12 +89,12 @@ def test_figure_and_finding_show_the_table():
     text = findings.best_of_n(table, gaps, trusted)
     assert "Best of 4" in text and "MORE 1.00" in text and "single-helpful" in text
     assert "raises the judge's reward" in text  # MORE wins on every prompt: CI [1, 1] excludes ½
-    assert text.startswith("Under judge **gold-rm**, picking the best of 4 raises it for MORE")  # verdict first
+    assert text.startswith("Under judge **gold-rm**, picking the best of 4 raises the judge's reward for MORE")
     rand_low = table.copy()
     last = (rand_low["selector"] == "random") & (rand_low["n"] == 4)
     rand_low.loc[last, ["win", "win_lo", "win_hi"]] = [0.3, 0.2, 0.4]
     text_low = findings.best_of_n(rand_low, gaps, trusted)
-    assert "lowers it for random" in text_low.split(".")[0] and "exchangeable" in text_low
+    assert "random" not in text_low.split(".")[0] and "exchangeable" in text_low  # the verdict names RMs only
     assert "exchangeable" not in text
     untrusted = findings.best_of_n(table, gaps, {"net": 0.0, "net_lo": -0.2, "net_hi": 0.2})
     assert "raises" not in untrusted and "carry no verdict" in untrusted

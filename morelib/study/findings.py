@@ -798,6 +798,30 @@ def _selector_name(selector: str) -> str:
     return selector.replace(":", "-") if ":" in selector else _name(selector)
 
 
+def _best_of_n_verdict(judge: str, n: int, moved: dict[str, list[str]], rms: pd.DataFrame) -> str:
+    """The best-of-n finding's first sentence: which RMs' best of n raise or lower the judge's reward against n = 1
+    (win-rate CI away from ½), then a note when the random pick's CI leaves ½ (a chance excursion: it is ½ by
+    exchangeability)."""
+    rm_moved = {verb: [x for x in names if x != "random"] for verb, names in moved.items()}
+    said = [f"{verb} the judge's reward for {', '.join(names)}" for verb, names in rm_moved.items() if names]
+    if said:
+        rest = len(rms) - sum(len(v) for v in rm_moved.values())
+        tail = f"; {rest} other RM(s) show no detectable change" if rest else ""
+        text = f"Under judge **{judge}**, picking the best of {n} " + " and ".join(said) + tail
+    else:
+        text = (
+            f"Under judge **{judge}**, no RM's best of {n} beats the first sample beyond chance (every RM's win rate "
+            f"against n = 1 has a 95% CI that includes ½)"
+        )
+    text += "."
+    if "random" in moved["raises"] + moved["lowers"]:
+        text += (
+            " The random pick's CI leaves ½ although its expected win rate is ½ (the samples are exchangeable): a "
+            "chance excursion, about 1 in 20 at 95%, and a reminder that the RMs' verdicts share that risk."
+        )
+    return text + " "
+
+
 def best_of_n(table: pd.DataFrame, gaps: Sequence[dict], rel: dict | None) -> str:
     """Notebook 05's best-of-n curves under one judge (`best_of_n.curve` rows, `best_of_n.selector_gap` dicts): each
     selector's win rate against n = 1 at the largest n with its CI, and the paired gaps between selectors, after a
@@ -824,20 +848,8 @@ def best_of_n(table: pd.DataFrame, gaps: Sequence[dict], rel: dict | None) -> st
         parts.append(
             f"{_selector_name(row['selector'])} {row['win']:.2f} (95% CI {row['win_lo']:.2f}–{row['win_hi']:.2f}){word}"
         )
-    verdict = ""
-    if trusted:
-        said = [f"{verb} it for {', '.join(names)}" for verb, names in moved.items() if names]
-        verdict = (
-            f"Under judge **{judge}**, picking the best of {n} "
-            + (" and ".join(said) if said else "beats the first sample for no selector beyond chance")
-            + " (win rate against n = 1, 95% CI away from ½)."
-        )
-        if "random" in moved["raises"] + moved["lowers"]:
-            verdict += (
-                " The random pick's expected win rate is ½ (the samples are exchangeable), so its excursion is "
-                "chance — about 1 in 20 at 95% — and a reminder that the other selectors' verdicts share that risk."
-            )
-        verdict += " "
+    rms = table[(table["n"] == n) & (table["selector"] != "random")]
+    verdict = _best_of_n_verdict(judge, n, moved, rms) if trusted else ""
     gap_txt = []
     for g in gaps:
         if g["judge"] != judge:
