@@ -180,3 +180,15 @@ def test_generate_samples_as_plain_generate_on_the_repeated_batch(tiny):
     for k, text in enumerate(texts):
         want[order[k // 3]][k % 3] = text
     assert got == want and len({s for row in got for s in row}) > 2  # sampled, not greedy
+
+
+@pytest.mark.filterwarnings("ignore:dtype bf16 .* on a CPU where")  # forced bf16 on a CPU whose probe finds it slow
+def test_sft_under_bf16_autocast_keeps_fp32_weights_and_learns(tmp_path, tiny):
+    cfg = load_config("tiny", {"rjs.sft_lr": 1e-2, "rjs.sft_epochs": 3.0, "rjs.dtype": "bf16"}).rjs
+    before, tok = tiny
+    out = rjs.sft("tiny-random", PROMPTS, RESPONSES, tmp_path / "policy", cfg, seed=0)
+    after, tok2 = rjs.load_causal_lm(out, dtype="fp32", device="cpu")
+    assert all(p.dtype == torch.float32 for p in after.parameters())  # mixed precision: the saved weights are fp32
+    changed = [n for n, p in after.state_dict().items() if not torch.equal(p, before.state_dict()[n])]
+    assert len(changed) == len(before.state_dict())
+    assert rjs.perplexity(after, tok2, PROMPTS, RESPONSES) < rjs.perplexity(before, tok, PROMPTS, RESPONSES)

@@ -221,7 +221,8 @@ def _warn_slow_bf16(probe: DtypeProbe) -> None:
         return
     _WARNED.add(probe.key)
     warnings.warn(
-        f"model.dtype: bf16 on a CPU where {probe.backbone}'s bf16 forward measured {probe.bf16_texts_per_s:g} texts/s "
+        f"dtype bf16 (model.dtype or rjs.dtype) on a CPU where {probe.backbone}'s bf16 forward measured "
+        f"{probe.bf16_texts_per_s:g} texts/s "
         f"against {probe.fp32_texts_per_s:g} in fp32 ({probe.speedup:.2f}x; {1 / probe.speedup:.1f}x slower): bf16 "
         f"is emulated or slow here (probe {probe.key}, {probe.measured}); `auto` or fp32 runs faster",
         stacklevel=3,
