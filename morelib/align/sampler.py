@@ -227,32 +227,16 @@ def sample(
             seed,
             cfg.prompt_tokens,
         )
+    common = {
+        "max_new_tokens": cfg.max_new_tokens,
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "batch_size": cfg.gen_batch_size,
+        "seed": seed,
+        "max_prompt_tokens": cfg.prompt_tokens,
+    }
     if backend == "ct2":
-        folder = ct2_folder(policy_name, cfg.ct2_compute_type)
-        return generate_ct2(
-            folder,
-            load_tokenizer(policy_name),
-            prompts,
-            n,
-            cfg.max_new_tokens,
-            cfg.temperature,
-            cfg.top_p,
-            cfg.gen_batch_size,
-            seed,
-            cfg.ct2_compute_type,
-            max_prompt_tokens=cfg.prompt_tokens,
-        )
+        folder, tok = ct2_folder(policy_name, cfg.ct2_compute_type), load_tokenizer(policy_name)
+        return generate_ct2(folder, tok, prompts, n, compute_type=cfg.ct2_compute_type, **common)
     policy, tok = rjs.load_causal_lm(policy_name, cfg.dtype)
-    return rjs.generate(
-        policy,
-        tok,
-        prompts,
-        n,
-        cfg.max_new_tokens,
-        cfg.temperature,
-        cfg.top_p,
-        cfg.gen_batch_size,
-        seed,
-        progress,
-        max_prompt_tokens=cfg.prompt_tokens,
-    )
+    return rjs.generate(policy, tok, prompts, n, progress=progress, **common)
