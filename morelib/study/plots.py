@@ -580,12 +580,16 @@ def best_of_n(table: pd.DataFrame, title: str) -> go.Figure:
     if table.empty:
         raise MoreError("best_of_n needs a non-empty table")
     fig = make_subplots(rows=1, cols=2, subplot_titles=("judge's reward gain over n = 1", "win rate against n = 1"))
-    for name, part in table.groupby("selector", sort=False):
+    groups = list(table.groupby("selector", sort=False))
+    for k, (name, part) in enumerate(groups):
         color = scheme_color("raw") if name == "random" else scheme_color(str(name))
+        dodge = 1 + 0.035 * (k - (len(groups) - 1) / 2)  # side by side around each n (log axis), CI bars apart
         for col, metric in ((1, "gain"), (2, "win")):
             fig.add_trace(
                 go.Scatter(
-                    x=part["n"],
+                    x=part["n"] * dodge,
+                    customdata=part["n"],
+                    hovertemplate=f"{name}<br>n = %{{customdata}}<br>{metric} %{{y:.3f}}<extra></extra>",
                     y=part[metric],
                     error_y=_error_y(part, metric),
                     mode="lines+markers",
