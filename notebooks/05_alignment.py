@@ -108,8 +108,10 @@ run.save_figure("candidate_rewards", fig)
 
 # %% [markdown]
 # ## Best-of-n curves
-# The judge's mean reward of each selector's pick and its win rate against the first sample (n = 1; ties count ½), 95%
-# CIs by bootstrap over prompts. The random pick is the null curve: any gain above it is the selecting RM's.
+# The judge's reward gain of each selector's pick over the first sample (paired per prompt, so the prompt-to-prompt
+# spread of rewards cancels) and its win rate against that sample (n = 1; ties count ½), 95% CIs by bootstrap over
+# prompts; selectors are drawn side by side around each n. The random pick is the null curve: any gain above it is the
+# selecting RM's.
 
 # %%
 chosen = alignment.bon_selections(bon_scores, cfg)
