@@ -16,7 +16,6 @@ between them live in `morelib.align.sampler`.
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import math
@@ -43,7 +42,14 @@ from transformers import (
 from morelib.backbone import model as rm_model
 from morelib.core.config import RJSConfig
 from morelib.core.errors import ModelError
-from morelib.core.hardware import PROBE_BATCH, PROBE_TOKENS, default_device, dtype_probe, resolve_dtype
+from morelib.core.hardware import (
+    PROBE_BATCH,
+    PROBE_TOKENS,
+    default_device,
+    dtype_forward,
+    dtype_probe,
+    resolve_dtype,
+)
 
 IGNORE = -100  # label of tokens that take no part in the loss (prompt and padding)
 TURN = re.compile(r"\n\n(Human|Assistant):")
@@ -96,15 +102,7 @@ def _probe_forward(policy: PreTrainedModel) -> Callable[[torch.dtype], None]:
     """forward(dtype): one inference-mode forward of PROBE_BATCH rows × PROBE_TOKENS tokens (last position's logits)
     with the policy in `dtype` (a copy where it is in another dtype) — the probe's workload."""
     ids = torch.arange(PROBE_BATCH * PROBE_TOKENS).reshape(PROBE_BATCH, PROBE_TOKENS) % policy.config.vocab_size
-    copies: dict[torch.dtype, PreTrainedModel] = {}
-
-    def forward(dtype: torch.dtype) -> None:
-        if dtype not in copies:
-            copies[dtype] = policy if policy.dtype == dtype else copy.deepcopy(policy).to(dtype=dtype)
-        with torch.inference_mode():
-            copies[dtype](input_ids=ids.to(policy.device), logits_to_keep=1)
-
-    return forward
+    return dtype_forward(policy, lambda m: m(input_ids=ids.to(policy.device), logits_to_keep=1))
 
 
 def hh_messages(prompt: str) -> list[dict[str, str]]:

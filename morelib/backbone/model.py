@@ -22,7 +22,6 @@ and full fine-tuning agree; encoders always pad on the right.
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import hashlib
 import importlib.util
@@ -52,7 +51,15 @@ from transformers import (
 )
 
 from morelib.core.errors import ConfigError, ModelError, offline_hint
-from morelib.core.hardware import PROBE_BATCH, PROBE_TOKENS, cache_root, default_device, dtype_probe, resolve_dtype
+from morelib.core.hardware import (
+    PROBE_BATCH,
+    PROBE_TOKENS,
+    cache_root,
+    default_device,
+    dtype_forward,
+    dtype_probe,
+    resolve_dtype,
+)
 from morelib.core.runs import share
 
 log = logging.getLogger(__name__)
@@ -495,12 +502,4 @@ def probe_forward(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) ->
     `dtype` (a copy where the model is in another dtype) — the workload of core.hardware's bf16-vs-fp32 probe."""
     texts = [PROBE_TEXTS[i % len(PROBE_TEXTS)] * 64 for i in range(PROBE_BATCH)]  # long enough for PROBE_TOKENS
     input_ids, mask = collate(tokenizer, encode(tokenizer, texts, PROBE_TOKENS), next(model.parameters()).device)
-    copies: dict[torch.dtype, PreTrainedModel] = {}
-
-    def forward(dtype: torch.dtype) -> None:
-        if dtype not in copies:
-            copies[dtype] = model if model.dtype == dtype else copy.deepcopy(model).to(dtype=dtype)
-        with torch.inference_mode():
-            forward_pooled(copies[dtype], input_ids, mask)
-
-    return forward
+    return dtype_forward(model, lambda m: forward_pooled(m, input_ids, mask))

@@ -16,6 +16,7 @@ with one warning naming the measured slowdown.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -196,6 +197,21 @@ def _write_probe(path: Path, probe: DtypeProbe) -> None:
     with os.fdopen(fd, "w") as fh:
         fh.write(json.dumps(probe.record(), indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
+
+
+def dtype_forward(model: torch.nn.Module, run: Callable[[torch.nn.Module], None]) -> Callable[[torch.dtype], None]:
+    """forward(dtype): `run(copy)` under inference mode on the model in `dtype` (itself, or a copy made once per
+    dtype) — the workload a probe times in each dtype."""
+    copies: dict[torch.dtype, torch.nn.Module] = {}
+
+    def forward(dtype: torch.dtype) -> None:
+        if dtype not in copies:
+            current = next(model.parameters()).dtype
+            copies[dtype] = model if current == dtype else copy.deepcopy(model).to(dtype=dtype)
+        with torch.inference_mode():
+            run(copies[dtype])
+
+    return forward
 
 
 def dtype_probe(
