@@ -22,14 +22,18 @@ from morelib.core.hardware import set_threads
 from morelib.data.sources import load_preferences
 
 
-def make_call(policy, tok, prompts: list[str], batch_size: int, new_tokens: int):
-    """A zero-argument function generating exactly new_tokens for every prompt, in length-sorted left-padded batches."""
+def make_call(policy, tok, prompts: list[str], batch_size: int, new_tokens: int, n: int = 1, cache: str | None = None):
+    """A zero-argument function generating exactly new_tokens for n copies of every prompt (each copy reads its
+    prompt), in length-sorted left-padded batches; `cache` is an HF cache_implementation (None: the default)."""
     tok.padding_side = "left"
-    texts = sorted((rjs.format_prompt(tok, p) for p in prompts), key=lambda t: -len(tok(t)["input_ids"]))
+    texts = sorted(
+        (rjs.format_prompt(tok, p) for p in prompts for _ in range(n)), key=lambda t: -len(tok(t)["input_ids"])
+    )
     batches = [
         tok(texts[i : i + batch_size], add_special_tokens=False, padding=True, return_tensors="pt")
         for i in range(0, len(texts), batch_size)
     ]
+    extra = {"cache_implementation": cache} if cache else {}
 
     def call() -> None:
         with torch.inference_mode():
@@ -42,6 +46,7 @@ def make_call(policy, tok, prompts: list[str], batch_size: int, new_tokens: int)
                     temperature=0.8,
                     top_p=0.95,
                     pad_token_id=tok.pad_token_id,
+                    **extra,
                 )
 
     return call

@@ -22,39 +22,11 @@ from pathlib import Path
 import ctranslate2
 import torch
 from common import DATA_DIR, interleave, machine, median, save, timed_cpu
+from generation import make_call
 
 from morelib.align import rjs, sampler
 from morelib.core.hardware import set_threads
 from morelib.data.sources import load_preferences
-
-
-def hf_call(policy, tok, prompts: list[str], n: int, batch: int, new_tokens: int, cache: str | None):
-    """A zero-argument HF generate of n forced-length samples per prompt in length-sorted left-padded batches."""
-    tok.padding_side = "left"
-    texts = sorted(
-        (rjs.format_prompt(tok, p) for p in prompts for _ in range(n)), key=lambda t: -len(tok(t)["input_ids"])
-    )
-    batches = [
-        tok(texts[i : i + batch], add_special_tokens=False, padding=True, return_tensors="pt")
-        for i in range(0, len(texts), batch)
-    ]
-    extra = {"cache_implementation": cache} if cache else {}
-
-    def call() -> None:
-        with torch.inference_mode():
-            for b in batches:
-                policy.generate(
-                    **b,
-                    max_new_tokens=new_tokens,
-                    min_new_tokens=new_tokens,
-                    do_sample=True,
-                    temperature=0.8,
-                    top_p=0.95,
-                    pad_token_id=tok.pad_token_id,
-                    **extra,
-                )
-
-    return call
 
 
 def shared_call(policy, tok, prompts: list[str], n: int, batch: int, new_tokens: int):
@@ -108,19 +80,19 @@ def main() -> None:
             lambda compute=compute: folders.__setitem__(compute, sampler.ct2_folder(args.policy, compute))
         )
         conversion[compute] = {"wall_s": wall, "cpu_s": cpu}
-    calls = {f"hf b{b}": hf_call(policy, tok, *work, b, args.new_tokens, None) for b in args.hf_batches}
+    calls = {f"hf b{b}": make_call(policy, tok, prompts, b, args.new_tokens, args.samples) for b in args.hf_batches}
     calls |= {
         f"rjs.generate (prompt read once) b{b}": shared_call(policy, tok, *work, b, args.new_tokens)
         for b in args.hf_batches
     }
-    calls[f"hf static-cache b{args.hf_batches[0]}"] = hf_call(
-        policy, tok, *work, args.hf_batches[0], args.new_tokens, "static"
+    calls[f"hf static-cache b{args.hf_batches[0]}"] = make_call(
+        policy, tok, prompts, args.hf_batches[0], args.new_tokens, args.samples, "static"
     )
     for compute in ("float32", "int8"):
         for b in args.ct2_batches:
             calls[f"ct2 {compute} b{b}"] = ct2_call(folders[compute], tok, *work, b, args.new_tokens, compute, threads)
     for cache in (None, "static"):  # cheap warm-up: first-call allocations, kernel selection
-        hf_call(policy, tok, prompts[:2], 1, 2, 4, cache)()
+        make_call(policy, tok, prompts[:2], 2, 4, 1, cache)()
     cpu: dict[str, list[float]] = {}
     times = interleave(calls, rounds=args.rounds, warmup=0, cpu=cpu)
     texts = len(prompts) * args.samples
