@@ -1,9 +1,12 @@
-"""Shared test helpers: rerunning a notebook against a finished run (tests/test_notebooks.py, test_notebook05.py)."""
+"""Shared test helpers: rerunning a notebook against a finished run (tests/test_notebooks.py, test_notebook05.py) and
+a whole `./run_all.sh --profile NAME` into a temporary folder (test_notebooks_capacity.py, _finetune.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +14,9 @@ import pytest
 
 from morelib.core import runs
 
-NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+ROOT = Path(__file__).resolve().parents[1]
+NB_DIR = ROOT / "notebooks"
+RUN_ALL_ENV = {**os.environ, "MORE_NO_APT": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
@@ -47,3 +52,29 @@ def rerun_untouched() -> Callable[..., Path]:
         return folders[0]
 
     return rerun
+
+
+@pytest.fixture(scope="session")
+def script_env() -> dict[str, str]:
+    """The environment the project's scripts run under in tests: no apt, one thread, quiet tokenizers."""
+    return dict(RUN_ALL_ENV)
+
+
+@pytest.fixture(scope="session")
+def run_all_profile() -> Callable[[Path, str, int], Path]:
+    """run(root, profile, timeout) runs `./run_all.sh --profile <profile>` with its output under `root`, asserts it
+    exited 0 (its output's tail in the message) and returns the one run folder it made."""
+
+    def run(root: Path, profile: str, timeout: int) -> Path:
+        done = subprocess.run(
+            [str(ROOT / "run_all.sh"), "--profile", profile, "-p", "output_root", str(root)],
+            env=RUN_ALL_ENV,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+        (folder,) = [p for p in root.iterdir() if p.name.startswith(f"{profile}-")]
+        return folder
+
+    return run

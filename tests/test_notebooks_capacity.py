@@ -4,8 +4,6 @@ that hold together (finite CIs over 3 seeds, the floor beside every ECE row, tra
 ladder)."""
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,23 +12,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("0[0-9]_*.ipynb"))
-ENV = {**os.environ, "MORE_NO_APT": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 TIERS = ["linear", "mlp", "blocks"]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("capacity-outputs")
-    done = subprocess.run(
-        [str(ROOT / "run_all.sh"), "--profile", "tiny-capacity", "-p", "output_root", str(root)],
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    (folder,) = [p for p in root.iterdir() if p.name.startswith("tiny-capacity-")]
-    return folder
+def run(tmp_path_factory, run_all_profile):
+    return run_all_profile(tmp_path_factory.mktemp("capacity-outputs"), "tiny-capacity", 900)
 
 
 def test_every_notebook_finished_on_tiny_capacity(run):

@@ -4,7 +4,6 @@ capacity curve has full fine-tuning as its top rung; and
 `scripts/gpu_smoke.sh --cpu-tiny` (the GPU smoke script at tiny size on CPU) prints its throughput figures."""
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -12,26 +11,16 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ["01_diversity", "02_more_training", "03_hh_analysis", "04_k_ablation", "05_alignment"]
-ENV = {**os.environ, "MORE_NO_APT": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("0[0-9]_*.ipynb"))  # every notebook, 06 and 07 too
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ft-outputs")
-    done = subprocess.run(
-        [str(ROOT / "run_all.sh"), "--profile", "tiny-finetune", "-p", "output_root", str(root)],
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    (folder,) = [p for p in root.iterdir() if p.name.startswith("tiny-finetune-")]
-    return folder
+def run(tmp_path_factory, run_all_profile):
+    return run_all_profile(tmp_path_factory.mktemp("ft-outputs"), "tiny-finetune", 600)
 
 
 def test_every_notebook_finished_on_the_finetune_tier(run):
+    assert len(NOTEBOOKS) == 7
     for name in NOTEBOOKS:
         assert (run / name / ".done").exists() and (run / name / "metrics.json").exists(), name
         assert json.loads((run / name / "manifest.json").read_text())["profile"] == "tiny-finetune"
@@ -77,10 +66,10 @@ def test_capacity_curve_has_the_finetune_rung(run):
     assert len(ft_heads) == 1, "07's finetune rung reuses notebook 02's fine-tuned MultiTask (one folder, not two)"
 
 
-def test_gpu_smoke_script_at_tiny_size_on_cpu(tmp_path):
+def test_gpu_smoke_script_at_tiny_size_on_cpu(tmp_path, script_env):
     done = subprocess.run(
         [str(ROOT / "scripts" / "gpu_smoke.sh"), "--cpu-tiny"],
-        env={**ENV, "TMPDIR": str(tmp_path)},
+        env={**script_env, "TMPDIR": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=300,
